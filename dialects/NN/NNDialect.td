@@ -1,0 +1,68 @@
+//===- NNDialect.td - the nn dialect -----------------------*- tablegen -*-===//
+//
+// Part of weipipe. The `nn` dialect: tensor compute on static shapes.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef WEIPIPE_DIALECT_NN_NNDIALECT_TD
+#define WEIPIPE_DIALECT_NN_NNDIALECT_TD
+
+include "mlir/IR/OpBase.td"
+include "mlir/IR/AttrTypeBase.td"
+include "mlir/IR/EnumAttr.td"
+
+def NN_Dialect : Dialect {
+  let name = "nn";
+  let summary = "Tensor compute for transformer training on static shapes";
+  let description = [{
+    The `nn` dialect is the level ONNX imports into. It has primitive ops that
+    ONNX operators map onto one to one (matmul, add, softmax, reshape, ...) and
+    fused transformer ops (linear, layer_norm, rms_norm, attention, rotary,
+    gelu, swiglu, embedding, cross_entropy) that later passes raise the
+    primitives to. Every tensor has a static shape. Floating-point compute is
+    f32, bf16 or f16; indices are i32 or i64; predicates are i1.
+
+    Parameters (trainable weights) are module-level `nn.parameter` symbols that
+    reference their bytes by file, offset and length: the IR never holds weight
+    bytes. `nn.param` reads one inside a function.
+  }];
+  let cppNamespace = "::mlir::weipipe::nn";
+  let useDefaultAttributePrinterParser = 1;
+  let hasConstantMaterializer = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// Type constraints
+//===----------------------------------------------------------------------===//
+
+def NN_FloatElement : AnyTypeOf<[F32, BF16, F16]>;
+def NN_IndexElement : AnyTypeOf<[I32, I64]>;
+def NN_AnyElement : AnyTypeOf<[F32, BF16, F16, I64, I32, I1]>;
+
+def NN_FloatTensor : StaticShapeTensorOf<[F32, BF16, F16]>;
+def NN_IndexTensor : StaticShapeTensorOf<[I32, I64]>;
+def NN_BoolTensor : StaticShapeTensorOf<[I1]>;
+def NN_NumericTensor : StaticShapeTensorOf<[F32, BF16, F16, I32, I64]>;
+def NN_AnyTensor : StaticShapeTensorOf<[F32, BF16, F16, I32, I64, I1]>;
+def NN_ScalarFloatTensor : TensorRankOf<[F32], [0]>;
+
+//===----------------------------------------------------------------------===//
+// Enums
+//===----------------------------------------------------------------------===//
+
+def NN_GeluApproximationAttr : I32EnumAttr<"GeluApproximation",
+    "how GELU is computed", [
+      I32EnumAttrCase<"none", 0>,
+      I32EnumAttrCase<"tanh", 1>
+    ]> {
+  let cppNamespace = "::mlir::weipipe::nn";
+}
+
+//===----------------------------------------------------------------------===//
+// Base op
+//===----------------------------------------------------------------------===//
+
+class NN_Op<string mnemonic, list<Trait> traits = []>
+    : Op<NN_Dialect, mnemonic, traits>;
+
+#endif // WEIPIPE_DIALECT_NN_NNDIALECT_TD

@@ -1,0 +1,643 @@
+//===- NNOps.td - nn dialect ops ---------------------------*- tablegen -*-===//
+//
+// Part of weipipe. Ops of the `nn` dialect: parameters and constants,
+// primitive tensor ops that ONNX maps onto, and fused transformer ops.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef WEIPIPE_DIALECT_NN_NNOPS_TD
+#define WEIPIPE_DIALECT_NN_NNOPS_TD
+
+include "NNDialect.td"
+include "mlir/IR/SymbolInterfaces.td"
+include "mlir/IR/BuiltinAttributeInterfaces.td"
+include "mlir/Interfaces/SideEffectInterfaces.td"
+include "mlir/Interfaces/InferTypeOpInterface.td"
+
+//===----------------------------------------------------------------------===//
+// Parameters and constants
+//===----------------------------------------------------------------------===//
+
+def NN_ParameterOp : NN_Op<"parameter", [Symbol, HasParent<"ModuleOp">]> {
+  let summary = "a trainable parameter and where its bytes are stored";
+  let description = [{
+    Declares a parameter: a named tensor whose initial value lives in a file,
+    at a byte offset, as `length` little-endian bytes of the tensor's element
+    type in row-major order. The IR never holds the bytes, so importing a large
+    model costs what importing its graph costs. `file` is the ONNX model (for
+    inline initializers), an ONNX external-data file, or a safetensors file.
+
+    Example:
+
+    ```mlir
+    nn.parameter @"wte.weight" : tensor<64x32xf32> at "model.onnx"[1024, 8192]
+    ```
+  }];
+  let arguments = (ins SymbolNameAttr:$sym_name,
+                       TypeAttrOf<NN_FloatTensor>:$param_type,
+                       StrAttr:$file,
+                       ConfinedAttr<I64Attr, [IntNonNegative]>:$offset,
+                       ConfinedAttr<I64Attr, [IntNonNegative]>:$length);
+  let assemblyFormat = [{
+    $sym_name `:` $param_type `at` $file `[` $offset `,` $length `]` attr-dict
+  }];
+  let hasVerifier = 1;
+}
+
+def NN_ParamOp : NN_Op<"param", [Pure,
+    DeclareOpInterfaceMethods<SymbolUserOpInterface>]> {
+  let summary = "reads a parameter";
+  let description = [{
+    Yields the current value of the `nn.parameter` named by `name`. The result
+    type must equal the parameter's type. One parameter read in several places
+    (a tied embedding and LM head) is one parameter.
+
+    Example:
+
+    ```mlir
+    %w = nn.param @"wte.weight" : tensor<64x32xf32>
+    ```
+  }];
+  let arguments = (ins FlatSymbolRefAttr:$name);
+  let results = (outs NN_FloatTensor:$result);
+  let assemblyFormat = "$name attr-dict `:` type($result)";
+}
+
+def NN_ConstantOp : NN_Op<"constant", [ConstantLike, Pure,
+    AllTypesMatch<["value", "result"]>]> {
+  let summary = "a constant tensor";
+  let description = [{
+    A constant that is not a parameter: a mask, a rotary table, a scalar.
+
+    Example:
+
+    ```mlir
+    %c = nn.constant dense<1.0> : tensor<f32>
+    ```
+  }];
+  let arguments = (ins TypedAttrInterface:$value);
+  let results = (outs NN_AnyTensor:$result);
+  let assemblyFormat = "attr-dict $value";
+  let hasFolder = 1;
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// Elementwise ops
+//===----------------------------------------------------------------------===//
+
+// Binary op with ONNX multidirectional (numpy) broadcasting.
+class NN_BroadcastBinaryOp<string mnemonic, string what, TypeConstraint operandT,
+                           TypeConstraint resultT, list<Trait> traits = []>
+    : NN_Op<mnemonic, !listconcat([Pure], traits)> {
+  let summary = "elementwise " # what # " with broadcasting";
+  let description = [{
+    Computes `}] # what # [{` elementwise. The operands broadcast against each
+    other as in NumPy (and ONNX): shapes are aligned at the trailing
+    dimension, and a dimension of 1 stretches to the other's size. The result
+    has the broadcast shape. Both operands have the same element type.
+
+    Example:
+
+    ```mlir
+    %r = nn.}] # mnemonic # [{ %a, %b : (tensor<2x1x8xf32>, tensor<8xf32>) -> tensor<2x1x8xf32>
+    ```
+  }];
+  let arguments = (ins operandT:$lhs, operandT:$rhs);
+  let results = (outs resultT:$result);
+  let assemblyFormat = [{
+    $lhs `,` $rhs attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+def NN_AddOp : NN_BroadcastBinaryOp<"add", "lhs + rhs", NN_NumericTensor, NN_NumericTensor, [Commutative]>;
+def NN_SubOp : NN_BroadcastBinaryOp<"sub", "lhs - rhs", NN_NumericTensor, NN_NumericTensor>;
+def NN_MulOp : NN_BroadcastBinaryOp<"mul", "lhs * rhs", NN_NumericTensor, NN_NumericTensor, [Commutative]>;
+def NN_DivOp : NN_BroadcastBinaryOp<"div", "lhs / rhs", NN_NumericTensor, NN_NumericTensor>;
+def NN_PowOp : NN_BroadcastBinaryOp<"pow", "lhs ^ rhs", NN_FloatTensor, NN_FloatTensor>;
+def NN_MaxOp : NN_BroadcastBinaryOp<"max", "max(lhs, rhs)", NN_NumericTensor, NN_NumericTensor, [Commutative]>;
+def NN_MinOp : NN_BroadcastBinaryOp<"min", "min(lhs, rhs)", NN_NumericTensor, NN_NumericTensor, [Commutative]>;
+def NN_EqualOp : NN_BroadcastBinaryOp<"equal", "lhs == rhs", NN_AnyTensor, NN_BoolTensor, [Commutative]>;
+def NN_LessOp : NN_BroadcastBinaryOp<"less", "lhs < rhs", NN_NumericTensor, NN_BoolTensor>;
+def NN_GreaterOp : NN_BroadcastBinaryOp<"greater", "lhs > rhs", NN_NumericTensor, NN_BoolTensor>;
+def NN_AndOp : NN_BroadcastBinaryOp<"and", "lhs and rhs", NN_BoolTensor, NN_BoolTensor, [Commutative]>;
+def NN_OrOp : NN_BroadcastBinaryOp<"or", "lhs or rhs", NN_BoolTensor, NN_BoolTensor, [Commutative]>;
+
+// Unary op: result type equals operand type.
+class NN_UnaryOp<string mnemonic, string what, TypeConstraint t = NN_FloatTensor>
+    : NN_Op<mnemonic, [Pure, SameOperandsAndResultType]> {
+  let summary = "elementwise " # what;
+  let description = [{
+    Computes `}] # what # [{` elementwise; the result has the operand's type.
+
+    Example:
+
+    ```mlir
+    %r = nn.}] # mnemonic # [{ %x : tensor<2x8xf32>
+    ```
+  }];
+  let arguments = (ins t:$input);
+  let results = (outs t:$result);
+  let assemblyFormat = "$input attr-dict `:` type($input)";
+}
+
+def NN_NegOp : NN_UnaryOp<"neg", "-x", NN_NumericTensor>;
+def NN_AbsOp : NN_UnaryOp<"abs", "|x|", NN_NumericTensor>;
+def NN_SqrtOp : NN_UnaryOp<"sqrt", "sqrt(x)">;
+def NN_ReciprocalOp : NN_UnaryOp<"reciprocal", "1 / x">;
+def NN_ExpOp : NN_UnaryOp<"exp", "exp(x)">;
+def NN_LogOp : NN_UnaryOp<"log", "log(x)">;
+def NN_ErfOp : NN_UnaryOp<"erf", "erf(x)">;
+def NN_TanhOp : NN_UnaryOp<"tanh", "tanh(x)">;
+def NN_SigmoidOp : NN_UnaryOp<"sigmoid", "1 / (1 + exp(-x))">;
+def NN_ReluOp : NN_UnaryOp<"relu", "max(x, 0)">;
+def NN_SinOp : NN_UnaryOp<"sin", "sin(x)">;
+def NN_CosOp : NN_UnaryOp<"cos", "cos(x)">;
+def NN_NotOp : NN_UnaryOp<"not", "not x", NN_BoolTensor>;
+
+def NN_CastOp : NN_Op<"cast", [Pure, SameOperandsAndResultShape]> {
+  let summary = "converts the element type";
+  let description = [{
+    Converts each element to the result's element type (round to nearest even
+    for narrowing float casts, truncation toward zero for float to integer,
+    `x != 0` for casts to i1).
+
+    Example:
+
+    ```mlir
+    %h = nn.cast %x : tensor<2x8xf32> to tensor<2x8xbf16>
+    ```
+  }];
+  let arguments = (ins NN_AnyTensor:$input);
+  let results = (outs NN_AnyTensor:$result);
+  let assemblyFormat = "$input attr-dict `:` type($input) `to` type($result)";
+}
+
+def NN_WhereOp : NN_Op<"where", [Pure]> {
+  let summary = "selects elementwise with broadcasting";
+  let description = [{
+    `result = condition ? lhs : rhs`, elementwise, with all three operands
+    broadcast to the result shape as in NumPy. `lhs` and `rhs` have the
+    result's element type.
+
+    Example:
+
+    ```mlir
+    %r = nn.where %m, %a, %b : (tensor<8x8xi1>, tensor<2x4x8x8xf32>, tensor<f32>) -> tensor<2x4x8x8xf32>
+    ```
+  }];
+  let arguments = (ins NN_BoolTensor:$condition, NN_AnyTensor:$lhs,
+                       NN_AnyTensor:$rhs);
+  let results = (outs NN_AnyTensor:$result);
+  let assemblyFormat = [{
+    $condition `,` $lhs `,` $rhs attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// Shape and data movement
+//===----------------------------------------------------------------------===//
+
+def NN_ReshapeOp : NN_Op<"reshape", [Pure]> {
+  let summary = "reinterprets a tensor with another static shape";
+  let description = [{
+    Same elements in row-major order, new shape; the element counts must be
+    equal. ONNX Reshape, Squeeze, Unsqueeze and Flatten import as this op.
+
+    Example:
+
+    ```mlir
+    %r = nn.reshape %x : tensor<2x8x32xf32> to tensor<2x8x4x8xf32>
+    ```
+  }];
+  let arguments = (ins NN_AnyTensor:$input);
+  let results = (outs NN_AnyTensor:$result);
+  let assemblyFormat = "$input attr-dict `:` type($input) `to` type($result)";
+  let hasVerifier = 1;
+}
+
+def NN_TransposeOp : NN_Op<"transpose", [Pure]> {
+  let summary = "permutes dimensions";
+  let description = [{
+    Result dimension `i` is input dimension `perm[i]`. `perm` is a permutation
+    of `[0, rank)`.
+
+    Example:
+
+    ```mlir
+    %r = nn.transpose %x [0, 2, 1, 3] : tensor<2x8x4x8xf32> to tensor<2x4x8x8xf32>
+    ```
+  }];
+  let arguments = (ins NN_AnyTensor:$input, DenseI64ArrayAttr:$perm);
+  let results = (outs NN_AnyTensor:$result);
+  let assemblyFormat = "$input $perm attr-dict `:` type($input) `to` type($result)";
+  let hasVerifier = 1;
+}
+
+def NN_BroadcastOp : NN_Op<"broadcast", [Pure]> {
+  let summary = "broadcasts to a larger shape";
+  let description = [{
+    Stretches the input to the result shape with NumPy rules: the input's
+    shape, aligned at the trailing dimension, must broadcast to exactly the
+    result's shape. ONNX Expand imports as this op.
+
+    Example:
+
+    ```mlir
+    %r = nn.broadcast %x : tensor<1x8xi64> to tensor<2x8xi64>
+    ```
+  }];
+  let arguments = (ins NN_AnyTensor:$input);
+  let results = (outs NN_AnyTensor:$result);
+  let assemblyFormat = "$input attr-dict `:` type($input) `to` type($result)";
+  let hasVerifier = 1;
+}
+
+def NN_ConcatOp : NN_Op<"concat", [Pure]> {
+  let summary = "concatenates along one axis";
+  let description = [{
+    Joins the operands along `axis` (in `[0, rank)`); all other dimensions
+    must agree, and the result's `axis` dimension is the sum.
+
+    Example:
+
+    ```mlir
+    %r = nn.concat %a, %b {axis = 1 : i64} : (tensor<2x3xf32>, tensor<2x5xf32>) -> tensor<2x8xf32>
+    ```
+  }];
+  let arguments = (ins Variadic<NN_AnyTensor>:$inputs,
+                       ConfinedAttr<I64Attr, [IntNonNegative]>:$axis);
+  let results = (outs NN_AnyTensor:$result);
+  let assemblyFormat = "$inputs attr-dict `:` functional-type($inputs, results)";
+  let hasVerifier = 1;
+}
+
+def NN_SliceOp : NN_Op<"slice", [Pure]> {
+  let summary = "takes a strided slice";
+  let description = [{
+    For every dimension `d`, takes indices `starts[d], starts[d] + steps[d],
+    ...` up to but excluding `ends[d]`. Starts and ends are already clamped:
+    for a positive step `0 <= start <= end <= size`; for a negative step
+    `-1 <= end <= start < size` (an end of -1 means "through index 0"). The
+    result dimension is the number of indices taken. Steps are nonzero.
+
+    Example:
+
+    ```mlir
+    %r = nn.slice %x [0, 0] [2, 4] [1, 1] : tensor<2x8xf32> to tensor<2x4xf32>
+    ```
+  }];
+  let arguments = (ins NN_AnyTensor:$input, DenseI64ArrayAttr:$starts,
+                       DenseI64ArrayAttr:$ends, DenseI64ArrayAttr:$steps);
+  let results = (outs NN_AnyTensor:$result);
+  let assemblyFormat = [{
+    $input $starts $ends $steps attr-dict `:` type($input) `to` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
+def NN_GatherOp : NN_Op<"gather", [Pure]> {
+  let summary = "gathers slices along one axis";
+  let description = [{
+    ONNX Gather: `result[i..., j..., k...] = input[i..., indices[j...], k...]`
+    where `axis` selects the gathered dimension. The result shape is
+    `input.shape[:axis] ++ indices.shape ++ input.shape[axis+1:]`. Negative
+    indices count from the end.
+
+    Example:
+
+    ```mlir
+    %r = nn.gather %table, %ids {axis = 0 : i64} : (tensor<64x32xf32>, tensor<2x8xi64>) -> tensor<2x8x32xf32>
+    ```
+  }];
+  let arguments = (ins NN_AnyTensor:$input, NN_IndexTensor:$indices,
+                       ConfinedAttr<I64Attr, [IntNonNegative]>:$axis);
+  let results = (outs NN_AnyTensor:$result);
+  let assemblyFormat = [{
+    $input `,` $indices attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+def NN_TriluOp : NN_Op<"trilu", [Pure, SameOperandsAndResultType]> {
+  let summary = "keeps the upper or lower triangle of the last two dims";
+  let description = [{
+    ONNX Trilu with a static diagonal offset `k`: elements outside the kept
+    triangle become zero.
+
+    Example:
+
+    ```mlir
+    %r = nn.trilu %x {upper = false, k = 0 : i64} : tensor<8x8xf32>
+    ```
+  }];
+  let arguments = (ins NN_AnyTensor:$input, BoolAttr:$upper, I64Attr:$k);
+  let results = (outs NN_AnyTensor:$result);
+  let assemblyFormat = "$input attr-dict `:` type($input)";
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// Reductions, softmax, matmul
+//===----------------------------------------------------------------------===//
+
+class NN_ReduceOp<string mnemonic, string what>
+    : NN_Op<mnemonic, [Pure]> {
+  let summary = what # " over axes";
+  let description = [{
+    Reduces with }] # what # [{ over `axes` (sorted, unique, in `[0, rank)`).
+    With `keepdims` the reduced dimensions stay as size 1, else they are
+    removed.
+
+    Example:
+
+    ```mlir
+    %r = nn.}] # mnemonic # [{ %x {axes = array<i64: 2>, keepdims = true} : tensor<2x8x32xf32> to tensor<2x8x1xf32>
+    ```
+  }];
+  let arguments = (ins NN_NumericTensor:$input, DenseI64ArrayAttr:$axes,
+                       BoolAttr:$keepdims);
+  let results = (outs NN_NumericTensor:$result);
+  let assemblyFormat = "$input attr-dict `:` type($input) `to` type($result)";
+  let hasVerifier = 1;
+}
+
+def NN_ReduceMeanOp : NN_ReduceOp<"reduce_mean", "the mean">;
+def NN_ReduceSumOp : NN_ReduceOp<"reduce_sum", "the sum">;
+def NN_ReduceMaxOp : NN_ReduceOp<"reduce_max", "the maximum">;
+
+class NN_SoftmaxLikeOp<string mnemonic, string what>
+    : NN_Op<mnemonic, [Pure, SameOperandsAndResultType]> {
+  let summary = what # " along one axis";
+  let description = [{
+    Computes }] # what # [{ along `axis` (in `[0, rank)`).
+
+    Example:
+
+    ```mlir
+    %p = nn.}] # mnemonic # [{ %x {axis = 3 : i64} : tensor<2x4x8x8xf32>
+    ```
+  }];
+  let arguments = (ins NN_FloatTensor:$input,
+                       ConfinedAttr<I64Attr, [IntNonNegative]>:$axis);
+  let results = (outs NN_FloatTensor:$result);
+  let assemblyFormat = "$input attr-dict `:` type($input)";
+  let hasVerifier = 1;
+}
+
+def NN_SoftmaxOp : NN_SoftmaxLikeOp<"softmax", "softmax">;
+def NN_LogSoftmaxOp : NN_SoftmaxLikeOp<"log_softmax", "log-softmax">;
+
+def NN_MatmulOp : NN_Op<"matmul", [Pure]> {
+  let summary = "matrix product with batch broadcasting";
+  let description = [{
+    ONNX/NumPy matmul: the last two dimensions multiply (`[M, K] x [K, N]`),
+    leading dimensions broadcast. A rank-1 lhs is promoted to `[1, K]` and a
+    rank-1 rhs to `[K, 1]`, and the promoted dimension is removed from the
+    result.
+
+    Example:
+
+    ```mlir
+    %r = nn.matmul %a, %b : (tensor<2x8x32xf32>, tensor<32x96xf32>) -> tensor<2x8x96xf32>
+    ```
+  }];
+  let arguments = (ins NN_FloatTensor:$lhs, NN_FloatTensor:$rhs);
+  let results = (outs NN_FloatTensor:$result);
+  let assemblyFormat = [{
+    $lhs `,` $rhs attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// Fused transformer ops
+//===----------------------------------------------------------------------===//
+
+def NN_LinearOp : NN_Op<"linear", [Pure]> {
+  let summary = "affine map over the last dimension";
+  let description = [{
+    `result = input x W (+ bias)` over the last dimension. With
+    `transpose_weight` the weight is stored `[N, K]` (PyTorch's layout) and
+    used transposed; otherwise it is `[K, N]` (ONNX MatMul's layout). The bias,
+    if present, is `[N]`.
+
+    Example:
+
+    ```mlir
+    %y = nn.linear %x, %w, %b {transpose_weight = false} : (tensor<2x8x32xf32>, tensor<32x96xf32>, tensor<96xf32>) -> tensor<2x8x96xf32>
+    ```
+  }];
+  let arguments = (ins NN_FloatTensor:$input, NN_FloatTensor:$weight,
+                       Optional<NN_FloatTensor>:$bias,
+                       BoolAttr:$transpose_weight);
+  let results = (outs NN_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input `,` $weight (`,` $bias^)? attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+def NN_LayerNormOp : NN_Op<"layer_norm", [Pure]> {
+  let summary = "layer normalization";
+  let description = [{
+    Normalizes over dimensions `[axis, rank)` to zero mean and unit variance
+    (biased variance, `epsilon` added before the square root), then scales by
+    `scale` and adds `bias`. Scale and bias have the normalized shape
+    `input.shape[axis:]`.
+
+    Example:
+
+    ```mlir
+    %y = nn.layer_norm %x, %g, %b {axis = 2 : i64, epsilon = 1.0e-05 : f32} : (tensor<2x8x32xf32>, tensor<32xf32>, tensor<32xf32>) -> tensor<2x8x32xf32>
+    ```
+  }];
+  let arguments = (ins NN_FloatTensor:$input, NN_FloatTensor:$scale,
+                       Optional<NN_FloatTensor>:$bias,
+                       ConfinedAttr<I64Attr, [IntNonNegative]>:$axis,
+                       F32Attr:$epsilon);
+  let results = (outs NN_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input `,` $scale (`,` $bias^)? attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+def NN_RMSNormOp : NN_Op<"rms_norm", [Pure]> {
+  let summary = "root-mean-square normalization";
+  let description = [{
+    `result = input / sqrt(mean(input^2 over [axis, rank)) + epsilon) * scale`.
+    The scale has the normalized shape `input.shape[axis:]`.
+
+    Example:
+
+    ```mlir
+    %y = nn.rms_norm %x, %g {axis = 2 : i64, epsilon = 1.0e-06 : f32} : (tensor<2x8x32xf32>, tensor<32xf32>) -> tensor<2x8x32xf32>
+    ```
+  }];
+  let arguments = (ins NN_FloatTensor:$input, NN_FloatTensor:$scale,
+                       ConfinedAttr<I64Attr, [IntNonNegative]>:$axis,
+                       F32Attr:$epsilon);
+  let results = (outs NN_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input `,` $scale attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+def NN_AttentionOp : NN_Op<"attention", [Pure]> {
+  let summary = "scaled dot-product attention, optionally causal, with GQA";
+  let description = [{
+    `softmax(q kᵀ · scale + mask) v` per head. Two layouts:
+    - rank 4, heads explicit: q `[B, H, Sq, D]`, k and v `[B, Hkv, Sk, D]`
+      (v may have its own head size `Dv`), result `[B, H, Sq, Dv]`;
+    - rank 3, heads folded into the hidden dimension: q `[B, Sq, H·D]`, k and
+      v `[B, Sk, Hkv·D]`, result `[B, Sq, H·Dv]`; the hidden sizes must be
+      divisible by the head counts.
+    Grouped-query attention: `num_heads` must be a multiple of
+    `num_kv_heads`; query head `h` uses key/value head `h / (H / Hkv)`.
+    `causal` masks key positions after the query position (top-left aligned).
+    The optional `mask` is additive (float) or a keep-mask (i1) that
+    broadcasts to `[B, H, Sq, Sk]`.
+
+    Example:
+
+    ```mlir
+    %o = nn.attention %q, %k, %v {causal = true, num_heads = 4 : i64, num_kv_heads = 2 : i64, scale = 0.353553385 : f32} : (tensor<2x4x8x8xf32>, tensor<2x2x8x8xf32>, tensor<2x2x8x8xf32>) -> tensor<2x4x8x8xf32>
+    ```
+  }];
+  let arguments = (ins NN_FloatTensor:$query, NN_FloatTensor:$key,
+                       NN_FloatTensor:$value,
+                       Optional<StaticShapeTensorOf<[F32, BF16, F16, I1]>>:$mask,
+                       ConfinedAttr<I64Attr, [IntPositive]>:$num_heads,
+                       ConfinedAttr<I64Attr, [IntPositive]>:$num_kv_heads,
+                       BoolAttr:$causal, F32Attr:$scale);
+  let results = (outs NN_FloatTensor:$result);
+  let assemblyFormat = [{
+    $query `,` $key `,` $value (`,` $mask^)? attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+def NN_RotaryOp : NN_Op<"rotary", [Pure]> {
+  let summary = "rotary position embedding";
+  let description = [{
+    Rotates the first `rotary_dim` features of each head by position-dependent
+    angles; the rest pass through. `input` is `[B, H, S, D]`; `cos` and `sin`
+    are `[S, rotary_dim / 2]` or `[B, S, rotary_dim / 2]`, already gathered
+    for the positions in use. With `interleaved` the rotated pairs are
+    `(2i, 2i+1)`; otherwise they are `(i, i + rotary_dim/2)` (the rotate-half
+    form of GPT-NeoX and Llama).
+
+    Example:
+
+    ```mlir
+    %r = nn.rotary %x, %cos, %sin {interleaved = false, rotary_dim = 8 : i64} : (tensor<2x4x8x8xf32>, tensor<8x4xf32>, tensor<8x4xf32>) -> tensor<2x4x8x8xf32>
+    ```
+  }];
+  let arguments = (ins NN_FloatTensor:$input, NN_FloatTensor:$cos,
+                       NN_FloatTensor:$sin, BoolAttr:$interleaved,
+                       ConfinedAttr<I64Attr, [IntPositive]>:$rotary_dim);
+  let results = (outs NN_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input `,` $cos `,` $sin attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+def NN_GeluOp : NN_Op<"gelu", [Pure, SameOperandsAndResultType]> {
+  let summary = "Gaussian error linear unit";
+  let description = [{
+    `x · Φ(x)`, exactly (`approximate = none`, via erf) or with the tanh
+    approximation (`approximate = tanh`, GPT-2's "gelu_new").
+
+    Example:
+
+    ```mlir
+    %y = nn.gelu %x {approximate = 1 : i32} : tensor<2x8x128xf32>
+    ```
+  }];
+  let arguments = (ins NN_FloatTensor:$input,
+                       NN_GeluApproximationAttr:$approximate);
+  let results = (outs NN_FloatTensor:$result);
+  let assemblyFormat = "$input attr-dict `:` type($input)";
+}
+
+def NN_SiluOp : NN_Op<"silu", [Pure, SameOperandsAndResultType]> {
+  let summary = "sigmoid linear unit";
+  let description = [{
+    `x · sigmoid(x)`.
+
+    Example:
+
+    ```mlir
+    %y = nn.silu %x : tensor<2x8x128xf32>
+    ```
+  }];
+  let arguments = (ins NN_FloatTensor:$input);
+  let results = (outs NN_FloatTensor:$result);
+  let assemblyFormat = "$input attr-dict `:` type($input)";
+}
+
+def NN_SwigluOp : NN_Op<"swiglu", [Pure, SameOperandsAndResultType]> {
+  let summary = "gated SiLU: silu(gate) * up";
+  let description = [{
+    The SwiGLU feed-forward gate: `silu(gate) · up`, elementwise.
+
+    Example:
+
+    ```mlir
+    %y = nn.swiglu %gate, %up : tensor<2x8x128xf32>
+    ```
+  }];
+  let arguments = (ins NN_FloatTensor:$gate, NN_FloatTensor:$up);
+  let results = (outs NN_FloatTensor:$result);
+  let assemblyFormat = "$gate `,` $up attr-dict `:` type($result)";
+}
+
+def NN_EmbeddingOp : NN_Op<"embedding", [Pure]> {
+  let summary = "looks up rows of a table";
+  let description = [{
+    `result[i...] = table[ids[i...]]`: `table` is `[V, H]`, the result is
+    `ids.shape ++ [H]`.
+
+    Example:
+
+    ```mlir
+    %e = nn.embedding %table, %ids : (tensor<64x32xf32>, tensor<2x8xi64>) -> tensor<2x8x32xf32>
+    ```
+  }];
+  let arguments = (ins NN_FloatTensor:$table, NN_IndexTensor:$ids);
+  let results = (outs NN_FloatTensor:$result);
+  let assemblyFormat = [{
+    $table `,` $ids attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+def NN_CrossEntropyOp : NN_Op<"cross_entropy", [Pure]> {
+  let summary = "mean cross-entropy of logits against target ids";
+  let description = [{
+    `mean over positions with target != ignore_index of
+    (logsumexp(logits[p, :]) - logits[p, target[p]])`. `logits` is
+    `T ++ [V]` and `targets` is `T` for any leading shape `T`. The result is
+    an f32 scalar.
+
+    Example:
+
+    ```mlir
+    %l = nn.cross_entropy %logits, %t {ignore_index = -100 : i64} : (tensor<2x8x64xf32>, tensor<2x8xi64>) -> tensor<f32>
+    ```
+  }];
+  let arguments = (ins NN_FloatTensor:$logits, NN_IndexTensor:$targets,
+                       I64Attr:$ignore_index);
+  let results = (outs NN_ScalarFloatTensor:$result);
+  let assemblyFormat = [{
+    $logits `,` $targets attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+#endif // WEIPIPE_DIALECT_NN_NNOPS_TD

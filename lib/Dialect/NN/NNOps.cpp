@@ -1,0 +1,568 @@
+//===- NNOps.cpp - nn dialect ops -----------------------------------------===//
+//
+// Part of weipipe. Verifiers check every invariant that can be checked on one
+// op: shapes agree with the op's semantics, element types agree, axes are in
+// range, heads divide hidden sizes, and GQA groups are whole.
+//
+//===----------------------------------------------------------------------===//
+
+#include "weipipe/Dialect/NN/NNOps.h"
+
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/OpImplementation.h"
+#include "llvm/ADT/STLExtras.h"
+#include "llvm/ADT/SmallSet.h"
+
+using namespace mlir;
+using namespace mlir::weipipe::nn;
+
+//===----------------------------------------------------------------------===//
+// Shape helpers
+//===----------------------------------------------------------------------===//
+
+std::optional<SmallVector<int64_t>>
+mlir::weipipe::nn::broadcastShapes(ArrayRef<ArrayRef<int64_t>> shapes) {
+  size_t rank = 0;
+  for (ArrayRef<int64_t> s : shapes)
+    rank = std::max(rank, s.size());
+  SmallVector<int64_t> out(rank, 1);
+  for (ArrayRef<int64_t> s : shapes) {
+    size_t off = rank - s.size();
+    for (size_t i = 0; i < s.size(); ++i) {
+      int64_t &o = out[off + i];
+      if (s[i] == o || s[i] == 1)
+        continue;
+      if (o != 1)
+        return std::nullopt;
+      o = s[i];
+    }
+  }
+  return out;
+}
+
+std::optional<SmallVector<int64_t>>
+mlir::weipipe::nn::matmulShape(ArrayRef<int64_t> lhs, ArrayRef<int64_t> rhs,
+                               std::string *why) {
+  auto fail = [&](const Twine &msg) -> std::optional<SmallVector<int64_t>> {
+    if (why)
+      *why = msg.str();
+    return std::nullopt;
+  };
+  if (lhs.empty() || rhs.empty())
+    return fail("matmul operands must have rank >= 1");
+  SmallVector<int64_t> a(lhs), b(rhs);
+  bool promotedA = a.size() == 1, promotedB = b.size() == 1;
+  if (promotedA)
+    a.insert(a.begin(), 1);
+  if (promotedB)
+    b.push_back(1);
+  int64_t k1 = a.back(), k2 = b[b.size() - 2];
+  if (k1 != k2)
+    return fail("contracting dimensions differ: " + Twine(k1) + " vs " +
+                Twine(k2));
+  ArrayRef<int64_t> batchA = ArrayRef<int64_t>(a).drop_back(2);
+  ArrayRef<int64_t> batchB = ArrayRef<int64_t>(b).drop_back(2);
+  auto batch = broadcastShapes({batchA, batchB});
+  if (!batch)
+    return fail("batch dimensions do not broadcast");
+  SmallVector<int64_t> out = *batch;
+  if (!promotedA)
+    out.push_back(a[a.size() - 2]);
+  if (!promotedB)
+    out.push_back(b.back());
+  return out;
+}
+
+int64_t mlir::weipipe::nn::sliceLength(int64_t start, int64_t end,
+                                       int64_t step) {
+  if (step > 0)
+    return end > start ? (end - start + step - 1) / step : 0;
+  return start > end ? (start - end - step - 1) / -step : 0;
+}
+
+namespace {
+RankedTensorType tensorType(Value v) {
+  return cast<RankedTensorType>(v.getType());
+}
+
+std::string shapeStr(ArrayRef<int64_t> shape) {
+  std::string s = "[";
+  llvm::raw_string_ostream os(s);
+  llvm::interleaveComma(shape, os);
+  os << "]";
+  return s;
+}
+
+LogicalResult sameElementType(Operation *op, Value a, Value b, StringRef an,
+                              StringRef bn) {
+  Type ea = tensorType(a).getElementType(), eb = tensorType(b).getElementType();
+  if (ea != eb)
+    return op->emitOpError() << an << " element type " << ea << " differs from "
+                             << bn << " element type " << eb;
+  return success();
+}
+
+LogicalResult expectShape(Operation *op, Value v, ArrayRef<int64_t> want,
+                          StringRef name) {
+  ArrayRef<int64_t> got = tensorType(v).getShape();
+  if (got != want)
+    return op->emitOpError() << name << " shape " << shapeStr(got)
+                             << " does not match expected " << shapeStr(want);
+  return success();
+}
+
+LogicalResult checkAxis(Operation *op, int64_t axis, int64_t rank,
+                        StringRef name = "axis") {
+  if (axis < 0 || axis >= rank)
+    return op->emitOpError() << name << " " << axis << " out of range for rank "
+                             << rank;
+  return success();
+}
+} // namespace
+
+//===----------------------------------------------------------------------===//
+// Parameters and constants
+//===----------------------------------------------------------------------===//
+
+LogicalResult ParameterOp::verify() {
+  auto type = cast<RankedTensorType>(getParamType());
+  int64_t bytes =
+      type.getNumElements() * (type.getElementTypeBitWidth() / 8);
+  if (static_cast<int64_t>(getLength()) != bytes)
+    return emitOpError() << "storage length " << getLength()
+                         << " does not match " << bytes << " bytes of "
+                         << type;
+  return success();
+}
+
+LogicalResult ParamOp::verifySymbolUses(SymbolTableCollection &symbolTable) {
+  auto param =
+      symbolTable.lookupNearestSymbolFrom<ParameterOp>(*this, getNameAttr());
+  if (!param)
+    return emitOpError() << "'" << getName()
+                         << "' does not name an nn.parameter";
+  if (param.getParamType() != getType())
+    return emitOpError() << "result type " << getType()
+                         << " does not match parameter type "
+                         << param.getParamType();
+  return success();
+}
+
+LogicalResult ConstantOp::verify() {
+  if (!isa<ElementsAttr>(getValue()))
+    return emitOpError() << "value must be an elements attribute";
+  return success();
+}
+
+OpFoldResult ConstantOp::fold(FoldAdaptor) { return getValue(); }
+
+//===----------------------------------------------------------------------===//
+// Elementwise
+//===----------------------------------------------------------------------===//
+
+namespace {
+LogicalResult verifyBroadcastResult(Operation *op, ArrayRef<Value> operands,
+                                    Value result) {
+  SmallVector<ArrayRef<int64_t>> shapes;
+  for (Value v : operands)
+    shapes.push_back(tensorType(v).getShape());
+  auto want = broadcastShapes(shapes);
+  if (!want) {
+    auto diag = op->emitOpError() << "operand shapes";
+    for (ArrayRef<int64_t> s : shapes)
+      diag << " " << shapeStr(s);
+    return diag << " do not broadcast";
+  }
+  return expectShape(op, result, *want, "result");
+}
+
+template <typename OpT>
+LogicalResult verifyBinary(OpT op) {
+  if (failed(sameElementType(op, op.getLhs(), op.getRhs(), "lhs", "rhs")))
+    return failure();
+  Type resultElem = op.getType().getElementType();
+  if (!resultElem.isInteger(1) &&
+      failed(sameElementType(op, op.getLhs(), op.getResult(), "lhs", "result")))
+    return failure();
+  return verifyBroadcastResult(op, {op.getLhs(), op.getRhs()}, op.getResult());
+}
+} // namespace
+
+#define WEIPIPE_NN_BINARY_VERIFIER(OP)                                         \
+  LogicalResult OP::verify() { return verifyBinary(*this); }
+WEIPIPE_NN_BINARY_VERIFIER(AddOp)
+WEIPIPE_NN_BINARY_VERIFIER(SubOp)
+WEIPIPE_NN_BINARY_VERIFIER(MulOp)
+WEIPIPE_NN_BINARY_VERIFIER(DivOp)
+WEIPIPE_NN_BINARY_VERIFIER(PowOp)
+WEIPIPE_NN_BINARY_VERIFIER(MaxOp)
+WEIPIPE_NN_BINARY_VERIFIER(MinOp)
+WEIPIPE_NN_BINARY_VERIFIER(EqualOp)
+WEIPIPE_NN_BINARY_VERIFIER(LessOp)
+WEIPIPE_NN_BINARY_VERIFIER(GreaterOp)
+WEIPIPE_NN_BINARY_VERIFIER(AndOp)
+WEIPIPE_NN_BINARY_VERIFIER(OrOp)
+#undef WEIPIPE_NN_BINARY_VERIFIER
+
+LogicalResult WhereOp::verify() {
+  if (failed(sameElementType(*this, getLhs(), getResult(), "lhs", "result")) ||
+      failed(sameElementType(*this, getRhs(), getResult(), "rhs", "result")))
+    return failure();
+  return verifyBroadcastResult(*this, {getCondition(), getLhs(), getRhs()},
+                               getResult());
+}
+
+//===----------------------------------------------------------------------===//
+// Shape and data movement
+//===----------------------------------------------------------------------===//
+
+LogicalResult ReshapeOp::verify() {
+  if (failed(sameElementType(*this, getInput(), getResult(), "input",
+                             "result")))
+    return failure();
+  int64_t in = getInput().getType().getNumElements();
+  int64_t out = getType().getNumElements();
+  if (in != out)
+    return emitOpError() << "input has " << in << " elements but result has "
+                         << out;
+  return success();
+}
+
+LogicalResult TransposeOp::verify() {
+  if (failed(sameElementType(*this, getInput(), getResult(), "input",
+                             "result")))
+    return failure();
+  ArrayRef<int64_t> in = getInput().getType().getShape();
+  ArrayRef<int64_t> perm = getPerm();
+  if (perm.size() != in.size())
+    return emitOpError() << "perm has " << perm.size()
+                         << " entries for rank " << in.size();
+  SmallVector<bool> seen(in.size(), false);
+  SmallVector<int64_t> want;
+  for (int64_t p : perm) {
+    if (p < 0 || p >= static_cast<int64_t>(in.size()) || seen[p])
+      return emitOpError() << "perm " << shapeStr(perm)
+                           << " is not a permutation of [0, " << in.size()
+                           << ")";
+    seen[p] = true;
+    want.push_back(in[p]);
+  }
+  return expectShape(*this, getResult(), want, "result");
+}
+
+LogicalResult BroadcastOp::verify() {
+  if (failed(sameElementType(*this, getInput(), getResult(), "input",
+                             "result")))
+    return failure();
+  ArrayRef<int64_t> in = getInput().getType().getShape();
+  ArrayRef<int64_t> out = getType().getShape();
+  auto want = broadcastShapes({in, out});
+  if (!want || ArrayRef<int64_t>(*want) != out)
+    return emitOpError() << "input shape " << shapeStr(in)
+                         << " does not broadcast to " << shapeStr(out);
+  return success();
+}
+
+LogicalResult ConcatOp::verify() {
+  if (getInputs().empty())
+    return emitOpError() << "needs at least one input";
+  Value first = getInputs().front();
+  int64_t rank = tensorType(first).getRank();
+  int64_t axis = getAxis();
+  if (failed(checkAxis(*this, axis, rank)))
+    return failure();
+  SmallVector<int64_t> want(tensorType(first).getShape());
+  want[axis] = 0;
+  for (auto [i, v] : llvm::enumerate(getInputs())) {
+    if (failed(sameElementType(*this, v, getResult(), "input", "result")))
+      return failure();
+    ArrayRef<int64_t> s = tensorType(v).getShape();
+    if (static_cast<int64_t>(s.size()) != rank)
+      return emitOpError() << "input " << i << " has rank " << s.size()
+                           << ", expected " << rank;
+    for (int64_t d = 0; d < rank; ++d)
+      if (d != axis && s[d] != want[d])
+        return emitOpError() << "input " << i << " dimension " << d << " is "
+                             << s[d] << ", expected " << want[d];
+    want[axis] += s[axis];
+  }
+  return expectShape(*this, getResult(), want, "result");
+}
+
+LogicalResult SliceOp::verify() {
+  if (failed(sameElementType(*this, getInput(), getResult(), "input",
+                             "result")))
+    return failure();
+  ArrayRef<int64_t> in = getInput().getType().getShape();
+  size_t rank = in.size();
+  if (getStarts().size() != rank || getEnds().size() != rank ||
+      getSteps().size() != rank)
+    return emitOpError() << "starts, ends and steps need " << rank
+                         << " entries each";
+  SmallVector<int64_t> want;
+  for (size_t d = 0; d < rank; ++d) {
+    int64_t start = getStarts()[d], end = getEnds()[d], step = getSteps()[d];
+    if (step == 0)
+      return emitOpError() << "step of dimension " << d << " is zero";
+    bool ok = step > 0 ? (0 <= start && start <= end && end <= in[d])
+                       : (-1 <= end && end <= start && start < in[d]);
+    if (!ok)
+      return emitOpError() << "bounds [" << start << ", " << end << ") step "
+                           << step << " are not clamped to dimension " << d
+                           << " of size " << in[d];
+    want.push_back(sliceLength(start, end, step));
+  }
+  return expectShape(*this, getResult(), want, "result");
+}
+
+LogicalResult GatherOp::verify() {
+  if (failed(sameElementType(*this, getInput(), getResult(), "input",
+                             "result")))
+    return failure();
+  ArrayRef<int64_t> in = getInput().getType().getShape();
+  int64_t axis = getAxis();
+  if (failed(checkAxis(*this, axis, in.size())))
+    return failure();
+  SmallVector<int64_t> want(in.begin(), in.begin() + axis);
+  llvm::append_range(want, getIndices().getType().getShape());
+  want.append(in.begin() + axis + 1, in.end());
+  return expectShape(*this, getResult(), want, "result");
+}
+
+LogicalResult TriluOp::verify() {
+  if (getInput().getType().getRank() < 2)
+    return emitOpError() << "needs rank >= 2";
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// Reductions, softmax, matmul
+//===----------------------------------------------------------------------===//
+
+namespace {
+template <typename OpT>
+LogicalResult verifyReduce(OpT op) {
+  if (failed(sameElementType(op, op.getInput(), op.getResult(), "input",
+                             "result")))
+    return failure();
+  ArrayRef<int64_t> in = op.getInput().getType().getShape();
+  ArrayRef<int64_t> axes = op.getAxes();
+  int64_t prev = -1;
+  for (int64_t a : axes) {
+    if (failed(checkAxis(op, a, in.size())))
+      return failure();
+    if (a <= prev)
+      return op.emitOpError() << "axes " << shapeStr(axes)
+                              << " must be sorted and unique";
+    prev = a;
+  }
+  SmallVector<int64_t> want;
+  for (int64_t d = 0, e = in.size(); d < e; ++d) {
+    if (llvm::is_contained(axes, d)) {
+      if (op.getKeepdims())
+        want.push_back(1);
+    } else {
+      want.push_back(in[d]);
+    }
+  }
+  return expectShape(op, op.getResult(), want, "result");
+}
+} // namespace
+
+LogicalResult ReduceMeanOp::verify() { return verifyReduce(*this); }
+LogicalResult ReduceSumOp::verify() { return verifyReduce(*this); }
+LogicalResult ReduceMaxOp::verify() { return verifyReduce(*this); }
+
+LogicalResult SoftmaxOp::verify() {
+  return checkAxis(*this, getAxis(), getType().getRank());
+}
+LogicalResult LogSoftmaxOp::verify() {
+  return checkAxis(*this, getAxis(), getType().getRank());
+}
+
+LogicalResult MatmulOp::verify() {
+  if (failed(sameElementType(*this, getLhs(), getRhs(), "lhs", "rhs")) ||
+      failed(sameElementType(*this, getLhs(), getResult(), "lhs", "result")))
+    return failure();
+  std::string why;
+  auto want = matmulShape(getLhs().getType().getShape(),
+                          getRhs().getType().getShape(), &why);
+  if (!want)
+    return emitOpError() << why;
+  return expectShape(*this, getResult(), *want, "result");
+}
+
+//===----------------------------------------------------------------------===//
+// Fused transformer ops
+//===----------------------------------------------------------------------===//
+
+LogicalResult LinearOp::verify() {
+  if (failed(sameElementType(*this, getInput(), getWeight(), "input",
+                             "weight")) ||
+      failed(sameElementType(*this, getInput(), getResult(), "input",
+                             "result")))
+    return failure();
+  ArrayRef<int64_t> x = getInput().getType().getShape();
+  ArrayRef<int64_t> w = getWeight().getType().getShape();
+  if (x.empty())
+    return emitOpError() << "input must have rank >= 1";
+  if (w.size() != 2)
+    return emitOpError() << "weight must have rank 2, got " << w.size();
+  int64_t k = getTransposeWeight() ? w[1] : w[0];
+  int64_t n = getTransposeWeight() ? w[0] : w[1];
+  if (x.back() != k)
+    return emitOpError() << "input features " << x.back()
+                         << " do not match weight input features " << k;
+  if (Value b = getBias()) {
+    if (failed(sameElementType(*this, getInput(), b, "input", "bias")) ||
+        failed(expectShape(*this, b, {n}, "bias")))
+      return failure();
+  }
+  SmallVector<int64_t> want(x.drop_back());
+  want.push_back(n);
+  return expectShape(*this, getResult(), want, "result");
+}
+
+namespace {
+template <typename OpT>
+LogicalResult verifyNorm(OpT op, Value bias) {
+  auto in = op.getInput().getType();
+  if (op.getResult().getType() != in)
+    return op.emitOpError() << "result type " << op.getResult().getType()
+                            << " differs from input type " << in;
+  int64_t axis = op.getAxis();
+  if (failed(checkAxis(op, axis, in.getRank())))
+    return failure();
+  ArrayRef<int64_t> normalized = in.getShape().drop_front(axis);
+  for (auto [v, name] : {std::pair<Value, StringRef>{op.getScale(), "scale"},
+                         {bias, "bias"}}) {
+    if (!v)
+      continue;
+    if (failed(sameElementType(op, op.getInput(), v, "input", name)) ||
+        failed(expectShape(op, v, normalized, name)))
+      return failure();
+  }
+  if (op.getEpsilon().convertToDouble() < 0)
+    return op.emitOpError() << "epsilon must be non-negative";
+  return success();
+}
+} // namespace
+
+LogicalResult LayerNormOp::verify() { return verifyNorm(*this, getBias()); }
+LogicalResult RMSNormOp::verify() { return verifyNorm(*this, Value()); }
+
+LogicalResult AttentionOp::verify() {
+  auto q = getQuery().getType(), k = getKey().getType(),
+       v = getValue().getType();
+  for (auto [val, name] :
+       {std::pair<Value, StringRef>{getKey(), "key"}, {getValue(), "value"},
+        {getResult(), "result"}})
+    if (failed(sameElementType(*this, getQuery(), val, "query", name)))
+      return failure();
+  int64_t rank = q.getRank();
+  if (rank != 3 && rank != 4)
+    return emitOpError() << "query must have rank 3 or 4, got " << rank;
+  if (k.getRank() != rank || v.getRank() != rank)
+    return emitOpError() << "query, key and value must have the same rank";
+  int64_t h = getNumHeads(), hkv = getNumKvHeads();
+  if (h % hkv != 0)
+    return emitOpError() << "num_heads " << h
+                         << " is not a multiple of num_kv_heads " << hkv;
+  int64_t b = q.getDimSize(0);
+  if (k.getDimSize(0) != b || v.getDimSize(0) != b)
+    return emitOpError() << "batch sizes of query, key and value differ";
+  int64_t sq, sk, d, dk, dv;
+  SmallVector<int64_t> want;
+  if (rank == 4) {
+    if (q.getDimSize(1) != h)
+      return emitOpError() << "query has " << q.getDimSize(1)
+                           << " heads, num_heads is " << h;
+    if (k.getDimSize(1) != hkv || v.getDimSize(1) != hkv)
+      return emitOpError() << "key/value have " << k.getDimSize(1) << "/"
+                           << v.getDimSize(1) << " heads, num_kv_heads is "
+                           << hkv;
+    sq = q.getDimSize(2), sk = k.getDimSize(2), d = q.getDimSize(3),
+    dk = k.getDimSize(3), dv = v.getDimSize(3);
+    if (v.getDimSize(2) != sk)
+      return emitOpError() << "key and value sequence lengths differ";
+    want = {b, h, sq, dv};
+  } else {
+    int64_t hq = q.getDimSize(2), hk = k.getDimSize(2), hv = v.getDimSize(2);
+    if (hq % h != 0)
+      return emitOpError() << "query hidden size " << hq
+                           << " is not divisible by num_heads " << h;
+    if (hk % hkv != 0 || hv % hkv != 0)
+      return emitOpError() << "key/value hidden sizes " << hk << "/" << hv
+                           << " are not divisible by num_kv_heads " << hkv;
+    sq = q.getDimSize(1), sk = k.getDimSize(1), d = hq / h, dk = hk / hkv,
+    dv = hv / hkv;
+    if (v.getDimSize(1) != sk)
+      return emitOpError() << "key and value sequence lengths differ";
+    want = {b, sq, h * dv};
+  }
+  if (d != dk)
+    return emitOpError() << "query head size " << d
+                         << " differs from key head size " << dk;
+  if (Value mask = getMask()) {
+    ArrayRef<int64_t> m = tensorType(mask).getShape();
+    SmallVector<int64_t> full = {b, h, sq, sk};
+    auto bc = broadcastShapes({m, full});
+    if (m.size() > 4 || !bc || ArrayRef<int64_t>(*bc) != ArrayRef(full))
+      return emitOpError() << "mask shape " << shapeStr(m)
+                           << " does not broadcast to " << shapeStr(full);
+    Type me = tensorType(mask).getElementType();
+    if (!me.isInteger(1) && me != q.getElementType())
+      return emitOpError() << "mask element type " << me
+                           << " must be i1 or the query element type";
+  }
+  return expectShape(*this, getResult(), want, "result");
+}
+
+LogicalResult RotaryOp::verify() {
+  auto x = getInput().getType();
+  if (getResult().getType() != x)
+    return emitOpError() << "result type differs from input type";
+  if (x.getRank() != 4)
+    return emitOpError() << "input must be [B, H, S, D], got rank "
+                         << x.getRank();
+  int64_t r = getRotaryDim();
+  if (r % 2 != 0 || r > x.getDimSize(3))
+    return emitOpError() << "rotary_dim " << r
+                         << " must be even and at most the head size "
+                         << x.getDimSize(3);
+  int64_t b = x.getDimSize(0), s = x.getDimSize(2);
+  for (auto [v, name] :
+       {std::pair<Value, StringRef>{getCos(), "cos"}, {getSin(), "sin"}}) {
+    if (failed(sameElementType(*this, getInput(), v, "input", name)))
+      return failure();
+    ArrayRef<int64_t> shape = tensorType(v).getShape();
+    SmallVector<int64_t> a = {s, r / 2}, bb = {b, s, r / 2};
+    if (shape != ArrayRef(a) && shape != ArrayRef(bb))
+      return emitOpError() << name << " shape " << shapeStr(shape)
+                           << " must be " << shapeStr(a) << " or "
+                           << shapeStr(bb);
+  }
+  return success();
+}
+
+LogicalResult EmbeddingOp::verify() {
+  if (failed(sameElementType(*this, getTable(), getResult(), "table",
+                             "result")))
+    return failure();
+  ArrayRef<int64_t> t = getTable().getType().getShape();
+  if (t.size() != 2)
+    return emitOpError() << "table must be [V, H], got rank " << t.size();
+  SmallVector<int64_t> want(getIds().getType().getShape());
+  want.push_back(t[1]);
+  return expectShape(*this, getResult(), want, "result");
+}
+
+LogicalResult CrossEntropyOp::verify() {
+  ArrayRef<int64_t> l = getLogits().getType().getShape();
+  if (l.empty())
+    return emitOpError() << "logits must have rank >= 1";
+  return expectShape(*this, getTargets(), l.drop_back(), "targets");
+}
+
+#define GET_OP_CLASSES
+#include "weipipe/Dialect/NN/NNOps.cpp.inc"

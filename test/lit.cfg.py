@@ -1,0 +1,33 @@
+# -*- Python -*-
+# lit configuration for weipipe's compiler tests.
+import os
+
+import lit.formats
+from lit.llvm import llvm_config
+
+config.name = "WEIPIPE"
+config.test_format = lit.formats.ShTest(not llvm_config.use_lit_shell)
+# .onnxtext files are importer tests: ONNX text with `#` comments holding the
+# RUN and CHECK lines. .test files drive Python model exports.
+config.suffixes = [".mlir", ".onnxtext", ".test"]
+config.test_source_root = os.path.dirname(__file__)
+config.test_exec_root = os.path.join(config.weipipe_obj_root, "test")
+config.excludes = ["CMakeLists.txt", "lit.cfg.py", "lit.site.cfg.py", "Inputs"]
+
+llvm_config.use_default_substitutions()
+llvm_config.with_environment("PATH", config.llvm_tools_dir, append_path=True)
+llvm_config.add_tool_substitutions(
+    ["weipipe-opt"], [config.weipipe_tools_dir, config.llvm_tools_dir])
+
+config.environment["FILECHECK_OPTS"] = "--enable-var-scope"
+config.substitutions.append(("%python", config.weipipe_python))
+llvm_config.with_environment(
+    "PYTHONPATH", os.path.join(config.weipipe_src_root, "python"), append_path=True)
+# torch and friends read these; keep runs reproducible and quiet.
+config.environment["PYTHONHASHSEED"] = "0"
+config.environment["TOKENIZERS_PARALLELISM"] = "false"
+config.environment["HF_HUB_OFFLINE"] = "1"
+config.environment["OMP_NUM_THREADS"] = "1"
+for var in ["HOME", "TMPDIR"]:
+    if var in os.environ:
+        config.environment[var] = os.environ[var]
