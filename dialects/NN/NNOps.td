@@ -27,19 +27,24 @@ def NN_ParameterOp : NN_Op<"parameter", [Symbol, HasParent<"ModuleOp">]> {
     model costs what importing its graph costs. `file` is the ONNX model (for
     inline initializers), an ONNX external-data file, or a safetensors file.
 
+    A parameter without storage has an initial value that is not stored as
+    raw bytes anywhere (an initializer written with typed fields in the ONNX
+    text format); it can be compiled but not loaded.
+
     Example:
 
     ```mlir
     nn.parameter @"wte.weight" : tensor<64x32xf32> at "model.onnx"[1024, 8192]
+    nn.parameter @scale : tensor<32xf32>
     ```
   }];
   let arguments = (ins SymbolNameAttr:$sym_name,
                        TypeAttrOf<NN_FloatTensor>:$param_type,
-                       StrAttr:$file,
-                       ConfinedAttr<I64Attr, [IntNonNegative]>:$offset,
-                       ConfinedAttr<I64Attr, [IntNonNegative]>:$length);
+                       OptionalAttr<StrAttr>:$file,
+                       OptionalAttr<ConfinedAttr<I64Attr, [IntNonNegative]>>:$offset,
+                       OptionalAttr<ConfinedAttr<I64Attr, [IntNonNegative]>>:$length);
   let assemblyFormat = [{
-    $sym_name `:` $param_type `at` $file `[` $offset `,` $length `]` attr-dict
+    $sym_name `:` $param_type (`at` $file^ `[` $offset `,` $length `]`)? attr-dict
   }];
   let hasVerifier = 1;
 }
@@ -155,6 +160,23 @@ def NN_ReluOp : NN_UnaryOp<"relu", "max(x, 0)">;
 def NN_SinOp : NN_UnaryOp<"sin", "sin(x)">;
 def NN_CosOp : NN_UnaryOp<"cos", "cos(x)">;
 def NN_NotOp : NN_UnaryOp<"not", "not x", NN_BoolTensor>;
+
+def NN_IsNanOp : NN_Op<"is_nan", [Pure, SameOperandsAndResultShape]> {
+  let summary = "tests for NaN elementwise";
+  let description = [{
+    `result = isnan(input)`. Exporters guard fully masked softmax rows with
+    it.
+
+    Example:
+
+    ```mlir
+    %m = nn.is_nan %p : tensor<2x4x8x8xf32> to tensor<2x4x8x8xi1>
+    ```
+  }];
+  let arguments = (ins NN_FloatTensor:$input);
+  let results = (outs NN_BoolTensor:$result);
+  let assemblyFormat = "$input attr-dict `:` type($input) `to` type($result)";
+}
 
 def NN_CastOp : NN_Op<"cast", [Pure, SameOperandsAndResultShape]> {
   let summary = "converts the element type";

@@ -16,6 +16,7 @@
 #include "mlir/Transforms/Passes.h"
 #include "llvm/Support/CommandLine.h"
 #include "llvm/Support/InitLLVM.h"
+#include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/ToolOutputFile.h"
 #include "llvm/Support/WithColor.h"
 
@@ -120,6 +121,40 @@ int main(int argc, char **argv) {
       return 1;
     MLIRContext context(registry);
     context.loadAllAvailableDialects();
+    // Import diagnostics read "model.onnx: error: node 'x' (Op): ...": ONNX
+    // has no line numbers to point at.
+    ScopedDiagnosticHandler handler(&context, [](Diagnostic &diag) {
+      auto print = [](Diagnostic &d) {
+        std::string file;
+        d.getLocation()->walk([&](Location l) {
+          if (auto f = dyn_cast<FileLineColLoc>(l))
+            file = f.getFilename().str();
+          return file.empty() ? WalkResult::advance() : WalkResult::interrupt();
+        });
+        llvm::raw_ostream &os = llvm::errs();
+        if (!file.empty())
+          os << file << ": ";
+        switch (d.getSeverity()) {
+        case DiagnosticSeverity::Error:
+          llvm::WithColor(os, llvm::HighlightColor::Error) << "error: ";
+          break;
+        case DiagnosticSeverity::Warning:
+          llvm::WithColor(os, llvm::HighlightColor::Warning) << "warning: ";
+          break;
+        case DiagnosticSeverity::Note:
+          llvm::WithColor(os, llvm::HighlightColor::Note) << "note: ";
+          break;
+        case DiagnosticSeverity::Remark:
+          llvm::WithColor(os, llvm::HighlightColor::Remark) << "remark: ";
+          break;
+        }
+        os << d.str() << "\n";
+      };
+      print(diag);
+      for (Diagnostic &note : diag.getNotes())
+        print(note);
+      return success();
+    });
     OwningOpRef<ModuleOp> module =
         weipipe::importOnnxFile(inputFilename, &context, *options);
     if (!module)

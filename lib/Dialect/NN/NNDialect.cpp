@@ -17,17 +17,10 @@ using namespace mlir::weipipe::nn;
 #include "weipipe/Dialect/NN/NNDialect.cpp.inc"
 #include "weipipe/Dialect/NN/NNEnums.cpp.inc"
 
-#define GET_ATTRDEF_CLASSES
-#include "weipipe/Dialect/NN/NNAttrs.cpp.inc"
-
 void NNDialect::initialize() {
   addOperations<
 #define GET_OP_LIST
 #include "weipipe/Dialect/NN/NNOps.cpp.inc"
-      >();
-  addAttributes<
-#define GET_ATTRDEF_LIST
-#include "weipipe/Dialect/NN/NNAttrs.cpp.inc"
       >();
 }
 

@@ -125,11 +125,16 @@ LogicalResult checkAxis(Operation *op, int64_t axis, int64_t rank,
 //===----------------------------------------------------------------------===//
 
 LogicalResult ParameterOp::verify() {
+  if (getFile().has_value() != getOffset().has_value() ||
+      getFile().has_value() != getLength().has_value())
+    return emitOpError() << "file, offset and length must be given together";
+  if (!getLength())
+    return success();
   auto type = cast<RankedTensorType>(getParamType());
   int64_t bytes =
       type.getNumElements() * (type.getElementTypeBitWidth() / 8);
-  if (static_cast<int64_t>(getLength()) != bytes)
-    return emitOpError() << "storage length " << getLength()
+  if (static_cast<int64_t>(*getLength()) != bytes)
+    return emitOpError() << "storage length " << *getLength()
                          << " does not match " << bytes << " bytes of "
                          << type;
   return success();

@@ -18,9 +18,6 @@
 
 #include "weipipe/Dialect/NN/NNEnums.h.inc"
 
-#define GET_ATTRDEF_CLASSES
-#include "weipipe/Dialect/NN/NNAttrs.h.inc"
-
 #define GET_OP_CLASSES
 #include "weipipe/Dialect/NN/NNOps.h.inc"
 

@@ -1,0 +1,149 @@
+//===- HostTensor.h - constant tensors for import-time folding --*- C++ -*-===//
+//
+// Part of weipipe. The importer folds everything it can compute at import
+// time (shape subgraphs, masks, position ids, rotary tables) on host tensors.
+// Floating-point values are held as double and rounded to their ONNX element
+// type after every op, so folded values equal what an fp32 runtime computes
+// to the last bit where the op is exact and to rounding otherwise. Integer and
+// bool values are held as int64.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef WEIPIPE_LIB_IMPORTER_HOSTTENSOR_H
+#define WEIPIPE_LIB_IMPORTER_HOSTTENSOR_H
+
+#include "llvm/ADT/ArrayRef.h"
+#include "llvm/ADT/SmallVector.h"
+#include "llvm/ADT/StringRef.h"
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace onnx {
+class NodeProto;
+class AttributeProto;
+} // namespace onnx
+
+namespace mlir::weipipe::importer {
+
+/// ONNX TensorProto.DataType codes used here.
+enum DType : int32_t {
+  kUndefined = 0,
+  kFloat = 1,
+  kUInt8 = 2,
+  kInt8 = 3,
+  kUInt16 = 4,
+  kInt16 = 5,
+  kInt32 = 6,
+  kInt64 = 7,
+  kString = 8,
+  kBool = 9,
+  kFloat16 = 10,
+  kDouble = 11,
+  kUInt32 = 12,
+  kUInt64 = 13,
+  kBFloat16 = 16,
+};
+
+bool isFloatDType(int32_t dtype);
+bool isIntegerDType(int32_t dtype); // excludes bool
+/// Bytes per element, 0 for types we cannot hold.
+int64_t dtypeBytes(int32_t dtype);
+const char *dtypeName(int32_t dtype);
+
+int64_t numElements(llvm::ArrayRef<int64_t> shape);
+std::string shapeString(llvm::ArrayRef<int64_t> shape);
+
+struct HostTensor {
+  int32_t dtype = kUndefined;
+  llvm::SmallVector<int64_t> shape;
+  std::vector<double> f;  // when isFloatDType(dtype)
+  std::vector<int64_t> i; // integers and bools
+
+  HostTensor() = default;
+  HostTensor(int32_t dtype, llvm::ArrayRef<int64_t> shape);
+
+  bool isFloat() const { return isFloatDType(dtype); }
+  int64_t numel() const { return numElements(shape); }
+  double getDouble(int64_t k) const { return isFloat() ? f[k] : double(i[k]); }
+  int64_t getInt(int64_t k) const {
+    return isFloat() ? static_cast<int64_t>(f[k]) : i[k];
+  }
+  /// Stores `v` converted to this tensor's type (rounded for floats,
+  /// truncated toward zero for integers, `!= 0` for bool).
+  void setDouble(int64_t k, double v);
+  void setInt(int64_t k, int64_t v);
+  /// Values as int64 (for shapes, axes, indices).
+  std::vector<int64_t> ints() const;
+
+  static HostTensor scalarInt(int64_t v, int32_t dtype = kInt64);
+  static HostTensor vectorInt(llvm::ArrayRef<int64_t> v);
+};
+
+/// Rounds `v` to the precision of a float dtype.
+double roundToDType(double v, int32_t dtype);
+
+/// The result of folding one node: its outputs, or an error message (the op
+/// is not foldable, or its inputs are invalid).
+struct FoldResult {
+  std::vector<HostTensor> outputs;
+  std::string error;
+  bool ok() const { return error.empty(); }
+};
+
+/// Ops `foldNode` can evaluate.
+bool isFoldableOp(llvm::StringRef opType);
+
+/// Evaluates `node` on constant inputs (an absent optional input is a null
+/// pointer). `opset` is the default-domain opset version.
+FoldResult foldNode(const onnx::NodeProto &node,
+                    llvm::ArrayRef<const HostTensor *> inputs, int64_t opset);
+
+//===----------------------------------------------------------------------===//
+// Attribute and shape helpers shared with the op importers
+//===----------------------------------------------------------------------===//
+
+const onnx::AttributeProto *findAttr(const onnx::NodeProto &node,
+                                     llvm::StringRef name);
+int64_t attrInt(const onnx::NodeProto &node, llvm::StringRef name,
+                int64_t dflt);
+float attrFloat(const onnx::NodeProto &node, llvm::StringRef name,
+                float dflt);
+std::string attrString(const onnx::NodeProto &node, llvm::StringRef name,
+                       llvm::StringRef dflt);
+bool attrInts(const onnx::NodeProto &node, llvm::StringRef name,
+              std::vector<int64_t> &out);
+
+/// Normalizes a possibly negative axis; false if out of range.
+bool normalizeAxis(int64_t &axis, int64_t rank);
+
+/// NumPy broadcast of two shapes; false if they do not broadcast.
+bool broadcastTo(llvm::ArrayRef<int64_t> a, llvm::ArrayRef<int64_t> b,
+                 llvm::SmallVectorImpl<int64_t> &out);
+
+/// ONNX Reshape target shape: resolves 0 (copy, unless allowzero) and -1.
+bool reshapeTarget(llvm::ArrayRef<int64_t> in, std::vector<int64_t> spec,
+                   bool allowZero, llvm::SmallVectorImpl<int64_t> &out,
+                   std::string &why);
+
+/// Result shape of Reshape, Squeeze, Unsqueeze or Flatten `node` applied to
+/// `in`; `arg` is the node's second input when it has one (shape or axes).
+bool reshapeLikeShape(const onnx::NodeProto &node, llvm::ArrayRef<int64_t> in,
+                      const HostTensor *arg,
+                      llvm::SmallVectorImpl<int64_t> &out, std::string &why);
+
+/// A clamped ONNX Slice over one dimension.
+struct SliceDim {
+  int64_t start = 0, end = 0, step = 1;
+};
+/// Resolves ONNX Slice inputs for a tensor of shape `in` into per-dimension
+/// clamped bounds.
+bool sliceBounds(llvm::ArrayRef<int64_t> in, llvm::ArrayRef<int64_t> starts,
+                 llvm::ArrayRef<int64_t> ends, llvm::ArrayRef<int64_t> axes,
+                 llvm::ArrayRef<int64_t> steps,
+                 llvm::SmallVectorImpl<SliceDim> &dims, std::string &why);
+
+} // namespace mlir::weipipe::importer
+
+#endif // WEIPIPE_LIB_IMPORTER_HOSTTENSOR_H

@@ -1,0 +1,187 @@
+//===- ImporterImpl.h - ONNX importer internals -----------------*- C++ -*-===//
+//
+// Part of weipipe. The importer walks the ONNX graph in order. Every ONNX
+// value is known as one of: an SSA value in the function being built, a host
+// constant (folded at import time), an initializer not yet touched (loaded
+// lazily: a parameter becomes an `nn.parameter` symbol, anything else a host
+// constant), or a poisoned value that reports an error when used.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef WEIPIPE_LIB_IMPORTER_IMPORTERIMPL_H
+#define WEIPIPE_LIB_IMPORTER_IMPORTERIMPL_H
+
+#include "HostTensor.h"
+
+#include "weipipe/Dialect/NN/NNOps.h"
+#include "weipipe/Importer/OnnxImporter.h"
+
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/BuiltinOps.h"
+#include "llvm/ADT/StringMap.h"
+#include "llvm/Support/Regex.h"
+
+#include "onnx/onnx_pb.h"
+
+#include <map>
+#include <memory>
+#include <set>
+
+namespace mlir::weipipe::importer {
+
+/// Where an inline initializer's bytes sit in the model file.
+struct RawLocation {
+  uint64_t offset = 0;
+  uint64_t length = 0;
+};
+
+struct ValueInfo {
+  int32_t dtype = kUndefined;
+  llvm::SmallVector<int64_t> shape;
+  Value value;                                // materialized SSA value
+  std::shared_ptr<const HostTensor> constant; // known at import time
+  const onnx::TensorProto *initializer = nullptr; // not yet loaded
+  std::string poison; // non-empty: using this value is an error
+};
+
+class Importer {
+public:
+  Importer(MLIRContext *ctx, llvm::StringRef path,
+           const OnnxImportOptions &options);
+  OwningOpRef<ModuleOp> run();
+
+  // Used by the op emitters (NodeImporter.cpp).
+  LogicalResult importNode(const onnx::NodeProto &node, int64_t index);
+
+private:
+  friend class NodeEmitter;
+
+  //--- Loading -------------------------------------------------------------
+  LogicalResult load();
+  LogicalResult scanRawOffsets(llvm::StringRef bytes);
+  LogicalResult declareInputs();
+  LogicalResult declareOutputs();
+
+  //--- Values --------------------------------------------------------------
+  /// The value named `name`, or null with an error emitted at `loc`.
+  ValueInfo *lookup(llvm::StringRef name, Location loc);
+  /// Host constant for `v`, loading a non-parameter initializer; null if
+  /// the value is only known at run time (or is a parameter).
+  const HostTensor *constantOf(ValueInfo &v, Location loc, bool &failed);
+  /// SSA value for `v`, materializing constants and parameters.
+  Value materialize(ValueInfo &v, Location loc);
+  Value materializeConstant(const HostTensor &t, Location loc);
+  bool isParameter(const onnx::TensorProto &t) const;
+  LogicalResult readInitializer(const onnx::TensorProto &t, HostTensor &out,
+                                Location loc);
+  FailureOr<nn::ParameterOp> declareParameter(const onnx::TensorProto &t,
+                                              Location loc);
+
+  void setValue(llvm::StringRef name, Value v, int32_t dtype);
+  void setConstant(llvm::StringRef name, HostTensor t);
+
+public:
+  //--- Types ---------------------------------------------------------------
+  FailureOr<Type> elementType(int32_t dtype, Location loc);
+  RankedTensorType tensorType(llvm::ArrayRef<int64_t> shape, Type elem) {
+    return RankedTensorType::get(shape, elem);
+  }
+  int32_t dtypeOf(Type elem) const;
+
+  Location nodeLoc(const onnx::NodeProto &node, int64_t index);
+  InFlightDiagnostic error(Location loc) { return emitError(loc); }
+
+  MLIRContext *ctx;
+  std::string path;
+  std::string modelDir;
+  const OnnxImportOptions &options;
+  onnx::ModelProto model;
+  std::unique_ptr<llvm::MemoryBuffer> fileBuffer;
+  bool isText = false;
+  int64_t opset = 0;
+  std::map<std::string, RawLocation> rawLocations;
+  llvm::Regex frozenRegex, dropRegex;
+
+  OwningOpRef<ModuleOp> module;
+  func::FuncOp func;
+  OpBuilder builder;
+  OpBuilder moduleBuilder;
+  llvm::StringMap<ValueInfo> values;
+  llvm::StringMap<nn::ParameterOp> parameters;
+  std::map<std::string, std::string> dimParams; // resolved dim_param values
+  std::map<std::string, int64_t> dimValues;
+};
+
+/// Emits the `nn` ops for one ONNX node whose inputs are not all constant.
+class NodeEmitter {
+public:
+  NodeEmitter(Importer &im, const onnx::NodeProto &node, Location loc)
+      : im(im), node(node), loc(loc), b(im.builder) {}
+  LogicalResult emit();
+
+  /// Op types with an emitter.
+  static llvm::ArrayRef<llvm::StringRef> emittedOps();
+
+private:
+  // Operands.
+  ValueInfo *in(size_t k);
+  Value operand(size_t k);
+  const HostTensor *constInput(size_t k, llvm::StringRef what);
+  LogicalResult needInputs(size_t n);
+  FailureOr<std::vector<int64_t>> intsInput(size_t k, llvm::StringRef what);
+  FailureOr<std::vector<int64_t>> axesArg(bool &present);
+
+  // Results.
+  void setOut(size_t k, Value v);
+  RankedTensorType typeOf(Value v) {
+    return cast<RankedTensorType>(v.getType());
+  }
+  RankedTensorType withShape(Value v, llvm::ArrayRef<int64_t> shape) {
+    return RankedTensorType::get(shape, typeOf(v).getElementType());
+  }
+
+  // Helpers that build ops.
+  Value reshape(Value v, llvm::ArrayRef<int64_t> shape);
+  Value transpose(Value v, llvm::ArrayRef<int64_t> perm);
+  Value broadcastTo(Value v, llvm::ArrayRef<int64_t> shape);
+  Value castTo(Value v, Type elem);
+  Value scalar(double value, Type elem);
+  FailureOr<std::pair<Value, Value>> unifyBinary(size_t a, size_t b);
+  InFlightDiagnostic fail() {
+    return im.error(loc) << "node '" << node.name() << "' ("
+                         << node.op_type() << "): ";
+  }
+
+  // Op families.
+  template <typename OpT> LogicalResult binary();
+  template <typename OpT> LogicalResult unary();
+  template <typename OpT> LogicalResult reduce();
+  template <typename OpT> LogicalResult softmax();
+  LogicalResult compareNot(bool less);
+  LogicalResult variadic(llvm::StringRef op);
+  LogicalResult gemm();
+  LogicalResult reshapeLike();
+  LogicalResult gather();
+  LogicalResult concat();
+  LogicalResult split();
+  LogicalResult slice();
+  LogicalResult expand();
+  LogicalResult where();
+  LogicalResult castOp(bool like);
+  LogicalResult trilu();
+  LogicalResult gelu();
+  LogicalResult layerNorm(bool rms);
+  LogicalResult attention();
+  LogicalResult rotary();
+  LogicalResult transposeOp();
+
+  Importer &im;
+  const onnx::NodeProto &node;
+  Location loc;
+  OpBuilder &b;
+};
+
+} // namespace mlir::weipipe::importer
+
+#endif // WEIPIPE_LIB_IMPORTER_IMPORTERIMPL_H

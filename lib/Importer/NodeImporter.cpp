@@ -1,0 +1,994 @@
+//===- NodeImporter.cpp - ONNX nodes to nn ops ----------------------------===//
+//
+// Part of weipipe. One emitter per ONNX op family, for nodes with at least
+// one input known only at run time. Each emitter computes its result shape
+// itself (static shapes throughout); the nn verifiers check it again.
+//
+//===----------------------------------------------------------------------===//
+
+#include "ImporterImpl.h"
+
+#include "llvm/ADT/STLExtras.h"
+
+#include <cmath>
+#include <numeric>
+
+using namespace mlir;
+using namespace mlir::weipipe;
+using namespace mlir::weipipe::importer;
+using llvm::ArrayRef;
+using llvm::SmallVector;
+using llvm::StringRef;
+
+ArrayRef<StringRef> NodeEmitter::emittedOps() {
+  static const StringRef ops[] = {
+      "Abs",        "Add",          "And",
+      "Attention",  "Cast",         "CastLike",
+      "Concat",     "Cos",          "Div",
+      "Dropout",    "Equal",        "Erf",
+      "Exp",        "Expand",       "Flatten",
+      "Gather",     "Gelu",         "Gemm",     "IsNaN",
+      "Greater",    "GreaterOrEqual", "Identity",
+      "LayerNormalization", "Less", "LessOrEqual",
+      "Log",        "LogSoftmax",   "MatMul",
+      "Max",        "Min",          "Mul",
+      "Neg",        "Not",          "Or",
+      "Pow",        "RMSNormalization", "Reciprocal",
+      "ReduceMax",  "ReduceMean",   "ReduceSum",
+      "Relu",       "Reshape",      "RotaryEmbedding",
+      "Sigmoid",    "Sin",          "Slice",
+      "Softmax",    "Split",        "Sqrt",
+      "Squeeze",    "Sub",          "Sum",
+      "Tanh",       "Transpose",    "Trilu",
+      "Unsqueeze",  "Where"};
+  return ops;
+}
+
+//===----------------------------------------------------------------------===//
+// Operands and results
+//===----------------------------------------------------------------------===//
+
+ValueInfo *NodeEmitter::in(size_t k) {
+  if (k >= static_cast<size_t>(node.input_size()) || node.input(k).empty())
+    return nullptr;
+  return im.lookup(node.input(k), loc);
+}
+
+LogicalResult NodeEmitter::needInputs(size_t n) {
+  for (size_t k = 0; k < n; ++k)
+    if (!in(k))
+      return fail() << "input " << k << " is missing";
+  return success();
+}
+
+Value NodeEmitter::operand(size_t k) {
+  ValueInfo *v = in(k);
+  if (!v) {
+    fail() << "input " << k << " is missing";
+    return nullptr;
+  }
+  Value value = im.materialize(*v, loc);
+  if (!value)
+    fail() << "input " << k << " ('" << node.input(k)
+           << "') cannot be used as a tensor";
+  return value;
+}
+
+const HostTensor *NodeEmitter::constInput(size_t k, StringRef what) {
+  ValueInfo *v = in(k);
+  if (!v)
+    return nullptr;
+  bool failedRead;
+  const HostTensor *c = im.constantOf(*v, loc, failedRead);
+  if (!c && !failedRead)
+    fail() << "input " << k << " ('" << node.input(k) << "', the " << what
+           << ") must be known at compile time, but it is computed at run "
+              "time";
+  return c;
+}
+
+FailureOr<std::vector<int64_t>> NodeEmitter::intsInput(size_t k,
+                                                       StringRef what) {
+  if (!in(k))
+    return std::vector<int64_t>();
+  const HostTensor *c = constInput(k, what);
+  if (!c)
+    return failure();
+  return c->ints();
+}
+
+FailureOr<std::vector<int64_t>> NodeEmitter::axesArg(bool &present) {
+  std::vector<int64_t> axes;
+  present = attrInts(node, "axes", axes);
+  if (present || !in(1))
+    return axes;
+  present = true;
+  return intsInput(1, "axes");
+}
+
+void NodeEmitter::setOut(size_t k, Value v) {
+  if (k < static_cast<size_t>(node.output_size()))
+    im.setValue(node.output(k), v,
+                im.dtypeOf(typeOf(v).getElementType()));
+}
+
+Value NodeEmitter::reshape(Value v, ArrayRef<int64_t> shape) {
+  if (typeOf(v).getShape() == shape)
+    return v;
+  return nn::ReshapeOp::create(b, loc, withShape(v, shape), v);
+}
+
+Value NodeEmitter::transpose(Value v, ArrayRef<int64_t> perm) {
+  SmallVector<int64_t> shape;
+  bool identity = true;
+  for (auto [k, p] : llvm::enumerate(perm)) {
+    shape.push_back(typeOf(v).getDimSize(p));
+    identity &= static_cast<int64_t>(k) == p;
+  }
+  if (identity)
+    return v;
+  return nn::TransposeOp::create(b, loc, withShape(v, shape), v, perm);
+}
+
+Value NodeEmitter::broadcastTo(Value v, ArrayRef<int64_t> shape) {
+  if (typeOf(v).getShape() == shape)
+    return v;
+  return nn::BroadcastOp::create(b, loc, withShape(v, shape), v);
+}
+
+Value NodeEmitter::castTo(Value v, Type elem) {
+  if (typeOf(v).getElementType() == elem)
+    return v;
+  return nn::CastOp::create(
+      b, loc, RankedTensorType::get(typeOf(v).getShape(), elem), v);
+}
+
+Value NodeEmitter::scalar(double value, Type elem) {
+  HostTensor t(im.dtypeOf(elem), {});
+  t.setDouble(0, value);
+  return im.materializeConstant(t, loc);
+}
+
+FailureOr<std::pair<Value, Value>> NodeEmitter::unifyBinary(size_t a,
+                                                            size_t bIdx) {
+  ValueInfo *x = in(a), *y = in(bIdx);
+  if (!x || !y)
+    return fail() << "needs inputs " << a << " and " << bIdx;
+  if (x->dtype == y->dtype) {
+    Value vx = operand(a), vy = operand(bIdx);
+    if (!vx || !vy)
+      return failure();
+    return std::make_pair(vx, vy);
+  }
+  // ONNX lets a few ops (Pow) mix element types; a constant side converts
+  // to the other side's type at import time.
+  auto convert = [&](ValueInfo *c, int32_t to) -> Value {
+    bool failedRead;
+    const HostTensor *h = im.constantOf(*c, loc, failedRead);
+    if (!h)
+      return nullptr;
+    HostTensor t(to, h->shape);
+    for (int64_t k = 0, n = t.numel(); k < n; ++k) {
+      if (h->isFloat())
+        t.setDouble(k, h->f[k]);
+      else
+        t.setInt(k, h->i[k]);
+    }
+    return im.materializeConstant(t, loc);
+  };
+  Value vx, vy;
+  bool failedRead;
+  if (im.constantOf(*y, loc, failedRead)) {
+    vx = operand(a);
+    vy = convert(y, x->dtype);
+  } else if (im.constantOf(*x, loc, failedRead)) {
+    vx = convert(x, y->dtype);
+    vy = operand(bIdx);
+  } else {
+    return fail() << "inputs have different element types ("
+                  << dtypeName(x->dtype) << " and " << dtypeName(y->dtype)
+                  << ")";
+  }
+  if (!vx || !vy)
+    return failure();
+  return std::make_pair(vx, vy);
+}
+
+//===----------------------------------------------------------------------===//
+// Families
+//===----------------------------------------------------------------------===//
+
+template <typename OpT> LogicalResult NodeEmitter::binary() {
+  auto operands = unifyBinary(0, 1);
+  if (failed(operands))
+    return failure();
+  auto [x, y] = *operands;
+  SmallVector<int64_t> shape;
+  if (!importer::broadcastTo(typeOf(x).getShape(), typeOf(y).getShape(),
+                             shape))
+    return fail() << "input shapes " << shapeString(typeOf(x).getShape())
+                  << " and " << shapeString(typeOf(y).getShape())
+                  << " do not broadcast";
+  constexpr bool isPredicate =
+      std::is_same_v<OpT, nn::EqualOp> || std::is_same_v<OpT, nn::LessOp> ||
+      std::is_same_v<OpT, nn::GreaterOp> || std::is_same_v<OpT, nn::AndOp> ||
+      std::is_same_v<OpT, nn::OrOp>;
+  Type elem = isPredicate ? Type(b.getI1Type()) : typeOf(x).getElementType();
+  setOut(0, OpT::create(b, loc, RankedTensorType::get(shape, elem), x, y));
+  return success();
+}
+
+LogicalResult NodeEmitter::compareNot(bool less) {
+  // a <= b is not(a > b); a >= b is not(a < b).
+  auto operands = unifyBinary(0, 1);
+  if (failed(operands))
+    return failure();
+  auto [x, y] = *operands;
+  SmallVector<int64_t> shape;
+  if (!importer::broadcastTo(typeOf(x).getShape(), typeOf(y).getShape(),
+                             shape))
+    return fail() << "input shapes do not broadcast";
+  auto type = RankedTensorType::get(shape, b.getI1Type());
+  Value cmp = less ? Value(nn::LessOp::create(b, loc, type, x, y))
+                   : Value(nn::GreaterOp::create(b, loc, type, x, y));
+  setOut(0, nn::NotOp::create(b, loc, type, cmp));
+  return success();
+}
+
+LogicalResult NodeEmitter::variadic(StringRef op) {
+  // Sum/Max/Min with any number of inputs: a chain of binary ops.
+  Value acc = operand(0);
+  if (!acc)
+    return failure();
+  for (int k = 1; k < node.input_size(); ++k) {
+    Value next = operand(k);
+    if (!next)
+      return failure();
+    SmallVector<int64_t> shape;
+    if (!importer::broadcastTo(typeOf(acc).getShape(),
+                               typeOf(next).getShape(), shape))
+      return fail() << "input shapes do not broadcast";
+    auto type = withShape(acc, shape);
+    if (op == "Sum")
+      acc = nn::AddOp::create(b, loc, type, acc, next);
+    else if (op == "Max")
+      acc = nn::MaxOp::create(b, loc, type, acc, next);
+    else
+      acc = nn::MinOp::create(b, loc, type, acc, next);
+  }
+  setOut(0, acc);
+  return success();
+}
+
+template <typename OpT> LogicalResult NodeEmitter::unary() {
+  Value x = operand(0);
+  if (!x)
+    return failure();
+  setOut(0, OpT::create(b, loc, x.getType(), x));
+  return success();
+}
+
+template <typename OpT> LogicalResult NodeEmitter::reduce() {
+  Value x = operand(0);
+  if (!x)
+    return failure();
+  bool present;
+  auto axesOr = axesArg(present);
+  if (failed(axesOr))
+    return failure();
+  std::vector<int64_t> axes = *axesOr;
+  int64_t rank = typeOf(x).getRank();
+  if (axes.empty()) {
+    if (attrInt(node, "noop_with_empty_axes", 0)) {
+      setOut(0, x);
+      return success();
+    }
+    axes.resize(rank);
+    std::iota(axes.begin(), axes.end(), 0);
+  }
+  for (int64_t &a : axes)
+    if (!normalizeAxis(a, rank))
+      return fail() << "axis " << a << " out of range for rank " << rank;
+  llvm::sort(axes);
+  axes.erase(std::unique(axes.begin(), axes.end()), axes.end());
+  bool keep = attrInt(node, "keepdims", 1) != 0;
+  SmallVector<int64_t> shape;
+  for (int64_t d = 0; d < rank; ++d) {
+    if (!llvm::is_contained(axes, d))
+      shape.push_back(typeOf(x).getDimSize(d));
+    else if (keep)
+      shape.push_back(1);
+  }
+  setOut(0, OpT::create(b, loc, withShape(x, shape), x, axes, keep));
+  return success();
+}
+
+template <typename OpT> LogicalResult NodeEmitter::softmax() {
+  Value x = operand(0);
+  if (!x)
+    return failure();
+  int64_t rank = typeOf(x).getRank();
+  int64_t axis = attrInt(node, "axis", im.opset >= 13 ? -1 : 1);
+  if (!normalizeAxis(axis, rank))
+    return fail() << "axis out of range for rank " << rank;
+  if (im.opset < 13 && axis != rank - 1)
+    return fail() << "before opset 13, softmax over a non-last axis flattens "
+                     "the input; only the last axis is supported";
+  setOut(0, OpT::create(b, loc, x.getType(), x, axis));
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// Individual ops
+//===----------------------------------------------------------------------===//
+
+LogicalResult NodeEmitter::gemm() {
+  Value a = operand(0), w = operand(1);
+  if (!a || !w)
+    return failure();
+  if (typeOf(a).getRank() != 2 || typeOf(w).getRank() != 2)
+    return fail() << "Gemm needs rank-2 inputs";
+  float alpha = attrFloat(node, "alpha", 1.0f),
+        beta = attrFloat(node, "beta", 1.0f);
+  bool transA = attrInt(node, "transA", 0), transB = attrInt(node, "transB", 0);
+  if (transA)
+    a = transpose(a, {1, 0});
+  int64_t n = transB ? typeOf(w).getDimSize(0) : typeOf(w).getDimSize(1);
+  int64_t m = typeOf(a).getDimSize(0);
+  Value c = in(2) ? operand(2) : Value();
+  if (in(2) && !c)
+    return failure();
+  if (alpha == 1.0f && (!c || (beta == 1.0f && typeOf(c).getShape() ==
+                                                   ArrayRef<int64_t>{n}))) {
+    setOut(0, nn::LinearOp::create(b, loc, withShape(a, {m, n}), a, w, c,
+                                   transB));
+    return success();
+  }
+  if (transB)
+    w = transpose(w, {1, 0});
+  auto type = withShape(a, {m, n});
+  Value y = nn::MatmulOp::create(b, loc, type, a, w);
+  Type elem = type.getElementType();
+  if (alpha != 1.0f)
+    y = nn::MulOp::create(b, loc, type, y, scalar(alpha, elem));
+  if (c) {
+    if (beta != 1.0f)
+      c = nn::MulOp::create(b, loc, typeOf(c), c, scalar(beta, elem));
+    SmallVector<int64_t> shape;
+    if (!importer::broadcastTo({m, n}, typeOf(c).getShape(), shape) ||
+        shape != SmallVector<int64_t>{m, n})
+      return fail() << "C of shape " << shapeString(typeOf(c).getShape())
+                    << " does not broadcast to [" << m << ", " << n << "]";
+    y = nn::AddOp::create(b, loc, type, y, c);
+  }
+  setOut(0, y);
+  return success();
+}
+
+LogicalResult NodeEmitter::reshapeLike() {
+  Value x = operand(0);
+  if (!x)
+    return failure();
+  const HostTensor *arg = nullptr;
+  StringRef op = node.op_type();
+  if (in(1)) {
+    arg = constInput(1, op == "Reshape" ? "shape" : "axes");
+    if (!arg)
+      return failure();
+  }
+  SmallVector<int64_t> shape;
+  std::string why;
+  if (!reshapeLikeShape(node, typeOf(x).getShape(), arg, shape, why))
+    return fail() << why;
+  setOut(0, reshape(x, shape));
+  return success();
+}
+
+LogicalResult NodeEmitter::transposeOp() {
+  Value x = operand(0);
+  if (!x)
+    return failure();
+  int64_t rank = typeOf(x).getRank();
+  std::vector<int64_t> perm;
+  if (!attrInts(node, "perm", perm))
+    for (int64_t d = rank - 1; d >= 0; --d)
+      perm.push_back(d);
+  std::vector<bool> seen(rank, false);
+  if (static_cast<int64_t>(perm.size()) != rank)
+    return fail() << "perm has " << perm.size() << " entries for rank "
+                  << rank;
+  for (int64_t p : perm) {
+    if (p < 0 || p >= rank || seen[p])
+      return fail() << "perm " << shapeString(perm) << " is not a permutation";
+    seen[p] = true;
+  }
+  setOut(0, transpose(x, perm));
+  return success();
+}
+
+LogicalResult NodeEmitter::gather() {
+  Value data = operand(0);
+  if (!data)
+    return failure();
+  int64_t rank = typeOf(data).getRank();
+  int64_t axis = attrInt(node, "axis", 0);
+  if (!normalizeAxis(axis, rank))
+    return fail() << "axis out of range for rank " << rank;
+  int64_t dim = typeOf(data).getDimSize(axis);
+  ValueInfo *idxInfo = in(1);
+  if (!idxInfo)
+    return fail() << "indices are missing";
+  Value idx;
+  bool failedRead;
+  if (const HostTensor *c = im.constantOf(*idxInfo, loc, failedRead)) {
+    // Constant indices: check them and make them non-negative now.
+    HostTensor t(kInt64, c->shape);
+    for (int64_t k = 0, n = c->numel(); k < n; ++k) {
+      int64_t v = c->getInt(k);
+      if (v < -dim || v >= dim)
+        return fail() << "index " << v << " out of range for dimension "
+                      << axis << " of size " << dim;
+      t.i[k] = v < 0 ? v + dim : v;
+    }
+    idx = im.materializeConstant(t, loc);
+  } else if (failedRead) {
+    return failure();
+  } else {
+    idx = operand(1);
+  }
+  if (!idx)
+    return failure();
+  if (!isa<IntegerType>(typeOf(idx).getElementType()) ||
+      typeOf(idx).getElementType().isInteger(1))
+    return fail() << "indices must be int32 or int64";
+  ArrayRef<int64_t> ds = typeOf(data).getShape();
+  SmallVector<int64_t> shape(ds.take_front(axis));
+  llvm::append_range(shape, typeOf(idx).getShape());
+  llvm::append_range(shape, ds.drop_front(axis + 1));
+  setOut(0, nn::GatherOp::create(b, loc, withShape(data, shape), data, idx,
+                                 axis));
+  return success();
+}
+
+LogicalResult NodeEmitter::concat() {
+  SmallVector<Value> parts;
+  for (int k = 0; k < node.input_size(); ++k) {
+    if (node.input(k).empty())
+      continue;
+    Value v = operand(k);
+    if (!v)
+      return failure();
+    if (typeOf(v).getNumElements() == 0)
+      continue; // empty tensors contribute nothing
+    parts.push_back(v);
+  }
+  if (parts.empty())
+    return fail() << "all inputs are empty";
+  int64_t rank = typeOf(parts[0]).getRank();
+  int64_t axis = attrInt(node, "axis", 0);
+  if (!normalizeAxis(axis, rank))
+    return fail() << "axis out of range for rank " << rank;
+  SmallVector<int64_t> shape(typeOf(parts[0]).getShape());
+  shape[axis] = 0;
+  for (Value v : parts) {
+    if (typeOf(v).getRank() != rank ||
+        typeOf(v).getElementType() != typeOf(parts[0]).getElementType())
+      return fail() << "inputs differ in rank or element type";
+    for (int64_t d = 0; d < rank; ++d)
+      if (d != axis && typeOf(v).getDimSize(d) != shape[d])
+        return fail() << "inputs differ in dimension " << d;
+    shape[axis] += typeOf(v).getDimSize(axis);
+  }
+  if (parts.size() == 1) {
+    setOut(0, parts[0]);
+    return success();
+  }
+  setOut(0, nn::ConcatOp::create(b, loc, withShape(parts[0], shape), parts,
+                                 axis));
+  return success();
+}
+
+namespace {
+SmallVector<int64_t> fullStarts(int64_t rank) {
+  return SmallVector<int64_t>(rank, 0);
+}
+} // namespace
+
+LogicalResult NodeEmitter::split() {
+  Value x = operand(0);
+  if (!x)
+    return failure();
+  int64_t rank = typeOf(x).getRank();
+  int64_t axis = attrInt(node, "axis", 0);
+  if (!normalizeAxis(axis, rank))
+    return fail() << "axis out of range for rank " << rank;
+  int64_t dim = typeOf(x).getDimSize(axis);
+  std::vector<int64_t> sizes;
+  if (!attrInts(node, "split", sizes)) {
+    auto s = intsInput(1, "split sizes");
+    if (failed(s))
+      return failure();
+    sizes = *s;
+  }
+  int64_t n = node.output_size();
+  if (sizes.empty()) {
+    int64_t chunk = (dim + n - 1) / n;
+    for (int64_t k = 0; k < n; ++k)
+      sizes.push_back(std::max<int64_t>(0, std::min(chunk, dim - k * chunk)));
+  }
+  if (static_cast<int64_t>(sizes.size()) != n ||
+      std::accumulate(sizes.begin(), sizes.end(), int64_t(0)) != dim)
+    return fail() << "split sizes " << shapeString(sizes) << " do not cut "
+                  << "dimension " << axis << " of size " << dim << " into "
+                  << n << " outputs";
+  int64_t off = 0;
+  ArrayRef<int64_t> in = typeOf(x).getShape();
+  for (int64_t k = 0; k < n; ++k) {
+    SmallVector<int64_t> starts = fullStarts(rank), ends(in), steps(rank, 1);
+    starts[axis] = off;
+    ends[axis] = off + sizes[k];
+    SmallVector<int64_t> shape(in);
+    shape[axis] = sizes[k];
+    off += sizes[k];
+    Value part = sizes[k] == dim ? x
+                                 : Value(nn::SliceOp::create(
+                                       b, loc, withShape(x, shape), x, starts,
+                                       ends, steps));
+    setOut(k, part);
+  }
+  return success();
+}
+
+LogicalResult NodeEmitter::slice() {
+  Value x = operand(0);
+  if (!x)
+    return failure();
+  std::vector<int64_t> starts, ends, axes, steps;
+  if (node.input_size() > 1) {
+    auto s = intsInput(1, "starts"), e = intsInput(2, "ends"),
+         a = intsInput(3, "axes"), st = intsInput(4, "steps");
+    if (failed(s) || failed(e) || failed(a) || failed(st))
+      return failure();
+    starts = *s, ends = *e, axes = *a, steps = *st;
+  } else {
+    attrInts(node, "starts", starts);
+    attrInts(node, "ends", ends);
+    attrInts(node, "axes", axes);
+  }
+  SmallVector<SliceDim> dims;
+  std::string why;
+  ArrayRef<int64_t> shapeIn = typeOf(x).getShape();
+  if (!sliceBounds(shapeIn, starts, ends, axes, steps, dims, why))
+    return fail() << why;
+  SmallVector<int64_t> s, e, st, shape;
+  bool identity = true;
+  for (auto [d, dim] : llvm::enumerate(dims)) {
+    s.push_back(dim.start);
+    e.push_back(dim.end);
+    st.push_back(dim.step);
+    shape.push_back(nn::sliceLength(dim.start, dim.end, dim.step));
+    identity &= dim.start == 0 && dim.step == 1 && dim.end == shapeIn[d];
+  }
+  if (identity) {
+    setOut(0, x);
+    return success();
+  }
+  setOut(0, nn::SliceOp::create(b, loc, withShape(x, shape), x, s, e, st));
+  return success();
+}
+
+LogicalResult NodeEmitter::expand() {
+  Value x = operand(0);
+  if (!x)
+    return failure();
+  auto target = intsInput(1, "shape");
+  if (failed(target))
+    return failure();
+  SmallVector<int64_t> shape;
+  if (!importer::broadcastTo(typeOf(x).getShape(), *target, shape))
+    return fail() << "input shape " << shapeString(typeOf(x).getShape())
+                  << " does not broadcast with " << shapeString(*target);
+  setOut(0, broadcastTo(x, shape));
+  return success();
+}
+
+LogicalResult NodeEmitter::where() {
+  Value cond = operand(0);
+  if (!cond)
+    return failure();
+  cond = castTo(cond, b.getI1Type());
+  auto operands = unifyBinary(1, 2);
+  if (failed(operands))
+    return failure();
+  auto [x, y] = *operands;
+  SmallVector<int64_t> s1, shape;
+  if (!importer::broadcastTo(typeOf(cond).getShape(), typeOf(x).getShape(),
+                             s1) ||
+      !importer::broadcastTo(s1, typeOf(y).getShape(), shape))
+    return fail() << "condition and values do not broadcast";
+  setOut(0, nn::WhereOp::create(b, loc, withShape(x, shape), cond, x, y));
+  return success();
+}
+
+LogicalResult NodeEmitter::castOp(bool like) {
+  Value x = operand(0);
+  if (!x)
+    return failure();
+  int32_t to;
+  if (like) {
+    ValueInfo *target = in(1);
+    if (!target)
+      return fail() << "target_type input is missing";
+    to = target->dtype;
+  } else {
+    to = attrInt(node, "to", kFloat);
+  }
+  FailureOr<Type> elem = im.elementType(to, loc);
+  if (failed(elem))
+    return fail() << "cannot cast to " << dtypeName(to);
+  setOut(0, castTo(x, *elem));
+  return success();
+}
+
+LogicalResult NodeEmitter::trilu() {
+  Value x = operand(0);
+  if (!x)
+    return failure();
+  if (typeOf(x).getRank() < 2)
+    return fail() << "input must have rank >= 2";
+  int64_t k = 0;
+  if (in(1)) {
+    const HostTensor *c = constInput(1, "diagonal offset k");
+    if (!c)
+      return failure();
+    k = c->getInt(0);
+  }
+  setOut(0, nn::TriluOp::create(b, loc, x.getType(), x,
+                                b.getBoolAttr(attrInt(node, "upper", 1) != 0),
+                                b.getI64IntegerAttr(k)));
+  return success();
+}
+
+LogicalResult NodeEmitter::gelu() {
+  Value x = operand(0);
+  if (!x)
+    return failure();
+  std::string approx = attrString(node, "approximate", "none");
+  if (approx != "none" && approx != "tanh")
+    return fail() << "unknown approximate='" << approx << "'";
+  setOut(0, nn::GeluOp::create(b, loc, x.getType(), x,
+                               approx == "tanh" ? nn::GeluApproximation::tanh
+                                                : nn::GeluApproximation::none));
+  return success();
+}
+
+LogicalResult NodeEmitter::layerNorm(bool rms) {
+  Value x = operand(0), scale = operand(1);
+  if (!x || !scale)
+    return failure();
+  Value bias;
+  if (!rms && in(2) && !(bias = operand(2)))
+    return failure();
+  int64_t rank = typeOf(x).getRank();
+  int64_t axis = attrInt(node, "axis", -1);
+  if (!normalizeAxis(axis, rank))
+    return fail() << "axis out of range for rank " << rank;
+  float eps = attrFloat(node, "epsilon", 1e-5f);
+  ArrayRef<int64_t> normalized = typeOf(x).getShape().drop_front(axis);
+  for (Value *v : {&scale, &bias}) {
+    if (!*v)
+      continue;
+    SmallVector<int64_t> shape;
+    if (!importer::broadcastTo(normalized, typeOf(*v).getShape(), shape) ||
+        ArrayRef<int64_t>(shape) != normalized)
+      return fail() << "scale/bias shape "
+                    << shapeString(typeOf(*v).getShape())
+                    << " does not broadcast to the normalized shape "
+                    << shapeString(normalized);
+    *v = broadcastTo(reshape(*v, SmallVector<int64_t>(
+                                     typeOf(*v).getShape().drop_while(
+                                         [](int64_t d) { return d == 1; }))),
+                     normalized);
+  }
+  for (int k = 1; k < node.output_size(); ++k)
+    if (!node.output(k).empty()) {
+      ValueInfo poison;
+      poison.poison = "output '" + node.output(k) + "' of node '" +
+                      node.name() +
+                      "' (the saved mean or inverse standard deviation) is "
+                      "not supported";
+      im.values[node.output(k)] = poison;
+    }
+  Value y = rms ? Value(nn::RMSNormOp::create(b, loc, x.getType(), x, scale,
+                                              axis, llvm::APFloat(eps)))
+                : Value(nn::LayerNormOp::create(b, loc, x.getType(), x, scale,
+                                                bias, axis,
+                                                llvm::APFloat(eps)));
+  setOut(0, y);
+  return success();
+}
+
+LogicalResult NodeEmitter::attention() {
+  if (in(4) || in(5))
+    return fail() << "past key/value inputs are an inference cache; export "
+                     "the model without past key values for training";
+  Value q = operand(0), k = operand(1), v = operand(2);
+  if (!q || !k || !v)
+    return failure();
+  Value mask;
+  if (in(3) && !(mask = operand(3)))
+    return failure();
+  if (attrFloat(node, "softcap", 0.0f) != 0.0f)
+    return fail() << "softcap is not supported";
+  int64_t rank = typeOf(q).getRank();
+  int64_t h, hkv, d;
+  if (rank == 4) {
+    h = typeOf(q).getDimSize(1);
+    hkv = typeOf(k).getDimSize(1);
+    d = typeOf(q).getDimSize(3);
+  } else if (rank == 3) {
+    h = attrInt(node, "q_num_heads", 0);
+    hkv = attrInt(node, "kv_num_heads", 0);
+    if (h <= 0 || hkv <= 0)
+      return fail() << "3-D inputs need q_num_heads and kv_num_heads";
+    if (typeOf(q).getDimSize(2) % h != 0)
+      return fail() << "query hidden size " << typeOf(q).getDimSize(2)
+                    << " is not divisible by q_num_heads " << h;
+    d = typeOf(q).getDimSize(2) / h;
+  } else {
+    return fail() << "inputs must have rank 3 or 4";
+  }
+  float scale = attrFloat(node, "scale", 1.0f / std::sqrt(double(d)));
+  int64_t bsz = typeOf(q).getDimSize(0);
+  int64_t sq = typeOf(q).getDimSize(rank == 4 ? 2 : 1);
+  int64_t dv = rank == 4 ? typeOf(v).getDimSize(3)
+                         : typeOf(v).getDimSize(2) / hkv;
+  SmallVector<int64_t> shape = rank == 4 ? SmallVector<int64_t>{bsz, h, sq, dv}
+                                         : SmallVector<int64_t>{bsz, sq, h * dv};
+  if (mask && typeOf(mask).getElementType() != typeOf(q).getElementType() &&
+      !typeOf(mask).getElementType().isInteger(1))
+    mask = castTo(mask, typeOf(q).getElementType());
+  setOut(0, nn::AttentionOp::create(
+                b, loc, withShape(q, shape), q, k, v, mask, h, hkv,
+                attrInt(node, "is_causal", 0) != 0, llvm::APFloat(scale)));
+  // present_key/present_value equal K and V in [B, H, S, D] form when there
+  // is no past.
+  for (int idx : {1, 2}) {
+    if (idx >= node.output_size() || node.output(idx).empty())
+      continue;
+    Value kv = idx == 1 ? k : v;
+    if (rank == 3) {
+      int64_t s = typeOf(kv).getDimSize(1), hd = typeOf(kv).getDimSize(2) / hkv;
+      kv = transpose(reshape(kv, {bsz, s, hkv, hd}), {0, 2, 1, 3});
+    }
+    setOut(idx, kv);
+  }
+  if (node.output_size() > 3 && !node.output(3).empty()) {
+    ValueInfo poison;
+    poison.poison = "output '" + node.output(3) + "' of node '" + node.name() +
+                    "' (qk_matmul_output) is not supported";
+    im.values[node.output(3)] = poison;
+  }
+  return success();
+}
+
+LogicalResult NodeEmitter::rotary() {
+  Value x = operand(0);
+  if (!x)
+    return failure();
+  int64_t rank = typeOf(x).getRank();
+  int64_t bsz = typeOf(x).getDimSize(0), h, s, d;
+  if (rank == 4) {
+    h = typeOf(x).getDimSize(1);
+    s = typeOf(x).getDimSize(2);
+    d = typeOf(x).getDimSize(3);
+  } else if (rank == 3) {
+    h = attrInt(node, "num_heads", 0);
+    if (h <= 0)
+      return fail() << "3-D input needs num_heads";
+    s = typeOf(x).getDimSize(1);
+    if (typeOf(x).getDimSize(2) % h != 0)
+      return fail() << "hidden size " << typeOf(x).getDimSize(2)
+                    << " is not divisible by num_heads " << h;
+    d = typeOf(x).getDimSize(2) / h;
+  } else {
+    return fail() << "input must have rank 3 or 4";
+  }
+  int64_t r = attrInt(node, "rotary_embedding_dim", 0);
+  if (r == 0)
+    r = d;
+  // cos/sin tables: [max_pos, R/2] indexed by position_ids, or already
+  // [B, S, R/2].
+  Value tables[2];
+  for (int t = 0; t < 2; ++t) {
+    ValueInfo *cacheInfo = in(1 + t);
+    if (!cacheInfo)
+      return fail() << "cos/sin cache is missing";
+    if (!in(3)) {
+      if (!(tables[t] = operand(1 + t)))
+        return failure();
+      continue;
+    }
+    bool failedRead;
+    const HostTensor *cache = im.constantOf(*cacheInfo, loc, failedRead);
+    const HostTensor *pos = im.constantOf(*in(3), loc, failedRead);
+    if (failedRead)
+      return failure();
+    if (cache && pos) {
+      onnx::NodeProto g;
+      g.set_op_type("Gather");
+      const HostTensor *args[] = {cache, pos};
+      FoldResult res = foldNode(g, args, im.opset);
+      if (!res.ok())
+        return fail() << "gathering the cos/sin cache: " << res.error;
+      tables[t] = im.materializeConstant(res.outputs[0], loc);
+    } else {
+      Value c = operand(1 + t), p = operand(3);
+      if (!c || !p)
+        return failure();
+      SmallVector<int64_t> shape(typeOf(p).getShape());
+      shape.push_back(typeOf(c).getDimSize(1));
+      tables[t] = nn::GatherOp::create(b, loc, withShape(c, shape), c, p, 0);
+    }
+    if (!tables[t])
+      return failure();
+  }
+  Value heads = x;
+  if (rank == 3)
+    heads = transpose(reshape(x, {bsz, s, h, d}), {0, 2, 1, 3});
+  for (Value &t : tables)
+    t = castTo(t, typeOf(x).getElementType());
+  Value y = nn::RotaryOp::create(
+      b, loc, heads.getType(), heads, tables[0], tables[1],
+      attrInt(node, "interleaved", 0) != 0, r);
+  if (rank == 3)
+    y = reshape(transpose(y, {0, 2, 1, 3}), typeOf(x).getShape());
+  setOut(0, y);
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// Dispatch
+//===----------------------------------------------------------------------===//
+
+LogicalResult NodeEmitter::emit() {
+  StringRef op = node.op_type();
+  if (op == "Add")
+    return binary<nn::AddOp>();
+  if (op == "Sub")
+    return binary<nn::SubOp>();
+  if (op == "Mul")
+    return binary<nn::MulOp>();
+  if (op == "Div")
+    return binary<nn::DivOp>();
+  if (op == "Pow")
+    return binary<nn::PowOp>();
+  if (op == "Equal")
+    return binary<nn::EqualOp>();
+  if (op == "Less")
+    return binary<nn::LessOp>();
+  if (op == "Greater")
+    return binary<nn::GreaterOp>();
+  if (op == "And")
+    return binary<nn::AndOp>();
+  if (op == "Or")
+    return binary<nn::OrOp>();
+  if (op == "LessOrEqual")
+    return compareNot(/*less=*/false);
+  if (op == "GreaterOrEqual")
+    return compareNot(/*less=*/true);
+  if (op == "Max" || op == "Min" || op == "Sum") {
+    if (node.input_size() == 2 && op == "Max")
+      return binary<nn::MaxOp>();
+    if (node.input_size() == 2 && op == "Min")
+      return binary<nn::MinOp>();
+    return variadic(op);
+  }
+  if (op == "Neg")
+    return unary<nn::NegOp>();
+  if (op == "Abs")
+    return unary<nn::AbsOp>();
+  if (op == "Sqrt")
+    return unary<nn::SqrtOp>();
+  if (op == "Reciprocal")
+    return unary<nn::ReciprocalOp>();
+  if (op == "Exp")
+    return unary<nn::ExpOp>();
+  if (op == "Log")
+    return unary<nn::LogOp>();
+  if (op == "Erf")
+    return unary<nn::ErfOp>();
+  if (op == "Tanh")
+    return unary<nn::TanhOp>();
+  if (op == "Sigmoid")
+    return unary<nn::SigmoidOp>();
+  if (op == "Relu")
+    return unary<nn::ReluOp>();
+  if (op == "Sin")
+    return unary<nn::SinOp>();
+  if (op == "Cos")
+    return unary<nn::CosOp>();
+  if (op == "Not")
+    return unary<nn::NotOp>();
+  if (op == "Gelu")
+    return gelu();
+  if (op == "IsNaN") {
+    Value x = operand(0);
+    if (!x)
+      return failure();
+    setOut(0, nn::IsNanOp::create(b, loc, withShape(x, typeOf(x).getShape())
+                                              .clone(b.getI1Type()),
+                                  x));
+    return success();
+  }
+  if (op == "Identity" || op == "Dropout") {
+    Value x = operand(0);
+    if (!x)
+      return failure();
+    setOut(0, x);
+    if (op == "Dropout" && node.output_size() > 1 && !node.output(1).empty()) {
+      HostTensor mask(kBool, typeOf(x).getShape());
+      std::fill(mask.i.begin(), mask.i.end(), 1);
+      im.setConstant(node.output(1), std::move(mask));
+    }
+    return success();
+  }
+  if (op == "Cast")
+    return castOp(/*like=*/false);
+  if (op == "CastLike")
+    return castOp(/*like=*/true);
+  if (op == "Where")
+    return where();
+  if (op == "MatMul") {
+    Value x = operand(0), y = operand(1);
+    if (!x || !y)
+      return failure();
+    if (typeOf(x).getElementType() != typeOf(y).getElementType())
+      return fail() << "inputs have different element types";
+    std::string why;
+    auto shape =
+        nn::matmulShape(typeOf(x).getShape(), typeOf(y).getShape(), &why);
+    if (!shape)
+      return fail() << why;
+    setOut(0, nn::MatmulOp::create(b, loc, withShape(x, *shape), x, y));
+    return success();
+  }
+  if (op == "Gemm")
+    return gemm();
+  if (op == "ReduceMean")
+    return reduce<nn::ReduceMeanOp>();
+  if (op == "ReduceSum")
+    return reduce<nn::ReduceSumOp>();
+  if (op == "ReduceMax")
+    return reduce<nn::ReduceMaxOp>();
+  if (op == "Softmax")
+    return softmax<nn::SoftmaxOp>();
+  if (op == "LogSoftmax")
+    return softmax<nn::LogSoftmaxOp>();
+  if (op == "Transpose")
+    return transposeOp();
+  if (op == "Reshape" || op == "Squeeze" || op == "Unsqueeze" ||
+      op == "Flatten")
+    return reshapeLike();
+  if (op == "Gather")
+    return gather();
+  if (op == "Concat")
+    return concat();
+  if (op == "Split")
+    return split();
+  if (op == "Slice")
+    return slice();
+  if (op == "Expand")
+    return expand();
+  if (op == "Trilu")
+    return trilu();
+  if (op == "LayerNormalization")
+    return layerNorm(/*rms=*/false);
+  if (op == "RMSNormalization")
+    return layerNorm(/*rms=*/true);
+  if (op == "Attention")
+    return attention();
+  if (op == "RotaryEmbedding")
+    return rotary();
+  return fail() << "no emitter";
+}
