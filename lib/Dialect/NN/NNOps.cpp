@@ -442,7 +442,8 @@ LogicalResult verifyNorm(OpT op, Value bias) {
         failed(expectShape(op, v, normalized, name)))
       return failure();
   }
-  if (op.getEpsilon().convertToDouble() < 0)
+  // Written as !(eps >= 0) so that NaN is rejected too.
+  if (!(op.getEpsilon().convertToDouble() >= 0))
     return op.emitOpError() << "epsilon must be non-negative";
   return success();
 }
