@@ -75,9 +75,14 @@ mlir::weipipe::nn::matmulShape(ArrayRef<int64_t> lhs, ArrayRef<int64_t> rhs,
 
 int64_t mlir::weipipe::nn::sliceLength(int64_t start, int64_t end,
                                        int64_t step) {
+  // ceil(distance / |step|), written so that no intermediate overflows for
+  // any nonzero step (INT64_MAX, INT64_MIN included): with clamped bounds the
+  // distance is at most size + 1. For a negative step, C++ division truncates
+  // toward zero, so (start - end - 1) / step == -floor((start - end - 1) /
+  // |step|) without negating step.
   if (step > 0)
-    return end > start ? (end - start + step - 1) / step : 0;
-  return start > end ? (start - end - step - 1) / -step : 0;
+    return end > start ? (end - start - 1) / step + 1 : 0;
+  return start > end ? 1 - (start - end - 1) / step : 0;
 }
 
 namespace {
@@ -447,7 +452,8 @@ LogicalResult verifyNorm(OpT op, Value bias) {
         failed(expectShape(op, v, normalized, name)))
       return failure();
   }
-  if (op.getEpsilon().convertToDouble() < 0)
+  // Written as !(eps >= 0) so that NaN is rejected too.
+  if (!(op.getEpsilon().convertToDouble() >= 0))
     return op.emitOpError() << "epsilon must be non-negative";
   return success();
 }
