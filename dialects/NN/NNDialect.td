@@ -27,7 +27,6 @@ def NN_Dialect : Dialect {
     bytes. `nn.param` reads one inside a function.
   }];
   let cppNamespace = "::mlir::weipipe::nn";
-  let useDefaultAttributePrinterParser = 1;
   let hasConstantMaterializer = 1;
 }
 
