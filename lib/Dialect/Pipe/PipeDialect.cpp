@@ -1,6 +1,7 @@
 //===- PipeDialect.cpp - the pipe dialect ---------------------------------===//
 //
-// Part of weipipe.
+// Part of weipipe. Registers the ops, types and attributes of the `pipe`
+// dialect; their printers and parsers are generated from ODS.
 //
 //===----------------------------------------------------------------------===//
 
@@ -17,6 +18,9 @@ using namespace mlir::weipipe::pipe;
 #include "weipipe/Dialect/Pipe/PipeDialect.cpp.inc"
 #include "weipipe/Dialect/Pipe/PipeEnums.cpp.inc"
 
+#define GET_ATTRDEF_CLASSES
+#include "weipipe/Dialect/Pipe/PipeAttrs.cpp.inc"
+
 #define GET_TYPEDEF_CLASSES
 #include "weipipe/Dialect/Pipe/PipeTypes.cpp.inc"
 
@@ -28,5 +32,9 @@ void PipeDialect::initialize() {
   addTypes<
 #define GET_TYPEDEF_LIST
 #include "weipipe/Dialect/Pipe/PipeTypes.cpp.inc"
+      >();
+  addAttributes<
+#define GET_ATTRDEF_LIST
+#include "weipipe/Dialect/Pipe/PipeAttrs.cpp.inc"
       >();
 }

@@ -1,6 +1,7 @@
 //===- PipeDialect.h - the pipe dialect -------------------------*- C++ -*-===//
 //
-// Part of weipipe.
+// Part of weipipe. The `pipe` dialect: the model as chunks, per-rank
+// programs, ring slots and transfers. Ops and types are in PipeOps.h.
 //
 //===----------------------------------------------------------------------===//
 
