@@ -62,6 +62,7 @@ private:
   LogicalResult scanRawOffsets(llvm::StringRef bytes);
   LogicalResult declareInputs();
   LogicalResult declareOutputs();
+  void findTrigBuffers();
 
   //--- Values --------------------------------------------------------------
   /// The value named `name`, or null with an error emitted at `loc`.
@@ -109,7 +110,9 @@ public:
   OpBuilder moduleBuilder;
   llvm::StringMap<ValueInfo> values;
   llvm::StringMap<nn::ParameterOp> parameters;
-  std::map<std::string, std::string> dimParams; // resolved dim_param values
+  /// Float initializers that only feed sin/cos tables (rotary frequencies
+  /// whose exporter-made names the regex cannot know).
+  std::set<std::string> trigBuffers;
   std::map<std::string, int64_t> dimValues;
 };
 

@@ -292,7 +292,59 @@ bool Importer::isParameter(const onnx::TensorProto &t) const {
     n *= d;
   if (n <= 1)
     return false; // a scalar (an epsilon, a scale) is a constant
-  return !frozenRegex.match(t.name());
+  return !frozenRegex.match(t.name()) && !trigBuffers.count(t.name());
+}
+
+void Importer::findTrigBuffers() {
+  // Values that depend on run-time data (shapes do not: they are static).
+  std::set<std::string> runtime;
+  for (const auto &[name, info] : values)
+    if (info.value)
+      runtime.insert(name.str());
+  std::map<std::string, std::vector<const onnx::NodeProto *>> consumers;
+  for (const auto &node : model.graph().node()) {
+    bool dynamic = false;
+    for (const std::string &in : node.input()) {
+      consumers[in].push_back(&node);
+      dynamic |= runtime.count(in) > 0;
+    }
+    if (dynamic && node.op_type() != "Shape" && node.op_type() != "Size")
+      for (const std::string &out : node.output())
+        runtime.insert(out);
+  }
+  // A float initializer is a constant buffer when everything computed from it
+  // ends in Sin/Cos before meeting run-time data: rotary frequencies, which
+  // exporters rename when they fold an unsqueeze or transpose into them.
+  for (const auto &t : model.graph().initializer()) {
+    int32_t dt = t.data_type();
+    if (dt != kFloat && dt != kFloat16 && dt != kBFloat16 &&
+        dt != kDouble)
+      continue;
+    std::vector<std::string> work = {t.name()};
+    std::set<std::string> seen;
+    bool trig = false, learned = false;
+    while (!work.empty() && !learned) {
+      std::string v = work.back();
+      work.pop_back();
+      if (!seen.insert(v).second)
+        continue;
+      for (const onnx::NodeProto *n : consumers[v]) {
+        StringRef op = n->op_type();
+        if (op == "Shape" || op == "Size")
+          continue;
+        if (op == "Sin" || op == "Cos") {
+          trig = true;
+          continue;
+        }
+        for (const std::string &in : n->input())
+          learned |= runtime.count(in) > 0;
+        for (const std::string &out : n->output())
+          work.push_back(out);
+      }
+    }
+    if (trig && !learned)
+      trigBuffers.insert(t.name());
+  }
 }
 
 namespace {
@@ -925,6 +977,7 @@ OwningOpRef<ModuleOp> Importer::run() {
   try {
     if (failed(load()) || failed(declareInputs()))
       return nullptr;
+    findTrigBuffers();
     int64_t index = 0;
     for (const auto &node : model.graph().node())
       if (failed(importNode(node, index++)))

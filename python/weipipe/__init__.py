@@ -1,0 +1,1 @@
+"""weipipe Python side: test-model builders and ONNX export helpers."""

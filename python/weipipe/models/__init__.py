@@ -1,0 +1,80 @@
+"""Small deterministic test models for weipipe and their ONNX export.
+
+``MODELS`` maps a model name to a :class:`ModelSpec`. Plain-PyTorch models take
+``input_ids`` and return ``logits``; Hugging Face models (names ``hf-*``) take
+``input_ids``, ``attention_mask``, ``position_ids`` and return ``logits`` plus
+``present.N.key`` / ``present.N.value``.
+
+    python -m weipipe.models list
+    python -m weipipe.models export gpt2 -o gpt2.onnx
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    kind: str  # "plain" or "hf"
+    build: Callable[..., torch.nn.Module]
+    description: str
+
+
+def _plain(modname: str) -> Callable[..., torch.nn.Module]:
+    def build(seed: int = 0, attn: str | None = None) -> torch.nn.Module:
+        import importlib
+
+        if attn is not None:
+            raise ValueError(f"{modname}: attention implementation is fixed (written out) for plain models")
+        return importlib.import_module(f"{__name__}.{modname}").build(seed)
+
+    return build
+
+
+def _hf(fn: str) -> Callable[..., torch.nn.Module]:
+    def build(seed: int = 0, attn: str | None = None) -> torch.nn.Module:
+        from . import hf
+
+        return getattr(hf, fn)(seed, attn or "sdpa")
+
+    return build
+
+
+MODELS: dict[str, ModelSpec] = {
+    s.name: s
+    for s in [
+        ModelSpec("gpt2", "plain", _plain("gpt2"),
+                  "GPT-2 style: learned pos emb, LayerNorm, fused qkv, written-out causal attention, tanh GELU, tied head"),
+        ModelSpec("llama", "plain", _plain("llama"),
+                  "Llama style: written-out RMSNorm, rotate-half RoPE, GQA 4q/2kv, SwiGLU, untied head"),
+        ModelSpec("bert", "plain", _plain("bert"),
+                  "BERT style encoder: tok+pos+type emb, post-LN, bidirectional attention, erf GELU, MLM head"),
+        ModelSpec("hf-gpt2", "hf", _hf("build_gpt2"),
+                  "transformers GPT2LMHeadModel (tiny config, random weights), use_cache=True"),
+        ModelSpec("hf-llama", "hf", _hf("build_llama"),
+                  "transformers LlamaForCausalLM, GQA 4q/2kv, use_cache=True"),
+        ModelSpec("hf-qwen2", "hf", _hf("build_qwen2"),
+                  "transformers Qwen2ForCausalLM, qkv biases, GQA, tied head, use_cache=True"),
+        ModelSpec("hf-gpt-neox", "hf", _hf("build_gpt_neox"),
+                  "transformers GPTNeoXForCausalLM, partial rotary (25%), parallel residual, use_cache=True"),
+    ]
+}
+
+
+def build_model(name: str, seed: int = 0, attn: str | None = None) -> torch.nn.Module:
+    """Build model ``name`` in eval mode with seeded random weights.
+
+    ``attn`` (HF models only): transformers attention implementation, "sdpa" (default) or "eager".
+    """
+    try:
+        spec = MODELS[name]
+    except KeyError:
+        raise KeyError(f"unknown model {name!r}; known: {', '.join(MODELS)}") from None
+    return spec.build(seed, attn)
+
+
+__all__ = ["MODELS", "ModelSpec", "build_model"]
