@@ -102,6 +102,11 @@ std::optional<weipipe::OnnxImportOptions> importOptionsFromCL() {
 
 int main(int argc, char **argv) {
   llvm::InitLLVM y(argc, argv);
+  // libLLVM.so registers Polly's ~100 options; they say nothing about this
+  // tool and bury the import options in --help.
+  for (auto &entry : llvm::cl::getRegisteredOptions())
+    if (entry.first.starts_with("polly"))
+      entry.second->setHiddenFlag(llvm::cl::ReallyHidden);
   registerTransformsPasses();
   DialectRegistry registry;
   weipipe::registerAllDialects(registry);
