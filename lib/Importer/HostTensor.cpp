@@ -17,6 +17,7 @@
 #include <functional>
 #include <limits>
 #include <numeric>
+#include <stdexcept>
 
 using namespace mlir::weipipe::importer;
 using llvm::ArrayRef;
@@ -140,6 +141,19 @@ double mlir::weipipe::importer::roundToDType(double v, int32_t dt) {
 
 HostTensor::HostTensor(int32_t dtype, ArrayRef<int64_t> shape)
     : dtype(dtype), shape(shape) {
+  // Import-time values are shapes, masks and tables, never weights: a
+  // corrupt or hostile model must not make the importer allocate without
+  // bound. The importer turns this into a diagnostic at the node.
+  int64_t n = 1;
+  for (int64_t d : shape) {
+    if (d < 0 || (d > 0 && n > kMaxFoldedElements / d))
+      throw std::length_error("a constant of shape " + shapeString(shape) +
+                              " is too large to compute at import time (the "
+                              "limit is " +
+                              std::to_string(kMaxFoldedElements) +
+                              " elements)");
+    n *= d;
+  }
   if (isFloat())
     f.assign(numel(), 0.0);
   else

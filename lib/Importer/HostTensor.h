@@ -55,6 +55,9 @@ const char *dtypeName(int32_t dtype);
 int64_t numElements(llvm::ArrayRef<int64_t> shape);
 std::string shapeString(llvm::ArrayRef<int64_t> shape);
 
+/// The largest tensor the importer computes on the host.
+constexpr int64_t kMaxFoldedElements = int64_t(1) << 27;
+
 struct HostTensor {
   int32_t dtype = kUndefined;
   llvm::SmallVector<int64_t> shape;

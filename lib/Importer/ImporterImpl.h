@@ -90,7 +90,15 @@ public:
   }
   int32_t dtypeOf(Type elem) const;
 
+  /// The node's name, or "OpType#index" for an unnamed node.
+  static std::string nodeName(const onnx::NodeProto &node, int64_t index);
   Location nodeLoc(const onnx::NodeProto &node, int64_t index);
+  /// Starts an error about a node: "node 'NAME' (OpType): ".
+  InFlightDiagnostic nodeError(Location loc, const onnx::NodeProto &node,
+                               llvm::StringRef name) {
+    return emitError(loc) << "node '" << name << "' (" << node.op_type()
+                          << "): ";
+  }
   InFlightDiagnostic error(Location loc) { return emitError(loc); }
 
   MLIRContext *ctx;
@@ -119,8 +127,9 @@ public:
 /// Emits the `nn` ops for one ONNX node whose inputs are not all constant.
 class NodeEmitter {
 public:
-  NodeEmitter(Importer &im, const onnx::NodeProto &node, Location loc)
-      : im(im), node(node), loc(loc), b(im.builder) {}
+  NodeEmitter(Importer &im, const onnx::NodeProto &node, std::string name,
+              Location loc)
+      : im(im), node(node), name(std::move(name)), loc(loc), b(im.builder) {}
   LogicalResult emit();
 
   /// Op types with an emitter.
@@ -151,10 +160,7 @@ private:
   Value castTo(Value v, Type elem);
   Value scalar(double value, Type elem);
   FailureOr<std::pair<Value, Value>> unifyBinary(size_t a, size_t b);
-  InFlightDiagnostic fail() {
-    return im.error(loc) << "node '" << node.name() << "' ("
-                         << node.op_type() << "): ";
-  }
+  InFlightDiagnostic fail() { return im.nodeError(loc, node, name); }
 
   // Op families.
   template <typename OpT> LogicalResult binary();
@@ -181,6 +187,7 @@ private:
 
   Importer &im;
   const onnx::NodeProto &node;
+  std::string name; // for messages
   Location loc;
   OpBuilder &b;
 };

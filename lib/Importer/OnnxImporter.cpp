@@ -76,11 +76,13 @@ Importer::Importer(MLIRContext *ctx, StringRef path,
   isText = path.ends_with(".onnxtext");
 }
 
+std::string Importer::nodeName(const onnx::NodeProto &node, int64_t index) {
+  return node.name().empty() ? node.op_type() + "#" + std::to_string(index)
+                             : node.name();
+}
+
 Location Importer::nodeLoc(const onnx::NodeProto &node, int64_t index) {
-  std::string name = node.name().empty()
-                         ? node.op_type() + "#" + std::to_string(index)
-                         : node.name();
-  return NameLoc::get(StringAttr::get(ctx, name),
+  return NameLoc::get(StringAttr::get(ctx, nodeName(node, index)),
                       FileLineColLoc::get(ctx, path, 0, 0));
 }
 
@@ -666,6 +668,10 @@ LogicalResult Importer::declareInputs() {
   Location loc = FileLineColLoc::get(ctx, path, 0, 0);
   std::set<std::string> initNames;
   for (const auto &t : graph.initializer()) {
+    for (int64_t d : t.dims())
+      if (d < 0)
+        return emitError(loc) << "initializer '" << t.name()
+                              << "' has a negative dimension " << d;
     initNames.insert(t.name());
     ValueInfo info;
     info.dtype = t.data_type();
@@ -746,6 +752,10 @@ LogicalResult Importer::declareInputs() {
       for (int k = 0; k < tt.shape().dim_size(); ++k) {
         const auto &d = tt.shape().dim(k);
         if (d.has_dim_value()) {
+          if (d.dim_value() < 0)
+            return emitError(loc) << "graph input '" << name
+                                  << "' has a negative dimension "
+                                  << d.dim_value();
           shape.push_back(d.dim_value());
           continue;
         }
@@ -854,10 +864,11 @@ LogicalResult Importer::declareOutputs() {
 LogicalResult Importer::importNode(const onnx::NodeProto &node,
                                    int64_t index) {
   Location loc = nodeLoc(node, index);
+  std::string name = nodeName(node, index);
   StringRef op = node.op_type();
   auto unsupported = [&]() {
     auto diag = emitError(loc) << "unsupported ONNX op '" << op << "' (node '"
-                               << node.name() << "', domain '"
+                               << name << "', domain '"
                                << (node.domain().empty() ? "ai.onnx"
                                                          : node.domain())
                                << "', opset " << opset
@@ -886,9 +897,8 @@ LogicalResult Importer::importNode(const onnx::NodeProto &node,
       t = HostTensor::vectorInt(
           SmallVector<int64_t>(a->ints().begin(), a->ints().end()));
     } else {
-      return emitError(loc) << "node '" << node.name()
-                            << "' (Constant): only tensor, float(s) and "
-                               "int(s) values are supported";
+      return nodeError(loc, node, name)
+             << "only tensor, float(s) and int(s) values are supported";
     }
     setConstant(node.output(0), std::move(t));
     return success();
@@ -952,8 +962,7 @@ LogicalResult Importer::importNode(const onnx::NodeProto &node,
     if (allConst) {
       FoldResult r = foldNode(node, consts, opset);
       if (!r.ok())
-        return emitError(loc) << "node '" << node.name() << "' (" << op
-                              << "): " << r.error;
+        return nodeError(loc, node, name) << r.error;
       for (size_t k = 0; k < r.outputs.size() &&
                          k < static_cast<size_t>(node.output_size());
            ++k)
@@ -964,13 +973,12 @@ LogicalResult Importer::importNode(const onnx::NodeProto &node,
 
   if (!llvm::is_contained(NodeEmitter::emittedOps(), op)) {
     if (isFoldableOp(op))
-      return emitError(loc) << "node '" << node.name() << "' (" << op
-                            << "): only supported on inputs known at "
-                               "compile time, but an input is computed at "
-                               "run time";
+      return nodeError(loc, node, name)
+             << "only supported on inputs known at compile time, but an "
+                "input is computed at run time";
     return unsupported();
   }
-  return NodeEmitter(*this, node, loc).emit();
+  return NodeEmitter(*this, node, name, loc).emit();
 }
 
 OwningOpRef<ModuleOp> Importer::run() {
@@ -979,9 +987,17 @@ OwningOpRef<ModuleOp> Importer::run() {
       return nullptr;
     findTrigBuffers();
     int64_t index = 0;
-    for (const auto &node : model.graph().node())
-      if (failed(importNode(node, index++)))
+    for (const auto &node : model.graph().node()) {
+      try {
+        if (failed(importNode(node, index)))
+          return nullptr;
+      } catch (const std::exception &e) {
+        nodeError(nodeLoc(node, index), node, nodeName(node, index))
+            << e.what();
         return nullptr;
+      }
+      ++index;
+    }
     if (failed(declareOutputs()))
       return nullptr;
   } catch (const std::exception &e) {
