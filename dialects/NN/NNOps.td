@@ -238,6 +238,8 @@ def NN_ReshapeOp : NN_Op<"reshape", [Pure]> {
   let results = (outs NN_AnyTensor:$result);
   let assemblyFormat = "$input attr-dict `:` type($input) `to` type($result)";
   let hasVerifier = 1;
+  let hasFolder = 1;
+  let hasCanonicalizer = 1;
 }
 
 def NN_TransposeOp : NN_Op<"transpose", [Pure]> {
@@ -256,6 +258,7 @@ def NN_TransposeOp : NN_Op<"transpose", [Pure]> {
   let results = (outs NN_AnyTensor:$result);
   let assemblyFormat = "$input $perm attr-dict `:` type($input) `to` type($result)";
   let hasVerifier = 1;
+  let hasFolder = 1;
 }
 
 def NN_BroadcastOp : NN_Op<"broadcast", [Pure]> {
@@ -541,6 +544,7 @@ def NN_AttentionOp : NN_Op<"attention", [Pure]> {
     $query `,` $key `,` $value (`,` $mask^)? attr-dict `:` functional-type(operands, results)
   }];
   let hasVerifier = 1;
+  let hasCanonicalizer = 1;
 }
 
 def NN_RotaryOp : NN_Op<"rotary", [Pure]> {
@@ -567,6 +571,7 @@ def NN_RotaryOp : NN_Op<"rotary", [Pure]> {
     $input `,` $cos `,` $sin attr-dict `:` functional-type(operands, results)
   }];
   let hasVerifier = 1;
+  let hasCanonicalizer = 1;
 }
 
 def NN_GeluOp : NN_Op<"gelu", [Pure, SameOperandsAndResultType]> {

@@ -8,6 +8,7 @@
 
 #include "weipipe/Importer/OnnxImporter.h"
 #include "weipipe/InitAllDialects.h"
+#include "weipipe/Transforms/Passes.h"
 
 #include "mlir/Bytecode/BytecodeWriter.h"
 #include "mlir/IR/MLIRContext.h"
@@ -108,6 +109,7 @@ int main(int argc, char **argv) {
     if (entry.first.starts_with("polly"))
       entry.second->setHiddenFlag(llvm::cl::ReallyHidden);
   registerTransformsPasses();
+  weipipe::registerWeiPipePasses();
   DialectRegistry registry;
   weipipe::registerAllDialects(registry);
 

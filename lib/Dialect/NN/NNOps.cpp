@@ -10,6 +10,7 @@
 
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/OpImplementation.h"
+#include "mlir/IR/PatternMatch.h"
 #include "llvm/ADT/STLExtras.h"
 #include "llvm/ADT/SmallSet.h"
 
@@ -258,6 +259,77 @@ LogicalResult TransposeOp::verify() {
     want.push_back(in[p]);
   }
   return expectShape(*this, getResult(), want, "result");
+}
+
+OpFoldResult ReshapeOp::fold(FoldAdaptor) {
+  if (getInput().getType() == getType())
+    return getInput();
+  // reshape(reshape(x)) is one reshape of x.
+  if (auto inner = getInput().getDefiningOp<ReshapeOp>()) {
+    getInputMutable().assign(inner.getInput());
+    return getResult();
+  }
+  return {};
+}
+
+namespace {
+/// reshape(transpose(reshape(x, merge leading dims), perm fixing dim 0),
+/// split them again) is a transpose of x: exporters write a transpose of the
+/// last two dimensions of a 4-D tensor this way through a 3-D batched form.
+struct MergedBatchTranspose : OpRewritePattern<ReshapeOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(ReshapeOp op,
+                                PatternRewriter &rewriter) const override {
+    auto t = op.getInput().getDefiningOp<TransposeOp>();
+    if (!t)
+      return failure();
+    auto merge = t.getInput().getDefiningOp<ReshapeOp>();
+    if (!merge)
+      return failure();
+    ArrayRef<int64_t> x = merge.getInput().getType().getShape();
+    ArrayRef<int64_t> mid = merge.getType().getShape();
+    ArrayRef<int64_t> perm = t.getPerm();
+    // x = [lead..., rest...] merged to [prod(lead), rest...].
+    int64_t restRank = static_cast<int64_t>(mid.size()) - 1;
+    int64_t leadRank = static_cast<int64_t>(x.size()) - restRank;
+    if (restRank < 1 || leadRank < 1 || perm.empty() || perm[0] != 0 ||
+        x.drop_front(leadRank) != mid.drop_front())
+      return failure();
+    SmallVector<int64_t> newPerm, shape;
+    for (int64_t k = 0; k < leadRank; ++k)
+      newPerm.push_back(k);
+    for (int64_t p : perm.drop_front())
+      newPerm.push_back(leadRank + p - 1);
+    for (int64_t p : newPerm)
+      shape.push_back(x[p]);
+    if (op.getType().getShape() != ArrayRef<int64_t>(shape))
+      return failure();
+    rewriter.replaceOpWithNewOp<TransposeOp>(op, op.getType(),
+                                             merge.getInput(), newPerm);
+    return success();
+  }
+};
+} // namespace
+
+void ReshapeOp::getCanonicalizationPatterns(RewritePatternSet &results,
+                                            MLIRContext *context) {
+  results.add<MergedBatchTranspose>(context);
+}
+
+OpFoldResult TransposeOp::fold(FoldAdaptor) {
+  ArrayRef<int64_t> perm = getPerm();
+  if (llvm::equal(perm, llvm::seq<int64_t>(0, perm.size())))
+    return getInput();
+  // transpose(transpose(x, p), q) with p∘q the identity.
+  if (auto inner = getInput().getDefiningOp<TransposeOp>()) {
+    ArrayRef<int64_t> p = inner.getPerm();
+    bool identity = true;
+    for (size_t k = 0; k < perm.size(); ++k)
+      identity &= p[perm[k]] == static_cast<int64_t>(k);
+    if (identity)
+      return inner.getInput();
+  }
+  return {};
 }
 
 LogicalResult BroadcastOp::verify() {
@@ -529,6 +601,123 @@ LogicalResult AttentionOp::verify() {
   return expectShape(*this, getResult(), want, "result");
 }
 
+namespace {
+/// A constant mask that is exactly the causal pattern (or keeps everything)
+/// becomes the `causal` flag (or nothing): the kernel then skips masked
+/// blocks instead of reading a mask.
+struct ConstantMaskToCausal : OpRewritePattern<AttentionOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(AttentionOp op,
+                                PatternRewriter &rewriter) const override {
+    Value mask = op.getMask();
+    if (!mask)
+      return failure();
+    auto c = mask.getDefiningOp<ConstantOp>();
+    auto attr = c ? dyn_cast<DenseElementsAttr>(c.getValue()) : nullptr;
+    auto type = cast<RankedTensorType>(mask.getType());
+    if (!attr || type.getRank() < 2)
+      return failure();
+    int64_t rows = type.getShape()[type.getRank() - 2];
+    int64_t cols = type.getShape().back();
+    bool isBool = type.getElementType().isInteger(1);
+    // Each element: kept or masked (a keep-mask's false, or an additive
+    // value at or below -1e30); any other additive value is not a pattern.
+    SmallVector<int8_t> kept;
+    kept.reserve(type.getNumElements());
+    if (isBool) {
+      for (bool k : attr.getValues<bool>())
+        kept.push_back(k);
+    } else {
+      for (APFloat v : attr.getValues<APFloat>()) {
+        double x = v.convertToDouble();
+        if (x == 0.0)
+          kept.push_back(1);
+        else if (x <= -1e30)
+          kept.push_back(0);
+        else
+          return failure();
+      }
+    }
+    if (attr.isSplat())
+      kept.assign(type.getNumElements(), kept.front());
+    bool all = true, causalPattern = rows > 1 || cols > 1;
+    for (size_t k = 0; k < kept.size(); ++k) {
+      int64_t i = (k / cols) % rows, j = k % cols;
+      all &= kept[k] == 1;
+      causalPattern &= kept[k] == (j <= i ? 1 : 0);
+    }
+    int64_t sq = op.getType().getRank() == 4 ? op.getType().getDimSize(2)
+                                             : op.getType().getDimSize(1);
+    bool causal = op.getCausal();
+    if (causalPattern && rows == sq)
+      causal = true;
+    else if (!all)
+      return failure();
+    rewriter.modifyOpInPlace(op, [&] {
+      op.getMaskMutable().clear();
+      op.setCausal(causal);
+    });
+    return success();
+  }
+};
+
+/// Keys/values repeated to every query head (reshape, broadcast, reshape)
+/// become grouped-query attention on the unrepeated heads.
+struct UnrepeatKeyValue : OpRewritePattern<AttentionOp> {
+  using OpRewritePattern::OpRewritePattern;
+
+  /// reshape(broadcast(reshape(kv [B,Hkv,S,D] -> [B,Hkv,1,S,D])
+  ///   -> [B,Hkv,G,S,D]) -> [B,Hkv*G,S,D]): returns kv.
+  static Value unrepeated(Value v) {
+    auto outer = v.getDefiningOp<ReshapeOp>();
+    if (!outer)
+      return nullptr;
+    auto bc = outer.getInput().getDefiningOp<BroadcastOp>();
+    if (!bc)
+      return nullptr;
+    auto inner = bc.getInput().getDefiningOp<ReshapeOp>();
+    if (!inner)
+      return nullptr;
+    Value kv = inner.getInput();
+    auto kt = cast<RankedTensorType>(kv.getType());
+    if (kt.getRank() != 4)
+      return nullptr;
+    int64_t b = kt.getDimSize(0), hkv = kt.getDimSize(1), s = kt.getDimSize(2),
+            d = kt.getDimSize(3);
+    auto bs = bc.getType().getShape();
+    if (inner.getType().getShape() != ArrayRef<int64_t>{b, hkv, 1, s, d} ||
+        bs.size() != 5 || bs[0] != b || bs[1] != hkv || bs[3] != s ||
+        bs[4] != d ||
+        outer.getType().getShape() != ArrayRef<int64_t>{b, hkv * bs[2], s, d})
+      return nullptr;
+    return kv;
+  }
+
+  LogicalResult matchAndRewrite(AttentionOp op,
+                                PatternRewriter &rewriter) const override {
+    if (op.getType().getRank() != 4 || op.getNumKvHeads() != op.getNumHeads())
+      return failure();
+    Value k = unrepeated(op.getKey()), v = unrepeated(op.getValue());
+    if (!k || !v)
+      return failure();
+    int64_t hkv = cast<RankedTensorType>(k.getType()).getDimSize(1);
+    if (cast<RankedTensorType>(v.getType()).getDimSize(1) != hkv)
+      return failure();
+    rewriter.modifyOpInPlace(op, [&] {
+      op.getKeyMutable().assign(k);
+      op.getValueMutable().assign(v);
+      op.setNumKvHeads(hkv);
+    });
+    return success();
+  }
+};
+} // namespace
+
+void AttentionOp::getCanonicalizationPatterns(RewritePatternSet &results,
+                                              MLIRContext *context) {
+  results.add<ConstantMaskToCausal, UnrepeatKeyValue>(context);
+}
+
 LogicalResult RotaryOp::verify() {
   auto x = getInput().getType();
   if (getResult().getType() != x)
@@ -554,6 +743,50 @@ LogicalResult RotaryOp::verify() {
                            << shapeStr(bb);
   }
   return success();
+}
+
+namespace {
+/// Constant [B, S, R/2] tables that repeat across the batch (positions
+/// 0..S-1 in every row) become [S, R/2]: one table for all rows.
+struct SharedRotaryTables : OpRewritePattern<RotaryOp> {
+  using OpRewritePattern::OpRewritePattern;
+  static DenseElementsAttr firstRow(Value table) {
+    auto c = table.getDefiningOp<ConstantOp>();
+    auto attr = c ? dyn_cast<DenseElementsAttr>(c.getValue()) : nullptr;
+    auto type = cast<RankedTensorType>(table.getType());
+    if (!attr || type.getRank() != 3)
+      return nullptr;
+    auto rowType = RankedTensorType::get(type.getShape().drop_front(),
+                                         type.getElementType());
+    if (attr.isSplat())
+      return DenseElementsAttr::get(rowType, attr.getSplatValue<Attribute>());
+    SmallVector<APFloat> all(attr.getValues<APFloat>());
+    int64_t row = rowType.getNumElements();
+    for (size_t k = row; k < all.size(); ++k)
+      if (all[k].bitwiseIsEqual(all[k % row]) == false)
+        return nullptr;
+    return DenseElementsAttr::get(rowType,
+                                  ArrayRef<APFloat>(all).take_front(row));
+  }
+  LogicalResult matchAndRewrite(RotaryOp op,
+                                PatternRewriter &rewriter) const override {
+    DenseElementsAttr cos = firstRow(op.getCos()), sin = firstRow(op.getSin());
+    if (!cos || !sin)
+      return failure();
+    Value c = ConstantOp::create(rewriter, op.getLoc(), cos.getType(), cos);
+    Value s = ConstantOp::create(rewriter, op.getLoc(), sin.getType(), sin);
+    rewriter.modifyOpInPlace(op, [&] {
+      op.getCosMutable().assign(c);
+      op.getSinMutable().assign(s);
+    });
+    return success();
+  }
+};
+} // namespace
+
+void RotaryOp::getCanonicalizationPatterns(RewritePatternSet &results,
+                                           MLIRContext *context) {
+  results.add<SharedRotaryTables>(context);
 }
 
 LogicalResult EmbeddingOp::verify() {

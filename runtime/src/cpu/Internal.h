@@ -1,0 +1,138 @@
+//===- Internal.h - helpers shared by the CPU kernels -----------*- C++ -*-===//
+//
+// Part of weipipe's runtime. Not installed: the check macro, the strided
+// iteration engine every elementwise/data-movement kernel runs on, and the
+// fixed-chunk column reduction that keeps weight-gradient sums deterministic
+// whatever the thread count.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef WEIPIPE_RUNTIME_CPU_INTERNAL_H
+#define WEIPIPE_RUNTIME_CPU_INTERNAL_H
+
+#include "weipipe/runtime/cpu/Kernels.h"
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+namespace weipipe::rt::cpu::detail {
+
+[[noreturn]] void checkFailed(const char *file, int line, const char *cond,
+                              const std::string &message);
+
+/// Aborts with file:line, the condition and `message` when `cond` is false.
+/// For shape contracts the compiler already verified: a failure is a bug.
+#define WP_CHECK(cond, message)                                                \
+  do {                                                                         \
+    if (!(cond))                                                               \
+      ::weipipe::rt::cpu::detail::checkFailed(__FILE__, __LINE__, #cond,       \
+                                              (message));                     \
+  } while (0)
+
+/// Loops over fewer elements than this run on one thread.
+constexpr int64_t kParallelMin = 1 << 14;
+/// Longest contiguous run one task of forEachRow handles.
+constexpr int64_t kRowChunk = 4096;
+/// Number of fixed row chunks for column reductions (weight gradients).
+constexpr int64_t kColumnChunks = 64;
+
+/// Row-major strides of `s`.
+void contiguousStrides(const Shape &s, int64_t *strides);
+/// Strides (in elements) of a tensor of shape `in` read as if it had shape
+/// `out` under NumPy broadcasting: 0 along stretched or missing dims. Aborts if
+/// `in` does not broadcast to `out`.
+void broadcastStrides(const Shape &in, const Shape &out, int64_t *strides);
+/// `s` padded with leading 1s to `rank`.
+Shape padLeft(const Shape &s, int rank);
+
+constexpr int kMaxOps = 4; // operands of one StridedPlan
+
+/// Iteration over a shape for up to kMaxOps operands, each with its own
+/// element strides. Size-1 dims are dropped and dims that are contiguous for
+/// every operand are merged, so the innermost loop is as long as possible.
+struct StridedPlan {
+  int rank = 1;
+  int nops = 0;
+  int64_t numel = 0;
+  int64_t dims[kMaxRank] = {};
+  int64_t strides[kMaxOps][kMaxRank] = {};
+  int64_t innerStride(int op) const { return strides[op][rank - 1]; }
+};
+
+StridedPlan makePlan(const Shape &shape, int nops,
+                     const int64_t (*strides)[kMaxRank]);
+
+/// Calls f(offsets, n) for runs of the innermost dim: operand k's elements are
+/// offsets[k] + i * plan.innerStride(k) for i in [0, n). Runs are independent
+/// (distinct output elements), so they are spread over threads.
+template <class F> void forEachRow(const StridedPlan &p, F &&f) {
+  if (p.numel == 0)
+    return;
+  const int r = p.rank;
+  const int64_t inner = p.dims[r - 1];
+  const int64_t rows = p.numel / inner;
+  const int64_t chunk = inner > kRowChunk ? kRowChunk : inner;
+  const int64_t perRow = (inner + chunk - 1) / chunk;
+  const int64_t tasks = rows * perRow;
+  const int nops = p.nops;
+#pragma omp parallel for schedule(static) if (p.numel >= kParallelMin && tasks > 1)
+  for (int64_t t = 0; t < tasks; ++t) {
+    int64_t row = t / perRow, c = t % perRow;
+    int64_t offs[kMaxOps] = {0, 0, 0, 0};
+    int64_t rem = row;
+    for (int d = r - 2; d >= 0; --d) {
+      int64_t i = rem % p.dims[d];
+      rem /= p.dims[d];
+      for (int k = 0; k < nops; ++k)
+        offs[k] += i * p.strides[k][d];
+    }
+    for (int k = 0; k < nops; ++k)
+      offs[k] += c * chunk * p.strides[k][r - 1];
+    f(offs, std::min(chunk, inner - c * chunk));
+  }
+}
+
+/// Column sums over `rows` rows that do not depend on the thread count:
+/// [0, rows) is cut into at most kColumnChunks fixed chunks; body(r0, r1,
+/// partials) adds the rows [r0, r1) into partials[v][0, cols) (zeroed, one
+/// per output vector v < nvec); then outs[v][c] += the chunk partials added in
+/// chunk order. nullptr entries of `outs` are skipped. The body may also write
+/// per-row outputs (dx) for its rows.
+template <class Body>
+void chunkedColumnSums(int64_t rows, int64_t cols, int nvec,
+                       float *const *outs, Body &&body) {
+  if (rows <= 0 || cols <= 0)
+    return;
+  int64_t nChunks = std::min(rows, kColumnChunks);
+  const int64_t perChunk = (rows + nChunks - 1) / nChunks;
+  nChunks = (rows + perChunk - 1) / perChunk;
+  std::vector<float> partial(size_t(nChunks * nvec * cols), 0.0f);
+#pragma omp parallel for schedule(static) if (rows * cols >= kParallelMin)
+  for (int64_t ch = 0; ch < nChunks; ++ch) {
+    float *ps[kMaxOps];
+    for (int v = 0; v < nvec; ++v)
+      ps[v] = partial.data() + (ch * nvec + v) * cols;
+    body(ch * perChunk, std::min(rows, (ch + 1) * perChunk), ps);
+  }
+#pragma omp parallel for schedule(static) if (nChunks * cols >= kParallelMin)
+  for (int64_t c = 0; c < cols; ++c)
+    for (int v = 0; v < nvec; ++v) {
+      if (!outs[v])
+        continue;
+      float s = 0.0f;
+      for (int64_t ch = 0; ch < nChunks; ++ch)
+        s += partial[size_t((ch * nvec + v) * cols + c)];
+      outs[v][c] += s;
+    }
+}
+
+/// Reduction of `src` (shape ss) down to `ds` (broadcastable to ss) with a
+/// binary op; shared by sum_to_shape and reduce_max.
+enum class Combine { Sum, Max };
+void reduceToShape(const float *src, const Shape &ss, float *dst,
+                   const Shape &ds, Combine op);
+
+} // namespace weipipe::rt::cpu::detail
+
+#endif // WEIPIPE_RUNTIME_CPU_INTERNAL_H
