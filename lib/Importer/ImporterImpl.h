@@ -73,8 +73,9 @@ private:
   Value materialize(ValueInfo &v, Location loc);
   Value materializeConstant(const HostTensor &t, Location loc);
   bool isParameter(const onnx::TensorProto &t) const;
+  /// Decodes `t`; `what` names it in messages (default: "initializer 'n'").
   LogicalResult readInitializer(const onnx::TensorProto &t, HostTensor &out,
-                                Location loc);
+                                Location loc, llvm::StringRef what = {});
   FailureOr<nn::ParameterOp> declareParameter(const onnx::TensorProto &t,
                                               Location loc);
 
@@ -90,6 +91,9 @@ public:
   int32_t dtypeOf(Type elem) const;
 
   Location nodeLoc(const onnx::NodeProto &node, int64_t index);
+  /// The name messages give a node: its ONNX name, or `OpType#index` when it
+  /// has none (the ONNX text format cannot name nodes).
+  static std::string nodeName(Location loc);
   InFlightDiagnostic error(Location loc) { return emitError(loc); }
 
   MLIRContext *ctx;
@@ -117,7 +121,8 @@ public:
 class NodeEmitter {
 public:
   NodeEmitter(Importer &im, const onnx::NodeProto &node, Location loc)
-      : im(im), node(node), loc(loc), b(im.builder) {}
+      : im(im), node(node), loc(loc), name(Importer::nodeName(loc)),
+        b(im.builder) {}
   LogicalResult emit();
 
   /// Op types with an emitter.
@@ -149,7 +154,7 @@ private:
   Value scalar(double value, Type elem);
   FailureOr<std::pair<Value, Value>> unifyBinary(size_t a, size_t b);
   InFlightDiagnostic fail() {
-    return im.error(loc) << "node '" << node.name() << "' ("
+    return im.error(loc) << "node '" << name << "' ("
                          << node.op_type() << "): ";
   }
 
@@ -179,6 +184,7 @@ private:
   Importer &im;
   const onnx::NodeProto &node;
   Location loc;
+  std::string name;
   OpBuilder &b;
 };
 

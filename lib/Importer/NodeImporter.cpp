@@ -693,8 +693,7 @@ LogicalResult NodeEmitter::layerNorm(bool rms) {
   for (int k = 1; k < node.output_size(); ++k)
     if (!node.output(k).empty()) {
       ValueInfo poison;
-      poison.poison = "output '" + node.output(k) + "' of node '" +
-                      node.name() +
+      poison.poison = "output '" + node.output(k) + "' of node '" + name +
                       "' (the saved mean or inverse standard deviation) is "
                       "not supported";
       im.values[node.output(k)] = poison;
@@ -765,7 +764,7 @@ LogicalResult NodeEmitter::attention() {
   }
   if (node.output_size() > 3 && !node.output(3).empty()) {
     ValueInfo poison;
-    poison.poison = "output '" + node.output(3) + "' of node '" + node.name() +
+    poison.poison = "output '" + node.output(3) + "' of node '" + name +
                     "' (qk_matmul_output) is not supported";
     im.values[node.output(3)] = poison;
   }

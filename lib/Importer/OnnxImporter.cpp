@@ -84,6 +84,12 @@ Location Importer::nodeLoc(const onnx::NodeProto &node, int64_t index) {
                       FileLineColLoc::get(ctx, path, 0, 0));
 }
 
+std::string Importer::nodeName(Location loc) {
+  if (auto named = dyn_cast<NameLoc>(loc))
+    return named.getName().str();
+  return std::string();
+}
+
 //===----------------------------------------------------------------------===//
 // Loading
 //===----------------------------------------------------------------------===//
@@ -96,6 +102,8 @@ LogicalResult Importer::load() {
     return emitError(loc) << "cannot read model: " << buf.getError().message();
   fileBuffer = std::move(*buf);
   StringRef bytes = fileBuffer->getBuffer();
+  if (bytes.empty())
+    return emitError(loc) << "model file is empty";
 
   if (isText) {
     onnx::OnnxParser parser(bytes.data());
@@ -104,8 +112,6 @@ LogicalResult Importer::load() {
       return emitError(loc) << "malformed ONNX text: "
                             << status.ErrorMessage();
   } else {
-    if (bytes.empty())
-      return emitError(loc) << "model file is empty";
     if (bytes.size() > static_cast<size_t>(INT_MAX))
       return emitError(loc)
              << "model file is " << bytes.size()
@@ -271,13 +277,21 @@ void Importer::setConstant(StringRef name, HostTensor t) {
 
 ValueInfo *Importer::lookup(StringRef name, Location loc) {
   auto it = values.find(name);
+  std::string user = nodeName(loc);
   if (it == values.end()) {
-    emitError(loc) << "uses value '" << name
-                   << "' that no node, input or initializer defines";
+    if (user.empty())
+      emitError(loc) << "graph output '" << name
+                     << "' is not defined by any node, input or initializer";
+    else
+      emitError(loc) << "node '" << user << "' uses value '" << name
+                     << "' that no node, input or initializer defines";
     return nullptr;
   }
   if (!it->second.poison.empty()) {
-    emitError(loc) << it->second.poison;
+    if (user.empty())
+      emitError(loc) << it->second.poison;
+    else
+      emitError(loc) << "node '" << user << "': " << it->second.poison;
     return nullptr;
   }
   return &it->second;
@@ -377,18 +391,20 @@ ExternalRef externalRef(const onnx::TensorProto &t) {
 } // namespace
 
 LogicalResult Importer::readInitializer(const onnx::TensorProto &t,
-                                        HostTensor &out, Location loc) {
+                                        HostTensor &out, Location loc,
+                                        StringRef what) {
+  std::string subject =
+      what.empty() ? "initializer '" + t.name() + "'" : what.str();
   int32_t dt = t.data_type();
   int64_t width = dtypeBytes(dt);
   if (width == 0)
-    return emitError(loc) << "initializer '" << t.name()
-                          << "' has unsupported element type "
+    return emitError(loc) << subject << " has unsupported element type "
                           << dtypeName(dt);
   SmallVector<int64_t> shape(t.dims().begin(), t.dims().end());
   out = HostTensor(dt, shape);
   int64_t n = out.numel();
   auto countError = [&](int64_t got) {
-    return emitError(loc) << "initializer '" << t.name() << "' holds " << got
+    return emitError(loc) << subject << " holds " << got
                           << " values, its shape " << shapeString(shape)
                           << " needs " << n;
   };
@@ -400,8 +416,8 @@ LogicalResult Importer::readInitializer(const onnx::TensorProto &t,
     auto buf = llvm::MemoryBuffer::getFileSlice(filePath, n * width,
                                                 ref.offset);
     if (!buf)
-      return emitError(loc) << "cannot read external data of initializer '"
-                            << t.name() << "' from '" << filePath
+      return emitError(loc) << "cannot read external data of " << subject
+                            << " from '" << filePath
                             << "': " << buf.getError().message();
     decodeRaw((*buf)->getBufferStart(), dt, out);
     return success();
@@ -784,7 +800,8 @@ LogicalResult Importer::declareOutputs() {
                           << joinNames(dropped) << ")";
   if (!dropped.empty())
     emitNote(loc, "dropped " + std::to_string(dropped.size()) +
-                      " outputs that training does not need: " +
+                      (dropped.size() == 1 ? " output" : " outputs") +
+                      " that training does not need: " +
                       joinNames(dropped, 4) + " (--drop-outputs)");
   func::ReturnOp::create(builder, loc, results);
   SmallVector<Type> resultTypes;
@@ -802,10 +819,11 @@ LogicalResult Importer::declareOutputs() {
 LogicalResult Importer::importNode(const onnx::NodeProto &node,
                                    int64_t index) {
   Location loc = nodeLoc(node, index);
+  std::string name = nodeName(loc);
   StringRef op = node.op_type();
   auto unsupported = [&]() {
     auto diag = emitError(loc) << "unsupported ONNX op '" << op << "' (node '"
-                               << node.name() << "', domain '"
+                               << name << "', domain '"
                                << (node.domain().empty() ? "ai.onnx"
                                                          : node.domain())
                                << "', opset " << opset
@@ -819,7 +837,8 @@ LogicalResult Importer::importNode(const onnx::NodeProto &node,
   if (op == "Constant") {
     HostTensor t;
     if (const auto *a = findAttr(node, "value")) {
-      if (failed(readInitializer(a->t(), t, loc)))
+      if (failed(readInitializer(a->t(), t, loc,
+                                 "the value of node '" + name + "'")))
         return failure();
     } else if (const auto *a = findAttr(node, "value_float")) {
       t = HostTensor(kFloat, {});
@@ -834,7 +853,7 @@ LogicalResult Importer::importNode(const onnx::NodeProto &node,
       t = HostTensor::vectorInt(
           SmallVector<int64_t>(a->ints().begin(), a->ints().end()));
     } else {
-      return emitError(loc) << "node '" << node.name()
+      return emitError(loc) << "node '" << name
                             << "' (Constant): only tensor, float(s) and "
                                "int(s) values are supported";
     }
@@ -891,7 +910,8 @@ LogicalResult Importer::importNode(const onnx::NodeProto &node,
     HostTensor attrValue;
     if (allConst && op == "ConstantOfShape") {
       if (const auto *a = findAttr(node, "value")) {
-        if (failed(readInitializer(a->t(), attrValue, loc)))
+        if (failed(readInitializer(a->t(), attrValue, loc,
+                                   "the value of node '" + name + "'")))
           return failure();
         consts.resize(1);
         consts.push_back(&attrValue);
@@ -900,7 +920,7 @@ LogicalResult Importer::importNode(const onnx::NodeProto &node,
     if (allConst) {
       FoldResult r = foldNode(node, consts, opset);
       if (!r.ok())
-        return emitError(loc) << "node '" << node.name() << "' (" << op
+        return emitError(loc) << "node '" << name << "' (" << op
                               << "): " << r.error;
       for (size_t k = 0; k < r.outputs.size() &&
                          k < static_cast<size_t>(node.output_size());
@@ -912,7 +932,7 @@ LogicalResult Importer::importNode(const onnx::NodeProto &node,
 
   if (!llvm::is_contained(NodeEmitter::emittedOps(), op)) {
     if (isFoldableOp(op))
-      return emitError(loc) << "node '" << node.name() << "' (" << op
+      return emitError(loc) << "node '" << name << "' (" << op
                             << "): only supported on inputs known at "
                                "compile time, but an input is computed at "
                                "run time";
