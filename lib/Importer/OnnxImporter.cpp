@@ -938,7 +938,21 @@ LogicalResult Importer::importNode(const onnx::NodeProto &node,
                                "run time";
     return unsupported();
   }
-  return NodeEmitter(*this, node, loc).emit();
+  // The emitters check what they need to compute result shapes; the nn
+  // verifiers check the rest (head counts, contracting dimensions, rotary
+  // table shapes). Verify this node's ops now, so that an invalid model is
+  // reported at its node rather than as an internal error at the end.
+  Block *block = builder.getInsertionBlock();
+  Operation *last = block->empty() ? nullptr : &block->back();
+  if (failed(NodeEmitter(*this, node, loc).emit()))
+    return failure();
+  auto first = last ? std::next(last->getIterator()) : block->begin();
+  for (Operation &created : llvm::make_range(first, block->end()))
+    if (failed(mlir::verify(&created, /*verifyRecursively=*/false)))
+      return emitError(loc) << "node '" << name << "' (" << op
+                            << "): its inputs are not valid for the '"
+                            << created.getName() << "' op it imports to";
+  return success();
 }
 
 OwningOpRef<ModuleOp> Importer::run() {
