@@ -376,17 +376,45 @@ struct ExternalRef {
   int64_t length = -1;
 };
 
-ExternalRef externalRef(const onnx::TensorProto &t) {
-  ExternalRef ref;
+/// Reads the external-data reference of `t` (named `subject` in messages)
+/// and checks that its file holds `bytes` bytes (`what` describes them) at
+/// its offset. Sets `filePath` to the file relative to `modelDir`.
+LogicalResult externalRef(const onnx::TensorProto &t, StringRef modelDir,
+                          int64_t bytes, StringRef what, StringRef subject,
+                          Location loc, ExternalRef &ref,
+                          std::string &filePath) {
   for (const auto &kv : t.external_data()) {
-    if (kv.key() == "location")
+    if (kv.key() == "location") {
       ref.location = kv.value();
-    else if (kv.key() == "offset")
-      ref.offset = std::stoll(kv.value());
-    else if (kv.key() == "length")
-      ref.length = std::stoll(kv.value());
+      continue;
+    }
+    if (kv.key() != "offset" && kv.key() != "length")
+      continue;
+    int64_t v;
+    if (StringRef(kv.value()).getAsInteger(10, v) || v < 0)
+      return emitError(loc) << subject << ": external data " << kv.key()
+                            << " '" << kv.value()
+                            << "' is not a non-negative integer";
+    (kv.key() == "offset" ? ref.offset : ref.length) = v;
   }
-  return ref;
+  if (ref.location.empty())
+    return emitError(loc) << subject << " is external data without a location";
+  SmallVector<char> file(modelDir.begin(), modelDir.end());
+  llvm::sys::path::append(file, ref.location);
+  filePath.assign(file.begin(), file.end());
+  uint64_t size;
+  if (std::error_code ec = llvm::sys::fs::file_size(filePath, size))
+    return emitError(loc) << subject << ": external data file '" << filePath
+                          << "' cannot be opened: " << ec.message();
+  if (ref.length >= 0 && ref.length != bytes)
+    return emitError(loc) << subject << ": external data length "
+                          << ref.length << " does not match " << bytes
+                          << " bytes of " << what;
+  if (static_cast<uint64_t>(ref.offset) + bytes > size)
+    return emitError(loc) << subject << ": bytes [" << ref.offset << ", "
+                          << ref.offset + bytes << ") lie past the end of '"
+                          << filePath << "' (" << size << " bytes)";
+  return success();
 }
 } // namespace
 
@@ -409,10 +437,13 @@ LogicalResult Importer::readInitializer(const onnx::TensorProto &t,
                           << " needs " << n;
   };
   if (t.data_location() == onnx::TensorProto::EXTERNAL) {
-    ExternalRef ref = externalRef(t);
-    SmallVector<char> file(modelDir.begin(), modelDir.end());
-    llvm::sys::path::append(file, ref.location);
-    std::string filePath(file.begin(), file.end());
+    ExternalRef ref;
+    std::string filePath;
+    if (failed(externalRef(t, modelDir, n * width,
+                           std::string(dtypeName(dt)) + " " +
+                               shapeString(shape),
+                           subject, loc, ref, filePath)))
+      return failure();
     auto buf = llvm::MemoryBuffer::getFileSlice(filePath, n * width,
                                                 ref.offset);
     if (!buf)
@@ -487,28 +518,13 @@ Importer::declareParameter(const onnx::TensorProto &t, Location loc) {
     return IntegerAttr::get(IntegerType::get(ctx, 64), v);
   };
   if (t.data_location() == onnx::TensorProto::EXTERNAL) {
-    ExternalRef ref = externalRef(t);
-    if (ref.location.empty())
-      return emitError(loc) << "initializer '" << t.name()
-                            << "' is external data without a location";
-    SmallVector<char> fileBuf(modelDir.begin(), modelDir.end());
-    llvm::sys::path::append(fileBuf, ref.location);
-    std::string filePath(fileBuf.begin(), fileBuf.end());
-    uint64_t size;
-    if (std::error_code ec = llvm::sys::fs::file_size(filePath, size))
-      return emitError(loc) << "initializer '" << t.name()
-                            << "': external data file '" << filePath
-                            << "' cannot be opened: " << ec.message();
-    if (ref.length >= 0 && ref.length != bytes)
-      return emitError(loc) << "initializer '" << t.name()
-                            << "': external data length " << ref.length
-                            << " does not match " << bytes << " bytes of "
-                            << type;
-    if (static_cast<uint64_t>(ref.offset) + bytes > size)
-      return emitError(loc) << "initializer '" << t.name() << "': bytes ["
-                            << ref.offset << ", " << ref.offset + bytes
-                            << ") lie past the end of '" << filePath
-                            << "' (" << size << " bytes)";
+    ExternalRef ref;
+    std::string filePath, typeStr;
+    llvm::raw_string_ostream(typeStr) << type;
+    if (failed(externalRef(t, modelDir, bytes, typeStr,
+                           "initializer '" + t.name() + "'", loc, ref,
+                           filePath)))
+      return failure();
     file = StringAttr::get(ctx, filePath);
     offset = i64(ref.offset);
     length = i64(bytes);
