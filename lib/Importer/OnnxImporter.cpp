@@ -23,6 +23,7 @@
 #include <climits>
 #include <cstring>
 #include <set>
+#include <tuple>
 
 using namespace mlir;
 using namespace mlir::weipipe;
@@ -505,6 +506,11 @@ Importer::declareParameter(const onnx::TensorProto &t, Location loc) {
   auto it = parameters.find(t.name());
   if (it != parameters.end())
     return it->second;
+  if (t.name() == options.functionName)
+    return emitError(loc) << "parameter '" << t.name()
+                          << "' has the name of the imported function; "
+                             "name the function otherwise with "
+                             "--import-function-name";
   FailureOr<Type> elem = elementType(t.data_type(), loc);
   if (failed(elem))
     return failure();
@@ -972,6 +978,24 @@ LogicalResult Importer::importNode(const onnx::NodeProto &node,
 }
 
 OwningOpRef<ModuleOp> Importer::run() {
+  // Malformed options: an invalid regex would silently match nothing.
+  Location fileLoc = FileLineColLoc::get(ctx, path, 0, 0);
+  if (options.functionName.empty()) {
+    emitError(fileLoc) << "the imported function needs a name "
+                          "(--import-function-name is empty)";
+    return nullptr;
+  }
+  for (auto [regex, flag, pattern] :
+       {std::tuple<llvm::Regex *, StringRef, StringRef>{
+            &dropRegex, "--drop-outputs", options.dropOutputs},
+        {&frozenRegex, "--frozen-initializers", options.frozenInitializers}}) {
+    std::string why;
+    if (!pattern.empty() && !regex->isValid(why)) {
+      emitError(fileLoc) << flag << "='" << pattern
+                         << "' is not a valid regex: " << why;
+      return nullptr;
+    }
+  }
   try {
     if (failed(load()) || failed(declareInputs()))
       return nullptr;
