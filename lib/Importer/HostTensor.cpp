@@ -273,7 +273,7 @@ bool mlir::weipipe::importer::broadcastTo(ArrayRef<int64_t> a,
   for (size_t k = 0; k < rank; ++k) {
     int64_t da = k + a.size() >= rank ? a[k + a.size() - rank] : 1;
     int64_t db = k + b.size() >= rank ? b[k + b.size() - rank] : 1;
-    if (da != db && da != 1 && db != 1)
+    if (da < 0 || db < 0 || (da != db && da != 1 && db != 1))
       return false;
     out[k] = da == 1 ? db : da;
   }
@@ -680,9 +680,11 @@ struct Folder {
     if (static_cast<int64_t>(perm.size()) != rank)
       return fail("perm length differs from rank");
     SmallVector<int64_t> shape;
+    std::vector<bool> seen(rank, false);
     for (int64_t p : perm) {
-      if (p < 0 || p >= rank)
-        return fail("perm entry out of range");
+      if (p < 0 || p >= rank || seen[p])
+        return fail("perm " + shapeString(perm) + " is not a permutation");
+      seen[p] = true;
       shape.push_back(a.shape[p]);
     }
     HostTensor out(a.dtype, shape);
@@ -1059,6 +1061,10 @@ FoldResult Folder::run() {
       for (int64_t k = 0; k < n; ++k)
         sizes.push_back(std::min(chunk, dim - k * chunk));
     }
+    for (int64_t s : sizes)
+      if (s < 0)
+        return fail("split sizes " + shapeString(sizes) +
+                    " have a negative entry");
     int64_t off = 0;
     for (int64_t s : sizes) {
       SmallVector<SliceDim> dims;
@@ -1097,8 +1103,11 @@ FoldResult Folder::run() {
     if (static_cast<int64_t>(reps.size()) != rank)
       return fail("repeats length differs from rank");
     SmallVector<int64_t> shape;
-    for (int64_t d = 0; d < rank; ++d)
+    for (int64_t d = 0; d < rank; ++d) {
+      if (reps[d] < 0)
+        return fail("repeats " + shapeString(reps) + " have a negative entry");
       shape.push_back(a->shape[d] * reps[d]);
+    }
     HostTensor out(a->dtype, shape);
     std::vector<int64_t> inStr = strides(a->shape);
     SmallVector<int64_t> pos(rank, 0);
@@ -1138,6 +1147,8 @@ FoldResult Folder::run() {
   }
   if (op == "ConstantOfShape") {
     std::vector<int64_t> shape = a->ints();
+    if (llvm::any_of(shape, [](int64_t d) { return d < 0; }))
+      return fail("shape " + shapeString(shape) + " has a negative entry");
     int32_t dtype = kFloat;
     double fv = 0;
     int64_t iv = 0;

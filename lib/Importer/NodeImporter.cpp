@@ -517,6 +517,7 @@ LogicalResult NodeEmitter::split() {
       sizes.push_back(std::max<int64_t>(0, std::min(chunk, dim - k * chunk)));
   }
   if (static_cast<int64_t>(sizes.size()) != n ||
+      llvm::any_of(sizes, [](int64_t s) { return s < 0; }) ||
       std::accumulate(sizes.begin(), sizes.end(), int64_t(0)) != dim)
     return fail() << "split sizes " << shapeString(sizes) << " do not cut "
                   << "dimension " << axis << " of size " << dim << " into "
