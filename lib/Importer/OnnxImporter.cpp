@@ -10,7 +10,9 @@
 #include "ImporterImpl.h"
 
 #include "mlir/IR/Diagnostics.h"
+#include "mlir/IR/SymbolTable.h"
 #include "mlir/IR/Verifier.h"
+#include "mlir/Interfaces/SideEffectInterfaces.h"
 #include "llvm/ADT/STLExtras.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/MemoryBuffer.h"
@@ -831,6 +833,17 @@ LogicalResult Importer::declareOutputs() {
     resultTypes.push_back(v.getType());
   func.setFunctionType(
       FunctionType::get(ctx, func.getArgumentTypes(), resultTypes));
+
+  // Ops whose results nothing uses: the K/V reshapes of present_key outputs
+  // that were dropped, constants of skipped empty inputs. Parameters are
+  // declared on use, so one that only dead ops read goes too.
+  Block &body = func.getBody().front();
+  for (Operation &op : llvm::make_early_inc_range(llvm::reverse(body)))
+    if (isOpTriviallyDead(&op))
+      op.erase();
+  for (auto &[name, param] : parameters)
+    if (SymbolTable::symbolKnownUseEmpty(param, *module))
+      param.erase();
   return success();
 }
 
