@@ -110,7 +110,18 @@ LogicalResult Importer::load() {
 
   if (isText) {
     onnx::OnnxParser parser(bytes.data());
-    auto status = parser.Parse(model);
+    onnx::Common::Status status;
+    try {
+      status = parser.Parse(model);
+    } catch (const std::exception &e) {
+      // The parser converts literals with std::stof/stoll, which throw on
+      // "inf", "nan" (ONNX 1.12 has no such literals) and out-of-range values.
+      return emitError(loc) << "malformed ONNX text: number out of range or "
+                               "not supported at "
+                            << parser.GetCurrentPos() << " (" << e.what()
+                            << ")\nError context: "
+                            << parser.GetErrorContext();
+    }
     if (!status.IsOK())
       return emitError(loc) << "malformed ONNX text: "
                             << status.ErrorMessage();
