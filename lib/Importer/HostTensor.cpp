@@ -774,12 +774,16 @@ struct Folder {
     return one(std::move(out));
   }
 
-  FoldResult matmul(const HostTensor &a, const HostTensor &b) {
-    if (a.shape.size() != 2 || b.shape.size() != 2) {
-      // Batch broadcasting: fold only the common rank-2 and batched forms.
-      if (a.shape.size() < 2 || b.shape.size() < 2)
-        return fail("folding MatMul needs rank >= 2 operands");
-    }
+  FoldResult matmul(HostTensor a, HostTensor b) {
+    // NumPy's vector rules: a 1-D lhs is a row [1, k], a 1-D rhs a column
+    // [k, 1], and the added dimension is dropped from the result.
+    if (a.shape.empty() || b.shape.empty())
+      return fail("MatMul operands must have rank >= 1");
+    bool rowVector = a.shape.size() == 1, columnVector = b.shape.size() == 1;
+    if (rowVector)
+      a.shape.insert(a.shape.begin(), 1);
+    if (columnVector)
+      b.shape.push_back(1);
     int64_t m = a.shape[a.shape.size() - 2], k = a.shape.back();
     int64_t k2 = b.shape[b.shape.size() - 2], n = b.shape.back();
     if (k != k2)
@@ -804,6 +808,10 @@ struct Folder {
                  b.getDouble(ib[bi] * k * n + j * n + c);
           out.setDouble((bi * m + r) * n + c, s);
         }
+    if (columnVector)
+      out.shape.pop_back();
+    if (rowVector)
+      out.shape.erase(out.shape.end() - (columnVector ? 1 : 2));
     return one(std::move(out));
   }
 
