@@ -1139,6 +1139,8 @@ FoldResult Folder::run() {
     const HostTensor *start = input(0), *limit = input(1), *delta = input(2);
     if (!start || !limit || !delta)
       return fail("Range needs start, limit and delta");
+    if (start->numel() != 1 || limit->numel() != 1 || delta->numel() != 1)
+      return fail("Range start, limit and delta must be scalars");
     double s = start->getDouble(0), l = limit->getDouble(0),
            d = delta->getDouble(0);
     if (d == 0)
@@ -1166,6 +1168,9 @@ FoldResult Folder::run() {
       (void)v;
     }
     if (const HostTensor *value = input(1)) {
+      if (value->numel() != 1)
+        return fail("value must have one element, not " +
+                    std::to_string(value->numel()));
       dtype = value->dtype;
       fv = value->getDouble(0);
       iv = value->getInt(0);
@@ -1182,6 +1187,8 @@ FoldResult Folder::run() {
   if (op == "Trilu") {
     if (a->shape.size() < 2)
       return fail("Trilu needs rank >= 2");
+    if (input(1) && input(1)->numel() != 1)
+      return fail("k must be a scalar");
     int64_t k = input(1) ? input(1)->getInt(0) : 0;
     bool upper = attrInt(node, "upper", 1) != 0;
     HostTensor out = *a;
@@ -1205,6 +1212,8 @@ FoldResult Folder::run() {
   if (op == "CumSum") {
     if (!input(1))
       return fail("CumSum needs an axis");
+    if (input(1)->numel() != 1)
+      return fail("axis must be a scalar");
     int64_t axis = input(1)->getInt(0), rank = a->shape.size();
     if (!normalizeAxis(axis, rank))
       return fail("axis out of range");

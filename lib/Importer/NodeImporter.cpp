@@ -642,6 +642,9 @@ LogicalResult NodeEmitter::trilu() {
     const HostTensor *c = constInput(1, "diagonal offset k");
     if (!c)
       return failure();
+    if (c->numel() != 1)
+      return fail() << "k must be a scalar, not of shape "
+                    << shapeString(c->shape);
     k = c->getInt(0);
   }
   setOut(0, nn::TriluOp::create(b, loc, x.getType(), x,
@@ -721,6 +724,8 @@ LogicalResult NodeEmitter::attention() {
   if (attrFloat(node, "softcap", 0.0f) != 0.0f)
     return fail() << "softcap is not supported";
   int64_t rank = typeOf(q).getRank();
+  if (typeOf(k).getRank() != rank || typeOf(v).getRank() != rank)
+    return fail() << "query, key and value must have the same rank";
   int64_t h, hkv, d;
   if (rank == 4) {
     h = typeOf(q).getDimSize(1);
@@ -777,6 +782,8 @@ LogicalResult NodeEmitter::rotary() {
   if (!x)
     return failure();
   int64_t rank = typeOf(x).getRank();
+  if (rank != 3 && rank != 4)
+    return fail() << "input must have rank 3 or 4";
   int64_t bsz = typeOf(x).getDimSize(0), h, s, d;
   if (rank == 4) {
     h = typeOf(x).getDimSize(1);
@@ -826,6 +833,10 @@ LogicalResult NodeEmitter::rotary() {
       Value c = operand(1 + t), p = operand(3);
       if (!c || !p)
         return failure();
+      if (typeOf(c).getRank() != 2)
+        return fail() << "with position_ids, the cos/sin caches must be "
+                         "[max_position, rotary_dim / 2], not "
+                      << shapeString(typeOf(c).getShape());
       SmallVector<int64_t> shape(typeOf(p).getShape());
       shape.push_back(typeOf(c).getDimSize(1));
       tables[t] = nn::GatherOp::create(b, loc, withShape(c, shape), c, p, 0);
