@@ -582,6 +582,8 @@ struct Folder {
     int64_t rank = data.shape.size();
     if (!normalizeAxis(axis, rank))
       return fail("axis out of range");
+    if (!isIntegerDType(idx.dtype))
+      return fail("indices must be int32 or int64");
     SmallVector<int64_t> shape(data.shape.begin(), data.shape.begin() + axis);
     shape.append(idx.shape.begin(), idx.shape.end());
     shape.append(data.shape.begin() + axis + 1, data.shape.end());
@@ -999,6 +1001,8 @@ FoldResult Folder::run() {
     const HostTensor *idx = input(1);
     if (!idx || idx->shape.empty())
       return fail("GatherND needs indices of rank >= 1");
+    if (!isIntegerDType(idx->dtype))
+      return fail("indices must be int64");
     if (attrInt(node, "batch_dims", 0) != 0)
       return fail("GatherND with batch_dims != 0 is not supported");
     int64_t k = idx->shape.back(), rank = a->shape.size();

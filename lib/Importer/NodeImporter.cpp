@@ -184,6 +184,12 @@ FailureOr<std::pair<Value, Value>> NodeEmitter::unifyBinary(size_t a,
   } else if (im.constantOf(*x, loc, failedRead)) {
     vx = convert(x, y->dtype);
     vy = operand(bIdx);
+  } else if (node.op_type() == "Pow") {
+    // Pow's exponent may be of another type (an int64 power of a float).
+    vx = operand(a);
+    vy = operand(bIdx);
+    if (vx && vy)
+      vy = castTo(vy, typeOf(vx).getElementType());
   } else {
     return fail() << "inputs have different element types ("
                   << dtypeName(x->dtype) << " and " << dtypeName(y->dtype)
@@ -422,6 +428,8 @@ LogicalResult NodeEmitter::gather() {
   bool failedRead;
   if (const HostTensor *c = im.constantOf(*idxInfo, loc, failedRead)) {
     // Constant indices: check them and make them non-negative now.
+    if (!isIntegerDType(c->dtype))
+      return fail() << "indices must be int32 or int64";
     HostTensor t(kInt64, c->shape);
     for (int64_t k = 0, n = c->numel(); k < n; ++k) {
       int64_t v = c->getInt(k);
