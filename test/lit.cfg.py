@@ -21,9 +21,12 @@ llvm_config.add_tool_substitutions(
     ["weipipe-opt"], [config.weipipe_tools_dir, config.llvm_tools_dir])
 
 config.environment["FILECHECK_OPTS"] = "--enable-var-scope"
-# lit.llvm predefines %python as its own interpreter; ours (the project venv)
-# must come first to win.
-config.substitutions.insert(0, ("%python", config.weipipe_python))
+# use_default_substitutions() already maps %python to lit's own interpreter,
+# and the first matching substitution wins: replace it with the venv's.
+config.substitutions = [
+    (key, value) for key, value in config.substitutions if key != "%python"
+]
+config.substitutions.append(("%python", config.weipipe_python))
 llvm_config.with_environment(
     "PYTHONPATH", os.path.join(config.weipipe_src_root, "python"), append_path=True)
 # torch and friends read these; keep runs reproducible and quiet.

@@ -287,7 +287,7 @@ bool mlir::weipipe::importer::broadcastTo(ArrayRef<int64_t> a,
   for (size_t k = 0; k < rank; ++k) {
     int64_t da = k + a.size() >= rank ? a[k + a.size() - rank] : 1;
     int64_t db = k + b.size() >= rank ? b[k + b.size() - rank] : 1;
-    if (da != db && da != 1 && db != 1)
+    if (da < 0 || db < 0 || (da != db && da != 1 && db != 1))
       return false;
     out[k] = da == 1 ? db : da;
   }
@@ -596,6 +596,8 @@ struct Folder {
     int64_t rank = data.shape.size();
     if (!normalizeAxis(axis, rank))
       return fail("axis out of range");
+    if (!isIntegerDType(idx.dtype))
+      return fail("indices must be int32 or int64");
     SmallVector<int64_t> shape(data.shape.begin(), data.shape.begin() + axis);
     shape.append(idx.shape.begin(), idx.shape.end());
     shape.append(data.shape.begin() + axis + 1, data.shape.end());
@@ -694,9 +696,11 @@ struct Folder {
     if (static_cast<int64_t>(perm.size()) != rank)
       return fail("perm length differs from rank");
     SmallVector<int64_t> shape;
+    std::vector<bool> seen(rank, false);
     for (int64_t p : perm) {
-      if (p < 0 || p >= rank)
-        return fail("perm entry out of range");
+      if (p < 0 || p >= rank || seen[p])
+        return fail("perm " + shapeString(perm) + " is not a permutation");
+      seen[p] = true;
       shape.push_back(a.shape[p]);
     }
     HostTensor out(a.dtype, shape);
@@ -786,12 +790,16 @@ struct Folder {
     return one(std::move(out));
   }
 
-  FoldResult matmul(const HostTensor &a, const HostTensor &b) {
-    if (a.shape.size() != 2 || b.shape.size() != 2) {
-      // Batch broadcasting: fold only the common rank-2 and batched forms.
-      if (a.shape.size() < 2 || b.shape.size() < 2)
-        return fail("folding MatMul needs rank >= 2 operands");
-    }
+  FoldResult matmul(HostTensor a, HostTensor b) {
+    // NumPy's vector rules: a 1-D lhs is a row [1, k], a 1-D rhs a column
+    // [k, 1], and the added dimension is dropped from the result.
+    if (a.shape.empty() || b.shape.empty())
+      return fail("MatMul operands must have rank >= 1");
+    bool rowVector = a.shape.size() == 1, columnVector = b.shape.size() == 1;
+    if (rowVector)
+      a.shape.insert(a.shape.begin(), 1);
+    if (columnVector)
+      b.shape.push_back(1);
     int64_t m = a.shape[a.shape.size() - 2], k = a.shape.back();
     int64_t k2 = b.shape[b.shape.size() - 2], n = b.shape.back();
     if (k != k2)
@@ -816,6 +824,10 @@ struct Folder {
                  b.getDouble(ib[bi] * k * n + j * n + c);
           out.setDouble((bi * m + r) * n + c, s);
         }
+    if (columnVector)
+      out.shape.pop_back();
+    if (rowVector)
+      out.shape.erase(out.shape.end() - (columnVector ? 1 : 2));
     return one(std::move(out));
   }
 
@@ -1003,6 +1015,8 @@ FoldResult Folder::run() {
     const HostTensor *idx = input(1);
     if (!idx || idx->shape.empty())
       return fail("GatherND needs indices of rank >= 1");
+    if (!isIntegerDType(idx->dtype))
+      return fail("indices must be int64");
     if (attrInt(node, "batch_dims", 0) != 0)
       return fail("GatherND with batch_dims != 0 is not supported");
     int64_t k = idx->shape.back(), rank = a->shape.size();
@@ -1073,6 +1087,10 @@ FoldResult Folder::run() {
       for (int64_t k = 0; k < n; ++k)
         sizes.push_back(std::min(chunk, dim - k * chunk));
     }
+    for (int64_t s : sizes)
+      if (s < 0)
+        return fail("split sizes " + shapeString(sizes) +
+                    " have a negative entry");
     int64_t off = 0;
     for (int64_t s : sizes) {
       SmallVector<SliceDim> dims;
@@ -1111,8 +1129,11 @@ FoldResult Folder::run() {
     if (static_cast<int64_t>(reps.size()) != rank)
       return fail("repeats length differs from rank");
     SmallVector<int64_t> shape;
-    for (int64_t d = 0; d < rank; ++d)
+    for (int64_t d = 0; d < rank; ++d) {
+      if (reps[d] < 0)
+        return fail("repeats " + shapeString(reps) + " have a negative entry");
       shape.push_back(a->shape[d] * reps[d]);
+    }
     HostTensor out(a->dtype, shape);
     std::vector<int64_t> inStr = strides(a->shape);
     SmallVector<int64_t> pos(rank, 0);
@@ -1136,6 +1157,8 @@ FoldResult Folder::run() {
     const HostTensor *start = input(0), *limit = input(1), *delta = input(2);
     if (!start || !limit || !delta)
       return fail("Range needs start, limit and delta");
+    if (start->numel() != 1 || limit->numel() != 1 || delta->numel() != 1)
+      return fail("Range start, limit and delta must be scalars");
     double s = start->getDouble(0), l = limit->getDouble(0),
            d = delta->getDouble(0);
     if (d == 0)
@@ -1152,6 +1175,8 @@ FoldResult Folder::run() {
   }
   if (op == "ConstantOfShape") {
     std::vector<int64_t> shape = a->ints();
+    if (llvm::any_of(shape, [](int64_t d) { return d < 0; }))
+      return fail("shape " + shapeString(shape) + " has a negative entry");
     int32_t dtype = kFloat;
     double fv = 0;
     int64_t iv = 0;
@@ -1161,6 +1186,9 @@ FoldResult Folder::run() {
       (void)v;
     }
     if (const HostTensor *value = input(1)) {
+      if (value->numel() != 1)
+        return fail("value must have one element, not " +
+                    std::to_string(value->numel()));
       dtype = value->dtype;
       fv = value->getDouble(0);
       iv = value->getInt(0);
@@ -1177,6 +1205,8 @@ FoldResult Folder::run() {
   if (op == "Trilu") {
     if (a->shape.size() < 2)
       return fail("Trilu needs rank >= 2");
+    if (input(1) && input(1)->numel() != 1)
+      return fail("k must be a scalar");
     int64_t k = input(1) ? input(1)->getInt(0) : 0;
     bool upper = attrInt(node, "upper", 1) != 0;
     HostTensor out = *a;
@@ -1200,6 +1230,8 @@ FoldResult Folder::run() {
   if (op == "CumSum") {
     if (!input(1))
       return fail("CumSum needs an axis");
+    if (input(1)->numel() != 1)
+      return fail("axis must be a scalar");
     int64_t axis = input(1)->getInt(0), rank = a->shape.size();
     if (!normalizeAxis(axis, rank))
       return fail("axis out of range");

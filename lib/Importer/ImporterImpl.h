@@ -74,8 +74,9 @@ private:
   Value materialize(ValueInfo &v, Location loc);
   Value materializeConstant(const HostTensor &t, Location loc);
   bool isParameter(const onnx::TensorProto &t) const;
+  /// Decodes `t`; `what` names it in messages (default: "initializer 'n'").
   LogicalResult readInitializer(const onnx::TensorProto &t, HostTensor &out,
-                                Location loc);
+                                Location loc, llvm::StringRef what = {});
   FailureOr<nn::ParameterOp> declareParameter(const onnx::TensorProto &t,
                                               Location loc);
 
@@ -93,6 +94,8 @@ public:
   /// The node's name, or "OpType#index" for an unnamed node.
   static std::string nodeName(const onnx::NodeProto &node, int64_t index);
   Location nodeLoc(const onnx::NodeProto &node, int64_t index);
+  /// The node name a node location carries; empty for other locations.
+  static std::string locName(Location loc);
   /// Starts an error about a node: "node 'NAME' (OpType): ".
   InFlightDiagnostic nodeError(Location loc, const onnx::NodeProto &node,
                                llvm::StringRef name) {

@@ -184,6 +184,12 @@ FailureOr<std::pair<Value, Value>> NodeEmitter::unifyBinary(size_t a,
   } else if (im.constantOf(*x, loc, failedRead)) {
     vx = convert(x, y->dtype);
     vy = operand(bIdx);
+  } else if (node.op_type() == "Pow") {
+    // Pow's exponent may be of another type (an int64 power of a float).
+    vx = operand(a);
+    vy = operand(bIdx);
+    if (vx && vy)
+      vy = castTo(vy, typeOf(vx).getElementType());
   } else {
     return fail() << "inputs have different element types ("
                   << dtypeName(x->dtype) << " and " << dtypeName(y->dtype)
@@ -422,6 +428,8 @@ LogicalResult NodeEmitter::gather() {
   bool failedRead;
   if (const HostTensor *c = im.constantOf(*idxInfo, loc, failedRead)) {
     // Constant indices: check them and make them non-negative now.
+    if (!isIntegerDType(c->dtype))
+      return fail() << "indices must be int32 or int64";
     HostTensor t(kInt64, c->shape);
     for (int64_t k = 0, n = c->numel(); k < n; ++k) {
       int64_t v = c->getInt(k);
@@ -517,6 +525,7 @@ LogicalResult NodeEmitter::split() {
       sizes.push_back(std::max<int64_t>(0, std::min(chunk, dim - k * chunk)));
   }
   if (static_cast<int64_t>(sizes.size()) != n ||
+      llvm::any_of(sizes, [](int64_t s) { return s < 0; }) ||
       std::accumulate(sizes.begin(), sizes.end(), int64_t(0)) != dim)
     return fail() << "split sizes " << shapeString(sizes) << " do not cut "
                   << "dimension " << axis << " of size " << dim << " into "
@@ -641,6 +650,9 @@ LogicalResult NodeEmitter::trilu() {
     const HostTensor *c = constInput(1, "diagonal offset k");
     if (!c)
       return failure();
+    if (c->numel() != 1)
+      return fail() << "k must be a scalar, not of shape "
+                    << shapeString(c->shape);
     k = c->getInt(0);
   }
   setOut(0, nn::TriluOp::create(b, loc, x.getType(), x,
@@ -720,6 +732,8 @@ LogicalResult NodeEmitter::attention() {
   if (attrFloat(node, "softcap", 0.0f) != 0.0f)
     return fail() << "softcap is not supported";
   int64_t rank = typeOf(q).getRank();
+  if (typeOf(k).getRank() != rank || typeOf(v).getRank() != rank)
+    return fail() << "query, key and value must have the same rank";
   int64_t h, hkv, d;
   if (rank == 4) {
     h = typeOf(q).getDimSize(1);
@@ -776,6 +790,8 @@ LogicalResult NodeEmitter::rotary() {
   if (!x)
     return failure();
   int64_t rank = typeOf(x).getRank();
+  if (rank != 3 && rank != 4)
+    return fail() << "input must have rank 3 or 4";
   int64_t bsz = typeOf(x).getDimSize(0), h, s, d;
   if (rank == 4) {
     h = typeOf(x).getDimSize(1);
@@ -825,6 +841,10 @@ LogicalResult NodeEmitter::rotary() {
       Value c = operand(1 + t), p = operand(3);
       if (!c || !p)
         return failure();
+      if (typeOf(c).getRank() != 2)
+        return fail() << "with position_ids, the cos/sin caches must be "
+                         "[max_position, rotary_dim / 2], not "
+                      << shapeString(typeOf(c).getShape());
       SmallVector<int64_t> shape(typeOf(p).getShape());
       shape.push_back(typeOf(c).getDimSize(1));
       tables[t] = nn::GatherOp::create(b, loc, withShape(c, shape), c, p, 0);

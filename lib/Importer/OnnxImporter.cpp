@@ -10,7 +10,9 @@
 #include "ImporterImpl.h"
 
 #include "mlir/IR/Diagnostics.h"
+#include "mlir/IR/SymbolTable.h"
 #include "mlir/IR/Verifier.h"
+#include "mlir/Interfaces/SideEffectInterfaces.h"
 #include "llvm/ADT/STLExtras.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/MemoryBuffer.h"
@@ -23,6 +25,7 @@
 #include <climits>
 #include <cstring>
 #include <set>
+#include <tuple>
 
 using namespace mlir;
 using namespace mlir::weipipe;
@@ -86,6 +89,12 @@ Location Importer::nodeLoc(const onnx::NodeProto &node, int64_t index) {
                       FileLineColLoc::get(ctx, path, 0, 0));
 }
 
+std::string Importer::locName(Location loc) {
+  if (auto named = dyn_cast<NameLoc>(loc))
+    return named.getName().str();
+  return std::string();
+}
+
 //===----------------------------------------------------------------------===//
 // Loading
 //===----------------------------------------------------------------------===//
@@ -98,16 +107,27 @@ LogicalResult Importer::load() {
     return emitError(loc) << "cannot read model: " << buf.getError().message();
   fileBuffer = std::move(*buf);
   StringRef bytes = fileBuffer->getBuffer();
+  if (bytes.empty())
+    return emitError(loc) << "model file is empty";
 
   if (isText) {
     onnx::OnnxParser parser(bytes.data());
-    auto status = parser.Parse(model);
+    onnx::Common::Status status;
+    try {
+      status = parser.Parse(model);
+    } catch (const std::exception &e) {
+      // The parser converts literals with std::stof/stoll, which throw on
+      // "inf", "nan" (ONNX 1.12 has no such literals) and out-of-range values.
+      return emitError(loc) << "malformed ONNX text: number out of range or "
+                               "not supported at "
+                            << parser.GetCurrentPos() << " (" << e.what()
+                            << ")\nError context: "
+                            << parser.GetErrorContext();
+    }
     if (!status.IsOK())
       return emitError(loc) << "malformed ONNX text: "
                             << status.ErrorMessage();
   } else {
-    if (bytes.empty())
-      return emitError(loc) << "model file is empty";
     if (bytes.size() > static_cast<size_t>(INT_MAX))
       return emitError(loc)
              << "model file is " << bytes.size()
@@ -273,13 +293,21 @@ void Importer::setConstant(StringRef name, HostTensor t) {
 
 ValueInfo *Importer::lookup(StringRef name, Location loc) {
   auto it = values.find(name);
+  std::string user = locName(loc);
   if (it == values.end()) {
-    emitError(loc) << "uses value '" << name
-                   << "' that no node, input or initializer defines";
+    if (user.empty())
+      emitError(loc) << "graph output '" << name
+                     << "' is not defined by any node, input or initializer";
+    else
+      emitError(loc) << "node '" << user << "' uses value '" << name
+                     << "' that no node, input or initializer defines";
     return nullptr;
   }
   if (!it->second.poison.empty()) {
-    emitError(loc) << it->second.poison;
+    if (user.empty())
+      emitError(loc) << it->second.poison;
+    else
+      emitError(loc) << "node '" << user << "': " << it->second.poison;
     return nullptr;
   }
   return &it->second;
@@ -416,46 +444,79 @@ struct ExternalRef {
   int64_t length = -1;
 };
 
-ExternalRef externalRef(const onnx::TensorProto &t) {
-  ExternalRef ref;
+/// Reads the external-data reference of `t` (named `subject` in messages)
+/// and checks that its file holds `bytes` bytes (`what` describes them) at
+/// its offset. Sets `filePath` to the file relative to `modelDir`.
+LogicalResult externalRef(const onnx::TensorProto &t, StringRef modelDir,
+                          int64_t bytes, StringRef what, StringRef subject,
+                          Location loc, ExternalRef &ref,
+                          std::string &filePath) {
   for (const auto &kv : t.external_data()) {
-    if (kv.key() == "location")
+    if (kv.key() == "location") {
       ref.location = kv.value();
-    else if (kv.key() == "offset")
-      ref.offset = std::stoll(kv.value());
-    else if (kv.key() == "length")
-      ref.length = std::stoll(kv.value());
+      continue;
+    }
+    if (kv.key() != "offset" && kv.key() != "length")
+      continue;
+    int64_t v;
+    if (StringRef(kv.value()).getAsInteger(10, v) || v < 0)
+      return emitError(loc) << subject << ": external data " << kv.key()
+                            << " '" << kv.value()
+                            << "' is not a non-negative integer";
+    (kv.key() == "offset" ? ref.offset : ref.length) = v;
   }
-  return ref;
+  if (ref.location.empty())
+    return emitError(loc) << subject << " is external data without a location";
+  SmallVector<char> file(modelDir.begin(), modelDir.end());
+  llvm::sys::path::append(file, ref.location);
+  filePath.assign(file.begin(), file.end());
+  uint64_t size;
+  if (std::error_code ec = llvm::sys::fs::file_size(filePath, size))
+    return emitError(loc) << subject << ": external data file '" << filePath
+                          << "' cannot be opened: " << ec.message();
+  if (ref.length >= 0 && ref.length != bytes)
+    return emitError(loc) << subject << ": external data length "
+                          << ref.length << " does not match " << bytes
+                          << " bytes of " << what;
+  if (static_cast<uint64_t>(ref.offset) + bytes > size)
+    return emitError(loc) << subject << ": bytes [" << ref.offset << ", "
+                          << ref.offset + bytes << ") lie past the end of '"
+                          << filePath << "' (" << size << " bytes)";
+  return success();
 }
 } // namespace
 
 LogicalResult Importer::readInitializer(const onnx::TensorProto &t,
-                                        HostTensor &out, Location loc) {
+                                        HostTensor &out, Location loc,
+                                        StringRef what) {
+  std::string subject =
+      what.empty() ? "initializer '" + t.name() + "'" : what.str();
   int32_t dt = t.data_type();
   int64_t width = dtypeBytes(dt);
   if (width == 0)
-    return emitError(loc) << "initializer '" << t.name()
-                          << "' has unsupported element type "
+    return emitError(loc) << subject << " has unsupported element type "
                           << dtypeName(dt);
   SmallVector<int64_t> shape(t.dims().begin(), t.dims().end());
   out = HostTensor(dt, shape);
   int64_t n = out.numel();
   auto countError = [&](int64_t got) {
-    return emitError(loc) << "initializer '" << t.name() << "' holds " << got
+    return emitError(loc) << subject << " holds " << got
                           << " values, its shape " << shapeString(shape)
                           << " needs " << n;
   };
   if (t.data_location() == onnx::TensorProto::EXTERNAL) {
-    ExternalRef ref = externalRef(t);
-    SmallVector<char> file(modelDir.begin(), modelDir.end());
-    llvm::sys::path::append(file, ref.location);
-    std::string filePath(file.begin(), file.end());
+    ExternalRef ref;
+    std::string filePath;
+    if (failed(externalRef(t, modelDir, n * width,
+                           std::string(dtypeName(dt)) + " " +
+                               shapeString(shape),
+                           subject, loc, ref, filePath)))
+      return failure();
     auto buf = llvm::MemoryBuffer::getFileSlice(filePath, n * width,
                                                 ref.offset);
     if (!buf)
-      return emitError(loc) << "cannot read external data of initializer '"
-                            << t.name() << "' from '" << filePath
+      return emitError(loc) << "cannot read external data of " << subject
+                            << " from '" << filePath
                             << "': " << buf.getError().message();
     decodeRaw((*buf)->getBufferStart(), dt, out);
     return success();
@@ -512,6 +573,11 @@ Importer::declareParameter(const onnx::TensorProto &t, Location loc) {
   auto it = parameters.find(t.name());
   if (it != parameters.end())
     return it->second;
+  if (t.name() == options.functionName)
+    return emitError(loc) << "parameter '" << t.name()
+                          << "' has the name of the imported function; "
+                             "name the function otherwise with "
+                             "--import-function-name";
   FailureOr<Type> elem = elementType(t.data_type(), loc);
   if (failed(elem))
     return failure();
@@ -525,28 +591,13 @@ Importer::declareParameter(const onnx::TensorProto &t, Location loc) {
     return IntegerAttr::get(IntegerType::get(ctx, 64), v);
   };
   if (t.data_location() == onnx::TensorProto::EXTERNAL) {
-    ExternalRef ref = externalRef(t);
-    if (ref.location.empty())
-      return emitError(loc) << "initializer '" << t.name()
-                            << "' is external data without a location";
-    SmallVector<char> fileBuf(modelDir.begin(), modelDir.end());
-    llvm::sys::path::append(fileBuf, ref.location);
-    std::string filePath(fileBuf.begin(), fileBuf.end());
-    uint64_t size;
-    if (std::error_code ec = llvm::sys::fs::file_size(filePath, size))
-      return emitError(loc) << "initializer '" << t.name()
-                            << "': external data file '" << filePath
-                            << "' cannot be opened: " << ec.message();
-    if (ref.length >= 0 && ref.length != bytes)
-      return emitError(loc) << "initializer '" << t.name()
-                            << "': external data length " << ref.length
-                            << " does not match " << bytes << " bytes of "
-                            << type;
-    if (static_cast<uint64_t>(ref.offset) + bytes > size)
-      return emitError(loc) << "initializer '" << t.name() << "': bytes ["
-                            << ref.offset << ", " << ref.offset + bytes
-                            << ") lie past the end of '" << filePath
-                            << "' (" << size << " bytes)";
+    ExternalRef ref;
+    std::string filePath, typeStr;
+    llvm::raw_string_ostream(typeStr) << type;
+    if (failed(externalRef(t, modelDir, bytes, typeStr,
+                           "initializer '" + t.name() + "'", loc, ref,
+                           filePath)))
+      return failure();
     file = StringAttr::get(ctx, filePath);
     offset = i64(ref.offset);
     length = i64(bytes);
@@ -846,7 +897,8 @@ LogicalResult Importer::declareOutputs() {
                           << joinNames(dropped) << ")";
   if (!dropped.empty())
     emitNote(loc, "dropped " + std::to_string(dropped.size()) +
-                      " outputs that training does not need: " +
+                      (dropped.size() == 1 ? " output" : " outputs") +
+                      " that training does not need: " +
                       joinNames(dropped, 4) + " (--drop-outputs)");
   func::ReturnOp::create(builder, loc, results);
   SmallVector<Type> resultTypes;
@@ -854,6 +906,17 @@ LogicalResult Importer::declareOutputs() {
     resultTypes.push_back(v.getType());
   func.setFunctionType(
       FunctionType::get(ctx, func.getArgumentTypes(), resultTypes));
+
+  // Ops whose results nothing uses: the K/V reshapes of present_key outputs
+  // that were dropped, constants of skipped empty inputs. Parameters are
+  // declared on use, so one that only dead ops read goes too.
+  Block &body = func.getBody().front();
+  for (Operation &op : llvm::make_early_inc_range(llvm::reverse(body)))
+    if (isOpTriviallyDead(&op))
+      op.erase();
+  for (auto &[name, param] : parameters)
+    if (SymbolTable::symbolKnownUseEmpty(param, *module))
+      param.erase();
   return success();
 }
 
@@ -882,7 +945,8 @@ LogicalResult Importer::importNode(const onnx::NodeProto &node,
   if (op == "Constant") {
     HostTensor t;
     if (const auto *a = findAttr(node, "value")) {
-      if (failed(readInitializer(a->t(), t, loc)))
+      if (failed(readInitializer(a->t(), t, loc,
+                                 "the value of node '" + name + "'")))
         return failure();
     } else if (const auto *a = findAttr(node, "value_float")) {
       t = HostTensor(kFloat, {});
@@ -953,7 +1017,8 @@ LogicalResult Importer::importNode(const onnx::NodeProto &node,
     HostTensor attrValue;
     if (allConst && op == "ConstantOfShape") {
       if (const auto *a = findAttr(node, "value")) {
-        if (failed(readInitializer(a->t(), attrValue, loc)))
+        if (failed(readInitializer(a->t(), attrValue, loc,
+                                   "the value of node '" + name + "'")))
           return failure();
         consts.resize(1);
         consts.push_back(&attrValue);
@@ -978,10 +1043,42 @@ LogicalResult Importer::importNode(const onnx::NodeProto &node,
                 "input is computed at run time";
     return unsupported();
   }
-  return NodeEmitter(*this, node, name, loc).emit();
+  // The emitters check what they need to compute result shapes; the nn
+  // verifiers check the rest (head counts, contracting dimensions, rotary
+  // table shapes). Verify this node's ops now, so that an invalid model is
+  // reported at its node rather than as an internal error at the end.
+  Block *block = builder.getInsertionBlock();
+  Operation *last = block->empty() ? nullptr : &block->back();
+  if (failed(NodeEmitter(*this, node, name, loc).emit()))
+    return failure();
+  auto first = last ? std::next(last->getIterator()) : block->begin();
+  for (Operation &created : llvm::make_range(first, block->end()))
+    if (failed(mlir::verify(&created, /*verifyRecursively=*/false)))
+      return nodeError(loc, node, name)
+             << "its inputs are not valid for the '" << created.getName()
+             << "' op it imports to";
+  return success();
 }
 
 OwningOpRef<ModuleOp> Importer::run() {
+  // Malformed options: an invalid regex would silently match nothing.
+  Location fileLoc = FileLineColLoc::get(ctx, path, 0, 0);
+  if (options.functionName.empty()) {
+    emitError(fileLoc) << "the imported function needs a name "
+                          "(--import-function-name is empty)";
+    return nullptr;
+  }
+  for (auto [regex, flag, pattern] :
+       {std::tuple<llvm::Regex *, StringRef, StringRef>{
+            &dropRegex, "--drop-outputs", options.dropOutputs},
+        {&frozenRegex, "--frozen-initializers", options.frozenInitializers}}) {
+    std::string why;
+    if (!pattern.empty() && !regex->isValid(why)) {
+      emitError(fileLoc) << flag << "='" << pattern
+                         << "' is not a valid regex: " << why;
+      return nullptr;
+    }
+  }
   try {
     if (failed(load()) || failed(declareInputs()))
       return nullptr;

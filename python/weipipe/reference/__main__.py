@@ -94,7 +94,7 @@ def _run(a) -> int:
     data_seed = a.seed if a.data_seed is None else a.data_seed
 
     if a.cmd == "batches":
-        from .train import Outputs
+        from .outputs import Outputs
 
         if a.batch is None or a.seq is None:
             raise RefError("batches needs --batch and --seq")

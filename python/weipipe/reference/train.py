@@ -5,7 +5,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 
@@ -16,6 +15,7 @@ import torch.nn.functional as F
 from . import match as M
 from .data import Windows
 from .errors import RefError
+from .outputs import Outputs  # noqa: F401  (re-exported)
 
 LR_SCHEDULES = ("constant", "cosine")
 
@@ -117,36 +117,6 @@ def logits(m: Loaded, ids: torch.Tensor) -> torch.Tensor:
 # --------------------------------------------------------------------------- outputs
 
 
-class Outputs:
-    """Files written to temporaries next to their targets, renamed only by commit()."""
-
-    def __init__(self):
-        self.pending: list[tuple[str, str]] = []
-
-    def reserve(self, path: str) -> str:
-        d = os.path.dirname(os.path.abspath(path))
-        try:
-            fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=d)
-        except OSError as e:
-            raise RefError(f"cannot write {path}: {e.strerror}") from None
-        os.close(fd)
-        self.pending.append((tmp, path))
-        return tmp
-
-    def commit(self) -> None:
-        for tmp, path in self.pending:
-            os.replace(tmp, path)
-        self.pending = []
-
-    def discard(self) -> None:
-        for tmp, _ in self.pending:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-        self.pending = []
-
-
 def save_weights(m: Loaded, path: str, metadata: dict[str, str] | None = None) -> None:
     from safetensors.torch import save_file
 
@@ -232,7 +202,7 @@ def train(m: Loaded, windows: Windows, batch: int, c: TrainConfig, log_file=None
                 ignore_index=c.ignore_index, reduction="sum",
             )
             (lsum / denom).backward()
-            total += float(lsum)
+            total += float(lsum.detach())
         loss = total / denom
         if c.grad_clip > 0:
             gn = torch.nn.utils.clip_grad_norm_(params, c.grad_clip, foreach=False)

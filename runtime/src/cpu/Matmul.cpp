@@ -1,0 +1,195 @@
+//===- Matmul.cpp - GEMM wrapper, nn.matmul, nn.linear --------------------===//
+//
+// Part of weipipe's runtime (CPU kernels). All products go through
+// cblas_sgemm (OpenBLAS threads them); batches run one GEMM after another in
+// batch order, so sums over broadcast batch dims have a fixed order.
+//
+//===----------------------------------------------------------------------===//
+
+#include "Internal.h"
+
+#include <cblas.h>
+
+#include <climits>
+#include <cstring>
+
+namespace weipipe::rt::cpu {
+using namespace detail;
+
+void gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K,
+          float alpha, const float *A, int64_t lda, const float *B,
+          int64_t ldb, float beta, float *C, int64_t ldc) {
+  if (M <= 0 || N <= 0)
+    return;
+  WP_CHECK(M <= INT_MAX && N <= INT_MAX && K <= INT_MAX && lda <= INT_MAX &&
+               ldb <= INT_MAX && ldc <= INT_MAX,
+           "GEMM size exceeds the BLAS integer range");
+  if (K <= 0) { // C = beta C
+    for (int64_t i = 0; i < M; ++i)
+      for (int64_t j = 0; j < N; ++j)
+        C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
+    return;
+  }
+  cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans,
+              transB ? CblasTrans : CblasNoTrans, int(M), int(N), int(K),
+              alpha, A, int(lda), B, int(ldb), beta, C, int(ldc));
+}
+
+namespace {
+
+struct MatmulDims {
+  int64_t M = 1, K = 1, N = 1;
+  bool aVec = false, bVec = false;
+  Shape batchA, batchB, batchOut;
+};
+
+MatmulDims analyze(const Shape &as, const Shape &bs) {
+  WP_CHECK(as.rank >= 1 && bs.rank >= 1, "matmul operands need rank >= 1");
+  MatmulDims d;
+  int64_t kb;
+  if (as.rank == 1) {
+    d.aVec = true;
+    d.K = as[0];
+  } else {
+    d.M = as[as.rank - 2];
+    d.K = as[as.rank - 1];
+    d.batchA = Shape(as.dims, as.rank - 2);
+  }
+  if (bs.rank == 1) {
+    d.bVec = true;
+    kb = bs[0];
+  } else {
+    kb = bs[bs.rank - 2];
+    d.N = bs[bs.rank - 1];
+    d.batchB = Shape(bs.dims, bs.rank - 2);
+  }
+  WP_CHECK(kb == d.K, "matmul inner dims differ: " + as.str() + " x " +
+                          bs.str());
+  WP_CHECK(broadcast_shape(d.batchA, d.batchB, &d.batchOut),
+           "matmul batch dims do not broadcast: " + as.str() + " x " +
+               bs.str());
+  return d;
+}
+
+/// Calls f(outBatch, aBatch, bBatch) for every result batch, in order.
+template <class F> void forEachBatch(const MatmulDims &d, F f) {
+  int64_t sa[kMaxRank], sb[kMaxRank];
+  broadcastStrides(d.batchA, d.batchOut, sa);
+  broadcastStrides(d.batchB, d.batchOut, sb);
+  const int64_t nb = d.batchOut.numel();
+  for (int64_t b = 0; b < nb; ++b) {
+    int64_t rem = b, ia = 0, ib = 0;
+    for (int i = d.batchOut.rank - 1; i >= 0; --i) {
+      int64_t idx = rem % d.batchOut[i];
+      rem /= d.batchOut[i];
+      ia += idx * sa[i];
+      ib += idx * sb[i];
+    }
+    f(b, ia, ib);
+  }
+}
+
+} // namespace
+
+Shape matmul_shape(const Shape &as, const Shape &bs) {
+  const MatmulDims d = analyze(as, bs);
+  Shape r = d.batchOut;
+  if (!d.aVec)
+    r.dims[r.rank++] = d.M;
+  if (!d.bVec)
+    r.dims[r.rank++] = d.N;
+  return r;
+}
+
+void matmul_forward(const float *a, const Shape &as, const float *b,
+                    const Shape &bs, float *c) {
+  const MatmulDims d = analyze(as, bs);
+  const int64_t M = d.M, K = d.K, N = d.N;
+  if (d.batchB.numel() == 1) {
+    // [..., M, K] x [K, N]: all rows of a in one GEMM.
+    gemm(false, false, d.batchA.numel() * M, N, K, 1.0f, a, K, b, N, 0.0f, c,
+         N);
+    return;
+  }
+  forEachBatch(d, [&](int64_t o, int64_t ia, int64_t ib) {
+    gemm(false, false, M, N, K, 1.0f, a + ia * M * K, K, b + ib * K * N, N,
+         0.0f, c + o * M * N, N);
+  });
+}
+
+void matmul_backward(const float *a, const Shape &as, const float *b,
+                     const Shape &bs, const float *dc, float *da, float *db,
+                     bool accumulate) {
+  const MatmulDims d = analyze(as, bs);
+  const int64_t M = d.M, K = d.K, N = d.N;
+  const float beta = accumulate ? 1.0f : 0.0f;
+  if (d.batchB.numel() == 1) {
+    const int64_t rows = d.batchA.numel() * M;
+    if (da) // dA[rows, K] = dC[rows, N] B^T
+      gemm(false, true, rows, K, N, 1.0f, dc, N, b, N, beta, da, K);
+    if (db) // dB[K, N] = A^T[K, rows] dC[rows, N]
+      gemm(true, false, K, N, rows, 1.0f, a, K, dc, N, beta, db, N);
+    return;
+  }
+  const bool aBroadcast = d.batchA.numel() != d.batchOut.numel();
+  if (da) {
+    if (!accumulate && aBroadcast)
+      std::memset(da, 0, size_t(as.numel()) * sizeof(float));
+    const float bt = aBroadcast ? 1.0f : beta;
+    forEachBatch(d, [&](int64_t o, int64_t ia, int64_t ib) {
+      gemm(false, true, M, K, N, 1.0f, dc + o * M * N, N, b + ib * K * N, N,
+           bt, da + ia * M * K, K);
+    });
+  }
+  if (db) {
+    // batchB has more than one matrix, so it is broadcast only if it has
+    // fewer than the result.
+    const bool bBroadcast = d.batchB.numel() != d.batchOut.numel();
+    if (!accumulate && bBroadcast)
+      std::memset(db, 0, size_t(bs.numel()) * sizeof(float));
+    const float bt = bBroadcast ? 1.0f : beta;
+    forEachBatch(d, [&](int64_t o, int64_t ia, int64_t ib) {
+      gemm(true, false, K, N, M, 1.0f, a + ia * M * K, K, dc + o * M * N, N,
+           bt, db + ib * K * N, N);
+    });
+  }
+}
+
+void linear_forward(const float *x, const float *w, const float *bias,
+                    float *y, int64_t M, int64_t K, int64_t N,
+                    bool transposeWeight) {
+  if (bias) {
+#pragma omp parallel for schedule(static) if (M * N >= kParallelMin)
+    for (int64_t i = 0; i < M; ++i)
+      std::memcpy(y + i * N, bias, size_t(N) * sizeof(float));
+  }
+  gemm(false, transposeWeight, M, N, K, 1.0f, x, K, w,
+       transposeWeight ? K : N, bias ? 1.0f : 0.0f, y, N);
+}
+
+void linear_backward(const float *x, const float *w, const float *dy,
+                     float *dx, float *dw, float *dbias, int64_t M, int64_t K,
+                     int64_t N, bool transposeWeight) {
+  if (dx) {
+    if (transposeWeight) // dx = dy[M,N] W[N,K]
+      gemm(false, false, M, K, N, 1.0f, dy, N, w, K, 0.0f, dx, K);
+    else // dx = dy[M,N] W[K,N]^T
+      gemm(false, true, M, K, N, 1.0f, dy, N, w, N, 0.0f, dx, K);
+  }
+  if (dw) {
+    if (transposeWeight) // dW[N,K] += dy^T x
+      gemm(true, false, N, K, M, 1.0f, dy, N, x, K, 1.0f, dw, K);
+    else // dW[K,N] += x^T dy
+      gemm(true, false, K, N, M, 1.0f, x, K, dy, N, 1.0f, dw, N);
+  }
+  if (dbias) {
+    float *outs[1] = {dbias};
+    chunkedColumnSums(M, N, 1, outs, [&](int64_t r0, int64_t r1, float **ps) {
+      for (int64_t r = r0; r < r1; ++r)
+        for (int64_t j = 0; j < N; ++j)
+          ps[0][j] += dy[r * N + j];
+    });
+  }
+}
+
+} // namespace weipipe::rt::cpu
