@@ -31,6 +31,11 @@ def NN_ParameterOp : NN_Op<"parameter", [Symbol, HasParent<"ModuleOp">]> {
     raw bytes anywhere (an initializer written with typed fields in the ONNX
     text format); it can be compiled but not loaded.
 
+    `aliases` names the other initializers of the source model that hold the
+    same values (a tied embedding and LM head, which exporters write twice);
+    `aliases_transposed` says, per alias, whether it holds the transpose.
+    Saved weights are written under every name.
+
     Example:
 
     ```mlir
@@ -42,7 +47,9 @@ def NN_ParameterOp : NN_Op<"parameter", [Symbol, HasParent<"ModuleOp">]> {
                        TypeAttrOf<NN_FloatTensor>:$param_type,
                        OptionalAttr<StrAttr>:$file,
                        OptionalAttr<ConfinedAttr<I64Attr, [IntNonNegative]>>:$offset,
-                       OptionalAttr<ConfinedAttr<I64Attr, [IntNonNegative]>>:$length);
+                       OptionalAttr<ConfinedAttr<I64Attr, [IntNonNegative]>>:$length,
+                       OptionalAttr<StrArrayAttr>:$aliases,
+                       OptionalAttr<DenseBoolArrayAttr>:$aliases_transposed);
   let assemblyFormat = [{
     $sym_name `:` $param_type (`at` $file^ `[` $offset `,` $length `]`)? attr-dict
   }];

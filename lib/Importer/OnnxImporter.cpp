@@ -616,7 +616,8 @@ Importer::declareParameter(const onnx::TensorProto &t, Location loc) {
                       "no storage reference");
   }
   auto param = nn::ParameterOp::create(moduleBuilder, loc, t.name(), type,
-                                       file, offset, length);
+                                       file, offset, length, ArrayAttr(),
+                                       DenseBoolArrayAttr());
   parameters[t.name()] = param;
   return param;
 }

@@ -47,4 +47,30 @@ def NNFusePass : Pass<"nn-fuse"> {
   ];
 }
 
+def NNTieParametersPass : Pass<"nn-tie-parameters", "::mlir::ModuleOp"> {
+  let summary = "Train parameters that hold the same values as one";
+  let description = [{
+    Exporters write a tied embedding and LM head as two initializers (the
+    embedding and a transposed copy under an exporter-made name) and nothing
+    in the file marks the tie. Training the copies separately silently
+    diverges from the model that was exported. This pass reads the stored
+    bytes of the parameters whose shapes could match (equal, or transposed
+    for rank 2), compares a sample of elements and then all of them, and
+    merges each set of bitwise-equal parameters into one: uses of a copy read
+    the kept parameter (through `nn.transpose` when transposed), and the
+    kept parameter lists the copies as `aliases` so that saved weights carry
+    every name. Each tie is reported as a remark. The kept parameter is the
+    one whose name the exporter did not make up (`val_N`, `onnx::*`), else
+    the first declared.
+
+    `keep-separate` reports ties as warnings and leaves the parameters
+    separate.
+  }];
+  let dependentDialects = ["::mlir::weipipe::nn::NNDialect"];
+  let options = [
+    Option<"keepSeparate", "keep-separate", "bool", /*default=*/"false",
+           "Report ties but train the copies as separate parameters">,
+  ];
+}
+
 #endif // WEIPIPE_TRANSFORMS_PASSES_TD

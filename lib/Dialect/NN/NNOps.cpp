@@ -134,6 +134,10 @@ LogicalResult ParameterOp::verify() {
   if (getFile().has_value() != getOffset().has_value() ||
       getFile().has_value() != getLength().has_value())
     return emitOpError() << "file, offset and length must be given together";
+  if (getAliases().has_value() != getAliasesTransposed().has_value() ||
+      (getAliases() && getAliases()->size() != getAliasesTransposed()->size()))
+    return emitOpError()
+           << "aliases and aliases_transposed must have the same length";
   if (!getLength())
     return success();
   auto type = cast<RankedTensorType>(getParamType());

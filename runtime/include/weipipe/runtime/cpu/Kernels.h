@@ -497,12 +497,13 @@ void cross_entropy_backward(const float *logits, const int64_t *targets,
 // Optimizer
 //===----------------------------------------------------------------------===//
 
+/// Hyperparameters in double, as PyTorch holds them (Python floats).
 struct AdamWConfig {
-  float lr = 1e-3f;
-  float beta1 = 0.9f;
-  float beta2 = 0.999f;
-  float eps = 1e-8f;
-  float weightDecay = 1e-2f;
+  double lr = 1e-3;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  double weightDecay = 1e-2;
 };
 
 /// One torch.optim.AdamW step (step >= 1 counts from 1) on n elements, with
@@ -510,7 +511,8 @@ struct AdamWConfig {
 ///   p *= 1 - lr wd
 ///   m += (1 - beta1) (g' - m);   v = beta2 v + (1 - beta2) g'^2
 ///   p -= lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
-/// Bias corrections are computed in double.
+/// Scalar coefficients (bias corrections, step size, 1 - lr wd) are computed in
+/// double and rounded to float once; the elementwise update is float.
 void adamw_step(float *p, const float *g, float *m, float *v, int64_t n,
                 const AdamWConfig &c, int64_t step, float gradScale = 1.0f);
 

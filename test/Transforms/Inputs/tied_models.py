@@ -1,0 +1,41 @@
+"""Writes small ONNX models whose initializers are tied in the ways exporters
+tie them, for nn-tie-parameters.test:
+
+  tied.onnx      emb [8, 4] and head [4, 8] = emb transposed, plus a bias-like
+                 [4] equal to another [4] (same-shape tie) and an unrelated
+                 [4, 8] that differs from emb's transpose in one element.
+"""
+import sys
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+out = sys.argv[1]
+rng = np.random.default_rng(0)
+emb = rng.standard_normal((8, 4)).astype(np.float32)
+head = np.ascontiguousarray(emb.T)
+near = head.copy()
+near[3, 5] = np.nextafter(near[3, 5], np.float32(10))  # one ulp away
+g1 = rng.standard_normal(4).astype(np.float32)
+g2 = g1.copy()
+
+inits = [numpy_helper.from_array(a, n) for a, n in
+         [(emb, "emb.weight"), (head, "val_7"), (near, "other.weight"),
+          (g1, "norm1.weight"), (g2, "norm2.weight")]]
+nodes = [
+    helper.make_node("Gather", ["emb.weight", "ids"], ["e"]),
+    helper.make_node("Mul", ["e", "norm1.weight"], ["n1"]),
+    helper.make_node("Mul", ["n1", "norm2.weight"], ["n2"]),
+    helper.make_node("MatMul", ["n2", "val_7"], ["logits"]),
+    helper.make_node("MatMul", ["n2", "other.weight"], ["other"]),
+]
+graph = helper.make_graph(
+    nodes, "tied",
+    [helper.make_tensor_value_info("ids", TensorProto.INT64, [2, 3])],
+    [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [2, 3, 8]),
+     helper.make_tensor_value_info("other", TensorProto.FLOAT, [2, 3, 8])],
+    inits)
+model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+onnx.checker.check_model(model)
+onnx.save(model, out)
