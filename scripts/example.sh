@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job on the bundled model: set up (idempotent), build, export the
-# small GPT-2-style model with PyTorch's default ONNX exporter, and import it
-# with weipipe-opt.
+# small GPT-2-style model with PyTorch's default ONNX exporter, import it with
+# weipipe-opt, tie its embedding and head, fuse it, and append the loss.
 #   scripts/example.sh [MODEL] [extra weipipe-opt flags]
 # MODEL is any name from `python -m weipipe.models list` (default: gpt2).
 # Environment: BUILD_DIR (default: build), JOBS (default: nproc), WEIPIPE_VENV.
@@ -19,8 +19,10 @@ out="$build/example"
 mkdir -p "$out"
 echo "[example] exporting '$model' with torch.onnx.export (dynamo) to $out/$model.onnx"
 PYTHONPATH="$root/python" "$venv/bin/python" -m weipipe.models export "$model" -o "$out/$model.onnx"
-echo "[example] importing with: weipipe-opt $out/$model.onnx --input-shape=input_ids=2,16 $*"
-"$build/bin/weipipe-opt" "$out/$model.onnx" --input-shape=input_ids=2,16 "$@" -o "$out/$model.mlir"
+passes="-nn-tie-parameters -nn-fuse -nn-append-loss"
+echo "[example] importing and preparing for training: weipipe-opt $out/$model.onnx --input-shape=input_ids=2,16 $passes $*"
+"$build/bin/weipipe-opt" "$out/$model.onnx" --input-shape=input_ids=2,16 $passes "$@" -o "$out/$model.mlir"
 echo "[example] wrote $out/$model.mlir:"
 grep -c "nn.parameter" "$out/$model.mlir" | sed 's/^/  parameters: /'
-grep -o "= nn\.[a-z_]*" "$out/$model.mlir" | sort | uniq -c | sort -rn | sed 's/= //; s/^/  /'
+grep -o "= nn\.[a-z_]*" "$out/$model.mlir" | grep -v "nn.param$" | sort | uniq -c | sort -rn | sed 's/= //; s/^/  /'
+grep "func.func @main" "$out/$model.mlir" | sed 's/^ */  signature: /'

@@ -149,7 +149,8 @@ struct NNTieParametersPass
           }
       for (auto &[copy, transposed] : list) {
         InFlightDiagnostic diag =
-            keepSeparate ? copy.emitWarning() : copy.emitRemark();
+            keepSeparate ? mlir::emitWarning(copy.getLoc())
+                         : mlir::emitRemark(copy.getLoc());
         diag << "parameters '" << kept.getSymName() << "' and '"
              << copy.getSymName() << "' hold the same values"
              << (transposed ? " (one is the transpose of the other)" : "")

@@ -73,4 +73,27 @@ def NNTieParametersPass : Pass<"nn-tie-parameters", "::mlir::ModuleOp"> {
   ];
 }
 
+def NNAppendLossPass : Pass<"nn-append-loss", "::mlir::ModuleOp"> {
+  let summary = "End a logits model in the next-token cross-entropy loss";
+  let description = [{
+    Training needs a scalar loss. When the imported function returns logits
+    `[B, S, V]` and takes token ids `[B, S]`, this pass adds an argument
+    `targets : tensor<BxSxi64>` (named `targets`; the data loader shifts the
+    ids by one, so position `s` holds the token after `s`) and makes the
+    function return `nn.cross_entropy(logits, targets)`: the mean over every
+    position whose target is not `ignore-index`. A function that already
+    returns an f32 scalar keeps it as its loss. Anything else is an error
+    that says what the outputs are.
+  }];
+  let dependentDialects = ["::mlir::weipipe::nn::NNDialect"];
+  let options = [
+    Option<"function", "function", "std::string", /*default=*/"\"main\"",
+           "The function to append the loss to">,
+    Option<"ignoreIndex", "ignore-index", "int64_t", /*default=*/"-100",
+           "Targets with this value do not count in the loss">,
+    Option<"keepLogits", "keep-logits", "bool", /*default=*/"false",
+           "Also return the logits, after the loss">,
+  ];
+}
+
 #endif // WEIPIPE_TRANSFORMS_PASSES_TD

@@ -66,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("--engine", choices=["torch", "onnxruntime"], default="torch",
                    help="torch: the reference module loaded from the ONNX file (default); "
                         "onnxruntime: the ONNX file itself")
+    f.add_argument("--ort-out", default=None,
+                   help="also write onnxruntime's logits of the ONNX file (same ids, same --weights) here")
     f.add_argument("--weights", default=None,
                    help="FILE.safetensors (keyed by initializer name) to use instead of the file's weights")
 
@@ -128,6 +130,8 @@ def _run(a) -> int:
     outs = T.Outputs()
     try:
         if a.cmd == "forward":
+            if a.ort_out and a.engine != "torch":
+                raise RefError("--ort-out goes with --engine torch (it adds onnxruntime's logits to the module's)")
             m = T.load_model(a.model, a.onnx, a.seed, a.weights if a.engine == "torch" else None)
             B, S = T.resolve_shape(m, a.batch, a.seq)
             tf = D.load_tokens(a.data, m.vocab, a.token_dtype, a.data_format)
@@ -135,21 +139,25 @@ def _run(a) -> int:
             x, _, _ = w.batch(0, B)
             out_tmp = outs.reserve(a.out)
             ids_tmp = outs.reserve(a.ids_out) if a.ids_out else None
+            ort_tmp = outs.reserve(a.ort_out) if a.ort_out else None
+            weights = T.read_safetensors(a.weights) if a.weights else None
+            results = []
             if a.engine == "torch":
                 with torch.no_grad():
-                    lg = T.logits(m, torch.from_numpy(x)).numpy()
-            else:
+                    results.append((out_tmp, T.logits(m, torch.from_numpy(x)).numpy()))
+            if a.engine == "onnxruntime" or ort_tmp:
                 from .ort import ort_logits
 
-                weights = T.read_safetensors(a.weights) if a.weights else None
                 lg = ort_logits(a.onnx, x, weights, threads=a.threads)
-            with open(out_tmp, "wb") as fh:
-                np.save(fh, lg.astype(np.float32, copy=False))
+                results.append((out_tmp if a.engine == "onnxruntime" else ort_tmp, lg))
             if ids_tmp:
-                with open(ids_tmp, "wb") as fh:
-                    np.save(fh, x)
+                results.append((ids_tmp, x))
+            for path, arr in results:
+                with open(path, "wb") as fh:
+                    np.save(fh, arr)
             outs.commit()
-            T.log(f"{a.engine}: logits {list(lg.shape)} of windows 0..{B - 1} -> {a.out}")
+            T.log(f"{a.engine}: logits {list(results[0][1].shape)} of windows 0..{B - 1} -> {a.out}"
+                  + (f"; onnxruntime's -> {a.ort_out}" if a.ort_out else ""))
             return 0
 
         cfg = T.TrainConfig(

@@ -77,7 +77,7 @@ TEST(MatmulKernels, BackwardMatchesFiniteDifferences) {
     auto a = randVec(rng, numelOf(c.a)), b = randVec(rng, numelOf(c.b));
     const int64_t n = matmul_shape(S(c.a), S(c.b)).numel();
     auto r = randVec(rng, n);
-    std::vector<float> out(size_t(n)), da(a.size(), 4.0f), db(b.size(), 4.0f);
+    std::vector<float> out(static_cast<size_t>(n)), da(a.size(), 4.0f), db(b.size(), 4.0f);
     matmul_backward(a.data(), S(c.a), b.data(), S(c.b), r.data(), da.data(),
                     db.data());
     auto loss = [&] {

@@ -56,7 +56,7 @@ TEST(LayerNormKernels, ForwardMatchesReference) {
     for (bool withBias : {false, true}) {
       auto x = randVec(rng, rows * n, -2.0f, 3.0f); // nonzero mean
       auto g = randVec(rng, n, 0.5f, 1.5f), b = randVec(rng, n);
-      std::vector<float> y(x.size()), mean(size_t(rows)), rstd(size_t(rows));
+      std::vector<float> y(x.size()), mean(static_cast<size_t>(rows)), rstd(static_cast<size_t>(rows));
       layer_norm_forward(x.data(), g.data(), withBias ? b.data() : nullptr,
                          y.data(), mean.data(), rstd.data(), rows, n, 1e-5f);
       auto ref = refLayerNorm(x, g, withBias ? b.data() : nullptr, rows, n, 1e-5);
@@ -74,7 +74,7 @@ TEST(LayerNormKernels, BackwardMatchesFiniteDifferences) {
     auto x = randVec(rng, rows * n, -2.0f, 3.0f);
     auto g = randVec(rng, n, 0.5f, 1.5f), b = randVec(rng, n);
     auto r = randVec(rng, rows * n);
-    std::vector<float> y(x.size()), mean(size_t(rows)), rstd(size_t(rows));
+    std::vector<float> y(x.size()), mean(static_cast<size_t>(rows)), rstd(static_cast<size_t>(rows));
     layer_norm_forward(x.data(), g.data(), b.data(), y.data(), mean.data(),
                        rstd.data(), rows, n, 1e-5f);
     const float w0 = -0.5f; // dscale/dbias accumulate onto this
@@ -103,7 +103,7 @@ TEST(RmsNormKernels, ForwardMatchesReference) {
   for (auto [rows, n] : {std::pair<int64_t, int64_t>{1, 1}, {7, 13}, {300, 67}}) {
     auto x = randVec(rng, rows * n, -2.0f, 3.0f);
     auto g = randVec(rng, n, 0.5f, 1.5f);
-    std::vector<float> y(x.size()), rstd(size_t(rows));
+    std::vector<float> y(x.size()), rstd(static_cast<size_t>(rows));
     rms_norm_forward(x.data(), g.data(), y.data(), rstd.data(), rows, n, 1e-6f);
     auto ref = refRmsNorm(x, g, rows, n, 1e-6);
     const std::string tag = "rms_norm " + std::to_string(rows) + "x" +
@@ -119,7 +119,7 @@ TEST(RmsNormKernels, BackwardMatchesFiniteDifferences) {
     auto x = randVec(rng, rows * n, -2.0f, 3.0f);
     auto g = randVec(rng, n, 0.5f, 1.5f);
     auto r = randVec(rng, rows * n);
-    std::vector<float> y(x.size()), rstd(size_t(rows));
+    std::vector<float> y(x.size()), rstd(static_cast<size_t>(rows));
     rms_norm_forward(x.data(), g.data(), y.data(), rstd.data(), rows, n, 1e-6f);
     const float w0 = 2.0f;
     std::vector<float> dx(x.size(), 3.0f), dg(g.size(), w0);

@@ -85,7 +85,7 @@ TEST(ReduceKernels, BackwardMatchesFiniteDifferences) {
       auto x = randDistinct(rng, numelOf(c.shape));
       const int64_t ny = reduce_shape(S(c.shape), c.axes, true).numel();
       auto r = randVec(rng, ny);
-      std::vector<float> y(size_t(ny)), dx(x.size(), 3.0f);
+      std::vector<float> y(static_cast<size_t>(ny)), dx(x.size(), 3.0f);
       reduce_forward(op, x.data(), S(c.shape), c.axes, y.data());
       reduce_backward(op, x.data(), S(c.shape), c.axes, y.data(), r.data(),
                       dx.data());

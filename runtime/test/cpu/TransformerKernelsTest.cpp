@@ -66,7 +66,7 @@ TEST(ActivationKernels, SiluAndSwiglu) {
   const int64_t n = 43;
   auto x = randVec(rng, n, -4.0f, 4.0f), u = randVec(rng, n, -2.0f, 2.0f);
   auto r = randVec(rng, n);
-  std::vector<float> y(size_t(n)), dx(size_t(n)), dg(size_t(n)), du(size_t(n));
+  std::vector<float> y(static_cast<size_t>(n)), dx(static_cast<size_t>(n)), dg(static_cast<size_t>(n)), du(static_cast<size_t>(n));
   silu_backward(x.data(), r.data(), dx.data(), n);
   fdCheck("silu", x, dx, [&] {
     silu_forward(x.data(), y.data(), n);
@@ -85,7 +85,7 @@ TEST(EmbeddingKernels, ForwardBackward) {
   Rng rng(54);
   const int64_t V = 11, H = 70, N = 23; // H > one 64-column strip
   auto table = randVec(rng, V * H);
-  std::vector<int64_t> ids(size_t(N));
+  std::vector<int64_t> ids(static_cast<size_t>(N));
   for (auto &i : ids)
     i = rng.below(V);
   ids[3] = ids[7] = ids[19] = 4; // repeated ids accumulate

@@ -80,7 +80,16 @@ template <typename T> struct Span {
   Span() = default;
   Span(const T *d, size_t n) : data(d), size(n) {}
   Span(const std::vector<T> &v) : data(v.data()), size(v.size()) {}
-  Span(std::initializer_list<T> l) : data(l.begin()), size(l.size()) {}
+  // Safe for arguments: a braced list lives until the end of the full
+  // expression, i.e. the whole kernel call. Never store a Span built this way.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Winit-list-lifetime"
+#endif
+  Span(const std::initializer_list<T> &l) : data(l.begin()), size(l.size()) {}
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
   const T &operator[](size_t i) const { return data[i]; }
   const T *begin() const { return data; }
   const T *end() const { return data + size; }
