@@ -6,6 +6,8 @@
 
 #include "HostTensor.h"
 
+#include "weipipe/Dialect/NN/NNOps.h"
+
 #include "llvm/ADT/APFloat.h"
 #include "llvm/ADT/STLExtras.h"
 #include "llvm/ADT/StringSwitch.h"
@@ -21,8 +23,8 @@
 
 using namespace mlir::weipipe::importer;
 using llvm::ArrayRef;
-using llvm::SmallVectorImpl;
 using llvm::SmallVector;
+using llvm::SmallVectorImpl;
 using llvm::StringRef;
 
 bool mlir::weipipe::importer::isFloatDType(int32_t dt) {
@@ -344,13 +346,10 @@ bool mlir::weipipe::importer::reshapeTarget(ArrayRef<int64_t> in,
   return true;
 }
 
-bool mlir::weipipe::importer::sliceBounds(ArrayRef<int64_t> in,
-                                          ArrayRef<int64_t> starts,
-                                          ArrayRef<int64_t> ends,
-                                          ArrayRef<int64_t> axesIn,
-                                          ArrayRef<int64_t> stepsIn,
-                                          SmallVectorImpl<SliceDim> &dims,
-                                          std::string &why) {
+bool mlir::weipipe::importer::sliceBounds(
+    ArrayRef<int64_t> in, ArrayRef<int64_t> starts, ArrayRef<int64_t> ends,
+    ArrayRef<int64_t> axesIn, ArrayRef<int64_t> stepsIn,
+    SmallVectorImpl<SliceDim> &dims, std::string &why) {
   int64_t rank = in.size();
   dims.clear();
   for (int64_t d = 0; d < rank; ++d)
@@ -514,6 +513,29 @@ std::vector<int64_t> strides(ArrayRef<int64_t> shape) {
   return s;
 }
 
+/// A tensor of `shape` whose element at each position is `a`'s element at the
+/// flat index `source(position)`: the one loop behind transpose, slice and
+/// tile.
+HostTensor remap(const HostTensor &a, ArrayRef<int64_t> shape,
+                 llvm::function_ref<int64_t(ArrayRef<int64_t>)> source) {
+  HostTensor out(a.dtype, shape);
+  int64_t rank = shape.size();
+  SmallVector<int64_t> pos(rank, 0);
+  for (int64_t k = 0, e = out.numel(); k < e; ++k) {
+    int64_t src = source(pos);
+    if (a.isFloat())
+      out.f[k] = a.f[src];
+    else
+      out.i[k] = a.i[src];
+    for (int64_t d = rank - 1; d >= 0; --d) {
+      if (++pos[d] < shape[d])
+        break;
+      pos[d] = 0;
+    }
+  }
+  return out;
+}
+
 struct Folder {
   const onnx::NodeProto &node;
   ArrayRef<const HostTensor *> in;
@@ -545,7 +567,8 @@ struct Folder {
       return fail("input shapes " + shapeString(a->shape) + " and " +
                   shapeString(b->shape) + " do not broadcast");
     HostTensor out(outType, shape);
-    auto ia = broadcastIndex(a->shape, shape), ib = broadcastIndex(b->shape, shape);
+    auto ia = broadcastIndex(a->shape, shape),
+         ib = broadcastIndex(b->shape, shape);
     bool useInt = ifn && !a->isFloat() && !b->isFloat();
     for (int64_t k = 0, e = out.numel(); k < e; ++k) {
       if (useInt)
@@ -653,8 +676,8 @@ struct Folder {
         outShape.push_back(red[d] ? 1 : a.shape[d]);
     }
     int64_t n = numElements(keptShape);
-    std::vector<double> acc(n, op == "ReduceMax"   ? -INFINITY
-                               : op == "ReduceMin" ? INFINITY
+    std::vector<double> acc(n, op == "ReduceMax"    ? -INFINITY
+                               : op == "ReduceMin"  ? INFINITY
                                : op == "ReduceProd" ? 1.0
                                                     : 0.0);
     std::vector<int64_t> inStr = strides(a.shape), outStr = strides(keptShape);
@@ -703,52 +726,27 @@ struct Folder {
       seen[p] = true;
       shape.push_back(a.shape[p]);
     }
-    HostTensor out(a.dtype, shape);
     std::vector<int64_t> inStr = strides(a.shape);
-    SmallVector<int64_t> pos(rank, 0);
-    for (int64_t k = 0, e = out.numel(); k < e; ++k) {
+    return one(remap(a, shape, [&](ArrayRef<int64_t> pos) {
       int64_t src = 0;
       for (int64_t d = 0; d < rank; ++d)
         src += pos[d] * inStr[perm[d]];
-      if (a.isFloat())
-        out.f[k] = a.f[src];
-      else
-        out.i[k] = a.i[src];
-      for (int64_t d = rank - 1; d >= 0; --d) {
-        if (++pos[d] < shape[d])
-          break;
-        pos[d] = 0;
-      }
-    }
-    return one(std::move(out));
+      return src;
+    }));
   }
 
   FoldResult slice(const HostTensor &a, ArrayRef<SliceDim> dims) {
     int64_t rank = a.shape.size();
     SmallVector<int64_t> shape;
-    for (const SliceDim &s : dims) {
-      int64_t len = s.step > 0 ? (s.end > s.start ? (s.end - s.start + s.step - 1) / s.step : 0)
-                               : (s.start > s.end ? (s.start - s.end - s.step - 1) / -s.step : 0);
-      shape.push_back(len);
-    }
-    HostTensor out(a.dtype, shape);
+    for (const SliceDim &s : dims)
+      shape.push_back(mlir::weipipe::nn::sliceLength(s.start, s.end, s.step));
     std::vector<int64_t> inStr = strides(a.shape);
-    SmallVector<int64_t> pos(rank, 0);
-    for (int64_t k = 0, e = out.numel(); k < e; ++k) {
+    return one(remap(a, shape, [&](ArrayRef<int64_t> pos) {
       int64_t src = 0;
       for (int64_t d = 0; d < rank; ++d)
         src += (dims[d].start + pos[d] * dims[d].step) * inStr[d];
-      if (a.isFloat())
-        out.f[k] = a.f[src];
-      else
-        out.i[k] = a.i[src];
-      for (int64_t d = rank - 1; d >= 0; --d) {
-        if (++pos[d] < shape[d])
-          break;
-        pos[d] = 0;
-      }
-    }
-    return one(std::move(out));
+      return src;
+    }));
   }
 
   FoldResult concat(int64_t axis) {
@@ -856,11 +854,13 @@ FoldResult Folder::run() {
   if (op == "Pow")
     return binary(a->dtype, [](double x, double y) { return std::pow(x, y); });
   if (op == "Max")
-    return binary(a->dtype, [](double x, double y) { return std::max(x, y); },
-                  [](int64_t x, int64_t y) { return std::max(x, y); });
+    return binary(
+        a->dtype, [](double x, double y) { return std::max(x, y); },
+        [](int64_t x, int64_t y) { return std::max(x, y); });
   if (op == "Min")
-    return binary(a->dtype, [](double x, double y) { return std::min(x, y); },
-                  [](int64_t x, int64_t y) { return std::min(x, y); });
+    return binary(
+        a->dtype, [](double x, double y) { return std::min(x, y); },
+        [](int64_t x, int64_t y) { return std::min(x, y); });
   if (op == "Mod") {
     if (attrInt(node, "fmod", 0))
       return binary(a->dtype, fmod);
@@ -878,27 +878,32 @@ FoldResult Folder::run() {
         });
   }
   if (op == "Equal")
-    return binary(kBool, [](double x, double y) { return double(x == y); },
-                  [](int64_t x, int64_t y) { return int64_t(x == y); });
+    return binary(
+        kBool, [](double x, double y) { return double(x == y); },
+        [](int64_t x, int64_t y) { return int64_t(x == y); });
   if (op == "Less")
-    return binary(kBool, [](double x, double y) { return double(x < y); },
-                  [](int64_t x, int64_t y) { return int64_t(x < y); });
+    return binary(
+        kBool, [](double x, double y) { return double(x < y); },
+        [](int64_t x, int64_t y) { return int64_t(x < y); });
   if (op == "LessOrEqual")
-    return binary(kBool, [](double x, double y) { return double(x <= y); },
-                  [](int64_t x, int64_t y) { return int64_t(x <= y); });
+    return binary(
+        kBool, [](double x, double y) { return double(x <= y); },
+        [](int64_t x, int64_t y) { return int64_t(x <= y); });
   if (op == "Greater")
-    return binary(kBool, [](double x, double y) { return double(x > y); },
-                  [](int64_t x, int64_t y) { return int64_t(x > y); });
+    return binary(
+        kBool, [](double x, double y) { return double(x > y); },
+        [](int64_t x, int64_t y) { return int64_t(x > y); });
   if (op == "GreaterOrEqual")
-    return binary(kBool, [](double x, double y) { return double(x >= y); },
-                  [](int64_t x, int64_t y) { return int64_t(x >= y); });
+    return binary(
+        kBool, [](double x, double y) { return double(x >= y); },
+        [](int64_t x, int64_t y) { return int64_t(x >= y); });
   if (op == "And")
     return binary(kBool, [](double x, double y) { return double(x && y); });
   if (op == "Or")
     return binary(kBool, [](double x, double y) { return double(x || y); });
   if (op == "Xor")
-    return binary(kBool,
-                  [](double x, double y) { return double((x != 0) != (y != 0)); });
+    return binary(
+        kBool, [](double x, double y) { return double((x != 0) != (y != 0)); });
   if (op == "Not")
     return unary([](double x) { return double(x == 0); });
   if (op == "Neg")
@@ -972,7 +977,8 @@ FoldResult Folder::run() {
         !broadcastTo(s1, y->shape, shape))
       return fail("Where inputs do not broadcast");
     HostTensor out(x->dtype, shape);
-    auto ic = broadcastIndex(a->shape, shape), ix = broadcastIndex(x->shape, shape),
+    auto ic = broadcastIndex(a->shape, shape),
+         ix = broadcastIndex(x->shape, shape),
          iy = broadcastIndex(y->shape, shape);
     for (int64_t k = 0, e = out.numel(); k < e; ++k) {
       const HostTensor *src = a->getInt(ic[k]) ? x : y;
@@ -1134,24 +1140,13 @@ FoldResult Folder::run() {
         return fail("repeats " + shapeString(reps) + " have a negative entry");
       shape.push_back(a->shape[d] * reps[d]);
     }
-    HostTensor out(a->dtype, shape);
     std::vector<int64_t> inStr = strides(a->shape);
-    SmallVector<int64_t> pos(rank, 0);
-    for (int64_t k = 0, e = out.numel(); k < e; ++k) {
+    return one(remap(*a, shape, [&](ArrayRef<int64_t> pos) {
       int64_t src = 0;
       for (int64_t d = 0; d < rank; ++d)
         src += (pos[d] % a->shape[d]) * inStr[d];
-      if (out.isFloat())
-        out.f[k] = a->f[src];
-      else
-        out.i[k] = a->i[src];
-      for (int64_t d = rank - 1; d >= 0; --d) {
-        if (++pos[d] < shape[d])
-          break;
-        pos[d] = 0;
-      }
-    }
-    return one(std::move(out));
+      return src;
+    }));
   }
   if (op == "Range") {
     const HostTensor *start = input(0), *limit = input(1), *delta = input(2);
@@ -1163,7 +1158,8 @@ FoldResult Folder::run() {
            d = delta->getDouble(0);
     if (d == 0)
       return fail("Range delta is zero");
-    int64_t n = std::max<int64_t>(0, static_cast<int64_t>(std::ceil((l - s) / d)));
+    int64_t n =
+        std::max<int64_t>(0, static_cast<int64_t>(std::ceil((l - s) / d)));
     HostTensor out(start->dtype, {n});
     for (int64_t k = 0; k < n; ++k) {
       if (out.isFloat())
@@ -1273,8 +1269,8 @@ bool mlir::weipipe::importer::isFoldableOp(StringRef op) {
              true)
       .Cases({"Exp", "Log", "Sin", "Cos", "Tanh", "Erf", "Sigmoid", "Relu"},
              true)
-      .Cases({"Floor", "Ceil", "Sign", "IsNaN", "IsInf", "Identity",
-              "Dropout", "Cast", "CastLike"},
+      .Cases({"Floor", "Ceil", "Sign", "IsNaN", "IsInf", "Identity", "Dropout",
+              "Cast", "CastLike"},
              true)
       .Cases({"Where", "Shape", "Size", "Reshape", "Flatten", "Unsqueeze",
               "Squeeze", "Gather", "GatherND", "Concat"},
@@ -1282,8 +1278,8 @@ bool mlir::weipipe::importer::isFoldableOp(StringRef op) {
       .Cases({"Transpose", "Slice", "Split", "Expand", "Tile", "Range",
               "ConstantOfShape", "Trilu", "MatMul"},
              true)
-      .Cases({"ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin",
-              "ReduceProd", "CumSum"},
+      .Cases({"ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd",
+              "CumSum"},
              true)
       .Default(false);
 }

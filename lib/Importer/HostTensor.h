@@ -111,8 +111,7 @@ const onnx::AttributeProto *findAttr(const onnx::NodeProto &node,
                                      llvm::StringRef name);
 int64_t attrInt(const onnx::NodeProto &node, llvm::StringRef name,
                 int64_t dflt);
-float attrFloat(const onnx::NodeProto &node, llvm::StringRef name,
-                float dflt);
+float attrFloat(const onnx::NodeProto &node, llvm::StringRef name, float dflt);
 std::string attrString(const onnx::NodeProto &node, llvm::StringRef name,
                        llvm::StringRef dflt);
 bool attrInts(const onnx::NodeProto &node, llvm::StringRef name,

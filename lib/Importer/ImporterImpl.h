@@ -39,8 +39,8 @@ struct RawLocation {
 struct ValueInfo {
   int32_t dtype = kUndefined;
   llvm::SmallVector<int64_t> shape;
-  Value value;                                // materialized SSA value
-  std::shared_ptr<const HostTensor> constant; // known at import time
+  Value value;                                    // materialized SSA value
+  std::shared_ptr<const HostTensor> constant;     // known at import time
   const onnx::TensorProto *initializer = nullptr; // not yet loaded
   std::string poison; // non-empty: using this value is an error
 };

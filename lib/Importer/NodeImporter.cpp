@@ -21,26 +21,63 @@ using llvm::SmallVector;
 using llvm::StringRef;
 
 ArrayRef<StringRef> NodeEmitter::emittedOps() {
-  static const StringRef ops[] = {
-      "Abs",        "Add",          "And",
-      "Attention",  "Cast",         "CastLike",
-      "Concat",     "Cos",          "Div",
-      "Dropout",    "Equal",        "Erf",
-      "Exp",        "Expand",       "Flatten",
-      "Gather",     "Gelu",         "Gemm",     "IsNaN",
-      "Greater",    "GreaterOrEqual", "Identity",
-      "LayerNormalization", "Less", "LessOrEqual",
-      "Log",        "LogSoftmax",   "MatMul",
-      "Max",        "Min",          "Mul",
-      "Neg",        "Not",          "Or",
-      "Pow",        "RMSNormalization", "Reciprocal",
-      "ReduceMax",  "ReduceMean",   "ReduceSum",
-      "Relu",       "Reshape",      "RotaryEmbedding",
-      "Sigmoid",    "Sin",          "Slice",
-      "Softmax",    "Split",        "Sqrt",
-      "Squeeze",    "Sub",          "Sum",
-      "Tanh",       "Transpose",    "Trilu",
-      "Unsqueeze",  "Where"};
+  static const StringRef ops[] = {"Abs",
+                                  "Add",
+                                  "And",
+                                  "Attention",
+                                  "Cast",
+                                  "CastLike",
+                                  "Concat",
+                                  "Cos",
+                                  "Div",
+                                  "Dropout",
+                                  "Equal",
+                                  "Erf",
+                                  "Exp",
+                                  "Expand",
+                                  "Flatten",
+                                  "Gather",
+                                  "Gelu",
+                                  "Gemm",
+                                  "IsNaN",
+                                  "Greater",
+                                  "GreaterOrEqual",
+                                  "Identity",
+                                  "LayerNormalization",
+                                  "Less",
+                                  "LessOrEqual",
+                                  "Log",
+                                  "LogSoftmax",
+                                  "MatMul",
+                                  "Max",
+                                  "Min",
+                                  "Mul",
+                                  "Neg",
+                                  "Not",
+                                  "Or",
+                                  "Pow",
+                                  "RMSNormalization",
+                                  "Reciprocal",
+                                  "ReduceMax",
+                                  "ReduceMean",
+                                  "ReduceSum",
+                                  "Relu",
+                                  "Reshape",
+                                  "RotaryEmbedding",
+                                  "Sigmoid",
+                                  "Sin",
+                                  "Slice",
+                                  "Softmax",
+                                  "Split",
+                                  "Sqrt",
+                                  "Squeeze",
+                                  "Sub",
+                                  "Sum",
+                                  "Tanh",
+                                  "Transpose",
+                                  "Trilu",
+                                  "Unsqueeze",
+                                  "Where"};
   return ops;
 }
 
@@ -108,8 +145,7 @@ FailureOr<std::vector<int64_t>> NodeEmitter::axesArg(bool &present) {
 
 void NodeEmitter::setOut(size_t k, Value v) {
   if (k < static_cast<size_t>(node.output_size()))
-    im.setValue(node.output(k), v,
-                im.dtypeOf(typeOf(v).getElementType()));
+    im.setValue(node.output(k), v, im.dtypeOf(typeOf(v).getElementType()));
 }
 
 Value NodeEmitter::reshape(Value v, ArrayRef<int64_t> shape) {
@@ -210,8 +246,7 @@ template <typename OpT> LogicalResult NodeEmitter::binary() {
     return failure();
   auto [x, y] = *operands;
   SmallVector<int64_t> shape;
-  if (!importer::broadcastTo(typeOf(x).getShape(), typeOf(y).getShape(),
-                             shape))
+  if (!importer::broadcastTo(typeOf(x).getShape(), typeOf(y).getShape(), shape))
     return fail() << "input shapes " << shapeString(typeOf(x).getShape())
                   << " and " << shapeString(typeOf(y).getShape())
                   << " do not broadcast";
@@ -231,8 +266,7 @@ LogicalResult NodeEmitter::compareNot(bool less) {
     return failure();
   auto [x, y] = *operands;
   SmallVector<int64_t> shape;
-  if (!importer::broadcastTo(typeOf(x).getShape(), typeOf(y).getShape(),
-                             shape))
+  if (!importer::broadcastTo(typeOf(x).getShape(), typeOf(y).getShape(), shape))
     return fail() << "input shapes do not broadcast";
   auto type = RankedTensorType::get(shape, b.getI1Type());
   Value cmp = less ? Value(nn::LessOp::create(b, loc, type, x, y))
@@ -251,8 +285,8 @@ LogicalResult NodeEmitter::variadic(StringRef op) {
     if (!next)
       return failure();
     SmallVector<int64_t> shape;
-    if (!importer::broadcastTo(typeOf(acc).getShape(),
-                               typeOf(next).getShape(), shape))
+    if (!importer::broadcastTo(typeOf(acc).getShape(), typeOf(next).getShape(),
+                               shape))
       return fail() << "input shapes do not broadcast";
     auto type = withShape(acc, shape);
     if (op == "Sum")
@@ -344,10 +378,10 @@ LogicalResult NodeEmitter::gemm() {
   Value c = in(2) ? operand(2) : Value();
   if (in(2) && !c)
     return failure();
-  if (alpha == 1.0f && (!c || (beta == 1.0f && typeOf(c).getShape() ==
-                                                   ArrayRef<int64_t>{n}))) {
-    setOut(0, nn::LinearOp::create(b, loc, withShape(a, {m, n}), a, w, c,
-                                   transB));
+  if (alpha == 1.0f &&
+      (!c || (beta == 1.0f && typeOf(c).getShape() == ArrayRef<int64_t>{n}))) {
+    setOut(0,
+           nn::LinearOp::create(b, loc, withShape(a, {m, n}), a, w, c, transB));
     return success();
   }
   if (transB)
@@ -401,8 +435,7 @@ LogicalResult NodeEmitter::transposeOp() {
       perm.push_back(d);
   std::vector<bool> seen(rank, false);
   if (static_cast<int64_t>(perm.size()) != rank)
-    return fail() << "perm has " << perm.size() << " entries for rank "
-                  << rank;
+    return fail() << "perm has " << perm.size() << " entries for rank " << rank;
   for (int64_t p : perm) {
     if (p < 0 || p >= rank || seen[p])
       return fail() << "perm " << shapeString(perm) << " is not a permutation";
@@ -434,8 +467,8 @@ LogicalResult NodeEmitter::gather() {
     for (int64_t k = 0, n = c->numel(); k < n; ++k) {
       int64_t v = c->getInt(k);
       if (v < -dim || v >= dim)
-        return fail() << "index " << v << " out of range for dimension "
-                      << axis << " of size " << dim;
+        return fail() << "index " << v << " out of range for dimension " << axis
+                      << " of size " << dim;
       t.i[k] = v < 0 ? v + dim : v;
     }
     idx = im.materializeConstant(t, loc);
@@ -453,8 +486,8 @@ LogicalResult NodeEmitter::gather() {
   SmallVector<int64_t> shape(ds.take_front(axis));
   llvm::append_range(shape, typeOf(idx).getShape());
   llvm::append_range(shape, ds.drop_front(axis + 1));
-  setOut(0, nn::GatherOp::create(b, loc, withShape(data, shape), data, idx,
-                                 axis));
+  setOut(0,
+         nn::GatherOp::create(b, loc, withShape(data, shape), data, idx, axis));
   return success();
 }
 
@@ -491,8 +524,8 @@ LogicalResult NodeEmitter::concat() {
     setOut(0, parts[0]);
     return success();
   }
-  setOut(0, nn::ConcatOp::create(b, loc, withShape(parts[0], shape), parts,
-                                 axis));
+  setOut(0,
+         nn::ConcatOp::create(b, loc, withShape(parts[0], shape), parts, axis));
   return success();
 }
 
@@ -528,8 +561,8 @@ LogicalResult NodeEmitter::split() {
       llvm::any_of(sizes, [](int64_t s) { return s < 0; }) ||
       std::accumulate(sizes.begin(), sizes.end(), int64_t(0)) != dim)
     return fail() << "split sizes " << shapeString(sizes) << " do not cut "
-                  << "dimension " << axis << " of size " << dim << " into "
-                  << n << " outputs";
+                  << "dimension " << axis << " of size " << dim << " into " << n
+                  << " outputs";
   int64_t off = 0;
   ArrayRef<int64_t> in = typeOf(x).getShape();
   for (int64_t k = 0; k < n; ++k) {
@@ -539,10 +572,10 @@ LogicalResult NodeEmitter::split() {
     SmallVector<int64_t> shape(in);
     shape[axis] = sizes[k];
     off += sizes[k];
-    Value part = sizes[k] == dim ? x
-                                 : Value(nn::SliceOp::create(
-                                       b, loc, withShape(x, shape), x, starts,
-                                       ends, steps));
+    Value part = sizes[k] == dim
+                     ? x
+                     : Value(nn::SliceOp::create(b, loc, withShape(x, shape), x,
+                                                 starts, ends, steps));
     setOut(k, part);
   }
   return success();
@@ -693,14 +726,13 @@ LogicalResult NodeEmitter::layerNorm(bool rms) {
     SmallVector<int64_t> shape;
     if (!importer::broadcastTo(normalized, typeOf(*v).getShape(), shape) ||
         ArrayRef<int64_t>(shape) != normalized)
-      return fail() << "scale/bias shape "
-                    << shapeString(typeOf(*v).getShape())
+      return fail() << "scale/bias shape " << shapeString(typeOf(*v).getShape())
                     << " does not broadcast to the normalized shape "
                     << shapeString(normalized);
-    *v = broadcastTo(reshape(*v, SmallVector<int64_t>(
-                                     typeOf(*v).getShape().drop_while(
-                                         [](int64_t d) { return d == 1; }))),
-                     normalized);
+    *v = broadcastTo(
+        reshape(*v, SmallVector<int64_t>(typeOf(*v).getShape().drop_while(
+                        [](int64_t d) { return d == 1; }))),
+        normalized);
   }
   for (int k = 1; k < node.output_size(); ++k)
     if (!node.output(k).empty()) {
@@ -710,11 +742,11 @@ LogicalResult NodeEmitter::layerNorm(bool rms) {
                       "not supported";
       im.values[node.output(k)] = poison;
     }
-  Value y = rms ? Value(nn::RMSNormOp::create(b, loc, x.getType(), x, scale,
-                                              axis, llvm::APFloat(eps)))
-                : Value(nn::LayerNormOp::create(b, loc, x.getType(), x, scale,
-                                                bias, axis,
-                                                llvm::APFloat(eps)));
+  Value y =
+      rms ? Value(nn::RMSNormOp::create(b, loc, x.getType(), x, scale, axis,
+                                        llvm::APFloat(eps)))
+          : Value(nn::LayerNormOp::create(b, loc, x.getType(), x, scale, bias,
+                                          axis, llvm::APFloat(eps)));
   setOut(0, y);
   return success();
 }
@@ -754,16 +786,17 @@ LogicalResult NodeEmitter::attention() {
   float scale = attrFloat(node, "scale", 1.0f / std::sqrt(double(d)));
   int64_t bsz = typeOf(q).getDimSize(0);
   int64_t sq = typeOf(q).getDimSize(rank == 4 ? 2 : 1);
-  int64_t dv = rank == 4 ? typeOf(v).getDimSize(3)
-                         : typeOf(v).getDimSize(2) / hkv;
-  SmallVector<int64_t> shape = rank == 4 ? SmallVector<int64_t>{bsz, h, sq, dv}
-                                         : SmallVector<int64_t>{bsz, sq, h * dv};
+  int64_t dv =
+      rank == 4 ? typeOf(v).getDimSize(3) : typeOf(v).getDimSize(2) / hkv;
+  SmallVector<int64_t> shape = rank == 4
+                                   ? SmallVector<int64_t>{bsz, h, sq, dv}
+                                   : SmallVector<int64_t>{bsz, sq, h * dv};
   if (mask && typeOf(mask).getElementType() != typeOf(q).getElementType() &&
       !typeOf(mask).getElementType().isInteger(1))
     mask = castTo(mask, typeOf(q).getElementType());
-  setOut(0, nn::AttentionOp::create(
-                b, loc, withShape(q, shape), q, k, v, mask, h, hkv,
-                attrInt(node, "is_causal", 0) != 0, llvm::APFloat(scale)));
+  setOut(0, nn::AttentionOp::create(b, loc, withShape(q, shape), q, k, v, mask,
+                                    h, hkv, attrInt(node, "is_causal", 0) != 0,
+                                    llvm::APFloat(scale)));
   // present_key/present_value equal K and V in [B, H, S, D] form when there
   // is no past.
   for (int idx : {1, 2}) {
@@ -857,9 +890,9 @@ LogicalResult NodeEmitter::rotary() {
     heads = transpose(reshape(x, {bsz, s, h, d}), {0, 2, 1, 3});
   for (Value &t : tables)
     t = castTo(t, typeOf(x).getElementType());
-  Value y = nn::RotaryOp::create(
-      b, loc, heads.getType(), heads, tables[0], tables[1],
-      attrInt(node, "interleaved", 0) != 0, r);
+  Value y =
+      nn::RotaryOp::create(b, loc, heads.getType(), heads, tables[0], tables[1],
+                           attrInt(node, "interleaved", 0) != 0, r);
   if (rank == 3)
     y = reshape(transpose(y, {0, 2, 1, 3}), typeOf(x).getShape());
   setOut(0, y);
@@ -935,9 +968,9 @@ LogicalResult NodeEmitter::emit() {
     Value x = operand(0);
     if (!x)
       return failure();
-    setOut(0, nn::IsNanOp::create(b, loc, withShape(x, typeOf(x).getShape())
-                                              .clone(b.getI1Type()),
-                                  x));
+    setOut(0, nn::IsNanOp::create(
+                  b, loc,
+                  withShape(x, typeOf(x).getShape()).clone(b.getI1Type()), x));
     return success();
   }
   if (op == "Identity" || op == "Dropout") {

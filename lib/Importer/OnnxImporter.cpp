@@ -54,8 +54,7 @@ ArrayRef<StringRef> mlir::weipipe::supportedOnnxOps() {
 
 namespace {
 void emitNote(Location loc, const Twine &msg) {
-  loc.getContext()->getDiagEngine().emit(loc, DiagnosticSeverity::Note)
-      << msg;
+  loc.getContext()->getDiagEngine().emit(loc, DiagnosticSeverity::Note) << msg;
 }
 
 std::string joinNames(ArrayRef<std::string> names, size_t max = 8) {
@@ -71,8 +70,8 @@ std::string joinNames(ArrayRef<std::string> names, size_t max = 8) {
 Importer::Importer(MLIRContext *ctx, StringRef path,
                    const OnnxImportOptions &options)
     : ctx(ctx), path(path.str()), options(options),
-      frozenRegex(options.frozenInitializers),
-      dropRegex(options.dropOutputs), builder(ctx), moduleBuilder(ctx) {
+      frozenRegex(options.frozenInitializers), dropRegex(options.dropOutputs),
+      builder(ctx), moduleBuilder(ctx) {
   SmallVector<char> dir(path.begin(), path.end());
   llvm::sys::path::remove_filename(dir);
   modelDir = std::string(dir.begin(), dir.end());
@@ -121,12 +120,10 @@ LogicalResult Importer::load() {
       return emitError(loc) << "malformed ONNX text: number out of range or "
                                "not supported at "
                             << parser.GetCurrentPos() << " (" << e.what()
-                            << ")\nError context: "
-                            << parser.GetErrorContext();
+                            << ")\nError context: " << parser.GetErrorContext();
     }
     if (!status.IsOK())
-      return emitError(loc) << "malformed ONNX text: "
-                            << status.ErrorMessage();
+      return emitError(loc) << "malformed ONNX text: " << status.ErrorMessage();
   } else {
     if (bytes.size() > static_cast<size_t>(INT_MAX))
       return emitError(loc)
@@ -347,8 +344,7 @@ void Importer::findTrigBuffers() {
   // exporters rename when they fold an unsqueeze or transpose into them.
   for (const auto &t : model.graph().initializer()) {
     int32_t dt = t.data_type();
-    if (dt != kFloat && dt != kFloat16 && dt != kBFloat16 &&
-        dt != kDouble)
+    if (dt != kFloat && dt != kFloat16 && dt != kBFloat16 && dt != kDouble)
       continue;
     std::vector<std::string> work = {t.name()};
     std::set<std::string> seen;
@@ -460,9 +456,8 @@ LogicalResult externalRef(const onnx::TensorProto &t, StringRef modelDir,
       continue;
     int64_t v;
     if (StringRef(kv.value()).getAsInteger(10, v) || v < 0)
-      return emitError(loc) << subject << ": external data " << kv.key()
-                            << " '" << kv.value()
-                            << "' is not a non-negative integer";
+      return emitError(loc) << subject << ": external data " << kv.key() << " '"
+                            << kv.value() << "' is not a non-negative integer";
     (kv.key() == "offset" ? ref.offset : ref.length) = v;
   }
   if (ref.location.empty())
@@ -475,9 +470,9 @@ LogicalResult externalRef(const onnx::TensorProto &t, StringRef modelDir,
     return emitError(loc) << subject << ": external data file '" << filePath
                           << "' cannot be opened: " << ec.message();
   if (ref.length >= 0 && ref.length != bytes)
-    return emitError(loc) << subject << ": external data length "
-                          << ref.length << " does not match " << bytes
-                          << " bytes of " << what;
+    return emitError(loc) << subject << ": external data length " << ref.length
+                          << " does not match " << bytes << " bytes of "
+                          << what;
   if (static_cast<uint64_t>(ref.offset) + bytes > size)
     return emitError(loc) << subject << ": bytes [" << ref.offset << ", "
                           << ref.offset + bytes << ") lie past the end of '"
@@ -507,17 +502,17 @@ LogicalResult Importer::readInitializer(const onnx::TensorProto &t,
   if (t.data_location() == onnx::TensorProto::EXTERNAL) {
     ExternalRef ref;
     std::string filePath;
-    if (failed(externalRef(t, modelDir, n * width,
-                           std::string(dtypeName(dt)) + " " +
-                               shapeString(shape),
-                           subject, loc, ref, filePath)))
+    if (failed(
+            externalRef(t, modelDir, n * width,
+                        std::string(dtypeName(dt)) + " " + shapeString(shape),
+                        subject, loc, ref, filePath)))
       return failure();
-    auto buf = llvm::MemoryBuffer::getFileSlice(filePath, n * width,
-                                                ref.offset);
+    auto buf =
+        llvm::MemoryBuffer::getFileSlice(filePath, n * width, ref.offset);
     if (!buf)
-      return emitError(loc) << "cannot read external data of " << subject
-                            << " from '" << filePath
-                            << "': " << buf.getError().message();
+      return emitError(loc)
+             << "cannot read external data of " << subject << " from '"
+             << filePath << "': " << buf.getError().message();
     decodeRaw((*buf)->getBufferStart(), dt, out);
     return success();
   }
@@ -604,9 +599,9 @@ Importer::declareParameter(const onnx::TensorProto &t, Location loc) {
   } else if (auto raw = rawLocations.find(t.name());
              raw != rawLocations.end()) {
     if (static_cast<int64_t>(raw->second.length) != bytes)
-      return emitError(loc) << "initializer '" << t.name() << "' holds "
-                            << raw->second.length << " bytes, "
-                            << type << " needs " << bytes;
+      return emitError(loc)
+             << "initializer '" << t.name() << "' holds " << raw->second.length
+             << " bytes, " << type << " needs " << bytes;
     file = StringAttr::get(ctx, path);
     offset = i64(raw->second.offset);
     length = i64(bytes);
@@ -615,9 +610,9 @@ Importer::declareParameter(const onnx::TensorProto &t, Location loc) {
                       "' is stored in typed fields, not raw bytes; it has "
                       "no storage reference");
   }
-  auto param = nn::ParameterOp::create(moduleBuilder, loc, t.name(), type,
-                                       file, offset, length, ArrayAttr(),
-                                       DenseBoolArrayAttr());
+  auto param =
+      nn::ParameterOp::create(moduleBuilder, loc, t.name(), type, file, offset,
+                              length, ArrayAttr(), DenseBoolArrayAttr());
   parameters[t.name()] = param;
   return param;
 }
@@ -742,9 +737,8 @@ LogicalResult Importer::declareInputs() {
 
   // Pinned shapes, and the dim_params they resolve.
   for (const auto &[name, shape] : options.inputShapes) {
-    auto it = llvm::find_if(inputs, [&, &name = name](auto *in) {
-      return in->name() == name;
-    });
+    auto it = llvm::find_if(
+        inputs, [&, &name = name](auto *in) { return in->name() == name; });
     if (it == inputs.end())
       return emitError(loc) << "--input-shape names '" << name
                             << "', which is not a graph input (inputs: "
@@ -753,17 +747,16 @@ LogicalResult Importer::declareInputs() {
     if ((*it)->type().tensor_type().has_shape() &&
         dims.size() != static_cast<int>(shape.size()))
       return emitError(loc) << "--input-shape gives " << shape.size()
-                            << " dimensions for input '" << name
-                            << "' of rank " << dims.size();
+                            << " dimensions for input '" << name << "' of rank "
+                            << dims.size();
     for (int k = 0; k < dims.size(); ++k) {
       if (dims[k].has_dim_value() && dims[k].dim_value() != shape[k])
         return emitError(loc)
-               << "--input-shape sets dimension " << k << " of input '"
-               << name << "' to " << shape[k] << ", but the model fixes it to "
+               << "--input-shape sets dimension " << k << " of input '" << name
+               << "' to " << shape[k] << ", but the model fixes it to "
                << dims[k].dim_value();
       if (dims[k].has_dim_param()) {
-        auto [pos, inserted] =
-            dimValues.emplace(dims[k].dim_param(), shape[k]);
+        auto [pos, inserted] = dimValues.emplace(dims[k].dim_param(), shape[k]);
         if (!inserted && pos->second != shape[k])
           return emitError(loc) << "dimension '" << dims[k].dim_param()
                                 << "' is pinned to both " << pos->second
@@ -797,22 +790,22 @@ LogicalResult Importer::declareInputs() {
       for (int k = 0; k < tt.shape().dim_size(); ++k) {
         const auto &d = tt.shape().dim(k);
         hint += (k ? "," : "") +
-                (d.has_dim_value() ? std::to_string(d.dim_value())
-                                   : (d.has_dim_param() ? d.dim_param()
-                                                        : std::string("?")));
+                (d.has_dim_value()
+                     ? std::to_string(d.dim_value())
+                     : (d.has_dim_param() ? d.dim_param() : std::string("?")));
       }
       for (int k = 0; k < tt.shape().dim_size(); ++k) {
         const auto &d = tt.shape().dim(k);
         if (d.has_dim_value()) {
           if (d.dim_value() < 0)
-            return emitError(loc) << "graph input '" << name
-                                  << "' has a negative dimension "
-                                  << d.dim_value();
+            return emitError(loc)
+                   << "graph input '" << name << "' has a negative dimension "
+                   << d.dim_value();
           shape.push_back(d.dim_value());
           continue;
         }
-        auto known = d.has_dim_param() ? dimValues.find(d.dim_param())
-                                       : dimValues.end();
+        auto known =
+            d.has_dim_param() ? dimValues.find(d.dim_param()) : dimValues.end();
         if (known == dimValues.end())
           return emitError(loc)
                  << "graph input '" << name << "' has dynamic dimension " << k
@@ -828,8 +821,8 @@ LogicalResult Importer::declareInputs() {
     }
     FailureOr<Type> elem = elementType(tt.elem_type(), loc);
     if (failed(elem))
-      return emitError(loc) << "graph input '" << name
-                            << "' has an unsupported element type";
+      return emitError(loc)
+             << "graph input '" << name << "' has an unsupported element type";
     auto type = RankedTensorType::get(shape, *elem);
     args.push_back({in, type});
     argTypes.push_back(type);
@@ -888,8 +881,8 @@ LogicalResult Importer::declareOutputs() {
       return failure();
     Value value = materialize(*v, loc);
     if (!value)
-      return emitError(loc) << "output '" << out.name()
-                            << "' cannot be materialized";
+      return emitError(loc)
+             << "output '" << out.name() << "' cannot be materialized";
     results.push_back(value);
   }
   if (results.empty())
@@ -899,8 +892,8 @@ LogicalResult Importer::declareOutputs() {
   if (!dropped.empty())
     emitNote(loc, "dropped " + std::to_string(dropped.size()) +
                       (dropped.size() == 1 ? " output" : " outputs") +
-                      " that training does not need: " +
-                      joinNames(dropped, 4) + " (--drop-outputs)");
+                      " that training does not need: " + joinNames(dropped, 4) +
+                      " (--drop-outputs)");
   func::ReturnOp::create(builder, loc, results);
   SmallVector<Type> resultTypes;
   for (Value v : results)
@@ -925,18 +918,16 @@ LogicalResult Importer::declareOutputs() {
 // Nodes
 //===----------------------------------------------------------------------===//
 
-LogicalResult Importer::importNode(const onnx::NodeProto &node,
-                                   int64_t index) {
+LogicalResult Importer::importNode(const onnx::NodeProto &node, int64_t index) {
   Location loc = nodeLoc(node, index);
   std::string name = nodeName(node, index);
   StringRef op = node.op_type();
   auto unsupported = [&]() {
-    auto diag = emitError(loc) << "unsupported ONNX op '" << op << "' (node '"
-                               << name << "', domain '"
-                               << (node.domain().empty() ? "ai.onnx"
-                                                         : node.domain())
-                               << "', opset " << opset
-                               << "); supported ops: ";
+    auto diag = emitError(loc)
+                << "unsupported ONNX op '" << op << "' (node '" << name
+                << "', domain '"
+                << (node.domain().empty() ? "ai.onnx" : node.domain())
+                << "', opset " << opset << "); supported ops: ";
     llvm::interleaveComma(supportedOnnxOps(), diag);
     return diag;
   };
@@ -986,9 +977,10 @@ LogicalResult Importer::importNode(const onnx::NodeProto &node,
     int64_t start = attrInt(node, "start", 0), end = attrInt(node, "end", rank);
     start = std::clamp<int64_t>(start < 0 ? start + rank : start, 0, rank);
     end = std::clamp<int64_t>(end < 0 ? end + rank : end, start, rank);
-    setConstant(node.output(0),
-                HostTensor::vectorInt(ArrayRef<int64_t>(ins[0]->shape)
-                                          .slice(start, end - start)));
+    setConstant(
+        node.output(0),
+        HostTensor::vectorInt(
+            ArrayRef<int64_t>(ins[0]->shape).slice(start, end - start)));
     return success();
   }
   if (op == "Size" && !ins.empty() && ins[0]) {
@@ -1029,8 +1021,8 @@ LogicalResult Importer::importNode(const onnx::NodeProto &node,
       FoldResult r = foldNode(node, consts, opset);
       if (!r.ok())
         return nodeError(loc, node, name) << r.error;
-      for (size_t k = 0; k < r.outputs.size() &&
-                         k < static_cast<size_t>(node.output_size());
+      for (size_t k = 0;
+           k < r.outputs.size() && k < static_cast<size_t>(node.output_size());
            ++k)
         setConstant(node.output(k), std::move(r.outputs[k]));
       return success();

@@ -42,9 +42,10 @@ struct NNAppendLossPass
         return;
       }
     }
-    auto logitsType = ret.getNumOperands() >= 1
-                          ? dyn_cast<RankedTensorType>(ret.getOperand(0).getType())
-                          : RankedTensorType();
+    auto logitsType =
+        ret.getNumOperands() >= 1
+            ? dyn_cast<RankedTensorType>(ret.getOperand(0).getType())
+            : RankedTensorType();
     if (!logitsType || logitsType.getRank() != 3 ||
         !isa<FloatType>(logitsType.getElementType())) {
       auto diag = fn.emitError()
@@ -70,20 +71,21 @@ struct NNAppendLossPass
     MLIRContext *ctx = &getContext();
     auto targetsType = RankedTensorType::get(bs, IntegerType::get(ctx, 64));
     unsigned argIndex = fn.getNumArguments();
-    if (failed(fn.insertArgument(argIndex, targetsType,
-                                 DictionaryAttr::get(ctx, {NamedAttribute(
-                                     StringAttr::get(ctx, "nn.name"),
+    if (failed(fn.insertArgument(
+            argIndex, targetsType,
+            DictionaryAttr::get(
+                ctx, {NamedAttribute(StringAttr::get(ctx, "nn.name"),
                                      StringAttr::get(ctx, "targets"))}),
-                                 fn.getLoc()))) {
+            fn.getLoc()))) {
       fn.emitError() << "nn-append-loss: cannot add the targets argument";
       return signalPassFailure();
     }
     OpBuilder b(ret);
     Value logits = ret.getOperand(0);
     auto lossType = RankedTensorType::get({}, Float32Type::get(ctx));
-    Value loss = nn::CrossEntropyOp::create(
-        b, ret.getLoc(), lossType, logits,
-        fn.getArgument(argIndex), b.getI64IntegerAttr(ignoreIndex));
+    Value loss = nn::CrossEntropyOp::create(b, ret.getLoc(), lossType, logits,
+                                            fn.getArgument(argIndex),
+                                            b.getI64IntegerAttr(ignoreIndex));
     SmallVector<Value> results = {loss};
     if (keepLogits)
       results.push_back(logits);
@@ -92,8 +94,8 @@ struct NNAppendLossPass
     SmallVector<Type> resultTypes;
     for (Value v : results)
       resultTypes.push_back(v.getType());
-    fn.setFunctionType(FunctionType::get(ctx, fn.getArgumentTypes(),
-                                         resultTypes));
+    fn.setFunctionType(
+        FunctionType::get(ctx, fn.getArgumentTypes(), resultTypes));
   }
 };
 } // namespace

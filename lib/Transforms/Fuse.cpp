@@ -20,9 +20,9 @@ using namespace mlir;
 using namespace mlir::weipipe;
 
 namespace {
-const char *const kKnownPatterns[] = {"linear",     "embedding", "layer_norm",
-                                      "rms_norm",   "gelu",      "silu",
-                                      "attention",  "rotary"};
+const char *const kKnownPatterns[] = {"linear",    "embedding", "layer_norm",
+                                      "rms_norm",  "gelu",      "silu",
+                                      "attention", "rotary"};
 
 struct NNFusePass : weipipe::impl::NNFusePassBase<NNFusePass> {
   using Base::Base;
@@ -39,7 +39,8 @@ struct NNFusePass : weipipe::impl::NNFusePassBase<NNFusePass> {
     RewritePatternSet set(&getContext());
     populateNNFusionPatterns(set, patterns);
     for (RegisteredOperationName op : getContext().getRegisteredOperations())
-      if (op.getDialect().getNamespace() == nn::NNDialect::getDialectNamespace())
+      if (op.getDialect().getNamespace() ==
+          nn::NNDialect::getDialectNamespace())
         op.getCanonicalizationPatterns(set, &getContext());
     if (failed(applyPatternsGreedily(getOperation(), std::move(set))))
       getOperation()->emitWarning()

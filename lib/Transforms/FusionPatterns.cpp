@@ -26,9 +26,7 @@ namespace {
 // Matching helpers
 //===----------------------------------------------------------------------===//
 
-RankedTensorType typeOf(Value v) {
-  return cast<RankedTensorType>(v.getType());
-}
+RankedTensorType typeOf(Value v) { return cast<RankedTensorType>(v.getType()); }
 
 /// The value of a constant whose elements are all equal.
 std::optional<double> splatValue(Value v) {
@@ -50,7 +48,8 @@ std::optional<double> splatValue(Value v) {
 
 bool isSplat(Value v, double want, double relTol = 1e-5) {
   std::optional<double> got = splatValue(v);
-  return got && std::fabs(*got - want) <= relTol * std::max(1.0, std::fabs(want));
+  return got &&
+         std::fabs(*got - want) <= relTol * std::max(1.0, std::fabs(want));
 }
 
 /// Flattens a tree of `nn.mul` into its factors. Interior products must have
@@ -205,9 +204,9 @@ struct BiasIntoLinear : OpRewritePattern<AddOp> {
                              linear.getType().getElementType());
       if (!bias)
         continue;
-      rewriter.replaceOpWithNewOp<LinearOp>(
-          op, op.getType(), linear.getInput(), linear.getWeight(), bias,
-          linear.getTransposeWeight());
+      rewriter.replaceOpWithNewOp<LinearOp>(op, op.getType(), linear.getInput(),
+                                            linear.getWeight(), bias,
+                                            linear.getTransposeWeight());
       return success();
     }
     return failure();
@@ -285,7 +284,8 @@ struct GeluPattern : OpRewritePattern<MulOp> {
       Value e = addOfSplat(y, 1.0);
       if (!e)
         continue;
-      if (auto erf = e.getDefiningOp<ErfOp>(); erf && isErfArg(erf.getInput(), x)) {
+      if (auto erf = e.getDefiningOp<ErfOp>();
+          erf && isErfArg(erf.getInput(), x)) {
         rewriter.replaceOpWithNewOp<GeluOp>(op, op.getType(), x,
                                             GeluApproximation::none);
         return success();
@@ -313,11 +313,11 @@ struct SiluPattern : OpRewritePattern<MulOp> {
         rewriter.replaceOpWithNewOp<SiluOp>(op, op.getType(), a);
         return success();
       }
-      if (auto silu = a.getDefiningOp<SiluOp>();
-          silu && silu->hasOneUse() && b.getType() == op.getType() &&
-          a.getType() == op.getType()) {
-        rewriter.replaceOpWithNewOp<SwigluOp>(op, op.getType(),
-                                              silu.getInput(), b);
+      if (auto silu = a.getDefiningOp<SiluOp>(); silu && silu->hasOneUse() &&
+                                                 b.getType() == op.getType() &&
+                                                 a.getType() == op.getType()) {
+        rewriter.replaceOpWithNewOp<SwigluOp>(op, op.getType(), silu.getInput(),
+                                              b);
         return success();
       }
     }
@@ -392,12 +392,12 @@ struct RMSNormPattern : RewritePattern {
       : RewritePattern(MatchAnyOpTypeTag(), /*benefit=*/1, ctx) {}
 
   /// 1/sqrt(mean(x^2) + eps): returns (x, axis, eps).
-  static std::optional<std::tuple<Value, int64_t, double>>
-  inverseRms(Value r) {
+  static std::optional<std::tuple<Value, int64_t, double>> inverseRms(Value r) {
     Value s;
     if (auto rec = r.getDefiningOp<ReciprocalOp>())
       s = rec.getInput();
-    else if (auto div = r.getDefiningOp<DivOp>(); div && isSplat(div.getLhs(), 1.0))
+    else if (auto div = r.getDefiningOp<DivOp>();
+             div && isSplat(div.getLhs(), 1.0))
       s = div.getRhs();
     else
       return std::nullopt;
@@ -436,7 +436,8 @@ struct RMSNormPattern : RewritePattern {
       SmallVector<Value> f;
       productFactors(mul.getResult(), f);
       std::optional<std::tuple<Value, int64_t, double>> m;
-      Value r = takeFactor(f, [&](Value v) { return (m = inverseRms(v)).has_value(); });
+      Value r = takeFactor(
+          f, [&](Value v) { return (m = inverseRms(v)).has_value(); });
       if (!r)
         return failure();
       std::tie(x, axis, eps) = *m;
@@ -453,7 +454,8 @@ struct RMSNormPattern : RewritePattern {
     ArrayRef<int64_t> normalized = typeOf(x).getShape().drop_front(axis);
     Type elem = typeOf(x).getElementType();
     Value scale;
-    if (scaleIn && !(scale = normParam(rewriter, loc, scaleIn, normalized, elem)))
+    if (scaleIn &&
+        !(scale = normParam(rewriter, loc, scaleIn, normalized, elem)))
       return failure();
     if (!scale)
       scale = splatConstant(rewriter, loc, normalized, elem, 1.0);
@@ -583,12 +585,14 @@ struct AttentionPattern : OpRewritePattern<MatmulOp> {
     Scores s;
     while (true) {
       if (auto mul = t.getDefiningOp<MulOp>()) {
-        if (auto c = splatValue(mul.getRhs()); c && typeOf(mul.getRhs()).getNumElements() == 1) {
+        if (auto c = splatValue(mul.getRhs());
+            c && typeOf(mul.getRhs()).getNumElements() == 1) {
           s.scale *= *c;
           t = mul.getLhs();
           continue;
         }
-        if (auto c = splatValue(mul.getLhs()); c && typeOf(mul.getLhs()).getNumElements() == 1) {
+        if (auto c = splatValue(mul.getLhs());
+            c && typeOf(mul.getLhs()).getNumElements() == 1) {
           s.scale *= *c;
           t = mul.getRhs();
           continue;
@@ -615,7 +619,7 @@ struct AttentionPattern : OpRewritePattern<MatmulOp> {
       for (auto [x, c] : {std::pair{mul.getLhs(), mul.getRhs()},
                           std::pair{mul.getRhs(), mul.getLhs()}})
         if (auto k = splatValue(c); k && typeOf(c).getNumElements() == 1 &&
-                                     x.getType() == v.getType()) {
+                                    x.getType() == v.getType()) {
           s.scale *= *k;
           return x;
         }
@@ -675,7 +679,8 @@ struct AttentionPattern : OpRewritePattern<MatmulOp> {
     if (kt.getShape() != ArrayRef<int64_t>{b, h, d, kt.getDimSize(3)} ||
         vt.getDimSize(0) != b || vt.getDimSize(1) != h ||
         vt.getDimSize(2) != kt.getDimSize(3) ||
-        op.getType().getShape() != ArrayRef<int64_t>{b, h, sq, vt.getDimSize(3)})
+        op.getType().getShape() !=
+            ArrayRef<int64_t>{b, h, sq, vt.getDimSize(3)})
       return failure();
     if (mask) {
       Type me = typeOf(mask).getElementType();
@@ -698,9 +703,9 @@ struct AttentionPattern : OpRewritePattern<MatmulOp> {
     if (nanGuard && mayMaskWholeRow(mask))
       return failure();
     Value key = transposed(rewriter, loc, sc->keyT, {0, 1, 3, 2});
-    rewriter.replaceOpWithNewOp<AttentionOp>(
-        op, op.getType(), q, key, v, mask, h, h, /*causal=*/false,
-        APFloat(float(sc->scale)));
+    rewriter.replaceOpWithNewOp<AttentionOp>(op, op.getType(), q, key, v, mask,
+                                             h, h, /*causal=*/false,
+                                             APFloat(float(sc->scale)));
     return success();
   }
 };
@@ -790,9 +795,9 @@ struct RotaryPattern : OpRewritePattern<AddOp> {
       sameBatches = (*values)[i] == (*values)[i % (s * r)];
     if (sameBatches)
       batches = 1;
-    SmallVector<int64_t> shape =
-        batches == 1 ? SmallVector<int64_t>{s, half}
-                     : SmallVector<int64_t>{batches, s, half};
+    SmallVector<int64_t> shape = batches == 1
+                                     ? SmallVector<int64_t>{s, half}
+                                     : SmallVector<int64_t>{batches, s, half};
     SmallVector<APFloat> halves;
     const llvm::fltSemantics &sem =
         cast<FloatType>(x.getElementType()).getFloatSemantics();

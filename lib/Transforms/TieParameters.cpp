@@ -56,8 +56,8 @@ struct NNTieParametersPass
           *s.op.getFile(), *s.op.getLength(), *s.op.getOffset());
       if (!buf) {
         s.op.emitWarning() << "cannot read the stored values of '"
-                           << s.op.getSymName() << "' from '"
-                           << *s.op.getFile() << "' to look for ties: "
+                           << s.op.getSymName() << "' from '" << *s.op.getFile()
+                           << "' to look for ties: "
                            << buf.getError().message();
         s.failed = true;
         return nullptr;
@@ -148,9 +148,9 @@ struct NNTieParametersPass
             break;
           }
       for (auto &[copy, transposed] : list) {
-        InFlightDiagnostic diag =
-            keepSeparate ? mlir::emitWarning(copy.getLoc())
-                         : mlir::emitRemark(copy.getLoc());
+        InFlightDiagnostic diag = keepSeparate
+                                      ? mlir::emitWarning(copy.getLoc())
+                                      : mlir::emitRemark(copy.getLoc());
         diag << "parameters '" << kept.getSymName() << "' and '"
              << copy.getSymName() << "' hold the same values"
              << (transposed ? " (one is the transpose of the other)" : "")
@@ -163,8 +163,8 @@ struct NNTieParametersPass
       SmallVector<Attribute> names;
       SmallVector<bool> flags;
       if (kept.getAliases())
-        for (auto [n, f] : llvm::zip(*kept.getAliases(),
-                                     *kept.getAliasesTransposed())) {
+        for (auto [n, f] :
+             llvm::zip(*kept.getAliases(), *kept.getAliasesTransposed())) {
           names.push_back(n);
           flags.push_back(f);
         }
@@ -191,8 +191,8 @@ struct NNTieParametersPass
     });
     for (ParamOp read : reads) {
       OpBuilder b(read);
-      Value v = ParamOp::create(b, read.getLoc(), paramType(kept),
-                                kept.getSymName());
+      Value v =
+          ParamOp::create(b, read.getLoc(), paramType(kept), kept.getSymName());
       if (transposed)
         v = TransposeOp::create(b, read.getLoc(), read.getType(), v,
                                 ArrayRef<int64_t>{1, 0});

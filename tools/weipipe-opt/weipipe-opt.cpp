@@ -59,10 +59,10 @@ llvm::cl::opt<std::string> frozenInitializers(
     llvm::cl::init(mlir::weipipe::OnnxImportOptions().frozenInitializers),
     llvm::cl::cat(importCategory));
 
-llvm::cl::opt<std::string> functionName(
-    "import-function-name",
-    llvm::cl::desc("Name of the function the ONNX graph becomes"),
-    llvm::cl::init("main"), llvm::cl::cat(importCategory));
+llvm::cl::opt<std::string>
+    functionName("import-function-name",
+                 llvm::cl::desc("Name of the function the ONNX graph becomes"),
+                 llvm::cl::init("main"), llvm::cl::cat(importCategory));
 
 /// Turns the import flags into options; reports malformed flags.
 std::optional<weipipe::OnnxImportOptions> importOptionsFromCL() {
@@ -114,7 +114,8 @@ int main(int argc, char **argv) {
   weipipe::registerAllDialects(registry);
 
   auto [inputFilename, outputFilename] =
-      registerAndParseCLIOptions(argc, argv, "weipipe compiler driver\n\n"
+      registerAndParseCLIOptions(argc, argv,
+                                 "weipipe compiler driver\n\n"
                                  "  weipipe-opt model.onnx [options]\n"
                                  "  weipipe-opt input.mlir [options]\n",
                                  registry);
@@ -176,8 +177,8 @@ int main(int argc, char **argv) {
   } else {
     input = openInputFile(inputFilename, &errorMessage);
     if (!input) {
-      llvm::WithColor::error(llvm::errs(), "weipipe-opt") << errorMessage
-                                                          << "\n";
+      llvm::WithColor::error(llvm::errs(), "weipipe-opt")
+          << errorMessage << "\n";
       return 1;
     }
   }

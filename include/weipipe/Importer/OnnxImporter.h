@@ -46,8 +46,7 @@ llvm::ArrayRef<llvm::StringRef> supportedOnnxOps();
 
 /// Imports the model at `path` (`.onnx` binary or `.onnxtext`). On failure,
 /// emits diagnostics on `context` and returns null.
-OwningOpRef<ModuleOp> importOnnxFile(llvm::StringRef path,
-                                     MLIRContext *context,
+OwningOpRef<ModuleOp> importOnnxFile(llvm::StringRef path, MLIRContext *context,
                                      const OnnxImportOptions &options);
 
 /// True when `path` names an ONNX model by its extension.

@@ -120,8 +120,8 @@ LogicalResult expectShape(Operation *op, Value v, ArrayRef<int64_t> want,
 LogicalResult checkAxis(Operation *op, int64_t axis, int64_t rank,
                         StringRef name = "axis") {
   if (axis < 0 || axis >= rank)
-    return op->emitOpError() << name << " " << axis << " out of range for rank "
-                             << rank;
+    return op->emitOpError()
+           << name << " " << axis << " out of range for rank " << rank;
   return success();
 }
 } // namespace
@@ -141,12 +141,10 @@ LogicalResult ParameterOp::verify() {
   if (!getLength())
     return success();
   auto type = cast<RankedTensorType>(getParamType());
-  int64_t bytes =
-      type.getNumElements() * (type.getElementTypeBitWidth() / 8);
+  int64_t bytes = type.getNumElements() * (type.getElementTypeBitWidth() / 8);
   if (static_cast<int64_t>(*getLength()) != bytes)
     return emitOpError() << "storage length " << *getLength()
-                         << " does not match " << bytes << " bytes of "
-                         << type;
+                         << " does not match " << bytes << " bytes of " << type;
   return success();
 }
 
@@ -191,8 +189,7 @@ LogicalResult verifyBroadcastResult(Operation *op, ArrayRef<Value> operands,
   return expectShape(op, result, *want, "result");
 }
 
-template <typename OpT>
-LogicalResult verifyBinary(OpT op) {
+template <typename OpT> LogicalResult verifyBinary(OpT op) {
   if (failed(sameElementType(op, op.getLhs(), op.getRhs(), "lhs", "rhs")))
     return failure();
   Type resultElem = op.getType().getElementType();
@@ -232,8 +229,8 @@ LogicalResult WhereOp::verify() {
 //===----------------------------------------------------------------------===//
 
 LogicalResult ReshapeOp::verify() {
-  if (failed(sameElementType(*this, getInput(), getResult(), "input",
-                             "result")))
+  if (failed(
+          sameElementType(*this, getInput(), getResult(), "input", "result")))
     return failure();
   int64_t in = getInput().getType().getNumElements();
   int64_t out = getType().getNumElements();
@@ -244,14 +241,14 @@ LogicalResult ReshapeOp::verify() {
 }
 
 LogicalResult TransposeOp::verify() {
-  if (failed(sameElementType(*this, getInput(), getResult(), "input",
-                             "result")))
+  if (failed(
+          sameElementType(*this, getInput(), getResult(), "input", "result")))
     return failure();
   ArrayRef<int64_t> in = getInput().getType().getShape();
   ArrayRef<int64_t> perm = getPerm();
   if (perm.size() != in.size())
-    return emitOpError() << "perm has " << perm.size()
-                         << " entries for rank " << in.size();
+    return emitOpError() << "perm has " << perm.size() << " entries for rank "
+                         << in.size();
   SmallVector<bool> seen(in.size(), false);
   SmallVector<int64_t> want;
   for (int64_t p : perm) {
@@ -308,8 +305,8 @@ struct MergedBatchTranspose : OpRewritePattern<ReshapeOp> {
       shape.push_back(x[p]);
     if (op.getType().getShape() != ArrayRef<int64_t>(shape))
       return failure();
-    rewriter.replaceOpWithNewOp<TransposeOp>(op, op.getType(),
-                                             merge.getInput(), newPerm);
+    rewriter.replaceOpWithNewOp<TransposeOp>(op, op.getType(), merge.getInput(),
+                                             newPerm);
     return success();
   }
 };
@@ -337,8 +334,8 @@ OpFoldResult TransposeOp::fold(FoldAdaptor) {
 }
 
 LogicalResult BroadcastOp::verify() {
-  if (failed(sameElementType(*this, getInput(), getResult(), "input",
-                             "result")))
+  if (failed(
+          sameElementType(*this, getInput(), getResult(), "input", "result")))
     return failure();
   ArrayRef<int64_t> in = getInput().getType().getShape();
   ArrayRef<int64_t> out = getType().getShape();
@@ -376,8 +373,8 @@ LogicalResult ConcatOp::verify() {
 }
 
 LogicalResult SliceOp::verify() {
-  if (failed(sameElementType(*this, getInput(), getResult(), "input",
-                             "result")))
+  if (failed(
+          sameElementType(*this, getInput(), getResult(), "input", "result")))
     return failure();
   ArrayRef<int64_t> in = getInput().getType().getShape();
   size_t rank = in.size();
@@ -402,8 +399,8 @@ LogicalResult SliceOp::verify() {
 }
 
 LogicalResult GatherOp::verify() {
-  if (failed(sameElementType(*this, getInput(), getResult(), "input",
-                             "result")))
+  if (failed(
+          sameElementType(*this, getInput(), getResult(), "input", "result")))
     return failure();
   ArrayRef<int64_t> in = getInput().getType().getShape();
   int64_t axis = getAxis();
@@ -426,8 +423,7 @@ LogicalResult TriluOp::verify() {
 //===----------------------------------------------------------------------===//
 
 namespace {
-template <typename OpT>
-LogicalResult verifyReduce(OpT op) {
+template <typename OpT> LogicalResult verifyReduce(OpT op) {
   if (failed(sameElementType(op, op.getInput(), op.getResult(), "input",
                              "result")))
     return failure();
@@ -438,8 +434,8 @@ LogicalResult verifyReduce(OpT op) {
     if (failed(checkAxis(op, a, in.size())))
       return failure();
     if (a <= prev)
-      return op.emitOpError() << "axes " << shapeStr(axes)
-                              << " must be sorted and unique";
+      return op.emitOpError()
+             << "axes " << shapeStr(axes) << " must be sorted and unique";
     prev = a;
   }
   SmallVector<int64_t> want;
@@ -483,10 +479,10 @@ LogicalResult MatmulOp::verify() {
 //===----------------------------------------------------------------------===//
 
 LogicalResult LinearOp::verify() {
-  if (failed(sameElementType(*this, getInput(), getWeight(), "input",
-                             "weight")) ||
-      failed(sameElementType(*this, getInput(), getResult(), "input",
-                             "result")))
+  if (failed(
+          sameElementType(*this, getInput(), getWeight(), "input", "weight")) ||
+      failed(
+          sameElementType(*this, getInput(), getResult(), "input", "result")))
     return failure();
   ArrayRef<int64_t> x = getInput().getType().getShape();
   ArrayRef<int64_t> w = getWeight().getType().getShape();
@@ -510,8 +506,7 @@ LogicalResult LinearOp::verify() {
 }
 
 namespace {
-template <typename OpT>
-LogicalResult verifyNorm(OpT op, Value bias) {
+template <typename OpT> LogicalResult verifyNorm(OpT op, Value bias) {
   auto in = op.getInput().getType();
   if (op.getResult().getType() != in)
     return op.emitOpError() << "result type " << op.getResult().getType()
@@ -520,8 +515,8 @@ LogicalResult verifyNorm(OpT op, Value bias) {
   if (failed(checkAxis(op, axis, in.getRank())))
     return failure();
   ArrayRef<int64_t> normalized = in.getShape().drop_front(axis);
-  for (auto [v, name] : {std::pair<Value, StringRef>{op.getScale(), "scale"},
-                         {bias, "bias"}}) {
+  for (auto [v, name] :
+       {std::pair<Value, StringRef>{op.getScale(), "scale"}, {bias, "bias"}}) {
     if (!v)
       continue;
     if (failed(sameElementType(op, op.getInput(), v, "input", name)) ||
@@ -541,9 +536,9 @@ LogicalResult RMSNormOp::verify() { return verifyNorm(*this, Value()); }
 LogicalResult AttentionOp::verify() {
   auto q = getQuery().getType(), k = getKey().getType(),
        v = getValue().getType();
-  for (auto [val, name] :
-       {std::pair<Value, StringRef>{getKey(), "key"}, {getValue(), "value"},
-        {getResult(), "result"}})
+  for (auto [val, name] : {std::pair<Value, StringRef>{getKey(), "key"},
+                           {getValue(), "value"},
+                           {getResult(), "result"}})
     if (failed(sameElementType(*this, getQuery(), val, "query", name)))
       return failure();
   int64_t rank = q.getRank();
@@ -794,8 +789,8 @@ void RotaryOp::getCanonicalizationPatterns(RewritePatternSet &results,
 }
 
 LogicalResult EmbeddingOp::verify() {
-  if (failed(sameElementType(*this, getTable(), getResult(), "table",
-                             "result")))
+  if (failed(
+          sameElementType(*this, getTable(), getResult(), "table", "result")))
     return failure();
   ArrayRef<int64_t> t = getTable().getType().getShape();
   if (t.size() != 2)

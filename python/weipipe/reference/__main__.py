@@ -181,7 +181,10 @@ def _run(a) -> int:
             if fh:
                 fh.close()
         if w_tmp:
-            meta = {"model": a.model, "onnx": a.onnx, "steps": str(cfg.steps), "config": json.dumps(vars(cfg))}
+            run = {"model": a.model, "onnx": a.onnx, "seed": a.seed, "data": a.data, "data_order": a.data_order,
+                   "data_seed": data_seed, "batch": B, "seq": S, **vars(cfg)}
+            # one key: safetensors stores metadata in hash order, which would make reruns differ byte-wise
+            meta = {"weipipe.reference": json.dumps(run, sort_keys=True)}
             T.save_weights(m, w_tmp, meta)
         outs.commit()
         return 0

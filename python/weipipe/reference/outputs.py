@@ -14,20 +14,22 @@ class Outputs:
         self.pending: list[tuple[str, str]] = []
 
     def reserve(self, path: str) -> str:
+        if os.path.isdir(path):
+            raise RefError(f"cannot write {path}: it is a directory")
         d = os.path.dirname(os.path.abspath(path))
         try:
             fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=d)
         except OSError as e:
             raise RefError(f"cannot write {path}: {e.strerror}") from None
         os.close(fd)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file ordinary permissions
         self.pending.append((tmp, path))
         return tmp
 
     def commit(self) -> None:
+        umask = os.umask(0)
+        os.umask(umask)
         for tmp, path in self.pending:
+            os.chmod(tmp, 0o666 & ~umask)  # mkstemp (and writers that recreate the file) leave 0600
             os.replace(tmp, path)
         self.pending = []
 

@@ -30,12 +30,23 @@ namespace weipipe::rt::cpu::detail {
                                               (message));                     \
   } while (0)
 
-/// Loops over fewer elements than this run on one thread.
-constexpr int64_t kParallelMin = 1 << 14;
+/// Loops over fewer elements than this run on one thread: below it an OpenMP
+/// region costs more than it saves, and far more on a loaded machine, where
+/// every region's barrier waits for its slowest (descheduled) thread.
+constexpr int64_t kParallelMin = 1 << 15;
+/// The same for attention, counted in multiply-adds (B H Sq Sk D).
+constexpr int64_t kParallelMinMacs = 1 << 20;
 /// Longest contiguous run one task of forEachRow handles.
 constexpr int64_t kRowChunk = 4096;
 /// Number of fixed row chunks for column reductions (weight gradients).
 constexpr int64_t kColumnChunks = 64;
+/// OpenBLAS runs a GEMM with M*N*K at most this on the calling thread
+/// (SMP_THRESHOLD_MIN 65536 x GEMM_MULTITHREAD_THRESHOLD 4 in
+/// interface/gemm.c). Kernels that call gemm() from inside an OpenMP region
+/// (attention blocks, small batched matmuls) size their blocks under it, so
+/// the two thread pools never compete. Larger GEMMs are still correct there:
+/// OpenBLAS serializes concurrent threaded GEMMs; only speed depends on this.
+constexpr int64_t kSmallGemm = 262144;
 
 /// Row-major strides of `s`.
 void contiguousStrides(const Shape &s, int64_t *strides);

@@ -36,7 +36,7 @@ Status cross_entropy_forward(const float *logits, const int64_t *targets,
       mx = std::max(mx, x[j]);
     double sum = 0.0;
     for (int64_t j = 0; j < V; ++j)
-      sum += std::exp(double(x[j] - mx));
+      sum += double(std::exp(x[j] - mx));
     const double l = double(mx) + std::log(sum);
     if (lse)
       lse[r] = float(l);

@@ -1,8 +1,9 @@
 //===- Matmul.cpp - GEMM wrapper, nn.matmul, nn.linear --------------------===//
 //
 // Part of weipipe's runtime (CPU kernels). All products go through
-// cblas_sgemm (OpenBLAS threads them); batches run one GEMM after another in
-// batch order, so sums over broadcast batch dims have a fixed order.
+// cblas_sgemm. Big GEMMs are threaded by OpenBLAS; many small batched GEMMs
+// are spread over OpenMP threads instead. Sums over broadcast batch dims run
+// one GEMM after another in batch order, so their order is fixed.
 //
 //===----------------------------------------------------------------------===//
 
@@ -71,21 +72,37 @@ MatmulDims analyze(const Shape &as, const Shape &bs) {
   return d;
 }
 
-/// Calls f(outBatch, aBatch, bBatch) for every result batch, in order.
-template <class F> void forEachBatch(const MatmulDims &d, F f) {
+/// Matrix offsets (in matrices) of a and b for result batch `o`.
+void batchOffsets(const MatmulDims &d, const int64_t *sa, const int64_t *sb,
+                  int64_t o, int64_t *ia, int64_t *ib) {
+  int64_t rem = o;
+  *ia = *ib = 0;
+  for (int i = d.batchOut.rank - 1; i >= 0; --i) {
+    const int64_t idx = rem % d.batchOut[i];
+    rem /= d.batchOut[i];
+    *ia += idx * sa[i];
+    *ib += idx * sb[i];
+  }
+}
+
+/// Calls f(outBatch, aBatch, bBatch) for every result batch. In batch order
+/// on this thread when `ordered` (the calls accumulate into shared outputs) or
+/// when the GEMMs are big enough for OpenBLAS to thread them; otherwise the
+/// batches (each writing its own output) are spread over OpenMP threads and
+/// each small GEMM runs on its calling thread (kSmallGemm).
+template <class F> void forEachBatch(const MatmulDims &d, bool ordered, F f) {
   int64_t sa[kMaxRank], sb[kMaxRank];
   broadcastStrides(d.batchA, d.batchOut, sa);
   broadcastStrides(d.batchB, d.batchOut, sb);
   const int64_t nb = d.batchOut.numel();
-  for (int64_t b = 0; b < nb; ++b) {
-    int64_t rem = b, ia = 0, ib = 0;
-    for (int i = d.batchOut.rank - 1; i >= 0; --i) {
-      int64_t idx = rem % d.batchOut[i];
-      rem /= d.batchOut[i];
-      ia += idx * sa[i];
-      ib += idx * sb[i];
-    }
-    f(b, ia, ib);
+  const int64_t macs = d.M * d.N * d.K;
+  [[maybe_unused]] const bool spread = !ordered && nb > 1 && macs <= kSmallGemm &&
+                      nb * macs >= kParallelMinMacs;
+#pragma omp parallel for schedule(static) if (spread)
+  for (int64_t o = 0; o < nb; ++o) {
+    int64_t ia, ib;
+    batchOffsets(d, sa, sb, o, &ia, &ib);
+    f(o, ia, ib);
   }
 }
 
@@ -111,7 +128,7 @@ void matmul_forward(const float *a, const Shape &as, const float *b,
          N);
     return;
   }
-  forEachBatch(d, [&](int64_t o, int64_t ia, int64_t ib) {
+  forEachBatch(d, /*ordered=*/false, [&](int64_t o, int64_t ia, int64_t ib) {
     gemm(false, false, M, N, K, 1.0f, a + ia * M * K, K, b + ib * K * N, N,
          0.0f, c + o * M * N, N);
   });
@@ -136,7 +153,7 @@ void matmul_backward(const float *a, const Shape &as, const float *b,
     if (!accumulate && aBroadcast)
       std::memset(da, 0, size_t(as.numel()) * sizeof(float));
     const float bt = aBroadcast ? 1.0f : beta;
-    forEachBatch(d, [&](int64_t o, int64_t ia, int64_t ib) {
+    forEachBatch(d, aBroadcast, [&](int64_t o, int64_t ia, int64_t ib) {
       gemm(false, true, M, K, N, 1.0f, dc + o * M * N, N, b + ib * K * N, N,
            bt, da + ia * M * K, K);
     });
@@ -148,7 +165,7 @@ void matmul_backward(const float *a, const Shape &as, const float *b,
     if (!accumulate && bBroadcast)
       std::memset(db, 0, size_t(bs.numel()) * sizeof(float));
     const float bt = bBroadcast ? 1.0f : beta;
-    forEachBatch(d, [&](int64_t o, int64_t ia, int64_t ib) {
+    forEachBatch(d, bBroadcast, [&](int64_t o, int64_t ia, int64_t ib) {
       gemm(true, false, K, N, M, 1.0f, a + ia * M * K, K, dc + o * M * N, N,
            bt, db + ib * K * N, N);
     });

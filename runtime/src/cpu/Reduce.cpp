@@ -1,7 +1,7 @@
 //===- Reduce.cpp - sum_to_shape, reduce_*, softmax, log_softmax ----------===//
 //
-// Part of weipipe's runtime (CPU kernels). Every output element is reduced in
-// increasing source order (long trailing runs in fixed chunks, then the chunk
+// Part of weipipe's runtime (CPU kernels). Sums accumulate in double. Every
+// output element is reduced in increasing source order (long trailing runs in fixed chunks, then the chunk
 // partials in order), so results do not depend on the thread count.
 //
 //===----------------------------------------------------------------------===//
@@ -38,10 +38,11 @@ int64_t offsetOf(int64_t idx, const Groups &g, const int *list, int count) {
   return off;
 }
 
-inline float combine(Combine op, float acc, float v) {
+/// Sums accumulate in double, maxima in float (exact either way).
+inline double combine(Combine op, double acc, float v) {
   if (op == Combine::Sum)
     return acc + v;
-  return (v > acc || v != v) ? v : acc; // NaN propagates
+  return (v > acc || v != v) ? double(v) : acc; // NaN propagates
 }
 
 /// outer x n x inner decomposition of `s` around `axis`.
@@ -98,7 +99,7 @@ void reduceToShape(const float *src, const Shape &ss, float *dst,
     g.stride[i] = st;
     st *= g.size[i];
   }
-  const int64_t total = ss.numel();
+  [[maybe_unused]] const int64_t total = ss.numel();
 
   if (!g.reduced[g.n - 1]) {
     // Trailing dims kept: each task adds whole source rows (contiguous runs of
@@ -116,7 +117,7 @@ void reduceToShape(const float *src, const Shape &ss, float *dst,
       const int64_t dr = t / perRow, c0 = (t % perRow) * CH;
       const int64_t n = std::min(CH, I - c0);
       const int64_t base = offsetOf(dr, g, kept, nkRows) + c0;
-      float acc[CH];
+      double acc[CH];
       for (int64_t c = 0; c < n; ++c)
         acc[c] = init;
       for (int64_t r = 0; r < rcount; ++r) {
@@ -126,7 +127,7 @@ void reduceToShape(const float *src, const Shape &ss, float *dst,
       }
       float *d = dst + dr * I + c0;
       for (int64_t c = 0; c < n; ++c)
-        d[c] = acc[c];
+        d[c] = float(acc[c]);
     }
     return;
   }
@@ -140,13 +141,13 @@ void reduceToShape(const float *src, const Shape &ss, float *dst,
   for (int k = 0; k < nrOuter; ++k)
     rOuter *= g.size[red[k]];
   const int64_t nChunks = (Rin + CH - 1) / CH;
-  std::vector<float> partial(size_t(dstNumel * nChunks));
+  std::vector<double> partial(size_t(dstNumel * nChunks));
 #pragma omp parallel for schedule(static) if (total >= kParallelMin)
   for (int64_t t = 0; t < dstNumel * nChunks; ++t) {
     const int64_t d = t / nChunks, j0 = (t % nChunks) * CH;
     const int64_t j1 = std::min(Rin, j0 + CH);
     const int64_t base = offsetOf(d, g, kept, nk);
-    float acc = init;
+    double acc = init;
     for (int64_t r = 0; r < rOuter; ++r) {
       const float *s = src + base + offsetOf(r, g, red, nrOuter);
       for (int64_t j = j0; j < j1; ++j)
@@ -155,10 +156,11 @@ void reduceToShape(const float *src, const Shape &ss, float *dst,
     partial[size_t(t)] = acc;
   }
   for (int64_t d = 0; d < dstNumel; ++d) {
-    float acc = partial[size_t(d * nChunks)];
+    double acc = partial[size_t(d * nChunks)];
     for (int64_t c = 1; c < nChunks; ++c)
-      acc = combine(op, acc, partial[size_t(d * nChunks + c)]);
-    dst[d] = acc;
+      acc = op == Combine::Sum ? acc + partial[size_t(d * nChunks + c)]
+                               : combine(op, acc, float(partial[size_t(d * nChunks + c)]));
+    dst[d] = float(acc);
   }
 }
 

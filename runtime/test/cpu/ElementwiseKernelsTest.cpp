@@ -18,7 +18,7 @@ struct ShapePair {
 const std::vector<ShapePair> kPairs = {
     {{2, 1, 5}, {3, 5}},   {{7}, {4, 1}},         {{3, 4, 5}, {3, 4, 5}},
     {{}, {2, 3}},          {{6, 1, 1, 9}, {1, 5, 9}}, {{5, 3}, {}},
-    {{1, 13}, {11, 1}},    {{96, 211}, {96, 1}},
+    {{1, 13}, {11, 1}},    {{160, 211}, {160, 1}},
 };
 
 const char *name(BinaryOp op) {
@@ -259,8 +259,8 @@ TEST(WhereKernels, ForwardAndBackward) {
   std::vector<float> da(a.size()), db(1);
   where_backward(c.data(), S(cs), S(as), S(bs), g.data(), S(os), da.data(),
                  db.data());
-  EXPECT_TRUE(closeTo("where backward da", da, ra));
-  EXPECT_TRUE(closeTo("where backward db", db, rb));
+  EXPECT_TRUE(closeToSum("where backward da", da, ra));
+  EXPECT_TRUE(closeToSum("where backward db", db, rb));
   auto loss = [&] {
     where_forward(c.data(), S(cs), a.data(), S(as), b.data(), S(bs),
                   out.data(), S(os));
@@ -315,7 +315,7 @@ const UnaryCase kUnary[] = {
 TEST(UnaryKernels, ForwardMatchesReference) {
   Rng rng(6);
   for (const UnaryCase &c : kUnary)
-    for (int64_t n : {1, 37, 20011}) {
+    for (int64_t n : {1, 37, 40009}) {
       auto x = c.signedDomain ? randAwayFromZero(rng, n, c.lo, c.hi)
                               : randVec(rng, n, c.lo, c.hi);
       std::vector<float> y(x.size());

@@ -47,7 +47,7 @@ void makeCe(Rng &rng, int64_t N, int64_t V, std::vector<float> &x,
 
 TEST(CrossEntropyKernels, ForwardMatchesReference) {
   Rng rng(71);
-  for (auto [N, V] : {std::pair<int64_t, int64_t>{9, 13}, {64, 301}}) {
+  for (auto [N, V] : {std::pair<int64_t, int64_t>{9, 13}, {128, 301}}) {
     std::vector<float> x;
     std::vector<int64_t> t;
     makeCe(rng, N, V, x, t);
@@ -170,7 +170,7 @@ TEST(AdamWKernels, HandComputedTwoSteps) {
 
 TEST(AdamWKernels, MatchesFormulaWithWeightDecayAndGradScale) {
   Rng rng(73);
-  const int64_t n = 20011; // multithreaded path
+  const int64_t n = 40009; // multithreaded path
   auto p = randVec(rng, n), m = randVec(rng, n, -0.1f, 0.1f),
        v = randVec(rng, n, 0.0f, 0.01f);
   std::vector<double> pd(p.begin(), p.end()), md(m.begin(), m.end()),
@@ -196,9 +196,9 @@ TEST(AdamWKernels, MatchesFormulaWithWeightDecayAndGradScale) {
       pi -= c.lr * (mi / bc1) / (std::sqrt(vi / bc2) + c.eps);
     }
   }
-  EXPECT_TRUE(closeTo("adamw p after 3 steps", p, pd));
-  EXPECT_TRUE(closeTo("adamw m after 3 steps", m, md));
-  EXPECT_TRUE(closeTo("adamw v after 3 steps", v, vd));
+  EXPECT_TRUE(closeToSum("adamw p after 3 steps", p, pd));
+  EXPECT_TRUE(closeToSum("adamw m after 3 steps", m, md));
+  EXPECT_TRUE(closeToSum("adamw v after 3 steps", v, vd));
 }
 
 TEST(GlobalNormKernels, SumOfSquaresAndClip) {

@@ -65,7 +65,7 @@ TEST(MatmulKernels, ForwardMatchesReference) {
     EXPECT_EQ(matmul_shape(S(c.a), S(c.b)), S(os));
     std::vector<float> out(ref.size());
     matmul_forward(a.data(), S(c.a), b.data(), S(c.b), out.data());
-    EXPECT_TRUE(closeTo("matmul " + S(c.a).str() + "x" + S(c.b).str(), out, ref));
+    EXPECT_TRUE(closeToSum("matmul " + S(c.a).str() + "x" + S(c.b).str(), out, ref));
   }
 }
 
@@ -118,7 +118,7 @@ TEST(LinearKernels, ForwardMatchesReference) {
                    w[size_t(tw ? j * K + k : k * N + j)];
             ref[size_t(i * N + j)] = s;
           }
-        EXPECT_TRUE(closeTo("linear M=" + std::to_string(M) +
+        EXPECT_TRUE(closeToSum("linear M=" + std::to_string(M) +
                                 " K=" + std::to_string(K) +
                                 " N=" + std::to_string(N) +
                                 (tw ? " [N,K]" : " [K,N]") +
@@ -166,7 +166,7 @@ TEST(LinearKernels, BiasGradientOverManyRows) {
       ref[size_t(j)] += dy[size_t(i * N + j)];
   linear_backward(nullptr, nullptr, dy.data(), nullptr, nullptr, db.data(), M,
                   3, N, false);
-  EXPECT_TRUE(closeTo("linear db (517 rows)", db, ref));
+  EXPECT_TRUE(closeToSum("linear db (517 rows)", db, ref));
 }
 
 TEST(GemmKernel, TransposesAndBeta) {
@@ -176,4 +176,44 @@ TEST(GemmKernel, TransposesAndBeta) {
   gemm(true, true, 2, 2, 2, 2.0f, A.data(), 2, B.data(), 2, 0.5f, C.data(), 2);
   // A^T = [[1,3],[2,4]], B^T = [[5,7],[6,8]]: A^T B^T = [[23,31],[34,46]].
   EXPECT_EQ(C, (std::vector<float>{46.5f, 62.5f, 68.5f, 92.5f}));
+}
+
+TEST(MatmulKernels, BatchedBackwardMatchesReference) {
+  // Larger batched cases (too big for a full finite-difference sweep): the
+  // small-GEMM-per-thread path and the ordered sums over broadcast batches,
+  // against dA = dC B^T and dB = A^T dC summed in double.
+  Rng rng(36);
+  const std::vector<MatmulCase> cases = {{{24, 32, 40}, {24, 40, 48}},
+                                         {{2, 12, 32, 40}, {12, 40, 48}},
+                                         {{12, 32, 40}, {2, 12, 40, 48}}};
+  for (const MatmulCase &c : cases) {
+    auto a = randVec(rng, numelOf(c.a)), b = randVec(rng, numelOf(c.b));
+    std::vector<int64_t> os;
+    auto fwd = refMatmul(a, c.a, b, c.b, &os);
+    std::vector<float> out(fwd.size());
+    matmul_forward(a.data(), S(c.a), b.data(), S(c.b), out.data());
+    const std::string tag = "matmul " + S(c.a).str() + "x" + S(c.b).str();
+    EXPECT_TRUE(closeToSum(tag, out, fwd));
+    auto g = randVec(rng, int64_t(out.size()));
+    std::vector<float> da(a.size()), db(b.size());
+    matmul_backward(a.data(), S(c.a), b.data(), S(c.b), g.data(), da.data(),
+                    db.data());
+    const int64_t M = c.a[c.a.size() - 2], K = c.a.back(), N = c.b.back();
+    std::vector<int64_t> ba(c.a.begin(), c.a.end() - 2),
+        bb(c.b.begin(), c.b.end() - 2), bo(os.begin(), os.end() - 2);
+    std::vector<double> rda(a.size(), 0.0), rdb(b.size(), 0.0);
+    for (int64_t t = 0; t < numelOf(bo); ++t) {
+      auto m = unravel(t, bo);
+      const int64_t ia = bcastIndex(m, ba), ib = bcastIndex(m, bb);
+      for (int64_t i = 0; i < M; ++i)
+        for (int64_t k = 0; k < K; ++k)
+          for (int64_t j = 0; j < N; ++j) {
+            const double gv = g[size_t((t * M + i) * N + j)];
+            rda[size_t((ia * M + i) * K + k)] += gv * b[size_t((ib * K + k) * N + j)];
+            rdb[size_t((ib * K + k) * N + j)] += gv * a[size_t((ia * M + i) * K + k)];
+          }
+    }
+    EXPECT_TRUE(closeToSum(tag + " da", da, rda));
+    EXPECT_TRUE(closeToSum(tag + " db", db, rdb));
+  }
 }

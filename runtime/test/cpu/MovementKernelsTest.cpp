@@ -10,7 +10,8 @@ TEST(TransposeKernels, ForwardAndBackward) {
       cases = {{{2, 3, 5, 7}, {0, 2, 1, 3}}, {{13, 17}, {1, 0}},
                {{3, 4, 5}, {2, 0, 1}},       {{2, 1, 6}, {1, 2, 0}},
                {{150, 131}, {1, 0}},         {{4}, {0}}};
-  for (const auto &[xs, perm] : cases) {
+  for (const auto &cs : cases) {
+    const std::vector<int64_t> &xs = cs.first, &perm = cs.second;
     auto x = randVec(rng, numelOf(xs));
     const Shape ys = transpose_shape(S(xs), perm);
     std::vector<int64_t> ysv(ys.dims, ys.dims + ys.rank);
@@ -45,7 +46,8 @@ TEST(BroadcastKernels, ForwardAndBackward) {
   const std::vector<std::pair<std::vector<int64_t>, std::vector<int64_t>>>
       cases = {{{1, 8}, {3, 8}}, {{5, 1, 3}, {2, 5, 4, 3}}, {{}, {3, 2}},
                {{7}, {7}}};
-  for (const auto &[xs, ys] : cases) {
+  for (const auto &cs : cases) {
+    const std::vector<int64_t> &xs = cs.first, &ys = cs.second;
     auto x = randVec(rng, numelOf(xs));
     std::vector<float> y(size_t(numelOf(ys)));
     broadcast_to(x.data(), S(xs), y.data(), S(ys));

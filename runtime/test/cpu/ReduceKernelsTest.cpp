@@ -16,7 +16,7 @@ const std::vector<ReduceCase> kReduceCases = {
     {{3, 5, 7}, {2}},     {{3, 5, 7}, {0}},        {{3, 5, 7}, {1}},
     {{3, 5, 7}, {0, 2}},  {{2, 3, 4, 5}, {1, 3}},  {{4, 6}, {0, 1}},
     {{9}, {0}},           {{2, 1, 3}, {1}},        {{3, 20000}, {1}},
-    {{41, 523}, {0}},     {{5, 3, 7}, {}},
+    {{71, 523}, {0}},     {{5, 3, 7}, {}},
 };
 
 const char *name(ReduceOp op) {
@@ -65,7 +65,7 @@ TEST(ReduceKernels, ForwardMatchesReference) {
       auto x = randVec(rng, numelOf(c.shape));
       std::vector<float> y(size_t(reduce_shape(S(c.shape), c.axes, true).numel()));
       reduce_forward(op, x.data(), S(c.shape), c.axes, y.data());
-      EXPECT_TRUE(closeTo(std::string("reduce_") + name(op) + " " +
+      EXPECT_TRUE(closeToSum(std::string("reduce_") + name(op) + " " +
                               S(c.shape).str() + " axes " +
                               Shape(c.axes).str(),
                           y, refReduce(op, x, c.shape, c.axes)));
@@ -121,7 +121,7 @@ TEST(ReduceKernels, SumToShapeMatchesReference) {
     std::vector<double> ref(y.size(), 0.0);
     for (int64_t i = 0; i < numelOf(ss); ++i)
       ref[size_t(bcastIndex(unravel(i, ss), ds))] += x[size_t(i)];
-    EXPECT_TRUE(closeTo("sum_to_shape " + S(ss).str() + "->" + S(ds).str(), y,
+    EXPECT_TRUE(closeToSum("sum_to_shape " + S(ss).str() + "->" + S(ds).str(), y,
                         ref));
   }
 }
@@ -129,28 +129,33 @@ TEST(ReduceKernels, SumToShapeMatchesReference) {
 TEST(SoftmaxKernels, ForwardMatchesReference) {
   Rng rng(14);
   const std::vector<std::pair<std::vector<int64_t>, int>> cases = {
-      {{3, 17}, 1}, {{3, 17}, 0}, {{2, 5, 7}, 1}, {{37}, 0}, {{64, 301}, 1}};
+      {{3, 17}, 1}, {{3, 17}, 0}, {{2, 5, 7}, 1}, {{37}, 0}, {{128, 301}, 1}};
   for (bool log : {false, true})
     for (const auto &[shape, axis] : cases) {
       auto x = randVec(rng, numelOf(shape), -4.0f, 4.0f);
       std::vector<float> y(x.size());
       (log ? log_softmax_forward : softmax_forward)(x.data(), S(shape), axis,
                                                     y.data());
+      // One line per (outer, inner) index pair around the axis.
+      int64_t outer = 1, inner = 1;
+      const int64_t n = shape[size_t(axis)];
+      for (int d = 0; d < axis; ++d)
+        outer *= shape[size_t(d)];
+      for (size_t d = size_t(axis) + 1; d < shape.size(); ++d)
+        inner *= shape[d];
       std::vector<double> ref(x.size());
-      for (int64_t i = 0; i < numelOf(shape); ++i) {
-        auto m = unravel(i, shape);
-        double mx = -INFINITY, sum = 0.0;
-        for (int64_t j = 0; j < shape[size_t(axis)]; ++j) {
-          m[size_t(axis)] = j;
-          mx = std::max(mx, double(x[size_t(ravel(m, shape))]));
+      for (int64_t o = 0; o < outer; ++o)
+        for (int64_t in = 0; in < inner; ++in) {
+          auto at = [&](int64_t j) { return size_t((o * n + j) * inner + in); };
+          double mx = -INFINITY, sum = 0.0;
+          for (int64_t j = 0; j < n; ++j)
+            mx = std::max(mx, double(x[at(j)]));
+          for (int64_t j = 0; j < n; ++j)
+            sum += std::exp(x[at(j)] - mx);
+          for (int64_t j = 0; j < n; ++j)
+            ref[at(j)] = log ? x[at(j)] - mx - std::log(sum)
+                             : std::exp(x[at(j)] - mx) / sum;
         }
-        for (int64_t j = 0; j < shape[size_t(axis)]; ++j) {
-          m[size_t(axis)] = j;
-          sum += std::exp(x[size_t(ravel(m, shape))] - mx);
-        }
-        ref[size_t(i)] = log ? x[size_t(i)] - mx - std::log(sum)
-                             : std::exp(x[size_t(i)] - mx) / sum;
-      }
       EXPECT_TRUE(closeTo(std::string(log ? "log_softmax " : "softmax ") +
                               S(shape).str() + " axis " + std::to_string(axis),
                           y, ref));
@@ -162,7 +167,9 @@ TEST(SoftmaxKernels, BackwardMatchesFiniteDifferences) {
   const std::vector<std::pair<std::vector<int64_t>, int>> cases = {
       {{3, 11}, 1}, {{2, 5, 7}, 1}, {{4, 3}, 0}};
   for (bool log : {false, true})
-    for (const auto &[shape, axis] : cases) {
+    for (const auto &c : cases) {
+      const std::vector<int64_t> &shape = c.first;
+      const int axis = c.second;
       auto x = randVec(rng, numelOf(shape), -2.0f, 2.0f);
       auto r = randVec(rng, numelOf(shape));
       std::vector<float> y(x.size()), dx(x.size());

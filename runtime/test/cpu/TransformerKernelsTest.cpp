@@ -19,7 +19,7 @@ double refSilu(double x) { return x / (1.0 + std::exp(-x)); }
 TEST(ActivationKernels, GeluForwardMatchesReference) {
   Rng rng(51);
   for (GeluApprox a : {GeluApprox::None, GeluApprox::Tanh})
-    for (int64_t n : {1, 41, 20003}) {
+    for (int64_t n : {1, 41, 40003}) {
       auto x = randVec(rng, n, -6.0f, 6.0f);
       std::vector<float> y(x.size());
       gelu_forward(x.data(), y.data(), n, a);
@@ -50,7 +50,7 @@ TEST(ActivationKernels, GeluBackwardMatchesFiniteDifferences) {
 
 TEST(ActivationKernels, SiluAndSwiglu) {
   Rng rng(53);
-  for (int64_t n : {3, 20011}) {
+  for (int64_t n : {3, 40009}) {
     auto x = randVec(rng, n, -8.0f, 8.0f), u = randVec(rng, n, -2.0f, 2.0f);
     std::vector<float> y(x.size());
     std::vector<double> ref(x.size());
@@ -105,7 +105,7 @@ TEST(EmbeddingKernels, ForwardBackward) {
   for (int64_t i = 0; i < N; ++i)
     for (int64_t h = 0; h < H; ++h)
       dref[size_t(ids[size_t(i)] * H + h)] += r[size_t(i * H + h)];
-  EXPECT_TRUE(closeTo("embedding backward (accumulated)", dt, dref));
+  EXPECT_TRUE(closeToSum("embedding backward (accumulated)", dt, dref));
   for (auto &v : dt)
     v -= w0;
   fdCheck("embedding dtable", table, dt, [&] {

@@ -1,23 +1,29 @@
 """Check reference training runs (their --log and --save-weights) independently of weipipe.reference.
 
   check_train.py --model NAME --onnx F.onnx --data TOK.bin --batch B --seq S
-                 --run 'LOG WEIGHTS STEPS MICROBATCHES LR [SCHEDULE WARMUP MIN_LR]' ...
+                 --run 'log=LOG weights=W.safetensors steps=N mb=M lr=LR [schedule=cosine warmup=W
+                        min_lr=X ignore=I]' ...
 
-A run with LR 0 must leave the weights unchanged. For each run:
+A run with lr=0 must leave the weights unchanged. For each run:
 
-* the log has STEPS steps 0.. with finite loss and grad_norm, tokens = M*B*S,
+* the log has N steps 0.. with finite loss and grad_norm, tokens = the number
+  of targets != I (default -100: all M*B*S),
   sequential windows (s*M*B .. (s+1)*M*B-1, mod the window count), and the LR
   of the documented schedule (SCHEDULE constant|cosine, default constant);
 * the step-0 loss (with LR 0 every step's) equals the mean token
-  cross-entropy of onnxruntime's logits of the ONNX file on windows cut from
-  the file with numpy (rel 1e-5);
+  cross-entropy (over targets != I) of onnxruntime's logits of the ONNX file on
+  windows cut from the file with numpy (rel 1e-5);
 * LR > 0: the loss decreases on average (last < first, and the mean of steps
   1.. < step 0);
 * the safetensors has exactly the ONNX float initializers that hold parameters
   (by name, or bitwise equal to a parameter of build_model(NAME) or its
   transpose), with the initializers' shapes and dtype; with LR 0 every tensor
   is bitwise equal to the initializer, else every one changed and copies of
-  one parameter (equal or transposed in the file) still agree.
+  one parameter (equal or transposed in the file) still agree;
+* a 1-step run (steps=1, weight decay wd=WD, default 0.01) made AdamW's first
+  step: every tensor satisfies |p1 - d*p0| <= lr (bias-corrected Adam moves each
+  element by lr*|g|/(|g|+eps) <= lr), with d = 1 - lr*WD for >= 2-D tensors and
+  d = 1 for 1-D ones (no decay), and the largest move is > lr/2.
 """
 import argparse
 import json
@@ -77,26 +83,36 @@ def is_param(name, v):
 expected = {n for n, v in inits.items() if is_param(n, v)}
 
 
-def ort_loss(s, M):
+def cut(s, M):
     ks = [k % nwin for k in range(s * M * B, (s + 1) * M * B)]
     win = np.stack([tok[k * (S + 1):(k + 1) * (S + 1)] for k in ks])
-    x, y = win[:, :-1], win[:, 1:]
+    return win[:, :-1], win[:, 1:]
+
+
+def ort_loss(s, M, ignore):
+    x, y = cut(s, M)
     known = {"input_ids": x, "attention_mask": np.ones_like(x),
              "position_ids": np.broadcast_to(np.arange(S), x.shape).copy()}
     lg = sess.run(["logits"], {i.name: known[i.name] for i in sess.get_inputs()})[0].astype(np.float64)
     mx = lg.max(-1, keepdims=True)
     lse = np.log(np.exp(lg - mx).sum(-1)) + mx[..., 0]
-    return float((lse - np.take_along_axis(lg, y[..., None], -1)[..., 0]).mean())
+    ce = lse - np.take_along_axis(lg, y[..., None], -1)[..., 0]
+    return float(ce[y != ignore].mean())
 
 
 for run in a.run:
-    f = run.split()
-    log, weights, N, M, LR = f[0], f[1], int(f[2]), int(f[3]), float(f[4])
-    sched = f[5] if len(f) > 5 else "constant"
-    W = int(f[6]) if len(f) > 6 else 0
-    min_lr = float(f[7]) if len(f) > 7 else 0.0
+    f = dict(kv.split("=", 1) for kv in run.split())
+    log, weights, N, M, LR = f["log"], f["weights"], int(f["steps"]), int(f["mb"]), float(f["lr"])
+    sched = f.get("schedule", "constant")
+    W = int(f.get("warmup", 0))
+    min_lr = float(f.get("min_lr", 0.0))
+    ignore = int(f.get("ignore", -100))
+    wd = float(f.get("wd", 0.01))
     unchanged = LR == 0
     print(f"run {log}:")
+    if ignore != -100:
+        print(f"ignore_index {ignore}: {sum(int(np.count_nonzero(cut(s, M)[1] == ignore)) for s in range(N))} "
+              "targets ignored")
     recs = [json.loads(line) for line in open(log)]
     if [r["step"] for r in recs] != list(range(N)):
         fail(f"log steps {[r['step'] for r in recs]} != 0..{N - 1}")
@@ -105,8 +121,9 @@ for run in a.run:
         for k in ["loss", "grad_norm", "lr"]:
             if not math.isfinite(r[k]):
                 fail(f"step {s}: {k} {r[k]} not finite")
-        if r["tokens"] != M * B * S:
-            fail(f"step {s}: tokens {r['tokens']} != {M * B * S}")
+        ntok = int(np.count_nonzero(cut(s, M)[1] != ignore))
+        if r["tokens"] != ntok:
+            fail(f"step {s}: tokens {r['tokens']} != {ntok}")
         want = [k % nwin for k in range(s * M * B, (s + 1) * M * B)]
         if r["windows"] != want:
             fail(f"step {s}: windows {r['windows']} != {want}")
@@ -121,12 +138,12 @@ for run in a.run:
     losses = [r["loss"] for r in recs]
     print("losses", " ".join(f"{x:.4f}" for x in losses))
     for s in range(N) if unchanged else [0]:
-        ref = ort_loss(s, M)
+        ref = ort_loss(s, M, ignore)
         if abs(losses[s] - ref) > 1e-5 * abs(ref):
             fail(f"step {s}: loss {losses[s]} != onnxruntime cross-entropy {ref}")
         else:
             print(f"step {s} loss matches onnxruntime cross-entropy (rel {abs(losses[s] - ref) / ref:.1e})")
-    if not unchanged:
+    if not unchanged and N >= 2:
         if not (losses[-1] < losses[0] and np.mean(losses[1:]) < losses[0]):
             fail(f"loss does not decrease on average: {losses}")
         else:
@@ -156,6 +173,20 @@ for run in a.run:
                 if u.ndim == 2 and same(u.T, v) and not same(w[k1].T, w[k2]):
                     fail(f"{k1} and {k2} are transposed copies in the file but not after training")
         print("saved weights: shapes match the ONNX layout, all changed, copies consistent")
+    if N == 1 and not unchanged:
+        biggest, nfail = 0.0, len(fails)
+        for k in sorted(set(w) & expected):
+            d = 1 - LR * wd if inits[k].ndim >= 2 else 1.0
+            move = np.abs(w[k].astype(np.float64) - d * inits[k].astype(np.float64))
+            biggest = max(biggest, float(move.max()) / LR)
+            if move.max() > LR * (1 + 1e-3):
+                fail(f"{k}: AdamW step 1 moved an element by {move.max():.3g} > lr {LR:g} "
+                     f"(decay {'applied' if d != 1 else 'not applied'} to this {inits[k].ndim}-D tensor)")
+        if biggest < 0.5:
+            fail(f"AdamW step 1: largest move {biggest:.3g}*lr < lr/2")
+        if len(fails) == nfail:
+            print(f"AdamW step 1: every element moved by <= lr after decay of the >= 2-D tensors only "
+                  f"(largest {biggest:.4f}*lr)")
 if fails:
     sys.exit(f"{len(fails)} check(s) failed")
 print("OK")

@@ -1,6 +1,7 @@
 """Write test data files for the reference-trainer tests.
 
   make_data.py tokens OUT --vocab V --count N [--dtype uint16|uint32] [--llmc VERSION] [--seed S] [--random]
+                [--poke POS=VALUE]... [--header-count N]
   make_data.py text OUT            (English prose from the standard library, a few KB)
 
 Tokens follow a fixed random bigram chain (token i+1 = perm[token i], with a
@@ -27,12 +28,15 @@ def tokens(a):
         noise = rng.integers(0, a.vocab, a.count)
         for i in range(1, a.count):
             t[i] = noise[i] if i % 8 == 0 else perm[t[i - 1]]
+    for poke in a.poke:
+        pos, val = (int(x) for x in poke.split("="))
+        t[pos] = val
     dt = np.dtype("<u2" if a.dtype == "uint16" else "<u4")
     body = t.astype(dt).tobytes()
     with open(a.out, "wb") as f:
         if a.llmc is not None:
             hdr = np.zeros(256, "<i4")
-            hdr[0], hdr[1], hdr[2] = 20240520, a.llmc, a.count
+            hdr[0], hdr[1], hdr[2] = 20240520, a.llmc, a.count if a.header_count is None else a.header_count
             f.write(hdr.tobytes())
         f.write(body)
 
@@ -59,6 +63,8 @@ def main():
     t.add_argument("--llmc", type=int, default=None, help="write an llm.c header with this version")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--random", action="store_true")
+    t.add_argument("--poke", action="append", default=[], help="POS=VALUE: set token POS to VALUE")
+    t.add_argument("--header-count", type=int, default=None, help="llm.c header token count (default: --count)")
     x = sub.add_parser("text")
     x.add_argument("out")
     a = p.parse_args()

@@ -27,12 +27,19 @@
 //  * Shape errors are programming errors (the compiler verified the IR): they
 //    abort with a message. Data-dependent errors (an index out of range) are
 //    reported through `Status`, before anything is written.
-//  * Threads: OpenMP `parallel for` over rows/heads/chunks; GEMMs go through
-//    cblas_sgemm (OpenBLAS, which uses its own threads), never from inside an
-//    OpenMP region. Results are deterministic and, for every reduction this
-//    file owns, independent of the thread count: each output element is
-//    reduced in a fixed order, and cross-thread partial sums use fixed chunk
-//    boundaries and are added in chunk order. No atomics.
+//  * Threads: OpenMP `parallel for` over rows/heads/chunks (small problems
+//    stay on the calling thread). Every GEMM goes through cblas_sgemm: big
+//    ones from the calling thread (OpenBLAS threads them), and the small
+//    block GEMMs of attention and of small batched matmuls from inside an
+//    OpenMP region, sized so that OpenBLAS runs each on its caller.
+//  * Determinism: every output element is produced by one task and reduced in
+//    a fixed order; cross-thread partial sums use fixed chunk boundaries and
+//    are added in chunk order; no atomics. So results are bitwise identical
+//    from run to run and do not depend on the OpenMP thread count (the tests
+//    check 1 vs 2 threads). OpenBLAS splits M and N, not K, over its
+//    threads, so its GEMMs are reproducible too on a given machine and build.
+//  * Elementwise kernels (same index in and out) may write in place over an
+//    input that has the output's shape.
 //
 //===----------------------------------------------------------------------===//
 
@@ -422,8 +429,9 @@ struct RotaryDims {
   bool interleaved = false;
   bool tableHasBatch = false;
 };
-/// For each pair (x1, x2) and i in [0, rotaryDim/2), with c = cos[.., s, i],
-/// s = sin[.., s, i]:  y1 = x1 c - x2 s,  y2 = x2 c + x1 s.
+/// At position t, for each i in [0, rotaryDim/2) with c = cos[(b,) t, i] and
+/// s = sin[(b,) t, i], the pair (x1, x2) becomes
+///   y1 = x1 c - x2 s,   y2 = x2 c + x1 s.
 /// Pairs are (i, i + rotaryDim/2) (rotate-half, GPT-NeoX/Llama) or
 /// (2i, 2i+1) with interleaved. Features >= rotaryDim are copied. y may
 /// alias x.
