@@ -883,6 +883,36 @@ LogicalResult Importer::declareOutputs() {
     if (!value)
       return emitError(loc)
              << "output '" << out.name() << "' cannot be materialized";
+    // The model's own declaration of the output is a check on our shape
+    // inference: every dimension it fixes (or names with a pinned
+    // dim_param) must agree.
+    if (out.type().tensor_type().has_shape()) {
+      ArrayRef<int64_t> got = cast<RankedTensorType>(value.getType()).getShape();
+      const auto &dims = out.type().tensor_type().shape().dim();
+      bool mismatch = dims.size() != static_cast<int>(got.size());
+      for (int k = 0; !mismatch && k < dims.size(); ++k) {
+        int64_t want = -1;
+        if (dims[k].has_dim_value())
+          want = dims[k].dim_value();
+        else if (dims[k].has_dim_param())
+          if (auto it = dimValues.find(dims[k].dim_param());
+              it != dimValues.end())
+            want = it->second;
+        mismatch = want >= 0 && want != got[k];
+      }
+      if (mismatch) {
+        std::string declared;
+        for (int k = 0; k < dims.size(); ++k)
+          declared += (k ? ", " : "") +
+                      (dims[k].has_dim_value()
+                           ? std::to_string(dims[k].dim_value())
+                           : (dims[k].has_dim_param() ? dims[k].dim_param()
+                                                      : std::string("?")));
+        return emitError(loc) << "output '" << out.name()
+                              << "' is declared [" << declared
+                              << "] but computes to " << shapeString(got);
+      }
+    }
     results.push_back(value);
   }
   if (results.empty())
