@@ -14,6 +14,7 @@
 #include "mlir/IR/Verifier.h"
 #include "mlir/Interfaces/SideEffectInterfaces.h"
 #include "llvm/ADT/STLExtras.h"
+#include "llvm/ADT/StringSet.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/Path.h"
@@ -938,8 +939,12 @@ LogicalResult Importer::declareOutputs() {
   for (Operation &op : llvm::make_early_inc_range(llvm::reverse(body)))
     if (isOpTriviallyDead(&op))
       op.erase();
+  // One walk for all parameters: asking the symbol table per parameter
+  // would walk the module once per parameter.
+  llvm::StringSet<> used;
+  func.walk([&](nn::ParamOp read) { used.insert(read.getName()); });
   for (auto &[name, param] : parameters)
-    if (SymbolTable::symbolKnownUseEmpty(param, *module))
+    if (!used.contains(param.getSymName()))
       param.erase();
   return success();
 }
