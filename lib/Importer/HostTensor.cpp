@@ -406,6 +406,30 @@ bool mlir::weipipe::importer::sliceBounds(
   return true;
 }
 
+bool mlir::weipipe::importer::transposePerm(const onnx::NodeProto &node,
+                                            int64_t rank,
+                                            std::vector<int64_t> &perm,
+                                            std::string &why) {
+  perm.clear();
+  if (!attrInts(node, "perm", perm))
+    for (int64_t d = rank - 1; d >= 0; --d)
+      perm.push_back(d);
+  if (static_cast<int64_t>(perm.size()) != rank) {
+    why = "perm has " + std::to_string(perm.size()) + " entries for rank " +
+          std::to_string(rank);
+    return false;
+  }
+  std::vector<bool> seen(rank, false);
+  for (int64_t p : perm) {
+    if (p < 0 || p >= rank || seen[p]) {
+      why = "perm " + shapeString(perm) + " is not a permutation";
+      return false;
+    }
+    seen[p] = true;
+  }
+  return true;
+}
+
 bool mlir::weipipe::importer::reshapeLikeShape(const onnx::NodeProto &node,
                                                ArrayRef<int64_t> in,
                                                const HostTensor *arg,
@@ -711,21 +735,15 @@ struct Folder {
     return one(std::move(out));
   }
 
-  FoldResult transpose(const HostTensor &a, std::vector<int64_t> perm) {
+  FoldResult transpose(const HostTensor &a) {
     int64_t rank = a.shape.size();
-    if (perm.empty())
-      for (int64_t d = rank - 1; d >= 0; --d)
-        perm.push_back(d);
-    if (static_cast<int64_t>(perm.size()) != rank)
-      return fail("perm length differs from rank");
+    std::vector<int64_t> perm;
+    std::string why;
+    if (!transposePerm(node, rank, perm, why))
+      return fail(why);
     SmallVector<int64_t> shape;
-    std::vector<bool> seen(rank, false);
-    for (int64_t p : perm) {
-      if (p < 0 || p >= rank || seen[p])
-        return fail("perm " + shapeString(perm) + " is not a permutation");
-      seen[p] = true;
+    for (int64_t p : perm)
       shape.push_back(a.shape[p]);
-    }
     std::vector<int64_t> inStr = strides(a.shape);
     return one(remap(a, shape, [&](ArrayRef<int64_t> pos) {
       int64_t src = 0;
@@ -1055,11 +1073,8 @@ FoldResult Folder::run() {
   }
   if (op == "Concat")
     return concat(attrInt(node, "axis", 0));
-  if (op == "Transpose") {
-    std::vector<int64_t> perm;
-    attrInts(node, "perm", perm);
-    return transpose(*a, perm);
-  }
+  if (op == "Transpose")
+    return transpose(*a);
   if (op == "Slice") {
     std::vector<int64_t> starts, ends, axes, steps;
     if (input(1)) {

@@ -135,6 +135,12 @@ bool reshapeLikeShape(const onnx::NodeProto &node, llvm::ArrayRef<int64_t> in,
                       const HostTensor *arg,
                       llvm::SmallVectorImpl<int64_t> &out, std::string &why);
 
+/// The permutation of ONNX Transpose `node` for an input of `rank`: its
+/// `perm` attribute, or the reversed dimensions when it has none; false with
+/// `why` set when it is not a permutation of [0, rank).
+bool transposePerm(const onnx::NodeProto &node, int64_t rank,
+                   std::vector<int64_t> &perm, std::string &why);
+
 /// A clamped ONNX Slice over one dimension.
 struct SliceDim {
   int64_t start = 0, end = 0, step = 1;

@@ -428,19 +428,10 @@ LogicalResult NodeEmitter::transposeOp() {
   Value x = operand(0);
   if (!x)
     return failure();
-  int64_t rank = typeOf(x).getRank();
   std::vector<int64_t> perm;
-  if (!attrInts(node, "perm", perm))
-    for (int64_t d = rank - 1; d >= 0; --d)
-      perm.push_back(d);
-  std::vector<bool> seen(rank, false);
-  if (static_cast<int64_t>(perm.size()) != rank)
-    return fail() << "perm has " << perm.size() << " entries for rank " << rank;
-  for (int64_t p : perm) {
-    if (p < 0 || p >= rank || seen[p])
-      return fail() << "perm " << shapeString(perm) << " is not a permutation";
-    seen[p] = true;
-  }
+  std::string why;
+  if (!transposePerm(node, typeOf(x).getRank(), perm, why))
+    return fail() << why;
   setOut(0, transpose(x, perm));
   return success();
 }

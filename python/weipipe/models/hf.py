@@ -79,6 +79,21 @@ def _finish(model: nn.Module) -> CausalLMExportWrapper:
     return CausalLMExportWrapper(model).eval()
 
 
+def _decoder_sizes(attn: str) -> dict:
+    """Config keywords the Llama, Qwen2 and GPT-NeoX builders share."""
+    return dict(
+        vocab_size=VOCAB,
+        hidden_size=HIDDEN,
+        intermediate_size=INTERMEDIATE,
+        num_hidden_layers=LAYERS,
+        num_attention_heads=HEADS,
+        max_position_embeddings=MAX_POS,
+        bos_token_id=0,
+        eos_token_id=0,
+        attn_implementation=attn,
+    )
+
+
 def build_gpt2(seed: int = 0, attn: str = "sdpa") -> CausalLMExportWrapper:
     from transformers import GPT2Config, GPT2LMHeadModel
 
@@ -101,18 +116,10 @@ def build_llama(seed: int = 0, attn: str = "sdpa") -> CausalLMExportWrapper:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     cfg = LlamaConfig(
-        vocab_size=VOCAB,
-        hidden_size=HIDDEN,
-        intermediate_size=INTERMEDIATE,
-        num_hidden_layers=LAYERS,
-        num_attention_heads=HEADS,
+        **_decoder_sizes(attn),
         num_key_value_heads=2,  # GQA: 2 query heads per kv head
-        max_position_embeddings=MAX_POS,
         tie_word_embeddings=False,
-        bos_token_id=0,
-        eos_token_id=0,
         pad_token_id=0,
-        attn_implementation=attn,
     )
     torch.manual_seed(seed)
     return _finish(LlamaForCausalLM(cfg))
@@ -122,19 +129,11 @@ def build_qwen2(seed: int = 0, attn: str = "sdpa") -> CausalLMExportWrapper:
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     cfg = Qwen2Config(
-        vocab_size=VOCAB,
-        hidden_size=HIDDEN,
-        intermediate_size=INTERMEDIATE,
-        num_hidden_layers=LAYERS,
-        num_attention_heads=HEADS,
+        **_decoder_sizes(attn),
         num_key_value_heads=2,
-        max_position_embeddings=MAX_POS,
         tie_word_embeddings=True,
         use_sliding_window=False,
-        bos_token_id=0,
-        eos_token_id=0,
         pad_token_id=0,
-        attn_implementation=attn,
     )
     torch.manual_seed(seed)
     return _finish(Qwen2ForCausalLM(cfg))
@@ -144,18 +143,10 @@ def build_gpt_neox(seed: int = 0, attn: str = "sdpa") -> CausalLMExportWrapper:
     from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
     cfg = GPTNeoXConfig(
-        vocab_size=VOCAB,
-        hidden_size=HIDDEN,
-        intermediate_size=INTERMEDIATE,
-        num_hidden_layers=LAYERS,
-        num_attention_heads=HEADS,
-        max_position_embeddings=MAX_POS,
+        **_decoder_sizes(attn),
         rotary_pct=0.25,  # partial rotary
         use_parallel_residual=True,
         tie_word_embeddings=False,
-        bos_token_id=0,
-        eos_token_id=0,
-        attn_implementation=attn,
     )
     torch.manual_seed(seed)
     return _finish(GPTNeoXForCausalLM(cfg))
