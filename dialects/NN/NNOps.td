@@ -674,4 +674,356 @@ def NN_CrossEntropyOp : NN_Op<"cross_entropy", [Pure]> {
   let hasVerifier = 1;
 }
 
+//===----------------------------------------------------------------------===//
+// Backward ops (written by -nn-autodiff)
+//
+// The gradient of every `nn` op is written with these ops and the forward
+// ops themselves (a reshape's gradient is a reshape). Ops whose name ends in
+// `_grad_weight`, `_grad_params`, `_grad_scale` and `embedding_grad` give
+// the gradient of a weight; the runtime accumulates them into gradient
+// buffers. None of them carries saved statistics: a norm's backward
+// recomputes its mean and variance from the input, attention's backward its
+// log-sum-exp, so the forward stays the same op with one result.
+//===----------------------------------------------------------------------===//
+
+def NN_UnaryFunctionAttr : I32EnumAttr<"UnaryFunction",
+    "a differentiable elementwise function", [
+      I32EnumAttrCase<"neg", 0>, I32EnumAttrCase<"abs", 1>,
+      I32EnumAttrCase<"sqrt", 2>, I32EnumAttrCase<"reciprocal", 3>,
+      I32EnumAttrCase<"exp", 4>, I32EnumAttrCase<"log", 5>,
+      I32EnumAttrCase<"erf", 6>, I32EnumAttrCase<"tanh", 7>,
+      I32EnumAttrCase<"sigmoid", 8>, I32EnumAttrCase<"relu", 9>,
+      I32EnumAttrCase<"sin", 10>, I32EnumAttrCase<"cos", 11>
+    ]> {
+  let cppNamespace = "::mlir::weipipe::nn";
+}
+
+def NN_BinaryFunctionAttr : I32EnumAttr<"BinaryFunction",
+    "a differentiable broadcasting binary function", [
+      I32EnumAttrCase<"add", 0>, I32EnumAttrCase<"sub", 1>,
+      I32EnumAttrCase<"mul", 2>, I32EnumAttrCase<"div", 3>,
+      I32EnumAttrCase<"pow", 4>, I32EnumAttrCase<"max", 5>,
+      I32EnumAttrCase<"min", 6>
+    ]> {
+  let cppNamespace = "::mlir::weipipe::nn";
+}
+
+def NN_ReduceFunctionAttr : I32EnumAttr<"ReduceFunction",
+    "a reduction", [
+      I32EnumAttrCase<"sum", 0>, I32EnumAttrCase<"mean", 1>,
+      I32EnumAttrCase<"max", 2>
+    ]> {
+  let cppNamespace = "::mlir::weipipe::nn";
+}
+
+def NN_UnaryGradOp : NN_Op<"unary_grad", [Pure,
+    AllTypesMatch<["input", "output", "grad_output", "result"]>]> {
+  let summary = "gradient of an elementwise function";
+  let description = [{
+    `result = grad_output · f'(input)` for the function `fn`; `output` is the
+    forward result `f(input)` (the derivative of exp, sqrt, tanh, sigmoid and
+    reciprocal is cheapest from it). At kinks PyTorch's convention holds:
+    `abs'(0) = relu'(0) = 0`.
+  }];
+  let arguments = (ins NN_FloatTensor:$input, NN_FloatTensor:$output,
+                       NN_FloatTensor:$grad_output,
+                       NN_UnaryFunctionAttr:$fn);
+  let results = (outs NN_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input `,` $output `,` $grad_output attr-dict `:` type($result)
+  }];
+}
+
+def NN_BinaryGradOp : NN_Op<"binary_grad", [Pure,
+    AllTypesMatch<["lhs", "grad_lhs"]>, AllTypesMatch<["rhs", "grad_rhs"]>]> {
+  let summary = "gradients of a broadcasting binary function";
+  let description = [{
+    The gradients of `fn(lhs, rhs)` given the gradient of its (broadcast)
+    result: each is summed over the dimensions its operand was broadcast
+    along, so it has its operand's type. Ties of max/min split the gradient
+    evenly; pow follows PyTorch at zero.
+  }];
+  let arguments = (ins NN_FloatTensor:$lhs, NN_FloatTensor:$rhs,
+                       NN_FloatTensor:$grad_output,
+                       NN_BinaryFunctionAttr:$fn);
+  let results = (outs NN_FloatTensor:$grad_lhs, NN_FloatTensor:$grad_rhs);
+  let assemblyFormat = [{
+    $lhs `,` $rhs `,` $grad_output attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+def NN_ReduceGradOp : NN_Op<"reduce_grad", [Pure,
+    AllTypesMatch<["input", "result"]>, AllTypesMatch<["output", "grad_output"]>]> {
+  let summary = "gradient of a reduction";
+  let description = [{
+    Sum: `grad_output` broadcast back over `axes`; mean: the same divided by
+    the count; max: to the maximal elements, split evenly among ties.
+    `output` is the forward result (used by max).
+  }];
+  let arguments = (ins NN_FloatTensor:$input, NN_FloatTensor:$output,
+                       NN_FloatTensor:$grad_output,
+                       NN_ReduceFunctionAttr:$fn, DenseI64ArrayAttr:$axes);
+  let results = (outs NN_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input `,` $output `,` $grad_output attr-dict `:` functional-type(operands, results)
+  }];
+}
+
+def NN_WhereGradOp : NN_Op<"where_grad", [Pure]> {
+  let summary = "gradients of a select";
+  let description = [{
+    `grad_lhs = sum_to(condition ? grad_output : 0)` and
+    `grad_rhs = sum_to(condition ? 0 : grad_output)`, each summed down to the
+    shape of its forward operand (the result types).
+  }];
+  let arguments = (ins NN_BoolTensor:$condition, NN_FloatTensor:$grad_output);
+  let results = (outs NN_FloatTensor:$grad_lhs, NN_FloatTensor:$grad_rhs);
+  let assemblyFormat = [{
+    $condition `,` $grad_output attr-dict `:` functional-type(operands, results)
+  }];
+}
+
+def NN_SumToShapeOp : NN_Op<"sum_to_shape", [Pure]> {
+  let summary = "sums a broadcast tensor back down to a smaller shape";
+  let description = [{
+    The adjoint of broadcasting: the result shape must broadcast to the
+    input shape (NumPy rules), and every stretched dimension is summed.
+  }];
+  let arguments = (ins NN_FloatTensor:$input);
+  let results = (outs NN_FloatTensor:$result);
+  let assemblyFormat = "$input attr-dict `:` type($input) `to` type($result)";
+  let hasVerifier = 1;
+}
+
+def NN_SliceGradOp : NN_Op<"slice_grad", [Pure]> {
+  let summary = "scatters a slice's gradient into zeros";
+  let description = [{
+    The adjoint of `nn.slice` with the same `starts`, `ends` and `steps`:
+    the result (the forward input's type) is zero except at the sliced
+    positions, which receive `grad_output`.
+  }];
+  let arguments = (ins NN_FloatTensor:$grad_output, DenseI64ArrayAttr:$starts,
+                       DenseI64ArrayAttr:$ends, DenseI64ArrayAttr:$steps);
+  let results = (outs NN_FloatTensor:$result);
+  let assemblyFormat = [{
+    $grad_output $starts $ends $steps attr-dict `:` type($grad_output) `to` type($result)
+  }];
+}
+
+def NN_GatherGradOp : NN_Op<"gather_grad", [Pure]> {
+  let summary = "scatter-adds a gather's gradient";
+  let description = [{
+    The adjoint of `nn.gather`: zeros of the forward input's type with
+    `grad_output` added at the gathered positions (repeated indices add up).
+  }];
+  let arguments = (ins NN_IndexTensor:$indices, NN_FloatTensor:$grad_output,
+                       ConfinedAttr<I64Attr, [IntNonNegative]>:$axis);
+  let results = (outs NN_FloatTensor:$result);
+  let assemblyFormat = [{
+    $indices `,` $grad_output attr-dict `:` functional-type(operands, results)
+  }];
+}
+
+def NN_MatmulGradOp : NN_Op<"matmul_grad", [Pure,
+    AllTypesMatch<["lhs", "grad_lhs"]>, AllTypesMatch<["rhs", "grad_rhs"]>]> {
+  let summary = "gradients of a matmul";
+  let description = [{
+    `grad_lhs = grad_output · rhsᵀ` and `grad_rhs = lhsᵀ · grad_output`, each
+    summed over the batch dimensions its operand was broadcast along.
+  }];
+  let arguments = (ins NN_FloatTensor:$lhs, NN_FloatTensor:$rhs,
+                       NN_FloatTensor:$grad_output);
+  let results = (outs NN_FloatTensor:$grad_lhs, NN_FloatTensor:$grad_rhs);
+  let assemblyFormat = [{
+    $lhs `,` $rhs `,` $grad_output attr-dict `:` functional-type(operands, results)
+  }];
+}
+
+def NN_LinearGradWeightOp : NN_Op<"linear_grad_weight", [Pure]> {
+  let summary = "gradient of a linear layer's weight";
+  let description = [{
+    `inputᵀ · grad_output` over all rows (`[K, N]`), or its transpose
+    (`[N, K]`) with `transpose_weight`. The input's gradient is a
+    `nn.linear` of `grad_output` with the weight used the other way round;
+    the bias's is a `nn.reduce_sum` of `grad_output`.
+  }];
+  let arguments = (ins NN_FloatTensor:$input, NN_FloatTensor:$grad_output,
+                       BoolAttr:$transpose_weight);
+  let results = (outs NN_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input `,` $grad_output attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+def NN_LayerNormGradInputOp : NN_Op<"layer_norm_grad_input", [Pure,
+    AllTypesMatch<["input", "grad_output", "result"]>]> {
+  let summary = "gradient of layer normalization's input";
+  let arguments = (ins NN_FloatTensor:$input, NN_FloatTensor:$scale,
+                       NN_FloatTensor:$grad_output,
+                       ConfinedAttr<I64Attr, [IntNonNegative]>:$axis,
+                       F32Attr:$epsilon);
+  let results = (outs NN_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input `,` $scale `,` $grad_output attr-dict `:` functional-type(operands, results)
+  }];
+}
+
+def NN_LayerNormGradParamsOp : NN_Op<"layer_norm_grad_params", [Pure,
+    AllTypesMatch<["input", "grad_output"]>,
+    AllTypesMatch<["grad_scale", "grad_bias"]>]> {
+  let summary = "gradients of layer normalization's scale and bias";
+  let arguments = (ins NN_FloatTensor:$input, NN_FloatTensor:$grad_output,
+                       ConfinedAttr<I64Attr, [IntNonNegative]>:$axis,
+                       F32Attr:$epsilon);
+  let results = (outs NN_FloatTensor:$grad_scale, NN_FloatTensor:$grad_bias);
+  let assemblyFormat = [{
+    $input `,` $grad_output attr-dict `:` functional-type(operands, results)
+  }];
+}
+
+def NN_RMSNormGradInputOp : NN_Op<"rms_norm_grad_input", [Pure,
+    AllTypesMatch<["input", "grad_output", "result"]>]> {
+  let summary = "gradient of RMS normalization's input";
+  let arguments = (ins NN_FloatTensor:$input, NN_FloatTensor:$scale,
+                       NN_FloatTensor:$grad_output,
+                       ConfinedAttr<I64Attr, [IntNonNegative]>:$axis,
+                       F32Attr:$epsilon);
+  let results = (outs NN_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input `,` $scale `,` $grad_output attr-dict `:` functional-type(operands, results)
+  }];
+}
+
+def NN_RMSNormGradScaleOp : NN_Op<"rms_norm_grad_scale", [Pure,
+    AllTypesMatch<["input", "grad_output"]>]> {
+  let summary = "gradient of RMS normalization's scale";
+  let arguments = (ins NN_FloatTensor:$input, NN_FloatTensor:$grad_output,
+                       ConfinedAttr<I64Attr, [IntNonNegative]>:$axis,
+                       F32Attr:$epsilon);
+  let results = (outs NN_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input `,` $grad_output attr-dict `:` functional-type(operands, results)
+  }];
+}
+
+def NN_AttentionGradOp : NN_Op<"attention_grad", [Pure,
+    AllTypesMatch<["query", "grad_query"]>, AllTypesMatch<["key", "grad_key"]>,
+    AllTypesMatch<["value", "grad_value"]>,
+    AllTypesMatch<["output", "grad_output"]>]> {
+  let summary = "gradients of attention's query, key and value";
+  let description = [{
+    Takes the forward's operands and attributes, its output and the output's
+    gradient; recomputes the probabilities flash-style. The mask has no
+    gradient.
+  }];
+  let arguments = (ins NN_FloatTensor:$query, NN_FloatTensor:$key,
+                       NN_FloatTensor:$value, NN_FloatTensor:$output,
+                       NN_FloatTensor:$grad_output,
+                       Optional<StaticShapeTensorOf<[F32, BF16, F16, I1]>>:$mask,
+                       ConfinedAttr<I64Attr, [IntPositive]>:$num_heads,
+                       ConfinedAttr<I64Attr, [IntPositive]>:$num_kv_heads,
+                       BoolAttr:$causal, F32Attr:$scale);
+  let results = (outs NN_FloatTensor:$grad_query, NN_FloatTensor:$grad_key,
+                      NN_FloatTensor:$grad_value);
+  let assemblyFormat = [{
+    $query `,` $key `,` $value `,` $output `,` $grad_output (`,` $mask^)? attr-dict `:` functional-type(operands, results)
+  }];
+}
+
+def NN_GeluGradOp : NN_Op<"gelu_grad", [Pure,
+    AllTypesMatch<["input", "grad_output", "result"]>]> {
+  let summary = "gradient of GELU";
+  let arguments = (ins NN_FloatTensor:$input, NN_FloatTensor:$grad_output,
+                       NN_GeluApproximationAttr:$approximate);
+  let results = (outs NN_FloatTensor:$result);
+  let assemblyFormat = "$input `,` $grad_output attr-dict `:` type($result)";
+}
+
+def NN_SiluGradOp : NN_Op<"silu_grad", [Pure,
+    AllTypesMatch<["input", "grad_output", "result"]>]> {
+  let summary = "gradient of SiLU";
+  let arguments = (ins NN_FloatTensor:$input, NN_FloatTensor:$grad_output);
+  let results = (outs NN_FloatTensor:$result);
+  let assemblyFormat = "$input `,` $grad_output attr-dict `:` type($result)";
+}
+
+def NN_SwigluGradOp : NN_Op<"swiglu_grad", [Pure,
+    AllTypesMatch<["gate", "up", "grad_output", "grad_gate", "grad_up"]>]> {
+  let summary = "gradients of SwiGLU's gate and up projection";
+  let arguments = (ins NN_FloatTensor:$gate, NN_FloatTensor:$up,
+                       NN_FloatTensor:$grad_output);
+  let results = (outs NN_FloatTensor:$grad_gate, NN_FloatTensor:$grad_up);
+  let assemblyFormat = "$gate `,` $up `,` $grad_output attr-dict `:` type($grad_gate)";
+}
+
+def NN_EmbeddingGradOp : NN_Op<"embedding_grad", [Pure]> {
+  let summary = "gradient of an embedding table";
+  let description = [{
+    Zeros of the table's type (`[V, H]`) with each row of `grad_output` added
+    to the row its id selected.
+  }];
+  let arguments = (ins NN_IndexTensor:$ids, NN_FloatTensor:$grad_output);
+  let results = (outs NN_FloatTensor:$result);
+  let assemblyFormat = [{
+    $ids `,` $grad_output attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+def NN_CrossEntropyGradOp : NN_Op<"cross_entropy_grad", [Pure,
+    AllTypesMatch<["logits", "result"]>]> {
+  let summary = "gradient of the mean cross-entropy";
+  let description = [{
+    `grad_loss / count · (softmax(logits) - onehot(target))` for rows whose
+    target is not `ignore_index` (count of them), zero for ignored rows.
+  }];
+  let arguments = (ins NN_FloatTensor:$logits, NN_IndexTensor:$targets,
+                       NN_ScalarFloatTensor:$grad_loss, I64Attr:$ignore_index);
+  let results = (outs NN_FloatTensor:$result);
+  let assemblyFormat = [{
+    $logits `,` $targets `,` $grad_loss attr-dict `:` functional-type(operands, results)
+  }];
+}
+
+def NN_SoftmaxGradOp : NN_Op<"softmax_grad", [Pure,
+    AllTypesMatch<["output", "grad_output", "result"]>]> {
+  let summary = "gradient of softmax from its output";
+  let arguments = (ins NN_FloatTensor:$output, NN_FloatTensor:$grad_output,
+                       ConfinedAttr<I64Attr, [IntNonNegative]>:$axis);
+  let results = (outs NN_FloatTensor:$result);
+  let assemblyFormat = "$output `,` $grad_output attr-dict `:` type($result)";
+}
+
+def NN_LogSoftmaxGradOp : NN_Op<"log_softmax_grad", [Pure,
+    AllTypesMatch<["output", "grad_output", "result"]>]> {
+  let summary = "gradient of log-softmax from its output";
+  let arguments = (ins NN_FloatTensor:$output, NN_FloatTensor:$grad_output,
+                       ConfinedAttr<I64Attr, [IntNonNegative]>:$axis);
+  let results = (outs NN_FloatTensor:$result);
+  let assemblyFormat = "$output `,` $grad_output attr-dict `:` type($result)";
+}
+
+def NN_AccumulateGradOp : NN_Op<"accumulate_grad", [
+    DeclareOpInterfaceMethods<SymbolUserOpInterface>,
+    MemoryEffects<[MemWrite]>]> {
+  let summary = "adds to a parameter's gradient";
+  let description = [{
+    Adds `grad` (the parameter's type) to the gradient buffer of the
+    `nn.parameter` named by `name`. Every use of a parameter contributes one;
+    a tied parameter therefore sums the gradients of all its uses. The
+    runtime zeroes gradient buffers once per optimizer step, so micro-batches
+    accumulate.
+
+    Example:
+
+    ```mlir
+    nn.accumulate_grad @"wte.weight", %g : tensor<64x32xf32>
+    ```
+  }];
+  let arguments = (ins FlatSymbolRefAttr:$name, NN_FloatTensor:$grad);
+  let assemblyFormat = "$name `,` $grad attr-dict `:` type($grad)";
+}
+
 #endif // WEIPIPE_DIALECT_NN_NNOPS_TD

@@ -8,16 +8,22 @@
 
 #include "weipipe/Importer/OnnxImporter.h"
 #include "weipipe/InitAllDialects.h"
+#include "weipipe/Target/ArtifactWriter.h"
 #include "weipipe/Transforms/Passes.h"
+#include "weipipe/runtime/Artifact.h"
 
 #include "mlir/Bytecode/BytecodeWriter.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/MLIRContext.h"
+#include "mlir/Parser/Parser.h"
+#include "mlir/Pass/PassManager.h"
 #include "mlir/Support/FileUtilities.h"
 #include "mlir/Tools/mlir-opt/MlirOptMain.h"
 #include "mlir/Transforms/Passes.h"
 #include "llvm/Support/CommandLine.h"
 #include "llvm/Support/InitLLVM.h"
 #include "llvm/Support/MemoryBuffer.h"
+#include "llvm/Support/SourceMgr.h"
 #include "llvm/Support/ToolOutputFile.h"
 #include "llvm/Support/WithColor.h"
 
@@ -64,9 +70,139 @@ llvm::cl::opt<std::string>
                  llvm::cl::desc("Name of the function the ONNX graph becomes"),
                  llvm::cl::init("main"), llvm::cl::cat(importCategory));
 
+llvm::cl::OptionCategory trainCategory(
+    "Training compilation options",
+    "Apply with --emit=artifact: compile the model for training and write a "
+    ".wpp artifact for weipipe-run");
+
+enum class EmitKind { MLIR, Artifact };
+llvm::cl::opt<EmitKind> emitKind(
+    "emit", llvm::cl::desc("What to write to -o"),
+    llvm::cl::values(
+        clEnumValN(EmitKind::MLIR, "mlir",
+                   "the IR after the given passes (default, as mlir-opt)"),
+        clEnumValN(EmitKind::Artifact, "artifact",
+                   "a training artifact (.wpp): ties parameters, fuses, "
+                   "appends the loss, differentiates, plans memory")),
+    llvm::cl::init(EmitKind::MLIR), llvm::cl::cat(trainCategory));
+
+llvm::cl::opt<unsigned> microbatches(
+    "microbatches",
+    llvm::cl::desc("Micro-batches per optimizer step (gradient accumulation); "
+                   "each is one [batch, seq] input"),
+    llvm::cl::init(1), llvm::cl::cat(trainCategory));
+
+llvm::cl::opt<std::string> backwardKind(
+    "backward",
+    llvm::cl::desc("fused: one backward per micro-batch; split: "
+                   "backward-input (B) then backward-weight (W)"),
+    llvm::cl::init("fused"), llvm::cl::cat(trainCategory));
+
+llvm::cl::opt<bool> recomputeForward(
+    "recompute",
+    llvm::cl::desc("Activation checkpointing: the backward recomputes the "
+                   "forward instead of keeping its activations"),
+    llvm::cl::init(false), llvm::cl::cat(trainCategory));
+
+llvm::cl::opt<bool> keepTiesSeparate(
+    "keep-ties-separate",
+    llvm::cl::desc("Train parameters with equal stored values (a tied "
+                   "embedding and head) as separate parameters"),
+    llvm::cl::init(false), llvm::cl::cat(trainCategory));
+
+llvm::cl::opt<bool> noFuse("no-fuse",
+                           llvm::cl::desc("Train the primitive ops as "
+                                          "imported (slower; for testing)"),
+                           llvm::cl::init(false),
+                           llvm::cl::cat(trainCategory));
+
+std::string formatBytes(uint64_t b) {
+  char buf[32];
+  if (b >= (1ull << 30))
+    snprintf(buf, sizeof buf, "%.2f GiB", b / double(1ull << 30));
+  else if (b >= (1ull << 20))
+    snprintf(buf, sizeof buf, "%.2f MiB", b / double(1ull << 20));
+  else
+    snprintf(buf, sizeof buf, "%.1f KiB", b / 1024.0);
+  return buf;
+}
+
+/// --emit=artifact: the training pipeline, then the artifact writer.
+int emitArtifact(ModuleOp module, StringRef source, StringRef outputFilename) {
+  if (outputFilename == "-" || outputFilename.empty()) {
+    llvm::WithColor::error(llvm::errs(), "weipipe-opt")
+        << "--emit=artifact needs an output file: -o OUT.wpp\n";
+    return 1;
+  }
+  if (microbatches == 0) {
+    llvm::WithColor::error(llvm::errs(), "weipipe-opt")
+        << "--microbatches must be at least 1\n";
+    return 1;
+  }
+  if (backwardKind != "fused" && backwardKind != "split") {
+    llvm::WithColor::error(llvm::errs(), "weipipe-opt")
+        << "--backward='" << backwardKind << "': expected fused or split\n";
+    return 1;
+  }
+  MLIRContext *ctx = module.getContext();
+  bool differentiated = false;
+  module.walk([&](func::FuncOp f) {
+    if (f->hasAttr("nn.autodiff"))
+      differentiated = true;
+  });
+  if (!differentiated) {
+    PassManager pm(ctx);
+    mlir::weipipe::NNTieParametersPassOptions tie;
+    tie.keepSeparate = keepTiesSeparate;
+    pm.addPass(mlir::weipipe::createNNTieParametersPass(tie));
+    if (!noFuse)
+      pm.addPass(mlir::weipipe::createNNFusePass());
+    pm.addPass(mlir::weipipe::createNNAppendLossPass());
+    mlir::weipipe::NNAutodiffPassOptions ad;
+    ad.recompute = recomputeForward;
+    pm.addPass(mlir::weipipe::createNNAutodiffPass(ad));
+    pm.addPass(createCSEPass());
+    if (failed(pm.run(module)))
+      return 1;
+  }
+  mlir::weipipe::ArtifactOptions options;
+  options.microbatches = microbatches;
+  options.splitBackward = backwardKind == "split";
+  options.sourceModel = source.str();
+  options.producer = "weipipe-opt (weipipe 0.1)";
+  ::weipipe::rt::Artifact artifact;
+  if (failed(mlir::weipipe::buildArtifact(module, options, artifact)))
+    return 1;
+  std::string error;
+  if (!::weipipe::rt::writeArtifactFile(artifact, outputFilename.str(),
+                                        &error)) {
+    llvm::WithColor::error(llvm::errs(), "weipipe-opt") << error << "\n";
+    return 1;
+  }
+  uint64_t paramBytes = 0, numel = 0;
+  for (const auto &p : artifact.params) {
+    numel += p.numel();
+    paramBytes += p.numel() * 4;
+  }
+  llvm::errs() << "weipipe-opt: wrote " << outputFilename << "\n"
+               << "  parameters: " << artifact.params.size() << " tensors, "
+               << numel << " values (" << formatBytes(paramBytes) << ")\n"
+               << "  step: " << artifact.microbatches << " micro-batch(es) of ["
+               << artifact.batch << ", " << artifact.seq << "] tokens, vocab "
+               << artifact.vocab << "\n  program:";
+  for (const auto &f : artifact.functions)
+    llvm::errs() << " " << ::weipipe::rt::functionKindName(f.kind) << " ("
+                 << f.body.size() << " instructions)";
+  llvm::errs() << "\n  memory plan (rank 0 of 1): activations "
+               << formatBytes(artifact.arenaBytes) << ", peak "
+               << formatBytes(artifact.peakBytes)
+               << " (parameters, gradients, AdamW state, activations)\n";
+  return 0;
+}
+
 /// Turns the import flags into options; reports malformed flags.
-std::optional<weipipe::OnnxImportOptions> importOptionsFromCL() {
-  weipipe::OnnxImportOptions options;
+std::optional<mlir::weipipe::OnnxImportOptions> importOptionsFromCL() {
+  mlir::weipipe::OnnxImportOptions options;
   for (const std::string &spec : inputShapes) {
     auto [name, dims] = llvm::StringRef(spec).split('=');
     if (name.empty() || dims.empty()) {
@@ -109,9 +245,9 @@ int main(int argc, char **argv) {
     if (entry.first.starts_with("polly"))
       entry.second->setHiddenFlag(llvm::cl::ReallyHidden);
   registerTransformsPasses();
-  weipipe::registerWeiPipePasses();
+  mlir::weipipe::registerWeiPipePasses();
   DialectRegistry registry;
-  weipipe::registerAllDialects(registry);
+  mlir::weipipe::registerAllDialects(registry);
 
   auto [inputFilename, outputFilename] =
       registerAndParseCLIOptions(argc, argv,
@@ -123,7 +259,7 @@ int main(int argc, char **argv) {
 
   std::unique_ptr<llvm::MemoryBuffer> input;
   std::string errorMessage;
-  if (weipipe::isOnnxFile(inputFilename)) {
+  if (mlir::weipipe::isOnnxFile(inputFilename)) {
     auto options = importOptionsFromCL();
     if (!options)
       return 1;
@@ -164,9 +300,11 @@ int main(int argc, char **argv) {
       return success();
     });
     OwningOpRef<ModuleOp> module =
-        weipipe::importOnnxFile(inputFilename, &context, *options);
+        mlir::weipipe::importOnnxFile(inputFilename, &context, *options);
     if (!module)
       return 1;
+    if (emitKind == EmitKind::Artifact)
+      return emitArtifact(*module, inputFilename, outputFilename);
     // Hand the module to MlirOptMain as bytecode: it keeps locations and
     // parses fast, and every mlir-opt option then works on ONNX input.
     std::string bytes;
@@ -180,6 +318,18 @@ int main(int argc, char **argv) {
       llvm::WithColor::error(llvm::errs(), "weipipe-opt")
           << errorMessage << "\n";
       return 1;
+    }
+    if (emitKind == EmitKind::Artifact) {
+      MLIRContext context(registry);
+      context.loadAllAvailableDialects();
+      llvm::SourceMgr sourceMgr;
+      sourceMgr.AddNewSourceBuffer(std::move(input), llvm::SMLoc());
+      SourceMgrDiagnosticHandler handler(sourceMgr, &context);
+      OwningOpRef<ModuleOp> module =
+          parseSourceFile<ModuleOp>(sourceMgr, &context);
+      if (!module)
+        return 1;
+      return emitArtifact(*module, inputFilename, outputFilename);
     }
   }
 

@@ -96,4 +96,42 @@ def NNAppendLossPass : Pass<"nn-append-loss", "::mlir::ModuleOp"> {
   ];
 }
 
+def NNAutodiffPass : Pass<"nn-autodiff", "::mlir::ModuleOp"> {
+  let summary = "Reverse-mode autodiff: forward, backward-input, backward-weight";
+  let description = [{
+    Differentiates a function that returns one f32 scalar loss (run
+    `-nn-append-loss` first) with respect to every parameter it reads, with
+    the gradient of each op written once (`lib/Dialect/NN/NNGradients.cpp`).
+    The function `@F` is replaced by four:
+
+    - `@F_forward(args) -> (loss, saved...)`: the forward, also returning
+      the values the backward needs (`nn.saved = N` of them);
+    - `@F_backward(saved..., dloss) -> (dargs...)`: the fused backward B+W,
+      seeded with the loss gradient `dloss` (1 / micro-batches for a step
+      mean); weight gradients go to `nn.accumulate_grad`;
+    - `@F_backward_input(saved..., dloss) -> (dargs..., transfer...)`: B,
+      every op not needed only by weight gradients, returning the values W
+      needs (`nn.transfer = T` of them);
+    - `@F_backward_weight(saved..., transfer...)`: W, the weight gradients.
+
+    `dargs` are the gradients of the function's floating-point arguments
+    (none for a whole model, whose inputs are token ids). A parameter read
+    in several places (a tied embedding and head) accumulates the gradient
+    of every use.
+
+    With `recompute` (activation checkpointing) the forward returns only the
+    loss and the backward functions take the function's arguments instead of
+    saved values, recomputing the forward ops they need.
+  }];
+  let dependentDialects = ["::mlir::weipipe::nn::NNDialect",
+                           "::mlir::func::FuncDialect"];
+  let options = [
+    Option<"function", "function", "std::string", /*default=*/"\"main\"",
+           "The function to differentiate">,
+    Option<"recompute", "recompute", "bool", /*default=*/"false",
+           "Recompute the forward inside the backward from the function's "
+           "arguments instead of saving activations">,
+  ];
+}
+
 #endif // WEIPIPE_TRANSFORMS_PASSES_TD

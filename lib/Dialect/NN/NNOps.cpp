@@ -807,5 +807,60 @@ LogicalResult CrossEntropyOp::verify() {
   return expectShape(*this, getTargets(), l.drop_back(), "targets");
 }
 
+//===----------------------------------------------------------------------===//
+// Backward ops
+//===----------------------------------------------------------------------===//
+
+LogicalResult BinaryGradOp::verify() {
+  auto want = broadcastShapes({getLhs().getType().getShape(),
+                               getRhs().getType().getShape()});
+  if (!want)
+    return emitOpError() << "operands do not broadcast";
+  return expectShape(*this, getGradOutput(), *want, "grad_output");
+}
+
+LogicalResult SumToShapeOp::verify() {
+  ArrayRef<int64_t> in = getInput().getType().getShape();
+  ArrayRef<int64_t> out = getType().getShape();
+  auto b = broadcastShapes({in, out});
+  if (out.size() > in.size() || !b || ArrayRef<int64_t>(*b) != in)
+    return emitOpError() << "result shape must broadcast to the input shape";
+  return success();
+}
+
+LogicalResult LinearGradWeightOp::verify() {
+  ArrayRef<int64_t> x = getInput().getType().getShape();
+  ArrayRef<int64_t> dy = getGradOutput().getType().getShape();
+  if (x.empty() || dy.empty() || x.drop_back() != dy.drop_back())
+    return emitOpError() << "input and grad_output must have the same rows";
+  SmallVector<int64_t> want = {x.back(), dy.back()};
+  if (getTransposeWeight())
+    std::swap(want[0], want[1]);
+  return expectShape(*this, getResult(), want, "result");
+}
+
+LogicalResult EmbeddingGradOp::verify() {
+  ArrayRef<int64_t> t = getType().getShape();
+  if (t.size() != 2)
+    return emitOpError() << "result must be [V, H], got rank " << t.size();
+  SmallVector<int64_t> want(getIds().getType().getShape());
+  want.push_back(t[1]);
+  return expectShape(*this, getGradOutput(), want, "grad_output");
+}
+
+LogicalResult
+AccumulateGradOp::verifySymbolUses(SymbolTableCollection &symbolTable) {
+  auto param =
+      symbolTable.lookupNearestSymbolFrom<ParameterOp>(*this, getNameAttr());
+  if (!param)
+    return emitOpError() << "'" << getName()
+                         << "' does not name an nn.parameter";
+  if (param.getParamType() != getGrad().getType())
+    return emitOpError() << "gradient type " << getGrad().getType()
+                         << " does not match parameter type "
+                         << param.getParamType();
+  return success();
+}
+
 #define GET_OP_CLASSES
 #include "weipipe/Dialect/NN/NNOps.cpp.inc"

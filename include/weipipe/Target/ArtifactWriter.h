@@ -1,0 +1,41 @@
+//===- ArtifactWriter.h - lowers a differentiated module to .wpp -*- C++ -*-===//
+//
+// Part of weipipe. Turns the functions written by -nn-autodiff into the
+// runtime's Artifact (runtime/include/weipipe/runtime/Artifact.h): one
+// instruction per op, a static buffer plan over the micro-batch program,
+// parameter storage references and constants.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef WEIPIPE_TARGET_ARTIFACTWRITER_H
+#define WEIPIPE_TARGET_ARTIFACTWRITER_H
+
+#include "mlir/IR/BuiltinOps.h"
+
+#include <string>
+
+namespace weipipe::rt {
+struct Artifact;
+} // namespace weipipe::rt
+
+namespace mlir::weipipe {
+
+struct ArtifactOptions {
+  /// Micro-batches per optimizer step (gradient accumulation).
+  unsigned microbatches = 1;
+  /// Run the backward as B then W (`@F_backward_input`, `@F_backward_weight`)
+  /// instead of the fused `@F_backward`.
+  bool splitBackward = false;
+  /// The function that was differentiated (`@F_forward` etc.).
+  std::string function = "main";
+  std::string producer = "weipipe-opt";
+  std::string sourceModel;
+};
+
+/// Builds the artifact. Errors are emitted as diagnostics on the module.
+LogicalResult buildArtifact(ModuleOp module, const ArtifactOptions &options,
+                            ::weipipe::rt::Artifact &out);
+
+} // namespace mlir::weipipe
+
+#endif // WEIPIPE_TARGET_ARTIFACTWRITER_H

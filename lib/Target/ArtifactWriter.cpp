@@ -1,0 +1,765 @@
+//===- ArtifactWriter.cpp - lowers a differentiated module to .wpp --------===//
+//
+// Part of weipipe. The micro-batch program is the forward followed by the
+// fused backward (or B then W). Every SSA value of it gets a storage node:
+// a parameter, a parameter's gradient buffer, a constant, or an arena slot.
+// Values that are the same bytes share a node: a forward result and the
+// backward argument it is passed to, a reshape and its input. Arena slots
+// get static offsets by first-fit over their live ranges in program order,
+// so the plan's size is the rank's activation peak.
+//
+//===----------------------------------------------------------------------===//
+
+#include "weipipe/Target/ArtifactWriter.h"
+#include "weipipe/Dialect/NN/NNOps.h"
+#include "weipipe/runtime/Artifact.h"
+
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "llvm/ADT/TypeSwitch.h"
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/Path.h"
+
+using namespace mlir;
+using namespace mlir::weipipe;
+namespace rt = ::weipipe::rt;
+
+namespace {
+constexpr uint64_t kAlign = 64;
+
+struct Node {
+  rt::Space space = rt::Space::Arena;
+  uint32_t index = 0;
+  uint64_t bytes = 0;
+  int64_t first = INT64_MAX, last = -1;
+  uint64_t offset = 0;
+};
+
+class Writer {
+public:
+  Writer(ModuleOp m, const ArtifactOptions &o, rt::Artifact &a)
+      : module(m), opt(o), a(a) {}
+
+  LogicalResult run();
+
+private:
+  ModuleOp module;
+  const ArtifactOptions &opt;
+  rt::Artifact &a;
+
+  std::vector<Node> nodes;
+  llvm::DenseMap<Value, int> nodeOf;
+  llvm::StringMap<uint32_t> paramIndex;
+  llvm::DenseMap<Attribute, uint32_t> constIndex;
+  llvm::DenseSet<Operation *> skipped; // folded into another instruction
+  llvm::DenseSet<Operation *> accumulating;
+  SmallVector<func::FuncOp> program;
+  int64_t position = 0;
+
+  int newNode(Type t) {
+    Node n;
+    auto rtt = cast<RankedTensorType>(t);
+    n.bytes = rtt.getNumElements() *
+              std::max<unsigned>(1, rtt.getElementTypeBitWidth() / 8);
+    nodes.push_back(n);
+    return static_cast<int>(nodes.size()) - 1;
+  }
+  int node(Value v) {
+    auto it = nodeOf.find(v);
+    if (it != nodeOf.end())
+      return it->second;
+    int n = newNode(v.getType());
+    nodeOf[v] = n;
+    return n;
+  }
+
+  LogicalResult collectParameters();
+  LogicalResult bind();
+  void foldAccumulation();
+  void liveRanges();
+  void assignOffsets();
+  LogicalResult emit();
+  FailureOr<rt::TensorRef> ref(Operation *at, Value v);
+  LogicalResult encode(Operation *op, rt::Instruction &inst);
+};
+
+FailureOr<rt::DType> dtypeOf(Operation *at, Type t) {
+  Type e = cast<RankedTensorType>(t).getElementType();
+  if (e.isF32())
+    return rt::DType::F32;
+  if (e.isInteger(64))
+    return rt::DType::I64;
+  if (e.isInteger(32))
+    return rt::DType::I32;
+  if (e.isInteger(1))
+    return rt::DType::Bool;
+  return at->emitError() << "the CPU runtime trains f32 models; element type "
+                         << e << " is not supported yet";
+}
+
+std::string describe(Operation *op) {
+  std::string s = op->getName().getStringRef().str();
+  std::string loc;
+  llvm::raw_string_ostream os(loc);
+  op->getLoc().print(os);
+  return s + " at " + loc;
+}
+
+LogicalResult Writer::collectParameters() {
+  for (auto p : module.getOps<nn::ParameterOp>()) {
+    rt::Parameter param;
+    param.name = p.getSymName().str();
+    auto type = p.getParamType();
+    if (!type.getElementType().isF32())
+      return p.emitError() << "parameter '" << param.name << "' is "
+                           << type.getElementType()
+                           << "; the CPU runtime trains f32 parameters";
+    param.dtype = rt::DType::F32;
+    param.shape.assign(type.getShape().begin(), type.getShape().end());
+    param.decay = type.getRank() >= 2;
+    if (!p.getFile() || !p.getOffset() || !p.getLength())
+      return p.emitError() << "parameter '" << param.name
+                           << "' has no stored bytes to train from (an "
+                              "initializer written with typed fields); save "
+                              "the model with raw_data";
+    SmallString<256> path(*p.getFile());
+    if (std::error_code ec = llvm::sys::fs::make_absolute(path))
+      return p.emitError() << "cannot resolve '" << *p.getFile()
+                           << "': " << ec.message();
+    uint64_t size = 0;
+    if (std::error_code ec = llvm::sys::fs::file_size(path, size))
+      return p.emitError() << "parameter '" << param.name << "': cannot read '"
+                           << path << "': " << ec.message();
+    param.storage = {std::string(path), *p.getOffset(), *p.getLength(), size};
+    if (auto aliases = p.getAliases()) {
+      auto transposed = p.getAliasesTransposed();
+      for (auto [i, name] : llvm::enumerate(*aliases))
+        param.aliases.push_back(
+            {cast<StringAttr>(name).str(), transposed && (*transposed)[i]});
+    }
+    paramIndex[param.name] = a.params.size();
+    a.params.push_back(std::move(param));
+  }
+  return success();
+}
+
+/// Gives every value of the program its node: links arguments to the values
+/// passed in, aliases reshapes, binds parameter reads and constants.
+LogicalResult Writer::bind() {
+  func::FuncOp fwd = program.front();
+  auto fwdRet = cast<func::ReturnOp>(fwd.getBody().front().getTerminator());
+  func::ReturnOp bRet;
+  int64_t numDargs = 0;
+  int dlossNode = -1;
+  for (func::FuncOp f : program) {
+    StringRef kind = cast<StringAttr>(f->getAttr("nn.autodiff")).getValue();
+    if (kind != "forward") {
+      auto saved = cast<IntegerAttr>(f->getAttr("nn.saved")).getInt();
+      bool recompute = cast<BoolAttr>(f->getAttr("nn.recompute")).getValue();
+      for (BlockArgument arg : f.getArguments()) {
+        int64_t i = arg.getArgNumber();
+        Value from;
+        if (i < saved)
+          from = recompute ? Value(fwd.getArgument(i))
+                           : fwdRet.getOperand(1 + i);
+        else if (kind == "backward_weight")
+          from = bRet.getOperand(numDargs + (i - saved));
+        if (from) {
+          nodeOf[arg] = node(from);
+          continue;
+        }
+        // The loss gradient: one node the trainer writes.
+        if (dlossNode < 0) {
+          dlossNode = node(arg);
+          a.dloss.space = rt::Space::Arena;
+        }
+        nodeOf[arg] = dlossNode;
+      }
+      if (kind == "backward_input") {
+        bRet = cast<func::ReturnOp>(f.getBody().front().getTerminator());
+        numDargs = f.getNumResults() -
+                   cast<IntegerAttr>(f->getAttr("nn.transfer")).getInt();
+      }
+    }
+    for (Operation &op : f.getBody().front()) {
+      if (auto p = dyn_cast<nn::ParamOp>(op)) {
+        auto it = paramIndex.find(p.getName());
+        if (it == paramIndex.end())
+          return p.emitError() << "no parameter '" << p.getName() << "'";
+        int n = node(p.getResult());
+        nodes[n].space = rt::Space::Param;
+        nodes[n].index = it->second;
+        continue;
+      }
+      if (auto c = dyn_cast<nn::ConstantOp>(op)) {
+        auto [it, inserted] = constIndex.try_emplace(c.getValue(), 0);
+        if (inserted) {
+          auto attr = dyn_cast<DenseElementsAttr>(c.getValue());
+          if (!attr)
+            return c.emitError() << "constant is not dense elements";
+          FailureOr<rt::DType> dt = dtypeOf(c, c.getType());
+          if (failed(dt))
+            return failure();
+          rt::Constant k;
+          k.dtype = *dt;
+          auto shape = c.getType().getShape();
+          k.shape.assign(shape.begin(), shape.end());
+          auto append = [&](const auto &x) {
+            k.bytes.append(reinterpret_cast<const char *>(&x), sizeof(x));
+          };
+          switch (*dt) {
+          case rt::DType::F32:
+            for (float x : attr.getValues<float>())
+              append(x);
+            break;
+          case rt::DType::I64:
+            for (int64_t x : attr.getValues<int64_t>())
+              append(x);
+            break;
+          case rt::DType::I32:
+            for (int32_t x : attr.getValues<int32_t>())
+              append(x);
+            break;
+          case rt::DType::Bool:
+            for (bool x : attr.getValues<bool>())
+              append(static_cast<uint8_t>(x));
+            break;
+          }
+          it->second = a.constants.size();
+          a.constants.push_back(std::move(k));
+        }
+        int n = node(c.getResult());
+        nodes[n].space = rt::Space::Const;
+        nodes[n].index = it->second;
+        continue;
+      }
+      if (auto r = dyn_cast<nn::ReshapeOp>(op)) {
+        int in = node(r.getInput());
+        if (nodes[in].space == rt::Space::Arena) {
+          nodeOf[r.getResult()] = in; // the same bytes, another shape
+          skipped.insert(&op);
+          continue;
+        }
+      }
+      for (Value v : op.getResults())
+        node(v);
+    }
+  }
+  if (dlossNode < 0)
+    return fwd.emitError() << "the program has no backward taking dloss";
+  return success();
+}
+
+bool producesAccumulable(Operation *op) {
+  return isa<nn::LinearGradWeightOp, nn::LayerNormGradParamsOp,
+             nn::RMSNormGradScaleOp, nn::EmbeddingGradOp>(op);
+}
+
+/// A weight-gradient op whose every used result only feeds
+/// nn.accumulate_grad writes straight into the gradient buffers (its kernel
+/// accumulates), and the accumulate ops disappear.
+void Writer::foldAccumulation() {
+  for (func::FuncOp f : program)
+    for (Operation &op : f.getBody().front()) {
+      if (!producesAccumulable(&op))
+        continue;
+      bool foldable = true, any = false;
+      for (Value r : op.getResults()) {
+        if (r.use_empty())
+          continue;
+        auto acc = r.hasOneUse()
+                       ? dyn_cast<nn::AccumulateGradOp>(*r.getUsers().begin())
+                       : nn::AccumulateGradOp();
+        if (!acc || !paramIndex.count(acc.getName())) {
+          foldable = false;
+          break;
+        }
+        any = true;
+      }
+      if (!foldable || !any)
+        continue;
+      for (Value r : op.getResults()) {
+        if (r.use_empty())
+          continue;
+        auto acc = cast<nn::AccumulateGradOp>(*r.getUsers().begin());
+        Node &n = nodes[node(r)];
+        n.space = rt::Space::Grad;
+        n.index = paramIndex[acc.getName()];
+        skipped.insert(acc);
+      }
+      accumulating.insert(&op);
+    }
+}
+
+void Writer::liveRanges() {
+  position = 0;
+  int64_t fwdEnd = 0;
+  for (func::FuncOp f : program) {
+    for (Operation &op : f.getBody().front()) {
+      ++position;
+      for (Value v : op.getOperands()) {
+        Node &n = nodes[node(v)];
+        n.last = std::max(n.last, position);
+        n.first = std::min(n.first, position);
+      }
+      for (Value v : op.getResults()) {
+        Node &n = nodes[node(v)];
+        n.first = std::min(n.first, position);
+        n.last = std::max(n.last, position);
+      }
+    }
+    if (f == program.front())
+      fwdEnd = position;
+  }
+  int64_t end = position + 1;
+  auto pin = [&](Value v, int64_t from, int64_t to) {
+    Node &n = nodes[node(v)];
+    n.first = std::min(n.first, from);
+    n.last = std::max(n.last, to);
+  };
+  func::FuncOp fwd = program.front();
+  // Inputs are written before the program and the loss read after it.
+  for (BlockArgument arg : fwd.getArguments())
+    pin(arg, 0, end);
+  pin(fwd.getBody().front().getTerminator()->getOperand(0), 0, end);
+  for (func::FuncOp f : llvm::drop_begin(program))
+    for (BlockArgument arg : f.getArguments())
+      if (nodes[node(arg)].first == INT64_MAX)
+        pin(arg, 0, 0);
+  // The logits stay readable until the forward ends (--dump-logits).
+  fwd.walk([&](nn::CrossEntropyOp ce) { pin(ce.getLogits(), 0, fwdEnd); });
+  for (BlockArgument arg : program[1].getArguments())
+    if (arg.getArgNumber() ==
+        cast<IntegerAttr>(program[1]->getAttr("nn.saved")).getInt())
+      pin(arg, 0, end);
+}
+
+void Writer::assignOffsets() {
+  SmallVector<int> order;
+  for (auto [i, n] : llvm::enumerate(nodes))
+    if (n.space == rt::Space::Arena && n.last >= 0)
+      order.push_back(static_cast<int>(i));
+  llvm::stable_sort(order, [&](int x, int y) {
+    return nodes[x].first < nodes[y].first;
+  });
+  // Placed nodes sorted by offset; first-fit into the lowest gap among the
+  // ones whose live ranges overlap.
+  std::vector<int> placed;
+  uint64_t top = 0;
+  for (int id : order) {
+    Node &n = nodes[id];
+    uint64_t size = (std::max<uint64_t>(n.bytes, 1) + kAlign - 1) / kAlign *
+                    kAlign;
+    std::vector<std::pair<uint64_t, uint64_t>> busy;
+    for (int p : placed) {
+      const Node &m = nodes[p];
+      if (m.last >= n.first && m.first <= n.last)
+        busy.push_back({m.offset, m.offset + (std::max<uint64_t>(m.bytes, 1) +
+                                              kAlign - 1) /
+                                                 kAlign * kAlign});
+    }
+    llvm::sort(busy);
+    uint64_t at = 0;
+    for (auto [b, e] : busy) {
+      if (at + size <= b)
+        break;
+      at = std::max(at, e);
+    }
+    n.offset = at;
+    top = std::max(top, at + size);
+    placed.push_back(id);
+  }
+  a.arenaBytes = top;
+}
+
+FailureOr<rt::TensorRef> Writer::ref(Operation *at, Value v) {
+  rt::TensorRef r;
+  if (!v)
+    return r; // Space::None
+  const Node &n = nodes[node(v)];
+  FailureOr<rt::DType> dt = dtypeOf(at, v.getType());
+  if (failed(dt))
+    return failure();
+  r.space = n.space;
+  r.index = n.index;
+  r.offset = n.space == rt::Space::Arena ? n.offset : 0;
+  r.dtype = *dt;
+  auto shape = cast<RankedTensorType>(v.getType()).getShape();
+  r.shape.assign(shape.begin(), shape.end());
+  return r;
+}
+
+LogicalResult Writer::encode(Operation *op, rt::Instruction &inst) {
+  using rt::Opcode;
+  auto &ints = inst.ints;
+  auto &floats = inst.floats;
+  auto set = [&](Opcode code, std::initializer_list<int64_t> i = {},
+                 std::initializer_list<double> f = {}) {
+    inst.op = code;
+    ints.assign(i.begin(), i.end());
+    floats.assign(f.begin(), f.end());
+    return success();
+  };
+  auto requireFloat = [&](Value v) -> LogicalResult {
+    if (isa<FloatType>(cast<RankedTensorType>(v.getType()).getElementType()))
+      return success();
+    return op->emitError()
+           << "the CPU runtime runs this op on floating-point tensors only";
+  };
+  auto unaryCode = [&](int kind) -> LogicalResult {
+    if (failed(requireFloat(op->getOperand(0))))
+      return failure();
+    return set(Opcode::Unary, {kind});
+  };
+  auto sliceInts = [&](ArrayRef<int64_t> s, ArrayRef<int64_t> e,
+                       ArrayRef<int64_t> st) {
+    ints.assign(s.begin(), s.end());
+    ints.insert(ints.end(), e.begin(), e.end());
+    ints.insert(ints.end(), st.begin(), st.end());
+  };
+  return llvm::TypeSwitch<Operation *, LogicalResult>(op)
+      .Case([&](nn::AddOp) { return set(Opcode::Binary, {0}); })
+      .Case([&](nn::SubOp) { return set(Opcode::Binary, {1}); })
+      .Case([&](nn::MulOp) { return set(Opcode::Binary, {2}); })
+      .Case([&](nn::DivOp) { return set(Opcode::Binary, {3}); })
+      .Case([&](nn::PowOp) { return set(Opcode::Binary, {4}); })
+      .Case([&](nn::MaxOp) { return set(Opcode::Binary, {5}); })
+      .Case([&](nn::MinOp) { return set(Opcode::Binary, {6}); })
+      .Case([&](nn::EqualOp) { return set(Opcode::Compare, {0}); })
+      .Case([&](nn::LessOp) { return set(Opcode::Compare, {1}); })
+      .Case([&](nn::GreaterOp) { return set(Opcode::Compare, {2}); })
+      .Case([&](nn::AndOp) { return set(Opcode::Logic, {0}); })
+      .Case([&](nn::OrOp) { return set(Opcode::Logic, {1}); })
+      .Case([&](nn::NotOp) { return set(Opcode::Not); })
+      .Case([&](nn::IsNanOp) { return set(Opcode::IsNan); })
+      .Case([&](nn::CastOp) { return set(Opcode::Cast); })
+      .Case([&](nn::WhereOp) { return set(Opcode::Where); })
+      .Case([&](nn::NegOp) { return unaryCode(0); })
+      .Case([&](nn::AbsOp) { return unaryCode(1); })
+      .Case([&](nn::SqrtOp) { return unaryCode(2); })
+      .Case([&](nn::ReciprocalOp) { return unaryCode(3); })
+      .Case([&](nn::ExpOp) { return unaryCode(4); })
+      .Case([&](nn::LogOp) { return unaryCode(5); })
+      .Case([&](nn::ErfOp) { return unaryCode(6); })
+      .Case([&](nn::TanhOp) { return unaryCode(7); })
+      .Case([&](nn::SigmoidOp) { return unaryCode(8); })
+      .Case([&](nn::ReluOp) { return unaryCode(9); })
+      .Case([&](nn::SinOp) { return unaryCode(10); })
+      .Case([&](nn::CosOp) { return unaryCode(11); })
+      .Case([&](nn::ReshapeOp) { return set(Opcode::Copy); })
+      .Case([&](nn::TransposeOp o) {
+        set(Opcode::Transpose);
+        ints.assign(o.getPerm().begin(), o.getPerm().end());
+        return success();
+      })
+      .Case([&](nn::BroadcastOp) { return set(Opcode::Broadcast); })
+      .Case([&](nn::ConcatOp o) {
+        return set(Opcode::Concat, {static_cast<int64_t>(o.getAxis())});
+      })
+      .Case([&](nn::SliceOp o) {
+        set(Opcode::Slice);
+        sliceInts(o.getStarts(), o.getEnds(), o.getSteps());
+        return success();
+      })
+      .Case([&](nn::GatherOp o) {
+        return set(Opcode::Gather, {static_cast<int64_t>(o.getAxis())});
+      })
+      .Case([&](nn::TriluOp o) {
+        return set(Opcode::Trilu,
+                   {o.getUpper() ? 1 : 0, o.getKAttr().getInt()});
+      })
+      .Case([&](nn::ReduceSumOp o) {
+        set(Opcode::Reduce, {0});
+        ints.insert(ints.end(), o.getAxes().begin(), o.getAxes().end());
+        return success();
+      })
+      .Case([&](nn::ReduceMeanOp o) {
+        set(Opcode::Reduce, {1});
+        ints.insert(ints.end(), o.getAxes().begin(), o.getAxes().end());
+        return success();
+      })
+      .Case([&](nn::ReduceMaxOp o) {
+        set(Opcode::Reduce, {2});
+        ints.insert(ints.end(), o.getAxes().begin(), o.getAxes().end());
+        return success();
+      })
+      .Case([&](nn::SoftmaxOp o) {
+        return set(Opcode::Softmax, {static_cast<int64_t>(o.getAxis())});
+      })
+      .Case([&](nn::LogSoftmaxOp o) {
+        return set(Opcode::LogSoftmax, {static_cast<int64_t>(o.getAxis())});
+      })
+      .Case([&](nn::MatmulOp) { return set(Opcode::Matmul); })
+      .Case([&](nn::LinearOp o) {
+        return set(Opcode::Linear, {o.getTransposeWeight() ? 1 : 0});
+      })
+      .Case([&](nn::LayerNormOp o) {
+        return set(Opcode::LayerNorm, {static_cast<int64_t>(o.getAxis())},
+                   {o.getEpsilon().convertToDouble()});
+      })
+      .Case([&](nn::RMSNormOp o) {
+        return set(Opcode::RMSNorm, {static_cast<int64_t>(o.getAxis())},
+                   {o.getEpsilon().convertToDouble()});
+      })
+      .Case([&](nn::AttentionOp o) {
+        return set(Opcode::Attention,
+                   {static_cast<int64_t>(o.getNumHeads()),
+                    static_cast<int64_t>(o.getNumKvHeads()),
+                    o.getCausal() ? 1 : 0},
+                   {o.getScale().convertToDouble()});
+      })
+      .Case([&](nn::RotaryOp o) {
+        return set(Opcode::Rotary, {o.getInterleaved() ? 1 : 0,
+                                    static_cast<int64_t>(o.getRotaryDim())});
+      })
+      .Case([&](nn::GeluOp o) {
+        return set(Opcode::Gelu, {static_cast<int64_t>(o.getApproximate())});
+      })
+      .Case([&](nn::SiluOp) { return set(Opcode::Silu); })
+      .Case([&](nn::SwigluOp) { return set(Opcode::Swiglu); })
+      .Case([&](nn::EmbeddingOp) { return set(Opcode::Embedding); })
+      .Case([&](nn::CrossEntropyOp o) {
+        return set(Opcode::CrossEntropy, {o.getIgnoreIndexAttr().getInt()});
+      })
+      // Backward ops.
+      .Case([&](nn::BinaryGradOp o) {
+        return set(Opcode::BinaryGrad, {static_cast<int64_t>(o.getFn())});
+      })
+      .Case([&](nn::UnaryGradOp o) {
+        return set(Opcode::UnaryGrad, {static_cast<int64_t>(o.getFn())});
+      })
+      .Case([&](nn::ReduceGradOp o) {
+        set(Opcode::ReduceGrad, {static_cast<int64_t>(o.getFn())});
+        ints.insert(ints.end(), o.getAxes().begin(), o.getAxes().end());
+        return success();
+      })
+      .Case([&](nn::WhereGradOp) { return set(Opcode::WhereGrad); })
+      .Case([&](nn::SumToShapeOp) { return set(Opcode::SumToShape); })
+      .Case([&](nn::SliceGradOp o) {
+        set(Opcode::SliceGrad);
+        sliceInts(o.getStarts(), o.getEnds(), o.getSteps());
+        return success();
+      })
+      .Case([&](nn::GatherGradOp o) {
+        return set(Opcode::GatherGrad, {static_cast<int64_t>(o.getAxis())});
+      })
+      .Case([&](nn::MatmulGradOp) { return set(Opcode::MatmulGrad); })
+      .Case([&](nn::LinearGradWeightOp o) {
+        return set(Opcode::LinearGradWeight, {o.getTransposeWeight() ? 1 : 0});
+      })
+      .Case([&](nn::LayerNormGradInputOp o) {
+        return set(Opcode::LayerNormGradInput,
+                   {static_cast<int64_t>(o.getAxis())},
+                   {o.getEpsilon().convertToDouble()});
+      })
+      .Case([&](nn::LayerNormGradParamsOp o) {
+        return set(Opcode::LayerNormGradParams,
+                   {static_cast<int64_t>(o.getAxis())},
+                   {o.getEpsilon().convertToDouble()});
+      })
+      .Case([&](nn::RMSNormGradInputOp o) {
+        return set(Opcode::RMSNormGradInput,
+                   {static_cast<int64_t>(o.getAxis())},
+                   {o.getEpsilon().convertToDouble()});
+      })
+      .Case([&](nn::RMSNormGradScaleOp o) {
+        return set(Opcode::RMSNormGradScale,
+                   {static_cast<int64_t>(o.getAxis())},
+                   {o.getEpsilon().convertToDouble()});
+      })
+      .Case([&](nn::AttentionGradOp o) {
+        return set(Opcode::AttentionGrad,
+                   {static_cast<int64_t>(o.getNumHeads()),
+                    static_cast<int64_t>(o.getNumKvHeads()),
+                    o.getCausal() ? 1 : 0},
+                   {o.getScale().convertToDouble()});
+      })
+      .Case([&](nn::GeluGradOp o) {
+        return set(Opcode::GeluGrad,
+                   {static_cast<int64_t>(o.getApproximate())});
+      })
+      .Case([&](nn::SiluGradOp) { return set(Opcode::SiluGrad); })
+      .Case([&](nn::SwigluGradOp) { return set(Opcode::SwigluGrad); })
+      .Case([&](nn::EmbeddingGradOp) { return set(Opcode::EmbeddingGrad); })
+      .Case([&](nn::CrossEntropyGradOp o) {
+        return set(Opcode::CrossEntropyGrad,
+                   {o.getIgnoreIndexAttr().getInt()});
+      })
+      .Case([&](nn::SoftmaxGradOp o) {
+        return set(Opcode::SoftmaxGrad, {static_cast<int64_t>(o.getAxis())});
+      })
+      .Case([&](nn::LogSoftmaxGradOp o) {
+        return set(Opcode::LogSoftmaxGrad,
+                   {static_cast<int64_t>(o.getAxis())});
+      })
+      .Case([&](nn::AccumulateGradOp) { return set(Opcode::Accumulate); })
+      .Default([&](Operation *other) {
+        return other->emitError()
+               << "cannot be lowered to the runtime: no instruction for it";
+      });
+}
+
+/// Results the runtime may leave out when nothing reads them.
+bool hasOptionalResults(Operation *op) {
+  return isa<nn::BinaryGradOp, nn::WhereGradOp, nn::MatmulGradOp,
+             nn::LayerNormGradParamsOp>(op);
+}
+
+LogicalResult Writer::emit() {
+  for (func::FuncOp f : program) {
+    rt::Function fn;
+    fn.name = f.getName().str();
+    StringRef kind = cast<StringAttr>(f->getAttr("nn.autodiff")).getValue();
+    fn.kind = kind == "forward"          ? rt::FunctionKind::Forward
+              : kind == "backward"       ? rt::FunctionKind::Backward
+              : kind == "backward_input" ? rt::FunctionKind::BackwardInput
+                                         : rt::FunctionKind::BackwardWeight;
+    for (Operation &op : f.getBody().front()) {
+      if (isa<nn::ParamOp, nn::ConstantOp, func::ReturnOp>(op) ||
+          skipped.count(&op))
+        continue;
+      rt::Instruction inst;
+      if (failed(encode(&op, inst)))
+        return failure();
+      inst.name = describe(&op);
+      for (Value v : op.getOperands()) {
+        FailureOr<rt::TensorRef> r = ref(&op, v);
+        if (failed(r))
+          return failure();
+        inst.operands.push_back(*r);
+      }
+      // Optional operands the op does not have (linear bias, norm bias,
+      // attention mask) are explicit Nones in the instruction.
+      if (auto l = dyn_cast<nn::LinearOp>(op); l && !l.getBias())
+        inst.operands.emplace_back();
+      if (auto l = dyn_cast<nn::LayerNormOp>(op); l && !l.getBias())
+        inst.operands.emplace_back();
+      if (auto at = dyn_cast<nn::AttentionOp>(op); at && !at.getMask())
+        inst.operands.emplace_back();
+      if (auto at = dyn_cast<nn::AttentionGradOp>(op); at && !at.getMask())
+        inst.operands.emplace_back();
+      if (auto acc = dyn_cast<nn::AccumulateGradOp>(op)) {
+        rt::TensorRef dst = inst.operands[0];
+        dst.space = rt::Space::Grad;
+        dst.index = paramIndex[acc.getName()];
+        dst.offset = 0;
+        inst.results.push_back(dst);
+      }
+      for (Value v : op.getResults()) {
+        if (v.use_empty() && hasOptionalResults(&op)) {
+          inst.results.emplace_back();
+          continue;
+        }
+        FailureOr<rt::TensorRef> r = ref(&op, v);
+        if (failed(r))
+          return failure();
+        inst.results.push_back(*r);
+      }
+      if (accumulating.count(&op))
+        inst.flags |= rt::Instruction::kAccumulate;
+      fn.body.push_back(std::move(inst));
+    }
+    a.microbatchProgram.push_back(a.functions.size());
+    a.functions.push_back(std::move(fn));
+  }
+  return success();
+}
+
+LogicalResult Writer::run() {
+  std::string base = opt.function;
+  auto lookup = [&](StringRef suffix) {
+    return module.lookupSymbol<func::FuncOp>(base + suffix.str());
+  };
+  func::FuncOp fwd = lookup("_forward");
+  if (!fwd || !fwd->hasAttr("nn.autodiff"))
+    return module.emitError()
+           << "no '" << base
+           << "_forward' function: the module was not differentiated "
+              "(-nn-autodiff)";
+  program.push_back(fwd);
+  if (opt.splitBackward) {
+    program.push_back(lookup("_backward_input"));
+    program.push_back(lookup("_backward_weight"));
+  } else {
+    program.push_back(lookup("_backward"));
+  }
+  if (llvm::is_contained(program, func::FuncOp()))
+    return module.emitError() << "the backward functions of '" << base
+                              << "' are missing";
+
+  a.producer = opt.producer;
+  a.sourceModel = opt.sourceModel;
+  a.microbatches = opt.microbatches;
+  if (failed(collectParameters()) || failed(bind()))
+    return failure();
+  foldAccumulation();
+  liveRanges();
+  assignOffsets();
+
+  // Inputs, loss, logits.
+  for (BlockArgument arg : fwd.getArguments()) {
+    auto name = fwd.getArgAttrOfType<StringAttr>(arg.getArgNumber(), "nn.name");
+    auto type = cast<RankedTensorType>(arg.getType());
+    if (!type.getElementType().isInteger(64) || type.getRank() != 2)
+      return fwd.emitError() << "input '" << (name ? name.str() : "?")
+                             << "' is " << type
+                             << "; training takes [batch, seq] i64 token ids "
+                                "(fold the other inputs at import with "
+                                "--fold-inputs)";
+    rt::Input in;
+    in.name = name ? name.str() : "input" + std::to_string(arg.getArgNumber());
+    in.role =
+        in.name == "targets" ? rt::InputRole::Targets : rt::InputRole::Tokens;
+    FailureOr<rt::TensorRef> r = ref(fwd, arg);
+    if (failed(r))
+      return failure();
+    in.ref = *r;
+    a.batch = type.getDimSize(0);
+    a.seq = type.getDimSize(1);
+    a.inputs.push_back(std::move(in));
+  }
+  if (a.inputs.size() != 2 || a.inputs[0].role == a.inputs[1].role)
+    return fwd.emitError() << "training needs exactly one token-id input and "
+                              "the targets (-nn-append-loss); the forward "
+                              "takes "
+                           << fwd.getNumArguments() << " inputs";
+  Value loss = fwd.getBody().front().getTerminator()->getOperand(0);
+  FailureOr<rt::TensorRef> lossRef = ref(fwd, loss);
+  if (failed(lossRef))
+    return failure();
+  a.loss = *lossRef;
+  nn::CrossEntropyOp ce;
+  fwd.walk([&](nn::CrossEntropyOp op) { ce = op; });
+  if (ce) {
+    FailureOr<rt::TensorRef> l = ref(fwd, ce.getLogits());
+    if (failed(l))
+      return failure();
+    a.logits = *l;
+    a.vocab = a.logits.shape.empty() ? 0 : a.logits.shape.back();
+    a.ignoreIndex = ce.getIgnoreIndexAttr().getInt();
+  }
+  Value dlossArg = program[1].getArgument(
+      cast<IntegerAttr>(program[1]->getAttr("nn.saved")).getInt());
+  FailureOr<rt::TensorRef> dl = ref(program[1], dlossArg);
+  if (failed(dl))
+    return failure();
+  a.dloss = *dl;
+
+  if (failed(emit()))
+    return failure();
+  uint64_t paramBytes = 0, constBytes = 0;
+  for (const rt::Parameter &p : a.params)
+    paramBytes += p.numel() * 4;
+  for (const rt::Constant &c : a.constants)
+    constBytes += c.bytes.size();
+  // Values, gradients and AdamW's two moments per parameter.
+  a.peakBytes = a.arenaBytes + 4 * paramBytes + constBytes;
+  return success();
+}
+} // namespace
+
+LogicalResult mlir::weipipe::buildArtifact(ModuleOp module,
+                                           const ArtifactOptions &options,
+                                           rt::Artifact &out) {
+  out = rt::Artifact();
+  return Writer(module, options, out).run();
+}

@@ -1,0 +1,333 @@
+//===- Autodiff.cpp - the nn-autodiff pass --------------------------------===//
+//
+// Part of weipipe. Reverse-mode differentiation of a loss function into the
+// forward F, the input-gradient pass B, the weight-gradient pass W and the
+// fused backward BW (see Passes.td). The gradient of each op comes from
+// nn::buildGradient; this file only orders, splits and links.
+//
+// How: the function is cloned into a scratch function, the backward ops are
+// appended to it (seeded by a `dloss` argument), and the ops are then
+// partitioned: W is every backward op whose results feed only weight-gradient
+// accumulation, B is the rest. Each output function is cut out of the
+// scratch function; a value it uses but does not compute becomes an argument
+// (saved activations, B-to-W transfers), except parameter reads and
+// constants, which are re-emitted, and, with `recompute`, forward values,
+// which are recomputed from the function's arguments.
+//
+//===----------------------------------------------------------------------===//
+
+#include "weipipe/Dialect/NN/NNGradients.h"
+#include "weipipe/Dialect/NN/NNOps.h"
+#include "weipipe/Transforms/Passes.h"
+
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/IRMapping.h"
+#include "llvm/ADT/MapVector.h"
+#include "llvm/ADT/SetVector.h"
+
+namespace mlir::weipipe {
+#define GEN_PASS_DEF_NNAUTODIFFPASS
+#include "weipipe/Transforms/Passes.h.inc"
+} // namespace mlir::weipipe
+
+using namespace mlir;
+using namespace mlir::weipipe;
+
+namespace {
+bool isFloatTensor(Type t) {
+  auto rt = dyn_cast<RankedTensorType>(t);
+  return rt && isa<FloatType>(rt.getElementType());
+}
+
+/// Cheap to re-emit in any function instead of passing it along.
+bool isRematerializable(Operation *op) {
+  return isa<nn::ParamOp, nn::ConstantOp>(op);
+}
+
+struct NNAutodiffPass : weipipe::impl::NNAutodiffPassBase<NNAutodiffPass> {
+  using Base::Base;
+
+  void runOnOperation() override {
+    ModuleOp module = getOperation();
+    auto fn = module.lookupSymbol<func::FuncOp>(function);
+    if (!fn || fn.isExternal()) {
+      module.emitError() << "nn-autodiff: no function '" << function
+                         << "' with a body";
+      return signalPassFailure();
+    }
+    auto lossType = fn.getFunctionType().getNumResults() == 1
+                        ? dyn_cast<RankedTensorType>(fn.getResultTypes()[0])
+                        : RankedTensorType();
+    if (!lossType || lossType.getRank() != 0 ||
+        !lossType.getElementType().isF32()) {
+      fn.emitError() << "nn-autodiff: '" << function
+                     << "' must return one f32 scalar loss (run "
+                        "-nn-append-loss first); it returns "
+                     << fn.getFunctionType().getResults();
+      return signalPassFailure();
+    }
+    if (!fn.getBody().hasOneBlock()) {
+      fn.emitError() << "nn-autodiff: '" << function
+                     << "' must be one straight-line block";
+      return signalPassFailure();
+    }
+    if (failed(differentiate(fn)))
+      return signalPassFailure();
+  }
+
+  LogicalResult differentiate(func::FuncOp fn) {
+    MLIRContext *ctx = &getContext();
+    OpBuilder mb(fn);
+    // Scratch function: the forward, then the backward appended to it.
+    auto scratch = cast<func::FuncOp>(mb.clone(*fn.getOperation()));
+    scratch.setName((fn.getName() + "_autodiff_scratch").str());
+    Block &body = scratch.getBody().front();
+    auto ret = cast<func::ReturnOp>(body.getTerminator());
+    Value loss = ret.getOperand(0);
+    unsigned numArgs = body.getNumArguments();
+    Value dloss = body.addArgument(loss.getType(), fn.getLoc());
+
+    SmallVector<Operation *> forward;
+    for (Operation &op : body.without_terminator())
+      forward.push_back(&op);
+    llvm::DenseSet<Operation *> forwardSet(forward.begin(), forward.end());
+
+    OpBuilder b(ret);
+    llvm::DenseMap<Value, Value> grads;
+    grads[loss] = dloss;
+    SmallVector<Value> dOperands;
+    for (Operation *op : llvm::reverse(forward)) {
+      if (op->getNumResults() != 1)
+        continue;
+      Value dy = grads.lookup(op->getResult(0));
+      if (!dy)
+        continue;
+      if (failed(nn::buildGradient(b, op, dy, dOperands)))
+        return failure();
+      for (auto [operand, g] : llvm::zip(op->getOperands(), dOperands)) {
+        if (!g || !isFloatTensor(operand.getType()))
+          continue;
+        if (auto param = operand.getDefiningOp<nn::ParamOp>()) {
+          // Every use adds its part: tied parameters sum all their uses.
+          nn::AccumulateGradOp::create(b, op->getLoc(), param.getNameAttr(), g);
+          continue;
+        }
+        Value &acc = grads[operand];
+        acc = acc ? nn::AddOp::create(b, op->getLoc(), g.getType(), acc, g)
+                        .getResult()
+                  : g;
+      }
+    }
+    SmallVector<Value> dargs;
+    SmallVector<unsigned> diffArgs;
+    for (unsigned i = 0; i < numArgs; ++i) {
+      BlockArgument a = body.getArgument(i);
+      if (!isFloatTensor(a.getType()))
+        continue;
+      diffArgs.push_back(i);
+      Value g = grads.lookup(a);
+      if (!g) // No path from this argument to the loss: a zero gradient.
+        g = nn::ConstantOp::create(
+            b, fn.getLoc(),
+            DenseElementsAttr::get(cast<ShapedType>(a.getType()),
+                                   b.getZeroAttr(cast<ShapedType>(a.getType())
+                                                     .getElementType())));
+      dargs.push_back(g);
+    }
+
+    // Partition the backward. B computes the gradients of activations (every
+    // value in `grads`, which the next rule down consumes) and what they
+    // need; W is the rest: weight gradients and their accumulation.
+    SmallVector<Operation *> backward;
+    for (Operation &op : body.without_terminator())
+      if (!forwardSet.count(&op))
+        backward.push_back(&op);
+    llvm::DenseSet<Operation *> bSet;
+    SmallVector<Operation *> worklist;
+    auto markB = [&](Value v) {
+      Operation *def = v.getDefiningOp();
+      if (def && !forwardSet.count(def) && bSet.insert(def).second)
+        worklist.push_back(def);
+    };
+    for (auto &entry : grads)
+      markB(entry.second);
+    for (Value v : dargs)
+      markB(v);
+    while (!worklist.empty())
+      for (Value v : worklist.pop_back_val()->getOperands())
+        markB(v);
+    llvm::DenseSet<Operation *> wSet;
+    for (Operation *op : backward)
+      if (!bSet.count(op) && !isRematerializable(op))
+        wSet.insert(op);
+    SmallVector<Operation *> bOps, wOps;
+    for (Operation *op : backward)
+      if (!isRematerializable(op))
+        (wSet.count(op) ? wOps : bOps).push_back(op);
+
+    // Values each part takes from elsewhere.
+    auto isForwardValue = [&](Value v) {
+      Operation *def = v.getDefiningOp();
+      return def ? forwardSet.count(def) > 0
+                 : cast<BlockArgument>(v).getArgNumber() < numArgs;
+    };
+    llvm::SetVector<Value> saved;
+    llvm::SetVector<Value> transfer;
+    for (Operation *op : backward)
+      for (Value v : op->getOperands()) {
+        Operation *def = v.getDefiningOp();
+        if (def && isRematerializable(def))
+          continue;
+        if (isForwardValue(v)) {
+          if (!recompute)
+            saved.insert(v);
+        } else if (wSet.count(op) && def && !wSet.count(def)) {
+          transfer.insert(v);
+        }
+      }
+    if (recompute) {
+      for (unsigned i = 0; i < numArgs; ++i)
+        saved.insert(body.getArgument(i));
+    }
+    // Keep saved values in forward order (arguments first).
+    SmallVector<Value> savedList(saved.begin(), saved.end());
+    auto position = [&](Value v) -> int64_t {
+      if (auto a = dyn_cast<BlockArgument>(v))
+        return -int64_t(numArgs) + a.getArgNumber();
+      return std::find(forward.begin(), forward.end(), v.getDefiningOp()) -
+             forward.begin();
+    };
+    llvm::stable_sort(savedList, [&](Value a, Value b) {
+      return position(a) < position(b);
+    });
+
+    std::string base = fn.getName().str();
+    SmallVector<Type> savedTypes, transferTypes, dargTypes;
+    for (Value v : savedList)
+      savedTypes.push_back(v.getType());
+    for (Value v : transfer)
+      transferTypes.push_back(v.getType());
+    for (Value v : dargs)
+      dargTypes.push_back(v.getType());
+
+    mb.setInsertionPoint(fn);
+    auto makeFn = [&](StringRef suffix, StringRef kind, ArrayRef<Type> args,
+                      ArrayRef<Type> results) {
+      auto f = func::FuncOp::create(mb, fn.getLoc(), base + suffix.str(),
+                                    FunctionType::get(ctx, args, results));
+      f->setAttr("nn.autodiff", StringAttr::get(ctx, kind));
+      f.addEntryBlock();
+      return f;
+    };
+
+    // Clones `ops` into `f` (whose arguments are mapped already); pulls in
+    // parameter reads and constants, and with recompute forward values.
+    auto fill = [&](func::FuncOp f, ArrayRef<Operation *> ops,
+                    IRMapping &map) -> LogicalResult {
+      OpBuilder fb = OpBuilder::atBlockEnd(&f.getBody().front());
+      std::function<LogicalResult(Value)> resolve = [&](Value v) -> LogicalResult {
+        if (map.contains(v))
+          return success();
+        Operation *def = v.getDefiningOp();
+        if (def && (isRematerializable(def) ||
+                    (recompute && forwardSet.count(def)))) {
+          for (Value o : def->getOperands())
+            if (failed(resolve(o)))
+              return failure();
+          fb.clone(*def, map);
+          return success();
+        }
+        return emitError(v.getLoc())
+               << "nn-autodiff: internal error: a value of " << f.getName()
+               << " is neither computed nor passed in: " << v;
+      };
+      for (Operation *op : ops) {
+        for (Value v : op->getOperands())
+          if (failed(resolve(v)))
+            return failure();
+        fb.clone(*op, map);
+      }
+      return success();
+    };
+    auto finish = [&](func::FuncOp f, IRMapping &map, ArrayRef<Value> results) {
+      OpBuilder fb = OpBuilder::atBlockEnd(&f.getBody().front());
+      SmallVector<Value> mapped;
+      for (Value v : results)
+        mapped.push_back(map.lookup(v));
+      func::ReturnOp::create(fb, fn.getLoc(), mapped);
+    };
+
+    // F: args -> (loss, saved...). With recompute the saved values are the
+    // arguments themselves, which the caller has.
+    SmallVector<Type> fResults = {loss.getType()};
+    SmallVector<Value> fReturned = {loss};
+    if (!recompute) {
+      llvm::append_range(fResults, savedTypes);
+      llvm::append_range(fReturned, savedList);
+    }
+    auto fF = makeFn("_forward", "forward",
+                     fn.getFunctionType().getInputs(),
+                     fResults);
+    {
+      IRMapping map;
+      for (unsigned i = 0; i < numArgs; ++i)
+        map.map(body.getArgument(i), fF.getArgument(i));
+      if (failed(fill(fF, forward, map)))
+        return failure();
+      finish(fF, map, fReturned);
+    }
+    fF->setAttr("nn.saved", mb.getI64IntegerAttr(recompute ? 0 : saved.size()));
+    // Copy the argument names (nn.name) so the artifact knows the inputs.
+    for (unsigned i = 0; i < numArgs; ++i)
+      if (DictionaryAttr attrs = fn.getArgAttrDict(i))
+        fF.setArgAttrs(i, attrs);
+
+    auto backwardFn = [&](StringRef suffix, StringRef kind,
+                          ArrayRef<Operation *> ops, bool takesDloss,
+                          ArrayRef<Value> extraArgs,
+                          ArrayRef<Value> results) -> func::FuncOp {
+      SmallVector<Type> args(savedTypes);
+      if (takesDloss)
+        args.push_back(dloss.getType());
+      for (Value v : extraArgs)
+        args.push_back(v.getType());
+      SmallVector<Type> resultTypes;
+      for (Value v : results)
+        resultTypes.push_back(v.getType());
+      auto f = makeFn(suffix, kind, args, resultTypes);
+      IRMapping map;
+      unsigned i = 0;
+      for (Value v : savedList)
+        map.map(v, f.getArgument(i++));
+      if (takesDloss)
+        map.map(dloss, f.getArgument(i++));
+      for (Value v : extraArgs)
+        map.map(v, f.getArgument(i++));
+      if (failed(fill(f, ops, map)))
+        return nullptr;
+      finish(f, map, results);
+      f->setAttr("nn.saved", mb.getI64IntegerAttr(saved.size()));
+      f->setAttr("nn.recompute", mb.getBoolAttr(recompute));
+      return f;
+    };
+
+    SmallVector<Value> bResults(dargs);
+    llvm::append_range(bResults, transfer);
+    if (!backwardFn("_backward", "backward", backward, true, {}, dargs))
+      return failure();
+    auto fB = backwardFn("_backward_input", "backward_input", bOps, true, {},
+                         bResults);
+    if (!fB)
+      return failure();
+    fB->setAttr("nn.transfer", mb.getI64IntegerAttr(transfer.size()));
+    if (!backwardFn("_backward_weight", "backward_weight", wOps, false,
+                    transfer.getArrayRef(), {}))
+      return failure();
+
+    scratch.erase();
+    fn.erase();
+    return success();
+  }
+};
+} // namespace

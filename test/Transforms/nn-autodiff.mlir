@@ -1,0 +1,126 @@
+// RUN: weipipe-opt %s -split-input-file -nn-autodiff -verify-diagnostics | FileCheck %s
+// RUN: weipipe-opt %s -split-input-file -nn-autodiff=recompute -verify-diagnostics | FileCheck %s --check-prefix=RECOMPUTE
+
+// A tiny tied language model: embedding, a biased linear, layer_norm, and the
+// head reading the embedding again (transposed). The forward returns the loss
+// and what the backward needs; B computes activation gradients only; W the
+// weight gradients; the tied table accumulates twice (embedding and head).
+
+// CHECK-LABEL: func.func @main_forward(%arg0: tensor<2x8xi64> {nn.name = "input_ids"}, %arg1: tensor<2x8xi64> {nn.name = "targets"})
+// CHECK-SAME: -> (tensor<f32>, tensor<2x8xi64>, tensor<2x8xi64>, tensor<2x8x16xf32>, tensor<2x8x16xf32>, tensor<2x8x16xf32>, tensor<2x8x64xf32>)
+// CHECK-SAME: nn.autodiff = "forward", nn.saved = 6
+// CHECK: nn.embedding
+// CHECK: nn.linear
+// CHECK: nn.layer_norm
+// CHECK: %[[LOGITS:.*]] = nn.linear %{{.*}}, %{{.*}} {transpose_weight = true}
+// CHECK: %[[LOSS:.*]] = nn.cross_entropy %[[LOGITS]], %arg1
+// CHECK: return %[[LOSS]], %arg0, %arg1, %{{.*}}, %{{.*}}, %{{.*}}, %[[LOGITS]]
+
+// The fused backward: input gradients flow down, weight gradients accumulate.
+// CHECK-LABEL: func.func @main_backward(
+// CHECK-SAME: %arg6: tensor<f32>)
+// CHECK-SAME: nn.autodiff = "backward", nn.recompute = false, nn.saved = 6
+// CHECK: %[[DL:.*]] = nn.cross_entropy_grad %arg5, %arg1, %arg6
+// CHECK: %[[DH:.*]] = nn.linear %[[DL]], %{{.*}} {transpose_weight = false}
+// CHECK: %[[GH:.*]] = nn.linear_grad_weight %arg4, %[[DL]] {transpose_weight = true}
+// CHECK: nn.accumulate_grad @emb, %[[GH]] : tensor<64x16xf32>
+// CHECK: nn.layer_norm_grad_input %arg3, %{{.*}}, %[[DH]]
+// CHECK: %[[GS:.*]], %[[GB:.*]] = nn.layer_norm_grad_params %arg3, %[[DH]]
+// CHECK: nn.accumulate_grad @ln.scale, %[[GS]]
+// CHECK: nn.accumulate_grad @ln.bias, %[[GB]]
+// CHECK: %[[GW:.*]] = nn.linear_grad_weight %arg2, %{{.*}} {transpose_weight = false}
+// CHECK: %[[GB2:.*]] = nn.reduce_sum %{{.*}} {axes = array<i64: 0, 1>, keepdims = false} : tensor<2x8x16xf32> to tensor<16xf32>
+// CHECK: nn.accumulate_grad @w, %[[GW]]
+// CHECK: nn.accumulate_grad @b, %[[GB2]]
+// CHECK: %[[GE:.*]] = nn.embedding_grad %arg0, %{{.*}} : (tensor<2x8xi64>, tensor<2x8x16xf32>) -> tensor<64x16xf32>
+// CHECK: nn.accumulate_grad @emb, %[[GE]]
+// CHECK: return
+// CHECK-NEXT: }
+
+// B: no weight-gradient op; returns what W needs.
+// CHECK-LABEL: func.func @main_backward_input(
+// CHECK-SAME: nn.autodiff = "backward_input"
+// CHECK-SAME: nn.transfer = 4
+// CHECK-NOT: grad_weight
+// CHECK-NOT: grad_params
+// CHECK-NOT: embedding_grad
+// CHECK-NOT: accumulate_grad
+// CHECK: return
+
+// W: only weight gradients.
+// CHECK-LABEL: func.func @main_backward_weight(
+// CHECK-SAME: nn.autodiff = "backward_weight"
+// CHECK-NOT: nn.linear %
+// CHECK-NOT: grad_input
+// CHECK-COUNT-2: nn.accumulate_grad @emb
+// CHECK: return
+
+// With recompute the forward returns only the loss and the backward
+// recomputes from the inputs.
+// RECOMPUTE-LABEL: func.func @main_forward(
+// RECOMPUTE-SAME: -> tensor<f32>
+// RECOMPUTE-SAME: nn.saved = 0
+// RECOMPUTE-LABEL: func.func @main_backward(%arg0: tensor<2x8xi64>, %arg1: tensor<2x8xi64>, %arg2: tensor<f32>)
+// RECOMPUTE-SAME: nn.recompute = true
+// RECOMPUTE: nn.embedding
+// RECOMPUTE: nn.layer_norm
+// RECOMPUTE: nn.cross_entropy_grad
+// RECOMPUTE: nn.embedding_grad
+nn.parameter @emb : tensor<64x16xf32>
+nn.parameter @w : tensor<16x16xf32>
+nn.parameter @b : tensor<16xf32>
+nn.parameter @ln.scale : tensor<16xf32>
+nn.parameter @ln.bias : tensor<16xf32>
+func.func @main(%ids: tensor<2x8xi64> {nn.name = "input_ids"}, %t: tensor<2x8xi64> {nn.name = "targets"}) -> tensor<f32> {
+  %e = nn.param @emb : tensor<64x16xf32>
+  %x = nn.embedding %e, %ids : (tensor<64x16xf32>, tensor<2x8xi64>) -> tensor<2x8x16xf32>
+  %w = nn.param @w : tensor<16x16xf32>
+  %b = nn.param @b : tensor<16xf32>
+  %h = nn.linear %x, %w, %b {transpose_weight = false} : (tensor<2x8x16xf32>, tensor<16x16xf32>, tensor<16xf32>) -> tensor<2x8x16xf32>
+  %s = nn.param @ln.scale : tensor<16xf32>
+  %sb = nn.param @ln.bias : tensor<16xf32>
+  %n = nn.layer_norm %h, %s, %sb {axis = 2 : i64, epsilon = 1.0e-05 : f32} : (tensor<2x8x16xf32>, tensor<16xf32>, tensor<16xf32>) -> tensor<2x8x16xf32>
+  %e2 = nn.param @emb : tensor<64x16xf32>
+  %y = nn.linear %n, %e2 {transpose_weight = true} : (tensor<2x8x16xf32>, tensor<64x16xf32>) -> tensor<2x8x64xf32>
+  %l = nn.cross_entropy %y, %t {ignore_index = -100 : i64} : (tensor<2x8x64xf32>, tensor<2x8xi64>) -> tensor<f32>
+  return %l : tensor<f32>
+}
+
+// -----
+
+// Primitive ops have gradients too: an unfused softmax attention-like block
+// with a residual, a mean, a broadcast scale and a tanh.
+// CHECK-LABEL: func.func @main_backward(
+// CHECK-DAG: nn.unary_grad %{{.*}} {fn = 7 : i32} : tensor<4x8xf32>
+// CHECK-DAG: nn.softmax_grad %{{.*}}, %{{.*}} {axis = 1 : i64} : tensor<4x8xf32>
+// CHECK-DAG: nn.binary_grad %{{.*}}, %{{.*}}, %{{.*}} {fn = 2 : i32} : (tensor<4x8xf32>, tensor<8xf32>, tensor<4x8xf32>) -> (tensor<4x8xf32>, tensor<8xf32>)
+// CHECK-DAG: nn.reduce_grad %{{.*}}, %{{.*}}, %{{.*}} {axes = array<i64: 1>, fn = 1 : i32}
+// CHECK-DAG: nn.matmul_grad
+// CHECK-DAG: nn.transpose %{{.*}} [1, 0] : tensor<8x4xf32> to tensor<4x8xf32>
+// CHECK-DAG: nn.accumulate_grad @m, %{{.*}} : tensor<8x8xf32>
+// CHECK-DAG: nn.accumulate_grad @scale, %{{.*}} : tensor<8xf32>
+// The argument's gradient is returned.
+// CHECK: return %{{.*}} : tensor<4x8xf32>
+nn.parameter @scale : tensor<8xf32>
+nn.parameter @m : tensor<8x8xf32>
+func.func @main(%x: tensor<4x8xf32>) -> tensor<f32> {
+  %s = nn.param @scale : tensor<8xf32>
+  %m = nn.param @m : tensor<8x8xf32>
+  %a = nn.mul %x, %s : (tensor<4x8xf32>, tensor<8xf32>) -> tensor<4x8xf32>
+  %p = nn.softmax %a {axis = 1 : i64} : tensor<4x8xf32>
+  %q = nn.matmul %p, %m : (tensor<4x8xf32>, tensor<8x8xf32>) -> tensor<4x8xf32>
+  %t = nn.transpose %q [1, 0] : tensor<4x8xf32> to tensor<8x4xf32>
+  %u = nn.transpose %t [1, 0] : tensor<8x4xf32> to tensor<4x8xf32>
+  %v = nn.tanh %u : tensor<4x8xf32>
+  %r = nn.add %v, %x : (tensor<4x8xf32>, tensor<4x8xf32>) -> tensor<4x8xf32>
+  %mean = nn.reduce_mean %r {axes = array<i64: 1>, keepdims = false} : tensor<4x8xf32> to tensor<4xf32>
+  %l = nn.reduce_sum %mean {axes = array<i64: 0>, keepdims = false} : tensor<4xf32> to tensor<f32>
+  return %l : tensor<f32>
+}
+
+// -----
+
+// expected-error @below {{nn-autodiff: 'main' must return one f32 scalar loss (run -nn-append-loss first)}}
+func.func @main(%x: tensor<4x8xf32>) -> tensor<4x8xf32> {
+  return %x : tensor<4x8xf32>
+}
