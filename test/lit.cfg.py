@@ -17,8 +17,10 @@ config.excludes = ["CMakeLists.txt", "lit.cfg.py", "lit.site.cfg.py", "Inputs",
 
 llvm_config.use_default_substitutions()
 llvm_config.with_environment("PATH", config.llvm_tools_dir, append_path=True)
+# weipipe-run and weipipe-data come from runtime/ and land in the same bin/.
 llvm_config.add_tool_substitutions(
-    ["weipipe-opt"], [config.weipipe_tools_dir, config.llvm_tools_dir])
+    ["weipipe-opt", "weipipe-data", "weipipe-run"],
+    [config.weipipe_tools_dir, config.llvm_tools_dir])
 
 config.environment["FILECHECK_OPTS"] = "--enable-var-scope"
 # use_default_substitutions() already maps %python to lit's own interpreter,

@@ -78,6 +78,7 @@ private:
   void liveRanges();
   void assignOffsets();
   LogicalResult emit();
+  LogicalResult checkPlan();
   FailureOr<rt::TensorRef> ref(Operation *at, Value v);
   LogicalResult encode(Operation *op, rt::Instruction &inst);
 };
@@ -159,8 +160,8 @@ LogicalResult Writer::bind() {
         int64_t i = arg.getArgNumber();
         Value from;
         if (i < saved)
-          from = recompute ? Value(fwd.getArgument(i))
-                           : fwdRet.getOperand(1 + i);
+          from =
+              recompute ? Value(fwd.getArgument(i)) : fwdRet.getOperand(1 + i);
         else if (kind == "backward_weight")
           from = bRet.getOperand(numDargs + (i - saved));
         if (from) {
@@ -338,17 +339,16 @@ void Writer::assignOffsets() {
   for (auto [i, n] : llvm::enumerate(nodes))
     if (n.space == rt::Space::Arena && n.last >= 0)
       order.push_back(static_cast<int>(i));
-  llvm::stable_sort(order, [&](int x, int y) {
-    return nodes[x].first < nodes[y].first;
-  });
+  llvm::stable_sort(
+      order, [&](int x, int y) { return nodes[x].first < nodes[y].first; });
   // Placed nodes sorted by offset; first-fit into the lowest gap among the
   // ones whose live ranges overlap.
   std::vector<int> placed;
   uint64_t top = 0;
   for (int id : order) {
     Node &n = nodes[id];
-    uint64_t size = (std::max<uint64_t>(n.bytes, 1) + kAlign - 1) / kAlign *
-                    kAlign;
+    uint64_t size =
+        (std::max<uint64_t>(n.bytes, 1) + kAlign - 1) / kAlign * kAlign;
     std::vector<std::pair<uint64_t, uint64_t>> busy;
     for (int p : placed) {
       const Node &m = nodes[p];
@@ -581,15 +581,13 @@ LogicalResult Writer::encode(Operation *op, rt::Instruction &inst) {
       .Case([&](nn::SwigluGradOp) { return set(Opcode::SwigluGrad); })
       .Case([&](nn::EmbeddingGradOp) { return set(Opcode::EmbeddingGrad); })
       .Case([&](nn::CrossEntropyGradOp o) {
-        return set(Opcode::CrossEntropyGrad,
-                   {o.getIgnoreIndexAttr().getInt()});
+        return set(Opcode::CrossEntropyGrad, {o.getIgnoreIndexAttr().getInt()});
       })
       .Case([&](nn::SoftmaxGradOp o) {
         return set(Opcode::SoftmaxGrad, {static_cast<int64_t>(o.getAxis())});
       })
       .Case([&](nn::LogSoftmaxGradOp o) {
-        return set(Opcode::LogSoftmaxGrad,
-                   {static_cast<int64_t>(o.getAxis())});
+        return set(Opcode::LogSoftmaxGrad, {static_cast<int64_t>(o.getAxis())});
       })
       .Case([&](nn::AccumulateGradOp) { return set(Opcode::Accumulate); })
       .Default([&](Operation *other) {
@@ -664,6 +662,59 @@ LogicalResult Writer::emit() {
   return success();
 }
 
+/// Replays the program over the arena: every operand must still hold the
+/// bytes its producer wrote (no other value's write overlapped them since).
+/// A plan bug would otherwise train silently wrong, so this always runs.
+LogicalResult Writer::checkPlan() {
+  struct Write {
+    int node;
+    uint64_t begin, end;
+  };
+  std::vector<Write> writes;             // in program order
+  llvm::DenseMap<int, size_t> writtenAt; // node -> index in `writes`
+  auto span = [&](int n) {
+    uint64_t size =
+        (std::max<uint64_t>(nodes[n].bytes, 1) + kAlign - 1) / kAlign * kAlign;
+    return std::make_pair(nodes[n].offset, nodes[n].offset + size);
+  };
+  auto write = [&](Value v) {
+    int n = node(v);
+    if (nodes[n].space != rt::Space::Arena)
+      return;
+    auto [b, e] = span(n);
+    writtenAt[n] = writes.size();
+    writes.push_back({n, b, e});
+  };
+  func::FuncOp fwd = program.front();
+  for (BlockArgument arg : fwd.getArguments())
+    write(arg);
+  write(program[1].getArgument(
+      cast<IntegerAttr>(program[1]->getAttr("nn.saved")).getInt()));
+  for (func::FuncOp f : program)
+    for (Operation &op : f.getBody().front()) {
+      if (isa<func::ReturnOp>(op) || skipped.count(&op))
+        continue;
+      for (Value v : op.getOperands()) {
+        int n = node(v);
+        if (nodes[n].space != rt::Space::Arena)
+          continue;
+        auto it = writtenAt.find(n);
+        if (it == writtenAt.end())
+          return op.emitError() << "internal error: the memory plan reads a "
+                                   "value before it is written";
+        auto [b, e] = span(n);
+        for (size_t w = it->second + 1; w < writes.size(); ++w)
+          if (writes[w].node != n && writes[w].begin < e && b < writes[w].end)
+            return op.emitError()
+                   << "internal error: the memory plan overwrites an operand "
+                      "of this op before it is read";
+      }
+      for (Value v : op.getResults())
+        write(v);
+    }
+  return success();
+}
+
 LogicalResult Writer::run() {
   std::string base = opt.function;
   auto lookup = [&](StringRef suffix) {
@@ -683,8 +734,8 @@ LogicalResult Writer::run() {
     program.push_back(lookup("_backward"));
   }
   if (llvm::is_contained(program, func::FuncOp()))
-    return module.emitError() << "the backward functions of '" << base
-                              << "' are missing";
+    return module.emitError()
+           << "the backward functions of '" << base << "' are missing";
 
   a.producer = opt.producer;
   a.sourceModel = opt.sourceModel;
@@ -700,11 +751,11 @@ LogicalResult Writer::run() {
     auto name = fwd.getArgAttrOfType<StringAttr>(arg.getArgNumber(), "nn.name");
     auto type = cast<RankedTensorType>(arg.getType());
     if (!type.getElementType().isInteger(64) || type.getRank() != 2)
-      return fwd.emitError() << "input '" << (name ? name.str() : "?")
-                             << "' is " << type
-                             << "; training takes [batch, seq] i64 token ids "
-                                "(fold the other inputs at import with "
-                                "--fold-inputs)";
+      return fwd.emitError()
+             << "input '" << (name ? name.str() : "?") << "' is " << type
+             << "; training takes [batch, seq] i64 token ids "
+                "(fold the other inputs at import with "
+                "--fold-inputs)";
     rt::Input in;
     in.name = name ? name.str() : "input" + std::to_string(arg.getArgNumber());
     in.role =
@@ -744,7 +795,7 @@ LogicalResult Writer::run() {
     return failure();
   a.dloss = *dl;
 
-  if (failed(emit()))
+  if (failed(emit()) || failed(checkPlan()))
     return failure();
   uint64_t paramBytes = 0, constBytes = 0;
   for (const rt::Parameter &p : a.params)

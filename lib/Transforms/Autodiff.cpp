@@ -130,9 +130,9 @@ struct NNAutodiffPass : weipipe::impl::NNAutodiffPassBase<NNAutodiffPass> {
       if (!g) // No path from this argument to the loss: a zero gradient.
         g = nn::ConstantOp::create(
             b, fn.getLoc(),
-            DenseElementsAttr::get(cast<ShapedType>(a.getType()),
-                                   b.getZeroAttr(cast<ShapedType>(a.getType())
-                                                     .getElementType())));
+            DenseElementsAttr::get(
+                cast<ShapedType>(a.getType()),
+                b.getZeroAttr(cast<ShapedType>(a.getType()).getElementType())));
       dargs.push_back(g);
     }
 
@@ -198,9 +198,8 @@ struct NNAutodiffPass : weipipe::impl::NNAutodiffPassBase<NNAutodiffPass> {
       return std::find(forward.begin(), forward.end(), v.getDefiningOp()) -
              forward.begin();
     };
-    llvm::stable_sort(savedList, [&](Value a, Value b) {
-      return position(a) < position(b);
-    });
+    llvm::stable_sort(
+        savedList, [&](Value a, Value b) { return position(a) < position(b); });
 
     std::string base = fn.getName().str();
     SmallVector<Type> savedTypes, transferTypes, dargTypes;
@@ -226,12 +225,13 @@ struct NNAutodiffPass : weipipe::impl::NNAutodiffPassBase<NNAutodiffPass> {
     auto fill = [&](func::FuncOp f, ArrayRef<Operation *> ops,
                     IRMapping &map) -> LogicalResult {
       OpBuilder fb = OpBuilder::atBlockEnd(&f.getBody().front());
-      std::function<LogicalResult(Value)> resolve = [&](Value v) -> LogicalResult {
+      std::function<LogicalResult(Value)> resolve =
+          [&](Value v) -> LogicalResult {
         if (map.contains(v))
           return success();
         Operation *def = v.getDefiningOp();
-        if (def && (isRematerializable(def) ||
-                    (recompute && forwardSet.count(def)))) {
+        if (def &&
+            (isRematerializable(def) || (recompute && forwardSet.count(def)))) {
           for (Value o : def->getOperands())
             if (failed(resolve(o)))
               return failure();
@@ -266,8 +266,7 @@ struct NNAutodiffPass : weipipe::impl::NNAutodiffPassBase<NNAutodiffPass> {
       llvm::append_range(fResults, savedTypes);
       llvm::append_range(fReturned, savedList);
     }
-    auto fF = makeFn("_forward", "forward",
-                     fn.getFunctionType().getInputs(),
+    auto fF = makeFn("_forward", "forward", fn.getFunctionType().getInputs(),
                      fResults);
     {
       IRMapping map;

@@ -92,11 +92,11 @@ llvm::cl::opt<unsigned> microbatches(
                    "each is one [batch, seq] input"),
     llvm::cl::init(1), llvm::cl::cat(trainCategory));
 
-llvm::cl::opt<std::string> backwardKind(
-    "backward",
-    llvm::cl::desc("fused: one backward per micro-batch; split: "
-                   "backward-input (B) then backward-weight (W)"),
-    llvm::cl::init("fused"), llvm::cl::cat(trainCategory));
+llvm::cl::opt<std::string>
+    backwardKind("backward",
+                 llvm::cl::desc("fused: one backward per micro-batch; split: "
+                                "backward-input (B) then backward-weight (W)"),
+                 llvm::cl::init("fused"), llvm::cl::cat(trainCategory));
 
 llvm::cl::opt<bool> recomputeForward(
     "recompute",
@@ -113,8 +113,7 @@ llvm::cl::opt<bool> keepTiesSeparate(
 llvm::cl::opt<bool> noFuse("no-fuse",
                            llvm::cl::desc("Train the primitive ops as "
                                           "imported (slower; for testing)"),
-                           llvm::cl::init(false),
-                           llvm::cl::cat(trainCategory));
+                           llvm::cl::init(false), llvm::cl::cat(trainCategory));
 
 std::string formatBytes(uint64_t b) {
   char buf[32];

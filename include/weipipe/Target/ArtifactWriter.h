@@ -1,4 +1,5 @@
-//===- ArtifactWriter.h - lowers a differentiated module to .wpp -*- C++ -*-===//
+//===- ArtifactWriter.h - lowers a differentiated module to .wpp -*- C++
+//-*-===//
 //
 // Part of weipipe. Turns the functions written by -nn-autodiff into the
 // runtime's Artifact (runtime/include/weipipe/runtime/Artifact.h): one

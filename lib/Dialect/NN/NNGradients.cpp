@@ -122,8 +122,9 @@ LogicalResult mlir::weipipe::nn::buildGradient(OpBuilder &b, Operation *op,
       .Case([&](WhereOp o) {
         if (!isFloatTensor(o.getLhs()))
           return success();
-        auto g = WhereGradOp::create(b, loc, o.getLhs().getType(),
-                                     o.getRhs().getType(), o.getCondition(), dy);
+        auto g =
+            WhereGradOp::create(b, loc, o.getLhs().getType(),
+                                o.getRhs().getType(), o.getCondition(), dy);
         d[1] = g.getGradLhs();
         d[2] = g.getGradRhs();
         return success();
@@ -207,8 +208,8 @@ LogicalResult mlir::weipipe::nn::buildGradient(OpBuilder &b, Operation *op,
         return success();
       })
       .Case([&](LogSoftmaxOp o) {
-        d[0] = LogSoftmaxGradOp::create(b, loc, dy.getType(), o.getResult(),
-                                        dy, o.getAxisAttr());
+        d[0] = LogSoftmaxGradOp::create(b, loc, dy.getType(), o.getResult(), dy,
+                                        o.getAxisAttr());
         return success();
       })
       .Case([&](MatmulOp o) {
@@ -239,13 +240,13 @@ LogicalResult mlir::weipipe::nn::buildGradient(OpBuilder &b, Operation *op,
         return success();
       })
       .Case([&](LayerNormOp o) {
-        d[0] = LayerNormGradInputOp::create(
-            b, loc, dy.getType(), o.getInput(), o.getScale(), dy,
-            o.getAxisAttr(), o.getEpsilonAttr());
+        d[0] = LayerNormGradInputOp::create(b, loc, dy.getType(), o.getInput(),
+                                            o.getScale(), dy, o.getAxisAttr(),
+                                            o.getEpsilonAttr());
         Type st = o.getScale().getType();
-        auto g = LayerNormGradParamsOp::create(b, loc, st, st, o.getInput(), dy,
-                                               o.getAxisAttr(),
-                                               o.getEpsilonAttr());
+        auto g =
+            LayerNormGradParamsOp::create(b, loc, st, st, o.getInput(), dy,
+                                          o.getAxisAttr(), o.getEpsilonAttr());
         d[1] = g.getGradScale();
         if (o.getBias())
           d[2] = g.getGradBias();

@@ -24,13 +24,13 @@ class ModelSpec:
     description: str
 
 
-def _plain(modname: str) -> Callable[..., torch.nn.Module]:
+def _plain(modname: str, fn: str = "build") -> Callable[..., torch.nn.Module]:
     def build(seed: int = 0, attn: str | None = None) -> torch.nn.Module:
         import importlib
 
         if attn is not None:
             raise ValueError(f"{modname}: attention implementation is fixed (written out) for plain models")
-        return importlib.import_module(f"{__name__}.{modname}").build(seed)
+        return getattr(importlib.import_module(f"{__name__}.{modname}"), fn)(seed)
 
     return build
 
@@ -49,6 +49,9 @@ MODELS: dict[str, ModelSpec] = {
     for s in [
         ModelSpec("gpt2", "plain", _plain("gpt2"),
                   "GPT-2 style: learned pos emb, LayerNorm, fused qkv, written-out causal attention, tanh GELU, tied head"),
+        ModelSpec("gpt2-bytes", "plain", _plain("gpt2", "build_bytes"),
+                  "the gpt2 architecture at byte level (vocab 256), 4 layers x 128, 128 positions: "
+                  "the bundled model the README trains on English text"),
         ModelSpec("llama", "plain", _plain("llama"),
                   "Llama style: written-out RMSNorm, rotate-half RoPE, GQA 4q/2kv, SwiGLU, untied head"),
         ModelSpec("bert", "plain", _plain("bert"),

@@ -111,3 +111,11 @@ class GPT2(nn.Module):
 def build(seed: int = 0) -> GPT2:
     torch.manual_seed(seed)
     return GPT2().eval()
+
+
+def build_bytes(seed: int = 0) -> GPT2:
+    """The bundled model of the README's main job: byte-level (vocabulary 256),
+    4 layers of width 128, contexts up to 128 tokens; 0.87M parameters."""
+    torch.manual_seed(seed)
+    cfg = GPT2Config(vocab_size=256, n_positions=128, n_embd=128, n_layer=4, n_head=4)
+    return GPT2(cfg).eval()

@@ -18,9 +18,11 @@ trainer consumes (``k = 0, 1, ...``; step ``t``, micro-batch ``m``, row ``r``
 give ``k = (t*M + m)*B + r``) is
 
 * ``sequential``: window ``k % n``;
-* ``shuffle``: window ``perm[e][k % n]`` with ``e = k // n`` and
-  ``perm[e]`` the ``e``-th call of ``rng.permutation(n)`` on one
-  ``rng = numpy.random.default_rng(seed)``.
+* ``shuffle``: window ``perm[e][k % n]`` with ``e = k // n``; ``perm[e]`` is a
+  Fisher-Yates shuffle of ``0..n-1`` (for ``i`` from ``n-1`` down to 1:
+  ``j = next() % (i+1)``, swap ``i`` and ``j``) drawing from one SplitMix64
+  generator seeded with ``seed`` that continues across epochs (epoch 0 first).
+  A simple spelled-out algorithm so that weipipe-run (C++) reproduces it exactly.
 """
 from __future__ import annotations
 
@@ -37,6 +39,30 @@ LLMC_VERSIONS = {1: "uint16", 2: "uint32"}
 TOKEN_DTYPES = {"uint16": np.dtype("<u2"), "uint32": np.dtype("<u4")}
 DATA_FORMATS = ("auto", "bin", "text")
 DATA_ORDERS = ("sequential", "shuffle")
+MASK64 = (1 << 64) - 1
+
+
+class SplitMix64:
+    """Vigna's SplitMix64 on Python ints masked to 64 bits; ``seed`` is taken mod 2**64."""
+
+    def __init__(self, seed: int):
+        self.state = seed & MASK64
+
+    def next(self) -> int:
+        self.state = (self.state + 0x9E3779B97F4A7C15) & MASK64
+        z = self.state
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK64
+        return z ^ (z >> 31)
+
+
+def shuffled(n: int, rng: SplitMix64) -> np.ndarray:
+    """One epoch's permutation of 0..n-1: Fisher-Yates from the top, ``j = rng.next() % (i + 1)``."""
+    perm = list(range(n))
+    for i in range(n - 1, 0, -1):
+        j = rng.next() % (i + 1)
+        perm[i], perm[j] = perm[j], perm[i]
+    return np.array(perm, dtype=np.int64)
 
 
 @dataclass
@@ -166,7 +192,7 @@ class Windows:
             raise RefError(
                 f"data file {tf.path} has {len(tf.tokens)} tokens, fewer than one window of seq+1 = {seq + 1}"
             )
-        self._rng = None
+        self._rng: SplitMix64 | None = None
         self._epoch = -1
         self._perm: np.ndarray | None = None
 
@@ -176,10 +202,10 @@ class Windows:
             return k % self.n
         epoch, i = divmod(k, self.n)
         if self._rng is None or epoch < self._epoch:  # (re)start the generator at epoch 0
-            self._rng = np.random.default_rng(self.seed)
+            self._rng = SplitMix64(self.seed)
             self._epoch = -1
         while self._epoch < epoch:  # one permutation per epoch, drawn in order
-            self._perm = self._rng.permutation(self.n)
+            self._perm = shuffled(self.n, self._rng)
             self._epoch += 1
         return int(self._perm[i])
 

@@ -4,9 +4,11 @@
 Recompute the batches `python -m weipipe.reference batches` wrote, with a
 plain numpy slice of the file: window i = tokens[i*(S+1):(i+1)*(S+1)], the
 k-th window consumed (k = (step*M + m)*B + r) is window k % n (sequential) or
-perm_e[k % n] with perm_e the e-th rng.permutation(n) of
-numpy.random.default_rng(SEED), e = k // n (shuffle); inputs = window[:-1],
-targets = window[1:].
+perm_e[k % n], e = k // n (shuffle), with perm_e the e-th Fisher-Yates shuffle
+(i = n-1 down to 1: j = next() % (i+1), swap) drawn from one SplitMix64 seeded
+with SEED (re-derived here with numpy uint64 arithmetic, and checked against
+SplitMix64's published first outputs); inputs = window[:-1], targets =
+window[1:].
 """
 import argparse
 import sys
@@ -31,11 +33,37 @@ else:
     tok = np.frombuffer(raw[off:], dtype=dt).astype(np.int64)
 S, B, M, N = a.seq, a.batch, a.microbatches, a.steps
 n = len(tok) // (S + 1)
+
+
+class SplitMix64:
+    """numpy uint64 arithmetic wraps mod 2**64 by itself."""
+
+    def __init__(self, seed):
+        self.s = np.uint64(seed % 2**64)
+
+    def next(self):
+        with np.errstate(over="ignore"):
+            self.s = self.s + np.uint64(0x9E3779B97F4A7C15)
+            z = self.s
+            z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+            z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+            return int(z ^ (z >> np.uint64(31)))
+
+
+# Vigna's splitmix64.c from seed 0, so that a shared mistake cannot pass.
+_g = SplitMix64(0)
+assert [_g.next() for _ in range(3)] == [0xE220A8397B1DCDAF, 0x6E789E6AA1B965F4, 0x06C45D188009454F]
+
 perms = []
 if a.shuffle is not None:
-    rng = np.random.default_rng(a.shuffle)
+    rng = SplitMix64(a.shuffle)
     total = N * M * B
-    perms = [rng.permutation(n) for _ in range((total + n - 1) // n)]
+    for _ in range((total + n - 1) // n):
+        perm = np.arange(n, dtype=np.int64)
+        for i in range(n - 1, 0, -1):
+            j = rng.next() % (i + 1)
+            perm[[i, j]] = perm[[j, i]]
+        perms.append(perm)
 
 
 def win_index(k):

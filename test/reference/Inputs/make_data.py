@@ -1,6 +1,6 @@
 """Write test data files for the reference-trainer tests.
 
-  make_data.py tokens OUT --vocab V --count N [--dtype uint16|uint32] [--llmc VERSION] [--seed S] [--random]
+  make_data.py tokens OUT --vocab V --count N [--dtype uint16|uint32] [--llmc VERSION] [--seed S] [--random] [--low L]
                 [--poke POS=VALUE]... [--header-count N]
   make_data.py text OUT            (English prose from the standard library, a few KB)
 
@@ -19,6 +19,9 @@ import numpy as np
 
 def tokens(a):
     rng = np.random.default_rng(a.seed)
+    # --low L: ids in [L, vocab) (a chain over vocab - L ids, shifted by L),
+    # e.g. to keep a padding id out of the data.
+    vocab, a.vocab = a.vocab, a.vocab - a.low
     if a.random:
         t = rng.integers(0, a.vocab, a.count)
     else:
@@ -28,6 +31,8 @@ def tokens(a):
         noise = rng.integers(0, a.vocab, a.count)
         for i in range(1, a.count):
             t[i] = noise[i] if i % 8 == 0 else perm[t[i - 1]]
+    t = t + a.low
+    a.vocab = vocab
     for poke in a.poke:
         pos, val = (int(x) for x in poke.split("="))
         t[pos] = val
@@ -63,6 +68,7 @@ def main():
     t.add_argument("--llmc", type=int, default=None, help="write an llm.c header with this version")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--random", action="store_true")
+    t.add_argument("--low", type=int, default=0, help="smallest id (default 0)")
     t.add_argument("--poke", action="append", default=[], help="POS=VALUE: set token POS to VALUE")
     t.add_argument("--header-count", type=int, default=None, help="llm.c header token count (default: --count)")
     x = sub.add_parser("text")

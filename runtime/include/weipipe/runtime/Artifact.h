@@ -1,0 +1,193 @@
+//===- Artifact.h - the .wpp training artifact, format v1 -------*- C++ -*-===//
+//
+// Part of weipipe's runtime. The in-memory form of a compiled training program
+// and its binary encoding. The compiler (weipipe-opt --emit=artifact) fills an
+// `Artifact` and calls `writeArtifactFile`; the runtime reads it back with
+// `readArtifactFile`, which validates every field before anything uses it (an
+// artifact is untrusted input). No MLIR here: this library is shared by both
+// sides so that there is one encoder and one decoder.
+//
+// The model of execution: one rank owns
+//   * parameters (fp32 master values, loaded from their storage), one gradient
+//     buffer per parameter (same shape), optimizer state held by the trainer;
+//   * constants (small tensors stored in the artifact: rotary tables,
+//     positions, masks);
+//   * one arena of `arenaBytes` bytes in which every activation, saved value
+//     and temporary lives at a static offset (the buffer plan);
+//   * functions, each a straight-line list of instructions over TensorRefs.
+// One micro-batch runs the functions listed in `microbatchProgram` in order
+// (forward, then backward or backward_input + backward_weight). The plan is
+// computed over that whole sequence, so a value the forward saves for the
+// backward keeps its offset from one function to the next.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef WEIPIPE_RUNTIME_ARTIFACT_H
+#define WEIPIPE_RUNTIME_ARTIFACT_H
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace weipipe::rt {
+
+/// "WPPA" little-endian, the first 4 bytes of every artifact.
+constexpr uint32_t kArtifactMagic = 0x41505057u;
+constexpr uint32_t kArtifactVersion = 1;
+
+enum class DType : uint8_t { F32 = 0, I64 = 1, I32 = 2, Bool = 3 };
+/// Bytes per element (Bool: 1).
+size_t dtypeSize(DType t);
+const char *dtypeName(DType t); ///< "f32", "i64", "i32", "bool"
+
+enum class Opcode : uint16_t {
+#define WP_OPCODE(Name, Id, Mnemonic) Name = Id,
+#include "weipipe/runtime/Opcodes.def"
+};
+/// The mnemonic of a known opcode, or nullptr.
+const char *opcodeName(Opcode op);
+bool isKnownOpcode(uint16_t op);
+
+/// Where a tensor lives.
+enum class Space : uint8_t {
+  None = 0,  ///< an absent optional operand/result
+  Arena = 1, ///< arena bytes [offset, offset + bytes)
+  Param = 2, ///< the value of parameter `index` (offset 0)
+  Grad = 3,  ///< the gradient buffer of parameter `index` (offset 0)
+  Const = 4, ///< constant `index` (offset 0)
+};
+
+struct TensorRef {
+  Space space = Space::None;
+  uint32_t index = 0;  ///< Param / Grad / Const index
+  uint64_t offset = 0; ///< Arena byte offset (aligned to 64)
+  DType dtype = DType::F32;
+  std::vector<int64_t> shape; ///< static; empty = scalar
+  int64_t numel() const;
+  uint64_t bytes() const { return uint64_t(numel()) * dtypeSize(dtype); }
+  bool present() const { return space != Space::None; }
+};
+
+struct Instruction {
+  /// Flag bits.
+  static constexpr uint8_t kAccumulate = 1; ///< ACC ops add into results
+  Opcode op = Opcode::Copy;
+  uint8_t flags = 0;
+  std::vector<TensorRef> operands;
+  std::vector<TensorRef> results;
+  std::vector<int64_t> ints;
+  std::vector<double> floats;
+  /// Where it came from, for messages: "nn.linear at model.onnx node 'x'".
+  std::string name;
+};
+
+enum class FunctionKind : uint8_t {
+  Forward = 0,
+  Backward = 1,       ///< fused B+W
+  BackwardInput = 2,  ///< B
+  BackwardWeight = 3, ///< W
+};
+const char *functionKindName(FunctionKind k);
+
+struct Function {
+  std::string name;
+  FunctionKind kind = FunctionKind::Forward;
+  std::vector<Instruction> body;
+};
+
+/// Initial values of a parameter: `length` little-endian bytes at `offset` of
+/// `file` (an ONNX model, its external-data file, or a safetensors file).
+/// `file` is absolute, or relative to the artifact's directory.
+/// `fileSize` is the file's size when compiled (0 = unknown); a different
+/// size at load time means the model changed since it was compiled.
+struct Storage {
+  std::string file;
+  uint64_t offset = 0;
+  uint64_t length = 0;
+  uint64_t fileSize = 0;
+};
+
+/// Another name the source model stores this parameter under (a tied copy);
+/// `transposed`: that copy holds the transpose (2-D).
+struct Alias {
+  std::string name;
+  bool transposed = false;
+};
+
+struct Parameter {
+  std::string name; ///< the ONNX initializer name
+  DType dtype = DType::F32;
+  std::vector<int64_t> shape;
+  Storage storage;
+  bool decay = true; ///< AdamW weight decay applies (ndim >= 2)
+  std::vector<Alias> aliases;
+  int64_t numel() const;
+};
+
+struct Constant {
+  DType dtype = DType::F32;
+  std::vector<int64_t> shape;
+  std::string bytes; ///< numel * dtypeSize bytes, little-endian
+};
+
+/// A graph input the trainer fills per micro-batch (int64, [B, S]).
+enum class InputRole : uint8_t { Tokens = 0, Targets = 1 };
+struct Input {
+  std::string name; ///< the ONNX input name ("input_ids"), or "targets"
+  InputRole role = InputRole::Tokens;
+  TensorRef ref; ///< Arena, i64
+};
+
+struct Artifact {
+  uint32_t version = kArtifactVersion;
+  std::string producer;    ///< "weipipe-opt (weipipe 0.1)"
+  std::string sourceModel; ///< the ONNX file compiled, as given
+  uint32_t rank = 0, ranks = 1;
+  std::string schedule = "single"; ///< the schedule name
+  uint32_t microbatches = 1;       ///< per optimizer step
+  int64_t batch = 0, seq = 0;      ///< micro-batch rows and tokens per row
+  int64_t vocab = 0;               ///< logits' last dimension
+  int64_t ignoreIndex = -100;
+
+  std::vector<Parameter> params;
+  std::vector<Constant> constants;
+  std::vector<Input> inputs;
+  TensorRef loss;   ///< f32 scalar written by the forward (Arena)
+  TensorRef dloss;  ///< f32 scalar the trainer writes before the backward
+  TensorRef logits; ///< [B, S, V] in the arena, valid after the forward
+
+  uint64_t arenaBytes = 0;
+  /// Peak bytes of the rank: arena + parameters + gradients + AdamW state
+  /// (2 x parameters) + constants.
+  uint64_t peakBytes = 0;
+
+  std::vector<Function> functions;
+  /// Indices into `functions`, run in order for every micro-batch.
+  std::vector<uint32_t> microbatchProgram;
+};
+
+/// The encoding (little-endian):
+///   header (32 bytes): magic u32, version u32, flags u32 (0), reserved u32,
+///                      payload size u64, payload CRC-32C u32, header CRC-32C
+///                      u32 (of the 28 bytes before it)
+///   payload: the fields of Artifact in declaration order (see Artifact.cpp).
+std::string serializeArtifact(const Artifact &a);
+/// Decodes and validates: magic, version, checksums, every count and size
+/// bounded by the input, opcodes known, operand/result counts and dtypes as
+/// Opcodes.def says, arena refs inside [0, arenaBytes), Param/Grad/Const refs
+/// to existing entries with matching shape, shapes non-negative. On failure
+/// returns nullopt and sets *error to "WHAT: <problem> (at byte N)".
+std::optional<Artifact> parseArtifact(const void *data, size_t size,
+                                      const std::string &what,
+                                      std::string *error);
+/// Writes to PATH.tmp.<pid> and renames over `path`, so a failure never leaves
+/// a half-written file.
+bool writeArtifactFile(const Artifact &a, const std::string &path,
+                       std::string *error);
+std::optional<Artifact> readArtifactFile(const std::string &path,
+                                         std::string *error);
+
+} // namespace weipipe::rt
+
+#endif // WEIPIPE_RUNTIME_ARTIFACT_H

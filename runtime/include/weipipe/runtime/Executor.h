@@ -1,0 +1,79 @@
+//===- Executor.h - runs a .wpp artifact on the CPU -------------*- C++ -*-===//
+//
+// Part of weipipe's runtime. Owns one rank's memory (arena, parameters,
+// gradients, constants) as the artifact's buffer plan lays it out, and walks
+// instruction lists, calling the CPU kernels (cpu/Kernels.h). The optimizer
+// and the data loop live in the trainer (weipipe-run), which reaches the
+// parameters and gradients through `params()`.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef WEIPIPE_RUNTIME_EXECUTOR_H
+#define WEIPIPE_RUNTIME_EXECUTOR_H
+
+#include "weipipe/runtime/Artifact.h"
+#include "weipipe/runtime/cpu/Kernels.h"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace weipipe::rt {
+
+/// One parameter's buffers, owned by the executor.
+struct ParamBuffers {
+  const Parameter *desc = nullptr;
+  float *value = nullptr;
+  float *grad = nullptr;
+  int64_t numel = 0;
+};
+
+class Executor {
+public:
+  /// Allocates the plan (fails with the byte count when memory is short) and
+  /// loads every parameter from its storage; relative storage paths resolve
+  /// against `artifactDir`. The artifact must outlive the executor.
+  static std::unique_ptr<Executor> create(const Artifact &a,
+                                          const std::string &artifactDir,
+                                          std::string *error);
+  ~Executor();
+
+  const Artifact &artifact() const { return a_; }
+  std::vector<ParamBuffers> &params() { return params_; }
+  /// Bytes this executor allocated (arena + params + grads + constants).
+  uint64_t bytesAllocated() const;
+
+  void zeroGrads();
+
+  /// Runs the micro-batch program on one micro-batch. `ids` and `targets`
+  /// are [batch * seq] int64 (row-major [B, S]). `dloss` seeds the backward
+  /// (1 / microbatches for a step mean). `loss` receives the forward's loss.
+  /// Errors (an id out of range) name the instruction.
+  cpu::Status runMicrobatch(const int64_t *ids, const int64_t *targets,
+                            float dloss, float *loss);
+  /// Runs only the forward function(s) (the first function of kind Forward);
+  /// afterwards `logits()` is valid.
+  cpu::Status runForward(const int64_t *ids, const int64_t *targets,
+                         float *loss);
+  const float *logits() const;
+
+  /// After a non-finite loss: reruns the micro-batch checking every f32
+  /// result, and returns "function F, instruction I (NAME): result R has
+  /// N non-finite values (first at element E = nan)", or "" if none.
+  /// A non-finite parameter is named instead, before running. Zeroes the
+  /// gradients first, so that what earlier micro-batches left in them is not
+  /// blamed on the first instruction accumulating into them.
+  std::string findFirstNonFinite(const int64_t *ids, const int64_t *targets,
+                                 float dloss);
+
+private:
+  explicit Executor(const Artifact &a);
+  const Artifact &a_;
+  std::vector<ParamBuffers> params_;
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+} // namespace weipipe::rt
+
+#endif // WEIPIPE_RUNTIME_EXECUTOR_H

@@ -1,0 +1,64 @@
+//===- Output.h - all-or-nothing output files -------------------*- C++ -*-===//
+//
+// Part of weipipe's runtime. The trainer's outputs (log, weights, logits) are
+// written under a temporary name next to their target and renamed over it
+// only when everything succeeded, so a failed run leaves no half-written
+// file (the reference trainer's rule, python/weipipe/reference/outputs.py).
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef WEIPIPE_RUNTIME_TRAIN_OUTPUT_H
+#define WEIPIPE_RUNTIME_TRAIN_OUTPUT_H
+
+#include <cstdint>
+#include <cstdio>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace weipipe::rt::train {
+
+/// One output file: open() creates PATH.tmp.<pid>, commit() renames it over
+/// PATH, and an uncommitted file is removed by discard() or the destructor.
+class OutputFile {
+public:
+  OutputFile() = default;
+  OutputFile(const OutputFile &) = delete;
+  OutputFile &operator=(const OutputFile &) = delete;
+  ~OutputFile() { discard(); }
+
+  /// Fails (with "cannot write PATH: ...") when PATH is a directory or its
+  /// directory is not writable: call it before long work.
+  bool open(const std::string &path, std::string *error);
+  bool isOpen() const { return f_ != nullptr; }
+  const std::string &path() const { return path_; }
+  /// The temporary being written ("" when not open).
+  const std::string &tempPath() const { return tmp_; }
+  /// Buffered writes; the first failure is reported by flush() / commit().
+  void write(const void *data, size_t n);
+  void write(std::string_view s) { write(s.data(), s.size()); }
+  /// Pushes buffered bytes to the temporary (e.g. after each log line).
+  bool flush(std::string *error);
+  /// Closes and renames over the target; on failure removes the temporary.
+  bool commit(std::string *error);
+  /// Closes and removes the temporary (no-op when not open).
+  void discard();
+
+private:
+  bool failWith(std::string *error, const std::string &what, int err);
+  std::FILE *f_ = nullptr;
+  std::string path_, tmp_;
+  int writeErrno_ = 0;
+};
+
+/// A float32 .npy (format 1.0, '<f4', C order) of `shape`, written through an
+/// OutputFile (committed here).
+bool writeNpyF32(const std::string &path, const std::vector<int64_t> &shape,
+                 const float *data, std::string *error);
+/// The .npy 1.0 header for '<f4' and `shape`, padded so that the data starts
+/// at a multiple of 64 bytes.
+std::string npyHeaderF32(const std::vector<int64_t> &shape);
+
+} // namespace weipipe::rt::train
+
+#endif // WEIPIPE_RUNTIME_TRAIN_OUTPUT_H

@@ -1,0 +1,683 @@
+//===- Artifact.cpp - the .wpp training artifact, format v1 ---------------===//
+//
+// Part of weipipe's runtime. One encoder and one decoder for both sides.
+//
+// Payload layout (all little-endian; str = u32 length + bytes; shape = u32
+// rank + rank x i64; ref = space u8, index u32, offset u64, dtype u8, shape):
+//   version u32, producer str, sourceModel str, rank u32, ranks u32,
+//   schedule str, microbatches u32, batch i64, seq i64, vocab i64,
+//   ignoreIndex i64,
+//   params: u32 count x {name str, dtype u8, shape, file str, offset u64,
+//           length u64, fileSize u64, decay u8,
+//           aliases: u32 count x {name str, transposed u8}},
+//   constants: u32 count x {dtype u8, shape, u64 length + bytes},
+//   inputs: u32 count x {name str, role u8, ref},
+//   loss ref, dloss ref, logits ref, arenaBytes u64, peakBytes u64,
+//   functions: u32 count x {name str, kind u8,
+//              body: u32 count x {opcode u32, flags u8, u32 count x operand
+//              ref, u32 count x result ref, u32 count x i64 ints, u32 count x
+//              f64 floats, name str}},
+//   microbatchProgram: u32 count x u32.
+//
+// Decoding is in two passes: a structural one that bounds every count by the
+// bytes left (so a corrupt count never allocates), then validateArtifact,
+// which checks what the executor and the kernels rely on.
+//
+//===----------------------------------------------------------------------===//
+
+#include "weipipe/runtime/Artifact.h"
+
+#include "ArtifactInternal.h"
+#include "weipipe/runtime/ByteReader.h"
+#include "weipipe/runtime/Crc32c.h"
+#include "weipipe/runtime/cpu/Kernels.h"
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace weipipe::rt {
+
+size_t dtypeSize(DType t) {
+  switch (t) {
+  case DType::F32:
+  case DType::I32:
+    return 4;
+  case DType::I64:
+    return 8;
+  case DType::Bool:
+    return 1;
+  }
+  return 0;
+}
+
+const char *dtypeName(DType t) {
+  switch (t) {
+  case DType::F32:
+    return "f32";
+  case DType::I64:
+    return "i64";
+  case DType::I32:
+    return "i32";
+  case DType::Bool:
+    return "bool";
+  }
+  return "?";
+}
+
+const char *opcodeName(Opcode op) {
+  switch (op) {
+#define WP_OPCODE(Name, Id, Mnemonic)                                          \
+  case Opcode::Name:                                                           \
+    return Mnemonic;
+#include "weipipe/runtime/Opcodes.def"
+  }
+  return nullptr;
+}
+
+bool isKnownOpcode(uint16_t op) { return opcodeName(Opcode(op)) != nullptr; }
+
+const char *functionKindName(FunctionKind k) {
+  switch (k) {
+  case FunctionKind::Forward:
+    return "forward";
+  case FunctionKind::Backward:
+    return "backward";
+  case FunctionKind::BackwardInput:
+    return "backward_input";
+  case FunctionKind::BackwardWeight:
+    return "backward_weight";
+  }
+  return "?";
+}
+
+namespace {
+int64_t product(const std::vector<int64_t> &s) {
+  int64_t n = 1;
+  for (int64_t d : s)
+    n *= d;
+  return n;
+}
+} // namespace
+
+int64_t TensorRef::numel() const { return product(shape); }
+int64_t Parameter::numel() const { return product(shape); }
+
+//===----------------------------------------------------------------------===//
+// Encoding
+//===----------------------------------------------------------------------===//
+
+namespace {
+
+constexpr size_t kHeaderBytes = 32;
+
+class Writer {
+public:
+  std::string buf;
+
+  void u8(uint8_t v) { buf.push_back(char(v)); }
+  void u32(uint32_t v) {
+    for (int i = 0; i < 4; ++i)
+      buf.push_back(char((v >> (8 * i)) & 0xff));
+  }
+  void u64(uint64_t v) {
+    for (int i = 0; i < 8; ++i)
+      buf.push_back(char((v >> (8 * i)) & 0xff));
+  }
+  void i64(int64_t v) { u64(uint64_t(v)); }
+  void f64(double v) {
+    uint64_t b;
+    std::memcpy(&b, &v, 8);
+    u64(b);
+  }
+  void count(size_t n) { u32(uint32_t(n)); }
+  void str(const std::string &s) {
+    count(s.size());
+    buf.append(s);
+  }
+  void shape(const std::vector<int64_t> &s) {
+    count(s.size());
+    for (int64_t d : s)
+      i64(d);
+  }
+  void ref(const TensorRef &r) {
+    u8(uint8_t(r.space));
+    u32(r.index);
+    u64(r.offset);
+    u8(uint8_t(r.dtype));
+    shape(r.shape);
+  }
+};
+
+void writePayload(Writer &w, const Artifact &a) {
+  w.u32(a.version);
+  w.str(a.producer);
+  w.str(a.sourceModel);
+  w.u32(a.rank);
+  w.u32(a.ranks);
+  w.str(a.schedule);
+  w.u32(a.microbatches);
+  w.i64(a.batch);
+  w.i64(a.seq);
+  w.i64(a.vocab);
+  w.i64(a.ignoreIndex);
+  w.count(a.params.size());
+  for (const Parameter &p : a.params) {
+    w.str(p.name);
+    w.u8(uint8_t(p.dtype));
+    w.shape(p.shape);
+    w.str(p.storage.file);
+    w.u64(p.storage.offset);
+    w.u64(p.storage.length);
+    w.u64(p.storage.fileSize);
+    w.u8(p.decay ? 1 : 0);
+    w.count(p.aliases.size());
+    for (const Alias &al : p.aliases) {
+      w.str(al.name);
+      w.u8(al.transposed ? 1 : 0);
+    }
+  }
+  w.count(a.constants.size());
+  for (const Constant &c : a.constants) {
+    w.u8(uint8_t(c.dtype));
+    w.shape(c.shape);
+    w.u64(c.bytes.size());
+    w.buf.append(c.bytes);
+  }
+  w.count(a.inputs.size());
+  for (const Input &in : a.inputs) {
+    w.str(in.name);
+    w.u8(uint8_t(in.role));
+    w.ref(in.ref);
+  }
+  w.ref(a.loss);
+  w.ref(a.dloss);
+  w.ref(a.logits);
+  w.u64(a.arenaBytes);
+  w.u64(a.peakBytes);
+  w.count(a.functions.size());
+  for (const Function &f : a.functions) {
+    w.str(f.name);
+    w.u8(uint8_t(f.kind));
+    w.count(f.body.size());
+    for (const Instruction &in : f.body) {
+      w.u32(uint32_t(in.op));
+      w.u8(in.flags);
+      w.count(in.operands.size());
+      for (const TensorRef &r : in.operands)
+        w.ref(r);
+      w.count(in.results.size());
+      for (const TensorRef &r : in.results)
+        w.ref(r);
+      w.count(in.ints.size());
+      for (int64_t v : in.ints)
+        w.i64(v);
+      w.count(in.floats.size());
+      for (double v : in.floats)
+        w.f64(v);
+      w.str(in.name);
+    }
+  }
+  w.count(a.microbatchProgram.size());
+  for (uint32_t f : a.microbatchProgram)
+    w.u32(f);
+}
+
+} // namespace
+
+std::string serializeArtifact(const Artifact &a) {
+  Writer payload;
+  writePayload(payload, a);
+  Writer h;
+  h.u32(kArtifactMagic);
+  h.u32(a.version);
+  h.u32(0); // flags
+  h.u32(0); // reserved
+  h.u64(payload.buf.size());
+  h.u32(crc32c(payload.buf.data(), payload.buf.size()));
+  h.u32(crc32c(h.buf.data(), h.buf.size()));
+  return h.buf + payload.buf;
+}
+
+//===----------------------------------------------------------------------===//
+// Decoding
+//===----------------------------------------------------------------------===//
+
+namespace {
+
+// Smallest encodings, to bound counts by the bytes left before allocating.
+constexpr size_t kMinRef = 1 + 4 + 8 + 1 + 4;
+constexpr size_t kMinParam = 4 + 1 + 4 + 4 + 8 + 8 + 8 + 1 + 4;
+constexpr size_t kMinAlias = 4 + 1;
+constexpr size_t kMinConstant = 1 + 4 + 8;
+constexpr size_t kMinInput = 4 + 1 + kMinRef;
+constexpr size_t kMinFunction = 4 + 1 + 4;
+constexpr size_t kMinInstruction = 4 + 1 + 4 + 4 + 4 + 4 + 4;
+
+class Decoder {
+public:
+  Decoder(const void *data, size_t size, const std::string &what)
+      : r_(data, size, what), what_(what) {}
+
+  ByteReader &reader() { return r_; }
+  bool ok() const { return r_.ok() && err_.empty(); }
+  std::string error() const { return err_.empty() ? r_.error() : err_; }
+
+  bool fail(const std::string &msg, size_t at) {
+    if (err_.empty() && r_.ok())
+      err_ = what_ + ": " + msg + " (at byte " + std::to_string(at) + ")";
+    return false;
+  }
+
+  bool u8(uint8_t &v) { return get(r_.u8(), v); }
+  bool u32(uint32_t &v) { return get(r_.u32(), v); }
+  bool u64(uint64_t &v) { return get(r_.u64(), v); }
+  bool i64(int64_t &v) {
+    uint64_t u;
+    if (!u64(u))
+      return false;
+    v = int64_t(u);
+    return true;
+  }
+  bool f64(double &v) {
+    uint64_t u;
+    if (!u64(u))
+      return false;
+    std::memcpy(&v, &u, 8);
+    return true;
+  }
+  bool flag(bool &v, const char *field) {
+    size_t at = r_.offset();
+    uint8_t b;
+    if (!u8(b))
+      return false;
+    if (b > 1)
+      return fail(
+          std::string(field) + " is " + std::to_string(b) + ", not 0 or 1", at);
+    v = b != 0;
+    return true;
+  }
+  bool str(std::string &s) {
+    auto v = r_.string();
+    if (!v)
+      return false;
+    s.assign(v->data(), v->size());
+    return true;
+  }
+  /// A u32 count of items of at least `minItem` bytes each.
+  bool count(uint32_t &n, size_t minItem, const char *field) {
+    size_t at = r_.offset();
+    if (!u32(n))
+      return false;
+    if (uint64_t(n) * minItem > r_.remaining())
+      return fail(std::string(field) + " count " + std::to_string(n) +
+                      " needs at least " +
+                      std::to_string(uint64_t(n) * minItem) + " bytes, " +
+                      std::to_string(r_.remaining()) + " left",
+                  at);
+    return true;
+  }
+  bool dtype(DType &t) {
+    size_t at = r_.offset();
+    uint8_t b;
+    if (!u8(b))
+      return false;
+    if (b > uint8_t(DType::Bool))
+      return fail("unknown dtype " + std::to_string(b), at);
+    t = DType(b);
+    return true;
+  }
+  bool shape(std::vector<int64_t> &s) {
+    size_t at = r_.offset();
+    uint32_t rank;
+    if (!u32(rank))
+      return false;
+    if (rank > uint32_t(cpu::kMaxRank))
+      return fail("shape rank " + std::to_string(rank) + " exceeds " +
+                      std::to_string(cpu::kMaxRank),
+                  at);
+    s.resize(rank);
+    for (int64_t &d : s) {
+      size_t dimAt = r_.offset();
+      if (!i64(d))
+        return false;
+      if (d < 0)
+        return fail("negative dimension " + std::to_string(d), dimAt);
+    }
+    return true;
+  }
+  bool ref(TensorRef &t) {
+    size_t at = r_.offset();
+    uint8_t space;
+    if (!u8(space))
+      return false;
+    if (space > uint8_t(Space::Const))
+      return fail("unknown tensor space " + std::to_string(space), at);
+    t.space = Space(space);
+    return u32(t.index) && u64(t.offset) && dtype(t.dtype) && shape(t.shape);
+  }
+
+private:
+  template <typename T> bool get(std::optional<T> v, T &out) {
+    if (!v)
+      return false;
+    out = *v;
+    return true;
+  }
+
+  ByteReader r_;
+  std::string what_;
+  std::string err_;
+};
+
+bool decodeParam(Decoder &d, Parameter &p) {
+  uint32_t n;
+  if (!(d.str(p.name) && d.dtype(p.dtype) && d.shape(p.shape) &&
+        d.str(p.storage.file) && d.u64(p.storage.offset) &&
+        d.u64(p.storage.length) && d.u64(p.storage.fileSize) &&
+        d.flag(p.decay, "decay") && d.count(n, kMinAlias, "alias")))
+    return false;
+  p.aliases.resize(n);
+  for (Alias &al : p.aliases)
+    if (!(d.str(al.name) && d.flag(al.transposed, "alias transposed")))
+      return false;
+  return true;
+}
+
+bool decodeConstant(Decoder &d, Constant &c) {
+  if (!(d.dtype(c.dtype) && d.shape(c.shape)))
+    return false;
+  size_t at = d.reader().offset();
+  uint64_t n;
+  if (!d.u64(n))
+    return false;
+  if (n > d.reader().remaining())
+    return d.fail("constant of " + std::to_string(n) + " bytes, " +
+                      std::to_string(d.reader().remaining()) + " left",
+                  at);
+  auto bytes = d.reader().bytes(size_t(n));
+  if (!bytes)
+    return false;
+  c.bytes.assign(bytes->data(), bytes->size());
+  return true;
+}
+
+bool decodeRefs(Decoder &d, std::vector<TensorRef> &refs, const char *field) {
+  uint32_t n;
+  if (!d.count(n, kMinRef, field))
+    return false;
+  refs.resize(n);
+  for (TensorRef &r : refs)
+    if (!d.ref(r))
+      return false;
+  return true;
+}
+
+bool decodeInstruction(Decoder &d, Instruction &in) {
+  size_t at = d.reader().offset();
+  uint32_t op;
+  if (!d.u32(op))
+    return false;
+  if (op > 0xffff || !isKnownOpcode(uint16_t(op)))
+    return d.fail("unknown opcode " + std::to_string(op), at);
+  in.op = Opcode(op);
+  uint32_t n;
+  if (!(d.u8(in.flags) && decodeRefs(d, in.operands, "operand") &&
+        decodeRefs(d, in.results, "result") && d.count(n, 8, "ints")))
+    return false;
+  in.ints.resize(n);
+  for (int64_t &v : in.ints)
+    if (!d.i64(v))
+      return false;
+  if (!d.count(n, 8, "floats"))
+    return false;
+  in.floats.resize(n);
+  for (double &v : in.floats)
+    if (!d.f64(v))
+      return false;
+  return d.str(in.name);
+}
+
+bool decodeFunction(Decoder &d, Function &f, std::vector<size_t> &offsets) {
+  size_t at = d.reader().offset();
+  uint8_t kind;
+  if (!(d.str(f.name) && d.u8(kind)))
+    return false;
+  if (kind > uint8_t(FunctionKind::BackwardWeight))
+    return d.fail("function '" + f.name + "' has unknown kind " +
+                      std::to_string(kind),
+                  at);
+  f.kind = FunctionKind(kind);
+  uint32_t n;
+  if (!d.count(n, kMinInstruction, "instruction"))
+    return false;
+  f.body.resize(n);
+  offsets.resize(n);
+  for (uint32_t i = 0; i < n; ++i) {
+    offsets[i] = d.reader().offset();
+    if (!decodeInstruction(d, f.body[i]))
+      return false;
+  }
+  return true;
+}
+
+bool decodePayload(Decoder &d, Artifact &a,
+                   std::vector<std::vector<size_t>> &instrOffsets) {
+  size_t at = d.reader().offset();
+  if (!d.u32(a.version))
+    return false;
+  if (a.version != kArtifactVersion)
+    return d.fail("payload version " + std::to_string(a.version) +
+                      " differs from the header's",
+                  at);
+  uint32_t n;
+  if (!(d.str(a.producer) && d.str(a.sourceModel) && d.u32(a.rank) &&
+        d.u32(a.ranks) && d.str(a.schedule) && d.u32(a.microbatches) &&
+        d.i64(a.batch) && d.i64(a.seq) && d.i64(a.vocab) &&
+        d.i64(a.ignoreIndex) && d.count(n, kMinParam, "parameter")))
+    return false;
+  a.params.resize(n);
+  for (Parameter &p : a.params)
+    if (!decodeParam(d, p))
+      return false;
+  if (!d.count(n, kMinConstant, "constant"))
+    return false;
+  a.constants.resize(n);
+  for (Constant &c : a.constants)
+    if (!decodeConstant(d, c))
+      return false;
+  if (!d.count(n, kMinInput, "input"))
+    return false;
+  a.inputs.resize(n);
+  for (Input &in : a.inputs) {
+    size_t roleAt;
+    uint8_t role;
+    if (!d.str(in.name))
+      return false;
+    roleAt = d.reader().offset();
+    if (!d.u8(role))
+      return false;
+    if (role > uint8_t(InputRole::Targets))
+      return d.fail("input '" + in.name + "' has unknown role " +
+                        std::to_string(role),
+                    roleAt);
+    in.role = InputRole(role);
+    if (!d.ref(in.ref))
+      return false;
+  }
+  if (!(d.ref(a.loss) && d.ref(a.dloss) && d.ref(a.logits) &&
+        d.u64(a.arenaBytes) && d.u64(a.peakBytes) &&
+        d.count(n, kMinFunction, "function")))
+    return false;
+  a.functions.resize(n);
+  instrOffsets.resize(n);
+  for (uint32_t f = 0; f < n; ++f)
+    if (!decodeFunction(d, a.functions[f], instrOffsets[f]))
+      return false;
+  if (!d.count(n, 4, "microbatch program"))
+    return false;
+  a.microbatchProgram.resize(n);
+  for (uint32_t &f : a.microbatchProgram)
+    if (!d.u32(f))
+      return false;
+  if (d.reader().remaining() != 0)
+    return d.fail(std::to_string(d.reader().remaining()) +
+                      " unexpected bytes after the payload",
+                  d.reader().offset());
+  return true;
+}
+
+uint32_t loadU32(const uint8_t *p) {
+  return uint32_t(p[0]) | uint32_t(p[1]) << 8 | uint32_t(p[2]) << 16 |
+         uint32_t(p[3]) << 24;
+}
+
+} // namespace
+
+std::optional<Artifact> parseArtifact(const void *data, size_t size,
+                                      const std::string &what,
+                                      std::string *error) {
+  auto fail = [&](const std::string &msg) -> std::optional<Artifact> {
+    if (error)
+      *error = what + ": " + msg;
+    return std::nullopt;
+  };
+  const auto *bytes = static_cast<const uint8_t *>(data);
+  if (size < 4 || loadU32(bytes) != kArtifactMagic)
+    return fail("not a weipipe artifact (no WPPA magic)");
+  if (size < kHeaderBytes)
+    return fail("truncated: " + std::to_string(size) +
+                " bytes is less than the " + std::to_string(kHeaderBytes) +
+                "-byte header");
+  // The version first: a future format may lay out the rest differently.
+  uint32_t version = loadU32(bytes + 4);
+  if (version != kArtifactVersion)
+    return fail("artifact format version " + std::to_string(version) +
+                ", this runtime reads version " +
+                std::to_string(kArtifactVersion) +
+                "; recompile with weipipe-opt");
+  if (crc32c(bytes, 28) != loadU32(bytes + 28))
+    return fail("checksum mismatch: the file is corrupt (header)");
+  if (loadU32(bytes + 8) != 0)
+    return fail("unknown header flags " + std::to_string(loadU32(bytes + 8)));
+  uint64_t payloadSize =
+      uint64_t(loadU32(bytes + 16)) | uint64_t(loadU32(bytes + 20)) << 32;
+  if (payloadSize != size - kHeaderBytes)
+    return fail("truncated: the header announces " +
+                std::to_string(payloadSize) + " payload bytes, the input has " +
+                std::to_string(size - kHeaderBytes));
+  if (crc32c(bytes + kHeaderBytes, size - kHeaderBytes) != loadU32(bytes + 24))
+    return fail("checksum mismatch: the file is corrupt (payload)");
+
+  Decoder d(data, size, what);
+  d.reader().seek(kHeaderBytes);
+  Artifact a;
+  std::vector<std::vector<size_t>> instrOffsets;
+  if (!decodePayload(d, a, instrOffsets)) {
+    if (error)
+      *error = d.error();
+    return std::nullopt;
+  }
+  if (!detail::validateArtifact(a, what, error, &instrOffsets))
+    return std::nullopt;
+  return a;
+}
+
+//===----------------------------------------------------------------------===//
+// Files
+//===----------------------------------------------------------------------===//
+
+namespace {
+std::string errnoText() { return std::strerror(errno); }
+
+bool writeAll(int fd, const char *p, size_t n) {
+  while (n > 0) {
+    ssize_t w = ::write(fd, p, n);
+    if (w < 0) {
+      if (errno == EINTR)
+        continue;
+      return false;
+    }
+    p += w;
+    n -= size_t(w);
+  }
+  return true;
+}
+} // namespace
+
+bool writeArtifactFile(const Artifact &a, const std::string &path,
+                       std::string *error) {
+  auto fail = [&](const std::string &msg) {
+    if (error)
+      *error = msg;
+    return false;
+  };
+  const std::string bytes = serializeArtifact(a);
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0)
+    return fail("cannot write " + path + ": creating " + tmp + ": " +
+                errnoText());
+  // Name the first failure; whatever happened, the temporary goes away.
+  std::string problem;
+  if (!writeAll(fd, bytes.data(), bytes.size()))
+    problem = "writing " + tmp + ": " + errnoText();
+  else if (::fsync(fd) != 0 && errno != EINVAL && errno != EROFS)
+    problem = "syncing " + tmp + ": " + errnoText();
+  if (::close(fd) != 0 && problem.empty())
+    problem = "closing " + tmp + ": " + errnoText();
+  if (problem.empty() && std::rename(tmp.c_str(), path.c_str()) != 0)
+    problem = "renaming " + tmp + " to " + path + ": " + errnoText();
+  if (!problem.empty()) {
+    ::unlink(tmp.c_str());
+    return fail("cannot write " + path + ": " + problem);
+  }
+  return true;
+}
+
+std::optional<Artifact> readArtifactFile(const std::string &path,
+                                         std::string *error) {
+  auto fail = [&](const std::string &msg) -> std::optional<Artifact> {
+    if (error)
+      *error = msg;
+    return std::nullopt;
+  };
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return fail("cannot open artifact " + path + ": " + errnoText());
+  struct stat st;
+  if (::fstat(fd, &st) != 0) {
+    std::string e = errnoText();
+    ::close(fd);
+    return fail("cannot read artifact " + path + ": " + e);
+  }
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return fail("cannot read artifact " + path + ": not a regular file");
+  }
+  std::string bytes(size_t(st.st_size), '\0');
+  size_t got = 0;
+  while (got < bytes.size()) {
+    ssize_t n = ::read(fd, bytes.data() + got, bytes.size() - got);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0) {
+      std::string e = errnoText();
+      ::close(fd);
+      return fail("cannot read artifact " + path + ": " + e);
+    }
+    if (n == 0)
+      break; // shrank while reading: the parser reports the truncation
+    got += size_t(n);
+  }
+  ::close(fd);
+  bytes.resize(got);
+  if (bytes.empty())
+    return fail("artifact " + path + " is empty");
+  return parseArtifact(bytes.data(), bytes.size(), path, error);
+}
+
+} // namespace weipipe::rt

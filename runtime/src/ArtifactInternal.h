@@ -1,0 +1,37 @@
+//===- ArtifactInternal.h - artifact validation, internal ----*- C++ -*-===//
+//
+// Part of weipipe's runtime. Not installed. The semantic checks that
+// parseArtifact runs after decoding; the executor runs them too, because an
+// Artifact may also be built in memory (tests, the compiler) without ever
+// going through the decoder, and the kernels trust every size they are given.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef WEIPIPE_RUNTIME_ARTIFACTINTERNAL_H
+#define WEIPIPE_RUNTIME_ARTIFACTINTERNAL_H
+
+#include "weipipe/runtime/Artifact.h"
+
+#include <cstddef>
+#include <string>
+#include <vector>
+
+namespace weipipe::rt::detail {
+
+/// Checks everything the executor relies on: refs inside their buffers,
+/// shapes and dtypes per opcode, indices in range. On failure sets *error to
+/// "WHAT: <problem>"; when `instrOffsets` is given (offsets[f][i] = the byte at
+/// which instruction i of function f starts), an instruction's problem ends
+/// with " (at byte N)".
+bool validateArtifact(
+    const Artifact &a, const std::string &what, std::string *error,
+    const std::vector<std::vector<size_t>> *instrOffsets = nullptr);
+
+/// The element count of `s`, overflow-checked: false if a dim is negative,
+/// the rank exceeds 8, or numel * elementSize exceeds 2^62 bytes.
+bool checkedNumel(const std::vector<int64_t> &s, size_t elementSize,
+                  int64_t *numel);
+
+} // namespace weipipe::rt::detail
+
+#endif // WEIPIPE_RUNTIME_ARTIFACTINTERNAL_H

@@ -1,0 +1,989 @@
+//===- Executor.cpp - runs a .wpp artifact on the CPU ---------------------===//
+//
+// Part of weipipe's runtime. `create` validates the artifact (it may never
+// have gone through the decoder), allocates the plan, loads the parameters,
+// and resolves every instruction once into a Step: raw pointers, kernel
+// Shapes and derived sizes. Running a function is then one switch per
+// instruction with no allocation in the executor itself; scratch for the
+// statistics the backward ops recompute (norm mean/rstd, attention and
+// cross-entropy logsumexp) is sized for the largest user at creation.
+//
+//===----------------------------------------------------------------------===//
+
+#include "weipipe/runtime/Executor.h"
+
+#include "ArtifactInternal.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fcntl.h>
+#include <fstream>
+#include <map>
+#include <new>
+#include <sys/stat.h>
+#include <tuple>
+#include <type_traits>
+#include <unistd.h>
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "parameter files and artifacts are little-endian; this host is not"
+#endif
+
+namespace weipipe::rt {
+
+namespace {
+
+constexpr size_t kAlign = 64;
+
+size_t roundUp(uint64_t n) {
+  return size_t((n + kAlign - 1) / kAlign * kAlign);
+}
+
+/// One 64-byte-aligned allocation.
+class AlignedBuffer {
+public:
+  AlignedBuffer() = default;
+  AlignedBuffer(const AlignedBuffer &) = delete;
+  AlignedBuffer &operator=(const AlignedBuffer &) = delete;
+  AlignedBuffer(AlignedBuffer &&o) noexcept : p_(o.p_) { o.p_ = nullptr; }
+  ~AlignedBuffer() { std::free(p_); }
+
+  bool allocate(uint64_t bytes) {
+    p_ = std::aligned_alloc(kAlign, roundUp(bytes ? bytes : 1));
+    return p_ != nullptr;
+  }
+  uint8_t *data() const { return static_cast<uint8_t *>(p_); }
+
+private:
+  void *p_ = nullptr;
+};
+
+std::string bytesText(uint64_t b) {
+  char buf[32];
+  const double d = double(b);
+  if (b < 1024)
+    std::snprintf(buf, sizeof(buf), "%llu B", (unsigned long long)b);
+  else if (b < (uint64_t(1) << 20))
+    std::snprintf(buf, sizeof(buf), "%.1f KiB", d / 1024.0);
+  else if (b < (uint64_t(1) << 30))
+    std::snprintf(buf, sizeof(buf), "%.1f MiB", d / 1048576.0);
+  else
+    std::snprintf(buf, sizeof(buf), "%.1f GiB", d / 1073741824.0);
+  return buf;
+}
+
+std::string gibText(uint64_t b) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.1f GiB", double(b) / 1073741824.0);
+  return buf;
+}
+
+/// MemAvailable from /proc/meminfo in bytes, or 0 if it cannot be read.
+uint64_t memAvailable() {
+  std::ifstream f("/proc/meminfo");
+  std::string key;
+  uint64_t kb;
+  std::string unit;
+  while (f >> key >> kb) {
+    std::getline(f, unit);
+    if (key == "MemAvailable:")
+      return kb * 1024;
+  }
+  return 0;
+}
+
+std::string shapeText(const std::vector<int64_t> &s) {
+  std::string r = "[";
+  for (size_t i = 0; i < s.size(); ++i)
+    r += (i ? ", " : "") + std::to_string(s[i]);
+  return r + "]";
+}
+
+std::string instrText(const Function &f, size_t i) {
+  const Instruction &in = f.body[i];
+  std::string s = "function '" + f.name + "', instruction " +
+                  std::to_string(i) + " (" + opcodeName(in.op);
+  if (!in.name.empty())
+    s += " '" + in.name + "'";
+  return s + ")";
+}
+
+/// Calls f(T()) with the C++ type of `t`.
+template <class F> void withType(DType t, F &&f) {
+  switch (t) {
+  case DType::F32:
+    return f(float());
+  case DType::I64:
+    return f(int64_t());
+  case DType::I32:
+    return f(int32_t());
+  case DType::Bool:
+    return f(uint8_t());
+  }
+}
+
+template <class S, class D> void castLoop(const S *x, D *y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i)
+    y[i] = std::is_same_v<D, uint8_t> ? D(x[i] != 0) : D(x[i]);
+}
+
+/// nn.cast for every pair of dtypes: the kernels' conversions where they
+/// exist, a copy for equal types, a plain loop for i32 <-> bool.
+void castAny(DType from, const void *x, DType to, void *y, int64_t n) {
+  if (from == to) {
+    std::memmove(y, x, size_t(n) * dtypeSize(from));
+    return;
+  }
+  withType(from, [&](auto fromTag) {
+    using S = decltype(fromTag);
+    withType(to, [&](auto toTag) {
+      using D = decltype(toTag);
+      const S *xs = static_cast<const S *>(x);
+      D *yd = static_cast<D *>(y);
+      if constexpr (std::is_same_v<S, D>)
+        return;
+      else if constexpr ((std::is_same_v<S, int32_t> &&
+                          std::is_same_v<D, uint8_t>) ||
+                         (std::is_same_v<S, uint8_t> &&
+                          std::is_same_v<D, int32_t>))
+        castLoop(xs, yd, n);
+      else
+        cpu::cast(xs, yd, n);
+    });
+  });
+}
+
+bool isAccOp(Opcode op) {
+  return op == Opcode::LinearGradWeight || op == Opcode::LayerNormGradParams ||
+         op == Opcode::RMSNormGradScale || op == Opcode::EmbeddingGrad;
+}
+
+/// A resolved TensorRef: p is nullptr when the ref is absent.
+struct Ref {
+  void *p = nullptr;
+  cpu::Shape s;
+  int64_t n = 0;
+  DType dt = DType::F32;
+  template <class T> T *as() const { return static_cast<T *>(p); }
+  float *f() const { return static_cast<float *>(p); }
+  const int64_t *ids() const { return static_cast<const int64_t *>(p); }
+};
+
+/// One instruction, resolved.
+struct Step {
+  const Instruction *ins = nullptr;
+  std::vector<Ref> in, out;
+  // Sizes derived once: linear M, K, N; norm rows, normSize.
+  int64_t d0 = 0, d1 = 0, d2 = 0;
+  cpu::AttentionParams attn;
+  cpu::RotaryDims rotary;
+  // Concat's inputs as the kernel's Span wants them (the one of its dtype).
+  std::vector<cpu::Shape> shapes;
+  std::tuple<std::vector<const float *>, std::vector<const int64_t *>,
+             std::vector<const int32_t *>, std::vector<const uint8_t *>>
+      ptrs;
+};
+
+/// The product of s[from, to).
+int64_t dimProduct(const std::vector<int64_t> &s, size_t from, size_t to) {
+  int64_t n = 1;
+  for (size_t i = from; i < to; ++i)
+    n *= s[i];
+  return n;
+}
+
+/// Scratch floats an instruction needs: [0] a tensor-sized buffer, [1] and
+/// [2] row statistics, [3] a vector of ones.
+struct ScratchNeed {
+  int64_t n[4] = {0, 0, 0, 0};
+};
+
+cpu::AttentionParams attentionParams(const Instruction &I) {
+  const TensorRef &q = I.operands[0], &k = I.operands[1], &v = I.operands[2];
+  cpu::AttentionParams p;
+  p.H = I.ints[0];
+  p.Hkv = I.ints[1];
+  p.causal = I.ints[2] != 0;
+  p.scale = float(I.floats[0]);
+  p.B = q.shape[0];
+  if (q.shape.size() == 4) {
+    p.layout = cpu::AttentionLayout::BHSD;
+    p.Sq = q.shape[2];
+    p.D = q.shape[3];
+    p.Sk = k.shape[2];
+    p.Dv = v.shape[3];
+  } else {
+    p.layout = cpu::AttentionLayout::BSHD;
+    p.Sq = q.shape[1];
+    p.D = q.shape[2] / p.H;
+    p.Sk = k.shape[1];
+    p.Dv = v.shape[2] / p.Hkv;
+  }
+  return p;
+}
+
+ScratchNeed scratchNeed(const Instruction &I) {
+  ScratchNeed s;
+  switch (I.op) {
+  case Opcode::LayerNormGradInput:
+  case Opcode::LayerNormGradParams:
+  case Opcode::RMSNormGradInput:
+  case Opcode::RMSNormGradScale: {
+    const std::vector<int64_t> &xs = I.operands[0].shape;
+    const size_t axis = size_t(I.ints[0]);
+    s.n[0] = I.operands[0].numel();
+    s.n[1] = s.n[2] = dimProduct(xs, 0, axis);
+    s.n[3] = dimProduct(xs, axis, xs.size());
+    break;
+  }
+  case Opcode::Attention:
+  case Opcode::AttentionGrad: {
+    const cpu::AttentionParams p = attentionParams(I);
+    s.n[1] = p.B * p.H * p.Sq;
+    if (I.op == Opcode::AttentionGrad)
+      s.n[0] = s.n[1] * p.Dv;
+    break;
+  }
+  case Opcode::CrossEntropyGrad:
+    s.n[1] = I.operands[1].numel();
+    break;
+  default:
+    break;
+  }
+  return s;
+}
+
+} // namespace
+
+struct Executor::Impl {
+  const Artifact &a;
+  AlignedBuffer arena, values, grads;
+  std::vector<AlignedBuffer> constants;
+  uint64_t bytes = 0;
+  std::vector<std::vector<Step>> fns; // by function index
+  std::vector<float> scratch[4];      // see ScratchNeed; [3] holds ones
+
+  explicit Impl(const Artifact &art) : a(art) {}
+
+  void *resolve(const TensorRef &r, std::vector<ParamBuffers> &params) {
+    switch (r.space) {
+    case Space::None:
+      return nullptr;
+    case Space::Arena:
+      return arena.data() + r.offset;
+    case Space::Param:
+      return params[r.index].value;
+    case Space::Grad:
+      return params[r.index].grad;
+    case Space::Const:
+      return constants[r.index].data();
+    }
+    return nullptr;
+  }
+
+  Ref ref(const TensorRef &r, std::vector<ParamBuffers> &params) {
+    Ref x;
+    x.p = resolve(r, params);
+    x.s = cpu::Shape(r.shape);
+    x.n = r.numel();
+    x.dt = r.dtype;
+    return x;
+  }
+
+  void prepare(std::vector<ParamBuffers> &params);
+  cpu::Status exec(Step &s);
+  cpu::Status runFunction(size_t f, std::string *nonFinite);
+  void writeInputs(const int64_t *ids, const int64_t *targets);
+};
+
+void Executor::Impl::prepare(std::vector<ParamBuffers> &params) {
+  fns.resize(a.functions.size());
+  for (size_t f = 0; f < a.functions.size(); ++f) {
+    const Function &fn = a.functions[f];
+    std::vector<Step> &steps = fns[f];
+    steps.resize(fn.body.size());
+    for (size_t i = 0; i < fn.body.size(); ++i) {
+      const Instruction &I = fn.body[i];
+      Step &s = steps[i];
+      s.ins = &I;
+      for (const TensorRef &r : I.operands)
+        s.in.push_back(ref(r, params));
+      for (const TensorRef &r : I.results)
+        s.out.push_back(ref(r, params));
+      switch (I.op) {
+      case Opcode::Linear: { // (x, w) -> y
+        const auto &xs = I.operands[0].shape;
+        s.d0 = dimProduct(xs, 0, xs.size() - 1);
+        s.d1 = xs.back();
+        s.d2 = I.results[0].shape.back();
+        break;
+      }
+      case Opcode::LinearGradWeight: { // (x, dy) -> dw
+        const auto &xs = I.operands[0].shape;
+        s.d0 = dimProduct(xs, 0, xs.size() - 1);
+        s.d1 = xs.back();
+        s.d2 = I.operands[1].shape.back();
+        break;
+      }
+      case Opcode::LayerNorm:
+      case Opcode::RMSNorm:
+      case Opcode::LayerNormGradInput:
+      case Opcode::LayerNormGradParams:
+      case Opcode::RMSNormGradInput:
+      case Opcode::RMSNormGradScale: {
+        const auto &xs = I.operands[0].shape;
+        const size_t axis = size_t(I.ints[0]);
+        s.d0 = dimProduct(xs, 0, axis);
+        s.d1 = dimProduct(xs, axis, xs.size());
+        break;
+      }
+      case Opcode::Attention:
+      case Opcode::AttentionGrad: {
+        s.attn = attentionParams(I);
+        const Ref &m = s.in[I.op == Opcode::Attention ? 3 : 5];
+        if (m.p) {
+          s.attn.mask.kind = m.dt == DType::F32 ? cpu::MaskKind::Additive
+                                                : cpu::MaskKind::Keep;
+          s.attn.mask.additive = m.dt == DType::F32 ? m.f() : nullptr;
+          s.attn.mask.keep = m.dt == DType::Bool ? m.as<uint8_t>() : nullptr;
+          s.attn.mask.shape = m.s;
+        }
+        break;
+      }
+      case Opcode::Rotary: {
+        const auto &xs = I.operands[0].shape;
+        s.rotary.B = xs[0];
+        s.rotary.H = xs[1];
+        s.rotary.S = xs[2];
+        s.rotary.D = xs[3];
+        s.rotary.interleaved = I.ints[0] != 0;
+        s.rotary.rotaryDim = I.ints[1];
+        s.rotary.tableHasBatch = I.operands[1].shape.size() == 3;
+        break;
+      }
+      case Opcode::Concat:
+        for (const Ref &r : s.in) {
+          s.shapes.push_back(r.s);
+          std::get<0>(s.ptrs).push_back(r.as<const float>());
+          std::get<1>(s.ptrs).push_back(r.as<const int64_t>());
+          std::get<2>(s.ptrs).push_back(r.as<const int32_t>());
+          std::get<3>(s.ptrs).push_back(r.as<const uint8_t>());
+        }
+        break;
+      default:
+        break;
+      }
+    }
+  }
+}
+
+cpu::Status Executor::Impl::exec(Step &s) {
+  using namespace cpu;
+  const Instruction &I = *s.ins;
+  const std::vector<Ref> &in = s.in, &out = s.out;
+  auto span = [&](size_t from, size_t n) {
+    return Span<int64_t>(I.ints.data() + from, n);
+  };
+  const bool acc = I.flags & Instruction::kAccumulate;
+  if (isAccOp(I.op) && !acc)
+    for (const Ref &r : out)
+      if (r.p)
+        std::memset(r.p, 0, size_t(r.n) * sizeof(float));
+
+  switch (I.op) {
+  case Opcode::Binary:
+    withType(in[0].dt, [&](auto tag) {
+      using T = decltype(tag);
+      if constexpr (!std::is_same_v<T, uint8_t>)
+        binary_forward<T>(BinaryOp(I.ints[0]), in[0].as<T>(), in[0].s,
+                          in[1].as<T>(), in[1].s, out[0].as<T>());
+    });
+    return {};
+  case Opcode::Compare:
+    withType(in[0].dt, [&](auto tag) {
+      using T = decltype(tag);
+      compare_forward<T>(CompareOp(I.ints[0]), in[0].as<T>(), in[0].s,
+                         in[1].as<T>(), in[1].s, out[0].as<uint8_t>());
+    });
+    return {};
+  case Opcode::Logic:
+    logic_forward(LogicOp(I.ints[0]), in[0].as<uint8_t>(), in[0].s,
+                  in[1].as<uint8_t>(), in[1].s, out[0].as<uint8_t>());
+    return {};
+  case Opcode::Not:
+    not_forward(in[0].as<uint8_t>(), out[0].as<uint8_t>(), in[0].n);
+    return {};
+  case Opcode::IsNan:
+    is_nan_forward(in[0].f(), out[0].as<uint8_t>(), in[0].n);
+    return {};
+  case Opcode::Cast:
+    castAny(in[0].dt, in[0].p, out[0].dt, out[0].p, in[0].n);
+    return {};
+  case Opcode::Where:
+    withType(in[1].dt, [&](auto tag) {
+      using T = decltype(tag);
+      where_forward<T>(in[0].as<uint8_t>(), in[0].s, in[1].as<T>(), in[1].s,
+                       in[2].as<T>(), in[2].s, out[0].as<T>(), out[0].s);
+    });
+    return {};
+  case Opcode::Unary:
+    unary_forward(UnaryOp(I.ints[0]), in[0].f(), out[0].f(), in[0].n);
+    return {};
+  case Opcode::Copy:
+    if (out[0].p != in[0].p)
+      std::memmove(out[0].p, in[0].p, size_t(I.operands[0].bytes()));
+    return {};
+  case Opcode::Transpose:
+    withType(in[0].dt, [&](auto tag) {
+      using T = decltype(tag);
+      transpose<T>(in[0].as<T>(), in[0].s, I.ints, out[0].as<T>());
+    });
+    return {};
+  case Opcode::Broadcast:
+    withType(in[0].dt, [&](auto tag) {
+      using T = decltype(tag);
+      broadcast_to<T>(in[0].as<T>(), in[0].s, out[0].as<T>(), out[0].s);
+    });
+    return {};
+  case Opcode::Concat:
+    withType(in[0].dt, [&](auto tag) {
+      using T = decltype(tag);
+      concat<T>(std::get<std::vector<const T *>>(s.ptrs), s.shapes,
+                int(I.ints[0]), out[0].as<T>());
+    });
+    return {};
+  case Opcode::Slice: {
+    const size_t r = size_t(in[0].s.rank);
+    withType(in[0].dt, [&](auto tag) {
+      using T = decltype(tag);
+      slice<T>(in[0].as<T>(), in[0].s, span(0, r), span(r, r), span(2 * r, r),
+               out[0].as<T>());
+    });
+    return {};
+  }
+  case Opcode::Gather: {
+    Status st;
+    withType(in[0].dt, [&](auto tag) {
+      using T = decltype(tag);
+      st = gather<T>(in[0].as<T>(), in[0].s, int(I.ints[0]), in[1].ids(),
+                     in[1].n, out[0].as<T>());
+    });
+    return st;
+  }
+  case Opcode::Trilu:
+    withType(in[0].dt, [&](auto tag) {
+      using T = decltype(tag);
+      trilu<T>(in[0].as<T>(), in[0].s, I.ints[0] != 0, I.ints[1],
+               out[0].as<T>());
+    });
+    return {};
+  case Opcode::Reduce:
+    reduce_forward(ReduceOp(I.ints[0]), in[0].f(), in[0].s,
+                   span(1, I.ints.size() - 1), out[0].f());
+    return {};
+  case Opcode::Softmax:
+    softmax_forward(in[0].f(), in[0].s, int(I.ints[0]), out[0].f());
+    return {};
+  case Opcode::LogSoftmax:
+    log_softmax_forward(in[0].f(), in[0].s, int(I.ints[0]), out[0].f());
+    return {};
+  case Opcode::Matmul:
+    matmul_forward(in[0].f(), in[0].s, in[1].f(), in[1].s, out[0].f());
+    return {};
+  case Opcode::Linear:
+    linear_forward(in[0].f(), in[1].f(), in[2].f(), out[0].f(), s.d0, s.d1,
+                   s.d2, I.ints[0] != 0);
+    return {};
+  case Opcode::LayerNorm:
+    layer_norm_forward(in[0].f(), in[1].f(), in[2].f(), out[0].f(), nullptr,
+                       nullptr, s.d0, s.d1, float(I.floats[0]));
+    return {};
+  case Opcode::RMSNorm:
+    rms_norm_forward(in[0].f(), in[1].f(), out[0].f(), nullptr, s.d0, s.d1,
+                     float(I.floats[0]));
+    return {};
+  case Opcode::Attention:
+    attention_forward(s.attn, in[0].f(), in[1].f(), in[2].f(), out[0].f(),
+                      scratch[1].data());
+    return {};
+  case Opcode::Rotary:
+    rotary_forward(in[0].f(), in[1].f(), in[2].f(), out[0].f(), s.rotary);
+    return {};
+  case Opcode::Gelu:
+    gelu_forward(in[0].f(), out[0].f(), in[0].n, GeluApprox(I.ints[0]));
+    return {};
+  case Opcode::Silu:
+    silu_forward(in[0].f(), out[0].f(), in[0].n);
+    return {};
+  case Opcode::Swiglu:
+    swiglu_forward(in[0].f(), in[1].f(), out[0].f(), in[0].n);
+    return {};
+  case Opcode::Embedding:
+    return embedding_forward(in[0].f(), in[1].ids(), out[0].f(), in[1].n,
+                             in[0].s[0], in[0].s[1]);
+  case Opcode::CrossEntropy:
+    return cross_entropy_forward(in[0].f(), in[1].ids(), in[1].n,
+                                 in[0].s[in[0].s.rank - 1], I.ints[0],
+                                 out[0].f(), nullptr);
+
+  case Opcode::BinaryGrad:
+    binary_backward(BinaryOp(I.ints[0]), in[0].f(), in[0].s, in[1].f(), in[1].s,
+                    in[2].f(), out[0].f(), out[1].f());
+    return {};
+  case Opcode::UnaryGrad:
+    unary_backward(UnaryOp(I.ints[0]), in[0].f(), in[1].f(), in[2].f(),
+                   out[0].f(), in[0].n);
+    return {};
+  case Opcode::ReduceGrad:
+    reduce_backward(ReduceOp(I.ints[0]), in[0].f(), out[0].s,
+                    span(1, I.ints.size() - 1), in[1].f(), in[2].f(),
+                    out[0].f());
+    return {};
+  case Opcode::WhereGrad:
+    where_backward(in[0].as<uint8_t>(), in[0].s, out[0].p ? out[0].s : in[1].s,
+                   out[1].p ? out[1].s : in[1].s, in[1].f(), in[1].s,
+                   out[0].f(), out[1].f());
+    return {};
+  case Opcode::SumToShape:
+    sum_to_shape(in[0].f(), in[0].s, out[0].f(), out[0].s);
+    return {};
+  case Opcode::SliceGrad: {
+    const size_t r = size_t(out[0].s.rank);
+    slice_backward(in[0].f(), out[0].s, span(0, r), span(r, r), span(2 * r, r),
+                   out[0].f());
+    return {};
+  }
+  case Opcode::GatherGrad:
+    return gather_backward(in[1].f(), out[0].s, int(I.ints[0]), in[0].ids(),
+                           in[0].n, out[0].f());
+  case Opcode::MatmulGrad:
+    matmul_backward(in[0].f(), in[0].s, in[1].f(), in[1].s, in[2].f(),
+                    out[0].f(), out[1].f());
+    return {};
+  case Opcode::LinearGradWeight:
+    // The weight is only read for dx, which this op does not compute.
+    linear_backward(in[0].f(), nullptr, in[1].f(), nullptr, out[0].f(), nullptr,
+                    s.d0, s.d1, s.d2, I.ints[0] != 0);
+    return {};
+  case Opcode::LayerNormGradInput:
+  case Opcode::LayerNormGradParams: {
+    // The forward saved no statistics: recompute mean/rstd (scale 1, the
+    // normalized output is discarded).
+    float *mean = scratch[1].data(), *rstd = scratch[2].data();
+    const float *ones = scratch[3].data();
+    layer_norm_forward(in[0].f(), ones, nullptr, scratch[0].data(), mean, rstd,
+                       s.d0, s.d1, float(I.floats[0]));
+    if (I.op == Opcode::LayerNormGradInput)
+      layer_norm_backward(in[0].f(), in[1].f(), mean, rstd, in[2].f(),
+                          out[0].f(), nullptr, nullptr, s.d0, s.d1);
+    else // scale only enters dx; ones stand in for it
+      layer_norm_backward(in[0].f(), ones, mean, rstd, in[1].f(), nullptr,
+                          out[0].f(), out[1].f(), s.d0, s.d1);
+    return {};
+  }
+  case Opcode::RMSNormGradInput:
+  case Opcode::RMSNormGradScale: {
+    float *rstd = scratch[1].data();
+    const float *ones = scratch[3].data();
+    rms_norm_forward(in[0].f(), ones, scratch[0].data(), rstd, s.d0, s.d1,
+                     float(I.floats[0]));
+    if (I.op == Opcode::RMSNormGradInput)
+      rms_norm_backward(in[0].f(), in[1].f(), rstd, in[2].f(), out[0].f(),
+                        nullptr, s.d0, s.d1);
+    else
+      rms_norm_backward(in[0].f(), ones, rstd, in[1].f(), nullptr, out[0].f(),
+                        s.d0, s.d1);
+    return {};
+  }
+  case Opcode::AttentionGrad: {
+    // The logsumexp the backward needs is recomputed by a forward pass into
+    // scratch (the forward op kept only its output).
+    float *lse = scratch[1].data();
+    attention_forward(s.attn, in[0].f(), in[1].f(), in[2].f(),
+                      scratch[0].data(), lse);
+    attention_backward(s.attn, in[0].f(), in[1].f(), in[2].f(), in[3].f(), lse,
+                       in[4].f(), out[0].f(), out[1].f(), out[2].f());
+    return {};
+  }
+  case Opcode::GeluGrad:
+    gelu_backward(in[0].f(), in[1].f(), out[0].f(), in[0].n,
+                  GeluApprox(I.ints[0]));
+    return {};
+  case Opcode::SiluGrad:
+    silu_backward(in[0].f(), in[1].f(), out[0].f(), in[0].n);
+    return {};
+  case Opcode::SwigluGrad:
+    swiglu_backward(in[0].f(), in[1].f(), in[2].f(), out[0].f(), out[1].f(),
+                    in[0].n);
+    return {};
+  case Opcode::EmbeddingGrad:
+    return embedding_backward(in[0].ids(), in[1].f(), out[0].f(), in[0].n,
+                              out[0].s[0], out[0].s[1]);
+  case Opcode::CrossEntropyGrad: {
+    const int64_t N = in[1].n, V = in[0].s[in[0].s.rank - 1];
+    float *lse = scratch[1].data(), unused;
+    if (Status st = cross_entropy_forward(in[0].f(), in[1].ids(), N, V,
+                                          I.ints[0], &unused, lse);
+        !st.ok())
+      return st;
+    cross_entropy_backward(in[0].f(), in[1].ids(), lse, *in[2].f(), N, V,
+                           I.ints[0], out[0].f());
+    return {};
+  }
+  case Opcode::SoftmaxGrad:
+    softmax_backward(in[0].f(), in[1].f(), in[0].s, int(I.ints[0]), out[0].f());
+    return {};
+  case Opcode::LogSoftmaxGrad:
+    log_softmax_backward(in[0].f(), in[1].f(), in[0].s, int(I.ints[0]),
+                         out[0].f());
+    return {};
+  case Opcode::Accumulate:
+    // In place is allowed for elementwise kernels.
+    binary_forward<float>(BinaryOp::Add, out[0].f(), out[0].s, in[0].f(),
+                          in[0].s, out[0].f());
+    return {};
+  }
+  return Status::error("unknown opcode");
+}
+
+namespace {
+/// Counts the non-finite values of an f32 buffer; the first one's index.
+int64_t countNonFinite(const float *x, int64_t n, int64_t *first) {
+  int64_t count = 0;
+  for (int64_t i = 0; i < n; ++i)
+    if (!std::isfinite(x[i]) && count++ == 0)
+      *first = i;
+  return count;
+}
+
+std::string valueText(float v) {
+  if (std::isnan(v))
+    return "nan";
+  return v > 0 ? "inf" : "-inf";
+}
+} // namespace
+
+cpu::Status Executor::Impl::runFunction(size_t f, std::string *nonFinite) {
+  std::vector<Step> &steps = fns[f];
+  // WEIPIPE_TRACE=1 prints every instruction with the L2 norm of each f32
+  // result: the first place to look when a gradient disagrees.
+  static const bool trace = std::getenv("WEIPIPE_TRACE") != nullptr;
+  for (size_t i = 0; i < steps.size(); ++i) {
+    cpu::Status st = exec(steps[i]);
+    if (!st.ok())
+      return cpu::Status::error(instrText(a.functions[f], i) + ": " +
+                                st.message());
+    if (trace) {
+      std::fprintf(stderr, "[trace] %s:", instrText(a.functions[f], i).c_str());
+      for (const Ref &r : steps[i].out)
+        if (r.p && r.dt == DType::F32)
+          std::fprintf(stderr, " %.9g",
+                       std::sqrt(cpu::sum_of_squares(r.f(), r.n)));
+      std::fprintf(stderr, " <-");
+      for (const Ref &r : steps[i].in)
+        if (r.p && r.dt == DType::F32)
+          std::fprintf(stderr, " %.9g",
+                       std::sqrt(cpu::sum_of_squares(r.f(), r.n)));
+      std::fprintf(stderr, "\n");
+    }
+    if (!nonFinite)
+      continue;
+    const std::vector<Ref> &out = steps[i].out;
+    for (size_t r = 0; r < out.size(); ++r) {
+      if (!out[r].p || out[r].dt != DType::F32)
+        continue;
+      int64_t first = 0;
+      const int64_t bad = countNonFinite(out[r].f(), out[r].n, &first);
+      if (bad == 0)
+        continue;
+      *nonFinite = instrText(a.functions[f], i) + ": result " +
+                   std::to_string(r) + " has " + std::to_string(bad) +
+                   " non-finite values (first at element " +
+                   std::to_string(first) + " = " +
+                   valueText(out[r].f()[first]) + ")";
+      return {};
+    }
+  }
+  return {};
+}
+
+void Executor::Impl::writeInputs(const int64_t *ids, const int64_t *targets) {
+  for (const Input &in : a.inputs) {
+    auto *dst = reinterpret_cast<int64_t *>(arena.data() + in.ref.offset);
+    const int64_t n = in.ref.numel();
+    const int64_t *src = in.role == InputRole::Tokens ? ids : targets;
+    if (src)
+      std::memcpy(dst, src, size_t(n) * sizeof(int64_t));
+    else // no targets (evaluating logits only): every row is ignored
+      std::fill(dst, dst + n,
+                in.role == InputRole::Targets ? a.ignoreIndex : 0);
+  }
+}
+
+//===----------------------------------------------------------------------===//
+// Executor
+//===----------------------------------------------------------------------===//
+
+Executor::Executor(const Artifact &a)
+    : a_(a), impl_(std::make_unique<Impl>(a)) {}
+
+Executor::~Executor() = default;
+
+uint64_t Executor::bytesAllocated() const { return impl_->bytes; }
+
+namespace {
+
+/// Reads every parameter's initial value from its storage file. Files are
+/// opened once each and read with pread, never whole into memory.
+std::string loadParameters(std::vector<ParamBuffers> &params,
+                           const std::string &artifactDir) {
+  struct File {
+    int fd = -1;
+    uint64_t size = 0;
+  };
+  std::map<std::string, File> files;
+  struct Closer {
+    std::map<std::string, File> &files;
+    ~Closer() {
+      for (auto &kv : files)
+        if (kv.second.fd >= 0)
+          ::close(kv.second.fd);
+    }
+  } closer{files};
+
+  for (ParamBuffers &pb : params) {
+    const Parameter &p = *pb.desc;
+    const Storage &st = p.storage;
+    const std::string at = "parameter '" + p.name + "'";
+    const uint64_t need = uint64_t(pb.numel) * sizeof(float);
+    if (need == 0 && st.length == 0)
+      continue;
+    if (st.file.empty())
+      return at + ": no storage file";
+    std::string path = st.file;
+    if (path[0] != '/' && !artifactDir.empty())
+      path = artifactDir + "/" + path;
+    auto it = files.find(path);
+    if (it == files.end()) {
+      File file;
+      file.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+      if (file.fd < 0)
+        return at + ": cannot open " + path + ": " + std::strerror(errno);
+      struct stat sb;
+      if (::fstat(file.fd, &sb) != 0) {
+        std::string e = std::strerror(errno);
+        ::close(file.fd);
+        return at + ": cannot read " + path + ": " + e;
+      }
+      file.size = uint64_t(sb.st_size);
+      it = files.emplace(path, file).first;
+    }
+    const File &file = it->second;
+    if (st.fileSize != 0 && file.size != st.fileSize)
+      return at + ": " + path + " is " + std::to_string(file.size) +
+             " bytes, but the artifact was compiled against a " +
+             std::to_string(st.fileSize) +
+             "-byte file; the model changed since it was compiled: recompile";
+    if (st.length != need)
+      return at + ": its storage holds " + std::to_string(st.length) +
+             " bytes, but f32" + shapeText(p.shape) + " needs " +
+             std::to_string(need);
+    if (st.offset > file.size || st.length > file.size - st.offset)
+      return at + ": bytes [" + std::to_string(st.offset) + ", " +
+             std::to_string(st.offset + st.length) + ") are outside " + path +
+             " (" + std::to_string(file.size) + " bytes)";
+    auto *dst = reinterpret_cast<char *>(pb.value);
+    uint64_t done = 0;
+    while (done < st.length) {
+      const ssize_t n = ::pread(file.fd, dst + done, size_t(st.length - done),
+                                off_t(st.offset + done));
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n < 0)
+        return at + ": reading " + path + ": " + std::strerror(errno);
+      if (n == 0)
+        return at + ": " + path + " ended at byte " +
+               std::to_string(st.offset + done) + " while reading it";
+      done += uint64_t(n);
+    }
+  }
+  return "";
+}
+
+} // namespace
+
+std::unique_ptr<Executor> Executor::create(const Artifact &a,
+                                           const std::string &artifactDir,
+                                           std::string *error) {
+  auto fail = [&](const std::string &msg) -> std::unique_ptr<Executor> {
+    if (error)
+      *error = msg;
+    return nullptr;
+  };
+  std::string problem;
+  if (!detail::validateArtifact(a, "artifact", &problem))
+    return fail(problem);
+
+  // Sizes first, so that a plan too big for this machine fails with its
+  // numbers before anything is touched.
+  // Saturating sums: an absurd plan must fail the check, not wrap around.
+  auto add = [](uint64_t x, uint64_t y) {
+    return x > UINT64_MAX - y ? UINT64_MAX : x + y;
+  };
+  uint64_t paramBytes = 0, constBytes = 0, scratchBytes = 0;
+  for (const Parameter &p : a.params)
+    paramBytes = add(paramBytes, roundUp(uint64_t(p.numel()) * sizeof(float)));
+  for (const Constant &c : a.constants)
+    constBytes = add(constBytes, roundUp(c.bytes.size()));
+  ScratchNeed need;
+  for (const Function &f : a.functions)
+    for (const Instruction &I : f.body) {
+      ScratchNeed s = scratchNeed(I);
+      for (int k = 0; k < 4; ++k)
+        need.n[k] = std::max(need.n[k], s.n[k]);
+    }
+  for (int64_t n : need.n)
+    scratchBytes = add(scratchBytes, uint64_t(n) * sizeof(float));
+  const uint64_t total = add(
+      add(add(roundUp(a.arenaBytes), paramBytes), add(paramBytes, constBytes)),
+      scratchBytes);
+  const std::string plan =
+      "the plan needs " + gibText(total) + " (arena " +
+      bytesText(a.arenaBytes) + ", parameters " + bytesText(paramBytes) +
+      ", gradients " + bytesText(paramBytes) + ", constants " +
+      bytesText(constBytes) + ", scratch " + bytesText(scratchBytes) + ")";
+  if (total > (uint64_t(1) << 62))
+    return fail(plan + ", more than any machine has");
+  const uint64_t avail = memAvailable();
+  if (avail != 0 && total > avail)
+    return fail(plan + " but only " + gibText(avail) +
+                " of memory is available");
+
+  std::unique_ptr<Executor> ex(new Executor(a));
+  Impl &im = *ex->impl_;
+  try {
+    bool ok = im.arena.allocate(a.arenaBytes) &&
+              im.values.allocate(paramBytes) && im.grads.allocate(paramBytes);
+    im.constants.resize(a.constants.size());
+    for (size_t i = 0; ok && i < a.constants.size(); ++i)
+      ok = im.constants[i].allocate(a.constants[i].bytes.size());
+    for (int k = 0; ok && k < 4; ++k)
+      im.scratch[k].assign(size_t(need.n[k]), k == 3 ? 1.0f : 0.0f);
+    if (!ok)
+      throw std::bad_alloc();
+  } catch (const std::bad_alloc &) {
+    return fail(plan + " but allocating it failed" +
+                (avail ? " (" + gibText(avail) + " of memory available)"
+                       : std::string()));
+  }
+  im.bytes = total;
+  // Zeroed so that a read of a never-written byte is reproducible.
+  std::memset(im.arena.data(), 0, size_t(a.arenaBytes));
+  std::memset(im.grads.data(), 0, size_t(paramBytes));
+  for (size_t i = 0; i < a.constants.size(); ++i)
+    std::memcpy(im.constants[i].data(), a.constants[i].bytes.data(),
+                a.constants[i].bytes.size());
+
+  uint64_t offset = 0;
+  ex->params_.resize(a.params.size());
+  for (size_t i = 0; i < a.params.size(); ++i) {
+    ParamBuffers &pb = ex->params_[i];
+    pb.desc = &a.params[i];
+    pb.numel = a.params[i].numel();
+    pb.value = reinterpret_cast<float *>(im.values.data() + offset);
+    pb.grad = reinterpret_cast<float *>(im.grads.data() + offset);
+    offset += roundUp(uint64_t(pb.numel) * sizeof(float));
+  }
+  if (std::string e = loadParameters(ex->params_, artifactDir); !e.empty())
+    return fail(e);
+  im.prepare(ex->params_);
+  return ex;
+}
+
+void Executor::zeroGrads() {
+  uint64_t bytes = 0;
+  for (const ParamBuffers &pb : params_)
+    bytes += roundUp(uint64_t(pb.numel) * sizeof(float));
+  if (bytes)
+    std::memset(impl_->grads.data(), 0, size_t(bytes));
+}
+
+cpu::Status Executor::runMicrobatch(const int64_t *ids, const int64_t *targets,
+                                    float dloss, float *loss) {
+  impl_->writeInputs(ids, targets);
+  if (a_.dloss.present())
+    std::memcpy(impl_->arena.data() + a_.dloss.offset, &dloss, sizeof(float));
+  for (uint32_t f : a_.microbatchProgram)
+    if (cpu::Status st = impl_->runFunction(f, nullptr); !st.ok())
+      return st;
+  if (loss)
+    *loss = a_.loss.present() ? *reinterpret_cast<const float *>(
+                                    impl_->arena.data() + a_.loss.offset)
+                              : 0.0f;
+  return {};
+}
+
+cpu::Status Executor::runForward(const int64_t *ids, const int64_t *targets,
+                                 float *loss) {
+  // The first forward function of the program, else of the artifact.
+  size_t f = a_.functions.size();
+  for (uint32_t g : a_.microbatchProgram)
+    if (a_.functions[g].kind == FunctionKind::Forward) {
+      f = g;
+      break;
+    }
+  for (size_t g = 0; f == a_.functions.size() && g < a_.functions.size(); ++g)
+    if (a_.functions[g].kind == FunctionKind::Forward)
+      f = g;
+  if (f == a_.functions.size())
+    return cpu::Status::error("the artifact has no forward function");
+  impl_->writeInputs(ids, targets);
+  if (cpu::Status st = impl_->runFunction(f, nullptr); !st.ok())
+    return st;
+  if (loss)
+    *loss = a_.loss.present() ? *reinterpret_cast<const float *>(
+                                    impl_->arena.data() + a_.loss.offset)
+                              : 0.0f;
+  return {};
+}
+
+const float *Executor::logits() const {
+  if (!a_.logits.present())
+    return nullptr;
+  return reinterpret_cast<const float *>(impl_->arena.data() +
+                                         a_.logits.offset);
+}
+
+std::string Executor::findFirstNonFinite(const int64_t *ids,
+                                         const int64_t *targets, float dloss) {
+  // A parameter that is already non-finite would be blamed on its first
+  // reader; name it instead.
+  for (const ParamBuffers &pb : params_) {
+    int64_t first = 0;
+    if (int64_t bad = countNonFinite(pb.value, pb.numel, &first))
+      return "parameter '" + pb.desc->name + "' has " + std::to_string(bad) +
+             " non-finite values (first at element " + std::to_string(first) +
+             " = " + valueText(pb.value[first]) + ")";
+  }
+  // The gradients restart from zero: whatever the failed micro-batch left in
+  // them would otherwise be blamed on the first instruction accumulating.
+  zeroGrads();
+  impl_->writeInputs(ids, targets);
+  if (a_.dloss.present())
+    std::memcpy(impl_->arena.data() + a_.dloss.offset, &dloss, sizeof(float));
+  std::string found;
+  for (uint32_t f : a_.microbatchProgram) {
+    if (cpu::Status st = impl_->runFunction(f, &found); !st.ok())
+      return st.message();
+    if (!found.empty())
+      return found;
+  }
+  return "";
+}
+
+} // namespace weipipe::rt

@@ -1,0 +1,469 @@
+//===- ArtifactTest.cpp - the .wpp encoding and its validation ------------===//
+//
+// Part of weipipe's runtime tests. A small artifact built by hand
+// round-trips bit for bit; truncations, byte flips, corrupt counts under
+// valid checksums, and semantically invalid artifacts are all rejected with
+// a message and without crashing or allocating from a corrupt count.
+//
+//===----------------------------------------------------------------------===//
+
+#include "weipipe/runtime/Artifact.h"
+#include "weipipe/runtime/Crc32c.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <dirent.h>
+#include <fstream>
+#include <sys/stat.h>
+#include <unistd.h>
+
+using namespace weipipe::rt;
+
+namespace {
+
+TensorRef arena(uint64_t offset, DType t, std::vector<int64_t> shape) {
+  TensorRef r;
+  r.space = Space::Arena;
+  r.offset = offset;
+  r.dtype = t;
+  r.shape = std::move(shape);
+  return r;
+}
+
+TensorRef entry(Space s, uint32_t index, std::vector<int64_t> shape,
+                DType t = DType::F32) {
+  TensorRef r;
+  r.space = s;
+  r.index = index;
+  r.dtype = t;
+  r.shape = std::move(shape);
+  return r;
+}
+
+Instruction instr(Opcode op, std::vector<TensorRef> operands,
+                  std::vector<TensorRef> results,
+                  std::vector<int64_t> ints = {},
+                  std::vector<double> floats = {}, std::string name = "") {
+  Instruction in;
+  in.op = op;
+  in.operands = std::move(operands);
+  in.results = std::move(results);
+  in.ints = std::move(ints);
+  in.floats = std::move(floats);
+  in.name = std::move(name);
+  return in;
+}
+
+/// Embedding -> linear -> cross-entropy over B=2, S=3, V=8, H=4, with a
+/// backward, a constant and an alias: every section of the format is used.
+Artifact makeArtifact() {
+  Artifact a;
+  a.producer = "ArtifactTest";
+  a.sourceModel = "tiny.onnx";
+  a.schedule = "single";
+  a.batch = 2;
+  a.seq = 3;
+  a.vocab = 8;
+  Parameter emb;
+  emb.name = "emb";
+  emb.shape = {8, 4};
+  emb.storage = {"weights.bin", 16, 128, 4096};
+  emb.aliases.push_back({"lm_head.weight", false});
+  Parameter w;
+  w.name = "w";
+  w.shape = {8, 4};
+  w.storage = {"/abs/weights.bin", 160, 128, 0};
+  w.decay = false;
+  a.params = {emb, w};
+  Constant c;
+  c.dtype = DType::F32;
+  c.shape = {2};
+  float cv[2] = {0.5f, -1.25f};
+  c.bytes.assign(reinterpret_cast<const char *>(cv), sizeof(cv));
+  a.constants = {c};
+
+  const TensorRef ids = arena(0, DType::I64, {2, 3});
+  const TensorRef tgt = arena(64, DType::I64, {2, 3});
+  const TensorRef h = arena(128, DType::F32, {2, 3, 4});
+  const TensorRef logits = arena(256, DType::F32, {2, 3, 8});
+  const TensorRef loss = arena(448, DType::F32, {});
+  const TensorRef dloss = arena(512, DType::F32, {});
+  const TensorRef dlogits = arena(576, DType::F32, {2, 3, 8});
+  const TensorRef cexp = arena(768, DType::F32, {2});
+  a.arenaBytes = 832;
+  a.peakBytes = 832 + 4 * 2 * 32 * 4;
+  a.inputs = {{"input_ids", InputRole::Tokens, ids},
+              {"targets", InputRole::Targets, tgt}};
+  a.loss = loss;
+  a.dloss = dloss;
+  a.logits = logits;
+
+  Function fwd;
+  fwd.name = "forward";
+  fwd.body.push_back(instr(Opcode::Embedding,
+                           {entry(Space::Param, 0, {8, 4}), ids}, {h}, {}, {},
+                           "nn.embedding 'wte'"));
+  fwd.body.push_back(instr(Opcode::Linear,
+                           {h, entry(Space::Param, 1, {8, 4}), TensorRef()},
+                           {logits}, {1}));
+  fwd.body.push_back(
+      instr(Opcode::CrossEntropy, {logits, tgt}, {loss}, {-100}));
+  fwd.body.push_back(instr(Opcode::Unary, {entry(Space::Const, 0, {2})}, {cexp},
+                           {int64_t(4)}, {}, "exp"));
+  Function bwd;
+  bwd.name = "backward";
+  bwd.kind = FunctionKind::Backward;
+  bwd.body.push_back(
+      instr(Opcode::CrossEntropyGrad, {logits, tgt, dloss}, {dlogits}, {-100}));
+  Instruction gw = instr(Opcode::LinearGradWeight, {h, dlogits},
+                         {entry(Space::Grad, 1, {8, 4})}, {1});
+  gw.flags = Instruction::kAccumulate;
+  bwd.body.push_back(gw);
+  bwd.body.push_back(instr(Opcode::LayerNorm,
+                           {h, arena(768, DType::F32, {4}), TensorRef()},
+                           {arena(576, DType::F32, {2, 3, 4})}, {2}, {1e-5}));
+  a.functions = {fwd, bwd};
+  a.microbatchProgram = {0, 1};
+  return a;
+}
+
+/// Recomputes both checksums after a deliberate edit, so that the decoder's
+/// own checks (not the CRCs) are what is tested.
+void reseal(std::string &b) {
+  auto put = [&](size_t at, uint32_t v) {
+    for (int i = 0; i < 4; ++i)
+      b[at + i] = char((v >> (8 * i)) & 0xff);
+  };
+  put(24, crc32c(b.data() + 32, b.size() - 32));
+  put(28, crc32c(b.data(), 28));
+}
+
+std::string parseError(const std::string &bytes) {
+  std::string err;
+  auto a = parseArtifact(bytes.data(), bytes.size(), "test.wpp", &err);
+  if (a)
+    return "";
+  EXPECT_FALSE(err.empty());
+  return err;
+}
+
+std::string structError(const Artifact &a) {
+  return parseError(serializeArtifact(a));
+}
+
+#define EXPECT_HAS(haystack, needle)                                           \
+  EXPECT_NE(std::string(haystack).find(needle), std::string::npos)             \
+      << "'" << (haystack) << "' lacks '" << (needle) << "'"
+
+std::string tempDir() {
+  std::string t = ::testing::TempDir() + "wpp-artifact-XXXXXX";
+  char *d = ::mkdtemp(t.data());
+  EXPECT_NE(d, nullptr);
+  return t;
+}
+
+std::vector<std::string> listDir(const std::string &dir) {
+  std::vector<std::string> names;
+  if (DIR *d = ::opendir(dir.c_str())) {
+    while (dirent *e = ::readdir(d))
+      if (std::strcmp(e->d_name, ".") && std::strcmp(e->d_name, ".."))
+        names.push_back(e->d_name);
+    ::closedir(d);
+  }
+  return names;
+}
+
+} // namespace
+
+TEST(Artifact, NamesAndSizes) {
+  EXPECT_EQ(dtypeSize(DType::F32), 4u);
+  EXPECT_EQ(dtypeSize(DType::I64), 8u);
+  EXPECT_EQ(dtypeSize(DType::I32), 4u);
+  EXPECT_EQ(dtypeSize(DType::Bool), 1u);
+  EXPECT_STREQ(dtypeName(DType::Bool), "bool");
+  EXPECT_STREQ(opcodeName(Opcode::LinearGradWeight), "linear_grad_weight");
+  EXPECT_STREQ(opcodeName(Opcode::Accumulate), "accumulate");
+  EXPECT_EQ(opcodeName(Opcode(99)), nullptr);
+  EXPECT_TRUE(isKnownOpcode(1));
+  EXPECT_TRUE(isKnownOpcode(70));
+  EXPECT_FALSE(isKnownOpcode(0));
+  EXPECT_FALSE(isKnownOpcode(30));
+  EXPECT_STREQ(functionKindName(FunctionKind::BackwardWeight),
+               "backward_weight");
+  TensorRef r = arena(0, DType::I64, {2, 3});
+  EXPECT_EQ(r.numel(), 6);
+  EXPECT_EQ(r.bytes(), 48u);
+  EXPECT_EQ(arena(0, DType::F32, {}).numel(), 1);
+}
+
+TEST(Artifact, RoundTripIsBitExact) {
+  const Artifact a = makeArtifact();
+  const std::string bytes = serializeArtifact(a);
+  std::string err;
+  auto b = parseArtifact(bytes.data(), bytes.size(), "test.wpp", &err);
+  ASSERT_TRUE(b) << err;
+  EXPECT_EQ(serializeArtifact(*b), bytes);
+  EXPECT_EQ(b->producer, "ArtifactTest");
+  ASSERT_EQ(b->params.size(), 2u);
+  EXPECT_EQ(b->params[0].aliases.size(), 1u);
+  EXPECT_EQ(b->params[0].aliases[0].name, "lm_head.weight");
+  EXPECT_EQ(b->params[1].storage.offset, 160u);
+  EXPECT_FALSE(b->params[1].decay);
+  EXPECT_EQ(b->constants[0].bytes, a.constants[0].bytes);
+  ASSERT_EQ(b->functions.size(), 2u);
+  EXPECT_EQ(b->functions[1].kind, FunctionKind::Backward);
+  EXPECT_EQ(b->functions[1].body[1].flags, Instruction::kAccumulate);
+  EXPECT_EQ(b->functions[1].body[2].floats[0], 1e-5);
+  EXPECT_EQ(b->functions[0].body[0].name, "nn.embedding 'wte'");
+  EXPECT_EQ(b->ignoreIndex, -100);
+  EXPECT_EQ(b->microbatchProgram, (std::vector<uint32_t>{0, 1}));
+}
+
+TEST(Artifact, EveryTruncationIsRejected) {
+  const std::string bytes = serializeArtifact(makeArtifact());
+  for (size_t n = 0; n < bytes.size(); ++n) {
+    std::string cut = bytes.substr(0, n);
+    EXPECT_NE(parseError(cut), "") << "accepted a cut at " << n;
+  }
+  // Truncated and resealed: the payload size in the header still disagrees.
+  std::string cut = bytes.substr(0, bytes.size() - 5);
+  reseal(cut);
+  EXPECT_HAS(parseError(cut), "truncated");
+}
+
+TEST(Artifact, ByteFlipsAreRejected) {
+  const std::string bytes = serializeArtifact(makeArtifact());
+  for (uint32_t k = 0; k < 400; ++k) {
+    std::string b = bytes;
+    const size_t at = (k * 7919u + k / 8) % b.size();
+    b[at] = char(b[at] ^ (1 << (k % 8)));
+    EXPECT_NE(parseError(b), "") << "accepted a flip at byte " << at;
+  }
+}
+
+TEST(Artifact, ResealedByteFlipsNeverCrash) {
+  // Under valid checksums the decoder itself must hold: any flip either
+  // parses into something valid (which round-trips) or is rejected.
+  const std::string bytes = serializeArtifact(makeArtifact());
+  int rejected = 0;
+  for (uint32_t k = 0; k < 600; ++k) {
+    std::string b = bytes;
+    const size_t at = 32 + (k * 104729u) % (b.size() - 32);
+    b[at] = char(b[at] ^ (k % 3 == 0 ? 0xff : 1 << (k % 8)));
+    reseal(b);
+    std::string err;
+    auto a = parseArtifact(b.data(), b.size(), "test.wpp", &err);
+    if (a)
+      EXPECT_EQ(serializeArtifact(*a), b);
+    else
+      ++rejected;
+  }
+  EXPECT_GT(rejected, 300);
+}
+
+TEST(Artifact, CorruptCountsAllocateNothing) {
+  const std::string bytes = serializeArtifact(makeArtifact());
+  // The parameter count follows version, producer, sourceModel, rank, ranks,
+  // schedule, microbatches and four i64s.
+  const Artifact a = makeArtifact();
+  const size_t at = 32 + 4 + 4 + a.producer.size() + 4 + a.sourceModel.size() +
+                    4 + 4 + 4 + a.schedule.size() + 4 + 4 * 8;
+  std::string b = bytes;
+  std::memset(&b[at], 0xff, 4);
+  reseal(b);
+  EXPECT_HAS(parseError(b), "count 4294967295");
+}
+
+TEST(Artifact, WrongVersionAndMagic) {
+  std::string b = serializeArtifact(makeArtifact());
+  b[4] = 2;
+  reseal(b);
+  EXPECT_HAS(parseError(b), "artifact format version 2, this runtime reads "
+                            "version 1; recompile with weipipe-opt");
+  b = serializeArtifact(makeArtifact());
+  b[0] = 'X';
+  EXPECT_HAS(parseError(b), "not a weipipe artifact");
+  EXPECT_HAS(parseError("hello world, this is not an artifact at all"),
+             "not a weipipe artifact");
+  b = serializeArtifact(makeArtifact());
+  b[b.size() - 3] ^= 0x10;
+  EXPECT_HAS(parseError(b), "checksum mismatch: the file is corrupt");
+  b = serializeArtifact(makeArtifact());
+  b[13] ^= 0x10; // reserved: covered by the header checksum
+  EXPECT_HAS(parseError(b), "checksum mismatch: the file is corrupt");
+}
+
+TEST(Artifact, InvalidContentIsRejected) {
+  {
+    Artifact a = makeArtifact(); // dlogits ends at 576 + 192 > 700
+    a.arenaBytes = 700;
+    a.functions[0].body.pop_back();
+    a.functions[1].body.pop_back();
+    std::string e = structError(a);
+    EXPECT_HAS(e, "function 'backward', instruction 0 (cross_entropy_grad)");
+    EXPECT_HAS(e, "exceed the arena of 700 bytes");
+    EXPECT_HAS(e, "(at byte ");
+  }
+  {
+    Artifact a = makeArtifact();
+    a.functions[0].body[0].operands[0].index = 5;
+    std::string e = structError(a);
+    EXPECT_HAS(e, "instruction 0 (embedding 'nn.embedding 'wte'')");
+    EXPECT_HAS(e, "parameter index 5 is out of range");
+  }
+  {
+    Artifact a = makeArtifact();
+    a.functions[0].body[1].operands[1].shape = {4, 8};
+    EXPECT_HAS(structError(a), "differs from parameter 'w'");
+  }
+  {
+    Artifact a = makeArtifact();
+    a.functions[0].body[1].op = Opcode(99);
+    EXPECT_HAS(structError(a), "unknown opcode 99");
+  }
+  {
+    Artifact a = makeArtifact();
+    a.functions[0].body[1].operands.pop_back(); // linear's optional bias
+    EXPECT_HAS(structError(a),
+               "expected 3 operands and 1 results, got 2 and 1");
+  }
+  {
+    Artifact a = makeArtifact();
+    a.functions[0].body[1].results[0].shape = {2, 3, 7};
+    EXPECT_HAS(structError(a), "has shape [2, 3, 7], expected [2, 3, 8]");
+  }
+  {
+    Artifact a = makeArtifact();
+    a.functions[0].body[1].ints = {2};
+    EXPECT_HAS(structError(a), "transpose_weight 2 is out of range");
+  }
+  {
+    Artifact a = makeArtifact();
+    a.functions[0].body[3].ints = {12};
+    EXPECT_HAS(structError(a), "UnaryOp 12 is out of range");
+  }
+  {
+    Artifact a = makeArtifact();
+    a.functions[0].body[0].operands[1].dtype = DType::I32;
+    a.functions[0].body[0].operands[1].shape = {2, 3};
+    EXPECT_HAS(structError(a), "operand 1 (ids) is i32, expected i64");
+  }
+  {
+    Artifact a = makeArtifact();
+    a.functions[0].body[2].flags = Instruction::kAccumulate;
+    EXPECT_HAS(structError(a), "cannot accumulate");
+  }
+  {
+    Artifact a = makeArtifact();
+    a.functions[0].body[2].results[0] = entry(Space::Param, 0, {8, 4});
+    EXPECT_HAS(structError(a), "writes a parameter's value");
+  }
+  {
+    Artifact a = makeArtifact();
+    a.constants[0].bytes.pop_back();
+    EXPECT_HAS(structError(a), "constant 0: holds 7 bytes");
+  }
+  {
+    Artifact a = makeArtifact();
+    a.inputs[0].ref.dtype = DType::F32;
+    EXPECT_HAS(structError(a), "input 'input_ids': must be an i64 arena ref");
+  }
+  {
+    Artifact a = makeArtifact();
+    a.inputs[1].ref.shape = {2, 4};
+    EXPECT_HAS(structError(a), "a micro-batch is 2 x 3 tokens");
+  }
+  {
+    Artifact a = makeArtifact();
+    a.loss.shape = {2};
+    EXPECT_HAS(structError(a), "loss must be an f32 scalar");
+  }
+  {
+    Artifact a = makeArtifact();
+    a.microbatchProgram.push_back(2);
+    EXPECT_HAS(structError(a), "names function 2, but there are 2");
+  }
+  {
+    Artifact a = makeArtifact();
+    a.params[1].shape = {8, 4, 1, 1, 1, 1, 1, 1, 1};
+    EXPECT_HAS(structError(a), "shape rank 9 exceeds 8");
+  }
+  {
+    Artifact a = makeArtifact();
+    a.functions[0].body[1].results[0].shape = {2, -3, 8};
+    EXPECT_HAS(structError(a), "negative dimension -3");
+  }
+  {
+    Artifact a = makeArtifact();
+    a.functions[0].body[1].results[0].offset = 258;
+    EXPECT_HAS(structError(a), "not aligned");
+  }
+  {
+    Artifact a = makeArtifact();
+    a.functions[1].body[2].ints = {3};
+    EXPECT_HAS(structError(a), "axis 3 is out of range [0, 3)");
+  }
+  {
+    // Results may not overlap operands, except where a kernel runs in place.
+    Artifact a = makeArtifact();
+    a.functions[0].body[0].results[0].offset = 32; // h over the token ids
+    EXPECT_HAS(structError(a), "result 0 overlaps operand 1");
+    a = makeArtifact();
+    a.functions[0].body[3].results[0] = a.functions[0].body[3].operands[0];
+    a.functions[0].body[3].results[0].space = Space::Arena;
+    a.functions[0].body[3].results[0].offset = 768;
+    a.functions[0].body[3].operands[0] = a.functions[0].body[3].results[0];
+    EXPECT_EQ(structError(a), ""); // exp in place
+    a = makeArtifact();
+    a.functions[1].body[0].results[0] = a.functions[1].body[0].operands[1];
+    a.functions[1].body[0].results[0].dtype = DType::F32;
+    a.functions[1].body[0].results[0].shape = {2, 3, 8};
+    EXPECT_HAS(structError(a), "result 0 overlaps operand 1");
+  }
+}
+
+TEST(Artifact, Files) {
+  const std::string dir = tempDir();
+  const Artifact a = makeArtifact();
+  std::string err;
+  const std::string path = dir + "/model.wpp";
+  ASSERT_TRUE(writeArtifactFile(a, path, &err)) << err;
+  EXPECT_EQ(listDir(dir), std::vector<std::string>{"model.wpp"});
+  auto b = readArtifactFile(path, &err);
+  ASSERT_TRUE(b) << err;
+  EXPECT_EQ(serializeArtifact(*b), serializeArtifact(a));
+
+  // A missing directory: an error naming the path, and no file anywhere.
+  const std::string missing = dir + "/no-such-dir/model.wpp";
+  EXPECT_FALSE(writeArtifactFile(a, missing, &err));
+  EXPECT_HAS(err, missing);
+  EXPECT_EQ(listDir(dir), std::vector<std::string>{"model.wpp"});
+
+  // Writing over a directory fails at the rename: the temporary goes away.
+  const std::string sub = dir + "/sub";
+  ASSERT_EQ(::mkdir(sub.c_str(), 0755), 0);
+  EXPECT_FALSE(writeArtifactFile(a, sub, &err));
+  EXPECT_HAS(err, "renaming");
+  auto names = listDir(dir);
+  std::sort(names.begin(), names.end());
+  EXPECT_EQ(names, (std::vector<std::string>{"model.wpp", "sub"}));
+
+  EXPECT_FALSE(readArtifactFile(dir + "/absent.wpp", &err));
+  EXPECT_HAS(err, dir + "/absent.wpp");
+  const std::string empty = dir + "/empty.wpp";
+  std::ofstream(empty).close();
+  EXPECT_FALSE(readArtifactFile(empty, &err));
+  EXPECT_HAS(err, "is empty");
+  EXPECT_HAS(err, empty);
+  EXPECT_FALSE(readArtifactFile(sub, &err));
+  EXPECT_HAS(err, "not a regular file");
+
+  std::remove(path.c_str());
+  std::remove(empty.c_str());
+  ::rmdir(sub.c_str());
+  ::rmdir(dir.c_str());
+}

@@ -1,0 +1,821 @@
+//===- ExecutorTest.cpp - running hand-built artifacts --------------------===//
+//
+// Part of weipipe's runtime tests. Small artifacts built by hand run through
+// the executor and are compared with direct kernel calls (bit for bit where
+// the executor makes the same calls) and with finite differences; plus the
+// accumulate flag, parameter storage errors, the non-finite search and data
+// errors naming their instruction; and mutated artifacts that pass validation
+// run without a kernel abort.
+//
+// Tests read arena values through `logits()`: an artifact may declare its
+// logits as any f32 arena range, so a test declares the whole arena.
+//
+//===----------------------------------------------------------------------===//
+
+#include "weipipe/runtime/Executor.h"
+#include "weipipe/runtime/Crc32c.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <unistd.h>
+
+using namespace weipipe::rt;
+namespace k = weipipe::rt::cpu;
+
+namespace {
+
+#define EXPECT_HAS(haystack, needle)                                           \
+  EXPECT_NE(std::string(haystack).find(needle), std::string::npos)             \
+      << "'" << (haystack) << "' lacks '" << (needle) << "'"
+
+/// Lays tensors out in the arena at 64-byte-aligned offsets.
+struct Plan {
+  uint64_t next = 0;
+  TensorRef t(DType dt, std::vector<int64_t> shape) {
+    TensorRef r;
+    r.space = Space::Arena;
+    r.offset = next;
+    r.dtype = dt;
+    r.shape = std::move(shape);
+    next += (r.bytes() + 63) / 64 * 64;
+    return r;
+  }
+  TensorRef f32(std::vector<int64_t> shape) {
+    return t(DType::F32, std::move(shape));
+  }
+};
+
+TensorRef entry(Space s, uint32_t index, std::vector<int64_t> shape,
+                DType t = DType::F32) {
+  TensorRef r;
+  r.space = s;
+  r.index = index;
+  r.dtype = t;
+  r.shape = std::move(shape);
+  return r;
+}
+
+Instruction instr(Opcode op, std::vector<TensorRef> operands,
+                  std::vector<TensorRef> results,
+                  std::vector<int64_t> ints = {},
+                  std::vector<double> floats = {}, std::string name = "",
+                  uint8_t flags = 0) {
+  Instruction in;
+  in.op = op;
+  in.operands = std::move(operands);
+  in.results = std::move(results);
+  in.ints = std::move(ints);
+  in.floats = std::move(floats);
+  in.name = std::move(name);
+  in.flags = flags;
+  return in;
+}
+
+/// Deterministic values in [-1, 1).
+std::vector<float> values(size_t n, uint64_t seed) {
+  std::vector<float> v(n);
+  for (float &x : v) {
+    seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+    x = float(double(seed >> 40) / double(1ull << 24) * 2.0 - 1.0);
+  }
+  return v;
+}
+
+template <typename T>
+Constant constant(DType dt, std::vector<int64_t> shape,
+                  const std::vector<T> &v) {
+  Constant c;
+  c.dtype = dt;
+  c.shape = std::move(shape);
+  c.bytes.assign(reinterpret_cast<const char *>(v.data()),
+                 v.size() * sizeof(T));
+  return c;
+}
+
+std::string tempDir() {
+  std::string t = ::testing::TempDir() + "wpp-exec-XXXXXX";
+  EXPECT_NE(::mkdtemp(t.data()), nullptr);
+  return t;
+}
+
+/// The whole arena, readable through logits().
+void exposeArena(Artifact &a, const Plan &p) {
+  a.arenaBytes = p.next;
+  a.logits = entry(Space::Arena, 0, {int64_t(p.next / 4)});
+}
+
+template <typename T = float>
+const T *at(const Executor &ex, const TensorRef &r) {
+  return reinterpret_cast<const T *>(
+      reinterpret_cast<const char *>(ex.logits()) + r.offset);
+}
+
+//===----------------------------------------------------------------------===//
+// The tiny language model: embedding -> linear (tied layout [V, H], used
+// transposed) -> cross-entropy, and its backward.
+//===----------------------------------------------------------------------===//
+
+constexpr int64_t B = 2, S = 3, V = 8, H = 4, N = B * S;
+
+struct Tiny {
+  std::string dir;
+  std::string file; // the parameter file
+  std::vector<float> emb = values(V * H, 1), w = values(V * H, 2);
+  Artifact a;
+  TensorRef ids, tgt, h, logits, loss, dloss, dlogits, dh;
+};
+
+/// Parameters sit at offsets 16 and 152 of a 284-byte file, between junk.
+void writeParams(Tiny &t) {
+  t.file = t.dir + "/weights.bin";
+  std::ofstream f(t.file, std::ios::binary);
+  const char junk[16] = "0123456789abcde";
+  f.write(junk, 16);
+  f.write(reinterpret_cast<const char *>(t.emb.data()), V * H * 4);
+  f.write(junk, 8);
+  f.write(reinterpret_cast<const char *>(t.w.data()), V * H * 4);
+  f.write(junk, 4);
+}
+
+void buildTiny(Tiny &t, bool accumulate) {
+  Artifact &a = t.a;
+  a.batch = B;
+  a.seq = S;
+  a.vocab = V;
+  Parameter emb, w;
+  emb.name = "emb";
+  emb.shape = {V, H};
+  emb.storage = {"weights.bin", 16, V * H * 4, 284}; // relative
+  w.name = "w";
+  w.shape = {V, H};
+  w.storage = {t.file, 152, V * H * 4, 284}; // absolute
+  a.params = {emb, w};
+  Plan p;
+  t.ids = p.t(DType::I64, {B, S});
+  t.tgt = p.t(DType::I64, {B, S});
+  t.h = p.f32({B, S, H});
+  t.logits = p.f32({B, S, V});
+  t.loss = p.f32({});
+  t.dloss = p.f32({});
+  t.dlogits = p.f32({B, S, V});
+  t.dh = p.f32({B, S, H});
+  a.arenaBytes = p.next;
+  a.inputs = {{"input_ids", InputRole::Tokens, t.ids},
+              {"targets", InputRole::Targets, t.tgt}};
+  a.loss = t.loss;
+  a.dloss = t.dloss;
+  a.logits = t.logits;
+  const TensorRef pe = entry(Space::Param, 0, {V, H}),
+                  pw = entry(Space::Param, 1, {V, H});
+  const uint8_t acc = accumulate ? Instruction::kAccumulate : 0;
+  Function fwd;
+  fwd.name = "forward";
+  fwd.body = {
+      instr(Opcode::Embedding, {pe, t.ids}, {t.h}, {}, {}, "wte"),
+      instr(Opcode::Linear, {t.h, pw, TensorRef()}, {t.logits}, {1}, {},
+            "lm_head"),
+      instr(Opcode::CrossEntropy, {t.logits, t.tgt}, {t.loss}, {-100}, {},
+            "loss"),
+  };
+  Function bwd;
+  bwd.name = "backward";
+  bwd.kind = FunctionKind::Backward;
+  bwd.body = {
+      instr(Opcode::CrossEntropyGrad, {t.logits, t.tgt, t.dloss}, {t.dlogits},
+            {-100}),
+      instr(Opcode::Linear, {t.dlogits, pw, TensorRef()}, {t.dh}, {0}),
+      instr(Opcode::LinearGradWeight, {t.h, t.dlogits},
+            {entry(Space::Grad, 1, {V, H})}, {1}, {}, "", acc),
+      instr(Opcode::EmbeddingGrad, {t.ids, t.dh},
+            {entry(Space::Grad, 0, {V, H})}, {}, {}, "", acc),
+  };
+  a.functions = {fwd, bwd};
+  a.microbatchProgram = {0, 1};
+}
+
+Tiny makeTiny(bool accumulate = true) {
+  Tiny t;
+  t.dir = tempDir();
+  writeParams(t);
+  buildTiny(t, accumulate);
+  return t;
+}
+
+const std::vector<int64_t> kIds = {1, 7, 3, 3, 0, 5};
+const std::vector<int64_t> kTargets = {7, 3, -100, 0, 5, 2};
+
+struct Reference {
+  float loss = 0;
+  std::vector<float> logits, dEmb, dW;
+};
+
+/// The same computation as direct kernel calls.
+Reference reference(const Tiny &t) {
+  Reference r;
+  std::vector<float> h(N * H), lse(N), dlogits(N * V), dh(N * H);
+  r.logits.resize(N * V);
+  r.dEmb.assign(V * H, 0.0f);
+  r.dW.assign(V * H, 0.0f);
+  EXPECT_TRUE(
+      k::embedding_forward(t.emb.data(), kIds.data(), h.data(), N, V, H).ok());
+  k::linear_forward(h.data(), t.w.data(), nullptr, r.logits.data(), N, H, V,
+                    true);
+  EXPECT_TRUE(k::cross_entropy_forward(r.logits.data(), kTargets.data(), N, V,
+                                       -100, &r.loss, lse.data())
+                  .ok());
+  k::cross_entropy_backward(r.logits.data(), kTargets.data(), lse.data(), 1.0f,
+                            N, V, -100, dlogits.data());
+  k::linear_backward(h.data(), t.w.data(), dlogits.data(), dh.data(),
+                     r.dW.data(), nullptr, N, H, V, true);
+  EXPECT_TRUE(
+      k::embedding_backward(kIds.data(), dh.data(), r.dEmb.data(), N, V, H)
+          .ok());
+  return r;
+}
+
+std::unique_ptr<Executor> create(const Artifact &a, const std::string &dir) {
+  std::string err;
+  auto ex = Executor::create(a, dir, &err);
+  EXPECT_TRUE(ex) << err;
+  return ex;
+}
+
+} // namespace
+
+TEST(Executor, TinyModelMatchesKernels) {
+  Tiny t = makeTiny();
+  auto ex = create(t.a, t.dir);
+  ASSERT_TRUE(ex);
+  ASSERT_EQ(ex->params().size(), 2u);
+  // Loaded from their offsets in the file.
+  EXPECT_EQ(std::memcmp(ex->params()[0].value, t.emb.data(), V * H * 4), 0);
+  EXPECT_EQ(std::memcmp(ex->params()[1].value, t.w.data(), V * H * 4), 0);
+  EXPECT_EQ(ex->params()[1].desc->name, "w");
+  EXPECT_GE(ex->bytesAllocated(), t.a.arenaBytes + 2 * 2 * V * H * 4);
+
+  float loss = 0;
+  ASSERT_TRUE(
+      ex->runMicrobatch(kIds.data(), kTargets.data(), 1.0f, &loss).ok());
+  const Reference r = reference(t);
+  EXPECT_EQ(loss, r.loss);
+  EXPECT_GT(loss, 0.5f);
+  for (int64_t i = 0; i < V * H; ++i) {
+    EXPECT_EQ(ex->params()[0].grad[i], r.dEmb[i]) << i;
+    EXPECT_EQ(ex->params()[1].grad[i], r.dW[i]) << i;
+  }
+  for (int64_t i = 0; i < N * V; ++i)
+    EXPECT_EQ(ex->logits()[i], r.logits[i]);
+
+  // A second micro-batch accumulates (the instructions carry the flag).
+  ASSERT_TRUE(
+      ex->runMicrobatch(kIds.data(), kTargets.data(), 1.0f, &loss).ok());
+  for (int64_t i = 0; i < V * H; ++i) {
+    EXPECT_NEAR(ex->params()[0].grad[i], 2 * r.dEmb[i], 1e-6) << i;
+    EXPECT_NEAR(ex->params()[1].grad[i], 2 * r.dW[i], 1e-6) << i;
+  }
+  ex->zeroGrads();
+  for (int64_t i = 0; i < V * H; ++i)
+    EXPECT_EQ(ex->params()[1].grad[i], 0.0f);
+
+  // runForward alone gives the same loss and logits.
+  float fwdLoss = 0;
+  ASSERT_TRUE(ex->runForward(kIds.data(), kTargets.data(), &fwdLoss).ok());
+  EXPECT_EQ(fwdLoss, r.loss);
+  for (int64_t i = 0; i < V * H; ++i)
+    EXPECT_EQ(ex->params()[1].grad[i], 0.0f); // no backward ran
+}
+
+TEST(Executor, GradientsMatchFiniteDifferences) {
+  Tiny t = makeTiny();
+  auto ex = create(t.a, t.dir);
+  ASSERT_TRUE(ex);
+  float loss;
+  // dloss seeds the backward: with 0.5 the gradients halve.
+  ASSERT_TRUE(
+      ex->runMicrobatch(kIds.data(), kTargets.data(), 0.5f, &loss).ok());
+  double worst = 0;
+  for (int p = 0; p < 2; ++p) {
+    // Embedding rows 3 and 7 are used; row 2 is not (its gradient is 0).
+    for (int64_t i :
+         std::vector<int64_t>{3 * H + 1, 7 * H + 2, 2 * H, 5, 17, 30}) {
+      float *x = ex->params()[p].value + i;
+      const float saved = *x;
+      const float step = 1e-2f;
+      float lp, lm;
+      *x = saved + step;
+      ASSERT_TRUE(ex->runForward(kIds.data(), kTargets.data(), &lp).ok());
+      *x = saved - step;
+      ASSERT_TRUE(ex->runForward(kIds.data(), kTargets.data(), &lm).ok());
+      *x = saved;
+      const double fd = 0.5 * (double(lp) - double(lm)) / (2.0 * step);
+      const double g = ex->params()[p].grad[i];
+      EXPECT_NEAR(g, fd, 1e-3 + 1e-2 * std::fabs(fd))
+          << "parameter " << p << " element " << i;
+      worst = std::max(worst, std::fabs(g - fd));
+    }
+  }
+  std::printf("[fd] tiny model: worst |analytic - fd| = %.3g\n", worst);
+}
+
+TEST(Executor, AccumulateFlag) {
+  // Without the flag, weight-gradient instructions zero their result first:
+  // two micro-batches leave one micro-batch's gradient.
+  Tiny t = makeTiny(/*accumulate=*/false);
+  auto ex = create(t.a, t.dir);
+  ASSERT_TRUE(ex);
+  float loss;
+  const Reference r = reference(t);
+  for (int rep = 0; rep < 2; ++rep)
+    ASSERT_TRUE(
+        ex->runMicrobatch(kIds.data(), kTargets.data(), 1.0f, &loss).ok());
+  for (int64_t i = 0; i < V * H; ++i) {
+    EXPECT_EQ(ex->params()[0].grad[i], r.dEmb[i]) << i;
+    EXPECT_EQ(ex->params()[1].grad[i], r.dW[i]) << i;
+  }
+
+  // Accumulate always adds: dst += g.
+  Artifact a;
+  Parameter p;
+  p.name = "p";
+  p.shape = {4};
+  p.storage = {"weights.bin", 0, 16, 0};
+  a.params = {p};
+  const std::vector<float> g = {1.0f, -2.0f, 0.5f, 4.0f};
+  a.constants = {constant(DType::F32, {4}, g)};
+  Function f;
+  f.name = "f";
+  f.body = {instr(Opcode::Accumulate, {entry(Space::Const, 0, {4})},
+                  {entry(Space::Grad, 0, {4})})};
+  a.functions = {f};
+  a.microbatchProgram = {0};
+  auto acc = create(a, t.dir);
+  ASSERT_TRUE(acc);
+  for (int rep = 0; rep < 3; ++rep)
+    ASSERT_TRUE(acc->runMicrobatch(nullptr, nullptr, 1.0f, nullptr).ok());
+  for (int i = 0; i < 4; ++i)
+    EXPECT_EQ(acc->params()[0].grad[i], 3 * g[i]);
+}
+
+TEST(Executor, ParameterStorageErrors) {
+  Tiny t = makeTiny();
+  std::string err;
+  {
+    Artifact a = t.a;
+    a.params[1].storage.fileSize = 300;
+    EXPECT_FALSE(Executor::create(a, t.dir, &err));
+    EXPECT_HAS(err, "parameter 'w': " + t.file +
+                        " is 284 bytes, but the artifact was compiled against "
+                        "a 300-byte file; the model changed since it was "
+                        "compiled: recompile");
+  }
+  {
+    Artifact a = t.a;
+    a.params[0].storage.file = "missing.bin";
+    EXPECT_FALSE(Executor::create(a, t.dir, &err));
+    EXPECT_HAS(err, "parameter 'emb'");
+    EXPECT_HAS(err, t.dir + "/missing.bin");
+  }
+  {
+    Artifact a = t.a;
+    a.params[1].storage.offset = 200; // 200 + 128 > 284
+    EXPECT_FALSE(Executor::create(a, t.dir, &err));
+    EXPECT_HAS(err, "parameter 'w': bytes [200, 328) are outside");
+  }
+  {
+    Artifact a = t.a;
+    a.params[0].storage.length = 64;
+    EXPECT_FALSE(Executor::create(a, t.dir, &err));
+    EXPECT_HAS(err, "holds 64 bytes, but f32[8, 4] needs 128");
+  }
+  {
+    // An unknown compile-time size (0) is not checked.
+    Artifact a = t.a;
+    a.params[0].storage.fileSize = 0;
+    EXPECT_TRUE(Executor::create(a, t.dir, &err)) << err;
+  }
+  {
+    // Invalid artifacts built in memory are caught too.
+    Artifact a = t.a;
+    a.functions[0].body[1].operands[1].index = 9;
+    EXPECT_FALSE(Executor::create(a, t.dir, &err));
+    EXPECT_HAS(err, "parameter index 9 is out of range");
+  }
+}
+
+TEST(Executor, PlanTooLargeForMemory) {
+  Tiny t = makeTiny();
+  Artifact a = t.a;
+  a.arenaBytes = uint64_t(1) << 61; // 2 EiB
+  std::string err;
+  EXPECT_FALSE(Executor::create(a, t.dir, &err));
+  EXPECT_HAS(err, "the plan needs ");
+  EXPECT_HAS(err, "(arena 2147483648.0 GiB, parameters 256 B, gradients 256 B");
+}
+
+TEST(Executor, DataErrorsNameTheInstruction) {
+  Tiny t = makeTiny();
+  auto ex = create(t.a, t.dir);
+  ASSERT_TRUE(ex);
+  std::vector<int64_t> ids = kIds, targets = kTargets;
+  ids[4] = V;
+  float loss;
+  cpu::Status st = ex->runMicrobatch(ids.data(), targets.data(), 1.0f, &loss);
+  ASSERT_FALSE(st.ok());
+  EXPECT_HAS(st.message(),
+             "function 'forward', instruction 0 (embedding 'wte')");
+  EXPECT_HAS(st.message(), "id 8 at position 4");
+  ids = kIds;
+  targets[1] = 9;
+  st = ex->runMicrobatch(ids.data(), targets.data(), 1.0f, &loss);
+  ASSERT_FALSE(st.ok());
+  EXPECT_HAS(st.message(),
+             "function 'forward', instruction 2 (cross_entropy 'loss')");
+  EXPECT_HAS(st.message(), "target 9 at row 1");
+}
+
+TEST(Executor, FindFirstNonFinite) {
+  Artifact a;
+  Plan p;
+  const std::vector<float> c = {1.0f, -1.0f, 2.0f, 3.0f};
+  a.constants = {constant(DType::F32, {4}, c)};
+  const TensorRef lg = p.f32({4}), ex = p.f32({4});
+  Function f;
+  f.name = "forward";
+  f.body = {
+      instr(Opcode::Unary, {entry(Space::Const, 0, {4})}, {lg},
+            {int64_t(k::UnaryOp::Log)}, {}, "log of c"),
+      instr(Opcode::Unary, {lg}, {ex}, {int64_t(k::UnaryOp::Exp)}, {}, "exp")};
+  a.functions = {f};
+  a.microbatchProgram = {0};
+  a.arenaBytes = p.next;
+  auto x = create(a, "");
+  ASSERT_TRUE(x);
+  EXPECT_EQ(x->findFirstNonFinite(nullptr, nullptr, 1.0f),
+            "function 'forward', instruction 0 (unary 'log of c'): result 0 "
+            "has 1 non-finite values (first at element 1 = nan)");
+
+  // A clean run finds nothing; a non-finite parameter is named as such.
+  Tiny t = makeTiny();
+  auto tiny = create(t.a, t.dir);
+  ASSERT_TRUE(tiny);
+  EXPECT_EQ(tiny->findFirstNonFinite(kIds.data(), kTargets.data(), 1.0f), "");
+  tiny->params()[1].value[6] = INFINITY;
+  EXPECT_EQ(tiny->findFirstNonFinite(kIds.data(), kTargets.data(), 1.0f),
+            "parameter 'w' has 1 non-finite values (first at element 6 = inf)");
+}
+
+TEST(Executor, NormAndAttentionMatchKernels) {
+  // Operands are constants; the backward instructions recompute their
+  // statistics, which must agree with the forward's saved ones bit for bit.
+  Artifact a;
+  Plan p;
+  const int64_t R = 6, C = 8; // x [2, 3, 8], normalized over the last dim
+  const auto x = values(R * C, 11), scale = values(C, 12), bias = values(C, 13),
+             dy = values(R * C, 14);
+  // Attention: BHSD with GQA (H 2, Hkv 1), causal; BSHD with a keep mask.
+  const int64_t Sq = 5, Sk = 5, D = 4;
+  const auto q = values(2 * Sq * D, 15), kk = values(Sk * D, 16),
+             v = values(Sk * D, 17), dout = values(2 * Sq * D, 18);
+  std::vector<uint8_t> keep(Sq * Sk);
+  for (int64_t i = 0; i < Sq; ++i)
+    for (int64_t j = 0; j < Sk; ++j)
+      keep[i * Sk + j] = (i + 2 * j) % 3 != 1 || j == 0;
+  a.constants = {
+      constant(DType::F32, {2, 3, C}, x),         // 0
+      constant(DType::F32, {C}, scale),           // 1
+      constant(DType::F32, {C}, bias),            // 2
+      constant(DType::F32, {2, 3, C}, dy),        // 3
+      constant(DType::F32, {1, 2, Sq, D}, q),     // 4
+      constant(DType::F32, {1, 1, Sk, D}, kk),    // 5
+      constant(DType::F32, {1, 1, Sk, D}, v),     // 6
+      constant(DType::F32, {1, 2, Sq, D}, dout),  // 7
+      constant(DType::Bool, {Sq, Sk}, keep),      // 8
+      constant(DType::F32, {1, Sq, 2 * D}, q),    // 9: the BSHD view
+      constant(DType::F32, {1, Sk, D}, kk),       // 10
+      constant(DType::F32, {1, Sk, D}, v),        // 11
+      constant(DType::F32, {1, Sq, 2 * D}, dout), // 12
+  };
+  auto c = [&](uint32_t i) {
+    return entry(Space::Const, i, a.constants[i].shape, a.constants[i].dtype);
+  };
+  const TensorRef y1 = p.f32({2, 3, C}), dx1 = p.f32({2, 3, C}),
+                  ds1 = p.f32({C}), db1 = p.f32({C}), y2 = p.f32({2, 3, C}),
+                  dx2 = p.f32({2, 3, C}), ds2 = p.f32({C}),
+                  o = p.f32({1, 2, Sq, D}), dq = p.f32({1, 2, Sq, D}),
+                  dk = p.f32({1, 1, Sk, D}), dv = p.f32({1, 1, Sk, D}),
+                  o3 = p.f32({1, Sq, 2 * D}), dq3 = p.f32({1, Sq, 2 * D}),
+                  dk3 = p.f32({1, Sk, D}), dv3 = p.f32({1, Sk, D});
+  const double eps = 1e-5;
+  Function f;
+  f.name = "f";
+  f.body = {
+      instr(Opcode::LayerNorm, {c(0), c(1), c(2)}, {y1}, {2}, {eps}),
+      instr(Opcode::LayerNormGradInput, {c(0), c(1), c(3)}, {dx1}, {2}, {eps}),
+      instr(Opcode::LayerNormGradParams, {c(0), c(3)}, {ds1, db1}, {2}, {eps}),
+      instr(Opcode::RMSNorm, {c(0), c(1)}, {y2}, {2}, {eps}),
+      instr(Opcode::RMSNormGradInput, {c(0), c(1), c(3)}, {dx2}, {2}, {eps}),
+      instr(Opcode::RMSNormGradScale, {c(0), c(3)}, {ds2}, {2}, {eps}),
+      instr(Opcode::Attention, {c(4), c(5), c(6), TensorRef()}, {o}, {2, 1, 1},
+            {0.5}),
+      instr(Opcode::AttentionGrad, {c(4), c(5), c(6), o, c(7), TensorRef()},
+            {dq, dk, dv}, {2, 1, 1}, {0.5}),
+      instr(Opcode::Attention, {c(9), c(10), c(11), c(8)}, {o3}, {2, 1, 0},
+            {0.5}),
+      instr(Opcode::AttentionGrad, {c(9), c(10), c(11), o3, c(12), c(8)},
+            {dq3, dk3, dv3}, {2, 1, 0}, {0.5}),
+  };
+  a.functions = {f};
+  a.microbatchProgram = {0};
+  exposeArena(a, p);
+  auto ex = create(a, "");
+  ASSERT_TRUE(ex);
+  ASSERT_TRUE(ex->runMicrobatch(nullptr, nullptr, 1.0f, nullptr).ok());
+
+  auto expectEq = [&](const TensorRef &r, const std::vector<float> &want,
+                      const char *what) {
+    const float *got = at(*ex, r);
+    ASSERT_EQ(size_t(r.numel()), want.size()) << what;
+    for (size_t i = 0; i < want.size(); ++i)
+      ASSERT_EQ(got[i], want[i]) << what << " element " << i;
+  };
+  std::vector<float> y(R * C), mean(R), rstd(R), dx(R * C), ds(C, 0.0f),
+      db(C, 0.0f);
+  k::layer_norm_forward(x.data(), scale.data(), bias.data(), y.data(),
+                        mean.data(), rstd.data(), R, C, float(eps));
+  expectEq(y1, y, "layer_norm");
+  k::layer_norm_backward(x.data(), scale.data(), mean.data(), rstd.data(),
+                         dy.data(), dx.data(), ds.data(), db.data(), R, C);
+  expectEq(dx1, dx, "layer_norm dx");
+  expectEq(ds1, ds, "layer_norm dscale");
+  expectEq(db1, db, "layer_norm dbias");
+  std::fill(ds.begin(), ds.end(), 0.0f);
+  k::rms_norm_forward(x.data(), scale.data(), y.data(), rstd.data(), R, C,
+                      float(eps));
+  expectEq(y2, y, "rms_norm");
+  k::rms_norm_backward(x.data(), scale.data(), rstd.data(), dy.data(),
+                       dx.data(), ds.data(), R, C);
+  expectEq(dx2, dx, "rms_norm dx");
+  expectEq(ds2, ds, "rms_norm dscale");
+
+  for (bool bshd : {false, true}) {
+    k::AttentionParams ap;
+    ap.H = 2;
+    ap.Hkv = 1;
+    ap.Sq = Sq;
+    ap.Sk = Sk;
+    ap.D = ap.Dv = D;
+    ap.scale = 0.5f;
+    ap.causal = !bshd;
+    ap.layout = bshd ? k::AttentionLayout::BSHD : k::AttentionLayout::BHSD;
+    if (bshd) {
+      ap.mask.kind = k::MaskKind::Keep;
+      ap.mask.keep = keep.data();
+      ap.mask.shape = k::Shape{Sq, Sk};
+    }
+    std::vector<float> out(2 * Sq * D), lse(2 * Sq), gq(2 * Sq * D), gk(Sk * D),
+        gv(Sk * D);
+    k::attention_forward(ap, q.data(), kk.data(), v.data(), out.data(),
+                         lse.data());
+    k::attention_backward(ap, q.data(), kk.data(), v.data(), out.data(),
+                          lse.data(), dout.data(), gq.data(), gk.data(),
+                          gv.data());
+    expectEq(bshd ? o3 : o, out, "attention");
+    expectEq(bshd ? dq3 : dq, gq, "attention dq");
+    expectEq(bshd ? dk3 : dk, gk, "attention dk");
+    expectEq(bshd ? dv3 : dv, gv, "attention dv");
+  }
+}
+
+TEST(Executor, TypedDataMovement) {
+  // Integer, bool and float paths of the typed ops, checked by hand.
+  Artifact a;
+  Plan p;
+  a.constants = {
+      constant(DType::I64, {2, 3}, std::vector<int64_t>{0, 1, 2, 3, 4, 5}),
+      constant(DType::F32, {}, std::vector<float>{2.5f}),
+      constant(DType::F32, {}, std::vector<float>{-1.0f}),
+      constant(DType::I64, {2}, std::vector<int64_t>{1, -1}),
+  };
+  auto c = [&](uint32_t i) {
+    return entry(Space::Const, i, a.constants[i].shape, a.constants[i].dtype);
+  };
+  const TensorRef f = p.f32({2, 3}), tr = p.f32({3, 2}),
+                  lt = p.t(DType::Bool, {2, 3}), wh = p.f32({2, 3}),
+                  sum = p.f32({2}), cat = p.t(DType::I64, {4, 3}),
+                  sl = p.f32({2, 3}), ga = p.t(DType::I64, {2, 3}),
+                  i32 = p.t(DType::I32, {2, 3}), cp = p.t(DType::I64, {6}),
+                  bc = p.f32({2, 2, 3}), st = p.f32({1, 3}),
+                  tri = p.t(DType::I64, {2, 3});
+  Function fn;
+  fn.name = "f";
+  fn.body = {
+      instr(Opcode::Cast, {c(0)}, {f}),
+      instr(Opcode::Transpose, {f}, {tr}, {1, 0}),
+      instr(Opcode::Compare, {f, c(1)}, {lt}, {int64_t(k::CompareOp::Less)}),
+      instr(Opcode::Where, {lt, f, c(2)}, {wh}),
+      instr(Opcode::Reduce, {f}, {sum}, {int64_t(k::ReduceOp::Sum), 1}),
+      instr(Opcode::Concat, {c(0), c(0)}, {cat}, {0}),
+      instr(Opcode::Slice, {f}, {sl}, {0, 2, 2, -1, 1, -1}),
+      instr(Opcode::Gather, {c(0), c(3)}, {ga}, {0}),
+      instr(Opcode::Cast, {lt}, {i32}),
+      instr(Opcode::Copy, {c(0)}, {cp}),
+      instr(Opcode::Broadcast, {f}, {bc}),
+      instr(Opcode::SumToShape, {bc}, {st}),
+      instr(Opcode::Trilu, {c(0)}, {tri}, {0, 0}),
+  };
+  a.functions = {fn};
+  a.microbatchProgram = {0};
+  exposeArena(a, p);
+  auto ex = create(a, "");
+  ASSERT_TRUE(ex);
+  ASSERT_TRUE(ex->runMicrobatch(nullptr, nullptr, 1.0f, nullptr).ok());
+  auto vec = [&](const TensorRef &r, auto tag) {
+    using T = decltype(tag);
+    const T *d = at<T>(*ex, r);
+    return std::vector<T>(d, d + r.numel());
+  };
+  using F = std::vector<float>;
+  using I = std::vector<int64_t>;
+  EXPECT_EQ(vec(f, 0.0f), (F{0, 1, 2, 3, 4, 5}));
+  EXPECT_EQ(vec(tr, 0.0f), (F{0, 3, 1, 4, 2, 5}));
+  EXPECT_EQ(vec(lt, uint8_t()), (std::vector<uint8_t>{1, 1, 1, 0, 0, 0}));
+  EXPECT_EQ(vec(wh, 0.0f), (F{0, 1, 2, -1, -1, -1}));
+  EXPECT_EQ(vec(sum, 0.0f), (F{3, 12}));
+  EXPECT_EQ(vec(cat, int64_t()), (I{0, 1, 2, 3, 4, 5, 0, 1, 2, 3, 4, 5}));
+  EXPECT_EQ(vec(sl, 0.0f), (F{2, 1, 0, 5, 4, 3}));
+  EXPECT_EQ(vec(ga, int64_t()), (I{3, 4, 5, 3, 4, 5}));
+  EXPECT_EQ(vec(i32, int32_t()), (std::vector<int32_t>{1, 1, 1, 0, 0, 0}));
+  EXPECT_EQ(vec(cp, int64_t()), (I{0, 1, 2, 3, 4, 5}));
+  EXPECT_EQ(vec(bc, 0.0f), (F{0, 1, 2, 3, 4, 5, 0, 1, 2, 3, 4, 5}));
+  EXPECT_EQ(vec(st, 0.0f), (F{6, 10, 14}));
+  EXPECT_EQ(vec(tri, int64_t()), (I{0, 0, 0, 3, 4, 0}));
+}
+
+namespace {
+
+/// One instruction of most opcodes over constants (and the tiny model's
+/// parameters), for the mutation test below.
+Artifact manyOps(const std::string &paramFile) {
+  Artifact a;
+  Plan p;
+  a.batch = 2;
+  a.seq = 3;
+  Parameter emb;
+  emb.name = "emb";
+  emb.shape = {V, H};
+  emb.storage = {paramFile, 16, V * H * 4, 0};
+  a.params = {emb};
+  const TensorRef ids = p.t(DType::I64, {2, 3}), tgt = p.t(DType::I64, {2, 3});
+  a.inputs = {{"ids", InputRole::Tokens, ids},
+              {"targets", InputRole::Targets, tgt}};
+  std::vector<uint8_t> keep(25);
+  for (size_t i = 0; i < keep.size(); ++i)
+    keep[i] = i % 3 != 1;
+  a.constants = {
+      constant(DType::F32, {2, 3, 8}, values(48, 1)),    // 0
+      constant(DType::F32, {8}, values(8, 2)),           // 1
+      constant(DType::F32, {2, 3, 8}, values(48, 3)),    // 2
+      constant(DType::F32, {1, 2, 5, 4}, values(40, 4)), // 3
+      constant(DType::F32, {1, 1, 5, 4}, values(20, 5)), // 4
+      constant(DType::Bool, {5, 5}, keep),               // 5
+      constant(DType::I64, {2, 3}, std::vector<int64_t>{0, 1, 2, 3, 4, 5}),
+      constant(DType::F32, {}, std::vector<float>{2.5f}),     // 7
+      constant(DType::I64, {2}, std::vector<int64_t>{1, -1}), // 8
+      constant(DType::F32, {1, 5, 8}, values(40, 6)),         // 9
+      constant(DType::F32, {1, 5, 4}, values(20, 7)),         // 10
+      constant(DType::F32, {5, 2}, values(10, 8)),            // 11
+  };
+  auto c = [&](uint32_t i) {
+    return entry(Space::Const, i, a.constants[i].shape, a.constants[i].dtype);
+  };
+  const TensorRef pe = entry(Space::Param, 0, {V, H}),
+                  ge = entry(Space::Grad, 0, {V, H});
+  const TensorRef h = p.f32({2, 3, H}), lg = p.f32({2, 3, V}), loss = p.f32({}),
+                  dlg = p.f32({2, 3, V}), y = p.f32({2, 3, 8}),
+                  dx = p.f32({2, 3, 8}), ds = p.f32({8}), db = p.f32({8}),
+                  o = p.f32({1, 2, 5, 4}), dq = p.f32({1, 2, 5, 4}),
+                  dk = p.f32({1, 1, 5, 4}), dv = p.f32({1, 1, 5, 4}),
+                  o3 = p.f32({1, 5, 8}), f = p.f32({2, 3}), tr = p.f32({3, 2}),
+                  lt = p.t(DType::Bool, {2, 3}), wh = p.f32({2, 3}),
+                  sum = p.f32({2}), cat = p.t(DType::I64, {4, 3}),
+                  sl = p.f32({2, 3}), ga = p.t(DType::I64, {2, 3}),
+                  bc = p.f32({2, 2, 3}), st = p.f32({1, 3}),
+                  sm = p.f32({2, 3, 8}), mm = p.f32({2, 2}),
+                  ro = p.f32({1, 2, 5, 4});
+  a.loss = loss;
+  Function fn;
+  fn.name = "f";
+  fn.body = {
+      instr(Opcode::Embedding, {pe, ids}, {h}),
+      instr(Opcode::Linear, {h, pe, TensorRef()}, {lg}, {1}),
+      instr(Opcode::CrossEntropy, {lg, tgt}, {loss}, {-100}),
+      instr(Opcode::CrossEntropyGrad, {lg, tgt, loss}, {dlg}, {-100}),
+      instr(Opcode::LinearGradWeight, {h, dlg}, {ge}, {1}),
+      instr(Opcode::EmbeddingGrad, {ids, h}, {ge}, {}, {}, "", 1),
+      instr(Opcode::LayerNorm, {c(0), c(1), c(1)}, {y}, {2}, {1e-5}),
+      instr(Opcode::LayerNormGradInput, {c(0), c(1), c(2)}, {dx}, {2}, {1e-5}),
+      instr(Opcode::LayerNormGradParams, {c(0), c(2)}, {ds, db}, {2}, {1e-5}),
+      instr(Opcode::RMSNormGradScale, {c(0), c(2)}, {ds}, {2}, {1e-5}),
+      instr(Opcode::Attention, {c(3), c(4), c(4), TensorRef()}, {o}, {2, 1, 1},
+            {0.5}),
+      instr(Opcode::AttentionGrad, {c(3), c(4), c(4), o, c(3), c(5)},
+            {dq, dk, dv}, {2, 1, 0}, {0.5}),
+      instr(Opcode::Attention, {c(9), c(10), c(10), c(5)}, {o3}, {2, 1, 0},
+            {0.5}),
+      instr(Opcode::Rotary, {c(3), c(11), c(11)}, {ro}, {0, 4}),
+      instr(Opcode::Cast, {c(6)}, {f}),
+      instr(Opcode::Transpose, {f}, {tr}, {1, 0}),
+      instr(Opcode::Compare, {f, c(7)}, {lt}, {1}),
+      instr(Opcode::Where, {lt, f, c(7)}, {wh}),
+      instr(Opcode::Reduce, {f}, {sum}, {0, 1}),
+      instr(Opcode::Concat, {c(6), c(6)}, {cat}, {0}),
+      instr(Opcode::Slice, {f}, {sl}, {0, 2, 2, -1, 1, -1}),
+      instr(Opcode::Gather, {c(6), c(8)}, {ga}, {0}),
+      instr(Opcode::Broadcast, {f}, {bc}),
+      instr(Opcode::SumToShape, {bc}, {st}),
+      instr(Opcode::Softmax, {c(0)}, {sm}, {2}),
+      instr(Opcode::SoftmaxGrad, {sm, c(2)}, {y}, {1}),
+      instr(Opcode::Matmul, {f, tr}, {mm}),
+      instr(Opcode::MatmulGrad, {f, tr, mm}, {sl, TensorRef()}),
+      instr(Opcode::ReduceGrad, {f, sum, sum}, {wh}, {2, 1}),
+      instr(Opcode::WhereGrad, {lt, wh}, {f, TensorRef()}),
+      instr(Opcode::GatherGrad, {c(8), wh}, {f}, {0}),
+      instr(Opcode::SliceGrad, {sl}, {f}, {0, 2, 2, -1, 1, -1}),
+      instr(Opcode::UnaryGrad, {f, wh, sl}, {wh}, {4}),
+      instr(Opcode::BinaryGrad, {f, c(7), wh}, {sl, TensorRef()}, {3}),
+      instr(Opcode::Accumulate, {pe}, {ge}),
+  };
+  a.functions = {fn};
+  a.microbatchProgram = {0};
+  a.arenaBytes = p.next;
+  return a;
+}
+
+void reseal(std::string &b) {
+  auto put = [&](size_t at, uint32_t v) {
+    for (int i = 0; i < 4; ++i)
+      b[at + i] = char((v >> (8 * i)) & 0xff);
+  };
+  put(24, crc32c(b.data() + 32, b.size() - 32));
+  put(28, crc32c(b.data(), 28));
+}
+
+} // namespace
+
+TEST(Executor, MutatedArtifactsRunOrAreRejected) {
+  // Validation must leave nothing for a kernel to abort on or to read out of
+  // bounds: mutate the payload under valid checksums; whatever parses must
+  // create and run (data errors are fine). A failure here aborts the binary.
+  Tiny t = makeTiny();
+  const Artifact base = manyOps(t.file);
+  std::string err;
+  auto ex = Executor::create(base, "", &err);
+  ASSERT_TRUE(ex) << err;
+  float loss;
+  ASSERT_TRUE(
+      ex->runMicrobatch(kIds.data(), kTargets.data(), 1.0f, &loss).ok());
+  const std::string bytes = serializeArtifact(base);
+  uint64_t seed = 12345;
+  auto next = [&] {
+    seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+    return seed >> 33;
+  };
+  int ran = 0;
+  for (int it = 0; it < 3000; ++it) {
+    std::string b = bytes;
+    for (uint64_t m = 0, n = 1 + next() % 3; m < n; ++m) {
+      const size_t at = 32 + next() % (b.size() - 32);
+      switch (next() % 3) {
+      case 0:
+        b[at] = char(b[at] ^ (1 << (next() % 8)));
+        break;
+      case 1:
+        b[at] = char(next());
+        break;
+      default: // a small integer over an i64 field, or anything 8 bytes long
+        if (at + 8 <= b.size()) {
+          const int64_t v = int64_t(next() % 20) - 5;
+          std::memcpy(&b[at], &v, 8);
+        }
+      }
+    }
+    reseal(b);
+    auto a = parseArtifact(b.data(), b.size(), "mutated", &err);
+    if (!a)
+      continue;
+    auto x = Executor::create(*a, "", &err);
+    if (!x)
+      continue;
+    ++ran;
+    (void)x->runMicrobatch(kIds.data(), kTargets.data(), 1.0f, &loss);
+  }
+  std::printf("[mutate] %d of 3000 mutated artifacts were valid and ran\n",
+              ran);
+  EXPECT_GT(ran, 100);
+}

@@ -1,0 +1,568 @@
+//===- weipipe-run.cpp - train a compiled .wpp artifact on the CPU --------===//
+//
+// Part of weipipe's runtime. Loads an artifact (weipipe-opt --emit=artifact),
+// runs it with the CPU executor, and owns what the artifact does not: the
+// data order, AdamW state, the LR schedule, gradient clipping, logging and
+// outputs. Everything follows the reference trainer's contract
+// (python/weipipe/reference/README.md) so that both give the same losses and
+// weights to 1e-5; runtime/README.md documents the CLI.
+//
+//===----------------------------------------------------------------------===//
+
+#include "weipipe/runtime/Artifact.h"
+#include "weipipe/runtime/Executor.h"
+#include "weipipe/runtime/cpu/Kernels.h"
+#include "weipipe/runtime/train/Data.h"
+#include "weipipe/runtime/train/Json.h"
+#include "weipipe/runtime/train/Output.h"
+#include "weipipe/runtime/train/Progress.h"
+#include "weipipe/runtime/train/Safetensors.h"
+#include "weipipe/runtime/train/Schedule.h"
+
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <optional>
+#include <string>
+#include <unistd.h>
+#include <vector>
+
+// OpenBLAS's pool size; weak so that other BLAS vendors link too.
+extern "C" void openblas_set_num_threads(int) __attribute__((weak));
+
+using namespace weipipe::rt;
+using namespace weipipe::rt::train;
+
+namespace {
+
+const char *kUsage =
+    R"(usage: weipipe-run OUT.wpp --data FILE --steps N [options]
+
+Trains the compiled artifact OUT.wpp on the CPU under the reference trainer's
+contract (python/weipipe/reference/README.md).
+
+  --data FILE              token file (raw or llm.c .bin) or text (.txt)
+  --steps N                optimizer steps (0: only --dump-logits/--save-weights)
+  --lr X                   peak learning rate (default 1e-3)
+  --weight-decay X         AdamW decay of >= 2-D parameters (default 0.01)
+  --betas B1,B2            AdamW betas (default 0.9,0.999)
+  --eps X                  AdamW epsilon (default 1e-8)
+  --grad-clip X            max global gradient norm, 0 = off (default 0)
+  --warmup-steps N         linear warm-up steps (default 0)
+  --lr-schedule S          constant | cosine (default constant)
+  --min-lr X               cosine floor (default 0)
+  --seed N                 shuffle seed (default 0)
+  --data-seed N            shuffle seed overriding --seed (as the reference)
+  --data-order O           sequential | shuffle (default sequential)
+  --data-format F          auto | bin | text (default auto: .txt is text)
+  --token-dtype T          uint16 | uint32 (raw files; default by vocabulary)
+  --log FILE.jsonl         one JSON object per step
+  --save-weights FILE      final parameters as .safetensors (ONNX names)
+  --dump-logits FILE.npy   logits [B, S, V] of step 0's first micro-batch,
+                           before training
+  --threads N              kernel threads (default: the number of cores)
+  --quiet                  no summary, no progress
+  --help                   this text
+)";
+
+[[noreturn]] void usageError(const std::string &m) {
+  std::fprintf(stderr,
+               "weipipe-run: error: %s\nusage: weipipe-run OUT.wpp --data "
+               "FILE --steps N [options] (--help lists them)\n",
+               m.c_str());
+  std::exit(2);
+}
+
+/// The open outputs: std::exit skips destructors, and a signal skips
+/// everything, so both remove the temporaries through this list.
+OutputFile *gOutputs[3] = {};
+
+[[noreturn]] void fail(const std::string &m) {
+  for (OutputFile *f : gOutputs)
+    if (f)
+      f->discard();
+  std::fprintf(stderr, "weipipe-run: error: %s\n", m.c_str());
+  std::exit(1);
+}
+
+extern "C" void onSignal(int sig) {
+  for (OutputFile *f : gOutputs) // unlink is async-signal-safe
+    if (f && !f->tempPath().empty())
+      ::unlink(f->tempPath().c_str());
+  std::signal(sig, SIG_DFL);
+  std::raise(sig);
+}
+
+struct Options {
+  std::string artifact, data, log, saveWeights, dumpLogits;
+  int64_t steps = -1;
+  double lr = 1e-3, weightDecay = 0.01, beta1 = 0.9, beta2 = 0.999, eps = 1e-8,
+         gradClip = 0.0, minLr = 0.0;
+  int64_t warmupSteps = 0;
+  LrScheduleKind schedule = LrScheduleKind::Constant;
+  int64_t seed = 0;
+  std::optional<int64_t> dataSeed;
+  DataOrder order = DataOrder::Sequential;
+  DataFormat format = DataFormat::Auto;
+  std::optional<TokenDType> tokenDType;
+  int threads = 0; ///< 0 = the number of cores
+  bool quiet = false;
+};
+
+int64_t parseInt(const std::string &flag, const std::string &v) {
+  errno = 0;
+  char *end = nullptr;
+  const long long x = std::strtoll(v.c_str(), &end, 10);
+  if (v.empty() || *end || errno)
+    usageError(flag + ": expected an integer, got '" + v + "'");
+  return x;
+}
+
+double parseDouble(const std::string &flag, const std::string &v) {
+  errno = 0;
+  char *end = nullptr;
+  const double x = std::strtod(v.c_str(), &end);
+  if (v.empty() || *end || errno || !std::isfinite(x))
+    usageError(flag + ": expected a finite number, got '" + v + "'");
+  return x;
+}
+
+Options parseArgs(int argc, char **argv) {
+  Options o;
+  std::vector<std::string> positional;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--help" || a == "-h") {
+      std::fputs(kUsage, stdout);
+      std::exit(0);
+    }
+    if (a == "--quiet") {
+      o.quiet = true;
+      continue;
+    }
+    if (a.size() < 2 || a.rfind("--", 0) != 0) {
+      if (!a.empty() && a[0] == '-' && a != "-")
+        usageError("unknown option '" + a + "'");
+      positional.push_back(a);
+      continue;
+    }
+    std::string value;
+    bool inlineValue = false;
+    if (auto eq = a.find('='); eq != std::string::npos) {
+      value = a.substr(eq + 1);
+      a = a.substr(0, eq);
+      inlineValue = true;
+    }
+    auto take = [&]() -> const std::string & {
+      if (!inlineValue) {
+        if (i + 1 >= argc)
+          usageError(a + " needs a value");
+        value = argv[++i];
+      }
+      return value;
+    };
+    if (a == "--data")
+      o.data = take();
+    else if (a == "--steps")
+      o.steps = parseInt(a, take());
+    else if (a == "--lr")
+      o.lr = parseDouble(a, take());
+    else if (a == "--weight-decay")
+      o.weightDecay = parseDouble(a, take());
+    else if (a == "--betas") {
+      const std::string &v = take();
+      const size_t comma = v.find(',');
+      if (comma == std::string::npos)
+        usageError("--betas: expected B1,B2 (e.g. 0.9,0.999), got '" + v + "'");
+      o.beta1 = parseDouble(a, v.substr(0, comma));
+      o.beta2 = parseDouble(a, v.substr(comma + 1));
+    } else if (a == "--eps")
+      o.eps = parseDouble(a, take());
+    else if (a == "--grad-clip")
+      o.gradClip = parseDouble(a, take());
+    else if (a == "--warmup-steps")
+      o.warmupSteps = parseInt(a, take());
+    else if (a == "--lr-schedule") {
+      auto k = parseLrSchedule(take());
+      if (!k)
+        usageError("--lr-schedule: choose from constant, cosine (got '" +
+                   value + "')");
+      o.schedule = *k;
+    } else if (a == "--min-lr")
+      o.minLr = parseDouble(a, take());
+    else if (a == "--seed")
+      o.seed = parseInt(a, take());
+    else if (a == "--data-seed")
+      o.dataSeed = parseInt(a, take());
+    else if (a == "--data-order") {
+      auto d = parseDataOrder(take());
+      if (!d)
+        usageError("--data-order: choose from sequential, shuffle (got '" +
+                   value + "')");
+      o.order = *d;
+    } else if (a == "--data-format") {
+      auto f = parseDataFormat(take());
+      if (!f)
+        usageError("--data-format: choose from auto, bin, text (got '" + value +
+                   "')");
+      o.format = *f;
+    } else if (a == "--token-dtype") {
+      auto t = parseTokenDType(take());
+      if (!t)
+        usageError("--token-dtype: choose from uint16, uint32 (got '" + value +
+                   "')");
+      o.tokenDType = *t;
+    } else if (a == "--log")
+      o.log = take();
+    else if (a == "--save-weights")
+      o.saveWeights = take();
+    else if (a == "--dump-logits")
+      o.dumpLogits = take();
+    else if (a == "--threads") {
+      const int64_t t = parseInt(a, take());
+      if (t < 1 || t > 4096)
+        usageError("--threads must be >= 1, got " + value);
+      o.threads = int(t);
+    } else
+      usageError("unknown option '" + a + "'");
+  }
+  if (positional.size() != 1)
+    usageError(positional.empty()
+                   ? "no artifact given"
+                   : "one artifact, got " + std::to_string(positional.size()) +
+                         " positional arguments");
+  o.artifact = positional[0];
+  if (o.data.empty())
+    usageError("--data is required");
+  if (o.steps < 0)
+    usageError(o.steps == -1 ? "--steps is required" : "--steps must be >= 0");
+  // The reference's check_config.
+  if (o.warmupSteps < 0 || o.gradClip < 0 || o.lr < 0 || o.eps < 0)
+    usageError("--warmup-steps, --grad-clip, --lr and --eps must be >= 0");
+  if (!(o.beta1 >= 0 && o.beta1 < 1 && o.beta2 >= 0 && o.beta2 < 1))
+    usageError("--betas must be in [0, 1)");
+  std::vector<std::pair<const char *, std::string *>> outs = {
+      {"--log", &o.log},
+      {"--save-weights", &o.saveWeights},
+      {"--dump-logits", &o.dumpLogits}};
+  for (size_t i = 0; i < outs.size(); ++i)
+    for (size_t j = i + 1; j < outs.size(); ++j)
+      if (!outs[i].second->empty() && *outs[i].second == *outs[j].second)
+        usageError(std::string(outs[i].first) + " and " + outs[j].first +
+                   " name the same file");
+  return o;
+}
+
+std::string dirName(const std::string &path) {
+  const size_t slash = path.rfind('/');
+  if (slash == std::string::npos)
+    return ".";
+  return slash == 0 ? "/" : path.substr(0, slash);
+}
+
+/// The run's options as sorted JSON (the reference's "weipipe.reference"
+/// metadata, here under "weipipe.run"): same options, same bytes.
+std::string optionsJson(const Options &o, const Artifact &a, int64_t dataSeed) {
+  using json::number;
+  using json::quote;
+  auto i = [](int64_t x) { return std::to_string(x); };
+  const char *fmt = o.format == DataFormat::Auto  ? "auto"
+                    : o.format == DataFormat::Bin ? "bin"
+                                                  : "text";
+  std::string dt = !o.tokenDType                      ? "null"
+                   : *o.tokenDType == TokenDType::U16 ? "\"uint16\""
+                                                      : "\"uint32\"";
+  return "{\"artifact\": " + quote(o.artifact) + ", \"batch\": " + i(a.batch) +
+         ", \"betas\": [" + number(o.beta1) + ", " + number(o.beta2) +
+         "], \"data\": " + quote(o.data) + ", \"data_format\": " + quote(fmt) +
+         ", \"data_order\": " + quote(dataOrderName(o.order)) +
+         ", \"data_seed\": " + i(dataSeed) + ", \"eps\": " + number(o.eps) +
+         ", \"grad_clip\": " + number(o.gradClip) +
+         ", \"ignore_index\": " + i(a.ignoreIndex) +
+         ", \"lr\": " + number(o.lr) +
+         ", \"lr_schedule\": " + quote(lrScheduleName(o.schedule)) +
+         ", \"microbatches\": " + i(a.microbatches) +
+         ", \"min_lr\": " + number(o.minLr) + ", \"seq\": " + i(a.seq) +
+         ", \"steps\": " + i(o.steps) + ", \"token_dtype\": " + dt +
+         ", \"warmup_steps\": " + i(o.warmupSteps) +
+         ", \"weight_decay\": " + number(o.weightDecay) + "}";
+}
+
+double seconds(std::chrono::steady_clock::time_point a,
+               std::chrono::steady_clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+
+} // namespace
+
+int main(int argc, char **argv) {
+  const Options o = parseArgs(argc, argv);
+  const auto t0 = std::chrono::steady_clock::now();
+
+  // Threads: the OpenMP team of the kernels and OpenBLAS's pool.
+  int threads = o.threads;
+  if (threads <= 0) {
+    const long n = ::sysconf(_SC_NPROCESSORS_ONLN);
+    threads = n > 0 ? int(n) : 1;
+  }
+  cpu::set_num_threads(threads);
+  if (openblas_set_num_threads)
+    openblas_set_num_threads(threads);
+
+  std::string error;
+  std::optional<Artifact> art = readArtifactFile(o.artifact, &error);
+  if (!art)
+    fail(error);
+  const Artifact &a = *art;
+  const int64_t M = a.microbatches, B = a.batch, S = a.seq, V = a.vocab;
+  if (M < 1 || B < 1 || S < 1 || V < 1)
+    fail(o.artifact + ": needs microbatches, batch, seq and vocab >= 1 (got " +
+         std::to_string(M) + ", " + std::to_string(B) + ", " +
+         std::to_string(S) + ", " + std::to_string(V) + ")");
+
+  // One process runs one rank: a pipeline stage alone has no whole model.
+  if (a.ranks != 1)
+    fail(o.artifact + " is rank " + std::to_string(a.rank) + " of " +
+         std::to_string(a.ranks) +
+         "; weipipe-run trains single-rank artifacts");
+
+  // Data: checked against the artifact's vocabulary up front.
+  auto tokens = TokenFile::load(o.data, V, o.tokenDType, o.format, &error);
+  if (!tokens)
+    fail(error);
+  const int64_t dataSeed = o.dataSeed ? *o.dataSeed : o.seed;
+  auto windows =
+      Windows::create(*tokens, S, o.order, uint64_t(dataSeed), &error);
+  if (!windows)
+    fail(error);
+
+  // Outputs: temporaries opened now, so that an unwritable path fails before
+  // any training; renamed into place only at the very end.
+  OutputFile logOut, weightsOut, logitsOut;
+  gOutputs[0] = &logOut;
+  gOutputs[1] = &weightsOut;
+  gOutputs[2] = &logitsOut;
+  std::signal(SIGINT, onSignal);
+  std::signal(SIGTERM, onSignal);
+  if (!o.log.empty() && !logOut.open(o.log, &error))
+    fail(error);
+  if (!o.saveWeights.empty() && !weightsOut.open(o.saveWeights, &error))
+    fail(error);
+  if (!o.dumpLogits.empty() && !logitsOut.open(o.dumpLogits, &error))
+    fail(error);
+
+  std::unique_ptr<Executor> ex =
+      Executor::create(a, dirName(o.artifact), &error);
+  if (!ex)
+    fail(error);
+  std::vector<ParamBuffers> &params = ex->params();
+  uint64_t paramValues = 0;
+  for (const ParamBuffers &p : params)
+    paramValues += uint64_t(p.numel);
+  // AdamW state, owned here: m and v per parameter.
+  std::vector<std::vector<float>> mState(params.size()), vState(params.size());
+  for (size_t i = 0; i < params.size(); ++i) {
+    mState[i].assign(size_t(params[i].numel), 0.0f);
+    vState[i].assign(size_t(params[i].numel), 0.0f);
+  }
+  const uint64_t optimizerBytes = 2 * paramValues * sizeof(float);
+  const uint64_t tokensPerStep = uint64_t(M * B * S);
+
+  if (!o.quiet) {
+    std::fprintf(
+        stderr,
+        "weipipe-run: %s: %s, schedule %s, rank %u of %u\n"
+        "weipipe-run: parameters: %zu tensors, %llu values (%s); "
+        "arena %s; plan peak %s\n"
+        "weipipe-run: step: %lld micro-batches x %lld rows x %lld "
+        "tokens = %llu tokens; vocabulary %lld\n"
+        "weipipe-run: data %s; %llu windows of %lld (%s, seed "
+        "%lld)\n"
+        "weipipe-run: %d threads; %lld steps\n",
+        o.artifact.c_str(), a.producer.c_str(), a.schedule.c_str(), a.rank,
+        a.ranks, params.size(), (unsigned long long)paramValues,
+        formatBytes(paramValues * sizeof(float)).c_str(),
+        formatBytes(a.arenaBytes).c_str(), formatBytes(a.peakBytes).c_str(),
+        (long long)M, (long long)B, (long long)S,
+        (unsigned long long)tokensPerStep, (long long)V,
+        tokens->describe().c_str(), (unsigned long long)windows->count(),
+        (long long)(S + 1), dataOrderName(o.order), (long long)dataSeed,
+        threads, (long long)o.steps);
+  }
+
+  std::vector<int64_t> ids(size_t(B * S)), targets(size_t(B * S));
+  std::vector<uint64_t> win(static_cast<size_t>(B));
+
+  if (logitsOut.isOpen()) {
+    // Step 0's first micro-batch (windows k = 0..B-1 of the data order).
+    windows->fillMicrobatch(0, 0, M, B, ids.data(), targets.data());
+    float loss = 0;
+    cpu::Status st = ex->runForward(ids.data(), targets.data(), &loss);
+    if (!st.ok())
+      fail("--dump-logits: " + st.message());
+    if (a.logits.numel() != B * S * V)
+      fail(o.artifact + ": logits have " + std::to_string(a.logits.numel()) +
+           " elements, not batch x seq x vocab = " + std::to_string(B * S * V));
+    logitsOut.write(npyHeaderF32({B, S, V}));
+    logitsOut.write(ex->logits(), size_t(B * S * V) * sizeof(float));
+    if (!logitsOut.flush(&error))
+      fail(error);
+  }
+
+  LrSchedule schedule{o.schedule, o.lr, o.minLr, o.warmupSteps, o.steps};
+  Progress progress(stderr, !o.quiet, ::isatty(2) != 0);
+  std::vector<const float *> gradPtrs;
+  std::vector<int64_t> gradSizes;
+  for (const ParamBuffers &p : params) {
+    gradPtrs.push_back(p.grad);
+    gradSizes.push_back(p.numel);
+  }
+  const auto trainStart = std::chrono::steady_clock::now();
+  double lastLoss = 0;
+  uint64_t tokensDone = 0;
+  for (int64_t step = 0; step < o.steps; ++step) {
+    const auto s0 = std::chrono::steady_clock::now();
+    const double lr = schedule.at(step);
+    ex->zeroGrads();
+    // The step's loss is the mean over all its non-ignored targets (T):
+    // micro-batch m (c_m counted targets, loss_m their mean) seeds its
+    // backward with c_m / T, which is 1 / M when nothing is ignored.
+    std::vector<uint64_t> stepWindows;
+    std::vector<int64_t> counts(static_cast<size_t>(M));
+    int64_t T = 0;
+    for (int64_t m = 0; m < M; ++m) {
+      windows->fillMicrobatch(step, m, M, B, ids.data(), targets.data(),
+                              win.data());
+      int64_t c = 0;
+      for (int64_t t : targets)
+        c += t != a.ignoreIndex;
+      counts[size_t(m)] = c;
+      T += c;
+    }
+    const double denom = double(std::max<int64_t>(T, 1));
+    double lossSum = 0;
+    for (int64_t m = 0; m < M; ++m) {
+      windows->fillMicrobatch(step, m, M, B, ids.data(), targets.data(),
+                              win.data());
+      stepWindows.insert(stepWindows.end(), win.begin(), win.end());
+      const float dloss = float(double(counts[size_t(m)]) / denom);
+      float loss = 0;
+      cpu::Status st =
+          ex->runMicrobatch(ids.data(), targets.data(), dloss, &loss);
+      if (!st.ok())
+        fail("step " + std::to_string(step) + ", micro-batch " +
+             std::to_string(m) + ": " + st.message());
+      if (!std::isfinite(loss)) {
+        progress.finish();
+        std::string where =
+            ex->findFirstNonFinite(ids.data(), targets.data(), dloss);
+        fail("step " + std::to_string(step) + ": loss is " +
+             (std::isnan(loss) ? "nan" : "inf") + "; " +
+             (where.empty() ? "no instruction result is non-finite on rerun"
+                            : where));
+      }
+      lossSum += double(loss) * double(counts[size_t(m)]);
+    }
+    const double stepLoss = lossSum / denom;
+
+    // Global norm before clipping, AdamW with the clipping factor.
+    const double gradNorm = cpu::global_norm(gradPtrs, gradSizes);
+    const float scale =
+        o.gradClip > 0 ? cpu::clip_scale(gradNorm, o.gradClip) : 1.0f;
+    for (size_t i = 0; i < params.size(); ++i) {
+      ParamBuffers &p = params[i];
+      cpu::AdamWConfig c{lr, o.beta1, o.beta2, o.eps,
+                         p.desc->decay ? o.weightDecay : 0.0};
+      cpu::adamw_step(p.value, p.grad, mState[i].data(), vState[i].data(),
+                      p.numel, c, step + 1, scale);
+    }
+
+    const auto s1 = std::chrono::steady_clock::now();
+    const double stepS = seconds(s0, s1);
+    tokensDone += tokensPerStep;
+    lastLoss = stepLoss;
+    if (logOut.isOpen()) {
+      std::string w;
+      for (size_t k = 0; k < stepWindows.size(); ++k)
+        w += (k ? ", " : "") + std::to_string(stepWindows[k]);
+      // The reference's fields first, in its order, then ours.
+      logOut.write(
+          "{\"step\": " + std::to_string(step) + ", \"loss\": " +
+          json::number(stepLoss) + ", \"lr\": " + json::number(lr) +
+          ", \"grad_norm\": " + json::number(gradNorm) +
+          ", \"tokens\": " + std::to_string(T) + ", \"windows\": [" + w +
+          "], \"time_s\": " + json::number(std::round(stepS * 1e4) / 1e4) +
+          ", \"ms\": " + json::number(stepS * 1e3) + ", \"tokens_per_s\": " +
+          json::number(stepS > 0 ? double(tokensPerStep) / stepS : 0.0) +
+          "}\n");
+      if (!logOut.flush(&error))
+        fail(error);
+    }
+    ProgressState ps;
+    ps.done = step + 1;
+    ps.total = o.steps;
+    ps.loss = stepLoss;
+    ps.elapsedS = seconds(trainStart, s1);
+    ps.tokensPerSec = ps.elapsedS > 0 ? double(tokensDone) / ps.elapsedS : 0;
+    ps.memBytes = ex->bytesAllocated() + optimizerBytes;
+    ps.rssBytes = processRssBytes();
+    progress.update(ps);
+  }
+  progress.finish();
+
+  if (weightsOut.isOpen()) {
+    // Every parameter under its name and each alias (transposed copies
+    // transposed back to the alias's layout).
+    std::vector<std::vector<float>> transposed;
+    transposed.reserve(params.size() * 2);
+    std::vector<F32TensorView> views;
+    for (const ParamBuffers &p : params) {
+      const Parameter &d = *p.desc;
+      views.push_back({d.name, d.shape, p.value});
+      for (const Alias &al : d.aliases) {
+        if (!al.transposed) {
+          views.push_back({al.name, d.shape, p.value});
+          continue;
+        }
+        if (d.shape.size() != 2)
+          fail("parameter " + d.name + ": alias " + al.name +
+               " is transposed but the parameter is not 2-D");
+        const int64_t r = d.shape[0], c = d.shape[1];
+        std::vector<float> t(size_t(r * c));
+        for (int64_t i = 0; i < r; ++i)
+          for (int64_t j = 0; j < c; ++j)
+            t[size_t(j * r + i)] = p.value[i * c + j];
+        transposed.push_back(std::move(t));
+        views.push_back({al.name, {c, r}, transposed.back().data()});
+      }
+    }
+    if (!writeSafetensors(weightsOut, views,
+                          {{"weipipe.run", optionsJson(o, a, dataSeed)}},
+                          &error))
+      fail(error);
+  }
+  // Everything is written: rename the outputs into place.
+  for (OutputFile *f : {&logitsOut, &logOut, &weightsOut})
+    if (f->isOpen() && !f->commit(&error))
+      fail(error);
+
+  if (!o.quiet) {
+    const double total = seconds(t0, std::chrono::steady_clock::now());
+    char buf[96];
+    std::snprintf(buf, sizeof(buf), "%lld steps in %.1fs", (long long)o.steps,
+                  total);
+    std::string done = std::string("weipipe-run: done: ") + buf;
+    if (o.steps > 0) {
+      std::snprintf(buf, sizeof(buf), ", final loss %.6f", lastLoss);
+      done += buf;
+    }
+    for (const std::string *p : {&o.log, &o.saveWeights, &o.dumpLogits})
+      if (!p->empty())
+        done += "; wrote " + *p;
+    std::fprintf(stderr, "%s\n", done.c_str());
+  }
+  return 0;
+}
