@@ -392,11 +392,15 @@ LogicalResult Writer::encode(Operation *op, rt::Instruction &inst) {
   using rt::Opcode;
   auto &ints = inst.ints;
   auto &floats = inst.floats;
-  auto set = [&](Opcode code, std::initializer_list<int64_t> i = {},
-                 std::initializer_list<double> f = {}) {
+  auto init = [&](Opcode code, std::initializer_list<int64_t> i = {},
+                  std::initializer_list<double> f = {}) {
     inst.op = code;
     ints.assign(i.begin(), i.end());
     floats.assign(f.begin(), f.end());
+  };
+  auto set = [&](Opcode code, std::initializer_list<int64_t> i = {},
+                 std::initializer_list<double> f = {}) -> LogicalResult {
+    init(code, i, f);
     return success();
   };
   auto requireFloat = [&](Value v) -> LogicalResult {
@@ -447,7 +451,7 @@ LogicalResult Writer::encode(Operation *op, rt::Instruction &inst) {
       .Case([&](nn::CosOp) { return unaryCode(11); })
       .Case([&](nn::ReshapeOp) { return set(Opcode::Copy); })
       .Case([&](nn::TransposeOp o) {
-        set(Opcode::Transpose);
+        init(Opcode::Transpose);
         ints.assign(o.getPerm().begin(), o.getPerm().end());
         return success();
       })
@@ -456,7 +460,7 @@ LogicalResult Writer::encode(Operation *op, rt::Instruction &inst) {
         return set(Opcode::Concat, {static_cast<int64_t>(o.getAxis())});
       })
       .Case([&](nn::SliceOp o) {
-        set(Opcode::Slice);
+        init(Opcode::Slice);
         sliceInts(o.getStarts(), o.getEnds(), o.getSteps());
         return success();
       })
@@ -468,17 +472,17 @@ LogicalResult Writer::encode(Operation *op, rt::Instruction &inst) {
                    {o.getUpper() ? 1 : 0, o.getKAttr().getInt()});
       })
       .Case([&](nn::ReduceSumOp o) {
-        set(Opcode::Reduce, {0});
+        init(Opcode::Reduce, {0});
         ints.insert(ints.end(), o.getAxes().begin(), o.getAxes().end());
         return success();
       })
       .Case([&](nn::ReduceMeanOp o) {
-        set(Opcode::Reduce, {1});
+        init(Opcode::Reduce, {1});
         ints.insert(ints.end(), o.getAxes().begin(), o.getAxes().end());
         return success();
       })
       .Case([&](nn::ReduceMaxOp o) {
-        set(Opcode::Reduce, {2});
+        init(Opcode::Reduce, {2});
         ints.insert(ints.end(), o.getAxes().begin(), o.getAxes().end());
         return success();
       })
@@ -528,14 +532,14 @@ LogicalResult Writer::encode(Operation *op, rt::Instruction &inst) {
         return set(Opcode::UnaryGrad, {static_cast<int64_t>(o.getFn())});
       })
       .Case([&](nn::ReduceGradOp o) {
-        set(Opcode::ReduceGrad, {static_cast<int64_t>(o.getFn())});
+        init(Opcode::ReduceGrad, {static_cast<int64_t>(o.getFn())});
         ints.insert(ints.end(), o.getAxes().begin(), o.getAxes().end());
         return success();
       })
       .Case([&](nn::WhereGradOp) { return set(Opcode::WhereGrad); })
       .Case([&](nn::SumToShapeOp) { return set(Opcode::SumToShape); })
       .Case([&](nn::SliceGradOp o) {
-        set(Opcode::SliceGrad);
+        init(Opcode::SliceGrad);
         sliceInts(o.getStarts(), o.getEnds(), o.getSteps());
         return success();
       })
