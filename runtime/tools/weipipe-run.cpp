@@ -31,7 +31,6 @@
 #include <vector>
 
 // OpenBLAS's pool size; weak so that other BLAS vendors link too.
-extern "C" void openblas_set_num_threads(int) __attribute__((weak));
 
 using namespace weipipe::rt;
 using namespace weipipe::rt::train;
@@ -302,15 +301,14 @@ int main(int argc, char **argv) {
   const Options o = parseArgs(argc, argv);
   const auto t0 = std::chrono::steady_clock::now();
 
-  // Threads: the OpenMP team of the kernels and OpenBLAS's pool.
+  // Threads: the OpenMP team of the kernels (OpenBLAS stays on the calling
+  // thread; the kernels split big GEMMs over the team themselves).
   int threads = o.threads;
   if (threads <= 0) {
     const long n = ::sysconf(_SC_NPROCESSORS_ONLN);
     threads = n > 0 ? int(n) : 1;
   }
   cpu::set_num_threads(threads);
-  if (openblas_set_num_threads)
-    openblas_set_num_threads(threads);
 
   std::string error;
   std::optional<Artifact> art = readArtifactFile(o.artifact, &error);

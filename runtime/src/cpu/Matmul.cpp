@@ -1,9 +1,13 @@
 //===- Matmul.cpp - GEMM wrapper, nn.matmul, nn.linear --------------------===//
 //
 // Part of weipipe's runtime (CPU kernels). All products go through
-// cblas_sgemm. Big GEMMs are threaded by OpenBLAS; many small batched GEMMs
-// are spread over OpenMP threads instead. Sums over broadcast batch dims run
-// one GEMM after another in batch order, so their order is fixed.
+// cblas_sgemm. OpenBLAS itself runs single-threaded: its own thread pool and
+// OpenMP's would spin against each other between calls (on two cores that
+// halved throughput). Big GEMMs are split by `gemm` into row or column blocks
+// over the OpenMP threads instead, never along K, so every element is summed
+// in the same order whatever the thread count; many small batched GEMMs are
+// spread over OpenMP threads by their callers. Sums over broadcast batch dims
+// run one GEMM after another in batch order, so their order is fixed.
 //
 //===----------------------------------------------------------------------===//
 
@@ -14,8 +18,32 @@
 #include <climits>
 #include <cstring>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+// OpenBLAS's own entry point; weak so that another BLAS links too.
+extern "C" void openblas_set_num_threads(int) __attribute__((weak));
+
 namespace weipipe::rt::cpu {
 using namespace detail;
+
+namespace {
+/// Runs once at load: OpenBLAS computes on the calling thread only.
+const bool kSerialBlas = [] {
+  if (openblas_set_num_threads)
+    openblas_set_num_threads(1);
+  return true;
+}();
+
+void sgemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K,
+           float alpha, const float *A, int64_t lda, const float *B,
+           int64_t ldb, float beta, float *C, int64_t ldc) {
+  cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans,
+              transB ? CblasTrans : CblasNoTrans, int(M), int(N), int(K),
+              alpha, A, int(lda), B, int(ldb), beta, C, int(ldc));
+}
+} // namespace
 
 void gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K,
           float alpha, const float *A, int64_t lda, const float *B,
@@ -31,9 +59,33 @@ void gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K,
         C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
     return;
   }
-  cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans,
-              transB ? CblasTrans : CblasNoTrans, int(M), int(N), int(K),
-              alpha, A, int(lda), B, int(ldb), beta, C, int(ldc));
+  (void)kSerialBlas;
+  int threads = 1;
+#ifdef _OPENMP
+  // Worth splitting only when each block keeps the micro-kernel busy.
+  if (!omp_in_parallel() && M * N * K >= (int64_t(1) << 18))
+    threads = num_threads();
+#endif
+  if (threads <= 1) {
+    sgemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
+  // Split the larger of M and N into `threads` blocks (multiples of 16).
+  const bool byRows = M >= N;
+  const int64_t extent = byRows ? M : N;
+  int64_t block = (extent + threads - 1) / threads;
+  block = (block + 15) / 16 * 16;
+  const int64_t blocks = (extent + block - 1) / block;
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (int64_t b = 0; b < blocks; ++b) {
+    const int64_t lo = b * block, n = std::min(block, extent - lo);
+    if (byRows)
+      sgemm(transA, transB, n, N, K, alpha, transA ? A + lo : A + lo * lda,
+            lda, B, ldb, beta, C + lo * ldc, ldc);
+    else
+      sgemm(transA, transB, M, n, K, alpha, A, lda,
+            transB ? B + lo * ldb : B + lo, ldb, beta, C + lo, ldc);
+  }
 }
 
 namespace {
