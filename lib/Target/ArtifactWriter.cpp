@@ -414,6 +414,17 @@ LogicalResult Writer::encode(Operation *op, rt::Instruction &inst) {
       return failure();
     return set(Opcode::Unary, {kind});
   };
+  // The ops with the same attributes share their encoding.
+  auto norm = [&](Opcode code, auto o) {
+    return set(code, {static_cast<int64_t>(o.getAxis())},
+               {o.getEpsilon().convertToDouble()});
+  };
+  auto attention = [&](Opcode code, auto o) {
+    return set(code,
+               {static_cast<int64_t>(o.getNumHeads()),
+                static_cast<int64_t>(o.getNumKvHeads()), o.getCausal() ? 1 : 0},
+               {o.getScale().convertToDouble()});
+  };
   auto sliceInts = [&](ArrayRef<int64_t> s, ArrayRef<int64_t> e,
                        ArrayRef<int64_t> st) {
     ints.assign(s.begin(), s.end());
@@ -496,21 +507,9 @@ LogicalResult Writer::encode(Operation *op, rt::Instruction &inst) {
       .Case([&](nn::LinearOp o) {
         return set(Opcode::Linear, {o.getTransposeWeight() ? 1 : 0});
       })
-      .Case([&](nn::LayerNormOp o) {
-        return set(Opcode::LayerNorm, {static_cast<int64_t>(o.getAxis())},
-                   {o.getEpsilon().convertToDouble()});
-      })
-      .Case([&](nn::RMSNormOp o) {
-        return set(Opcode::RMSNorm, {static_cast<int64_t>(o.getAxis())},
-                   {o.getEpsilon().convertToDouble()});
-      })
-      .Case([&](nn::AttentionOp o) {
-        return set(Opcode::Attention,
-                   {static_cast<int64_t>(o.getNumHeads()),
-                    static_cast<int64_t>(o.getNumKvHeads()),
-                    o.getCausal() ? 1 : 0},
-                   {o.getScale().convertToDouble()});
-      })
+      .Case([&](nn::LayerNormOp o) { return norm(Opcode::LayerNorm, o); })
+      .Case([&](nn::RMSNormOp o) { return norm(Opcode::RMSNorm, o); })
+      .Case([&](nn::AttentionOp o) { return attention(Opcode::Attention, o); })
       .Case([&](nn::RotaryOp o) {
         return set(Opcode::Rotary, {o.getInterleaved() ? 1 : 0,
                                     static_cast<int64_t>(o.getRotaryDim())});
@@ -551,31 +550,19 @@ LogicalResult Writer::encode(Operation *op, rt::Instruction &inst) {
         return set(Opcode::LinearGradWeight, {o.getTransposeWeight() ? 1 : 0});
       })
       .Case([&](nn::LayerNormGradInputOp o) {
-        return set(Opcode::LayerNormGradInput,
-                   {static_cast<int64_t>(o.getAxis())},
-                   {o.getEpsilon().convertToDouble()});
+        return norm(Opcode::LayerNormGradInput, o);
       })
       .Case([&](nn::LayerNormGradParamsOp o) {
-        return set(Opcode::LayerNormGradParams,
-                   {static_cast<int64_t>(o.getAxis())},
-                   {o.getEpsilon().convertToDouble()});
+        return norm(Opcode::LayerNormGradParams, o);
       })
       .Case([&](nn::RMSNormGradInputOp o) {
-        return set(Opcode::RMSNormGradInput,
-                   {static_cast<int64_t>(o.getAxis())},
-                   {o.getEpsilon().convertToDouble()});
+        return norm(Opcode::RMSNormGradInput, o);
       })
       .Case([&](nn::RMSNormGradScaleOp o) {
-        return set(Opcode::RMSNormGradScale,
-                   {static_cast<int64_t>(o.getAxis())},
-                   {o.getEpsilon().convertToDouble()});
+        return norm(Opcode::RMSNormGradScale, o);
       })
       .Case([&](nn::AttentionGradOp o) {
-        return set(Opcode::AttentionGrad,
-                   {static_cast<int64_t>(o.getNumHeads()),
-                    static_cast<int64_t>(o.getNumKvHeads()),
-                    o.getCausal() ? 1 : 0},
-                   {o.getScale().convertToDouble()});
+        return attention(Opcode::AttentionGrad, o);
       })
       .Case([&](nn::GeluGradOp o) {
         return set(Opcode::GeluGrad,
