@@ -45,6 +45,47 @@ bool isRematerializable(Operation *op) {
   return isa<nn::ParamOp, nn::ConstantOp>(op);
 }
 
+/// The axis along which the unit-step slices that are `v`'s only uses
+/// partition it, if they do (at least two of them, full range elsewhere).
+std::optional<int64_t> tiledAxis(Value v) {
+  auto type = dyn_cast<RankedTensorType>(v.getType());
+  if (!type || !isa<FloatType>(type.getElementType()))
+    return std::nullopt;
+  ArrayRef<int64_t> shape = type.getShape();
+  SmallVector<nn::SliceOp> slices;
+  for (Operation *user : v.getUsers()) {
+    auto s = dyn_cast<nn::SliceOp>(user);
+    if (!s || llvm::any_of(s.getSteps(), [](int64_t st) { return st != 1; }))
+      return std::nullopt;
+    slices.push_back(s);
+  }
+  if (slices.size() < 2)
+    return std::nullopt;
+  std::optional<int64_t> axis;
+  for (nn::SliceOp s : slices)
+    for (size_t d = 0; d < shape.size(); ++d)
+      if (s.getStarts()[d] != 0 || s.getEnds()[d] != shape[d]) {
+        if (axis && *axis != int64_t(d))
+          return std::nullopt;
+        axis = d;
+      }
+  if (!axis)
+    return std::nullopt;
+  SmallVector<std::pair<int64_t, int64_t>> ranges;
+  for (nn::SliceOp s : slices)
+    ranges.push_back({s.getStarts()[*axis], s.getEnds()[*axis]});
+  llvm::sort(ranges);
+  int64_t at = 0;
+  for (auto [lo, hi] : ranges) {
+    if (lo != at)
+      return std::nullopt;
+    at = hi;
+  }
+  if (at != shape[*axis])
+    return std::nullopt;
+  return axis;
+}
+
 struct NNAutodiffPass : weipipe::impl::NNAutodiffPassBase<NNAutodiffPass> {
   using Base::Base;
 
@@ -97,12 +138,55 @@ struct NNAutodiffPass : weipipe::impl::NNAutodiffPassBase<NNAutodiffPass> {
     llvm::DenseMap<Value, Value> grads;
     grads[loss] = dloss;
     SmallVector<Value> dOperands;
+    // A value consumed only by slices that tile one axis (a fused qkv
+    // projection split three ways) gets the concat of its pieces' gradients,
+    // not a zero-filled scatter and an add per piece.
+    llvm::DenseMap<Value, SmallVector<std::pair<nn::SliceOp, Value>>> pieces;
+    auto joinPieces = [&](Value v) {
+      auto it = pieces.find(v);
+      if (it == pieces.end())
+        return;
+      int64_t axis = *tiledAxis(v);
+      SmallVector<nn::SliceOp> slices;
+      for (Operation *user : v.getUsers())
+        slices.push_back(cast<nn::SliceOp>(user));
+      llvm::sort(slices, [&](nn::SliceOp x, nn::SliceOp y) {
+        return x.getStarts()[axis] < y.getStarts()[axis];
+      });
+      SmallVector<Value> parts;
+      for (nn::SliceOp slice : slices) {
+        Value g;
+        for (auto &[sl, grad] : it->second)
+          if (sl == slice)
+            g = grad;
+        if (!g) {
+          auto t = cast<RankedTensorType>(slice.getType());
+          g = nn::ConstantOp::create(
+              b, slice.getLoc(),
+              DenseElementsAttr::get(t, b.getZeroAttr(t.getElementType())));
+        }
+        parts.push_back(g);
+      }
+      Value joined = nn::ConcatOp::create(b, v.getLoc(), v.getType(), parts,
+                                          static_cast<uint64_t>(axis));
+      Value &acc = grads[v];
+      acc = acc ? nn::AddOp::create(b, v.getLoc(), v.getType(), acc, joined)
+                      .getResult()
+                : joined;
+      pieces.erase(it);
+    };
     for (Operation *op : llvm::reverse(forward)) {
       if (op->getNumResults() != 1)
         continue;
+      joinPieces(op->getResult(0));
       Value dy = grads.lookup(op->getResult(0));
       if (!dy)
         continue;
+      if (auto slice = dyn_cast<nn::SliceOp>(op);
+          slice && tiledAxis(slice.getInput())) {
+        pieces[slice.getInput()].push_back({slice, dy});
+        continue;
+      }
       if (failed(nn::buildGradient(b, op, dy, dOperands)))
         return failure();
       for (auto [operand, g] : llvm::zip(op->getOperands(), dOperands)) {
@@ -119,6 +203,8 @@ struct NNAutodiffPass : weipipe::impl::NNAutodiffPassBase<NNAutodiffPass> {
                   : g;
       }
     }
+    for (unsigned i = 0; i < numArgs; ++i)
+      joinPieces(body.getArgument(i));
     SmallVector<Value> dargs;
     SmallVector<unsigned> diffArgs;
     for (unsigned i = 0; i < numArgs; ++i) {

@@ -124,3 +124,43 @@ func.func @main(%x: tensor<4x8xf32>) -> tensor<f32> {
 func.func @main(%x: tensor<4x8xf32>) -> tensor<4x8xf32> {
   return %x : tensor<4x8xf32>
 }
+
+// -----
+
+// A fused projection split three ways (q, k, v): the gradient joins the
+// pieces with one concat, in slice order, with zeros for a piece that does not
+// reach the loss. Overlapping or strided slices keep the scatter form.
+// CHECK-LABEL: func.func @main_backward(
+// CHECK-DAG: %[[Z:.*]] = nn.constant dense<0.000000e+00> : tensor<2x4xf32>
+// CHECK-DAG: %[[DQ:.*]] = nn.unary_grad %{{.*}}, %{{.*}}, %{{.*}} {fn = 4 : i32} : tensor<2x4xf32>
+// CHECK-DAG: %[[DV:.*]] = nn.unary_grad %{{.*}}, %{{.*}}, %{{.*}} {fn = 7 : i32} : tensor<2x4xf32>
+// CHECK: nn.concat %[[DQ]], %[[Z]], %[[DV]] {axis = 1 : i64} : (tensor<2x4xf32>, tensor<2x4xf32>, tensor<2x4xf32>) -> tensor<2x12xf32>
+// CHECK-NOT: nn.slice_grad
+// CHECK: return
+nn.parameter @w : tensor<8x12xf32>
+func.func @main(%x: tensor<2x8xf32>) -> tensor<f32> {
+  %w = nn.param @w : tensor<8x12xf32>
+  %qkv = nn.linear %x, %w {transpose_weight = false} : (tensor<2x8xf32>, tensor<8x12xf32>) -> tensor<2x12xf32>
+  %v = nn.slice %qkv [0, 8] [2, 12] [1, 1] : tensor<2x12xf32> to tensor<2x4xf32>
+  %q = nn.slice %qkv [0, 0] [2, 4] [1, 1] : tensor<2x12xf32> to tensor<2x4xf32>
+  %k = nn.slice %qkv [0, 4] [2, 8] [1, 1] : tensor<2x12xf32> to tensor<2x4xf32>
+  %eq = nn.exp %q : tensor<2x4xf32>
+  %tv = nn.tanh %v : tensor<2x4xf32>
+  %s = nn.add %eq, %tv : (tensor<2x4xf32>, tensor<2x4xf32>) -> tensor<2x4xf32>
+  %l = nn.reduce_sum %s {axes = array<i64: 0, 1>, keepdims = false} : tensor<2x4xf32> to tensor<f32>
+  return %l : tensor<f32>
+}
+
+// -----
+
+// CHECK-LABEL: func.func @main_backward(
+// CHECK-COUNT-2: nn.slice_grad
+// CHECK-NOT: nn.concat
+// CHECK: return
+func.func @main(%x: tensor<2x8xf32>) -> tensor<f32> {
+  %a = nn.slice %x [0, 0] [2, 5] [1, 1] : tensor<2x8xf32> to tensor<2x5xf32>
+  %b = nn.slice %x [0, 3] [2, 8] [1, 1] : tensor<2x8xf32> to tensor<2x5xf32>
+  %s = nn.add %a, %b : (tensor<2x5xf32>, tensor<2x5xf32>) -> tensor<2x5xf32>
+  %l = nn.reduce_sum %s {axes = array<i64: 0, 1>, keepdims = false} : tensor<2x5xf32> to tensor<f32>
+  return %l : tensor<f32>
+}
