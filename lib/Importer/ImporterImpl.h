@@ -183,6 +183,7 @@ private:
   LogicalResult castOp(bool like);
   LogicalResult trilu();
   LogicalResult gelu();
+  LogicalResult softmaxCrossEntropy();
   LogicalResult layerNorm(bool rms);
   LogicalResult attention();
   LogicalResult rotary();

@@ -68,6 +68,7 @@ ArrayRef<StringRef> NodeEmitter::emittedOps() {
                                   "Sin",
                                   "Slice",
                                   "Softmax",
+                                  "SoftmaxCrossEntropyLoss",
                                   "Split",
                                   "Sqrt",
                                   "Squeeze",
@@ -698,6 +699,58 @@ LogicalResult NodeEmitter::gelu() {
   return success();
 }
 
+/// F.cross_entropy as both exporters write it: scores [N, C] (or
+/// [N, C, d1, ...], classes moved last here) and integer labels, mean over
+/// the labels that are not ignore_index. That is nn.cross_entropy; the sum and
+/// per-element reductions and class weights are not supported.
+LogicalResult NodeEmitter::softmaxCrossEntropy() {
+  Value scores = operand(0), labels = operand(1);
+  if (!scores || !labels)
+    return failure();
+  if (in(2))
+    return fail() << "class weights (input 2) are not supported";
+  std::string reduction = attrString(node, "reduction", "mean");
+  if (reduction != "mean")
+    return fail() << "reduction='" << reduction
+                  << "' is not supported (only 'mean', F.cross_entropy's "
+                     "default)";
+  auto st = typeOf(scores), lt = typeOf(labels);
+  if (!isa<FloatType>(st.getElementType()) ||
+      !isa<IntegerType>(lt.getElementType()))
+    return fail() << "expects float scores and integer labels";
+  int64_t rank = st.getRank();
+  if (rank < 2 || lt.getRank() != rank - 1)
+    return fail() << "scores must be [N, C, ...] and labels [N, ...]; got "
+                  << shapeString(st.getShape()) << " and "
+                  << shapeString(lt.getShape());
+  if (rank > 2) { // [N, C, d...] -> [N, d..., C]
+    SmallVector<int64_t> perm = {0};
+    for (int64_t d = 2; d < rank; ++d)
+      perm.push_back(d);
+    perm.push_back(1);
+    SmallVector<int64_t> shape;
+    for (int64_t d : perm)
+      shape.push_back(st.getShape()[d]);
+    scores = nn::TransposeOp::create(b, loc, withShape(scores, shape), scores,
+                                     b.getDenseI64ArrayAttr(perm));
+  }
+  SmallVector<int64_t> want(typeOf(scores).getShape().drop_back());
+  if (ArrayRef<int64_t>(want) != lt.getShape())
+    return fail() << "labels " << shapeString(lt.getShape())
+                  << " do not match scores " << shapeString(st.getShape());
+  if (node.output_size() > 1 && !node.output(1).empty()) {
+    ValueInfo poison;
+    poison.poison = "output '" + node.output(1) + "' of node '" + name +
+                    "' (the log-probabilities) is not supported";
+    im.values[node.output(1)] = poison;
+  }
+  int64_t ignore = attrInt(node, "ignore_index", -100);
+  auto lossType = RankedTensorType::get({}, b.getF32Type());
+  setOut(0, nn::CrossEntropyOp::create(b, loc, lossType, scores, labels,
+                                       b.getI64IntegerAttr(ignore)));
+  return success();
+}
+
 LogicalResult NodeEmitter::layerNorm(bool rms) {
   Value x = operand(0), scale = operand(1);
   if (!x || !scale)
@@ -1033,5 +1086,7 @@ LogicalResult NodeEmitter::emit() {
     return attention();
   if (op == "RotaryEmbedding")
     return rotary();
+  if (op == "SoftmaxCrossEntropyLoss")
+    return softmaxCrossEntropy();
   return fail() << "no emitter";
 }
