@@ -5,8 +5,8 @@
 // and resolves every instruction once into a Step: raw pointers, kernel
 // Shapes and derived sizes. Running a function is then one switch per
 // instruction with no allocation in the executor itself; scratch for the
-// statistics the backward ops recompute (norm mean/rstd, attention and
-// cross-entropy logsumexp) is sized for the largest user at creation.
+// statistics the backward ops recompute (norm mean/rstd, cross-entropy
+// logsumexp) is sized for the largest user at creation.
 //
 //===----------------------------------------------------------------------===//
 
@@ -15,6 +15,7 @@
 #include "ArtifactInternal.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cerrno>
 #include <cmath>
 #include <cstdint>
@@ -178,6 +179,11 @@ struct Ref {
 struct Step {
   const Instruction *ins = nullptr;
   std::vector<Ref> in, out;
+  // A norm's input-gradient and parameter-gradient ops on the same x and dy,
+  // adjacent: the first runs both in one kernel call (one recomputation of
+  // the statistics, one pass over the rows) and the second does nothing.
+  const Step *partner = nullptr;
+  bool doneByPrevious = false;
   // Sizes derived once: linear M, K, N; norm rows, normSize.
   int64_t d0 = 0, d1 = 0, d2 = 0;
   cpu::AttentionParams attn;
@@ -197,10 +203,10 @@ int64_t dimProduct(const std::vector<int64_t> &s, size_t from, size_t to) {
   return n;
 }
 
-/// Scratch floats an instruction needs: [0] a tensor-sized buffer, [1] and
-/// [2] row statistics, [3] a vector of ones.
+/// Scratch floats an instruction needs: two arrays of row statistics.
+constexpr int kScratch = 2;
 struct ScratchNeed {
-  int64_t n[4] = {0, 0, 0, 0};
+  int64_t n[kScratch] = {0, 0};
 };
 
 cpu::AttentionParams attentionParams(const Instruction &I) {
@@ -235,22 +241,11 @@ ScratchNeed scratchNeed(const Instruction &I) {
   case Opcode::RMSNormGradInput:
   case Opcode::RMSNormGradScale: {
     const std::vector<int64_t> &xs = I.operands[0].shape;
-    const size_t axis = size_t(I.ints[0]);
-    s.n[0] = I.operands[0].numel();
-    s.n[1] = s.n[2] = dimProduct(xs, 0, axis);
-    s.n[3] = dimProduct(xs, axis, xs.size());
-    break;
-  }
-  case Opcode::Attention:
-  case Opcode::AttentionGrad: {
-    const cpu::AttentionParams p = attentionParams(I);
-    s.n[1] = p.B * p.H * p.Sq;
-    if (I.op == Opcode::AttentionGrad)
-      s.n[0] = s.n[1] * p.Dv;
+    s.n[0] = s.n[1] = dimProduct(xs, 0, size_t(I.ints[0]));
     break;
   }
   case Opcode::CrossEntropyGrad:
-    s.n[1] = I.operands[1].numel();
+    s.n[0] = I.operands[1].numel();
     break;
   default:
     break;
@@ -266,7 +261,7 @@ struct Executor::Impl {
   std::vector<AlignedBuffer> constants;
   uint64_t bytes = 0;
   std::vector<std::vector<Step>> fns; // by function index
-  std::vector<float> scratch[4];      // see ScratchNeed; [3] holds ones
+  std::vector<float> scratch[kScratch]; // see ScratchNeed
 
   explicit Impl(const Artifact &art) : a(art) {}
 
@@ -296,6 +291,8 @@ struct Executor::Impl {
   }
 
   void prepare(std::vector<ParamBuffers> &params);
+  void pairNormGrads(std::vector<Step> &steps);
+  void normGrad(const Step &s);
   cpu::Status exec(Step &s);
   cpu::Status runFunction(size_t f, std::string *nonFinite);
   void writeInputs(const int64_t *ids, const int64_t *targets);
@@ -379,6 +376,99 @@ void Executor::Impl::prepare(std::vector<ParamBuffers> &params) {
         break;
       }
     }
+    pairNormGrads(steps);
+  }
+}
+
+namespace {
+
+/// Accumulating ops without the accumulate flag write their result: zero it.
+void zeroIfWritten(const Step &s) {
+  if (!isAccOp(s.ins->op) || (s.ins->flags & Instruction::kAccumulate))
+    return;
+  for (const Ref &r : s.out)
+    if (r.p)
+      std::memset(r.p, 0, size_t(r.n) * sizeof(float));
+}
+
+bool isNormGrad(Opcode op) {
+  return op == Opcode::LayerNormGradInput ||
+         op == Opcode::LayerNormGradParams ||
+         op == Opcode::RMSNormGradInput || op == Opcode::RMSNormGradScale;
+}
+
+bool isNormGradInput(Opcode op) {
+  return op == Opcode::LayerNormGradInput || op == Opcode::RMSNormGradInput;
+}
+
+/// dy of a norm gradient op: (x, scale, dy) or (x, dy).
+const Ref &normDy(const Step &s) {
+  return s.in[isNormGradInput(s.ins->op) ? 2 : 1];
+}
+
+bool overlaps(const Ref &a, const Ref &b) {
+  if (!a.p || !b.p)
+    return false;
+  const auto *pa = static_cast<const uint8_t *>(a.p);
+  const auto *pb = static_cast<const uint8_t *>(b.p);
+  return pa < pb + size_t(b.n) * dtypeSize(b.dt) &&
+         pb < pa + size_t(a.n) * dtypeSize(a.dt);
+}
+
+/// Whether b may run inside a, just before it: the two gradient ops of one
+/// norm on the same x, dy and eps, a's results not overlapping b's inputs.
+bool canPair(const Step &a, const Step &b) {
+  const Opcode oa = a.ins->op, ob = b.ins->op;
+  const bool layer = oa == Opcode::LayerNormGradInput ||
+                     oa == Opcode::LayerNormGradParams;
+  const bool bLayer = ob == Opcode::LayerNormGradInput ||
+                      ob == Opcode::LayerNormGradParams;
+  if (!isNormGrad(oa) || !isNormGrad(ob) || layer != bLayer ||
+      isNormGradInput(oa) == isNormGradInput(ob))
+    return false;
+  if (a.in[0].p != b.in[0].p || normDy(a).p != normDy(b).p ||
+      a.d0 != b.d0 || a.d1 != b.d1 || a.ins->floats != b.ins->floats)
+    return false;
+  for (const Ref &o : a.out)
+    for (const Ref &i : b.in)
+      if (overlaps(o, i))
+        return false;
+  return true;
+}
+
+} // namespace
+
+void Executor::Impl::pairNormGrads(std::vector<Step> &steps) {
+  for (size_t i = 0; i + 1 < steps.size(); ++i) {
+    if (steps[i].doneByPrevious || !canPair(steps[i], steps[i + 1]))
+      continue;
+    steps[i].partner = &steps[i + 1];
+    steps[i + 1].doneByPrevious = true;
+  }
+}
+
+void Executor::Impl::normGrad(const Step &s) {
+  using namespace cpu;
+  // The forward saved no statistics: recompute them.
+  const Step *gin = isNormGradInput(s.ins->op) ? &s : s.partner;
+  const Step *gpar = isNormGradInput(s.ins->op) ? s.partner : &s;
+  if (s.partner)
+    zeroIfWritten(*s.partner);
+  const float *x = s.in[0].f(), *dy = normDy(s).f();
+  const float *scale = gin ? gin->in[1].f() : nullptr;
+  float *dx = gin ? gin->out[0].f() : nullptr;
+  float *dscale = gpar ? gpar->out[0].f() : nullptr;
+  const float eps = float(s.ins->floats[0]);
+  float *stat0 = scratch[0].data(), *stat1 = scratch[1].data();
+  const Opcode op = s.ins->op;
+  if (op == Opcode::LayerNormGradInput || op == Opcode::LayerNormGradParams) {
+    layer_norm_forward(x, nullptr, nullptr, nullptr, stat0, stat1, s.d0, s.d1,
+                       eps);
+    layer_norm_backward(x, scale, stat0, stat1, dy, dx, dscale,
+                        gpar ? gpar->out[1].f() : nullptr, s.d0, s.d1);
+  } else {
+    rms_norm_forward(x, nullptr, nullptr, stat0, s.d0, s.d1, eps);
+    rms_norm_backward(x, scale, stat0, dy, dx, dscale, s.d0, s.d1);
   }
 }
 
@@ -389,11 +479,9 @@ cpu::Status Executor::Impl::exec(Step &s) {
   auto span = [&](size_t from, size_t n) {
     return Span<int64_t>(I.ints.data() + from, n);
   };
-  const bool acc = I.flags & Instruction::kAccumulate;
-  if (isAccOp(I.op) && !acc)
-    for (const Ref &r : out)
-      if (r.p)
-        std::memset(r.p, 0, size_t(r.n) * sizeof(float));
+  if (s.doneByPrevious)
+    return {};
+  zeroIfWritten(s);
 
   switch (I.op) {
   case Opcode::Binary:
@@ -509,7 +597,7 @@ cpu::Status Executor::Impl::exec(Step &s) {
     return {};
   case Opcode::Attention:
     attention_forward(s.attn, in[0].f(), in[1].f(), in[2].f(), out[0].f(),
-                      scratch[1].data());
+                      nullptr);
     return {};
   case Opcode::Rotary:
     rotary_forward(in[0].f(), in[1].f(), in[2].f(), out[0].f(), s.rotary);
@@ -571,45 +659,17 @@ cpu::Status Executor::Impl::exec(Step &s) {
                     s.d0, s.d1, s.d2, I.ints[0] != 0);
     return {};
   case Opcode::LayerNormGradInput:
-  case Opcode::LayerNormGradParams: {
-    // The forward saved no statistics: recompute mean/rstd (scale 1, the
-    // normalized output is discarded).
-    float *mean = scratch[1].data(), *rstd = scratch[2].data();
-    const float *ones = scratch[3].data();
-    layer_norm_forward(in[0].f(), ones, nullptr, scratch[0].data(), mean, rstd,
-                       s.d0, s.d1, float(I.floats[0]));
-    if (I.op == Opcode::LayerNormGradInput)
-      layer_norm_backward(in[0].f(), in[1].f(), mean, rstd, in[2].f(),
-                          out[0].f(), nullptr, nullptr, s.d0, s.d1);
-    else // scale only enters dx; ones stand in for it
-      layer_norm_backward(in[0].f(), ones, mean, rstd, in[1].f(), nullptr,
-                          out[0].f(), out[1].f(), s.d0, s.d1);
-    return {};
-  }
+  case Opcode::LayerNormGradParams:
   case Opcode::RMSNormGradInput:
-  case Opcode::RMSNormGradScale: {
-    float *rstd = scratch[1].data();
-    const float *ones = scratch[3].data();
-    rms_norm_forward(in[0].f(), ones, scratch[0].data(), rstd, s.d0, s.d1,
-                     float(I.floats[0]));
-    if (I.op == Opcode::RMSNormGradInput)
-      rms_norm_backward(in[0].f(), in[1].f(), rstd, in[2].f(), out[0].f(),
-                        nullptr, s.d0, s.d1);
-    else
-      rms_norm_backward(in[0].f(), ones, rstd, in[1].f(), nullptr, out[0].f(),
-                        s.d0, s.d1);
+  case Opcode::RMSNormGradScale:
+    normGrad(s);
     return {};
-  }
-  case Opcode::AttentionGrad: {
-    // The logsumexp the backward needs is recomputed by a forward pass into
-    // scratch (the forward op kept only its output).
-    float *lse = scratch[1].data();
-    attention_forward(s.attn, in[0].f(), in[1].f(), in[2].f(),
-                      scratch[0].data(), lse);
-    attention_backward(s.attn, in[0].f(), in[1].f(), in[2].f(), in[3].f(), lse,
-                       in[4].f(), out[0].f(), out[1].f(), out[2].f());
+  case Opcode::AttentionGrad:
+    // The forward op kept only its output: the backward recomputes the
+    // logsumexp it needs (lse = nullptr).
+    attention_backward(s.attn, in[0].f(), in[1].f(), in[2].f(), in[3].f(),
+                       nullptr, in[4].f(), out[0].f(), out[1].f(), out[2].f());
     return {};
-  }
   case Opcode::GeluGrad:
     gelu_backward(in[0].f(), in[1].f(), out[0].f(), in[0].n,
                   GeluApprox(I.ints[0]));
@@ -626,7 +686,7 @@ cpu::Status Executor::Impl::exec(Step &s) {
                               out[0].s[0], out[0].s[1]);
   case Opcode::CrossEntropyGrad: {
     const int64_t N = in[1].n, V = in[0].s[in[0].s.rank - 1];
-    float *lse = scratch[1].data(), unused;
+    float *lse = scratch[0].data(), unused;
     if (Status st = cross_entropy_forward(in[0].f(), in[1].ids(), N, V,
                                           I.ints[0], &unused, lse);
         !st.ok())
@@ -673,8 +733,40 @@ cpu::Status Executor::Impl::runFunction(size_t f, std::string *nonFinite) {
   // WEIPIPE_TRACE=1 prints every instruction with the L2 norm of each f32
   // result: the first place to look when a gradient disagrees.
   static const bool trace = std::getenv("WEIPIPE_TRACE") != nullptr;
+  static const bool prof = std::getenv("WEIPIPE_PROFILE") != nullptr;
+  struct Prof {
+    std::map<std::string, std::pair<double, long>> t;
+    ~Prof() {
+      double tot = 0;
+      for (auto &kv : t)
+        tot += kv.second.first;
+      for (auto &kv : t)
+        std::fprintf(stderr, "[prof] %-28s %8.1f ms %6ld calls %5.1f%%\n",
+                     kv.first.c_str(), kv.second.first * 1e3, kv.second.second,
+                     100 * kv.second.first / tot);
+    }
+  };
+  static Prof profData;
   for (size_t i = 0; i < steps.size(); ++i) {
+    auto t0 = std::chrono::steady_clock::now();
     cpu::Status st = exec(steps[i]);
+    if (prof) {
+      std::string key = opcodeName(steps[i].ins->op);
+      static const bool detail = std::getenv("WEIPIPE_PROFILE")[0] == '2';
+      if (detail) {
+        for (const Ref &r : steps[i].in)
+          key += r.p ? " " + r.s.str() : " -";
+        key += " ->";
+        for (const Ref &r : steps[i].out)
+          key += r.p ? " " + r.s.str() : " -";
+        key += " i";
+        for (int64_t v : steps[i].ins->ints)
+          key += " " + std::to_string(v);
+      }
+      auto &e = profData.t[key];
+      e.first += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      e.second++;
+    }
     if (!st.ok())
       return cpu::Status::error(instrText(a.functions[f], i) + ": " +
                                 st.message());
@@ -844,7 +936,7 @@ std::unique_ptr<Executor> Executor::create(const Artifact &a,
   for (const Function &f : a.functions)
     for (const Instruction &I : f.body) {
       ScratchNeed s = scratchNeed(I);
-      for (int k = 0; k < 4; ++k)
+      for (int k = 0; k < kScratch; ++k)
         need.n[k] = std::max(need.n[k], s.n[k]);
     }
   for (int64_t n : need.n)
@@ -872,8 +964,8 @@ std::unique_ptr<Executor> Executor::create(const Artifact &a,
     im.constants.resize(a.constants.size());
     for (size_t i = 0; ok && i < a.constants.size(); ++i)
       ok = im.constants[i].allocate(a.constants[i].bytes.size());
-    for (int k = 0; ok && k < 4; ++k)
-      im.scratch[k].assign(size_t(need.n[k]), k == 3 ? 1.0f : 0.0f);
+    for (int k = 0; ok && k < kScratch; ++k)
+      im.scratch[k].assign(size_t(need.n[k]), 0.0f);
     if (!ok)
       throw std::bad_alloc();
   } catch (const std::bad_alloc &) {

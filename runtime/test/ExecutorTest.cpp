@@ -510,7 +510,9 @@ TEST(Executor, NormAndAttentionMatchKernels) {
                   o = p.f32({1, 2, Sq, D}), dq = p.f32({1, 2, Sq, D}),
                   dk = p.f32({1, 1, Sk, D}), dv = p.f32({1, 1, Sk, D}),
                   o3 = p.f32({1, Sq, 2 * D}), dq3 = p.f32({1, Sq, 2 * D}),
-                  dk3 = p.f32({1, Sk, D}), dv3 = p.f32({1, Sk, D});
+                  dk3 = p.f32({1, Sk, D}), dv3 = p.f32({1, Sk, D}),
+                  ds4 = p.f32({C}), db4 = p.f32({C}), dx5 = p.f32({2, 3, C}),
+                  dx6 = p.f32({2, 3, C}), ds6 = p.f32({C});
   const double eps = 1e-5;
   Function f;
   f.name = "f";
@@ -529,6 +531,12 @@ TEST(Executor, NormAndAttentionMatchKernels) {
             {0.5}),
       instr(Opcode::AttentionGrad, {c(9), c(10), c(11), o3, c(12), c(8)},
             {dq3, dk3, dv3}, {2, 1, 0}, {0.5}),
+      // The same gradients one op at a time (adjacent pairs of the two
+      // gradient ops of one norm run as one call above).
+      instr(Opcode::LayerNormGradParams, {c(0), c(3)}, {ds4, db4}, {2}, {eps}),
+      instr(Opcode::RMSNormGradInput, {c(0), c(1), c(3)}, {dx5}, {2}, {eps}),
+      instr(Opcode::LayerNormGradInput, {c(0), c(1), c(3)}, {dx6}, {2}, {eps}),
+      instr(Opcode::RMSNormGradScale, {c(0), c(3)}, {ds6}, {2}, {eps}),
   };
   a.functions = {f};
   a.microbatchProgram = {0};
@@ -554,6 +562,9 @@ TEST(Executor, NormAndAttentionMatchKernels) {
   expectEq(dx1, dx, "layer_norm dx");
   expectEq(ds1, ds, "layer_norm dscale");
   expectEq(db1, db, "layer_norm dbias");
+  expectEq(dx6, dx, "layer_norm dx alone");
+  expectEq(ds4, ds, "layer_norm dscale alone");
+  expectEq(db4, db, "layer_norm dbias alone");
   std::fill(ds.begin(), ds.end(), 0.0f);
   k::rms_norm_forward(x.data(), scale.data(), y.data(), rstd.data(), R, C,
                       float(eps));
@@ -562,6 +573,8 @@ TEST(Executor, NormAndAttentionMatchKernels) {
                        dx.data(), ds.data(), R, C);
   expectEq(dx2, dx, "rms_norm dx");
   expectEq(ds2, ds, "rms_norm dscale");
+  expectEq(dx5, dx, "rms_norm dx alone");
+  expectEq(ds6, ds, "rms_norm dscale alone");
 
   for (bool bshd : {false, true}) {
     k::AttentionParams ap;
@@ -582,8 +595,9 @@ TEST(Executor, NormAndAttentionMatchKernels) {
         gv(Sk * D);
     k::attention_forward(ap, q.data(), kk.data(), v.data(), out.data(),
                          lse.data());
+    // The executor has no saved lse: the backward recomputes it.
     k::attention_backward(ap, q.data(), kk.data(), v.data(), out.data(),
-                          lse.data(), dout.data(), gq.data(), gk.data(),
+                          nullptr, dout.data(), gq.data(), gk.data(),
                           gv.data());
     expectEq(bshd ? o3 : o, out, "attention");
     expectEq(bshd ? dq3 : dq, gq, "attention dq");

@@ -1,29 +1,33 @@
 //===- Attention.cpp - nn.attention forward and backward ------------------===//
 //
 // Part of weipipe's runtime (CPU kernels). FlashAttention-2's algorithm on the
-// CPU, in fp32, with cblas_sgemm on TQ x TK blocks:
+// CPU, in fp32, with cblas_sgemm on blocks of TQ query rows:
 //
-//   forward, one task per (b, h, query tile): for each key block,
-//     S = scale Q K^T + mask, online softmax (running max m and sum l, the
-//     output rescaled by exp(m_old - m_new)), O += P V; at the end O /= l and
-//     lse = m + log l. Causal tiles stop at their last visible key.
-//   backward: Dr = rowsum(dO * O), then two passes that recompute
-//     P = exp(S - lse) block by block:
-//     dK/dV, one task per (b, kv head, key block): loops over the query heads
-//       of its GQA group and the query tiles that can see the block,
-//       dV += P^T dO, dS = P (dO V^T - Dr), dK += scale dS^T Q;
-//     dQ, one task per (b, h, query tile): loops over key blocks,
-//       dQ += scale dS K.
+//   forward, one task per (b, h, query tile): for each block of up to
+//     kMaxKeyBlock keys, S = scale Q K^T + mask, online softmax (running max
+//     m and sum l, the output rescaled by exp(m_old - m_new)), O += P V; at
+//     the end O /= l and lse = m + log l. Causal tiles stop at their last
+//     visible key.
+//   backward, one task per (b, kv head) when there are enough of them: for
+//     each query head of the GQA group and each query tile, over all the
+//     visible keys at once: P = exp(S - lse) (or softmax(S) when no lse is
+//     given), Dr = rowsum(dO * O), dS = P (dO V^T - Dr), dV += P^T dO,
+//     dK += scale dS^T Q, dQ = scale dS K. Otherwise (few kv heads, or very
+//     long keys) two passes that recompute P block by block:
+//     dK/dV, one task per (b, kv head, key block), and dQ, one task per
+//     (b, h, query tile).
 //
 // Every output row/block belongs to exactly one task and is accumulated in a
 // fixed order, so results do not depend on the thread count or the schedule;
 // the GQA sum into a shared kv head runs over query heads in order (no
-// atomics). Tasks run in one OpenMP region; each calls gemm() on blocks small
-// enough (kSmallGemm) that OpenBLAS computes them on the calling thread.
+// atomics). Which algorithm runs depends only on the sizes. Tasks run in one
+// OpenMP region; OpenBLAS computes each block GEMM on the calling thread. The
+// exponentials run on the lane code of Vec.h.
 //
 //===----------------------------------------------------------------------===//
 
 #include "Internal.h"
+#include "Vec.h"
 
 #include <cmath>
 #include <cstring>
@@ -36,6 +40,15 @@ namespace {
 
 constexpr int64_t TQ = 64; // query rows per tile
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+/// Keys per forward block: the whole row for most models, so the online
+/// softmax rarely rescales, with a bounded S buffer (TQ x this) per thread.
+constexpr int64_t kMaxKeyBlock = 1024;
+/// Longest key range the one-pass backward holds per query tile (two
+/// TQ x Sk buffers per thread); longer ones take the two-pass backward.
+constexpr int64_t kMaxFusedKeys = 4096;
+/// The one-pass backward parallelizes over (b, kv head) only: it needs this
+/// many of them when the problem is big enough to run threaded.
+constexpr int64_t kMinFusedTasks = 4;
 
 /// Keys per block: the largest of 16..64 keeping every block GEMM
 /// (TQ x TK x D, TQ x Dv x TK, ...) under kSmallGemm.
@@ -125,8 +138,10 @@ void recomputeP(const AttentionParams &p, const MaskStrides &ms, int64_t b,
     float *s = P + r * n;
     maskBlock(p, ms, b, h, i0 + r, j0, s, n);
     const float l = lseHead[i0 + r];
-    for (int64_t j = 0; j < n; ++j)
-      s[j] = (l != kNegInf && s[j] != kNegInf) ? std::exp(s[j] - l) : 0.0f;
+    if (l == kNegInf)
+      std::memset(s, 0, size_t(n) * sizeof(float));
+    else
+      exp_shifted(s, n, l);
   }
 }
 
@@ -149,7 +164,8 @@ void attention_forward(const AttentionParams &p, const float *q,
                        float *lse) {
   checkParams(p);
   const MaskStrides ms = maskStrides(p);
-  const int64_t G = p.H / p.Hkv, TK = keyBlock(p);
+  const int64_t G = p.H / p.Hkv;
+  const int64_t TK = std::max<int64_t>(1, std::min(p.Sk, kMaxKeyBlock));
   const int64_t nqt = (p.Sq + TQ - 1) / TQ;
   const int64_t tasks = p.B * p.H * nqt;
 #pragma omp parallel if (tasks > 1 && work(p) >= kParallelMinMacs)
@@ -179,21 +195,13 @@ void attention_forward(const AttentionParams &p, const float *q,
         for (int64_t r = 0; r < rows; ++r) {
           float *s = S.data() + r * n;
           maskBlock(p, ms, b, h, i0 + r, j0, s, n);
-          float bm = kNegInf;
-          for (int64_t j = 0; j < n; ++j)
-            bm = std::max(bm, s[j]);
-          const float mn = std::max(m[r], bm);
+          const float mn = std::max(m[r], row_max(s, n));
           if (mn == kNegInf) { // nothing visible yet: P row is 0
             std::memset(s, 0, size_t(n) * sizeof(float));
             continue;
           }
           const float alpha = std::exp(m[r] - mn); // 0 when m was -inf
-          float sum = 0.0f;
-          for (int64_t j = 0; j < n; ++j) {
-            const float e = s[j] == kNegInf ? 0.0f : std::exp(s[j] - mn);
-            s[j] = e;
-            sum += e;
-          }
+          const float sum = exp_shifted(s, n, mn);
           l[r] = l[r] * alpha + sum;
           m[r] = mn;
           if (alpha != 1.0f) {
@@ -224,14 +232,14 @@ void attention_forward(const AttentionParams &p, const float *q,
   }
 }
 
-void attention_backward(const AttentionParams &p, const float *q,
-                        const float *k, const float *v, const float *out,
-                        const float *lse, const float *dout, float *dq,
-                        float *dk, float *dv) {
-  checkParams(p);
-  const MaskStrides ms = maskStrides(p);
+namespace {
+
+/// The two-pass backward (see the file comment); lse is given.
+void twoPassBackward(const AttentionParams &p, const MaskStrides &ms,
+                     bool parallel, const float *q, const float *k,
+                     const float *v, const float *out, const float *lse,
+                     const float *dout, float *dq, float *dk, float *dv) {
   const int64_t G = p.H / p.Hkv, TK = keyBlock(p);
-  [[maybe_unused]] const bool parallel = work(p) >= kParallelMinMacs;
 
   // Dr[b, h, i] = sum_d dO * O, accumulated in double.
   const int64_t allRows = p.B * p.H * p.Sq;
@@ -334,6 +342,114 @@ void attention_backward(const AttentionParams &p, const float *q,
       }
     }
   }
+}
+
+
+/// The one-pass backward (see the file comment): one task per (b, kv head)
+/// owns dK, dV of that head and dQ of its query heads. lse may be nullptr.
+void fusedBackward(const AttentionParams &p, const MaskStrides &ms,
+                   bool parallel, const float *q, const float *k,
+                   const float *v, const float *out, const float *lse,
+                   const float *dout, float *dq, float *dk, float *dv) {
+  const int64_t G = p.H / p.Hkv;
+  const int64_t tasks = p.B * p.Hkv;
+#pragma omp parallel if (parallel && tasks > 1)
+  {
+    // P and dS of one query tile against all its visible keys.
+    std::vector<float> P(size_t(TQ * std::max<int64_t>(p.Sk, 1))),
+        dP(P.size());
+    float dr[TQ];
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t t = 0; t < tasks; ++t) {
+      const int64_t b = t / p.Hkv, hk = t % p.Hkv;
+      const View kv = headView(p.layout, b, hk, p.Hkv, p.Sk, p.D);
+      const View vv = headView(p.layout, b, hk, p.Hkv, p.Sk, p.Dv);
+      const float *kh = k + kv.base, *vh = v + vv.base;
+      float *dkh = dk ? dk + kv.base : nullptr;
+      float *dvh = dv ? dv + vv.base : nullptr;
+      if (dkh)
+        zeroRows(dkh, p.Sk, kv.stride, p.D);
+      if (dvh)
+        zeroRows(dvh, p.Sk, vv.stride, p.Dv);
+      for (int64_t g = 0; g < G; ++g) {
+        const int64_t h = hk * G + g;
+        const View qv = headView(p.layout, b, h, p.H, p.Sq, p.D);
+        const View ov = headView(p.layout, b, h, p.H, p.Sq, p.Dv);
+        for (int64_t i0 = 0; i0 < p.Sq; i0 += TQ) {
+          const int64_t rows = std::min(TQ, p.Sq - i0);
+          const int64_t n = keysForTile(p, i0, rows);
+          const float *qt = q + qv.base + i0 * qv.stride;
+          const float *got = dout + ov.base + i0 * ov.stride;
+          float *dqt = dq ? dq + qv.base + i0 * qv.stride : nullptr;
+          if (n == 0) {
+            if (dqt)
+              zeroRows(dqt, rows, qv.stride, p.D);
+            continue;
+          }
+          gemm(false, true, rows, n, p.D, p.scale, qt, qv.stride, kh,
+               kv.stride, 0.0f, P.data(), n);
+          for (int64_t r = 0; r < rows; ++r) {
+            float *s = P.data() + r * n;
+            maskBlock(p, ms, b, h, i0 + r, 0, s, n);
+            const float l =
+                lse ? lse[(b * p.H + h) * p.Sq + i0 + r] : row_max(s, n);
+            if (l == kNegInf) { // no visible key
+              std::memset(s, 0, size_t(n) * sizeof(float));
+            } else if (lse) {
+              exp_shifted(s, n, l);
+            } else { // softmax of the row: e^(s - max) / sum
+              const float inv = 1.0f / exp_shifted(s, n, l);
+              for (int64_t j = 0; j < n; ++j)
+                s[j] *= inv;
+            }
+            // Dr = rowsum(dO * O), in double.
+            const float *o = out + ov.base + (i0 + r) * ov.stride;
+            const float *go = got + r * ov.stride;
+            double acc = 0.0;
+            for (int64_t d = 0; d < p.Dv; ++d)
+              acc += double(o[d]) * go[d];
+            dr[r] = float(acc);
+          }
+          gemm(false, true, rows, n, p.Dv, 1.0f, got, ov.stride, vh,
+               vv.stride, 0.0f, dP.data(), n);
+          softmaxGrad(P.data(), dP.data(), dr, rows, n);
+          if (dvh) // dV += P^T dO
+            gemm(true, false, n, p.Dv, rows, 1.0f, P.data(), n, got,
+                 ov.stride, 1.0f, dvh, vv.stride);
+          if (dkh) // dK += scale dS^T Q
+            gemm(true, false, n, p.D, rows, p.scale, dP.data(), n, qt,
+                 qv.stride, 1.0f, dkh, kv.stride);
+          if (dqt) // dQ = scale dS K
+            gemm(false, false, rows, p.D, n, p.scale, dP.data(), n, kh,
+                 kv.stride, 0.0f, dqt, qv.stride);
+        }
+      }
+    }
+  }
+}
+
+} // namespace
+
+void attention_backward(const AttentionParams &p, const float *q,
+                        const float *k, const float *v, const float *out,
+                        const float *lse, const float *dout, float *dq,
+                        float *dk, float *dv) {
+  checkParams(p);
+  const MaskStrides ms = maskStrides(p);
+  const bool parallel = work(p) >= kParallelMinMacs;
+  // Sizes alone choose, so the result does not depend on the thread count.
+  if (p.Sk <= kMaxFusedKeys &&
+      (!parallel || p.B * p.Hkv >= kMinFusedTasks))
+    return fusedBackward(p, ms, parallel, q, k, v, out, lse, dout, dq, dk,
+                         dv);
+  std::vector<float> lseTmp;
+  if (!lse) { // recomputed by a forward pass
+    lseTmp.resize(size_t(p.B * p.H * p.Sq));
+    std::vector<float> o(size_t(p.B * p.H * p.Sq * p.Dv));
+    attention_forward(p, q, k, v, o.data(), lseTmp.data());
+    lse = lseTmp.data();
+  }
+  twoPassBackward(p, ms, parallel, q, k, v, out, lse, dout, dq, dk, dv);
 }
 
 } // namespace weipipe::rt::cpu

@@ -7,6 +7,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "Internal.h"
+#include "Vec.h"
 
 #include <cmath>
 #include <cstring>
@@ -347,37 +348,13 @@ void cast(const uint8_t *x, int64_t *y, int64_t n) {
 
 namespace {
 
-/// exp(x) for the activation functions, written so that the compiler can
-/// vectorize it (libm's expf is a scalar call, and it was a third of a GPT-2
-/// training step in GELU alone). Cephes' single-precision algorithm: x =
-/// n ln2 + r with |r| <= ln2/2, a degree-6 polynomial for e^r, 2^n by
-/// building the exponent bits; relative error about 1e-7 (a few ulp). The
-/// input is clamped to [-87.3, 88.7], where e^x is a normal float, so the
-/// result is never 0 or inf; the callers (sigmoid forms) saturate correctly.
-/// The same code runs in the vector and in the scalar remainder, so results
-/// do not depend on how a loop was split over threads.
-inline float vexp(float x) {
-  x = std::min(std::max(x, -87.3f), 88.7f);
-  // Round x / ln2 to nearest with the 1.5 * 2^23 trick (no SSE4.1 needed).
-  const float magic = 12582912.0f;
-  float n = (x * 1.44269504088896341f + magic) - magic;
-  float r = x - n * 0.693359375f;
-  r = r - n * -2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  float e = p * r * r + r + 1.0f;
-  int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &bits, sizeof scale);
-  return e * scale;
-}
-
-/// 1 / (1 + e^-x), saturating to 0 and 1 without inf or NaN.
-inline float sigmoidOf(float x) { return 1.0f / (1.0f + vexp(-x)); }
+/// y = sigmoid(x) on the lanes of Vec.h.
+struct SigmoidOp {
+  static constexpr int kIn = 1, kOut = 1;
+  template <class V, class I> static WP_VEC_INLINE void apply(const V *a, V *b) {
+    sigmoidLanes<V, I>(a[0], b[0]);
+  }
+};
 
 template <class F> void mapLoop(const float *x, float *y, int64_t n, F f) {
 #pragma omp parallel for simd schedule(simd : static) if (n >= kParallelMin)
@@ -424,7 +401,7 @@ void unary_forward(UnaryOp op, const float *x, float *y, int64_t n) {
   case UnaryOp::Tanh:
     return mapLoop(x, y, n, [](float v) { return std::tanh(v); });
   case UnaryOp::Sigmoid:
-    return mapLoop(x, y, n, sigmoidOf);
+    return laneMap<SigmoidOp>(&x, &y, n);
   case UnaryOp::Relu:
     return mapLoop(x, y, n, [](float v) { return v > 0.0f ? v : 0.0f; });
   case UnaryOp::Sin:
@@ -495,18 +472,87 @@ constexpr float kSqrt2OverPi = 0.79788456080286536f;
 constexpr float kGeluC = 0.044715f;
 } // namespace
 
-// Both forms are written without 1 + erf / 1 + tanh cancellation for
-// negative x: 0.5 (1 + erf(x/sqrt2)) = 0.5 erfc(-x/sqrt2) and
-// 0.5 (1 + tanh u) = sigmoid(2u).
+namespace {
+
+// 0.5 (1 + tanh u) = sigmoid(2u), without 1 + tanh cancellation for x < 0.
+struct GeluTanhOp {
+  static constexpr int kIn = 1, kOut = 1;
+  template <class V, class I> static WP_VEC_INLINE void apply(const V *a, V *b) {
+    const V v = a[0];
+    const V u2 = 2.0f * (kSqrt2OverPi * (v + kGeluC * v * v * v));
+    V s;
+    sigmoidLanes<V, I>(u2, s);
+    b[0] = v * s;
+  }
+};
+
+/// (x, dy) -> dx.
+struct GeluTanhGradOp {
+  static constexpr int kIn = 2, kOut = 1;
+  template <class V, class I> static WP_VEC_INLINE void apply(const V *a, V *b) {
+    const V v = a[0];
+    const V u2 = 2.0f * (kSqrt2OverPi * (v + kGeluC * v * v * v));
+    const V du = kSqrt2OverPi * (1.0f + 3.0f * kGeluC * v * v);
+    V s;
+    sigmoidLanes<V, I>(u2, s); // 0.5 (1 + tanh u)
+    // d/dx [x s] with ds/dx = 2 s (1 - s) du.
+    b[0] = a[1] * (s + v * 2.0f * s * (1.0f - s) * du);
+  }
+};
+
+struct SiluOp {
+  static constexpr int kIn = 1, kOut = 1;
+  template <class V, class I> static WP_VEC_INLINE void apply(const V *a, V *b) {
+    V s;
+    sigmoidLanes<V, I>(a[0], s);
+    b[0] = a[0] * s;
+  }
+};
+
+/// (x, dy) -> dx.
+struct SiluGradOp {
+  static constexpr int kIn = 2, kOut = 1;
+  template <class V, class I> static WP_VEC_INLINE void apply(const V *a, V *b) {
+    V s;
+    sigmoidLanes<V, I>(a[0], s);
+    b[0] = a[1] * s * (1.0f + a[0] * (1.0f - s));
+  }
+};
+
+/// (gate, up) -> y.
+struct SwigluOp {
+  static constexpr int kIn = 2, kOut = 1;
+  template <class V, class I> static WP_VEC_INLINE void apply(const V *a, V *b) {
+    V s;
+    sigmoidLanes<V, I>(a[0], s);
+    b[0] = a[0] * s * a[1];
+  }
+};
+
+/// (gate, up, dy) -> dgate (kGate), dup (kUp), in that order.
+template <bool kGate, bool kUp> struct SwigluGradOp {
+  static constexpr int kIn = 3, kOut = int(kGate) + int(kUp);
+  template <class V, class I> static WP_VEC_INLINE void apply(const V *a, V *b) {
+    const V gv = a[0];
+    V s;
+    sigmoidLanes<V, I>(gv, s);
+    if (kGate)
+      b[0] = a[2] * a[1] * s * (1.0f + gv * (1.0f - s));
+    if (kUp)
+      b[kGate ? 1 : 0] = a[2] * gv * s;
+  }
+};
+
+} // namespace
+
+// The erf form avoids 1 + erf cancellation for negative x:
+// 0.5 (1 + erf(x/sqrt2)) = 0.5 erfc(-x/sqrt2).
 void gelu_forward(const float *x, float *y, int64_t n, GeluApprox approx) {
   if (approx == GeluApprox::None)
     return mapLoop(x, y, n, [](float v) {
       return v * 0.5f * std::erfc(-v * kSqrt1_2);
     });
-  mapLoop(x, y, n, [](float v) {
-    float u = kSqrt2OverPi * (v + kGeluC * v * v * v);
-    return v * sigmoidOf(2.0f * u);
-  });
+  laneMap<GeluTanhOp>(&x, &y, n);
 }
 
 void gelu_backward(const float *x, const float *dy, float *dx, int64_t n,
@@ -517,50 +563,34 @@ void gelu_backward(const float *x, const float *dy, float *dx, int64_t n,
       float pdf = kInvSqrt2Pi * std::exp(-0.5f * v * v);
       return g * (cdf + v * pdf);
     });
-  gradLoop(x, nullptr, dy, dx, n, [](float v, float, float g) {
-    float u = kSqrt2OverPi * (v + kGeluC * v * v * v);
-    float du = kSqrt2OverPi * (1.0f + 3.0f * kGeluC * v * v);
-    float s = sigmoidOf(2.0f * u); // 0.5 (1 + tanh u)
-    // d/dx [x s] with ds/dx = 2 s (1 - s) du.
-    return g * (s + v * 2.0f * s * (1.0f - s) * du);
-  });
+  const float *in[2] = {x, dy};
+  laneMap<GeluTanhGradOp>(in, &dx, n);
 }
 
 void silu_forward(const float *x, float *y, int64_t n) {
-  mapLoop(x, y, n, [](float v) { return v * sigmoidOf(v); });
+  laneMap<SiluOp>(&x, &y, n);
 }
 
 void silu_backward(const float *x, const float *dy, float *dx, int64_t n) {
-  gradLoop(x, nullptr, dy, dx, n, [](float v, float, float g) {
-    float s = sigmoidOf(v);
-    return g * s * (1.0f + v * (1.0f - s));
-  });
+  const float *in[2] = {x, dy};
+  laneMap<SiluGradOp>(in, &dx, n);
 }
 
 void swiglu_forward(const float *gate, const float *up, float *y, int64_t n) {
-#pragma omp parallel for simd schedule(simd : static) if (n >= kParallelMin)
-  for (int64_t i = 0; i < n; ++i)
-    y[i] = gate[i] * sigmoidOf(gate[i]) * up[i];
+  const float *in[2] = {gate, up};
+  laneMap<SwigluOp>(in, &y, n);
 }
 
 void swiglu_backward(const float *gate, const float *up, const float *dy,
                      float *dgate, float *dup, int64_t n) {
+  const float *in[3] = {gate, up, dy};
   if (dgate && dup) {
-#pragma omp parallel for simd schedule(simd : static) if (n >= kParallelMin)
-    for (int64_t i = 0; i < n; ++i) {
-      float gv = gate[i], s = sigmoidOf(gv);
-      dgate[i] = dy[i] * up[i] * s * (1.0f + gv * (1.0f - s));
-      dup[i] = dy[i] * gv * s;
-    }
-    return;
-  }
-#pragma omp parallel for schedule(static) if (n >= kParallelMin)
-  for (int64_t i = 0; i < n; ++i) {
-    float gv = gate[i], s = sigmoidOf(gv);
-    if (dgate)
-      dgate[i] = dy[i] * up[i] * s * (1.0f + gv * (1.0f - s));
-    if (dup)
-      dup[i] = dy[i] * gv * s;
+    float *out[2] = {dgate, dup};
+    laneMap<SwigluGradOp<true, true>>(in, out, n);
+  } else if (dgate) {
+    laneMap<SwigluGradOp<true, false>>(in, &dgate, n);
+  } else if (dup) {
+    laneMap<SwigluGradOp<false, true>>(in, &dup, n);
   }
 }
 

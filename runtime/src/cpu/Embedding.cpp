@@ -70,13 +70,21 @@ void rotate(const float *x, const float *cosT, const float *sinT, float *y,
     const int64_t tab = (d.tableHasBatch ? b * d.S + s : s) * half;
     const float *xr = x + row * D;
     float *yr = y + row * D;
-    for (int64_t i = 0; i < half; ++i) {
-      const int64_t i1 = d.interleaved ? 2 * i : i;
-      const int64_t i2 = d.interleaved ? 2 * i + 1 : i + half;
-      const float x1 = xr[i1], x2 = xr[i2];
-      const float c = cosT[tab + i], sn = sign * sinT[tab + i];
-      yr[i1] = x1 * c - x2 * sn;
-      yr[i2] = x2 * c + x1 * sn;
+    const float *ct = cosT + tab, *st = sinT + tab;
+    if (d.interleaved) {
+      for (int64_t i = 0; i < half; ++i) {
+        const float x1 = xr[2 * i], x2 = xr[2 * i + 1];
+        const float c = ct[i], sn = sign * st[i];
+        yr[2 * i] = x1 * c - x2 * sn;
+        yr[2 * i + 1] = x2 * c + x1 * sn;
+      }
+    } else { // split halves: a loop the compiler vectorizes
+      for (int64_t i = 0; i < half; ++i) {
+        const float x1 = xr[i], x2 = xr[i + half];
+        const float c = ct[i], sn = sign * st[i];
+        yr[i] = x1 * c - x2 * sn;
+        yr[i + half] = x2 * c + x1 * sn;
+      }
     }
     if (yr != xr)
       for (int64_t i = R; i < D; ++i)

@@ -16,6 +16,10 @@
 #include <string>
 #include <vector>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 namespace weipipe::rt::cpu::detail {
 
 [[noreturn]] void checkFailed(const char *file, int line, const char *cond,
@@ -76,7 +80,9 @@ StridedPlan makePlan(const Shape &shape, int nops,
 
 /// Calls f(offsets, n) for runs of the innermost dim: operand k's elements are
 /// offsets[k] + i * plan.innerStride(k) for i in [0, n). Runs are independent
-/// (distinct output elements), so they are spread over threads.
+/// (distinct output elements), so they are spread over threads: each takes a
+/// contiguous range of runs and steps through it with an odometer (no
+/// division per run: short runs, such as a head-transpose's, are common).
 template <class F> void forEachRow(const StridedPlan &p, F &&f) {
   if (p.numel == 0)
     return;
@@ -87,21 +93,64 @@ template <class F> void forEachRow(const StridedPlan &p, F &&f) {
   const int64_t perRow = (inner + chunk - 1) / chunk;
   const int64_t tasks = rows * perRow;
   const int nops = p.nops;
-#pragma omp parallel for schedule(static) if (p.numel >= kParallelMin && tasks > 1)
-  for (int64_t t = 0; t < tasks; ++t) {
-    int64_t row = t / perRow, c = t % perRow;
-    int64_t offs[kMaxOps] = {0, 0, 0, 0};
-    int64_t rem = row;
+  auto run = [&](int64_t t0, int64_t t1) {
+    int64_t idx[kMaxRank] = {}, base[kMaxOps] = {0, 0, 0, 0};
+    int64_t rem = t0 / perRow, c = t0 % perRow;
     for (int d = r - 2; d >= 0; --d) {
-      int64_t i = rem % p.dims[d];
+      idx[d] = rem % p.dims[d];
       rem /= p.dims[d];
       for (int k = 0; k < nops; ++k)
-        offs[k] += i * p.strides[k][d];
+        base[k] += idx[d] * p.strides[k][d];
     }
-    for (int k = 0; k < nops; ++k)
-      offs[k] += c * chunk * p.strides[k][r - 1];
-    f(offs, std::min(chunk, inner - c * chunk));
+    for (int64_t t = t0; t < t1; ++t) {
+      int64_t offs[kMaxOps];
+      for (int k = 0; k < nops; ++k)
+        offs[k] = base[k] + c * chunk * p.strides[k][r - 1];
+      f(offs, std::min(chunk, inner - c * chunk));
+      if (++c < perRow)
+        continue;
+      c = 0;
+      for (int d = r - 2; d >= 0; --d) {
+        for (int k = 0; k < nops; ++k)
+          base[k] += p.strides[k][d];
+        if (++idx[d] < p.dims[d])
+          break;
+        for (int k = 0; k < nops; ++k)
+          base[k] -= p.dims[d] * p.strides[k][d];
+        idx[d] = 0;
+      }
+    }
+  };
+  if (p.numel < kParallelMin || tasks < 2) {
+    run(0, tasks);
+    return;
   }
+#pragma omp parallel
+  {
+    int64_t t = 0, nt = 1;
+#ifdef _OPENMP
+    t = omp_get_thread_num();
+    nt = omp_get_num_threads();
+#endif
+    const int64_t t0 = tasks * t / nt, t1 = tasks * (t + 1) / nt;
+    if (t0 < t1)
+      run(t0, t1);
+  }
+}
+
+/// sum_{i < n} f(i) in double, as 8 interleaved partial sums added in a fixed
+/// order at the end: independent chains instead of one long dependent one
+/// (row statistics were latency-bound), and the same result on any thread.
+template <class F> double rowSum(int64_t n, F &&f) {
+  double acc[8] = {};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; ++j)
+      acc[j] += f(i + j);
+  for (int j = 0; i < n; ++i, ++j)
+    acc[j] += f(i);
+  return ((acc[0] + acc[1]) + (acc[2] + acc[3])) +
+         ((acc[4] + acc[5]) + (acc[6] + acc[7]));
 }
 
 /// Column sums over `rows` rows that do not depend on the thread count:

@@ -7,8 +7,10 @@
 //===----------------------------------------------------------------------===//
 
 #include "Internal.h"
+#include "Vec.h"
 
 #include <cmath>
+#include <cstring>
 #include <limits>
 
 namespace weipipe::rt::cpu {
@@ -28,20 +30,29 @@ Status cross_entropy_forward(const float *logits, const int64_t *targets,
                            std::to_string(ignoreIndex));
   }
   std::vector<double> rowLoss(static_cast<size_t>(N));
-#pragma omp parallel for schedule(static) if (N * V >= kParallelMin)
-  for (int64_t r = 0; r < N; ++r) {
-    const float *x = logits + r * V;
-    float mx = -std::numeric_limits<float>::infinity();
-    for (int64_t j = 0; j < V; ++j)
-      mx = std::max(mx, x[j]);
-    double sum = 0.0;
-    for (int64_t j = 0; j < V; ++j)
-      sum += double(std::exp(x[j] - mx));
-    const double l = double(mx) + std::log(sum);
-    if (lse)
-      lse[r] = float(l);
-    const int64_t t = targets[r];
-    rowLoss[size_t(r)] = t == ignoreIndex ? 0.0 : l - double(x[t]);
+#pragma omp parallel if (N * V >= kParallelMin)
+  {
+    std::vector<float> e(static_cast<size_t>(V));
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < N; ++r) {
+      const float *x = logits + r * V;
+      const float mx = row_max(x, V);
+      double sum;
+      if (std::isfinite(mx)) { // e^(x - max) on the lanes, summed in double
+        std::memcpy(e.data(), x, size_t(V) * sizeof(float));
+        exp_shifted(e.data(), V, mx);
+        sum = rowSum(V, [&](int64_t j) { return double(e[size_t(j)]); });
+      } else {
+        sum = 0.0;
+        for (int64_t j = 0; j < V; ++j)
+          sum += double(std::exp(x[j] - mx));
+      }
+      const double l = double(mx) + std::log(sum);
+      if (lse)
+        lse[r] = float(l);
+      const int64_t t = targets[r];
+      rowLoss[size_t(r)] = t == ignoreIndex ? 0.0 : l - double(x[t]);
+    }
   }
   double total = 0.0;
   int64_t count = 0;
@@ -75,8 +86,16 @@ void cross_entropy_backward(const float *logits, const int64_t *targets,
     }
     WP_CHECK(t >= 0 && t < V, "cross_entropy backward: target out of range");
     const float l = lse[r];
-    for (int64_t j = 0; j < V; ++j)
-      d[j] = scale * std::exp(x[j] - l);
+    if (std::isfinite(l)) { // on the lanes; d may be x
+      if (d != x)
+        std::memcpy(d, x, size_t(V) * sizeof(float));
+      exp_shifted(d, V, l);
+      for (int64_t j = 0; j < V; ++j)
+        d[j] *= scale;
+    } else {
+      for (int64_t j = 0; j < V; ++j)
+        d[j] = scale * std::exp(x[j] - l);
+    }
     d[t] -= scale;
   }
 }

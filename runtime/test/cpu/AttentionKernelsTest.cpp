@@ -113,6 +113,11 @@ const std::vector<Case> kCases = {
     {"multi-tile causal S=70", 1, 2, 1, 70, 70, 16, 16, true, MaskKind::None, {}},
     {"multi-tile Sq=70 Sk=100 additive [H,1,Sk]", 1, 2, 2, 70, 100, 8, 8, false,
      MaskKind::Additive, {2, 1, 100}},
+    // Over one forward key block (online rescaling) and over the one-pass
+    // backward's key limit (two-pass backward).
+    {"Sk=1100 additive [Sq,Sk]", 1, 2, 1, 3, 1100, 4, 4, false,
+     MaskKind::Additive, {3, 1100}},
+    {"Sk=4100", 1, 1, 1, 2, 4100, 4, 3, false, MaskKind::None, {}},
 };
 
 } // namespace
@@ -194,6 +199,42 @@ TEST(AttentionKernels, MultiTileBackward) {
   fdCheck("attention multi-tile causal GQA dq", in.q, dq, loss, o);
   fdCheck("attention multi-tile causal GQA dk", in.k, dk, loss, o);
   fdCheck("attention multi-tile causal GQA dv", in.v, dv, loss, o);
+}
+
+TEST(AttentionKernels, ThreadedBackwardPathsAndRecomputedLse) {
+  // Big enough to run threaded: B * Hkv = 4 takes the one-pass backward
+  // (one task per kv head), 2 the two-pass one. Without lse, the backward
+  // recomputes it.
+  Rng rng(68);
+  for (int64_t B : {2, 1}) {
+    Inputs in = makeInputs(rng, B, 4, 2, 130, 130, 32, 32, true);
+    const AttentionParams &p = in.p;
+    std::vector<float> out(size_t(p.B * p.H * p.Sq * p.Dv)),
+        lse(size_t(p.B * p.H * p.Sq));
+    attention_forward(p, in.q.data(), in.k.data(), in.v.data(), out.data(),
+                      lse.data());
+    auto r = randVec(rng, int64_t(out.size()));
+    std::vector<float> dq(in.q.size()), dk(in.k.size()), dv(in.v.size());
+    attention_backward(p, in.q.data(), in.k.data(), in.v.data(), out.data(),
+                       lse.data(), r.data(), dq.data(), dk.data(), dv.data());
+    std::vector<float> dq2(dq.size()), dk2(dk.size()), dv2(dv.size());
+    attention_backward(p, in.q.data(), in.k.data(), in.v.data(), out.data(),
+                       nullptr, r.data(), dq2.data(), dk2.data(), dv2.data());
+    const std::string tag = "attention B=" + std::to_string(B);
+    EXPECT_TRUE(closeToSum(tag + " dq without lse", dq2, toDouble(dq)));
+    EXPECT_TRUE(closeToSum(tag + " dk without lse", dk2, toDouble(dk)));
+    EXPECT_TRUE(closeToSum(tag + " dv without lse", dv2, toDouble(dv)));
+    auto loss = [&] {
+      attention_forward(p, in.q.data(), in.k.data(), in.v.data(), out.data(),
+                        lse.data());
+      return dotLoss(out, r);
+    };
+    FdOptions o;
+    o.samples = 16;
+    fdCheck(tag + " dq", in.q, dq, loss, o);
+    fdCheck(tag + " dk", in.k, dk, loss, o);
+    fdCheck(tag + " dv", in.v, dv, loss, o);
+  }
 }
 
 TEST(AttentionKernels, BshdLayoutMatchesBhsd) {
@@ -313,6 +354,20 @@ TEST(KernelDeterminism, SameBitsWithOneAndTwoThreads) {
     res.push_back(dq);
     res.push_back(dk);
     res.push_back(dv);
+    // B * Hkv = 4: the one-pass backward, with the lse recomputed.
+    Inputs in4 = makeInputs(local, 2, 4, 2, 128, 128, 32, 32, true);
+    std::vector<float> out4(size_t(2 * 4 * 128 * 32));
+    attention_forward(in4.p, in4.q.data(), in4.k.data(), in4.v.data(),
+                      out4.data(), nullptr);
+    auto r4 = randVec(local, int64_t(out4.size()));
+    std::vector<float> dq4(in4.q.size()), dk4(in4.k.size()), dv4(in4.v.size());
+    attention_backward(in4.p, in4.q.data(), in4.k.data(), in4.v.data(),
+                       out4.data(), nullptr, r4.data(), dq4.data(), dk4.data(),
+                       dv4.data());
+    res.push_back(out4);
+    res.push_back(dq4);
+    res.push_back(dk4);
+    res.push_back(dv4);
     // Small batched matmul spread over threads, forward and backward.
     auto a = randVec(local, 24 * 32 * 40), bm = randVec(local, 24 * 40 * 48),
          gc = randVec(local, 24 * 32 * 48);
@@ -324,6 +379,21 @@ TEST(KernelDeterminism, SameBitsWithOneAndTwoThreads) {
     res.push_back(c);
     res.push_back(da);
     res.push_back(dbm);
+    // Vector activations: threads split at whole vectors, the tail is padded.
+    const int64_t na = 3 * 32768 + 13;
+    auto ax = randVec(local, na), au = randVec(local, na),
+         ag = randVec(local, na);
+    std::vector<float> ay(static_cast<size_t>(na)), adx(ay.size()), adu(ay.size());
+    gelu_forward(ax.data(), ay.data(), na, GeluApprox::Tanh);
+    res.push_back(ay);
+    gelu_backward(ax.data(), ag.data(), adx.data(), na, GeluApprox::Tanh);
+    res.push_back(adx);
+    silu_backward(ax.data(), ag.data(), adx.data(), na);
+    res.push_back(adx);
+    swiglu_backward(ax.data(), au.data(), ag.data(), adx.data(), adu.data(),
+                    na);
+    res.push_back(adx);
+    res.push_back(adu);
     return res;
   };
   auto one = run(1);

@@ -125,6 +125,10 @@ TEST(SliceKernels, ForwardAndScatterBackward) {
       {{7, 6}, {6, 5}, {-1, 0}, {-2, -1}},  // negative steps, end -1 = through 0
       {{10}, {9}, {2}, {-3}},
       {{4, 5}, {1, 5}, {3, 5}, {1, 1}},     // empty along dim 1
+      // Boxes with rows of >= 16: the backward writes each row once.
+      {{3, 5, 40}, {1, 0, 8}, {3, 4, 30}, {1, 1, 1}},
+      {{2, 32}, {0, 0}, {2, 32}, {1, 1}},
+      {{4, 20}, {1, 5}, {3, 5}, {1, 1}},
   };
   for (const Case &c : cases) {
     auto x = randVec(rng, numelOf(c.xs));
@@ -152,6 +156,14 @@ TEST(SliceKernels, ForwardAndScatterBackward) {
     auto r = randVec(rng, numelOf(ysv));
     std::vector<float> dx(x.size(), 5.0f);
     slice_backward(r.data(), S(c.xs), c.starts, c.ends, c.steps, dx.data());
+    std::vector<float> dref(x.size(), 0.0f); // every element, exactly
+    for (int64_t i = 0; i < numelOf(ysv); ++i) {
+      auto m = unravel(i, ysv);
+      for (size_t d = 0; d < m.size(); ++d)
+        m[d] = idx[d][size_t(m[d])];
+      dref[size_t(ravel(m, c.xs))] = r[size_t(i)];
+    }
+    EXPECT_EQ(dx, dref) << tag;
     fdCheck(tag, x, dx, [&] {
       slice(x.data(), S(c.xs), c.starts, c.ends, c.steps, y.data());
       return dotLoss(y, r);

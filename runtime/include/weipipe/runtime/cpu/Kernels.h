@@ -385,25 +385,29 @@ void linear_backward(const float *x, const float *w, const float *dy,
 ///   mean = sum x / n, var = sum (x - mean)^2 / n (biased),
 ///   rstd = 1 / sqrt(var + eps), y = (x - mean) * rstd * scale + bias.
 /// scale/bias are the normalized shape flattened to [normSize]; bias may be
-/// nullptr. mean/rstd [rows] are saved for backward (may be nullptr).
+/// nullptr. mean/rstd [rows] are saved for backward (may be nullptr). With y
+/// nullptr only the statistics are computed (scale and bias are not read).
 void layer_norm_forward(const float *x, const float *scale, const float *bias,
                         float *y, float *mean, float *rstd, int64_t rows,
                         int64_t normSize, float eps);
 /// With xhat = (x - mean) rstd and g = dy * scale:
 ///   dx = rstd (g - mean(g) - xhat mean(g xhat))         WRITTEN
 ///   dscale += sum_rows dy xhat, dbias += sum_rows dy    ACCUMULATED
+/// Any of dx, dscale, dbias may be nullptr; scale is only read for dx.
 void layer_norm_backward(const float *x, const float *scale,
                          const float *mean, const float *rstd,
                          const float *dy, float *dx, float *dscale,
                          float *dbias, int64_t rows, int64_t normSize);
 
 /// nn.rms_norm: rstd = 1 / sqrt(mean(x^2) + eps), y = x rstd scale.
-/// rstd [rows] is saved (may be nullptr).
+/// rstd [rows] is saved (may be nullptr). With y nullptr only rstd is
+/// computed.
 void rms_norm_forward(const float *x, const float *scale, float *y,
                       float *rstd, int64_t rows, int64_t normSize, float eps);
 /// With xhat = x rstd and g = dy * scale:
 ///   dx = rstd (g - xhat mean(g xhat))   WRITTEN
 ///   dscale += sum_rows dy xhat          ACCUMULATED
+/// dx or dscale may be nullptr; scale is only read for dx.
 void rms_norm_backward(const float *x, const float *scale, const float *rstd,
                        const float *dy, float *dx, float *dscale,
                        int64_t rows, int64_t normSize);
@@ -473,16 +477,17 @@ struct AttentionParams {
 
 /// nn.attention: out = softmax(q k^T scale + mask) v per head, query head h
 /// using kv head h / (H / Hkv). q [B,H,Sq,D], k [B,Hkv,Sk,D], v [B,Hkv,Sk,Dv],
-/// out [B,H,Sq,Dv] (or the BSHD forms). lse [B, H, Sq] (always this layout)
-/// receives logsumexp over the allowed keys of the scaled, masked scores. A
-/// row with no allowed key gets out = 0 and lse = -inf (PyTorch would give
-/// NaN).
+/// out [B,H,Sq,Dv] (or the BSHD forms). lse [B, H, Sq] (always this layout;
+/// may be nullptr) receives logsumexp over the allowed keys of the scaled,
+/// masked scores. A row with no allowed key gets out = 0 and lse = -inf
+/// (PyTorch would give NaN).
 void attention_forward(const AttentionParams &p, const float *q,
                        const float *k, const float *v, float *out,
                        float *lse);
 /// dq, dk, dv WRITTEN (dk/dv sum the contributions of all query heads of the
-/// GQA group, in head order). Recomputes probabilities from lse; no gradient
-/// for the mask.
+/// GQA group, in head order). Recomputes probabilities from lse, or from q
+/// and k alone when lse is nullptr (cheaper than a forward pass for it); no
+/// gradient for the mask.
 void attention_backward(const AttentionParams &p, const float *q,
                         const float *k, const float *v, const float *out,
                         const float *lse, const float *dout, float *dq,
