@@ -15,7 +15,6 @@
 #include "ArtifactInternal.h"
 
 #include <algorithm>
-#include <chrono>
 #include <cerrno>
 #include <cmath>
 #include <cstdint>
@@ -393,8 +392,8 @@ void zeroIfWritten(const Step &s) {
 
 bool isNormGrad(Opcode op) {
   return op == Opcode::LayerNormGradInput ||
-         op == Opcode::LayerNormGradParams ||
-         op == Opcode::RMSNormGradInput || op == Opcode::RMSNormGradScale;
+         op == Opcode::LayerNormGradParams || op == Opcode::RMSNormGradInput ||
+         op == Opcode::RMSNormGradScale;
 }
 
 bool isNormGradInput(Opcode op) {
@@ -419,15 +418,15 @@ bool overlaps(const Ref &a, const Ref &b) {
 /// norm on the same x, dy and eps, a's results not overlapping b's inputs.
 bool canPair(const Step &a, const Step &b) {
   const Opcode oa = a.ins->op, ob = b.ins->op;
-  const bool layer = oa == Opcode::LayerNormGradInput ||
-                     oa == Opcode::LayerNormGradParams;
-  const bool bLayer = ob == Opcode::LayerNormGradInput ||
-                      ob == Opcode::LayerNormGradParams;
+  const bool layer =
+      oa == Opcode::LayerNormGradInput || oa == Opcode::LayerNormGradParams;
+  const bool bLayer =
+      ob == Opcode::LayerNormGradInput || ob == Opcode::LayerNormGradParams;
   if (!isNormGrad(oa) || !isNormGrad(ob) || layer != bLayer ||
       isNormGradInput(oa) == isNormGradInput(ob))
     return false;
-  if (a.in[0].p != b.in[0].p || normDy(a).p != normDy(b).p ||
-      a.d0 != b.d0 || a.d1 != b.d1 || a.ins->floats != b.ins->floats)
+  if (a.in[0].p != b.in[0].p || normDy(a).p != normDy(b).p || a.d0 != b.d0 ||
+      a.d1 != b.d1 || a.ins->floats != b.ins->floats)
     return false;
   for (const Ref &o : a.out)
     for (const Ref &i : b.in)
@@ -733,40 +732,8 @@ cpu::Status Executor::Impl::runFunction(size_t f, std::string *nonFinite) {
   // WEIPIPE_TRACE=1 prints every instruction with the L2 norm of each f32
   // result: the first place to look when a gradient disagrees.
   static const bool trace = std::getenv("WEIPIPE_TRACE") != nullptr;
-  static const bool prof = std::getenv("WEIPIPE_PROFILE") != nullptr;
-  struct Prof {
-    std::map<std::string, std::pair<double, long>> t;
-    ~Prof() {
-      double tot = 0;
-      for (auto &kv : t)
-        tot += kv.second.first;
-      for (auto &kv : t)
-        std::fprintf(stderr, "[prof] %-28s %8.1f ms %6ld calls %5.1f%%\n",
-                     kv.first.c_str(), kv.second.first * 1e3, kv.second.second,
-                     100 * kv.second.first / tot);
-    }
-  };
-  static Prof profData;
   for (size_t i = 0; i < steps.size(); ++i) {
-    auto t0 = std::chrono::steady_clock::now();
     cpu::Status st = exec(steps[i]);
-    if (prof) {
-      std::string key = opcodeName(steps[i].ins->op);
-      static const bool detail = std::getenv("WEIPIPE_PROFILE")[0] == '2';
-      if (detail) {
-        for (const Ref &r : steps[i].in)
-          key += r.p ? " " + r.s.str() : " -";
-        key += " ->";
-        for (const Ref &r : steps[i].out)
-          key += r.p ? " " + r.s.str() : " -";
-        key += " i";
-        for (int64_t v : steps[i].ins->ints)
-          key += " " + std::to_string(v);
-      }
-      auto &e = profData.t[key];
-      e.first += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      e.second++;
-    }
     if (!st.ok())
       return cpu::Status::error(instrText(a.functions[f], i) + ": " +
                                 st.message());

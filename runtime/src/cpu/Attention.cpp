@@ -344,7 +344,6 @@ void twoPassBackward(const AttentionParams &p, const MaskStrides &ms,
   }
 }
 
-
 /// The one-pass backward (see the file comment): one task per (b, kv head)
 /// owns dK, dV of that head and dQ of its query heads. lse may be nullptr.
 void fusedBackward(const AttentionParams &p, const MaskStrides &ms,
@@ -356,8 +355,7 @@ void fusedBackward(const AttentionParams &p, const MaskStrides &ms,
 #pragma omp parallel if (parallel && tasks > 1)
   {
     // P and dS of one query tile against all its visible keys.
-    std::vector<float> P(size_t(TQ * std::max<int64_t>(p.Sk, 1))),
-        dP(P.size());
+    std::vector<float> P(size_t(TQ * std::max<int64_t>(p.Sk, 1))), dP(P.size());
     float dr[TQ];
 #pragma omp for schedule(dynamic, 1)
     for (int64_t t = 0; t < tasks; ++t) {
@@ -386,8 +384,8 @@ void fusedBackward(const AttentionParams &p, const MaskStrides &ms,
               zeroRows(dqt, rows, qv.stride, p.D);
             continue;
           }
-          gemm(false, true, rows, n, p.D, p.scale, qt, qv.stride, kh,
-               kv.stride, 0.0f, P.data(), n);
+          gemm(false, true, rows, n, p.D, p.scale, qt, qv.stride, kh, kv.stride,
+               0.0f, P.data(), n);
           for (int64_t r = 0; r < rows; ++r) {
             float *s = P.data() + r * n;
             maskBlock(p, ms, b, h, i0 + r, 0, s, n);
@@ -410,12 +408,12 @@ void fusedBackward(const AttentionParams &p, const MaskStrides &ms,
               acc += double(o[d]) * go[d];
             dr[r] = float(acc);
           }
-          gemm(false, true, rows, n, p.Dv, 1.0f, got, ov.stride, vh,
-               vv.stride, 0.0f, dP.data(), n);
+          gemm(false, true, rows, n, p.Dv, 1.0f, got, ov.stride, vh, vv.stride,
+               0.0f, dP.data(), n);
           softmaxGrad(P.data(), dP.data(), dr, rows, n);
           if (dvh) // dV += P^T dO
-            gemm(true, false, n, p.Dv, rows, 1.0f, P.data(), n, got,
-                 ov.stride, 1.0f, dvh, vv.stride);
+            gemm(true, false, n, p.Dv, rows, 1.0f, P.data(), n, got, ov.stride,
+                 1.0f, dvh, vv.stride);
           if (dkh) // dK += scale dS^T Q
             gemm(true, false, n, p.D, rows, p.scale, dP.data(), n, qt,
                  qv.stride, 1.0f, dkh, kv.stride);
@@ -438,10 +436,8 @@ void attention_backward(const AttentionParams &p, const float *q,
   const MaskStrides ms = maskStrides(p);
   const bool parallel = work(p) >= kParallelMinMacs;
   // Sizes alone choose, so the result does not depend on the thread count.
-  if (p.Sk <= kMaxFusedKeys &&
-      (!parallel || p.B * p.Hkv >= kMinFusedTasks))
-    return fusedBackward(p, ms, parallel, q, k, v, out, lse, dout, dq, dk,
-                         dv);
+  if (p.Sk <= kMaxFusedKeys && (!parallel || p.B * p.Hkv >= kMinFusedTasks))
+    return fusedBackward(p, ms, parallel, q, k, v, out, lse, dout, dq, dk, dv);
   std::vector<float> lseTmp;
   if (!lse) { // recomputed by a forward pass
     lseTmp.resize(size_t(p.B * p.H * p.Sq));

@@ -351,7 +351,8 @@ namespace {
 /// y = sigmoid(x) on the lanes of Vec.h.
 struct SigmoidOp {
   static constexpr int kIn = 1, kOut = 1;
-  template <class V, class I> static WP_VEC_INLINE void apply(const V *a, V *b) {
+  template <class V, class I>
+  static WP_VEC_INLINE void apply(const V *a, V *b) {
     sigmoidLanes<V, I>(a[0], b[0]);
   }
 };
@@ -477,7 +478,8 @@ namespace {
 // 0.5 (1 + tanh u) = sigmoid(2u), without 1 + tanh cancellation for x < 0.
 struct GeluTanhOp {
   static constexpr int kIn = 1, kOut = 1;
-  template <class V, class I> static WP_VEC_INLINE void apply(const V *a, V *b) {
+  template <class V, class I>
+  static WP_VEC_INLINE void apply(const V *a, V *b) {
     const V v = a[0];
     const V u2 = 2.0f * (kSqrt2OverPi * (v + kGeluC * v * v * v));
     V s;
@@ -489,7 +491,8 @@ struct GeluTanhOp {
 /// (x, dy) -> dx.
 struct GeluTanhGradOp {
   static constexpr int kIn = 2, kOut = 1;
-  template <class V, class I> static WP_VEC_INLINE void apply(const V *a, V *b) {
+  template <class V, class I>
+  static WP_VEC_INLINE void apply(const V *a, V *b) {
     const V v = a[0];
     const V u2 = 2.0f * (kSqrt2OverPi * (v + kGeluC * v * v * v));
     const V du = kSqrt2OverPi * (1.0f + 3.0f * kGeluC * v * v);
@@ -502,7 +505,8 @@ struct GeluTanhGradOp {
 
 struct SiluOp {
   static constexpr int kIn = 1, kOut = 1;
-  template <class V, class I> static WP_VEC_INLINE void apply(const V *a, V *b) {
+  template <class V, class I>
+  static WP_VEC_INLINE void apply(const V *a, V *b) {
     V s;
     sigmoidLanes<V, I>(a[0], s);
     b[0] = a[0] * s;
@@ -512,7 +516,8 @@ struct SiluOp {
 /// (x, dy) -> dx.
 struct SiluGradOp {
   static constexpr int kIn = 2, kOut = 1;
-  template <class V, class I> static WP_VEC_INLINE void apply(const V *a, V *b) {
+  template <class V, class I>
+  static WP_VEC_INLINE void apply(const V *a, V *b) {
     V s;
     sigmoidLanes<V, I>(a[0], s);
     b[0] = a[1] * s * (1.0f + a[0] * (1.0f - s));
@@ -522,7 +527,8 @@ struct SiluGradOp {
 /// (gate, up) -> y.
 struct SwigluOp {
   static constexpr int kIn = 2, kOut = 1;
-  template <class V, class I> static WP_VEC_INLINE void apply(const V *a, V *b) {
+  template <class V, class I>
+  static WP_VEC_INLINE void apply(const V *a, V *b) {
     V s;
     sigmoidLanes<V, I>(a[0], s);
     b[0] = a[0] * s * a[1];
@@ -532,7 +538,8 @@ struct SwigluOp {
 /// (gate, up, dy) -> dgate (kGate), dup (kUp), in that order.
 template <bool kGate, bool kUp> struct SwigluGradOp {
   static constexpr int kIn = 3, kOut = int(kGate) + int(kUp);
-  template <class V, class I> static WP_VEC_INLINE void apply(const V *a, V *b) {
+  template <class V, class I>
+  static WP_VEC_INLINE void apply(const V *a, V *b) {
     const V gv = a[0];
     V s;
     sigmoidLanes<V, I>(gv, s);

@@ -21,8 +21,8 @@ void layer_norm_forward(const float *x, const float *scale, const float *bias,
 #pragma omp parallel for schedule(static) if (rows * n >= kParallelMin)
   for (int64_t r = 0; r < rows; ++r) {
     const float *xr = x + r * n;
-    const double mu = rowSum(n, [&](int64_t i) { return double(xr[i]); }) /
-                      double(n);
+    const double mu =
+        rowSum(n, [&](int64_t i) { return double(xr[i]); }) / double(n);
     const double v = rowSum(n, [&](int64_t i) {
       const double dlt = xr[i] - mu;
       return dlt * dlt;
@@ -47,7 +47,8 @@ namespace {
 /// dx of one layer_norm row: rstd (g - mean(g) - xhat mean(g xhat)).
 void layerNormDxRow(const float *xr, const float *gr, const float *scale,
                     float m, float rs, int64_t n, float *dr) {
-  const double sg = rowSum(n, [&](int64_t i) { return double(gr[i] * scale[i]); });
+  const double sg =
+      rowSum(n, [&](int64_t i) { return double(gr[i] * scale[i]); });
   const double sgx = rowSum(n, [&](int64_t i) {
     const float xhat = (xr[i] - m) * rs;
     return double(gr[i] * scale[i]) * xhat;

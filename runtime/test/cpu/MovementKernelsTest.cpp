@@ -122,9 +122,9 @@ TEST(SliceKernels, ForwardAndScatterBackward) {
   const std::vector<Case> cases = {
       {{2, 8}, {0, 0}, {2, 4}, {1, 1}},
       {{5, 9, 4}, {1, 2, 0}, {5, 9, 4}, {2, 3, 1}},
-      {{7, 6}, {6, 5}, {-1, 0}, {-2, -1}},  // negative steps, end -1 = through 0
+      {{7, 6}, {6, 5}, {-1, 0}, {-2, -1}}, // negative steps, end -1 = through 0
       {{10}, {9}, {2}, {-3}},
-      {{4, 5}, {1, 5}, {3, 5}, {1, 1}},     // empty along dim 1
+      {{4, 5}, {1, 5}, {3, 5}, {1, 1}}, // empty along dim 1
       // Boxes with rows of >= 16: the backward writes each row once.
       {{3, 5, 40}, {1, 0, 8}, {3, 4, 30}, {1, 1, 1}},
       {{2, 32}, {0, 0}, {2, 32}, {1, 1}},

@@ -1,0 +1,189 @@
+//===- Vec.h - fixed-width vector code for elementwise kernels --*- C++ -*-===//
+//
+// Part of weipipe's runtime. Not installed. The build targets baseline x86-64
+// (SSE2), so the transcendental activations were 4 lanes wide at best; this
+// header writes them once on GCC vector types of W lanes and compiles them for
+// AVX-512 (16), AVX2+FMA (8) and the baseline (4), picked once from the host
+// CPU.
+//
+// Every element goes through the same lane code: a loop's tail is padded to a
+// full vector rather than run by a scalar remainder, so a result does not
+// depend on where a thread's chunk starts or ends.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef WEIPIPE_RUNTIME_CPU_VEC_H
+#define WEIPIPE_RUNTIME_CPU_VEC_H
+
+#include "Internal.h"
+
+#include <cstring>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace weipipe::rt::cpu::detail {
+
+#define WP_VEC_INLINE inline __attribute__((always_inline))
+
+/// W lanes of float and of int32.
+template <int W> struct Lanes {
+  typedef float F __attribute__((vector_size(4 * W)));
+  typedef int32_t I __attribute__((vector_size(4 * W)));
+};
+
+// The helpers take and give vectors by reference: a vector passed by value
+// would make GCC note an ISA-dependent ABI, although they are always inlined.
+
+/// x = m ? a : x per lane, m a comparison result (all bits set or clear).
+template <class V, class I>
+WP_VEC_INLINE void selectInto(V &x, const I &m, const V &a) {
+  x = (V)(((I)a & m) | ((I)x & ~m));
+}
+
+/// e^x per lane, in place: Cephes' single-precision algorithm, x = n ln2 + r
+/// with |r| <= ln2/2, a degree-6 polynomial for e^r, 2^n by building the
+/// exponent bits; relative error about 1e-7 (a few ulp). x is clamped to
+/// [-87.3, 88.7], where e^x is a normal float, so the result is never 0 or
+/// inf (the sigmoid forms below saturate correctly); NaN stays NaN.
+template <class V, class I> WP_VEC_INLINE void expLanes(V &x) {
+  const V lo = V{} - 87.3f, hi = V{} + 88.7f;
+  selectInto<V, I>(x, x < lo, lo);
+  selectInto<V, I>(x, x > hi, hi);
+  // Round x / ln2 to nearest with the 1.5 * 2^23 trick (no SSE4.1 needed).
+  const float magic = 12582912.0f;
+  const V n = (x * 1.44269504088896341f + magic) - magic;
+  V r = x - n * 0.693359375f;
+  r = r - n * -2.12194440e-4f;
+  V p = V{} + 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  const V e = p * r * r + r + 1.0f;
+  const I bits = (__builtin_convertvector(n, I) + 127) << 23;
+  x = e * (V)bits;
+}
+
+/// s = 1 / (1 + e^-x), saturating to 0 and 1 without inf or NaN.
+template <class V, class I> WP_VEC_INLINE void sigmoidLanes(const V &x, V &s) {
+  s = -x;
+  expLanes<V, I>(s);
+  s = 1.0f / (1.0f + s);
+}
+
+/// Runs Op over [lo, hi) of up to 3 inputs and 2 outputs, W lanes at a time;
+/// the tail is zero-padded to a full vector. Op::apply<V, I>(const V *in,
+/// V *out) computes one vector; Op::kIn and Op::kOut count the operands.
+template <int W, class Op>
+WP_VEC_INLINE void laneLoop(const float *const *in, float *const *out,
+                            int64_t lo, int64_t hi) {
+  using V = typename Lanes<W>::F;
+  using I = typename Lanes<W>::I;
+  // Local copies: the stores through y cannot then alias the pointers.
+  const float *x[3] = {};
+  float *y[2] = {};
+  for (int k = 0; k < Op::kIn; ++k)
+    x[k] = in[k];
+  for (int k = 0; k < Op::kOut; ++k)
+    y[k] = out[k];
+  V a[3], b[2];
+  int64_t i = lo;
+  for (; i + W <= hi; i += W) {
+    for (int k = 0; k < Op::kIn; ++k)
+      std::memcpy(&a[k], x[k] + i, sizeof(V));
+    Op::template apply<V, I>(a, b);
+    for (int k = 0; k < Op::kOut; ++k)
+      std::memcpy(y[k] + i, &b[k], sizeof(V));
+  }
+  if (i < hi) {
+    const size_t bytes = size_t(hi - i) * sizeof(float);
+    for (int k = 0; k < Op::kIn; ++k) {
+      a[k] = V{};
+      std::memcpy(&a[k], x[k] + i, bytes);
+    }
+    Op::template apply<V, I>(a, b);
+    for (int k = 0; k < Op::kOut; ++k)
+      std::memcpy(y[k] + i, &b[k], bytes);
+  }
+}
+
+using LaneFn = void (*)(const float *const *, float *const *, int64_t, int64_t);
+
+template <class Op>
+void laneLoopBase(const float *const *in, float *const *out, int64_t lo,
+                  int64_t hi) {
+  laneLoop<4, Op>(in, out, lo, hi);
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+template <class Op>
+__attribute__((target("avx2,fma"))) void laneLoopAvx2(const float *const *in,
+                                                      float *const *out,
+                                                      int64_t lo, int64_t hi) {
+  laneLoop<8, Op>(in, out, lo, hi);
+}
+
+template <class Op>
+__attribute__((target("avx512f,avx512dq,avx512vl,avx2,fma"))) void
+laneLoopAvx512(const float *const *in, float *const *out, int64_t lo,
+               int64_t hi) {
+  laneLoop<16, Op>(in, out, lo, hi);
+}
+#endif
+
+/// The widest vectors the lane code uses on this CPU: 512, 256 or 128 bits.
+/// WEIPIPE_CPU_VECTOR_BITS=128 or 256 caps it (to test the narrower paths).
+int hostVectorBits();
+
+/// The largest of x[0, n) (-inf for n == 0); NaN entries are skipped.
+float row_max(const float *x, int64_t n);
+/// x[j] = e^(x[j] - shift) (expLanes' accuracy), exactly 0 where x[j] is
+/// -inf; returns the sum of the new x[0, n) (per-lane partial sums, added in
+/// lane order: fixed for a given CPU). shift must be finite.
+float exp_shifted(float *x, int64_t n, float shift);
+
+/// Op's lane loop for this CPU.
+template <class Op> LaneFn laneFn() {
+#if defined(__x86_64__) && defined(__GNUC__)
+  switch (hostVectorBits()) {
+  case 512:
+    return laneLoopAvx512<Op>;
+  case 256:
+    return laneLoopAvx2<Op>;
+  default:
+    break;
+  }
+#endif
+  return laneLoopBase<Op>;
+}
+
+/// Runs Op over n elements, split over threads at multiples of 64 elements
+/// (whole vectors for every width) when n is large enough.
+template <class Op>
+void laneMap(const float *const *in, float *const *out, int64_t n) {
+  static const LaneFn fn = laneFn<Op>();
+  if (n <= 0)
+    return;
+  constexpr int64_t kAlign = 64;
+  const int64_t blocks = (n + kAlign - 1) / kAlign;
+#pragma omp parallel if (n >= kParallelMin)
+  {
+    int64_t t = 0, nt = 1;
+#ifdef _OPENMP
+    t = omp_get_thread_num();
+    nt = omp_get_num_threads();
+#endif
+    const int64_t per = (blocks + nt - 1) / nt;
+    const int64_t lo = std::min(n, t * per * kAlign);
+    const int64_t hi = std::min(n, (t + 1) * per * kAlign);
+    if (lo < hi)
+      fn(in, out, lo, hi);
+  }
+}
+
+} // namespace weipipe::rt::cpu::detail
+
+#endif // WEIPIPE_RUNTIME_CPU_VEC_H
