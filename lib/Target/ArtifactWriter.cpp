@@ -97,12 +97,27 @@ FailureOr<rt::DType> dtypeOf(Operation *at, Type t) {
                          << e << " is not supported yet";
 }
 
+/// "nn.linear (node 'fc1', model.onnx)" or "nn.add (model.mlir:12:5)": the
+/// op and where it came from, for the runtime's messages.
 std::string describe(Operation *op) {
+  std::string node, file;
+  int line = 0;
+  op->getLoc()->walk([&](Location l) {
+    if (auto n = dyn_cast<NameLoc>(l); n && node.empty())
+      node = n.getName().str();
+    if (auto f = dyn_cast<FileLineColLoc>(l); f && file.empty()) {
+      file = llvm::sys::path::filename(f.getFilename().getValue()).str();
+      line = f.getLine();
+    }
+    return WalkResult::advance();
+  });
   std::string s = op->getName().getStringRef().str();
-  std::string loc;
-  llvm::raw_string_ostream os(loc);
-  op->getLoc().print(os);
-  return s + " at " + loc;
+  if (!node.empty())
+    return s + " (node '" + node + "'" + (file.empty() ? "" : ", " + file) +
+           ")";
+  if (!file.empty())
+    return s + " (" + file + ":" + std::to_string(line) + ")";
+  return s;
 }
 
 LogicalResult Writer::collectParameters() {
