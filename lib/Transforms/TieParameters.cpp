@@ -11,6 +11,7 @@
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/BuiltinOps.h"
 #include "llvm/ADT/StringMap.h"
+#include "llvm/Support/FileSystem.h"
 #include "llvm/Support/MemoryBuffer.h"
 
 #include <cstring>
@@ -32,6 +33,7 @@ struct Stored {
   ParameterOp op;
   std::unique_ptr<llvm::MemoryBuffer> bytes;
   bool failed = false;
+  int constant = -1; ///< unknown, 0 or 1: see isConstant
 };
 
 RankedTensorType paramType(ParameterOp p) {
@@ -67,25 +69,86 @@ struct NNTieParametersPass
     return s.bytes->getBufferStart();
   }
 
+  /// Element k of a's stored bytes, read alone (a few bytes per call), so
+  /// that sampling a tensor never reads it whole. False if unreadable.
+  bool element(Stored &a, int64_t k, char *out, int64_t width) {
+    if (a.bytes) {
+      std::memcpy(out, a.bytes->getBufferStart() + k * width, width);
+      return true;
+    }
+    if (a.failed)
+      return false;
+    auto file = llvm::sys::fs::openNativeFileForRead(*a.op.getFile());
+    if (!file) {
+      llvm::consumeError(file.takeError());
+      return data(a) != nullptr && element(a, k, out, width);
+    }
+    auto n = llvm::sys::fs::readNativeFileSlice(
+        *file, llvm::MutableArrayRef<char>(out, width),
+        *a.op.getOffset() + k * width);
+    llvm::sys::fs::closeFile(*file);
+    if (!n || *n != size_t(width)) {
+      if (!n)
+        llvm::consumeError(n.takeError());
+      return data(a) != nullptr && element(a, k, out, width);
+    }
+    return true;
+  }
+
+  /// Whether every sampled element of `a` is the same value: a fresh
+  /// initialization (norm scales of ones, zero biases, an untrained file),
+  /// not a copy of another parameter. Such parameters are never tied:
+  /// PyTorch keeps them separate, and comparing them would read them whole.
+  bool isConstant(Stored &a) {
+    if (a.constant >= 0)
+      return a.constant;
+    RankedTensorType t = paramType(a.op);
+    int64_t width = t.getElementTypeBitWidth() / 8, n = t.getNumElements();
+    const int64_t samples = 64;
+    char first[8], other[8];
+    if (width > 8 || !element(a, 0, first, width))
+      return (a.constant = 1); // unreadable: never tied
+    a.constant = 1;
+    for (int64_t s = 1; s < samples && s < n; ++s) {
+      if (!element(a, s * (n / std::min(n, samples)), other, width))
+        return (a.constant = 1);
+      if (std::memcmp(first, other, width)) {
+        a.constant = 0;
+        break;
+      }
+    }
+    return a.constant;
+  }
+
   /// Whether b holds a's values (transposed: b = aᵀ for rank 2). Compares a
   /// spread of sampled elements before the whole tensor, so that distinct
   /// weights (the common case) cost a few reads.
   bool sameValues(Stored &a, Stored &b, bool transposed) {
-    const char *pa = data(a), *pb = data(b);
-    if (!pa || !pb)
-      return false;
     RankedTensorType t = paramType(a.op);
     int64_t width = t.getElementTypeBitWidth() / 8, n = t.getNumElements();
     int64_t rows = transposed ? t.getDimSize(0) : 1;
     int64_t cols = transposed ? t.getDimSize(1) : n;
-    auto equalAt = [&](int64_t k) {
-      int64_t other = transposed ? (k % cols) * rows + k / cols : k;
-      return std::memcmp(pa + k * width, pb + other * width, width) == 0;
+    auto otherIndex = [&](int64_t k) {
+      return transposed ? (k % cols) * rows + k / cols : k;
     };
+    // Sampled elements first, read one by one: distinct weights differ here.
     const int64_t samples = 64;
-    for (int64_t s = 0; s < samples && s < n; ++s)
-      if (!equalAt(s * (n / std::min(n, samples))))
+    char ea[8], eb[8];
+    if (width > 8)
+      return false;
+    for (int64_t s = 0; s < samples && s < n; ++s) {
+      int64_t k = s * (n / std::min(n, samples));
+      if (!element(a, k, ea, width) || !element(b, otherIndex(k), eb, width) ||
+          std::memcmp(ea, eb, width))
         return false;
+    }
+    const char *pa = data(a), *pb = data(b);
+    if (!pa || !pb)
+      return false;
+    auto equalAt = [&](int64_t k) {
+      return std::memcmp(pa + k * width, pb + otherIndex(k) * width, width) ==
+             0;
+    };
     if (!transposed)
       return std::memcmp(pa, pb, n * width) == 0;
     for (int64_t k = 0; k < n; ++k)
@@ -110,10 +173,10 @@ struct NNTieParametersPass
     llvm::DenseMap<Operation *, std::pair<ParameterOp, bool>> copyOf;
     for (auto &[key, members] : groups) {
       for (size_t i = 0; i < members.size(); ++i) {
-        if (copyOf.count(members[i].op))
+        if (copyOf.count(members[i].op) || isConstant(members[i]))
           continue;
         for (size_t j = i + 1; j < members.size(); ++j) {
-          if (copyOf.count(members[j].op))
+          if (copyOf.count(members[j].op) || isConstant(members[j]))
             continue;
           RankedTensorType a = paramType(members[i].op),
                            b = paramType(members[j].op);

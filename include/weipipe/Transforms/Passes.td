@@ -61,7 +61,9 @@ def NNTieParametersPass : Pass<"nn-tie-parameters", "::mlir::ModuleOp"> {
     kept parameter lists the copies as `aliases` so that saved weights carry
     every name. Each tie is reported as a remark. The kept parameter is the
     one whose name the exporter did not make up (`val_N`, `onnx::*`), else
-    the first declared.
+    the first declared. A parameter that holds one value everywhere (a fresh
+    initialization: norm scales of ones, zero biases) is never tied: PyTorch
+    keeps such parameters separate.
 
     `keep-separate` reports ties as warnings and leaves the parameters
     separate.

@@ -2,8 +2,10 @@
 tie them, for nn-tie-parameters.test:
 
   tied.onnx      emb [8, 4] and head [4, 8] = emb transposed, plus a bias-like
-                 [4] equal to another [4] (same-shape tie) and an unrelated
-                 [4, 8] that differs from emb's transpose in one element.
+                 [4] equal to another [4] (same-shape tie), an unrelated
+                 [4, 8] that differs from emb's transpose in one element, and
+                 two freshly initialized norm scales of ones (equal, but
+                 separate parameters in PyTorch: never tied).
 """
 import sys
 
@@ -19,14 +21,19 @@ near = head.copy()
 near[3, 5] = np.nextafter(near[3, 5], np.float32(10))  # one ulp away
 g1 = rng.standard_normal(4).astype(np.float32)
 g2 = g1.copy()
+ones1 = np.ones(4, np.float32)
+ones2 = np.ones(4, np.float32)
 
 inits = [numpy_helper.from_array(a, n) for a, n in
          [(emb, "emb.weight"), (head, "val_7"), (near, "other.weight"),
-          (g1, "norm1.weight"), (g2, "norm2.weight")]]
+          (g1, "norm1.weight"), (g2, "norm2.weight"),
+          (ones1, "ln_a.weight"), (ones2, "ln_b.weight")]]
 nodes = [
     helper.make_node("Gather", ["emb.weight", "ids"], ["e"]),
     helper.make_node("Mul", ["e", "norm1.weight"], ["n1"]),
-    helper.make_node("Mul", ["n1", "norm2.weight"], ["n2"]),
+    helper.make_node("Mul", ["n1", "norm2.weight"], ["n1b"]),
+    helper.make_node("Mul", ["n1b", "ln_a.weight"], ["n1c"]),
+    helper.make_node("Mul", ["n1c", "ln_b.weight"], ["n2"]),
     helper.make_node("MatMul", ["n2", "val_7"], ["logits"]),
     helper.make_node("MatMul", ["n2", "other.weight"], ["other"]),
 ]
