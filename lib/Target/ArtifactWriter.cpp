@@ -73,6 +73,7 @@ private:
   }
 
   LogicalResult collectParameters();
+  void warnSharedNormParameters();
   LogicalResult bind();
   void foldAccumulation();
   void liveRanges();
@@ -155,7 +156,41 @@ LogicalResult Writer::collectParameters() {
     paramIndex[param.name] = a.params.size();
     a.params.push_back(std::move(param));
   }
+  warnSharedNormParameters();
   return success();
+}
+
+/// Exporters store initializers that hold equal values once (freshly
+/// initialized norm scales of ones, zero biases), so one ONNX initializer can
+/// feed the norms of every layer although PyTorch had a parameter per
+/// layer. Training it as one parameter then diverges from PyTorch; nothing
+/// in the file tells the two cases apart, so say so.
+void Writer::warnSharedNormParameters() {
+  llvm::StringMap<llvm::SmallPtrSet<Operation *, 4>> normsUsing;
+  llvm::StringMap<Location> firstUse;
+  program.front().walk([&](nn::ParamOp read) {
+    for (Operation *user : read->getUsers()) {
+      bool weightOfNorm = false;
+      if (auto ln = dyn_cast<nn::LayerNormOp>(user))
+        weightOfNorm = ln.getScale() == read || ln.getBias() == read;
+      else if (auto rms = dyn_cast<nn::RMSNormOp>(user))
+        weightOfNorm = rms.getScale() == read;
+      if (weightOfNorm) {
+        normsUsing[read.getName()].insert(user);
+        firstUse.try_emplace(read.getName(), user->getLoc());
+      }
+    }
+  });
+  for (auto &[name, norms] : normsUsing)
+    if (norms.size() > 1)
+      mlir::emitWarning(firstUse.find(name)->second)
+          << "parameter '" << name << "' is the scale or bias of "
+          << norms.size()
+          << " normalization layers and is trained as one parameter; "
+             "exporters merge initializers that hold equal values (such as "
+             "freshly initialized norm scales), so these may have been "
+             "separate parameters in PyTorch. Export weights that differ "
+             "(trained, or randomized) to train them separately";
 }
 
 /// Gives every value of the program its node: links arguments to the values
