@@ -80,6 +80,12 @@ private:
   void assignOffsets();
   LogicalResult emit();
   LogicalResult checkPlan();
+  /// The first backward function's loss-gradient argument (after the saved
+  /// values).
+  Value dlossArgument() {
+    return program[1].getArgument(
+        cast<IntegerAttr>(program[1]->getAttr("nn.saved")).getInt());
+  }
   FailureOr<rt::TensorRef> ref(Operation *at, Value v);
   LogicalResult encode(Operation *op, rt::Instruction &inst);
 };
@@ -219,10 +225,8 @@ LogicalResult Writer::bind() {
           continue;
         }
         // The loss gradient: one node the trainer writes.
-        if (dlossNode < 0) {
+        if (dlossNode < 0)
           dlossNode = node(arg);
-          a.dloss.space = rt::Space::Arena;
-        }
         nodeOf[arg] = dlossNode;
       }
       if (kind == "backward_input") {
@@ -372,16 +376,9 @@ void Writer::liveRanges() {
   for (BlockArgument arg : fwd.getArguments())
     pin(arg, 0, end);
   pin(fwd.getBody().front().getTerminator()->getOperand(0), 0, end);
-  for (func::FuncOp f : llvm::drop_begin(program))
-    for (BlockArgument arg : f.getArguments())
-      if (nodes[node(arg)].first == INT64_MAX)
-        pin(arg, 0, 0);
+  pin(dlossArgument(), 0, end); // written by the trainer
   // The logits stay readable until the forward ends (--dump-logits).
   fwd.walk([&](nn::CrossEntropyOp ce) { pin(ce.getLogits(), 0, fwdEnd); });
-  for (BlockArgument arg : program[1].getArguments())
-    if (arg.getArgNumber() ==
-        cast<IntegerAttr>(program[1]->getAttr("nn.saved")).getInt())
-      pin(arg, 0, end);
 }
 
 void Writer::assignOffsets() {
@@ -729,8 +726,7 @@ LogicalResult Writer::checkPlan() {
   func::FuncOp fwd = program.front();
   for (BlockArgument arg : fwd.getArguments())
     write(arg);
-  write(program[1].getArgument(
-      cast<IntegerAttr>(program[1]->getAttr("nn.saved")).getInt()));
+  write(dlossArgument());
   for (func::FuncOp f : program)
     for (Operation &op : f.getBody().front()) {
       if (isa<func::ReturnOp>(op) || skipped.count(&op))
@@ -829,9 +825,7 @@ LogicalResult Writer::run() {
     a.vocab = a.logits.shape.empty() ? 0 : a.logits.shape.back();
     a.ignoreIndex = ce.getIgnoreIndexAttr().getInt();
   }
-  Value dlossArg = program[1].getArgument(
-      cast<IntegerAttr>(program[1]->getAttr("nn.saved")).getInt());
-  FailureOr<rt::TensorRef> dl = ref(program[1], dlossArg);
+  FailureOr<rt::TensorRef> dl = ref(program[1], dlossArgument());
   if (failed(dl))
     return failure();
   a.dloss = *dl;

@@ -206,12 +206,10 @@ struct NNAutodiffPass : weipipe::impl::NNAutodiffPassBase<NNAutodiffPass> {
     for (unsigned i = 0; i < numArgs; ++i)
       joinPieces(body.getArgument(i));
     SmallVector<Value> dargs;
-    SmallVector<unsigned> diffArgs;
     for (unsigned i = 0; i < numArgs; ++i) {
       BlockArgument a = body.getArgument(i);
       if (!isFloatTensor(a.getType()))
         continue;
-      diffArgs.push_back(i);
       Value g = grads.lookup(a);
       if (!g) // No path from this argument to the loss: a zero gradient.
         g = nn::ConstantOp::create(

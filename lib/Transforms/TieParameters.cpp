@@ -69,6 +69,8 @@ struct NNTieParametersPass
     return s.bytes->getBufferStart();
   }
 
+  llvm::StringMap<llvm::sys::fs::file_t> openFiles;
+
   /// Element k of a's stored bytes, read alone (a few bytes per call), so
   /// that sampling a tensor never reads it whole. False if unreadable.
   bool element(Stored &a, int64_t k, char *out, int64_t width) {
@@ -78,15 +80,21 @@ struct NNTieParametersPass
     }
     if (a.failed)
       return false;
-    auto file = llvm::sys::fs::openNativeFileForRead(*a.op.getFile());
-    if (!file) {
-      llvm::consumeError(file.takeError());
-      return data(a) != nullptr && element(a, k, out, width);
+    // One open handle per file for the whole pass.
+    auto [it, inserted] =
+        openFiles.try_emplace(*a.op.getFile(), llvm::sys::fs::kInvalidFile);
+    if (inserted) {
+      auto file = llvm::sys::fs::openNativeFileForRead(*a.op.getFile());
+      if (file)
+        it->second = *file;
+      else
+        llvm::consumeError(file.takeError());
     }
+    if (it->second == llvm::sys::fs::kInvalidFile)
+      return data(a) != nullptr && element(a, k, out, width);
     auto n = llvm::sys::fs::readNativeFileSlice(
-        *file, llvm::MutableArrayRef<char>(out, width),
+        it->second, llvm::MutableArrayRef<char>(out, width),
         *a.op.getOffset() + k * width);
-    llvm::sys::fs::closeFile(*file);
     if (!n || *n != size_t(width)) {
       if (!n)
         llvm::consumeError(n.takeError());
@@ -158,6 +166,14 @@ struct NNTieParametersPass
   }
 
   void runOnOperation() override {
+    tieParameters();
+    for (auto &entry : openFiles)
+      if (entry.second != llvm::sys::fs::kInvalidFile)
+        llvm::sys::fs::closeFile(entry.second);
+    openFiles.clear();
+  }
+
+  void tieParameters() {
     ModuleOp module = getOperation();
     // Candidates grouped by element type and element count.
     std::map<std::pair<std::string, int64_t>, std::vector<Stored>> groups;

@@ -259,7 +259,7 @@ struct Executor::Impl {
   AlignedBuffer arena, values, grads;
   std::vector<AlignedBuffer> constants;
   uint64_t bytes = 0;
-  std::vector<std::vector<Step>> fns; // by function index
+  std::vector<std::vector<Step>> fns;   // by function index
   std::vector<float> scratch[kScratch]; // see ScratchNeed
 
   explicit Impl(const Artifact &art) : a(art) {}
@@ -964,6 +964,12 @@ std::unique_ptr<Executor> Executor::create(const Artifact &a,
   return ex;
 }
 
+float Executor::readLoss() const {
+  return a_.loss.present() ? *reinterpret_cast<const float *>(
+                                 impl_->arena.data() + a_.loss.offset)
+                           : 0.0f;
+}
+
 void Executor::zeroGrads() {
   uint64_t bytes = 0;
   for (const ParamBuffers &pb : params_)
@@ -981,9 +987,7 @@ cpu::Status Executor::runMicrobatch(const int64_t *ids, const int64_t *targets,
     if (cpu::Status st = impl_->runFunction(f, nullptr); !st.ok())
       return st;
   if (loss)
-    *loss = a_.loss.present() ? *reinterpret_cast<const float *>(
-                                    impl_->arena.data() + a_.loss.offset)
-                              : 0.0f;
+    *loss = readLoss();
   return {};
 }
 
@@ -1005,9 +1009,7 @@ cpu::Status Executor::runForward(const int64_t *ids, const int64_t *targets,
   if (cpu::Status st = impl_->runFunction(f, nullptr); !st.ok())
     return st;
   if (loss)
-    *loss = a_.loss.present() ? *reinterpret_cast<const float *>(
-                                    impl_->arena.data() + a_.loss.offset)
-                              : 0.0f;
+    *loss = readLoss();
   return {};
 }
 

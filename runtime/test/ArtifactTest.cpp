@@ -10,6 +10,8 @@
 #include "weipipe/runtime/Artifact.h"
 #include "weipipe/runtime/Crc32c.h"
 
+#include "ArtifactTestUtil.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -22,41 +24,9 @@
 #include <unistd.h>
 
 using namespace weipipe::rt;
+using namespace weipipe::rt::test;
 
 namespace {
-
-TensorRef arena(uint64_t offset, DType t, std::vector<int64_t> shape) {
-  TensorRef r;
-  r.space = Space::Arena;
-  r.offset = offset;
-  r.dtype = t;
-  r.shape = std::move(shape);
-  return r;
-}
-
-TensorRef entry(Space s, uint32_t index, std::vector<int64_t> shape,
-                DType t = DType::F32) {
-  TensorRef r;
-  r.space = s;
-  r.index = index;
-  r.dtype = t;
-  r.shape = std::move(shape);
-  return r;
-}
-
-Instruction instr(Opcode op, std::vector<TensorRef> operands,
-                  std::vector<TensorRef> results,
-                  std::vector<int64_t> ints = {},
-                  std::vector<double> floats = {}, std::string name = "") {
-  Instruction in;
-  in.op = op;
-  in.operands = std::move(operands);
-  in.results = std::move(results);
-  in.ints = std::move(ints);
-  in.floats = std::move(floats);
-  in.name = std::move(name);
-  return in;
-}
 
 /// Embedding -> linear -> cross-entropy over B=2, S=3, V=8, H=4, with a
 /// backward, a constant and an alias: every section of the format is used.
@@ -86,14 +56,14 @@ Artifact makeArtifact() {
   c.bytes.assign(reinterpret_cast<const char *>(cv), sizeof(cv));
   a.constants = {c};
 
-  const TensorRef ids = arena(0, DType::I64, {2, 3});
-  const TensorRef tgt = arena(64, DType::I64, {2, 3});
-  const TensorRef h = arena(128, DType::F32, {2, 3, 4});
-  const TensorRef logits = arena(256, DType::F32, {2, 3, 8});
-  const TensorRef loss = arena(448, DType::F32, {});
-  const TensorRef dloss = arena(512, DType::F32, {});
-  const TensorRef dlogits = arena(576, DType::F32, {2, 3, 8});
-  const TensorRef cexp = arena(768, DType::F32, {2});
+  const TensorRef ids = arenaAt(0, DType::I64, {2, 3});
+  const TensorRef tgt = arenaAt(64, DType::I64, {2, 3});
+  const TensorRef h = arenaAt(128, DType::F32, {2, 3, 4});
+  const TensorRef logits = arenaAt(256, DType::F32, {2, 3, 8});
+  const TensorRef loss = arenaAt(448, DType::F32, {});
+  const TensorRef dloss = arenaAt(512, DType::F32, {});
+  const TensorRef dlogits = arenaAt(576, DType::F32, {2, 3, 8});
+  const TensorRef cexp = arenaAt(768, DType::F32, {2});
   a.arenaBytes = 832;
   a.peakBytes = 832 + 4 * 2 * 32 * 4;
   a.inputs = {{"input_ids", InputRole::Tokens, ids},
@@ -124,8 +94,8 @@ Artifact makeArtifact() {
   gw.flags = Instruction::kAccumulate;
   bwd.body.push_back(gw);
   bwd.body.push_back(instr(Opcode::LayerNorm,
-                           {h, arena(768, DType::F32, {4}), TensorRef()},
-                           {arena(576, DType::F32, {2, 3, 4})}, {2}, {1e-5}));
+                           {h, arenaAt(768, DType::F32, {4}), TensorRef()},
+                           {arenaAt(576, DType::F32, {2, 3, 4})}, {2}, {1e-5}));
   a.functions = {fwd, bwd};
   a.microbatchProgram = {0, 1};
   return a;
@@ -194,10 +164,10 @@ TEST(Artifact, NamesAndSizes) {
   EXPECT_FALSE(isKnownOpcode(30));
   EXPECT_STREQ(functionKindName(FunctionKind::BackwardWeight),
                "backward_weight");
-  TensorRef r = arena(0, DType::I64, {2, 3});
+  TensorRef r = arenaAt(0, DType::I64, {2, 3});
   EXPECT_EQ(r.numel(), 6);
   EXPECT_EQ(r.bytes(), 48u);
-  EXPECT_EQ(arena(0, DType::F32, {}).numel(), 1);
+  EXPECT_EQ(arenaAt(0, DType::F32, {}).numel(), 1);
 }
 
 TEST(Artifact, RoundTripIsBitExact) {

@@ -15,6 +15,8 @@
 #include "weipipe/runtime/Executor.h"
 #include "weipipe/runtime/Crc32c.h"
 
+#include "ArtifactTestUtil.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -26,6 +28,7 @@
 #include <unistd.h>
 
 using namespace weipipe::rt;
+using namespace weipipe::rt::test;
 namespace k = weipipe::rt::cpu;
 
 namespace {
@@ -38,11 +41,7 @@ namespace {
 struct Plan {
   uint64_t next = 0;
   TensorRef t(DType dt, std::vector<int64_t> shape) {
-    TensorRef r;
-    r.space = Space::Arena;
-    r.offset = next;
-    r.dtype = dt;
-    r.shape = std::move(shape);
+    TensorRef r = arenaAt(next, dt, std::move(shape));
     next += (r.bytes() + 63) / 64 * 64;
     return r;
   }
@@ -50,32 +49,6 @@ struct Plan {
     return t(DType::F32, std::move(shape));
   }
 };
-
-TensorRef entry(Space s, uint32_t index, std::vector<int64_t> shape,
-                DType t = DType::F32) {
-  TensorRef r;
-  r.space = s;
-  r.index = index;
-  r.dtype = t;
-  r.shape = std::move(shape);
-  return r;
-}
-
-Instruction instr(Opcode op, std::vector<TensorRef> operands,
-                  std::vector<TensorRef> results,
-                  std::vector<int64_t> ints = {},
-                  std::vector<double> floats = {}, std::string name = "",
-                  uint8_t flags = 0) {
-  Instruction in;
-  in.op = op;
-  in.operands = std::move(operands);
-  in.results = std::move(results);
-  in.ints = std::move(ints);
-  in.floats = std::move(floats);
-  in.name = std::move(name);
-  in.flags = flags;
-  return in;
-}
 
 /// Deterministic values in [-1, 1).
 std::vector<float> values(size_t n, uint64_t seed) {

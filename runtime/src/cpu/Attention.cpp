@@ -63,8 +63,8 @@ struct View {
   int64_t base, stride; // element offset of row 0 and distance between rows
 };
 
-View headView(AttentionLayout l, int64_t b, int64_t h, int64_t heads,
-              int64_t S, int64_t dim) {
+View headView(AttentionLayout l, int64_t b, int64_t h, int64_t heads, int64_t S,
+              int64_t dim) {
   if (l == AttentionLayout::BHSD)
     return {(b * heads + h) * S * dim, dim};
   return {(b * S * heads + h) * dim, heads * dim};
@@ -102,6 +102,26 @@ void checkParams(const AttentionParams &p) {
 int64_t keysForTile(const AttentionParams &p, int64_t i0, int64_t rows) {
   return p.causal ? std::min(p.Sk, i0 + rows) : p.Sk;
 }
+
+/// Query tile `t` of the B * H * nqt tiles (forward and dQ tasks): its batch,
+/// query head, key/value head, first row and row count, the keys it sees,
+/// and the four head views.
+struct QueryTile {
+  int64_t b, h, hk, i0, rows, kEnd;
+  View q, k, v, o;
+  QueryTile(const AttentionParams &p, int64_t t, int64_t nqt) {
+    b = t / (p.H * nqt);
+    h = (t / nqt) % p.H;
+    hk = h / (p.H / p.Hkv);
+    i0 = (t % nqt) * TQ;
+    rows = std::min(TQ, p.Sq - i0);
+    kEnd = keysForTile(p, i0, rows);
+    q = headView(p.layout, b, h, p.H, p.Sq, p.D);
+    k = headView(p.layout, b, hk, p.Hkv, p.Sk, p.D);
+    v = headView(p.layout, b, hk, p.Hkv, p.Sk, p.Dv);
+    o = headView(p.layout, b, h, p.H, p.Sq, p.Dv);
+  }
+};
 
 /// Adds the mask to the scaled scores s[0, n) of query row i against keys
 /// [j0, j0 + n); masked entries (causal j > i, keep-mask false) become -inf.
@@ -159,12 +179,10 @@ int64_t work(const AttentionParams &p) {
 
 } // namespace
 
-void attention_forward(const AttentionParams &p, const float *q,
-                       const float *k, const float *v, float *out,
-                       float *lse) {
+void attention_forward(const AttentionParams &p, const float *q, const float *k,
+                       const float *v, float *out, float *lse) {
   checkParams(p);
   const MaskStrides ms = maskStrides(p);
-  const int64_t G = p.H / p.Hkv;
   const int64_t TK = std::max<int64_t>(1, std::min(p.Sk, kMaxKeyBlock));
   const int64_t nqt = (p.Sq + TQ - 1) / TQ;
   const int64_t tasks = p.B * p.H * nqt;
@@ -174,13 +192,10 @@ void attention_forward(const AttentionParams &p, const float *q,
     float m[TQ], l[TQ];
 #pragma omp for schedule(dynamic, 1)
     for (int64_t t = 0; t < tasks; ++t) {
-      const int64_t b = t / (p.H * nqt), h = (t / nqt) % p.H;
-      const int64_t i0 = (t % nqt) * TQ, rows = std::min(TQ, p.Sq - i0);
-      const int64_t hk = h / G, kEnd = keysForTile(p, i0, rows);
-      const View qv = headView(p.layout, b, h, p.H, p.Sq, p.D);
-      const View kv = headView(p.layout, b, hk, p.Hkv, p.Sk, p.D);
-      const View vv = headView(p.layout, b, hk, p.Hkv, p.Sk, p.Dv);
-      const View ov = headView(p.layout, b, h, p.H, p.Sq, p.Dv);
+      const QueryTile tile(p, t, nqt);
+      const int64_t b = tile.b, h = tile.h, i0 = tile.i0, rows = tile.rows;
+      const int64_t kEnd = tile.kEnd;
+      const View &qv = tile.q, &kv = tile.k, &vv = tile.v, &ov = tile.o;
       const float *qt = q + qv.base + i0 * qv.stride;
       float *o = out + ov.base + i0 * ov.stride;
       zeroRows(o, rows, ov.stride, p.Dv);
@@ -289,12 +304,12 @@ void twoPassBackward(const AttentionParams &p, const MaskStrides &ms,
           const int64_t rows = std::min(TQ, p.Sq - i0);
           const float *qt = q + qv.base + i0 * qv.stride;
           const float *got = dout + ov.base + i0 * ov.stride;
-          gemm(false, true, rows, n, p.D, p.scale, qt, qv.stride, kb,
-               kv.stride, 0.0f, P.data(), n);
+          gemm(false, true, rows, n, p.D, p.scale, qt, qv.stride, kb, kv.stride,
+               0.0f, P.data(), n);
           recomputeP(p, ms, b, h, i0, rows, j0, n, lseHead, P.data());
           if (dvb) // dV += P^T dO
-            gemm(true, false, n, p.Dv, rows, 1.0f, P.data(), n, got,
-                 ov.stride, 1.0f, dvb, vv.stride);
+            gemm(true, false, n, p.Dv, rows, 1.0f, P.data(), n, got, ov.stride,
+                 1.0f, dvb, vv.stride);
           if (dkb) { // dK += scale dS^T Q, dS = P (dO V^T - Dr)
             gemm(false, true, rows, n, p.Dv, 1.0f, got, ov.stride, vb,
                  vv.stride, 0.0f, dP.data(), n);
@@ -315,13 +330,10 @@ void twoPassBackward(const AttentionParams &p, const MaskStrides &ms,
     std::vector<float> P(size_t(TQ * TK)), dP(size_t(TQ * TK));
 #pragma omp for schedule(dynamic, 1)
     for (int64_t t = 0; t < qTasks; ++t) {
-      const int64_t b = t / (p.H * nqt), h = (t / nqt) % p.H;
-      const int64_t i0 = (t % nqt) * TQ, rows = std::min(TQ, p.Sq - i0);
-      const int64_t hk = h / G, kEnd = keysForTile(p, i0, rows);
-      const View qv = headView(p.layout, b, h, p.H, p.Sq, p.D);
-      const View kv = headView(p.layout, b, hk, p.Hkv, p.Sk, p.D);
-      const View vv = headView(p.layout, b, hk, p.Hkv, p.Sk, p.Dv);
-      const View ov = headView(p.layout, b, h, p.H, p.Sq, p.Dv);
+      const QueryTile tile(p, t, nqt);
+      const int64_t b = tile.b, h = tile.h, i0 = tile.i0, rows = tile.rows;
+      const int64_t kEnd = tile.kEnd;
+      const View &qv = tile.q, &kv = tile.k, &vv = tile.v, &ov = tile.o;
       const float *lseHead = lse + (b * p.H + h) * p.Sq;
       const float *drHead = Dr.data() + (b * p.H + h) * p.Sq;
       const float *qt = q + qv.base + i0 * qv.stride;
@@ -331,14 +343,14 @@ void twoPassBackward(const AttentionParams &p, const MaskStrides &ms,
       for (int64_t j0 = 0; j0 < kEnd; j0 += TK) {
         const int64_t n = std::min(TK, kEnd - j0);
         const float *kb = k + kv.base + j0 * kv.stride;
-        gemm(false, true, rows, n, p.D, p.scale, qt, qv.stride, kb,
-             kv.stride, 0.0f, P.data(), n);
+        gemm(false, true, rows, n, p.D, p.scale, qt, qv.stride, kb, kv.stride,
+             0.0f, P.data(), n);
         recomputeP(p, ms, b, h, i0, rows, j0, n, lseHead, P.data());
         gemm(false, true, rows, n, p.Dv, 1.0f, got, ov.stride,
              v + vv.base + j0 * vv.stride, vv.stride, 0.0f, dP.data(), n);
         softmaxGrad(P.data(), dP.data(), drHead + i0, rows, n);
-        gemm(false, false, rows, p.D, n, p.scale, dP.data(), n, kb,
-             kv.stride, 1.0f, dqt, qv.stride);
+        gemm(false, false, rows, p.D, n, p.scale, dP.data(), n, kb, kv.stride,
+             1.0f, dqt, qv.stride);
       }
     }
   }

@@ -33,9 +33,8 @@ public:
   /// Allocates the plan (fails with the byte count when memory is short) and
   /// loads every parameter from its storage; relative storage paths resolve
   /// against `artifactDir`. The artifact must outlive the executor.
-  static std::unique_ptr<Executor> create(const Artifact &a,
-                                          const std::string &artifactDir,
-                                          std::string *error);
+  static std::unique_ptr<Executor>
+  create(const Artifact &a, const std::string &artifactDir, std::string *error);
   ~Executor();
 
   const Artifact &artifact() const { return a_; }
@@ -68,6 +67,8 @@ public:
 
 private:
   explicit Executor(const Artifact &a);
+  /// The loss the last forward wrote (0 if the artifact has none).
+  float readLoss() const;
   const Artifact &a_;
   std::vector<ParamBuffers> params_;
   struct Impl;
