@@ -28,6 +28,12 @@ def NN_Dialect : Dialect {
   }];
   let cppNamespace = "::mlir::weipipe::nn";
   let hasConstantMaterializer = 1;
+  // On the module: the floating-point initializers of the source model that
+  // are not trained, each with the reason (name -> reason), for the compile
+  // summary.
+  let discardableAttrs = (ins
+    "::mlir::DictionaryAttr":$frozen_initializers
+  );
 }
 
 //===----------------------------------------------------------------------===//

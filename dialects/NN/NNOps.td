@@ -36,6 +36,10 @@ def NN_ParameterOp : NN_Op<"parameter", [Symbol, HasParent<"ModuleOp">]> {
     `aliases_transposed` says, per alias, whether it holds the transpose.
     Saved weights are written under every name.
 
+    `evidence` says why the tensor is trained (the importer's decision:
+    metadata, structure or a flag; `docs/architecture.md` has the rules), for
+    the compile summary.
+
     Example:
 
     ```mlir
@@ -49,7 +53,8 @@ def NN_ParameterOp : NN_Op<"parameter", [Symbol, HasParent<"ModuleOp">]> {
                        OptionalAttr<ConfinedAttr<I64Attr, [IntNonNegative]>>:$offset,
                        OptionalAttr<ConfinedAttr<I64Attr, [IntNonNegative]>>:$length,
                        OptionalAttr<StrArrayAttr>:$aliases,
-                       OptionalAttr<DenseBoolArrayAttr>:$aliases_transposed);
+                       OptionalAttr<DenseBoolArrayAttr>:$aliases_transposed,
+                       OptionalAttr<StrAttr>:$evidence);
   let assemblyFormat = [{
     $sym_name `:` $param_type (`at` $file^ `[` $offset `,` $length `]`)? attr-dict
   }];

@@ -1035,40 +1035,31 @@ FoldResult Folder::run() {
       return fail("Gather needs indices");
     return gatherElems(*a, *input(1), attrInt(node, "axis", 0));
   }
-  if (op == "GatherND") {
+  if (op == "GatherND" || op == "GatherElements") {
     const HostTensor *idx = input(1);
-    if (!idx || idx->shape.empty())
-      return fail("GatherND needs indices of rank >= 1");
+    if (!idx)
+      return fail(op.str() + " needs indices");
     if (!isIntegerDType(idx->dtype))
-      return fail("indices must be int64");
-    if (attrInt(node, "batch_dims", 0) != 0)
-      return fail("GatherND with batch_dims != 0 is not supported");
-    int64_t k = idx->shape.back(), rank = a->shape.size();
-    if (k > rank)
-      return fail("GatherND index depth exceeds the data rank");
-    SmallVector<int64_t> shape(ArrayRef<int64_t>(idx->shape).drop_back());
-    llvm::append_range(shape, ArrayRef<int64_t>(a->shape).drop_front(k));
-    HostTensor out(a->dtype, shape);
-    std::vector<int64_t> str = strides(a->shape);
-    int64_t inner = numElements(ArrayRef<int64_t>(a->shape).drop_front(k));
-    int64_t n = idx->numel() / std::max<int64_t>(k, 1);
-    for (int64_t j = 0; j < n; ++j) {
-      int64_t off = 0;
-      for (int64_t t = 0; t < k; ++t) {
-        int64_t v = idx->getInt(j * k + t);
-        if (v < 0)
-          v += a->shape[t];
-        if (v < 0 || v >= a->shape[t])
-          return fail("GatherND index out of range");
-        off += v * str[t];
-      }
+      return fail("indices must be int32 or int64");
+    FlatGather g;
+    std::string why;
+    bool ok = op == "GatherND"
+                  ? flatGatherND(a->shape, idx->shape, idx,
+                                 attrInt(node, "batch_dims", 0), g, why)
+                  : flatGatherElements(a->shape, idx->shape, idx,
+                                       attrInt(node, "axis", 0), g, why);
+    if (!ok)
+      return fail(why);
+    HostTensor out(a->dtype, g.resultShape);
+    int64_t inner = numElements(ArrayRef<int64_t>(g.viewShape).drop_front());
+    for (int64_t p = 0, n = g.rows.numel(); p < n; ++p)
       for (int64_t e = 0; e < inner; ++e) {
+        int64_t src = g.rows.i[p] * inner + e, dst = p * inner + e;
         if (out.isFloat())
-          out.f[j * inner + e] = a->f[off + e];
+          out.f[dst] = a->f[src];
         else
-          out.i[j * inner + e] = a->i[off + e];
+          out.i[dst] = a->i[src];
       }
-    }
     return one(std::move(out));
   }
   if (op == "Concat")
@@ -1288,7 +1279,7 @@ bool mlir::weipipe::importer::isFoldableOp(StringRef op) {
               "Cast", "CastLike"},
              true)
       .Cases({"Where", "Shape", "Size", "Reshape", "Flatten", "Unsqueeze",
-              "Squeeze", "Gather", "GatherND", "Concat"},
+              "Squeeze", "Gather", "GatherND", "GatherElements", "Concat"},
              true)
       .Cases({"Transpose", "Slice", "Split", "Expand", "Tile", "Range",
               "ConstantOfShape", "Trilu", "MatMul"},
@@ -1305,4 +1296,123 @@ mlir::weipipe::importer::foldNode(const onnx::NodeProto &node,
                                   int64_t opset) {
   Folder f{node, inputs, opset, {}};
   return f.run();
+}
+
+//===----------------------------------------------------------------------===//
+// GatherND and GatherElements as one flat Gather
+//===----------------------------------------------------------------------===//
+
+namespace {
+/// Adds `idx[p * k + t]` (normalized against `dim`) times `stride` to row p.
+bool addIndexTerm(const HostTensor &idx, int64_t k, int64_t t, int64_t dim,
+                  int64_t stride, HostTensor &rows, std::string &why) {
+  for (int64_t p = 0, n = rows.numel(); p < n; ++p) {
+    int64_t v = idx.getInt(p * k + t);
+    int64_t norm = v < 0 ? v + dim : v;
+    if (norm < 0 || norm >= dim) {
+      why = "index " + std::to_string(v) + " out of range for a dimension "
+            "of size " + std::to_string(dim);
+      return false;
+    }
+    rows.i[p] += norm * stride;
+  }
+  return true;
+}
+} // namespace
+
+bool mlir::weipipe::importer::flatGatherND(ArrayRef<int64_t> data,
+                                           ArrayRef<int64_t> idxShape,
+                                           const HostTensor *idx,
+                                           int64_t batchDims, FlatGather &out,
+                                           std::string &why) {
+  int64_t r = data.size(), q = idxShape.size();
+  if (q < 1) {
+    why = "indices must have rank >= 1";
+    return false;
+  }
+  int64_t k = idxShape.back(), b = batchDims;
+  if (b < 0 || b >= std::min(r, q)) {
+    why = "batch_dims " + std::to_string(b) + " must be in [0, " +
+          std::to_string(std::min(r, q)) + ")";
+    return false;
+  }
+  if (k < 1 || b + k > r) {
+    why = "the index depth " + std::to_string(k) + " must be in [1, " +
+          std::to_string(r - b) + "] (data rank " + std::to_string(r) +
+          ", batch_dims " + std::to_string(b) + ")";
+    return false;
+  }
+  for (int64_t d = 0; d < b; ++d)
+    if (idxShape[d] != data[d]) {
+      why = "batch dimension " + std::to_string(d) + " is " +
+            std::to_string(idxShape[d]) + " in the indices and " +
+            std::to_string(data[d]) + " in the data";
+      return false;
+    }
+  // View: [prod(data[:b+k]), data[b+k:]...]; row = batch * block + sum idx*s.
+  int64_t block = numElements(data.slice(b, k));
+  out.viewShape.assign({numElements(data.take_front(b + k))});
+  llvm::append_range(out.viewShape, data.drop_front(b + k));
+  out.resultShape.assign(idxShape.begin(), idxShape.end() - 1);
+  llvm::append_range(out.resultShape, data.drop_front(b + k));
+  out.indexedDims.assign(data.begin() + b, data.begin() + b + k);
+  out.indexStrides = strides(out.indexedDims);
+  out.rows = HostTensor(kInt64, ArrayRef<int64_t>(idxShape).drop_back());
+  int64_t perBatch = numElements(idxShape.slice(b, q - 1 - b));
+  for (int64_t p = 0, n = out.rows.numel(); p < n; ++p)
+    out.rows.i[p] = (p / perBatch) * block;
+  if (!idx)
+    return true;
+  for (int64_t t = 0; t < k; ++t)
+    if (!addIndexTerm(*idx, k, t, out.indexedDims[t], out.indexStrides[t],
+                      out.rows, why))
+      return false;
+  return true;
+}
+
+bool mlir::weipipe::importer::flatGatherElements(ArrayRef<int64_t> data,
+                                                 ArrayRef<int64_t> idxShape,
+                                                 const HostTensor *idx,
+                                                 int64_t axis, FlatGather &out,
+                                                 std::string &why) {
+  int64_t r = data.size();
+  if (static_cast<int64_t>(idxShape.size()) != r) {
+    why = "indices have rank " + std::to_string(idxShape.size()) +
+          ", the data rank " + std::to_string(r);
+    return false;
+  }
+  if (!normalizeAxis(axis, r)) {
+    why = "axis out of range for rank " + std::to_string(r);
+    return false;
+  }
+  for (int64_t d = 0; d < r; ++d)
+    if (d != axis && idxShape[d] > data[d]) {
+      why = "indices dimension " + std::to_string(d) + " (" +
+            std::to_string(idxShape[d]) + ") exceeds the data's (" +
+            std::to_string(data[d]) + ")";
+      return false;
+    }
+  // View: the data flattened; row = sum over d != axis of pos[d] * stride[d],
+  // plus idx * stride[axis].
+  std::vector<int64_t> dataStr = strides(data);
+  out.viewShape.assign({numElements(data)});
+  out.resultShape.assign(idxShape.begin(), idxShape.end());
+  out.indexedDims.assign({data[axis]});
+  out.indexStrides.assign({dataStr[axis]});
+  out.rows = HostTensor(kInt64, idxShape);
+  SmallVector<int64_t> pos(r, 0);
+  for (int64_t p = 0, n = out.rows.numel(); p < n; ++p) {
+    int64_t row = 0;
+    for (int64_t d = 0; d < r; ++d)
+      if (d != axis)
+        row += pos[d] * dataStr[d];
+    out.rows.i[p] = row;
+    for (int64_t d = r - 1; d >= 0; --d) {
+      if (++pos[d] < idxShape[d])
+        break;
+      pos[d] = 0;
+    }
+  }
+  return !idx || addIndexTerm(*idx, 1, 0, data[axis], dataStr[axis], out.rows,
+                              why);
 }

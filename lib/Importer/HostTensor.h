@@ -152,6 +152,28 @@ bool sliceBounds(llvm::ArrayRef<int64_t> in, llvm::ArrayRef<int64_t> starts,
                  llvm::ArrayRef<int64_t> steps,
                  llvm::SmallVectorImpl<SliceDim> &dims, std::string &why);
 
+/// GatherND and GatherElements as one Gather along axis 0 of a flattened
+/// view of the data: the view's shape, the result's shape, and each result
+/// element's row of the view. The rows are exact when the indices are known
+/// (`idx`); with `idx` null they hold only the part that does not depend on
+/// the indices (the batch and position terms), and the caller adds
+/// `idx[..., t] * strides[t]` at run time (indices normalized to >= 0).
+struct FlatGather {
+  llvm::SmallVector<int64_t> viewShape;   // of the data
+  llvm::SmallVector<int64_t> resultShape; // of the op
+  HostTensor rows;                        // int64, the Gather's indices
+  std::vector<int64_t> indexedDims;       // sizes of the indexed dimensions
+  std::vector<int64_t> indexStrides;      // their strides in rows
+};
+/// GatherND(batch_dims) of data of shape `data` by indices of shape `idxShape`.
+bool flatGatherND(llvm::ArrayRef<int64_t> data, llvm::ArrayRef<int64_t> idxShape,
+                  const HostTensor *idx, int64_t batchDims, FlatGather &out,
+                  std::string &why);
+/// GatherElements(axis) of data of shape `data` by indices of shape `idxShape`.
+bool flatGatherElements(llvm::ArrayRef<int64_t> data,
+                        llvm::ArrayRef<int64_t> idxShape, const HostTensor *idx,
+                        int64_t axis, FlatGather &out, std::string &why);
+
 } // namespace mlir::weipipe::importer
 
 #endif // WEIPIPE_LIB_IMPORTER_HOSTTENSOR_H

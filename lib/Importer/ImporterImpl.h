@@ -36,6 +36,15 @@ struct RawLocation {
   uint64_t length = 0;
 };
 
+/// Whether an initializer is trained, and why (the compile summary says it).
+struct Decision {
+  bool trained = false;
+  std::string reason;
+};
+
+/// "a, b, c, ... (N in all)": at most `max` names.
+std::string joinNames(llvm::ArrayRef<std::string> names, size_t max = 8);
+
 struct ValueInfo {
   int32_t dtype = kUndefined;
   llvm::SmallVector<int64_t> shape;
@@ -62,7 +71,10 @@ private:
   LogicalResult scanRawOffsets(llvm::StringRef bytes);
   LogicalResult declareInputs();
   LogicalResult declareOutputs();
-  void findTrigBuffers();
+  /// Decides which floating-point initializers are trained (Trainability.cpp).
+  LogicalResult decideTrainable();
+  /// Records the frozen ones on the module for the compile summary.
+  void recordFrozen();
 
   //--- Values --------------------------------------------------------------
   /// The value named `name`, or null with an error emitted at `loc`.
@@ -113,7 +125,7 @@ public:
   bool isText = false;
   int64_t opset = 0;
   std::map<std::string, RawLocation> rawLocations;
-  llvm::Regex frozenRegex, dropRegex;
+  llvm::Regex frozenRegex, trainableRegex, dropRegex;
 
   OwningOpRef<ModuleOp> module;
   func::FuncOp func;
@@ -121,9 +133,8 @@ public:
   OpBuilder moduleBuilder;
   llvm::StringMap<ValueInfo> values;
   llvm::StringMap<nn::ParameterOp> parameters;
-  /// Float initializers that only feed sin/cos tables (rotary frequencies
-  /// whose exporter-made names the regex cannot know).
-  std::set<std::string> trigBuffers;
+  /// Every floating-point initializer (and any a flag names): trained or not.
+  std::map<std::string, Decision> trainability;
   std::map<std::string, int64_t> dimValues;
 };
 
@@ -175,6 +186,8 @@ private:
   LogicalResult gemm();
   LogicalResult reshapeLike();
   LogicalResult gather();
+  /// GatherND (`nd`) or GatherElements as a gather of a flattened view.
+  LogicalResult flatGather(bool nd);
   LogicalResult concat();
   LogicalResult split();
   LogicalResult slice();

@@ -37,6 +37,8 @@ ArrayRef<StringRef> NodeEmitter::emittedOps() {
                                   "Expand",
                                   "Flatten",
                                   "Gather",
+                                  "GatherElements",
+                                  "GatherND",
                                   "Gelu",
                                   "Gemm",
                                   "IsNaN",
@@ -480,6 +482,76 @@ LogicalResult NodeEmitter::gather() {
   llvm::append_range(shape, ds.drop_front(axis + 1));
   setOut(0,
          nn::GatherOp::create(b, loc, withShape(data, shape), data, idx, axis));
+  return success();
+}
+
+LogicalResult NodeEmitter::flatGather(bool nd) {
+  // One nn.gather along axis 0 of a flattened view of the data, whose
+  // gradient (a scatter-add) nn already has. The rows are constants when the
+  // indices are known; otherwise the index terms are added at run time.
+  Value data = operand(0);
+  ValueInfo *idxInfo = in(1);
+  if (!data)
+    return failure();
+  if (!idxInfo)
+    return fail() << "indices are missing";
+  if (!isIntegerDType(idxInfo->dtype))
+    return fail() << "indices must be int32 or int64";
+  bool failedRead;
+  const HostTensor *known = im.constantOf(*idxInfo, loc, failedRead);
+  if (failedRead)
+    return failure();
+  FlatGather g;
+  std::string why;
+  ArrayRef<int64_t> ds = typeOf(data).getShape();
+  bool ok = nd ? flatGatherND(ds, idxInfo->shape, known,
+                              attrInt(node, "batch_dims", 0), g, why)
+               : flatGatherElements(ds, idxInfo->shape, known,
+                                    attrInt(node, "axis", 0), g, why);
+  if (!ok)
+    return fail() << why;
+  Value rows = im.materializeConstant(g.rows, loc);
+  if (!known) {
+    Value idx = operand(1);
+    if (!idx || !rows)
+      return failure();
+    Type i64 = b.getI64Type();
+    idx = castTo(idx, i64);
+    ArrayRef<int64_t> is = typeOf(idx).getShape();
+    auto rowsType = cast<RankedTensorType>(rows.getType());
+    Value zero = scalar(0, i64);
+    for (auto [t, dim] : llvm::enumerate(g.indexedDims)) {
+      Value term = idx;
+      if (nd) { // idx[..., t]
+        SmallVector<int64_t> starts(is.size(), 0), ends(is), steps(is.size(), 1);
+        starts.back() = t;
+        ends.back() = t + 1;
+        SmallVector<int64_t> sliced(is);
+        sliced.back() = 1;
+        term = nn::SliceOp::create(b, loc, withShape(idx, sliced), idx,
+                                   b.getDenseI64ArrayAttr(starts),
+                                   b.getDenseI64ArrayAttr(ends),
+                                   b.getDenseI64ArrayAttr(steps));
+        term = reshape(term, rowsType.getShape());
+      }
+      // Negative indices count from the end.
+      Value negative = nn::LessOp::create(
+          b, loc, RankedTensorType::get(rowsType.getShape(), b.getI1Type()),
+          term, zero);
+      Value wrapped = nn::AddOp::create(b, loc, rowsType, term,
+                                        scalar(double(dim), i64));
+      term = nn::WhereOp::create(b, loc, rowsType, negative, wrapped, term);
+      if (g.indexStrides[t] != 1)
+        term = nn::MulOp::create(b, loc, rowsType, term,
+                                 scalar(double(g.indexStrides[t]), i64));
+      rows = nn::AddOp::create(b, loc, rowsType, rows, term);
+    }
+  }
+  if (!rows)
+    return failure();
+  Value view = reshape(data, g.viewShape);
+  setOut(0, nn::GatherOp::create(b, loc, withShape(data, g.resultShape), view,
+                                 rows, 0));
   return success();
 }
 
@@ -1068,6 +1140,8 @@ LogicalResult NodeEmitter::emit() {
     return reshapeLike();
   if (op == "Gather")
     return gather();
+  if (op == "GatherND" || op == "GatherElements")
+    return flatGather(op == "GatherND");
   if (op == "Concat")
     return concat();
   if (op == "Split")

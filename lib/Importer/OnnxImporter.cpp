@@ -58,7 +58,10 @@ void emitNote(Location loc, const Twine &msg) {
   loc.getContext()->getDiagEngine().emit(loc, DiagnosticSeverity::Note) << msg;
 }
 
-std::string joinNames(ArrayRef<std::string> names, size_t max = 8) {
+} // namespace
+
+std::string mlir::weipipe::importer::joinNames(ArrayRef<std::string> names,
+                                               size_t max) {
   std::string s;
   for (size_t k = 0; k < names.size() && k < max; ++k)
     s += (k ? ", " : "") + names[k];
@@ -66,12 +69,13 @@ std::string joinNames(ArrayRef<std::string> names, size_t max = 8) {
     s += ", ... (" + std::to_string(names.size()) + " in all)";
   return s;
 }
-} // namespace
 
 Importer::Importer(MLIRContext *ctx, StringRef path,
                    const OnnxImportOptions &options)
     : ctx(ctx), path(path.str()), options(options),
-      frozenRegex(options.frozenInitializers), dropRegex(options.dropOutputs),
+      frozenRegex(options.frozenInitializers),
+      trainableRegex(options.trainableInitializers),
+      dropRegex(options.dropOutputs),
       builder(ctx), moduleBuilder(ctx) {
   SmallVector<char> dir(path.begin(), path.end());
   llvm::sys::path::remove_filename(dir);
@@ -311,69 +315,6 @@ ValueInfo *Importer::lookup(StringRef name, Location loc) {
   return &it->second;
 }
 
-bool Importer::isParameter(const onnx::TensorProto &t) const {
-  int32_t dt = t.data_type();
-  if (dt != kFloat && dt != kFloat16 && dt != kBFloat16)
-    return false;
-  int64_t n = 1;
-  for (int64_t d : t.dims())
-    n *= d;
-  if (n <= 1)
-    return false; // a scalar (an epsilon, a scale) is a constant
-  return !frozenRegex.match(t.name()) && !trigBuffers.count(t.name());
-}
-
-void Importer::findTrigBuffers() {
-  // Values that depend on run-time data (shapes do not: they are static).
-  std::set<std::string> runtime;
-  for (const auto &[name, info] : values)
-    if (info.value)
-      runtime.insert(name.str());
-  std::map<std::string, std::vector<const onnx::NodeProto *>> consumers;
-  for (const auto &node : model.graph().node()) {
-    bool dynamic = false;
-    for (const std::string &in : node.input()) {
-      consumers[in].push_back(&node);
-      dynamic |= runtime.count(in) > 0;
-    }
-    if (dynamic && node.op_type() != "Shape" && node.op_type() != "Size")
-      for (const std::string &out : node.output())
-        runtime.insert(out);
-  }
-  // A float initializer is a constant buffer when everything computed from it
-  // ends in Sin/Cos before meeting run-time data: rotary frequencies, which
-  // exporters rename when they fold an unsqueeze or transpose into them.
-  for (const auto &t : model.graph().initializer()) {
-    int32_t dt = t.data_type();
-    if (dt != kFloat && dt != kFloat16 && dt != kBFloat16 && dt != kDouble)
-      continue;
-    std::vector<std::string> work = {t.name()};
-    std::set<std::string> seen;
-    bool trig = false, learned = false;
-    while (!work.empty() && !learned) {
-      std::string v = work.back();
-      work.pop_back();
-      if (!seen.insert(v).second)
-        continue;
-      for (const onnx::NodeProto *n : consumers[v]) {
-        StringRef op = n->op_type();
-        if (op == "Shape" || op == "Size")
-          continue;
-        if (op == "Sin" || op == "Cos") {
-          trig = true;
-          continue;
-        }
-        for (const std::string &in : n->input())
-          learned |= runtime.count(in) > 0;
-        for (const std::string &out : n->output())
-          work.push_back(out);
-      }
-    }
-    if (trig && !learned)
-      trigBuffers.insert(t.name());
-  }
-}
-
 namespace {
 double halfBitsToDouble(uint16_t bits, bool bf16) {
   llvm::APFloat f(bf16 ? llvm::APFloat::BFloat() : llvm::APFloat::IEEEhalf(),
@@ -611,9 +552,10 @@ Importer::declareParameter(const onnx::TensorProto &t, Location loc) {
                       "' is stored in typed fields, not raw bytes; it has "
                       "no storage reference");
   }
-  auto param =
-      nn::ParameterOp::create(moduleBuilder, loc, t.name(), type, file, offset,
-                              length, ArrayAttr(), DenseBoolArrayAttr());
+  auto param = nn::ParameterOp::create(
+      moduleBuilder, loc, t.name(), type, file, offset, length, ArrayAttr(),
+      DenseBoolArrayAttr(),
+      StringAttr::get(ctx, trainability.at(t.name()).reason));
   parameters[t.name()] = param;
   return param;
 }
@@ -1099,7 +1041,9 @@ OwningOpRef<ModuleOp> Importer::run() {
   for (auto [regex, flag, pattern] :
        {std::tuple<llvm::Regex *, StringRef, StringRef>{
             &dropRegex, "--drop-outputs", options.dropOutputs},
-        {&frozenRegex, "--frozen-initializers", options.frozenInitializers}}) {
+        {&frozenRegex, "--frozen-initializers", options.frozenInitializers},
+        {&trainableRegex, "--trainable-initializers",
+         options.trainableInitializers}}) {
     std::string why;
     if (!pattern.empty() && !regex->isValid(why)) {
       emitError(fileLoc) << flag << "='" << pattern
@@ -1108,9 +1052,9 @@ OwningOpRef<ModuleOp> Importer::run() {
     }
   }
   try {
-    if (failed(load()) || failed(declareInputs()))
+    if (failed(load()) || failed(declareInputs()) ||
+        failed(decideTrainable()))
       return nullptr;
-    findTrigBuffers();
     int64_t index = 0;
     for (const auto &node : model.graph().node()) {
       try {
@@ -1125,6 +1069,7 @@ OwningOpRef<ModuleOp> Importer::run() {
     }
     if (failed(declareOutputs()))
       return nullptr;
+    recordFrozen();
   } catch (const std::exception &e) {
     emitError(FileLineColLoc::get(ctx, path, 0, 0))
         << "failed to import: " << e.what();

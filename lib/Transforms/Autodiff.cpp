@@ -25,6 +25,7 @@
 #include "mlir/IR/IRMapping.h"
 #include "llvm/ADT/MapVector.h"
 #include "llvm/ADT/SetVector.h"
+#include "llvm/ADT/StringSet.h"
 
 namespace mlir::weipipe {
 #define GEN_PASS_DEF_NNAUTODIFFPASS
@@ -134,6 +135,25 @@ struct NNAutodiffPass : weipipe::impl::NNAutodiffPassBase<NNAutodiffPass> {
       forward.push_back(&op);
     llvm::DenseSet<Operation *> forwardSet(forward.begin(), forward.end());
 
+    // Activity: a value needs a gradient only if it depends on a parameter
+    // (or a float argument) through ops that pass gradients. Constants, such
+    // as frozen norm scales, rotary tables and masks, get none.
+    llvm::DenseSet<Value> active;
+    for (unsigned i = 0; i < numArgs; ++i)
+      if (isFloatTensor(body.getArgument(i).getType()))
+        active.insert(body.getArgument(i));
+    for (Operation *op : forward) {
+      bool dependent =
+          isa<nn::ParamOp>(op) ||
+          (!nn::hasNoGradient(op) &&
+           llvm::any_of(op->getOperands(),
+                        [&](Value v) { return active.contains(v); }));
+      if (dependent)
+        for (Value r : op->getResults())
+          if (isFloatTensor(r.getType()))
+            active.insert(r);
+    }
+
     OpBuilder b(ret);
     llvm::DenseMap<Value, Value> grads;
     grads[loss] = dloss;
@@ -187,10 +207,14 @@ struct NNAutodiffPass : weipipe::impl::NNAutodiffPassBase<NNAutodiffPass> {
         pieces[slice.getInput()].push_back({slice, dy});
         continue;
       }
-      if (failed(nn::buildGradient(b, op, dy, dOperands)))
+      SmallVector<bool> needed;
+      for (Value operand : op->getOperands())
+        needed.push_back(active.contains(operand));
+      if (failed(nn::buildGradient(b, op, dy, needed, dOperands)))
         return failure();
-      for (auto [operand, g] : llvm::zip(op->getOperands(), dOperands)) {
-        if (!g || !isFloatTensor(operand.getType()))
+      for (auto [operand, g, want] :
+           llvm::zip(op->getOperands(), dOperands, needed)) {
+        if (!g || !want)
           continue;
         if (auto param = operand.getDefiningOp<nn::ParamOp>()) {
           // Every use adds its part: tied parameters sum all their uses.
@@ -220,6 +244,52 @@ struct NNAutodiffPass : weipipe::impl::NNAutodiffPassBase<NNAutodiffPass> {
       dargs.push_back(g);
     }
 
+    // Drop backward ops that no gradient output needs (a multi-result rule
+    // whose other results were wanted leaves them behind), and the gradients
+    // that only fed them.
+    llvm::DenseSet<Operation *> live;
+    {
+      SmallVector<Operation *> work;
+      auto keep = [&](Value v) {
+        Operation *def = v.getDefiningOp();
+        if (def && !forwardSet.count(def) && live.insert(def).second)
+          work.push_back(def);
+      };
+      body.walk([&](nn::AccumulateGradOp acc) { keep(acc.getGrad()); live.insert(acc); });
+      for (Value v : dargs)
+        keep(v);
+      while (!work.empty())
+        for (Value v : work.pop_back_val()->getOperands())
+          keep(v);
+    }
+    SmallVector<Value> liveGrads;
+    for (auto &entry : grads) {
+      Operation *def = entry.second.getDefiningOp();
+      if (!def || forwardSet.count(def) || live.count(def))
+        liveGrads.push_back(entry.second);
+    }
+    for (Operation &op : llvm::make_early_inc_range(
+             llvm::reverse(body.without_terminator())))
+      if (!forwardSet.count(&op) && !live.count(&op))
+        op.erase();
+
+    // A trained parameter that no gradient reaches would still be changed
+    // by weight decay, which PyTorch never does to a parameter without a
+    // gradient: it is a buffer the importer took for a weight.
+    llvm::StringSet<> reached;
+    body.walk([&](nn::AccumulateGradOp acc) { reached.insert(acc.getName()); });
+    llvm::StringSet<> warned;
+    for (Operation *op : forward)
+      if (auto read = dyn_cast<nn::ParamOp>(op))
+        if (!reached.contains(read.getName()) &&
+            warned.insert(read.getName()).second)
+          fn.emitWarning()
+              << "nn-autodiff: no gradient reaches parameter '"
+              << read.getName()
+              << "' (it only feeds constant positions: rotary tables, masks, "
+                 "indices); it would change only by weight decay. It is "
+                 "probably a buffer: freeze it with --frozen-initializers";
+
     // Partition the backward. B computes the gradients of activations (every
     // value in `grads`, which the next rule down consumes) and what they
     // need; W is the rest: weight gradients and their accumulation.
@@ -234,8 +304,8 @@ struct NNAutodiffPass : weipipe::impl::NNAutodiffPassBase<NNAutodiffPass> {
       if (def && !forwardSet.count(def) && bSet.insert(def).second)
         worklist.push_back(def);
     };
-    for (auto &entry : grads)
-      markB(entry.second);
+    for (Value v : liveGrads)
+      markB(v);
     for (Value v : dargs)
       markB(v);
     while (!worklist.empty())

@@ -164,3 +164,65 @@ func.func @main(%x: tensor<2x8xf32>) -> tensor<f32> {
   %l = nn.reduce_sum %s {axes = array<i64: 0, 1>, keepdims = false} : tensor<2x5xf32> to tensor<f32>
   return %l : tensor<f32>
 }
+
+// -----
+
+// Frozen operands get no gradient and no op computes one: a weightless
+// layer_norm exported with a constant scale of ones and a trained bias (OLMo)
+// takes its bias gradient as a row sum, without layer_norm_grad_params; a
+// constant linear weight gets no linear_grad_weight but still passes the
+// input gradient on; the rotary tables get none.
+// CHECK-LABEL: func.func @main_backward(
+// CHECK: nn.linear_grad_weight %{{.*}} {transpose_weight = true}
+// CHECK-NEXT: nn.accumulate_grad @emb
+// CHECK-NOT: layer_norm_grad_params
+// CHECK: nn.layer_norm_grad_input
+// CHECK-NOT: layer_norm_grad_params
+// CHECK: %[[BIAS:.*]] = nn.reduce_sum %{{.*}} {axes = array<i64: 0, 1>, keepdims = false} : tensor<2x8x16xf32> to tensor<16xf32>
+// CHECK-NEXT: nn.accumulate_grad @ln.bias, %[[BIAS]]
+// CHECK-NOT: linear_grad_weight
+// CHECK-NOT: layer_norm_grad_params
+// CHECK: nn.embedding_grad
+// CHECK-NEXT: nn.accumulate_grad @emb
+// CHECK-NEXT: return
+nn.parameter @emb : tensor<64x16xf32>
+nn.parameter @ln.bias : tensor<16xf32>
+func.func @main(%ids: tensor<2x8xi64> {nn.name = "input_ids"}, %t: tensor<2x8xi64> {nn.name = "targets"}) -> tensor<f32> {
+  %e = nn.param @emb : tensor<64x16xf32>
+  %x = nn.embedding %e, %ids : (tensor<64x16xf32>, tensor<2x8xi64>) -> tensor<2x8x16xf32>
+  %cos = nn.constant dense<0.5> : tensor<8x8xf32>
+  %sin = nn.constant dense<0.25> : tensor<8x8xf32>
+  %x4 = nn.reshape %x : tensor<2x8x16xf32> to tensor<2x1x8x16xf32>
+  %r4 = nn.rotary %x4, %cos, %sin {interleaved = false, rotary_dim = 16 : i64} : (tensor<2x1x8x16xf32>, tensor<8x8xf32>, tensor<8x8xf32>) -> tensor<2x1x8x16xf32>
+  %r = nn.reshape %r4 : tensor<2x1x8x16xf32> to tensor<2x8x16xf32>
+  %mask = nn.constant dense<2.0> : tensor<16xf32>
+  %m = nn.mul %r, %mask : (tensor<2x8x16xf32>, tensor<16xf32>) -> tensor<2x8x16xf32>
+  %w = nn.constant dense<0.125> : tensor<16x16xf32>
+  %h = nn.linear %m, %w {transpose_weight = false} : (tensor<2x8x16xf32>, tensor<16x16xf32>) -> tensor<2x8x16xf32>
+  %s = nn.constant dense<1.0> : tensor<16xf32>
+  %sb = nn.param @ln.bias : tensor<16xf32>
+  %n = nn.layer_norm %h, %s, %sb {axis = 2 : i64, epsilon = 1.0e-05 : f32} : (tensor<2x8x16xf32>, tensor<16xf32>, tensor<16xf32>) -> tensor<2x8x16xf32>
+  %y = nn.linear %n, %e {transpose_weight = true} : (tensor<2x8x16xf32>, tensor<64x16xf32>) -> tensor<2x8x64xf32>
+  %l = nn.cross_entropy %y, %t {ignore_index = -100 : i64} : (tensor<2x8x64xf32>, tensor<2x8xi64>) -> tensor<f32>
+  return %l : tensor<f32>
+}
+
+// -----
+
+// A parameter that no gradient reaches (a rotary table taken for a weight)
+// is reported: weight decay alone would change it.
+nn.parameter @emb : tensor<64x16xf32>
+nn.parameter @cos : tensor<8x8xf32>
+// expected-warning @below {{nn-autodiff: no gradient reaches parameter 'cos'}}
+func.func @main(%ids: tensor<2x8xi64> {nn.name = "input_ids"}, %t: tensor<2x8xi64> {nn.name = "targets"}) -> tensor<f32> {
+  %e = nn.param @emb : tensor<64x16xf32>
+  %x = nn.embedding %e, %ids : (tensor<64x16xf32>, tensor<2x8xi64>) -> tensor<2x8x16xf32>
+  %cos = nn.param @cos : tensor<8x8xf32>
+  %sin = nn.constant dense<0.25> : tensor<8x8xf32>
+  %x4 = nn.reshape %x : tensor<2x8x16xf32> to tensor<2x1x8x16xf32>
+  %r4 = nn.rotary %x4, %cos, %sin {interleaved = false, rotary_dim = 16 : i64} : (tensor<2x1x8x16xf32>, tensor<8x8xf32>, tensor<8x8xf32>) -> tensor<2x1x8x16xf32>
+  %r = nn.reshape %r4 : tensor<2x1x8x16xf32> to tensor<2x8x16xf32>
+  %y = nn.linear %r, %e {transpose_weight = true} : (tensor<2x8x16xf32>, tensor<64x16xf32>) -> tensor<2x8x64xf32>
+  %l = nn.cross_entropy %y, %t {ignore_index = -100 : i64} : (tensor<2x8x64xf32>, tensor<2x8xi64>) -> tensor<f32>
+  return %l : tensor<f32>
+}

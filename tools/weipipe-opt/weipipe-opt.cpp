@@ -9,6 +9,7 @@
 #include "weipipe/Importer/OnnxImporter.h"
 #include "weipipe/InitAllDialects.h"
 #include "weipipe/Target/ArtifactWriter.h"
+#include "weipipe/Target/TrainingSummary.h"
 #include "weipipe/Transforms/Passes.h"
 #include "weipipe/runtime/Artifact.h"
 
@@ -61,9 +62,17 @@ llvm::cl::opt<std::string> dropOutputs(
 llvm::cl::opt<std::string> frozenInitializers(
     "frozen-initializers",
     llvm::cl::desc("Regex of floating-point initializers that are constant "
-                   "buffers (rotary frequencies), not trainable parameters"),
+                   "buffers, not trainable parameters, whatever the evidence "
+                   "in the file says (rotary frequencies by default)"),
     llvm::cl::init(mlir::weipipe::OnnxImportOptions().frozenInitializers),
     llvm::cl::cat(importCategory));
+
+llvm::cl::opt<std::string> trainableInitializers(
+    "trainable-initializers",
+    llvm::cl::desc("Regex of initializers to train whatever the evidence in "
+                   "the file says (wins over --frozen-initializers' default); "
+                   "the compile summary lists what is trained and why"),
+    llvm::cl::init(""), llvm::cl::cat(importCategory));
 
 llvm::cl::opt<std::string>
     functionName("import-function-name",
@@ -185,8 +194,9 @@ int emitArtifact(ModuleOp module, StringRef source, StringRef outputFilename) {
   }
   llvm::errs() << "weipipe-opt: wrote " << outputFilename << "\n"
                << "  parameters: " << artifact.params.size() << " tensors, "
-               << numel << " values (" << formatBytes(paramBytes) << ")\n"
-               << "  step: " << artifact.microbatches << " micro-batch(es) of ["
+               << numel << " values (" << formatBytes(paramBytes) << ")\n";
+  mlir::weipipe::printTrainingSummary(module, llvm::errs());
+  llvm::errs() << "  step: " << artifact.microbatches << " micro-batch(es) of ["
                << artifact.batch << ", " << artifact.seq << "] tokens, vocab "
                << artifact.vocab << "\n  program:";
   for (const auto &f : artifact.functions)
@@ -231,6 +241,7 @@ std::optional<mlir::weipipe::OnnxImportOptions> importOptionsFromCL() {
     options.foldInputs.push_back(n.trim().str());
   options.dropOutputs = dropOutputs;
   options.frozenInitializers = frozenInitializers;
+  options.trainableInitializers = trainableInitializers;
   options.functionName = functionName;
   return options;
 }

@@ -34,12 +34,23 @@ struct OnnxImportOptions {
   /// exported for inference).
   std::string dropOutputs = "^(present|past_key_values)";
   /// Floating-point initializers whose name matches this regex are constant
-  /// buffers, not trainable parameters (rotary frequencies and caches).
-  std::string frozenInitializers = "(^|[._/])(inv_freq|cos_cached|sin_cached|"
-                                   "masked_bias)$";
+  /// buffers, not trainable parameters (rotary frequencies and caches). A
+  /// flag overrides the evidence in the file (docs/architecture.md).
+  std::string frozenInitializers = kDefaultFrozenInitializers;
+  static constexpr const char *kDefaultFrozenInitializers =
+      "(^|[._/])(inv_freq|cos_cached|sin_cached|masked_bias)$";
+  /// Initializers whose name matches this regex are trained whatever the
+  /// evidence says (empty: none). Wins over `frozenInitializers`.
+  std::string trainableInitializers;
   /// Name of the imported function.
   std::string functionName = "main";
 };
+
+/// The model property (ModelProto.metadata_props) in which weipipe's export
+/// helper records the trained initializers as a JSON object {initializer:
+/// PyTorch parameter name}. When present, the importer trains exactly these.
+/// python/weipipe/models/export.py writes it under the same key.
+inline constexpr const char *kTrainableMetadataKey = "weipipe.trainable";
 
 /// The ONNX operator types the importer accepts (default domain).
 llvm::ArrayRef<llvm::StringRef> supportedOnnxOps();

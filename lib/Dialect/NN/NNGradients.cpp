@@ -29,7 +29,7 @@ Value sumTo(OpBuilder &b, Location loc, Value dy, Value v) {
 }
 
 LogicalResult binary(OpBuilder &b, Operation *op, BinaryFunction fn, Value dy,
-                     SmallVectorImpl<Value> &d) {
+                     ArrayRef<bool> needed, SmallVectorImpl<Value> &d) {
   Location loc = op->getLoc();
   Value lhs = op->getOperand(0), rhs = op->getOperand(1);
   if (!isFloatTensor(lhs))
@@ -37,20 +37,28 @@ LogicalResult binary(OpBuilder &b, Operation *op, BinaryFunction fn, Value dy,
   // Adds and subtracts are the common residual and bias case: no kernel,
   // only a reduction where an operand was broadcast.
   if (fn == BinaryFunction::add) {
-    d[0] = sumTo(b, loc, dy, lhs);
-    d[1] = sumTo(b, loc, dy, rhs);
+    if (needed[0])
+      d[0] = sumTo(b, loc, dy, lhs);
+    if (needed[1])
+      d[1] = sumTo(b, loc, dy, rhs);
     return success();
   }
   if (fn == BinaryFunction::sub) {
-    d[0] = sumTo(b, loc, dy, lhs);
-    Value neg = NegOp::create(b, loc, dy.getType(), dy);
-    d[1] = sumTo(b, loc, neg, rhs);
+    if (needed[0])
+      d[0] = sumTo(b, loc, dy, lhs);
+    if (needed[1]) {
+      Value neg = NegOp::create(b, loc, dy.getType(), dy);
+      d[1] = sumTo(b, loc, neg, rhs);
+    }
     return success();
   }
+  // One kernel computes both; the artifact leaves out the unused result.
   auto g = BinaryGradOp::create(b, loc, lhs.getType(), rhs.getType(), lhs, rhs,
                                 dy, fn);
-  d[0] = g.getGradLhs();
-  d[1] = g.getGradRhs();
+  if (needed[0])
+    d[0] = g.getGradLhs();
+  if (needed[1])
+    d[1] = g.getGradRhs();
   return success();
 }
 
@@ -73,10 +81,11 @@ bool mlir::weipipe::nn::hasNoGradient(Operation *op) {
 }
 
 LogicalResult mlir::weipipe::nn::buildGradient(OpBuilder &b, Operation *op,
-                                               Value dy,
+                                               Value dy, ArrayRef<bool> needed,
                                                SmallVectorImpl<Value> &d) {
   d.assign(op->getNumOperands(), Value());
-  if (hasNoGradient(op))
+  assert(needed.size() == op->getNumOperands() && "one entry per operand");
+  if (hasNoGradient(op) || llvm::none_of(needed, [](bool n) { return n; }))
     return success();
   Location loc = op->getLoc();
   auto unaryRule = [&](UnaryFunction fn) {
@@ -85,13 +94,13 @@ LogicalResult mlir::weipipe::nn::buildGradient(OpBuilder &b, Operation *op,
   };
   return llvm::TypeSwitch<Operation *, LogicalResult>(op)
       // Broadcasting binary ops.
-      .Case([&](AddOp) { return binary(b, op, BinaryFunction::add, dy, d); })
-      .Case([&](SubOp) { return binary(b, op, BinaryFunction::sub, dy, d); })
-      .Case([&](MulOp) { return binary(b, op, BinaryFunction::mul, dy, d); })
-      .Case([&](DivOp) { return binary(b, op, BinaryFunction::div, dy, d); })
-      .Case([&](PowOp) { return binary(b, op, BinaryFunction::pow, dy, d); })
-      .Case([&](MaxOp) { return binary(b, op, BinaryFunction::max, dy, d); })
-      .Case([&](MinOp) { return binary(b, op, BinaryFunction::min, dy, d); })
+      .Case([&](AddOp) { return binary(b, op, BinaryFunction::add, dy, needed, d); })
+      .Case([&](SubOp) { return binary(b, op, BinaryFunction::sub, dy, needed, d); })
+      .Case([&](MulOp) { return binary(b, op, BinaryFunction::mul, dy, needed, d); })
+      .Case([&](DivOp) { return binary(b, op, BinaryFunction::div, dy, needed, d); })
+      .Case([&](PowOp) { return binary(b, op, BinaryFunction::pow, dy, needed, d); })
+      .Case([&](MaxOp) { return binary(b, op, BinaryFunction::max, dy, needed, d); })
+      .Case([&](MinOp) { return binary(b, op, BinaryFunction::min, dy, needed, d); })
       // Elementwise functions.
       .Case([&](NegOp o) {
         if (isFloatTensor(o.getInput()))
@@ -125,8 +134,10 @@ LogicalResult mlir::weipipe::nn::buildGradient(OpBuilder &b, Operation *op,
         auto g =
             WhereGradOp::create(b, loc, o.getLhs().getType(),
                                 o.getRhs().getType(), o.getCondition(), dy);
-        d[1] = g.getGradLhs();
-        d[2] = g.getGradRhs();
+        if (needed[1])
+          d[1] = g.getGradLhs();
+        if (needed[2])
+          d[2] = g.getGradRhs();
         return success();
       })
       // Data movement: mostly its own adjoint.
@@ -159,6 +170,10 @@ LogicalResult mlir::weipipe::nn::buildGradient(OpBuilder &b, Operation *op,
         int64_t at = 0;
         for (auto [i, in] : llvm::enumerate(o.getInputs())) {
           auto t = cast<RankedTensorType>(in.getType());
+          if (!needed[i]) {
+            at += t.getShape()[axis];
+            continue;
+          }
           SmallVector<int64_t> starts(full.size(), 0), ends(full),
               steps(full.size(), 1);
           starts[axis] = at;
@@ -216,19 +231,24 @@ LogicalResult mlir::weipipe::nn::buildGradient(OpBuilder &b, Operation *op,
         auto g = MatmulGradOp::create(b, loc, o.getLhs().getType(),
                                       o.getRhs().getType(), o.getLhs(),
                                       o.getRhs(), dy);
-        d[0] = g.getGradLhs();
-        d[1] = g.getGradRhs();
+        if (needed[0])
+          d[0] = g.getGradLhs();
+        if (needed[1])
+          d[1] = g.getGradRhs();
         return success();
       })
       // Fused ops.
       .Case([&](LinearOp o) {
         bool t = o.getTransposeWeight();
         // dx = dy Wᵀ is a linear with the weight used the other way round.
-        d[0] = LinearOp::create(b, loc, o.getInput().getType(), dy,
-                                o.getWeight(), Value(), b.getBoolAttr(!t));
-        d[1] = LinearGradWeightOp::create(b, loc, o.getWeight().getType(),
-                                          o.getInput(), dy, b.getBoolAttr(t));
-        if (Value bias = o.getBias()) {
+        if (needed[0])
+          d[0] = LinearOp::create(b, loc, o.getInput().getType(), dy,
+                                  o.getWeight(), Value(), b.getBoolAttr(!t));
+        if (needed[1])
+          d[1] = LinearGradWeightOp::create(b, loc, o.getWeight().getType(),
+                                            o.getInput(), dy,
+                                            b.getBoolAttr(t));
+        if (Value bias = o.getBias(); bias && needed[2]) {
           auto rank = o.getType().getRank();
           SmallVector<int64_t> axes;
           for (int64_t i = 0; i + 1 < rank; ++i)
@@ -240,25 +260,42 @@ LogicalResult mlir::weipipe::nn::buildGradient(OpBuilder &b, Operation *op,
         return success();
       })
       .Case([&](LayerNormOp o) {
-        d[0] = LayerNormGradInputOp::create(b, loc, dy.getType(), o.getInput(),
-                                            o.getScale(), dy, o.getAxisAttr(),
-                                            o.getEpsilonAttr());
-        Type st = o.getScale().getType();
-        auto g =
-            LayerNormGradParamsOp::create(b, loc, st, st, o.getInput(), dy,
-                                          o.getAxisAttr(), o.getEpsilonAttr());
-        d[1] = g.getGradScale();
-        if (o.getBias())
-          d[2] = g.getGradBias();
+        if (needed[0])
+          d[0] = LayerNormGradInputOp::create(
+              b, loc, dy.getType(), o.getInput(), o.getScale(), dy,
+              o.getAxisAttr(), o.getEpsilonAttr());
+        Value bias = o.getBias();
+        bool wantBias = bias && needed[2];
+        if (needed[1]) {
+          Type st = o.getScale().getType();
+          auto g = LayerNormGradParamsOp::create(b, loc, st, st, o.getInput(),
+                                                 dy, o.getAxisAttr(),
+                                                 o.getEpsilonAttr());
+          d[1] = g.getGradScale();
+          if (wantBias)
+            d[2] = g.getGradBias();
+        } else if (wantBias) {
+          // A frozen scale (a weightless norm exported with a scale of
+          // ones) and a trained bias: the bias gradient is dy summed over
+          // the rows, no statistics needed.
+          SmallVector<int64_t> rows;
+          for (int64_t i = 0, e = o.getAxis(); i < e; ++i)
+            rows.push_back(i);
+          d[2] = ReduceSumOp::create(b, loc, bias.getType(), dy,
+                                     b.getDenseI64ArrayAttr(rows),
+                                     b.getBoolAttr(false));
+        }
         return success();
       })
       .Case([&](RMSNormOp o) {
-        d[0] = RMSNormGradInputOp::create(b, loc, dy.getType(), o.getInput(),
-                                          o.getScale(), dy, o.getAxisAttr(),
-                                          o.getEpsilonAttr());
-        d[1] = RMSNormGradScaleOp::create(b, loc, o.getScale().getType(),
-                                          o.getInput(), dy, o.getAxisAttr(),
-                                          o.getEpsilonAttr());
+        if (needed[0])
+          d[0] = RMSNormGradInputOp::create(b, loc, dy.getType(), o.getInput(),
+                                            o.getScale(), dy, o.getAxisAttr(),
+                                            o.getEpsilonAttr());
+        if (needed[1])
+          d[1] = RMSNormGradScaleOp::create(b, loc, o.getScale().getType(),
+                                            o.getInput(), dy, o.getAxisAttr(),
+                                            o.getEpsilonAttr());
         return success();
       })
       .Case([&](AttentionOp o) {
@@ -267,13 +304,16 @@ LogicalResult mlir::weipipe::nn::buildGradient(OpBuilder &b, Operation *op,
             o.getValue().getType(), o.getQuery(), o.getKey(), o.getValue(),
             o.getResult(), dy, o.getMask(), o.getNumHeadsAttr(),
             o.getNumKvHeadsAttr(), o.getCausalAttr(), o.getScaleAttr());
-        d[0] = g.getGradQuery();
-        d[1] = g.getGradKey();
-        d[2] = g.getGradValue();
+        for (int i = 0; i < 3; ++i)
+          if (needed[i])
+            d[i] = g->getResult(i);
         return success();
       })
       .Case([&](RotaryOp o) {
-        // A rotation's adjoint is the rotation by the opposite angle.
+        // A rotation's adjoint is the rotation by the opposite angle. The
+        // tables are constants: no gradient flows into them.
+        if (!needed[0])
+          return success();
         Value negSin = NegOp::create(b, loc, o.getSin().getType(), o.getSin());
         d[0] = RotaryOp::create(b, loc, dy.getType(), dy, o.getCos(), negSin,
                                 o.getInterleavedAttr(), o.getRotaryDimAttr());
@@ -291,8 +331,10 @@ LogicalResult mlir::weipipe::nn::buildGradient(OpBuilder &b, Operation *op,
       .Case([&](SwigluOp o) {
         auto g = SwigluGradOp::create(b, loc, dy.getType(), dy.getType(),
                                       o.getGate(), o.getUp(), dy);
-        d[0] = g.getGradGate();
-        d[1] = g.getGradUp();
+        if (needed[0])
+          d[0] = g.getGradGate();
+        if (needed[1])
+          d[1] = g.getGradUp();
         return success();
       })
       .Case([&](EmbeddingOp o) {

@@ -207,6 +207,45 @@ def convert(proto: onnx.ModelProto, target: int, log: Callable[[str], None] | No
     return out
 
 
+# The model property the importer trains from (TRAINABLE_METADATA_KEY is
+# kTrainableMetadataKey in include/weipipe/Importer/OnnxImporter.h).
+TRAINABLE_METADATA_KEY = "weipipe.trainable"
+
+
+def record_trainable(proto: onnx.ModelProto, model: torch.nn.Module) -> dict[str, str]:
+    """Record which initializers hold the module's trainable parameters.
+
+    The file itself does not say: exporters fold buffers (rotary tables, masks)
+    into initializers and rename the weights they transpose. The initializers
+    are matched to ``model.parameters()`` as the reference trainer matches them
+    (by name, else bitwise by value or transposed value), and the result,
+    ``{initializer: PyTorch parameter name}``, is stored as JSON in the model
+    property ``weipipe.trainable``, which the importer trusts. Returns the map
+    (empty, and nothing recorded, when the match is ambiguous: then the
+    importer decides from the graph's structure).
+    """
+    import json
+
+    from weipipe.reference import match as M
+    from weipipe.reference.errors import RefError
+
+    # Matching loads the file's values into the parameters; they are equal
+    # (just exported), but work on a copy so the caller's module is untouched.
+    try:
+        bindings, _ = M.match(copy.deepcopy(model), proto)
+    except RefError as e:
+        _log(f"not recording the trained set ({TRAINABLE_METADATA_KEY}): {e}".splitlines()[0])
+        return {}
+    trained = {h.name: b.name for b in bindings for h in b.holders}
+    for prop in list(proto.metadata_props):
+        if prop.key == TRAINABLE_METADATA_KEY:
+            proto.metadata_props.remove(prop)
+    prop = proto.metadata_props.add()
+    prop.key = TRAINABLE_METADATA_KEY
+    prop.value = json.dumps(trained, sort_keys=True)
+    return trained
+
+
 _FLOAT_TYPES = {
     onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16, onnx.TensorProto.DOUBLE,
 }
@@ -392,6 +431,7 @@ def export(
     fold: bool = True,
     attn: str | None = None,
     log: Callable[[str], None] = _log,
+    record: bool = True,
 ) -> ExportResult:
     if exporter not in NATIVE_OPSETS:
         raise ValueError(f"unknown exporter {exporter!r}; choose from {EXPORTERS}")
@@ -424,6 +464,8 @@ def export(
         converted = True
         log(f"converted opset {native_opset} -> {model_opset(proto)}")
     export_seconds = time.perf_counter() - t0
+    if record:
+        record_trainable(proto, model)
     save(proto, out, external_data)
     log(
         f"exported {name} with {exporter} at opset {model_opset(proto)} -> {out}"

@@ -20,11 +20,15 @@ namespace mlir::weipipe::nn {
 bool hasNoGradient(Operation *op);
 
 /// Emits at `b`'s insertion point the gradients of `op`'s operands given the
-/// gradient `dResult` of its (single) result. `dOperands` gets one entry per
-/// operand: the gradient, or a null Value where none flows (integer
-/// operands, masks, rotary tables). Fails with an error on `op` for an op
-/// that has no rule.
+/// gradient `dResult` of its (single) result. `needed` has one entry per
+/// operand: whether its gradient is wanted (an operand that does not depend
+/// on a trained parameter, such as a frozen norm scale or a rotary table,
+/// needs none, and no op is built for it). `dOperands` gets one entry per
+/// operand: the gradient, or a null Value where none is needed or none flows
+/// (integer operands, masks). Fails with an error on `op` for an op that has
+/// no rule.
 LogicalResult buildGradient(OpBuilder &b, Operation *op, Value dResult,
+                            ArrayRef<bool> needed,
                             SmallVectorImpl<Value> &dOperands);
 
 } // namespace mlir::weipipe::nn

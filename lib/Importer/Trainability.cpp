@@ -1,0 +1,536 @@
+//===- Trainability.cpp - which initializers are trained ------------------===//
+//
+// Part of weipipe. An ONNX file does not say which initializers are trained
+// parameters and which are buffers: exporters fold buffers (rotary tables,
+// masks) into initializers with generated names, and rename weights they
+// transpose. Training a buffer is silently wrong, so every floating-point
+// initializer is decided from evidence, strongest first (the rules and their
+// reasons are in docs/architecture.md, "What is trained"):
+//
+//   1. flags: --trainable-initializers, then --frozen-initializers;
+//   2. metadata: the `weipipe.trainable` model property that weipipe's export
+//      helper writes (initializer -> PyTorch parameter), trusted when present;
+//   3. structure: no gradient path (it only feeds shapes, indices, sin/cos),
+//      a rotary cos/sin table (two tables whose squares sum to one), an
+//      attention mask (every value 0 or <= -1e4, or 0/1), a weightless norm's
+//      constant scale or bias with an exporter-made name;
+//   4. otherwise a floating-point tensor of more than one element is trained.
+//
+// The decisions become the `evidence` of each nn.parameter and the module's
+// `nn.frozen_initializers`, which the compile summary prints; ambiguous ones
+// are warned about with the flag that settles them.
+//
+//===----------------------------------------------------------------------===//
+
+#include "ImporterImpl.h"
+
+#include "mlir/IR/Diagnostics.h"
+#include "llvm/ADT/StringSet.h"
+#include "llvm/Support/JSON.h"
+#include "llvm/Support/Regex.h"
+
+#include <cmath>
+
+using namespace mlir;
+using namespace mlir::weipipe;
+using namespace mlir::weipipe::importer;
+using llvm::ArrayRef;
+using llvm::StringRef;
+
+namespace {
+bool isTrainableDType(int32_t dt) {
+  return dt == kFloat || dt == kFloat16 || dt == kBFloat16;
+}
+
+/// Whether a value entering `node` at input `k` can receive a gradient:
+/// not through shapes, indices, axes, conditions, comparisons or integer
+/// casts.
+bool passesGradient(const onnx::NodeProto &node, size_t k) {
+  static const llvm::StringSet<> none = {
+      "Shape",   "Size",           "Equal",     "Less",   "LessOrEqual",
+      "Greater", "GreaterOrEqual", "And",       "Or",     "Xor",
+      "Not",     "IsNaN",          "IsInf",     "Sign",   "Floor",
+      "Ceil",    "Round",          "ArgMax",    "ArgMin", "NonZero",
+      "Range",   "ConstantOfShape", "EyeLike",  "OneHot", "RandomNormalLike",
+      "RandomUniformLike", "Bernoulli"};
+  static const llvm::StringSet<> firstOnly = {
+      "Gather",     "GatherElements", "GatherND",   "Reshape",   "Expand",
+      "Tile",       "Unsqueeze",      "Squeeze",    "Slice",     "Split",
+      "CumSum",     "Trilu",          "TopK",       "ReduceMean", "ReduceSum",
+      "ReduceMax",  "ReduceMin",      "ReduceProd", "ReduceL1",  "ReduceL2",
+      "ReduceSumSquare", "ReduceLogSumExp", "Dropout", "Resize", "Pad",
+      "Clip",       "CastLike"};
+  StringRef op = node.op_type();
+  if (none.contains(op))
+    return false;
+  if (firstOnly.contains(op))
+    return k == 0;
+  if (op == "Where")
+    return k != 0;
+  if (op == "ScatterND" || op == "ScatterElements")
+    return k != 1;
+  if (op == "Cast")
+    return isTrainableDType(attrInt(node, "to", kFloat)) ||
+           attrInt(node, "to", kFloat) == kDouble;
+  return true;
+}
+
+/// Where a weight sits: the ops whose input `k` is a learned matrix, table or
+/// norm parameter. The name of the op, or empty.
+StringRef weightPosition(const onnx::NodeProto &node, size_t k) {
+  StringRef op = node.op_type();
+  if ((op == "MatMul" || op == "Gemm" || op == "Conv" || op == "Einsum") &&
+      k <= 2)
+    return op;
+  if (op == "Gather" && k == 0)
+    return op;
+  if ((op == "LayerNormalization" || op == "RMSNormalization" ||
+       op == "SimplifiedLayerNormalization") &&
+      k >= 1)
+    return op;
+  return {};
+}
+
+bool isNormPosition(StringRef where) {
+  return where.ends_with("Normalization");
+}
+
+/// Names exporters make up for tensors they create: dynamo's `val_12` and
+/// folded op outputs (`unsqueeze_14`, `_val_3`), TorchScript's `onnx::MatMul_5`
+/// and `/model/Constant_output_0`. A module's parameters have dotted names.
+bool isGeneratedName(StringRef name) {
+  static const llvm::Regex generated(
+      "^(onnx::.*|/.*|_*[A-Za-z]+(_[A-Za-z]+)*(_[0-9]+)+)$");
+  return !name.contains('.') || name.starts_with("onnx::") ||
+                 name.starts_with("/")
+             ? generated.match(name)
+             : false;
+}
+
+/// True when every element of `t` holds the same value.
+bool constantValued(const HostTensor &t) {
+  for (int64_t k = 1, n = t.numel(); k < n; ++k)
+    if (t.f[k] != t.f[0])
+      return false;
+  return true;
+}
+
+/// Tolerance of a table computed in `dtype` and rounded to it.
+double roundoff(int32_t dtype) { return dtype == kFloat ? 1e-5 : 2e-2; }
+
+/// cos^2 + sin^2 = 1 in every element (and neither is one value throughout:
+/// a fresh norm scale of ones and a zero bias satisfy the identity too).
+bool isTrigPair(const HostTensor &c, const HostTensor &s, double tol) {
+  if (c.shape != s.shape || constantValued(c) || constantValued(s))
+    return false;
+  for (int64_t k = 0, n = c.numel(); k < n; ++k)
+    if (!(std::abs(c.f[k] * c.f[k] + s.f[k] * s.f[k] - 1) <= tol))
+      return false;
+  return true;
+}
+
+/// GPT-J's table: sin and cos concatenated along the last axis.
+bool isTrigTable(const HostTensor &t, double tol) {
+  if (t.shape.empty() || t.shape.back() % 2 != 0 || constantValued(t))
+    return false;
+  int64_t d = t.shape.back(), h = d / 2;
+  for (int64_t row = 0, n = t.numel() / d; row < n; ++row)
+    for (int64_t j = 0; j < h; ++j) {
+      double a = t.f[row * d + j], b = t.f[row * d + h + j];
+      if (!(std::abs(a * a + b * b - 1) <= tol))
+        return false;
+    }
+  return true;
+}
+
+/// An additive mask (0 where attended, <= -1e4 or -inf elsewhere) or a
+/// multiplicative one (0 and 1), with both values present.
+bool isMask(const HostTensor &t) {
+  bool zero = false, other = false, additive = true, binary = true;
+  for (double v : t.f) {
+    if (v == 0) {
+      zero = true;
+      continue;
+    }
+    other = true;
+    additive &= v <= -1e4;
+    binary &= v == 1;
+    if (!additive && !binary)
+      return false;
+  }
+  return zero && other;
+}
+
+std::string shapeOf(const onnx::TensorProto &t) {
+  return shapeString(SmallVector<int64_t>(t.dims().begin(), t.dims().end()));
+}
+} // namespace
+
+//===----------------------------------------------------------------------===//
+// The decision
+//===----------------------------------------------------------------------===//
+
+bool Importer::isParameter(const onnx::TensorProto &t) const {
+  auto it = trainability.find(t.name());
+  return it != trainability.end() && it->second.trained;
+}
+
+LogicalResult Importer::decideTrainable() {
+  Location loc = FileLineColLoc::get(ctx, path, 0, 0);
+  const onnx::GraphProto &graph = model.graph();
+
+  // Values that depend on run-time data (shapes do not: they are static).
+  llvm::StringSet<> runtime;
+  for (const auto &[name, info] : values)
+    if (info.value)
+      runtime.insert(name);
+  std::map<std::string, std::vector<std::pair<const onnx::NodeProto *, size_t>>>
+      consumers;
+  for (const auto &node : graph.node()) {
+    bool dynamic = false;
+    for (auto [k, in] : llvm::enumerate(node.input())) {
+      if (in.empty())
+        continue;
+      consumers[in].push_back({&node, k});
+      dynamic |= runtime.contains(in);
+    }
+    if (dynamic && node.op_type() != "Shape" && node.op_type() != "Size")
+      for (const std::string &out : node.output())
+        runtime.insert(out);
+  }
+
+  // Structure, per floating-point initializer: where it meets run-time data.
+  struct Facts {
+    const onnx::TensorProto *t;
+    bool gradientPath = false; // meets run-time data where gradients flow
+    bool trig = false;         // what it computes ends in Sin/Cos
+    StringRef weightOp;        // the op it is a weight of, if any
+    int64_t numel = 1;
+  };
+  std::vector<Facts> floats;
+  for (const auto &t : graph.initializer()) {
+    if (!isTrainableDType(t.data_type()) && t.data_type() != kDouble)
+      continue;
+    Facts f{&t};
+    for (int64_t d : t.dims())
+      f.numel *= d;
+    std::vector<std::string> work = {t.name()};
+    std::set<std::string> seen;
+    while (!work.empty()) {
+      std::string v = work.back();
+      work.pop_back();
+      if (!seen.insert(v).second)
+        continue;
+      for (auto [n, k] : consumers[v]) {
+        if (!passesGradient(*n, k))
+          continue;
+        if (n->op_type() == "Sin" || n->op_type() == "Cos") {
+          f.trig = true;
+          continue;
+        }
+        StringRef where = weightPosition(*n, k);
+        bool meets = llvm::any_of(n->input(), [&](const std::string &in) {
+          return runtime.contains(in);
+        });
+        if (meets) {
+          f.gradientPath = true;
+          if (!where.empty() && f.weightOp.empty())
+            f.weightOp = where;
+          continue;
+        }
+        for (const std::string &out : n->output())
+          work.push_back(out);
+      }
+    }
+    floats.push_back(f);
+  }
+
+  // Values are read only where they decide: tables and masks (rank >= 2,
+  // not a weight's operand) and the parameters of norms.
+  std::map<std::string, HostTensor> read;
+  auto valueOf = [&](const onnx::TensorProto &t) -> const HostTensor * {
+    auto it = read.find(t.name());
+    if (it != read.end())
+      return &it->second;
+    HostTensor h;
+    if (failed(readInitializer(t, h, loc)))
+      return nullptr;
+    return &read.emplace(t.name(), std::move(h)).first->second;
+  };
+  constexpr int64_t kMaxRead = int64_t(1) << 26; // elements
+
+  std::map<std::string, Decision> evidence; // what the file says
+  std::vector<std::string> ambiguousConstant, ambiguousName;
+  std::vector<const Facts *> tableCandidates;
+  for (const Facts &f : floats) {
+    const onnx::TensorProto &t = *f.t;
+    Decision &d = evidence[t.name()];
+    if (!isTrainableDType(t.data_type())) {
+      d = {false, "float64 (not a training type)"};
+      continue;
+    }
+    if (f.numel <= 1) {
+      d = {false, "a scalar (an epsilon or a scale)"};
+      continue;
+    }
+    if (!f.gradientPath) {
+      d = {false, f.trig ? "only feeds sin/cos (rotary frequencies)"
+                         : "no gradient path (only feeds shapes, indices "
+                           "or other constants)"};
+      continue;
+    }
+    d = {true, f.weightOp.empty()
+                   ? std::string("a floating-point tensor that gradients reach")
+                   : ("the weight of a " + f.weightOp).str()};
+    if (t.dims_size() >= 2 && f.weightOp.empty() && f.numel <= kMaxRead)
+      tableCandidates.push_back(&f);
+    bool generated = isGeneratedName(t.name());
+    if ((t.dims_size() == 1 || isNormPosition(f.weightOp)) &&
+        f.numel <= kMaxRead) {
+      const HostTensor *h = valueOf(t);
+      if (!h)
+        return failure();
+      if (constantValued(*h)) {
+        if (generated && isNormPosition(f.weightOp)) {
+          // A weightless norm (F.layer_norm without weight): the exporter
+          // writes ONNX's required scale as ones under a generated name.
+          d = {false, "one value in every element, made by the exporter for "
+                      "a " +
+                          f.weightOp.str() +
+                          " without that parameter (a weightless norm)"};
+          ambiguousConstant.push_back(t.name());
+        } else {
+          ambiguousConstant.push_back(t.name());
+        }
+        continue;
+      }
+    }
+    if (generated && f.weightOp.empty())
+      ambiguousName.push_back(t.name());
+  }
+
+  // Rotary tables come in cos/sin pairs of one shape; masks stand alone.
+  for (size_t i = 0; i < tableCandidates.size(); ++i) {
+    const onnx::TensorProto &a = *tableCandidates[i]->t;
+    if (!evidence[a.name()].trained)
+      continue;
+    const HostTensor *ha = valueOf(a);
+    if (!ha)
+      return failure();
+    double tol = roundoff(a.data_type());
+    if (isMask(*ha)) {
+      evidence[a.name()] = {false, "an attention mask (every value 0 or <= "
+                                   "-1e4, or 0 and 1)"};
+      continue;
+    }
+    if (isTrigTable(*ha, tol)) {
+      evidence[a.name()] = {false, "a rotary sin/cos table (the squares of "
+                                   "its two halves sum to 1)"};
+      continue;
+    }
+    for (size_t j = i + 1; j < tableCandidates.size(); ++j) {
+      const onnx::TensorProto &b = *tableCandidates[j]->t;
+      if (!evidence[b.name()].trained ||
+          !llvm::equal(a.dims(), b.dims()))
+        continue;
+      const HostTensor *hb = valueOf(b);
+      if (!hb)
+        return failure();
+      if (isTrigPair(*ha, *hb, tol)) {
+        // The partner is listed too; naming it would keep the lines of
+        // per-layer tables from merging in the summary.
+        for (const std::string &n : {a.name(), b.name()})
+          evidence[n] = {false, "a rotary cos/sin table (its squares and "
+                                "those of a table of its shape sum to 1)"};
+        break;
+      }
+    }
+  }
+  llvm::erase_if(ambiguousName,
+                 [&](const std::string &n) { return !evidence[n].trained; });
+
+  // Metadata from weipipe's export helper: the exact set, with the names
+  // PyTorch gave the parameters.
+  std::map<std::string, std::string> declared;
+  bool haveMetadata = false;
+  for (const auto &prop : model.metadata_props()) {
+    if (prop.key() != kTrainableMetadataKey)
+      continue;
+    haveMetadata = true;
+    llvm::Expected<llvm::json::Value> json = llvm::json::parse(prop.value());
+    const llvm::json::Object *obj = json ? json->getAsObject() : nullptr;
+    if (!obj) {
+      if (!json)
+        llvm::consumeError(json.takeError());
+      return emitError(loc) << "model metadata '" << kTrainableMetadataKey
+                            << "' is not a JSON object {initializer: "
+                               "parameter name}";
+    }
+    for (const auto &[key, value] : *obj) {
+      auto name = value.getAsString();
+      if (!name)
+        return emitError(loc)
+               << "model metadata '" << kTrainableMetadataKey
+               << "': the value for '" << key.str() << "' is not a string";
+      declared[key.str()] = name->str();
+    }
+  }
+  std::map<std::string, const onnx::TensorProto *> byName;
+  for (const auto &t : graph.initializer())
+    byName[t.name()] = &t;
+  for (const auto &[name, param] : declared) {
+    auto it = byName.find(name);
+    if (it == byName.end())
+      return emitError(loc) << "model metadata '" << kTrainableMetadataKey
+                            << "' names initializer '" << name
+                            << "', which the model lacks";
+    if (!isTrainableDType(it->second->data_type()))
+      return emitError(loc)
+             << "model metadata '" << kTrainableMetadataKey
+             << "' trains initializer '" << name << "', which is "
+             << dtypeName(it->second->data_type())
+             << "; only float32, float16 and bfloat16 tensors can be trained";
+  }
+
+  // Flags. A user regex that matches nothing is a mistake worth an error.
+  bool userFrozen = options.frozenInitializers !=
+                    OnnxImportOptions::kDefaultFrozenInitializers;
+  auto trainFlag = [&](StringRef name) {
+    return !options.trainableInitializers.empty() && trainableRegex.match(name);
+  };
+  auto freezeFlag = [&](StringRef name) {
+    return !options.frozenInitializers.empty() && frozenRegex.match(name);
+  };
+  bool anyFrozen = false, anyTrainable = false;
+  for (const auto &t : graph.initializer()) {
+    bool train = trainFlag(t.name()), freeze = freezeFlag(t.name());
+    anyTrainable |= train;
+    anyFrozen |= freeze;
+    if (train && !isTrainableDType(t.data_type()))
+      return emitError(loc)
+             << "--trainable-initializers='" << options.trainableInitializers
+             << "' matches initializer '" << t.name() << "', which is "
+             << dtypeName(t.data_type()) << " " << shapeOf(t)
+             << "; only float32, float16 and bfloat16 tensors can be trained";
+    if (train && freeze && userFrozen)
+      return emitError(loc)
+             << "initializer '" << t.name()
+             << "' matches both --trainable-initializers='"
+             << options.trainableInitializers << "' and --frozen-initializers='"
+             << options.frozenInitializers << "'";
+  }
+  auto names = [&] {
+    std::vector<std::string> all;
+    for (const Facts &f : floats)
+      all.push_back(f.t->name());
+    return all;
+  };
+  if (!options.trainableInitializers.empty() && !anyTrainable)
+    return emitError(loc) << "--trainable-initializers='"
+                          << options.trainableInitializers
+                          << "' matches no initializer (floating-point "
+                             "initializers: "
+                          << joinNames(names()) << ")";
+  if (userFrozen && !options.frozenInitializers.empty() && !anyFrozen)
+    return emitError(loc) << "--frozen-initializers='"
+                          << options.frozenInitializers
+                          << "' matches no initializer (floating-point "
+                             "initializers: "
+                          << joinNames(names()) << ")";
+
+  // Combine: flags, then metadata, then structure.
+  std::vector<std::string> changedByFlag;
+  for (const Facts &f : floats) {
+    const std::string &name = f.t->name();
+    Decision file = evidence[name];
+    if (haveMetadata) {
+      auto it = declared.find(name);
+      file = it != declared.end()
+                 ? Decision{true, "metadata " + std::string(
+                                      kTrainableMetadataKey) +
+                                      ": PyTorch parameter '" + it->second +
+                                      "'"}
+                 : Decision{false, "not a parameter in metadata " +
+                                       std::string(kTrainableMetadataKey)};
+    }
+    // A flag that agrees with the file leaves the file's reason.
+    Decision final = file;
+    if (trainFlag(name))
+      final = {true, file.trained ? file.reason : "--trainable-initializers"};
+    else if (freezeFlag(name))
+      final = {false, file.trained ? "--frozen-initializers" : file.reason};
+    if (final.trained != file.trained) {
+      final.reason += " (the file's evidence would " +
+                      std::string(file.trained ? "train" : "freeze") +
+                      " it: " + file.reason + ")";
+      changedByFlag.push_back(name);
+    } else if (!final.trained && (f.numel <= 1 || !isTrainableDType(
+                                                      f.t->data_type()))) {
+      continue; // scalars and float64 are constants; not worth listing
+    }
+    trainability[name] = final;
+  }
+  // Integer initializers a flag did not touch stay constants, silently.
+
+  if (haveMetadata)
+    return success(); // the metadata settles every case
+  auto flagged = [&](const std::string &n) {
+    return llvm::is_contained(changedByFlag, n);
+  };
+  llvm::erase_if(ambiguousConstant, flagged);
+  llvm::erase_if(ambiguousName, flagged);
+  if (!ambiguousConstant.empty()) {
+    std::vector<std::string> trained, frozen;
+    for (const std::string &n : ambiguousConstant)
+      (trainability[n].trained ? trained : frozen).push_back(n);
+    if (!trained.empty())
+      emitWarning(loc)
+          << trained.size()
+          << " trained tensor(s) hold one value in every element: "
+          << joinNames(trained)
+          << ". A freshly initialized norm scale or bias looks like this and "
+             "PyTorch trains it; a constant looks the same. If they are "
+             "constants, freeze them with --frozen-initializers";
+    if (!frozen.empty())
+      emitWarning(loc)
+          << frozen.size()
+          << " tensor(s) with exporter-made names hold one value in every "
+             "element and feed a norm: "
+          << joinNames(frozen)
+          << ". They are taken for the constant scale or bias of a weightless "
+             "norm and not trained; if they are parameters, train them with "
+             "--trainable-initializers";
+  }
+  if (!ambiguousName.empty())
+    emitWarning(loc)
+        << ambiguousName.size()
+        << " trained tensor(s) have exporter-made names and are not the "
+           "weight of a matmul, embedding or norm: "
+        << joinNames(ambiguousName)
+        << ". The file does not say whether they are parameters or folded "
+           "buffers; weipipe trains them. Settle it with "
+           "--frozen-initializers or --trainable-initializers, or export "
+           "with weipipe's helper (python -m weipipe.models), which records "
+           "the trained set";
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// What the rest of the compiler sees
+//===----------------------------------------------------------------------===//
+
+void Importer::recordFrozen() {
+  std::map<std::string, const onnx::TensorProto *> byName;
+  for (const auto &t : model.graph().initializer())
+    byName[t.name()] = &t;
+  SmallVector<NamedAttribute> frozen;
+  for (const auto &[name, d] : trainability)
+    if (!d.trained)
+      frozen.push_back(NamedAttribute(
+          StringAttr::get(ctx, name),
+          StringAttr::get(ctx, shapeOf(*byName.at(name)) + ": " + d.reason)));
+  if (frozen.empty())
+    return;
+  nn::NNDialect::FrozenInitializersAttrHelper(ctx).setAttr(
+      *module, DictionaryAttr::get(ctx, frozen));
+}

@@ -1,0 +1,146 @@
+"""A small language model built around GatherElements and GatherND, and its
+PyTorch twin, for checking weipipe's lowering of both ops (forward against
+onnxruntime, gradients against torch.autograd).
+
+  gather_model.py make OUT.onnx
+  gather_model.py ort OUT.onnx DATA.bin OUT.npy          logits of the first batch
+  gather_model.py train OUT.onnx DATA.bin --steps N [--lr X] [--eps X] --log L.jsonl --save-weights W.safetensors
+
+The model (vocabulary 8 = sequence length 8, so that token ids are positions):
+  h  = emb[ids]                                          [2, 8, 16]
+  g1 = GatherElements(h, expand(ids[..., None]), axis=1)  h[b, ids[b,s], d]   (run-time indices)
+  g2 = GatherND(h, (7 - ids)[..., None], batch_dims=1)    h[b, 7 - ids[b,s]]  (run-time indices)
+  g3 = GatherND(h, reversed positions, batch_dims=1)      h[b, 7 - s]         (constant indices)
+  g4 = GatherND(table, [[i, i % 3] ...])                  table rows, constant indices, batch_dims 0
+  logits = (tanh((g1 + g2 + g3) @ w1) + h + g4) @ head
+Repeated ids make the gathers' gradients sums over several reads (a scatter-add).
+Training follows weipipe-run's contract: sequential windows of S+1 tokens, mean
+next-token cross-entropy, torch.optim.AdamW with weight decay on >= 2-D tensors.
+"""
+import argparse
+import json
+
+import numpy as np
+import onnx
+import torch
+import torch.nn.functional as F
+from onnx import TensorProto, helper, numpy_helper
+
+B, S, H, V = 2, 8, 16, 8
+NAMES = ("emb", "w1", "head", "table")
+
+
+def weights():
+    g = torch.Generator().manual_seed(0)
+    return {
+        "emb": torch.randn(V, H, generator=g) * 0.5,
+        "w1": torch.randn(H, H, generator=g) * 0.3,
+        "head": torch.randn(H, V, generator=g) * 0.3,
+        "table": torch.randn(4, 3, H, generator=g) * 0.2,
+    }
+
+
+def nd_index_const():
+    return np.array([[[i % 4, i % 3] for i in range(S)] for _ in range(B)], dtype=np.int64)  # [B, S, 2]
+
+
+def make(out):
+    w = weights()
+    inits = [numpy_helper.from_array(w[n].numpy(), n) for n in NAMES]
+    rev = np.array([[[S - 1 - s] for s in range(S)] for _ in range(B)], dtype=np.int64)
+    inits += [
+        numpy_helper.from_array(np.array([2], dtype=np.int64), "axis2"),
+        numpy_helper.from_array(np.array([B, S, H], dtype=np.int64), "bsh"),
+        numpy_helper.from_array(np.array(S - 1, dtype=np.int64), "last"),
+        numpy_helper.from_array(rev, "rev"),
+        numpy_helper.from_array(nd_index_const(), "tidx"),
+    ]
+    nodes = [
+        helper.make_node("Gather", ["emb", "input_ids"], ["h"]),
+        helper.make_node("Unsqueeze", ["input_ids", "axis2"], ["ids3"]),
+        helper.make_node("Expand", ["ids3", "bsh"], ["ide"]),
+        helper.make_node("GatherElements", ["h", "ide"], ["g1"], axis=1),
+        helper.make_node("Sub", ["last", "input_ids"], ["flip"]),
+        helper.make_node("Unsqueeze", ["flip", "axis2"], ["flip3"]),
+        helper.make_node("GatherND", ["h", "flip3"], ["g2"], batch_dims=1),
+        helper.make_node("GatherND", ["h", "rev"], ["g3"], batch_dims=1),
+        helper.make_node("GatherND", ["table", "tidx"], ["g4"]),
+        helper.make_node("Add", ["g1", "g2"], ["s12"]),
+        helper.make_node("Add", ["s12", "g3"], ["s123"]),
+        helper.make_node("MatMul", ["s123", "w1"], ["m"]),
+        helper.make_node("Tanh", ["m"], ["t"]),
+        helper.make_node("Add", ["t", "h"], ["r"]),
+        helper.make_node("Add", ["r", "g4"], ["z"]),
+        helper.make_node("MatMul", ["z", "head"], ["logits"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "gathers",
+        [helper.make_tensor_value_info("input_ids", TensorProto.INT64, [B, S])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [B, S, V])],
+        inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, out)
+
+
+def forward(p, ids):
+    h = p["emb"][ids]                                                   # [B, S, H]
+    idx = ids[..., None].expand(B, S, H)
+    g1 = torch.gather(h, 1, idx)
+    bi = torch.arange(B)[:, None]
+    g2 = h[bi, (S - 1) - ids]
+    g3 = h[:, torch.arange(S - 1, -1, -1)]
+    t = torch.from_numpy(nd_index_const())
+    g4 = p["table"][t[..., 0], t[..., 1]]
+    z = torch.tanh((g1 + g2 + g3) @ p["w1"]) + h + g4
+    return z @ p["head"]
+
+
+def batches(path, steps):
+    tokens = np.fromfile(path, dtype="<u2").astype(np.int64)
+    n = len(tokens) // (S + 1)
+    for step in range(steps):
+        rows = [tokens[(k % n) * (S + 1):(k % n + 1) * (S + 1)] for k in range(step * B, step * B + B)]
+        w = torch.from_numpy(np.stack(rows))
+        yield w[:, :-1], w[:, 1:]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("cmd", choices=["make", "ort", "train"])
+    ap.add_argument("onnx")
+    ap.add_argument("data", nargs="?")
+    ap.add_argument("out", nargs="?")
+    ap.add_argument("--steps", type=int, default=1)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--eps", type=float, default=1e-8)
+    ap.add_argument("--log")
+    ap.add_argument("--save-weights")
+    a = ap.parse_args()
+    if a.cmd == "make":
+        return make(a.onnx)
+    if a.cmd == "ort":
+        import onnxruntime as ort
+
+        x, _ = next(batches(a.data, 1))
+        sess = ort.InferenceSession(a.onnx, providers=["CPUExecutionProvider"])
+        np.save(a.out, sess.run(None, {"input_ids": x.numpy()})[0])
+        return
+    p = {n: torch.nn.Parameter(v.clone()) for n, v in weights().items()}
+    opt = torch.optim.AdamW(list(p.values()), lr=a.lr, eps=a.eps, weight_decay=0.01, foreach=False)
+    with open(a.log, "w") as log:
+        for step, (x, y) in enumerate(batches(a.data, a.steps)):
+            opt.zero_grad()
+            logits = forward(p, x)
+            loss = F.cross_entropy(logits.reshape(-1, V), y.reshape(-1))
+            loss.backward()
+            gn = torch.nn.utils.get_total_norm([q.grad for q in p.values()], foreach=False)
+            opt.step()
+            log.write(json.dumps({"step": step, "loss": loss.item(), "grad_norm": gn.item()}) + "\n")
+    from safetensors.torch import save_file
+
+    save_file({n: q.detach().contiguous() for n, q in p.items()}, a.save_weights)
+
+
+if __name__ == "__main__":
+    main()
