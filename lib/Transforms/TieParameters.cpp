@@ -103,29 +103,41 @@ struct NNTieParametersPass
     return true;
   }
 
-  /// Whether every sampled element of `a` is the same value: a fresh
-  /// initialization (norm scales of ones, zero biases, an untrained file),
-  /// not a copy of another parameter. Such parameters are never tied:
-  /// PyTorch keeps them separate, and comparing them would read them whole.
+  /// Whether every element of `a` is the same value: a fresh initialization
+  /// (norm scales of ones, zero biases, an untrained file), not a copy of
+  /// another parameter. Such parameters are never tied: PyTorch keeps them
+  /// separate. Sampled elements that differ settle it with a few reads; only
+  /// when they all agree is the tensor read whole (a tied embedding whose
+  /// padding row is zero must not pass for constant).
   bool isConstant(Stored &a) {
     if (a.constant >= 0)
       return a.constant;
     RankedTensorType t = paramType(a.op);
     int64_t width = t.getElementTypeBitWidth() / 8, n = t.getNumElements();
-    const int64_t samples = 64;
     char first[8], other[8];
     if (width > 8 || !element(a, 0, first, width))
       return (a.constant = 1); // unreadable: never tied
-    a.constant = 1;
-    for (int64_t s = 1; s < samples && s < n; ++s) {
-      if (!element(a, s * (n / std::min(n, samples)), other, width))
+    for (int64_t s = 1; s < kSamples && s < n; ++s) {
+      if (!element(a, sampleIndex(s, n), other, width))
         return (a.constant = 1);
-      if (std::memcmp(first, other, width)) {
-        a.constant = 0;
-        break;
-      }
+      if (std::memcmp(first, other, width))
+        return (a.constant = 0);
     }
+    const char *all = data(a);
+    if (!all)
+      return (a.constant = 1);
+    a.constant = 1;
+    for (int64_t k = 1; k < n && a.constant; ++k)
+      a.constant = std::memcmp(all, all + k * width, width) == 0;
     return a.constant;
+  }
+
+  static constexpr int64_t kSamples = 64;
+  /// The s-th of kSamples elements spread over n: a stride one more than
+  /// n / kSamples, so that the samples of a matrix walk its columns as well
+  /// as its rows.
+  static int64_t sampleIndex(int64_t s, int64_t n) {
+    return (s * (n / std::min(n, kSamples) + 1)) % n;
   }
 
   /// Whether b holds a's values (transposed: b = aᵀ for rank 2). Compares a
@@ -140,12 +152,11 @@ struct NNTieParametersPass
       return transposed ? (k % cols) * rows + k / cols : k;
     };
     // Sampled elements first, read one by one: distinct weights differ here.
-    const int64_t samples = 64;
     char ea[8], eb[8];
     if (width > 8)
       return false;
-    for (int64_t s = 0; s < samples && s < n; ++s) {
-      int64_t k = s * (n / std::min(n, samples));
+    for (int64_t s = 0; s < kSamples && s < n; ++s) {
+      int64_t k = sampleIndex(s, n);
       if (!element(a, k, ea, width) || !element(b, otherIndex(k), eb, width) ||
           std::memcmp(ea, eb, width))
         return false;

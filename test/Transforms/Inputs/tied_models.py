@@ -1,11 +1,14 @@
 """Writes small ONNX models whose initializers are tied in the ways exporters
 tie them, for nn-tie-parameters.test:
 
-  tied.onnx      emb [8, 4] and head [4, 8] = emb transposed, plus a bias-like
-                 [4] equal to another [4] (same-shape tie), an unrelated
-                 [4, 8] that differs from emb's transpose in one element, and
-                 two freshly initialized norm scales of ones (equal, but
-                 separate parameters in PyTorch: never tied).
+  tied.onnx      emb [128, 64] and head [64, 128] = emb transposed, plus a
+                 bias-like [64] equal to another [64] (same-shape tie), an
+                 unrelated [64, 128] that differs from emb's transpose in one
+                 element, and two freshly initialized norm scales of ones
+                 (equal, but separate parameters in PyTorch: never tied).
+                 emb's row 0 is zero, as a Hugging Face padding row is, so
+                 that the first column of the transposed head is zero: a
+                 sampler that reads only that column takes it for a constant.
 """
 import sys
 
@@ -15,14 +18,15 @@ from onnx import TensorProto, helper, numpy_helper
 
 out = sys.argv[1]
 rng = np.random.default_rng(0)
-emb = rng.standard_normal((8, 4)).astype(np.float32)
+emb = rng.standard_normal((128, 64)).astype(np.float32)
+emb[0] = 0  # the padding row
 head = np.ascontiguousarray(emb.T)
 near = head.copy()
-near[3, 5] = np.nextafter(near[3, 5], np.float32(10))  # one ulp away
-g1 = rng.standard_normal(4).astype(np.float32)
+near[33, 77] = np.nextafter(near[33, 77], np.float32(10))  # one ulp away
+g1 = rng.standard_normal(64).astype(np.float32)
 g2 = g1.copy()
-ones1 = np.ones(4, np.float32)
-ones2 = np.ones(4, np.float32)
+ones1 = np.ones(64, np.float32)
+ones2 = np.ones(64, np.float32)
 
 inits = [numpy_helper.from_array(a, n) for a, n in
          [(emb, "emb.weight"), (head, "val_7"), (near, "other.weight"),
@@ -40,8 +44,8 @@ nodes = [
 graph = helper.make_graph(
     nodes, "tied",
     [helper.make_tensor_value_info("ids", TensorProto.INT64, [2, 3])],
-    [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [2, 3, 8]),
-     helper.make_tensor_value_info("other", TensorProto.FLOAT, [2, 3, 8])],
+    [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [2, 3, 128]),
+     helper.make_tensor_value_info("other", TensorProto.FLOAT, [2, 3, 128])],
     inits)
 model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 onnx.checker.check_model(model)
