@@ -95,16 +95,45 @@ bool isNormPosition(StringRef where) {
   return where.ends_with("Normalization");
 }
 
+/// Whether `node` (where a tensor meets run-time data) adds it to values
+/// that a Softmax then normalizes, within a few reshapes, scalings and
+/// further additions: an attention score bias.
+bool addsToSoftmax(
+    const onnx::NodeProto &node,
+    std::map<std::string,
+             std::vector<std::pair<const onnx::NodeProto *, size_t>>>
+        &consumers) {
+  static const llvm::StringSet<> along = {
+      "Add",  "Sub",       "Mul",       "Div",     "Reshape", "Where",
+      "Cast", "Transpose", "Unsqueeze", "Squeeze", "Expand",  "Identity"};
+  StringRef op = node.op_type();
+  if (op != "Add" && op != "Sub" && op != "Where")
+    return false;
+  std::vector<std::pair<const onnx::NodeProto *, int>> work = {{&node, 0}};
+  while (!work.empty()) {
+    auto [n, depth] = work.back();
+    work.pop_back();
+    for (const std::string &out : n->output())
+      for (auto [user, k] : consumers[out]) {
+        if (user->op_type() == "Softmax")
+          return true;
+        if (depth < 4 && along.contains(user->op_type()))
+          work.push_back({user, depth + 1});
+      }
+  }
+  return false;
+}
+
 /// Names exporters make up for tensors they create: dynamo's `val_12` and
-/// folded op outputs (`unsqueeze_14`, `_val_3`), TorchScript's `onnx::MatMul_5`
-/// and `/model/Constant_output_0`. A module's parameters have dotted names.
+/// folded op outputs (`unsqueeze_14`, `repeat`, `where`, `_val_3`),
+/// TorchScript's `onnx::MatMul_5` and `/model/Constant_output_0`. A module's
+/// parameters have dotted names (`model.layers.0.mlp.up_proj.weight`).
 bool isGeneratedName(StringRef name) {
   static const llvm::Regex generated(
-      "^(onnx::.*|/.*|_*[A-Za-z]+(_[A-Za-z]+)*(_[0-9]+)+)$");
-  return !name.contains('.') || name.starts_with("onnx::") ||
-                 name.starts_with("/")
-             ? generated.match(name)
-             : false;
+      "^(onnx::.*|/.*|_*[A-Za-z]+(_[A-Za-z]+)*(_[0-9]+)*)$");
+  return (!name.contains('.') || name.starts_with("onnx::") ||
+          name.starts_with("/")) &&
+         generated.match(name);
 }
 
 /// True when every element of `t` holds the same value.
@@ -205,6 +234,7 @@ LogicalResult Importer::decideTrainable() {
     bool gradientPath = false; // meets run-time data where gradients flow
     bool trig = false;         // what it computes ends in Sin/Cos
     StringRef weightOp;        // the op it is a weight of, if any
+    bool scoreBias = false;    // added to what a Softmax normalizes
     int64_t numel = 1;
   };
   std::vector<Facts> floats;
@@ -236,6 +266,7 @@ LogicalResult Importer::decideTrainable() {
           f.gradientPath = true;
           if (!where.empty() && f.weightOp.empty())
             f.weightOp = where;
+          f.scoreBias |= addsToSoftmax(*n, consumers);
           continue;
         }
         for (const std::string &out : n->output())
@@ -285,23 +316,27 @@ LogicalResult Importer::decideTrainable() {
     if (t.dims_size() >= 2 && f.weightOp.empty() && f.numel <= kMaxRead)
       tableCandidates.push_back(&f);
     bool generated = isGeneratedName(t.name());
-    if ((t.dims_size() == 1 || isNormPosition(f.weightOp)) &&
+    bool normPosition = isNormPosition(f.weightOp);
+    if ((t.dims_size() == 1 || normPosition ||
+         (generated && f.weightOp.empty())) &&
         f.numel <= kMaxRead) {
       const HostTensor *h = valueOf(t);
       if (!h)
         return failure();
       if (constantValued(*h)) {
-        if (generated && isNormPosition(f.weightOp)) {
-          // A weightless norm (F.layer_norm without weight): the exporter
-          // writes ONNX's required scale as ones under a generated name.
+        // The exporter computed it and it holds one value: a weightless
+        // norm's scale (ONNX requires one), an all-zero mask of a
+        // bidirectional model. A real name holding one value is a fresh
+        // parameter and trained.
+        if (generated && normPosition)
           d = {false, "one value in every element, made by the exporter for "
                       "a " +
                           f.weightOp.str() +
                           " without that parameter (a weightless norm)"};
-          ambiguousConstant.push_back(t.name());
-        } else {
-          ambiguousConstant.push_back(t.name());
-        }
+        else if (generated && f.weightOp.empty())
+          d = {false, "one value in every element, computed by the exporter "
+                      "(a folded constant)"};
+        ambiguousConstant.push_back(t.name());
         continue;
       }
     }
@@ -345,6 +380,16 @@ LogicalResult Importer::decideTrainable() {
         break;
       }
     }
+  }
+  // What is left of the tensors the exporter made and added to attention
+  // scores (ALiBi slopes times positions, relative-position biases) is a
+  // folded buffer too.
+  for (const Facts &f : floats) {
+    Decision &d = evidence[f.t->name()];
+    if (d.trained && f.scoreBias && f.weightOp.empty() &&
+        isGeneratedName(f.t->name()))
+      d = {false, "an attention bias (added to the scores a Softmax "
+                  "normalizes; its name is the exporter's)"};
   }
   llvm::erase_if(ambiguousName,
                  [&](const std::string &n) { return !evidence[n].trained; });
@@ -439,7 +484,6 @@ LogicalResult Importer::decideTrainable() {
                           << joinNames(names()) << ")";
 
   // Combine: flags, then metadata, then structure.
-  std::vector<std::string> changedByFlag;
   for (const Facts &f : floats) {
     const std::string &name = f.t->name();
     Decision file = evidence[name];
@@ -463,7 +507,6 @@ LogicalResult Importer::decideTrainable() {
       final.reason += " (the file's evidence would " +
                       std::string(file.trained ? "train" : "freeze") +
                       " it: " + file.reason + ")";
-      changedByFlag.push_back(name);
     } else if (!final.trained && (f.numel <= 1 || !isTrainableDType(
                                                       f.t->data_type()))) {
       continue; // scalars and float64 are constants; not worth listing
@@ -474,8 +517,9 @@ LogicalResult Importer::decideTrainable() {
 
   if (haveMetadata)
     return success(); // the metadata settles every case
+  // A name a flag matches is settled by the flag.
   auto flagged = [&](const std::string &n) {
-    return llvm::is_contained(changedByFlag, n);
+    return trainFlag(n) || freezeFlag(n);
   };
   llvm::erase_if(ambiguousConstant, flagged);
   llvm::erase_if(ambiguousName, flagged);
@@ -495,10 +539,11 @@ LogicalResult Importer::decideTrainable() {
       emitWarning(loc)
           << frozen.size()
           << " tensor(s) with exporter-made names hold one value in every "
-             "element and feed a norm: "
+             "element and are no matmul's or embedding's weight: "
           << joinNames(frozen)
-          << ". They are taken for the constant scale or bias of a weightless "
-             "norm and not trained; if they are parameters, train them with "
+          << ". They are taken for constants the exporter computed (a "
+             "weightless norm's scale, a mask that keeps everything) and not "
+             "trained; if they are parameters, train them with "
              "--trainable-initializers";
   }
   if (!ambiguousName.empty())

@@ -1,0 +1,36 @@
+"""Turn an ONNX text model into a binary one, with what the text format of
+ONNX 1.12 (the importer's parser) cannot write: string escapes (a JSON model
+property) and dotted names (PyTorch's `layer.weight`).
+
+  text_model.py IN.onnxtext OUT.onnx [--metadata KEY=VALUE]... [--rename OLD=NEW]...
+
+--rename renames an initializer, node inputs and outputs, and graph inputs
+and outputs alike.
+"""
+import argparse
+
+import onnx
+import onnx.parser
+
+ap = argparse.ArgumentParser()
+ap.add_argument("src")
+ap.add_argument("out")
+ap.add_argument("--metadata", action="append", default=[])
+ap.add_argument("--rename", action="append", default=[])
+a = ap.parse_args()
+with open(a.src) as f:
+    model = onnx.parser.parse_model(f.read())
+for kv in a.metadata:
+    key, value = kv.split("=", 1)
+    prop = model.metadata_props.add()
+    prop.key, prop.value = key, value
+names = dict(kv.split("=", 1) for kv in a.rename)
+g = model.graph
+for t in g.initializer:
+    t.name = names.get(t.name, t.name)
+for n in g.node:
+    n.input[:] = [names.get(x, x) for x in n.input]
+    n.output[:] = [names.get(x, x) for x in n.output]
+for v in list(g.input) + list(g.output):
+    v.name = names.get(v.name, v.name)
+onnx.save(model, a.out)
