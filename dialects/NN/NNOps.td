@@ -358,6 +358,29 @@ def NN_GatherOp : NN_Op<"gather", [Pure]> {
   let hasVerifier = 1;
 }
 
+def NN_CumSumOp : NN_Op<"cumsum", [Pure, SameOperandsAndResultType]> {
+  let summary = "cumulative sum along one axis";
+  let description = [{
+    ONNX CumSum with a static axis (in `[0, rank)`): element `i` along `axis`
+    is the sum of the elements `j <= i` (`j < i` with `exclusive`; `j >= i`
+    and `j > i` with `reverse`). Exporters use it for position ids that skip
+    padding (`cumsum(input_ids != pad)`); its gradient is the cumulative sum
+    the other way.
+
+    Example:
+
+    ```mlir
+    %p = nn.cumsum %m {axis = 1 : i64, exclusive = false, reverse = false} : tensor<2x8xi64>
+    ```
+  }];
+  let arguments = (ins NN_NumericTensor:$input,
+                       ConfinedAttr<I64Attr, [IntNonNegative]>:$axis,
+                       BoolAttr:$exclusive, BoolAttr:$reverse);
+  let results = (outs NN_NumericTensor:$result);
+  let assemblyFormat = "$input attr-dict `:` type($input)";
+  let hasVerifier = 1;
+}
+
 def NN_TriluOp : NN_Op<"trilu", [Pure, SameOperandsAndResultType]> {
   let summary = "keeps the upper or lower triangle of the last two dims";
   let description = [{

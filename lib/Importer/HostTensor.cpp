@@ -924,6 +924,27 @@ FoldResult Folder::run() {
         kBool, [](double x, double y) { return double((x != 0) != (y != 0)); });
   if (op == "Not")
     return unary([](double x) { return double(x == 0); });
+  // The bitwise ops keep the input type (bool included, where they are the
+  // logical ones).
+  if (op == "BitwiseAnd" || op == "BitwiseOr" || op == "BitwiseXor") {
+    if (!input(0) || input(0)->isFloat())
+      return fail(op.str() + " needs integer or bool inputs");
+    auto fn = [op](int64_t x, int64_t y) {
+      return op == "BitwiseAnd" ? (x & y) : op == "BitwiseOr" ? (x | y) : (x ^ y);
+    };
+    return binary(
+        input(0)->dtype,
+        [fn](double x, double y) { return double(fn(int64_t(x), int64_t(y))); },
+        fn);
+  }
+  if (op == "BitwiseNot") {
+    if (!input(0) || input(0)->isFloat())
+      return fail("BitwiseNot needs an integer or bool input");
+    bool isBool = input(0)->dtype == kBool;
+    return unary([isBool](double x) {
+      return isBool ? double(x == 0) : double(~int64_t(x));
+    });
+  }
   if (op == "Neg")
     return unary([](double x) { return -x; });
   if (op == "Abs")
@@ -1273,6 +1294,7 @@ bool mlir::weipipe::importer::isFoldableOp(StringRef op) {
              true)
       .Cases({"And", "Or", "Xor", "Not", "Neg", "Abs", "Sqrt", "Reciprocal"},
              true)
+      .Cases({"BitwiseAnd", "BitwiseOr", "BitwiseXor", "BitwiseNot"}, true)
       .Cases({"Exp", "Log", "Sin", "Cos", "Tanh", "Erf", "Sigmoid", "Relu"},
              true)
       .Cases({"Floor", "Ceil", "Sign", "IsNaN", "IsInf", "Identity", "Dropout",

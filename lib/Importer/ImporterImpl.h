@@ -188,6 +188,7 @@ private:
   LogicalResult gather();
   /// GatherND (`nd`) or GatherElements as a gather of a flattened view.
   LogicalResult flatGather(bool nd);
+  LogicalResult cumsum();
   LogicalResult concat();
   LogicalResult split();
   LogicalResult slice();

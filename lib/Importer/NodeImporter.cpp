@@ -24,11 +24,15 @@ ArrayRef<StringRef> NodeEmitter::emittedOps() {
   static const StringRef ops[] = {"Abs",
                                   "Add",
                                   "And",
+                                  "BitwiseAnd",
+                                  "BitwiseNot",
+                                  "BitwiseOr",
                                   "Attention",
                                   "Cast",
                                   "CastLike",
                                   "Concat",
                                   "Cos",
+                                  "CumSum",
                                   "Div",
                                   "Dropout",
                                   "Equal",
@@ -482,6 +486,28 @@ LogicalResult NodeEmitter::gather() {
   llvm::append_range(shape, ds.drop_front(axis + 1));
   setOut(0,
          nn::GatherOp::create(b, loc, withShape(data, shape), data, idx, axis));
+  return success();
+}
+
+LogicalResult NodeEmitter::cumsum() {
+  Value x = operand(0);
+  if (!x)
+    return failure();
+  if (typeOf(x).getElementType().isInteger(1))
+    return fail() << "CumSum of bool is not defined";
+  const HostTensor *axisIn = constInput(1, "axis");
+  if (!axisIn)
+    return failure();
+  if (axisIn->numel() != 1 || axisIn->isFloat())
+    return fail() << "axis must be one integer";
+  int64_t axis = axisIn->getInt(0), rank = typeOf(x).getRank();
+  if (!normalizeAxis(axis, rank))
+    return fail() << "axis " << axisIn->getInt(0) << " out of range for rank "
+                  << rank;
+  setOut(0, nn::CumSumOp::create(
+                b, loc, typeOf(x), x, b.getI64IntegerAttr(axis),
+                b.getBoolAttr(attrInt(node, "exclusive", 0) != 0),
+                b.getBoolAttr(attrInt(node, "reverse", 0) != 0)));
   return success();
 }
 
@@ -1041,6 +1067,21 @@ LogicalResult NodeEmitter::emit() {
     return binary<nn::AndOp>();
   if (op == "Or")
     return binary<nn::OrOp>();
+  if (op.starts_with("Bitwise")) {
+    // On bool (how masks are combined) they are the logical ops; on
+    // integers only where the inputs are known at compile time (folded).
+    ValueInfo *x = in(0);
+    if (!x || x->dtype != kBool)
+      return fail() << "supported on bool tensors, or on integers known at "
+                       "compile time";
+    if (op == "BitwiseAnd")
+      return binary<nn::AndOp>();
+    if (op == "BitwiseOr")
+      return binary<nn::OrOp>();
+    if (op == "BitwiseNot")
+      return unary<nn::NotOp>();
+    return fail() << "BitwiseXor of run-time bools is not supported";
+  }
   if (op == "LessOrEqual")
     return compareNot(/*less=*/false);
   if (op == "GreaterOrEqual")
@@ -1140,6 +1181,8 @@ LogicalResult NodeEmitter::emit() {
     return reshapeLike();
   if (op == "Gather")
     return gather();
+  if (op == "CumSum")
+    return cumsum();
   if (op == "GatherND" || op == "GatherElements")
     return flatGather(op == "GatherND");
   if (op == "Concat")

@@ -46,7 +46,7 @@ ArrayRef<StringRef> mlir::weipipe::supportedOnnxOps() {
     for (StringRef op :
          {"Constant", "Shape", "Size", "Range", "ConstantOfShape", "Tile",
           "CumSum", "Mod", "Floor", "Ceil", "Sign", "IsInf", "GatherND",
-          "ReduceMin", "ReduceProd", "Xor", "Flatten"})
+          "ReduceMin", "ReduceProd", "Xor", "Flatten", "BitwiseXor"})
       all.insert(op);
     return std::vector<StringRef>(all.begin(), all.end());
   }();

@@ -525,6 +525,11 @@ LogicalResult Writer::encode(Operation *op, rt::Instruction &inst) {
       .Case([&](nn::GatherOp o) {
         return set(Opcode::Gather, {static_cast<int64_t>(o.getAxis())});
       })
+      .Case([&](nn::CumSumOp o) {
+        return set(Opcode::CumSum, {static_cast<int64_t>(o.getAxis()),
+                                    o.getExclusive() ? 1 : 0,
+                                    o.getReverse() ? 1 : 0});
+      })
       .Case([&](nn::TriluOp o) {
         return set(Opcode::Trilu,
                    {o.getUpper() ? 1 : 0, o.getKAttr().getInt()});

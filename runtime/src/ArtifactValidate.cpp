@@ -524,6 +524,13 @@ bool InstrCheck::check() {
     return arity(2, 1) && req(x) && req(idx, DType::I64) && req(y) &&
            sameDtype(y, x) && gather(x, idx, &t) && shapeIs(y, t);
   }
+  case Opcode::CumSum: {
+    Slot x = O(0, "x"), y = R(0, "y");
+    return arity(1, 1) && attrs(3, 0) && req(x) && req(y) &&
+           numericDtype(x, /*allowBool=*/false) && sameDtype(y, x) &&
+           rankAtLeast(x, 1) && axisInt(0, x.shape().size()) &&
+           boolInt(1, "exclusive") && boolInt(2, "reverse") && sameShape(y, x);
+  }
   case Opcode::Trilu: {
     Slot x = O(0, "x"), y = R(0, "y");
     return arity(1, 1) && attrs(2, 0) && boolInt(0, "upper") && req(x) &&

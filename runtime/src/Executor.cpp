@@ -562,6 +562,14 @@ cpu::Status Executor::Impl::exec(Step &s) {
     });
     return st;
   }
+  case Opcode::CumSum:
+    withType(in[0].dt, [&](auto tag) {
+      using T = decltype(tag);
+      if constexpr (!std::is_same_v<T, uint8_t>)
+        cumsum<T>(in[0].as<T>(), in[0].s, int(I.ints[0]), I.ints[1] != 0,
+                  I.ints[2] != 0, out[0].as<T>());
+    });
+    return {};
   case Opcode::Trilu:
     withType(in[0].dt, [&](auto tag) {
       using T = decltype(tag);

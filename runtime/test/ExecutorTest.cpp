@@ -598,7 +598,8 @@ TEST(Executor, TypedDataMovement) {
                   sl = p.f32({2, 3}), ga = p.t(DType::I64, {2, 3}),
                   i32 = p.t(DType::I32, {2, 3}), cp = p.t(DType::I64, {6}),
                   bc = p.f32({2, 2, 3}), st = p.f32({1, 3}),
-                  tri = p.t(DType::I64, {2, 3});
+                  tri = p.t(DType::I64, {2, 3}), cs = p.t(DType::I64, {2, 3}),
+                  csf = p.f32({2, 3});
   Function fn;
   fn.name = "f";
   fn.body = {
@@ -615,6 +616,8 @@ TEST(Executor, TypedDataMovement) {
       instr(Opcode::Broadcast, {f}, {bc}),
       instr(Opcode::SumToShape, {bc}, {st}),
       instr(Opcode::Trilu, {c(0)}, {tri}, {0, 0}),
+      instr(Opcode::CumSum, {c(0)}, {cs}, {1, 0, 0}),
+      instr(Opcode::CumSum, {f}, {csf}, {0, 1, 1}),
   };
   a.functions = {fn};
   a.microbatchProgram = {0};
@@ -642,6 +645,9 @@ TEST(Executor, TypedDataMovement) {
   EXPECT_EQ(vec(bc, 0.0f), (F{0, 1, 2, 3, 4, 5, 0, 1, 2, 3, 4, 5}));
   EXPECT_EQ(vec(st, 0.0f), (F{6, 10, 14}));
   EXPECT_EQ(vec(tri, int64_t()), (I{0, 0, 0, 3, 4, 0}));
+  EXPECT_EQ(vec(cs, int64_t()), (I{0, 1, 3, 3, 7, 12}));
+  // Exclusive, reversed along axis 0: row 0 gets row 1, row 1 nothing.
+  EXPECT_EQ(vec(csf, 0.0f), (F{3, 4, 5, 0, 0, 0}));
 }
 
 namespace {

@@ -226,3 +226,22 @@ func.func @main(%ids: tensor<2x8xi64> {nn.name = "input_ids"}, %t: tensor<2x8xi6
   %l = nn.cross_entropy %y, %t {ignore_index = -100 : i64} : (tensor<2x8x64xf32>, tensor<2x8xi64>) -> tensor<f32>
   return %l : tensor<f32>
 }
+
+// -----
+
+// The gradient of a cumulative sum is the cumulative sum of dy the other way
+// (exclusive stays exclusive); an integer cumsum (position ids) needs none.
+// CHECK-LABEL: func.func @main_backward(
+// CHECK: nn.cumsum %{{.*}} {axis = 1 : i64, exclusive = true, reverse = false} : tensor<2x8x16xf32>
+// CHECK-NOT: nn.cumsum
+// CHECK: return
+nn.parameter @emb : tensor<64x16xf32>
+func.func @main(%ids: tensor<2x8xi64> {nn.name = "input_ids"}, %t: tensor<2x8xi64> {nn.name = "targets"}) -> tensor<f32> {
+  %e = nn.param @emb : tensor<64x16xf32>
+  %p = nn.cumsum %ids {axis = 1 : i64, exclusive = false, reverse = false} : tensor<2x8xi64>
+  %x = nn.embedding %e, %p : (tensor<64x16xf32>, tensor<2x8xi64>) -> tensor<2x8x16xf32>
+  %c = nn.cumsum %x {axis = 1 : i64, exclusive = true, reverse = true} : tensor<2x8x16xf32>
+  %y = nn.linear %c, %e {transpose_weight = true} : (tensor<2x8x16xf32>, tensor<64x16xf32>) -> tensor<2x8x64xf32>
+  %l = nn.cross_entropy %y, %t {ignore_index = -100 : i64} : (tensor<2x8x64xf32>, tensor<2x8xi64>) -> tensor<f32>
+  return %l : tensor<f32>
+}

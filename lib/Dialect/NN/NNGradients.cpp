@@ -198,6 +198,15 @@ LogicalResult mlir::weipipe::nn::buildGradient(OpBuilder &b, Operation *op,
                                       o.getIndices(), dy, o.getAxisAttr());
         return success();
       })
+      .Case([&](CumSumOp o) {
+        // Each input element reaches the outputs after it (before it, when
+        // reversed): the gradient sums dy the other way.
+        if (isFloatTensor(o.getInput()))
+          d[0] = CumSumOp::create(b, loc, dy.getType(), dy, o.getAxisAttr(),
+                                  o.getExclusiveAttr(),
+                                  b.getBoolAttr(!o.getReverse()));
+        return success();
+      })
       .Case([&](TriluOp o) {
         if (isFloatTensor(o.getInput()))
           d[0] = TriluOp::create(b, loc, dy.getType(), dy, o.getUpperAttr(),

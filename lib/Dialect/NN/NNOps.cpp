@@ -455,6 +455,9 @@ LogicalResult ReduceMeanOp::verify() { return verifyReduce(*this); }
 LogicalResult ReduceSumOp::verify() { return verifyReduce(*this); }
 LogicalResult ReduceMaxOp::verify() { return verifyReduce(*this); }
 
+LogicalResult CumSumOp::verify() {
+  return checkAxis(*this, getAxis(), getType().getRank());
+}
 LogicalResult SoftmaxOp::verify() {
   return checkAxis(*this, getAxis(), getType().getRank());
 }

@@ -345,6 +345,28 @@ void trilu(const T *x, const Shape &xs, bool upper, int64_t k, T *y) {
   }
 }
 
+template <typename T>
+void cumsum(const T *x, const Shape &xs, int axis, bool exclusive,
+            bool reverse, T *y) {
+  const AxisSplit sp = splitAt(xs, axis);
+  const int64_t lines = sp.outer * sp.inner;
+#pragma omp parallel for schedule(static) if (lines * sp.n >= kParallelMin)
+  for (int64_t l = 0; l < lines; ++l) {
+    const int64_t o = l / sp.inner, in = l % sp.inner;
+    const int64_t base = o * sp.n * sp.inner + in;
+    T sum = T(0);
+    for (int64_t step = 0; step < sp.n; ++step) {
+      const int64_t i = reverse ? sp.n - 1 - step : step;
+      const T v = x[base + i * sp.inner];
+      if (!exclusive)
+        sum += v;
+      y[base + i * sp.inner] = sum;
+      if (exclusive)
+        sum += v;
+    }
+  }
+}
+
 #define WP_INSTANTIATE_MOVEMENT(T)                                             \
   template void transpose<T>(const T *, const Shape &, Span<int64_t>, T *);    \
   template void broadcast_to<T>(const T *, const Shape &, T *, const Shape &); \
@@ -359,5 +381,11 @@ WP_INSTANTIATE_MOVEMENT(int64_t)
 WP_INSTANTIATE_MOVEMENT(int32_t)
 WP_INSTANTIATE_MOVEMENT(uint8_t)
 #undef WP_INSTANTIATE_MOVEMENT
+template void cumsum<float>(const float *, const Shape &, int, bool, bool,
+                            float *);
+template void cumsum<int64_t>(const int64_t *, const Shape &, int, bool, bool,
+                              int64_t *);
+template void cumsum<int32_t>(const int32_t *, const Shape &, int, bool, bool,
+                              int32_t *);
 
 } // namespace weipipe::rt::cpu

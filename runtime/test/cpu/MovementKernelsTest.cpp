@@ -261,3 +261,57 @@ TEST(TriluKernels, ForwardAndBackward) {
       });
     }
 }
+
+TEST(CumSumKernels, ForwardIntegersAndGradient) {
+  Rng rng(27);
+  const std::vector<int64_t> xs = {3, 5, 4};
+  auto x = randVec(rng, numelOf(xs));
+  std::vector<int64_t> xi(x.size());
+  for (size_t i = 0; i < x.size(); ++i)
+    xi[i] = int64_t(x[i] * 10);
+  for (int axis : {0, 1, 2})
+    for (bool exclusive : {false, true})
+      for (bool reverse : {false, true}) {
+        // Reference: element i along the axis sums the elements j with
+        // j <= i (j < i exclusive; mirrored when reversed).
+        std::vector<double> ref(x.size());
+        std::vector<int64_t> refi(x.size());
+        for (int64_t i = 0; i < numelOf(xs); ++i) {
+          auto m = unravel(i, xs);
+          double sum = 0;
+          int64_t sumi = 0;
+          for (int64_t j = 0; j < numelOf(xs); ++j) {
+            auto n = unravel(j, xs);
+            bool line = true;
+            for (int d = 0; d < 3; ++d)
+              line &= d == axis || n[d] == m[d];
+            int64_t a = m[size_t(axis)], b = n[size_t(axis)];
+            bool in = reverse ? (exclusive ? b > a : b >= a)
+                              : (exclusive ? b < a : b <= a);
+            if (line && in) {
+              sum += x[size_t(j)];
+              sumi += xi[size_t(j)];
+            }
+          }
+          ref[size_t(i)] = sum;
+          refi[size_t(i)] = sumi;
+        }
+        const std::string tag = "cumsum axis " + std::to_string(axis) +
+                                (exclusive ? " exclusive" : "") +
+                                (reverse ? " reverse" : "");
+        std::vector<float> y(x.size());
+        cumsum(x.data(), S(xs), axis, exclusive, reverse, y.data());
+        EXPECT_TRUE(closeTo(tag, y, ref));
+        std::vector<int64_t> yi(x.size());
+        cumsum(xi.data(), S(xs), axis, exclusive, reverse, yi.data());
+        EXPECT_EQ(yi, refi) << tag << " (int64)";
+        // The gradient rule of NNGradients.cpp: cumsum of dy the other way.
+        auto r = randVec(rng, numelOf(xs));
+        std::vector<float> dx(x.size());
+        cumsum(r.data(), S(xs), axis, exclusive, !reverse, dx.data());
+        fdCheck(tag, x, dx, [&] {
+          cumsum(x.data(), S(xs), axis, exclusive, reverse, y.data());
+          return dotLoss(y, r);
+        });
+      }
+}

@@ -630,6 +630,22 @@ func.func @reduce_on_i1(%x: tensor<16x16xi1>) {
 
 // -----
 
+func.func @cumsum_axis(%x: tensor<2x16xi64>) {
+  // expected-error @+1 {{'nn.cumsum' op axis 2 out of range for rank 2}}
+  %r = nn.cumsum %x {axis = 2 : i64, exclusive = false, reverse = false} : tensor<2x16xi64>
+  return
+}
+
+// -----
+
+func.func @cumsum_bool(%x: tensor<2x16xi1>) {
+  // expected-error @+1 {{'nn.cumsum' op operand #0 must be statically shaped tensor of}}
+  %r = nn.cumsum %x {axis = 1 : i64, exclusive = false, reverse = false} : tensor<2x16xi1>
+  return
+}
+
+// -----
+
 func.func @softmax_axis(%x: tensor<2x8x16x16xf32>) {
   // expected-error @+1 {{'nn.softmax' op axis 4 out of range for rank 4}}
   %r = nn.softmax %x {axis = 4 : i64} : tensor<2x8x16x16xf32>

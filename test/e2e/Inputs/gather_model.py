@@ -1,6 +1,6 @@
-"""A small language model built around GatherElements and GatherND, and its
-PyTorch twin, for checking weipipe's lowering of both ops (forward against
-onnxruntime, gradients against torch.autograd).
+"""A small language model built around GatherElements, GatherND and CumSum,
+and its PyTorch twin, for checking weipipe's lowering of these ops (forward
+against onnxruntime, gradients against torch.autograd).
 
   gather_model.py make OUT.onnx
   gather_model.py ort OUT.onnx DATA.bin OUT.npy          logits of the first batch
@@ -12,7 +12,10 @@ The model (vocabulary 8 = sequence length 8, so that token ids are positions):
   g2 = GatherND(h, (7 - ids)[..., None], batch_dims=1)    h[b, 7 - ids[b,s]]  (run-time indices)
   g3 = GatherND(h, reversed positions, batch_dims=1)      h[b, 7 - s]         (constant indices)
   g4 = GatherND(table, [[i, i % 3] ...])                  table rows, constant indices, batch_dims 0
-  logits = (tanh((g1 + g2 + g3) @ w1) + h + g4) @ head
+  pos = min(CumSum(ids > 2), 7)                           position ids that skip small ids (int64)
+  g5 = GatherND(h, pos[..., None], batch_dims=1)          h[b, pos[b,s]]
+  c  = CumSum(h, axis=1, reverse=1)                       suffix sums (a float gradient path)
+  logits = (tanh((g1 + g2 + g3) @ w1) + h + g4 + g5 + 0.25 * c) @ head
 Repeated ids make the gathers' gradients sums over several reads (a scatter-add).
 Training follows weipipe-run's contract: sequential windows of S+1 tokens, mean
 next-token cross-entropy, torch.optim.AdamW with weight decay on >= 2-D tensors.
@@ -54,6 +57,9 @@ def make(out):
         numpy_helper.from_array(np.array(S - 1, dtype=np.int64), "last"),
         numpy_helper.from_array(rev, "rev"),
         numpy_helper.from_array(nd_index_const(), "tidx"),
+        numpy_helper.from_array(np.array(2, dtype=np.int64), "two"),
+        numpy_helper.from_array(np.array(1, dtype=np.int64), "axis1"),
+        numpy_helper.from_array(np.array(0.25, dtype=np.float32), "quarter"),
     ]
     nodes = [
         helper.make_node("Gather", ["emb", "input_ids"], ["h"]),
@@ -70,7 +76,17 @@ def make(out):
         helper.make_node("MatMul", ["s123", "w1"], ["m"]),
         helper.make_node("Tanh", ["m"], ["t"]),
         helper.make_node("Add", ["t", "h"], ["r"]),
-        helper.make_node("Add", ["r", "g4"], ["z"]),
+        helper.make_node("Add", ["r", "g4"], ["r4"]),
+        helper.make_node("Greater", ["input_ids", "two"], ["big"]),
+        helper.make_node("Cast", ["big"], ["big64"], to=TensorProto.INT64),
+        helper.make_node("CumSum", ["big64", "axis1"], ["cnt"]),
+        helper.make_node("Min", ["cnt", "last"], ["pos"]),
+        helper.make_node("Unsqueeze", ["pos", "axis2"], ["pos3"]),
+        helper.make_node("GatherND", ["h", "pos3"], ["g5"], batch_dims=1),
+        helper.make_node("CumSum", ["h", "axis1"], ["c"], reverse=1),
+        helper.make_node("Mul", ["c", "quarter"], ["cq"]),
+        helper.make_node("Add", ["r4", "g5"], ["r5"]),
+        helper.make_node("Add", ["r5", "cq"], ["z"]),
         helper.make_node("MatMul", ["z", "head"], ["logits"]),
     ]
     graph = helper.make_graph(
@@ -92,7 +108,10 @@ def forward(p, ids):
     g3 = h[:, torch.arange(S - 1, -1, -1)]
     t = torch.from_numpy(nd_index_const())
     g4 = p["table"][t[..., 0], t[..., 1]]
-    z = torch.tanh((g1 + g2 + g3) @ p["w1"]) + h + g4
+    pos = torch.clamp(torch.cumsum((ids > 2).long(), 1), max=S - 1)
+    g5 = h[bi, pos]
+    c = torch.flip(torch.cumsum(torch.flip(h, [1]), 1), [1])
+    z = torch.tanh((g1 + g2 + g3) @ p["w1"]) + h + g4 + g5 + 0.25 * c
     return z @ p["head"]
 
 

@@ -339,6 +339,14 @@ Status gather_backward(const float *dy, const Shape &xs, int axis,
 template <typename T>
 void trilu(const T *x, const Shape &xs, bool upper, int64_t k, T *y);
 
+/// nn.cumsum (ONNX CumSum): y[.., i, ..] = sum of x[.., j, ..] over j <= i
+/// along `axis` (j < i when `exclusive`; j >= i, j > i when `reverse`),
+/// summed in order in T. Its gradient is the cumsum of dy with `reverse`
+/// flipped.
+template <typename T>
+void cumsum(const T *x, const Shape &xs, int axis, bool exclusive,
+            bool reverse, T *y);
+
 //===----------------------------------------------------------------------===//
 // GEMM, matmul, linear
 //===----------------------------------------------------------------------===//
