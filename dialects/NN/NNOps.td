@@ -381,6 +381,29 @@ def NN_CumSumOp : NN_Op<"cumsum", [Pure, SameOperandsAndResultType]> {
   let hasVerifier = 1;
 }
 
+def NN_BandOp : NN_Op<"band", [Pure]> {
+  let summary = "a matrix constant along its diagonals, from one value per diagonal";
+  let description = [{
+    `result[..., i, j] = diagonals[j - i + M - 1]` for every leading index,
+    where `[M, N]` are the result's last two dimensions and `diagonals` holds
+    the `M + N - 1` values from the lowest diagonal (`j - i = 1 - M`) to the
+    highest (`j - i = N - 1`). The causal and sliding-window masks that
+    exporters compute from position aranges are such matrices: the importer
+    keeps them in this form, O(S) instead of O(S^2), and the attention
+    canonicalization reads their pattern without expanding them.
+
+    Example:
+
+    ```mlir
+    %m = nn.band %diag : tensor<8191xi1> to tensor<1x1x4096x4096xi1>
+    ```
+  }];
+  let arguments = (ins NN_AnyTensor:$diagonals);
+  let results = (outs NN_AnyTensor:$result);
+  let assemblyFormat = "$diagonals attr-dict `:` type($diagonals) `to` type($result)";
+  let hasVerifier = 1;
+}
+
 def NN_TriluOp : NN_Op<"trilu", [Pure, SameOperandsAndResultType]> {
   let summary = "keeps the upper or lower triangle of the last two dims";
   let description = [{

@@ -1316,8 +1316,43 @@ FoldResult
 mlir::weipipe::importer::foldNode(const onnx::NodeProto &node,
                                   ArrayRef<const HostTensor *> inputs,
                                   int64_t opset) {
-  Folder f{node, inputs, opset, {}};
+  FoldResult banded;
+  if (foldBanded(node, inputs, opset, banded))
+    return banded;
+  // The folders below read every element.
+  std::vector<HostTensor> dense;
+  dense.reserve(inputs.size());
+  SmallVector<const HostTensor *> ins(inputs.begin(), inputs.end());
+  for (const HostTensor *&t : ins)
+    if (t && t->banded) {
+      dense.push_back(t->densified());
+      t = &dense.back();
+    }
+  Folder f{node, ins, opset, {}};
   return f.run();
+}
+
+HostTensor HostTensor::makeBanded(int32_t dtype, ArrayRef<int64_t> shape) {
+  int64_t m = shape[shape.size() - 2], n = shape.back();
+  HostTensor t(dtype, {std::max<int64_t>(m + n - 1, 0)});
+  t.shape.assign(shape.begin(), shape.end());
+  t.banded = true;
+  return t;
+}
+
+HostTensor HostTensor::densified() const {
+  if (!banded)
+    return *this;
+  HostTensor out(dtype, shape);
+  int64_t m = shape[shape.size() - 2], n = shape.back();
+  for (int64_t k = 0, e = out.numel(); k < e; ++k) {
+    int64_t j = k % n, i = (k / n) % m;
+    if (isFloat())
+      out.f[k] = f[j - i + m - 1];
+    else
+      out.i[k] = this->i[j - i + m - 1];
+  }
+  return out;
 }
 
 //===----------------------------------------------------------------------===//

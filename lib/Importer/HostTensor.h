@@ -82,7 +82,27 @@ struct HostTensor {
 
   static HostTensor scalarInt(int64_t v, int32_t dtype = kInt64);
   static HostTensor vectorInt(llvm::ArrayRef<int64_t> v);
+
+  /// A big matrix constant along its diagonals: the causal and sliding-window
+  /// masks that exporters compute from position aranges, O(S^2) elements
+  /// that are O(S) values. When `banded`, `f`/`i` hold one value per
+  /// diagonal of the last two dimensions [M, N] (M + N - 1 values, lowest
+  /// diagonal first: element (i, j) is value j - i + M - 1), the same for
+  /// every leading index. Only the banded folds (Banded.cpp) and
+  /// materializeConstant read that form; everything else reads `densified()`.
+  bool banded = false;
+  /// A banded tensor of `shape` (rank >= 2) with zeroed diagonals.
+  static HostTensor makeBanded(int32_t dtype, llvm::ArrayRef<int64_t> shape);
+  /// Every element stored: a copy when banded (std::length_error past
+  /// kMaxFoldedElements, which the importer reports at the node).
+  HostTensor densified() const;
 };
+
+/// Folds `node` keeping banded inputs banded and making big masks banded,
+/// when the op and its inputs allow it (Banded.cpp). False: not handled.
+bool foldBanded(const onnx::NodeProto &node,
+                llvm::ArrayRef<const HostTensor *> inputs, int64_t opset,
+                struct FoldResult &out);
 
 /// Rounds `v` to the precision of a float dtype.
 double roundToDType(double v, int32_t dtype);

@@ -207,15 +207,16 @@ FailureOr<std::pair<Value, Value>> NodeEmitter::unifyBinary(size_t a,
   // to the other side's type at import time.
   auto convert = [&](ValueInfo *c, int32_t to) -> Value {
     bool failedRead;
-    const HostTensor *h = im.constantOf(*c, loc, failedRead);
-    if (!h)
+    const HostTensor *known = im.constantOf(*c, loc, failedRead);
+    if (!known)
       return nullptr;
-    HostTensor t(to, h->shape);
+    HostTensor h = known->densified();
+    HostTensor t(to, h.shape);
     for (int64_t k = 0, n = t.numel(); k < n; ++k) {
-      if (h->isFloat())
-        t.setDouble(k, h->f[k]);
+      if (h.isFloat())
+        t.setDouble(k, h.f[k]);
       else
-        t.setInt(k, h->i[k]);
+        t.setInt(k, h.i[k]);
     }
     return im.materializeConstant(t, loc);
   };

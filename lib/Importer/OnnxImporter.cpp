@@ -581,6 +581,15 @@ Value Importer::materializeConstant(const HostTensor &t, Location loc) {
   if (failed(elem))
     return nullptr;
   auto type = RankedTensorType::get(t.shape, *elem);
+  if (t.banded) {
+    // One value per diagonal, expanded by nn.band (Banded.cpp).
+    HostTensor diagonals = t;
+    diagonals.banded = false;
+    diagonals.shape = {static_cast<int64_t>(t.isFloat() ? t.f.size()
+                                                        : t.i.size())};
+    Value d = materializeConstant(diagonals, loc);
+    return d ? nn::BandOp::create(builder, loc, type, d).getResult() : d;
+  }
   bool splat = true;
   for (int64_t k = 1, n = t.numel(); k < n && splat; ++k)
     splat = t.isFloat() ? t.f[k] == t.f[0] : t.i[k] == t.i[0];

@@ -525,6 +525,7 @@ LogicalResult Writer::encode(Operation *op, rt::Instruction &inst) {
       .Case([&](nn::GatherOp o) {
         return set(Opcode::Gather, {static_cast<int64_t>(o.getAxis())});
       })
+      .Case([&](nn::BandOp) { return set(Opcode::Band); })
       .Case([&](nn::CumSumOp o) {
         return set(Opcode::CumSum, {static_cast<int64_t>(o.getAxis()),
                                     o.getExclusive() ? 1 : 0,

@@ -536,38 +536,8 @@ Value transposed(PatternRewriter &rewriter, Location loc, Value v,
 bool mayMaskWholeRow(Value mask) {
   if (!mask)
     return false;
-  auto c = mask.getDefiningOp<ConstantOp>();
-  if (!c)
-    return true;
-  auto attr = dyn_cast<DenseElementsAttr>(c.getValue());
-  if (!attr)
-    return true;
-  RankedTensorType t = typeOf(mask);
-  if (t.getRank() < 1)
-    return false;
-  int64_t cols = t.getShape().back();
-  bool isBool = t.getElementType().isInteger(1);
-  int64_t k = 0, kept = 0;
-  if (isBool) {
-    for (bool keep : attr.getValues<bool>()) {
-      kept += keep;
-      if (++k % cols == 0) {
-        if (!kept)
-          return true;
-        kept = 0;
-      }
-    }
-    return false;
-  }
-  for (APFloat v : attr.getValues<APFloat>()) {
-    kept += v.convertToDouble() > -1e30;
-    if (++k % cols == 0) {
-      if (!kept)
-        return true;
-      kept = 0;
-    }
-  }
-  return false;
+  std::optional<MaskPattern> pattern = constantMaskPattern(mask);
+  return !pattern || !pattern->everyRowKeeps;
 }
 
 /// softmax(q kᵀ · scale + mask) v, as matmul/scale/mask/softmax/matmul
@@ -688,14 +658,19 @@ struct AttentionPattern : OpRewritePattern<MatmulOp> {
         return failure();
     }
     if (negate) {
-      // A where-true-means-masked condition becomes a keep-mask.
-      if (auto c = negate.getDefiningOp<ConstantOp>()) {
-        auto attr = cast<DenseElementsAttr>(c.getValue());
+      // A where-true-means-masked condition becomes a keep-mask, a constant
+      // one (dense or banded) negated at compile time.
+      auto band = negate.getDefiningOp<BandOp>();
+      Value values = band ? band.getDiagonals() : negate;
+      auto c = values.getDefiningOp<ConstantOp>();
+      if (auto attr = c ? dyn_cast<DenseElementsAttr>(c.getValue()) : nullptr) {
         SmallVector<bool> keep;
         for (bool m : attr.getValues<bool>())
           keep.push_back(!m);
-        mask = ConstantOp::create(rewriter, loc, typeOf(negate),
-                                  DenseElementsAttr::get(typeOf(negate), keep));
+        mask = ConstantOp::create(rewriter, loc, typeOf(values),
+                                  DenseElementsAttr::get(typeOf(values), keep));
+        if (band)
+          mask = BandOp::create(rewriter, loc, typeOf(negate), mask);
       } else {
         mask = NotOp::create(rewriter, loc, typeOf(negate), negate);
       }

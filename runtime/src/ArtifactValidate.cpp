@@ -524,6 +524,15 @@ bool InstrCheck::check() {
     return arity(2, 1) && req(x) && req(idx, DType::I64) && req(y) &&
            sameDtype(y, x) && gather(x, idx, &t) && shapeIs(y, t);
   }
+  case Opcode::Band: {
+    Slot d = O(0, "diagonals"), y = R(0, "y");
+    if (!(arity(1, 1) && attrs(0, 0) && req(d) && req(y) &&
+          sameDtype(y, d) && rankAtLeast(y, 2)))
+      return false;
+    const Dims &ys = y.shape();
+    const int64_t m = ys[ys.size() - 2], k = ys.back();
+    return shapeIs(d, {std::max<int64_t>(m + k - 1, 0)});
+  }
   case Opcode::CumSum: {
     Slot x = O(0, "x"), y = R(0, "y");
     return arity(1, 1) && attrs(3, 0) && req(x) && req(y) &&

@@ -562,6 +562,12 @@ cpu::Status Executor::Impl::exec(Step &s) {
     });
     return st;
   }
+  case Opcode::Band:
+    withType(in[0].dt, [&](auto tag) {
+      using T = decltype(tag);
+      band<T>(in[0].as<T>(), out[0].s, out[0].as<T>());
+    });
+    return {};
   case Opcode::CumSum:
     withType(in[0].dt, [&](auto tag) {
       using T = decltype(tag);

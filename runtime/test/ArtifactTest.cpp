@@ -162,7 +162,8 @@ TEST(Artifact, NamesAndSizes) {
   EXPECT_TRUE(isKnownOpcode(70));
   EXPECT_FALSE(isKnownOpcode(0));
   EXPECT_TRUE(isKnownOpcode(30)); // cumsum
-  EXPECT_FALSE(isKnownOpcode(31));
+  EXPECT_TRUE(isKnownOpcode(31)); // band
+  EXPECT_FALSE(isKnownOpcode(32));
   EXPECT_STREQ(functionKindName(FunctionKind::BackwardWeight),
                "backward_weight");
   TensorRef r = arenaAt(0, DType::I64, {2, 3});

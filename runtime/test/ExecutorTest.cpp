@@ -588,6 +588,7 @@ TEST(Executor, TypedDataMovement) {
       constant(DType::F32, {}, std::vector<float>{2.5f}),
       constant(DType::F32, {}, std::vector<float>{-1.0f}),
       constant(DType::I64, {2}, std::vector<int64_t>{1, -1}),
+      constant(DType::I64, {3}, std::vector<int64_t>{7, 8, 9}),
   };
   auto c = [&](uint32_t i) {
     return entry(Space::Const, i, a.constants[i].shape, a.constants[i].dtype);
@@ -599,7 +600,7 @@ TEST(Executor, TypedDataMovement) {
                   i32 = p.t(DType::I32, {2, 3}), cp = p.t(DType::I64, {6}),
                   bc = p.f32({2, 2, 3}), st = p.f32({1, 3}),
                   tri = p.t(DType::I64, {2, 3}), cs = p.t(DType::I64, {2, 3}),
-                  csf = p.f32({2, 3});
+                  csf = p.f32({2, 3}), bd = p.t(DType::I64, {2, 2, 2});
   Function fn;
   fn.name = "f";
   fn.body = {
@@ -618,6 +619,8 @@ TEST(Executor, TypedDataMovement) {
       instr(Opcode::Trilu, {c(0)}, {tri}, {0, 0}),
       instr(Opcode::CumSum, {c(0)}, {cs}, {1, 0, 0}),
       instr(Opcode::CumSum, {f}, {csf}, {0, 1, 1}),
+      // A [2, 2, 2] band from the 3 diagonal values of constant 4.
+      instr(Opcode::Band, {c(4)}, {bd}),
   };
   a.functions = {fn};
   a.microbatchProgram = {0};
@@ -648,6 +651,8 @@ TEST(Executor, TypedDataMovement) {
   EXPECT_EQ(vec(cs, int64_t()), (I{0, 1, 3, 3, 7, 12}));
   // Exclusive, reversed along axis 0: row 0 gets row 1, row 1 nothing.
   EXPECT_EQ(vec(csf, 0.0f), (F{3, 4, 5, 0, 0, 0}));
+  // (i, j) reads diagonal j - i + 1: [[8, 9], [7, 8]] twice.
+  EXPECT_EQ(vec(bd, int64_t()), (I{8, 9, 7, 8, 8, 9, 7, 8}));
 }
 
 namespace {

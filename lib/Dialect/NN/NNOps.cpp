@@ -455,6 +455,22 @@ LogicalResult ReduceMeanOp::verify() { return verifyReduce(*this); }
 LogicalResult ReduceSumOp::verify() { return verifyReduce(*this); }
 LogicalResult ReduceMaxOp::verify() { return verifyReduce(*this); }
 
+LogicalResult BandOp::verify() {
+  auto d = getDiagonals().getType(), r = getType();
+  if (failed(sameElementType(*this, getDiagonals(), getResult(), "diagonals",
+                             "result")))
+    return failure();
+  if (r.getRank() < 2)
+    return emitOpError() << "result must have rank >= 2, got " << r.getRank();
+  int64_t m = r.getDimSize(r.getRank() - 2), n = r.getDimSize(r.getRank() - 1);
+  if (d.getRank() != 1 || d.getDimSize(0) != std::max<int64_t>(m + n - 1, 0))
+    return emitOpError() << "diagonals must be one value per diagonal of "
+                            "the last two dimensions ["
+                         << m << ", " << n << "]: " << m + n - 1
+                         << " values, got " << d;
+  return success();
+}
+
 LogicalResult CumSumOp::verify() {
   return checkAxis(*this, getAxis(), getType().getRank());
 }
@@ -604,6 +620,78 @@ LogicalResult AttentionOp::verify() {
 }
 
 namespace {
+/// Each value of a constant mask: kept (1), masked (0), or an additive bias
+/// that keeps the key but is no mask value (2): a keep-mask's true/false, an
+/// additive 0 / -1e30 or below / anything else.
+SmallVector<int8_t> keptValues(DenseElementsAttr attr, bool isBool) {
+  SmallVector<int8_t> kept;
+  if (isBool) {
+    for (bool k : attr.getValues<bool>())
+      kept.push_back(k);
+    return kept;
+  }
+  for (APFloat v : attr.getValues<APFloat>()) {
+    double x = v.convertToDouble();
+    kept.push_back(x == 0.0 ? 1 : x <= -1e30 ? 0 : 2);
+  }
+  return kept;
+}
+} // namespace
+
+std::optional<MaskPattern> mlir::weipipe::nn::constantMaskPattern(Value mask) {
+  auto type = dyn_cast<RankedTensorType>(mask.getType());
+  if (!type || type.getRank() < 2)
+    return std::nullopt;
+  bool isBool = type.getElementType().isInteger(1);
+  MaskPattern p;
+  p.rows = type.getShape()[type.getRank() - 2];
+  p.cols = type.getShape().back();
+  p.causal = p.rows > 1 || p.cols > 1;
+  if (auto band = mask.getDefiningOp<BandOp>()) {
+    // One value per diagonal d = j - i in [1 - rows, cols - 1].
+    auto c = band.getDiagonals().getDefiningOp<ConstantOp>();
+    auto attr = c ? dyn_cast<DenseElementsAttr>(c.getValue()) : nullptr;
+    if (!attr)
+      return std::nullopt;
+    SmallVector<int8_t> kept = keptValues(attr, isBool);
+    if (attr.isSplat())
+      kept.assign(p.rows + p.cols - 1, kept.front());
+    SmallVector<int64_t> prefix = {0};
+    for (auto [k, v] : llvm::enumerate(kept)) {
+      int64_t d = static_cast<int64_t>(k) - (p.rows - 1);
+      p.pattern &= v != 2;
+      p.allKept &= v == 1;
+      p.causal &= v == (d <= 0 ? 1 : 0);
+      prefix.push_back(prefix.back() + (v != 0));
+    }
+    // Row i reads the diagonals [rows - 1 - i, rows - 1 - i + cols).
+    for (int64_t i = 0; i < p.rows && p.everyRowKeeps; ++i)
+      p.everyRowKeeps = prefix[p.rows - 1 - i + p.cols] > prefix[p.rows - 1 - i];
+    return p;
+  }
+  auto c = mask.getDefiningOp<ConstantOp>();
+  auto attr = c ? dyn_cast<DenseElementsAttr>(c.getValue()) : nullptr;
+  if (!attr)
+    return std::nullopt;
+  SmallVector<int8_t> kept = keptValues(attr, isBool);
+  if (attr.isSplat())
+    kept.assign(type.getNumElements(), kept.front());
+  int64_t rowKept = 0;
+  for (size_t k = 0; k < kept.size(); ++k) {
+    int64_t i = (k / p.cols) % p.rows, j = k % p.cols;
+    p.pattern &= kept[k] != 2;
+    p.allKept &= kept[k] == 1;
+    p.causal &= kept[k] == (j <= i ? 1 : 0);
+    rowKept += kept[k] != 0;
+    if ((k + 1) % p.cols == 0) {
+      p.everyRowKeeps &= rowKept > 0;
+      rowKept = 0;
+    }
+  }
+  return p;
+}
+
+namespace {
 /// A constant mask that is exactly the causal pattern (or keeps everything)
 /// becomes the `causal` flag (or nothing): the kernel then skips masked
 /// blocks instead of reading a mask.
@@ -614,46 +702,15 @@ struct ConstantMaskToCausal : OpRewritePattern<AttentionOp> {
     Value mask = op.getMask();
     if (!mask)
       return failure();
-    auto c = mask.getDefiningOp<ConstantOp>();
-    auto attr = c ? dyn_cast<DenseElementsAttr>(c.getValue()) : nullptr;
-    auto type = cast<RankedTensorType>(mask.getType());
-    if (!attr || type.getRank() < 2)
+    std::optional<MaskPattern> pattern = constantMaskPattern(mask);
+    if (!pattern || !pattern->pattern)
       return failure();
-    int64_t rows = type.getShape()[type.getRank() - 2];
-    int64_t cols = type.getShape().back();
-    bool isBool = type.getElementType().isInteger(1);
-    // Each element: kept or masked (a keep-mask's false, or an additive
-    // value at or below -1e30); any other additive value is not a pattern.
-    SmallVector<int8_t> kept;
-    kept.reserve(type.getNumElements());
-    if (isBool) {
-      for (bool k : attr.getValues<bool>())
-        kept.push_back(k);
-    } else {
-      for (APFloat v : attr.getValues<APFloat>()) {
-        double x = v.convertToDouble();
-        if (x == 0.0)
-          kept.push_back(1);
-        else if (x <= -1e30)
-          kept.push_back(0);
-        else
-          return failure();
-      }
-    }
-    if (attr.isSplat())
-      kept.assign(type.getNumElements(), kept.front());
-    bool all = true, causalPattern = rows > 1 || cols > 1;
-    for (size_t k = 0; k < kept.size(); ++k) {
-      int64_t i = (k / cols) % rows, j = k % cols;
-      all &= kept[k] == 1;
-      causalPattern &= kept[k] == (j <= i ? 1 : 0);
-    }
     int64_t sq = op.getType().getRank() == 4 ? op.getType().getDimSize(2)
                                              : op.getType().getDimSize(1);
     bool causal = op.getCausal();
-    if (causalPattern && rows == sq)
+    if (pattern->causal && pattern->rows == sq)
       causal = true;
-    else if (!all)
+    else if (!pattern->allKept)
       return failure();
     rewriter.modifyOpInPlace(op, [&] {
       op.getMaskMutable().clear();

@@ -345,6 +345,16 @@ void trilu(const T *x, const Shape &xs, bool upper, int64_t k, T *y) {
   }
 }
 
+template <typename T> void band(const T *diagonals, const Shape &ys, T *y) {
+  WP_CHECK(ys.rank >= 2, "band needs rank >= 2");
+  const int64_t M = ys[ys.rank - 2], N = ys[ys.rank - 1];
+  const int64_t rows = ys.numel() / std::max<int64_t>(N, 1);
+  // Row i is diagonals[M - 1 - i .. M - 1 - i + N): one copy per row.
+#pragma omp parallel for schedule(static) if (rows * N >= kParallelMin)
+  for (int64_t r = 0; r < rows; ++r)
+    std::memcpy(y + r * N, diagonals + (M - 1 - r % M), size_t(N) * sizeof(T));
+}
+
 template <typename T>
 void cumsum(const T *x, const Shape &xs, int axis, bool exclusive,
             bool reverse, T *y) {
@@ -375,7 +385,8 @@ void cumsum(const T *x, const Shape &xs, int axis, bool exclusive,
                          Span<int64_t>, Span<int64_t>, T *);                   \
   template Status gather<T>(const T *, const Shape &, int, const int64_t *,    \
                             int64_t, T *);                                     \
-  template void trilu<T>(const T *, const Shape &, bool, int64_t, T *);
+  template void trilu<T>(const T *, const Shape &, bool, int64_t, T *);        \
+  template void band<T>(const T *, const Shape &, T *);
 WP_INSTANTIATE_MOVEMENT(float)
 WP_INSTANTIATE_MOVEMENT(int64_t)
 WP_INSTANTIATE_MOVEMENT(int32_t)

@@ -315,3 +315,19 @@ TEST(CumSumKernels, ForwardIntegersAndGradient) {
         });
       }
 }
+
+TEST(BandKernels, DiagonalsFillEveryLeadingIndex) {
+  // [2, 3, 4]: 3 + 4 - 1 = 6 diagonals, element (i, j) = d[j - i + 2].
+  const std::vector<int64_t> ys = {2, 3, 4};
+  const std::vector<int64_t> d = {10, 11, 12, 13, 14, 15};
+  std::vector<int64_t> y(size_t(numelOf(ys)));
+  band(d.data(), S(ys), y.data());
+  for (int64_t k = 0; k < numelOf(ys); ++k) {
+    auto m = unravel(k, ys);
+    EXPECT_EQ(y[size_t(k)], d[size_t(m[2] - m[1] + 2)]) << "element " << k;
+  }
+  std::vector<float> df = {-1e30f, 0, 0, 0, 0, 0}, yf(size_t(numelOf(ys)));
+  band(df.data(), S({3, 4}), yf.data());
+  EXPECT_EQ(yf[8], -1e30f); // (2, 0): the lowest diagonal
+  EXPECT_EQ(yf[3], 0.0f);
+}

@@ -630,6 +630,30 @@ func.func @reduce_on_i1(%x: tensor<16x16xi1>) {
 
 // -----
 
+func.func @band_length(%d: tensor<16xf32>) {
+  // expected-error @+1 {{'nn.band' op diagonals must be one value per diagonal of the last two dimensions [8, 8]: 15 values, got 'tensor<16xf32>'}}
+  %r = nn.band %d : tensor<16xf32> to tensor<8x8xf32>
+  return
+}
+
+// -----
+
+func.func @band_rank(%d: tensor<1xf32>) {
+  // expected-error @+1 {{'nn.band' op result must have rank >= 2, got 1}}
+  %r = nn.band %d : tensor<1xf32> to tensor<8xf32>
+  return
+}
+
+// -----
+
+func.func @band_type(%d: tensor<15xi1>) {
+  // expected-error @+1 {{'nn.band' op diagonals element type 'i1' differs from result element type 'f32'}}
+  %r = nn.band %d : tensor<15xi1> to tensor<8x8xf32>
+  return
+}
+
+// -----
+
 func.func @cumsum_axis(%x: tensor<2x16xi64>) {
   // expected-error @+1 {{'nn.cumsum' op axis 2 out of range for rank 2}}
   %r = nn.cumsum %x {axis = 2 : i64, exclusive = false, reverse = false} : tensor<2x16xi64>

@@ -149,7 +149,7 @@ func.func @unary(%x: tensor<2x16x512xf32>, %h: tensor<2x16x512xf16>, %ids: tenso
 
 // Tests reshape, transpose, broadcast, concat, slice (positive and negative
 // steps, an empty result, steps of INT64_MAX and INT64_MIN that take one
-// element), gather, trilu and cumsum.
+// element), gather, trilu, cumsum and band.
 // CHECK-LABEL: func.func @shape(
 // CHECK-SAME: %[[X:[^:]+]]: tensor<2x16x512xf32>, %[[QKV:[^:]+]]: tensor<2x16x1536xf32>, %[[Q:[^:]+]]: tensor<2x16x8x64xf32>, %[[W:[^:]+]]: tensor<512x1536xf32>, %[[POS:[^:]+]]: tensor<1x16xi64>, %[[S:[^:]+]]: tensor<f32>, %[[ONE:[^:]+]]: tensor<1xf32>, %[[M:[^:]+]]: tensor<16x16xi1>, %[[TABLE:[^:]+]]: tensor<32000x512xf32>, %[[IDS:[^:]+]]: tensor<2x16xi64>, %[[LAST:[^:]+]]: tensor<i32>, %[[SQ:[^:]+]]: tensor<16x16xf32>)
 // CHECK-NEXT: %[[SPLIT:.*]] = nn.reshape %[[X]] : tensor<2x16x512xf32> to tensor<2x16x8x64xf32>
@@ -178,6 +178,9 @@ func.func @unary(%x: tensor<2x16x512xf32>, %h: tensor<2x16x512xf16>, %ids: tenso
 // CHECK-NEXT: %[[BAND:.*]] = nn.trilu %[[SQ]] {k = -4 : i64, upper = true} : tensor<16x16xf32>
 // CHECK-NEXT: %[[CPOS:.*]] = nn.cumsum %[[IDS]] {axis = 1 : i64, exclusive = false, reverse = false} : tensor<2x16xi64>
 // CHECK-NEXT: %[[CX:.*]] = nn.cumsum %[[X]] {axis = 0 : i64, exclusive = true, reverse = true} : tensor<2x16x512xf32>
+// CHECK-NEXT: %[[DIAG:.*]] = nn.slice %[[X]] [0, 0, 0] [1, 1, 31] [1, 1, 1] : tensor<2x16x512xf32> to tensor<1x1x31xf32>
+// CHECK-NEXT: %[[DIAG1:.*]] = nn.reshape %[[DIAG]] : tensor<1x1x31xf32> to tensor<31xf32>
+// CHECK-NEXT: %[[BAND:.*]] = nn.band %[[DIAG1]] : tensor<31xf32> to tensor<2x1x16x16xf32>
 // CHECK-NEXT: return
 func.func @shape(%x: tensor<2x16x512xf32>, %qkv: tensor<2x16x1536xf32>, %q: tensor<2x16x8x64xf32>, %w: tensor<512x1536xf32>, %pos: tensor<1x16xi64>, %s: tensor<f32>, %one: tensor<1xf32>, %m: tensor<16x16xi1>, %table: tensor<32000x512xf32>, %ids: tensor<2x16xi64>, %last: tensor<i32>, %sq: tensor<16x16xf32>) {
   %split = nn.reshape %x : tensor<2x16x512xf32> to tensor<2x16x8x64xf32>
@@ -206,6 +209,9 @@ func.func @shape(%x: tensor<2x16x512xf32>, %qkv: tensor<2x16x1536xf32>, %q: tens
   %band = nn.trilu %sq {k = -4 : i64, upper = true} : tensor<16x16xf32>
   %cpos = nn.cumsum %ids {axis = 1 : i64, exclusive = false, reverse = false} : tensor<2x16xi64>
   %cx = nn.cumsum %x {axis = 0 : i64, exclusive = true, reverse = true} : tensor<2x16x512xf32>
+  %diag = nn.slice %x [0, 0, 0] [1, 1, 31] [1, 1, 1] : tensor<2x16x512xf32> to tensor<1x1x31xf32>
+  %diag1 = nn.reshape %diag : tensor<1x1x31xf32> to tensor<31xf32>
+  %bandm = nn.band %diag1 : tensor<31xf32> to tensor<2x1x16x16xf32>
   return
 }
 

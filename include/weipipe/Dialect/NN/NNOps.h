@@ -36,6 +36,21 @@ matmulShape(llvm::ArrayRef<int64_t> lhs, llvm::ArrayRef<int64_t> rhs,
 /// Number of elements taken by a slice of a dimension, given clamped bounds.
 int64_t sliceLength(int64_t start, int64_t end, int64_t step);
 
+/// What a constant attention mask keeps over its last two axes [rows, cols]:
+/// a keep-mask's true, an additive mask's 0 (-1e30 or below is masked; any
+/// other additive value keeps the key but makes the mask no pattern).
+struct MaskPattern {
+  int64_t rows = 0, cols = 0;
+  bool pattern = true;       ///< only kept and masked values
+  bool allKept = true;       ///< nothing is masked (with `pattern`)
+  bool causal = true;        ///< the same causal pattern at every leading
+                             ///< index, j <= i kept (with `pattern`)
+  bool everyRowKeeps = true; ///< no query row masks every key
+};
+/// The pattern of `mask` if it is a dense `nn.constant` or an `nn.band` of
+/// one (the importer's form of big masks); none for run-time masks.
+std::optional<MaskPattern> constantMaskPattern(Value mask);
+
 } // namespace mlir::weipipe::nn
 
 #endif // WEIPIPE_DIALECT_NN_NNOPS_H

@@ -339,6 +339,10 @@ Status gather_backward(const float *dy, const Shape &xs, int axis,
 template <typename T>
 void trilu(const T *x, const Shape &xs, bool upper, int64_t k, T *y);
 
+/// nn.band: y[.., i, j] = diagonals[j - i + M - 1] over the last two dims
+/// [M, N] of ys, the same for every leading index.
+template <typename T> void band(const T *diagonals, const Shape &ys, T *y);
+
 /// nn.cumsum (ONNX CumSum): y[.., i, ..] = sum of x[.., j, ..] over j <= i
 /// along `axis` (j < i when `exclusive`; j >= i, j > i when `reverse`),
 /// summed in order in T. Its gradient is the cumsum of dy with `reverse`
