@@ -348,3 +348,26 @@ func.func @attention_batched_transpose(%q: tensor<1x2x3x4xf32>, %k: tensor<1x2x3
   %4 = nn.matmul %3, %v : (tensor<1x2x3x3xf32>, tensor<1x2x3x4xf32>) -> tensor<1x2x3x4xf32>
   return %4 : tensor<1x2x3x4xf32>
 }
+
+// -----
+
+// The same batched view over keys repeated for grouped-query attention
+// ([B, Hkv, G, S, D] merged to [B*H, S, D], as static-shape dynamo exports
+// write it): a transpose of the repeated keys reshaped to [B, H, S, D], so
+// the repetition is recognized and dropped.
+// CHECK-LABEL: func.func @attention_batched_transpose_repeated
+// CHECK: nn.attention %arg0, %arg1, %arg2 {causal = false, num_heads = 4 : i64, num_kv_heads = 2 : i64
+func.func @attention_batched_transpose_repeated(%q: tensor<1x4x3x4xf32>, %k: tensor<1x2x3x4xf32>, %v: tensor<1x2x3x4xf32>) -> tensor<1x4x3x4xf32> {
+  %k1 = nn.reshape %k : tensor<1x2x3x4xf32> to tensor<1x2x1x3x4xf32>
+  %kb = nn.broadcast %k1 : tensor<1x2x1x3x4xf32> to tensor<1x2x2x3x4xf32>
+  %0 = nn.reshape %kb : tensor<1x2x2x3x4xf32> to tensor<4x3x4xf32>
+  %1 = nn.transpose %0 [0, 2, 1] : tensor<4x3x4xf32> to tensor<4x4x3xf32>
+  %kT = nn.reshape %1 : tensor<4x4x3xf32> to tensor<1x4x4x3xf32>
+  %v1 = nn.reshape %v : tensor<1x2x3x4xf32> to tensor<1x2x1x3x4xf32>
+  %vb = nn.broadcast %v1 : tensor<1x2x1x3x4xf32> to tensor<1x2x2x3x4xf32>
+  %vr = nn.reshape %vb : tensor<1x2x2x3x4xf32> to tensor<1x4x3x4xf32>
+  %2 = nn.matmul %q, %kT : (tensor<1x4x3x4xf32>, tensor<1x4x4x3xf32>) -> tensor<1x4x3x3xf32>
+  %3 = nn.softmax %2 {axis = 3 : i64} : tensor<1x4x3x3xf32>
+  %4 = nn.matmul %3, %vr : (tensor<1x4x3x3xf32>, tensor<1x4x3x4xf32>) -> tensor<1x4x3x4xf32>
+  return %4 : tensor<1x4x3x4xf32>
+}

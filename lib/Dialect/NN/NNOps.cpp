@@ -277,6 +277,9 @@ namespace {
 /// reshape(transpose(reshape(x, merge leading dims), perm fixing dim 0),
 /// split them again) is a transpose of x: exporters write a transpose of the
 /// last two dimensions of a 4-D tensor this way through a 3-D batched form.
+/// When the split differs from x's own leading dims (keys repeated for
+/// grouped-query attention, [B, Hkv, G, S, D] -> [B*H, S, D] -> [B, H, D,
+/// S]), it is a transpose of x reshaped to the new leading dims.
 struct MergedBatchTranspose : OpRewritePattern<ReshapeOp> {
   using OpRewritePattern::OpRewritePattern;
   LogicalResult matchAndRewrite(ReshapeOp op,
@@ -296,17 +299,34 @@ struct MergedBatchTranspose : OpRewritePattern<ReshapeOp> {
     if (restRank < 1 || leadRank < 1 || perm.empty() || perm[0] != 0 ||
         x.drop_front(leadRank) != mid.drop_front())
       return failure();
-    SmallVector<int64_t> newPerm, shape;
-    for (int64_t k = 0; k < leadRank; ++k)
+    // The result: [lead'..., rest permuted], prod(lead') = prod(lead).
+    ArrayRef<int64_t> out = op.getType().getShape();
+    int64_t outLead = static_cast<int64_t>(out.size()) - restRank;
+    if (outLead < 1)
+      return failure();
+    int64_t merged = 1, split = 1;
+    for (int64_t d : x.take_front(leadRank))
+      merged *= d;
+    for (int64_t d : out.take_front(outLead))
+      split *= d;
+    if (merged != split)
+      return failure();
+    SmallVector<int64_t> newPerm;
+    for (int64_t k = 0; k < outLead; ++k)
       newPerm.push_back(k);
     for (int64_t p : perm.drop_front())
-      newPerm.push_back(leadRank + p - 1);
-    for (int64_t p : newPerm)
-      shape.push_back(x[p]);
-    if (op.getType().getShape() != ArrayRef<int64_t>(shape))
-      return failure();
-    rewriter.replaceOpWithNewOp<TransposeOp>(op, op.getType(), merge.getInput(),
-                                             newPerm);
+      newPerm.push_back(outLead + p - 1);
+    SmallVector<int64_t> source(out.take_front(outLead));
+    llvm::append_range(source, x.drop_front(leadRank));
+    for (auto [k, p] : llvm::enumerate(newPerm))
+      if (out[k] != source[p])
+        return failure();
+    Value in = merge.getInput();
+    if (ArrayRef<int64_t>(source) != x)
+      in = ReshapeOp::create(
+          rewriter, op.getLoc(),
+          RankedTensorType::get(source, op.getType().getElementType()), in);
+    rewriter.replaceOpWithNewOp<TransposeOp>(op, op.getType(), in, newPerm);
     return success();
   }
 };
