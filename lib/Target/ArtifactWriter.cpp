@@ -52,6 +52,14 @@ private:
   llvm::DenseMap<Attribute, uint32_t> constIndex;
   llvm::DenseSet<Operation *> skipped; // folded into another instruction
   llvm::DenseSet<Operation *> accumulating;
+  /// Storage the IR does not name: an attention's log-sum-exp, written by
+  /// the forward op (an extra result) and read by its gradient op (an extra
+  /// operand), so the backward need not recompute it.
+  struct Extra {
+    int node;
+    SmallVector<int64_t> shape; // f32
+  };
+  llvm::DenseMap<Operation *, Extra> extraResult, extraOperand;
   SmallVector<func::FuncOp> program;
   int64_t position = 0;
 
@@ -75,6 +83,32 @@ private:
   LogicalResult collectParameters();
   void warnSharedNormParameters();
   LogicalResult bind();
+  void keepAttentionLse();
+  /// The nodes an op reads and writes, the extra ones included.
+  SmallVector<int> operandNodes(Operation *op) {
+    SmallVector<int> ns;
+    for (Value v : op->getOperands())
+      ns.push_back(node(v));
+    if (auto it = extraOperand.find(op); it != extraOperand.end())
+      ns.push_back(it->second.node);
+    return ns;
+  }
+  SmallVector<int> resultNodes(Operation *op) {
+    SmallVector<int> ns;
+    for (Value v : op->getResults())
+      ns.push_back(node(v));
+    if (auto it = extraResult.find(op); it != extraResult.end())
+      ns.push_back(it->second.node);
+    return ns;
+  }
+  rt::TensorRef extraRef(const Extra &e) const {
+    rt::TensorRef r;
+    r.space = rt::Space::Arena;
+    r.offset = nodes[e.node].offset;
+    r.dtype = rt::DType::F32;
+    r.shape.assign(e.shape.begin(), e.shape.end());
+    return r;
+  }
   void foldAccumulation();
   void liveRanges();
   void assignOffsets();
@@ -304,6 +338,38 @@ LogicalResult Writer::bind() {
   return success();
 }
 
+/// [B, H, Sq] of an attention's log-sum-exp.
+SmallVector<int64_t> lseShape(nn::AttentionOp op) {
+  ArrayRef<int64_t> q = op.getQuery().getType().getShape();
+  int64_t h = static_cast<int64_t>(op.getNumHeads());
+  return {q[0], h, q.size() == 4 ? q[2] : q[1]};
+}
+
+/// The gradient op's forward attention is the one whose output it reads
+/// (the same node: a saved value, or the recomputed op in the backward).
+void Writer::keepAttentionLse() {
+  llvm::DenseMap<int, nn::AttentionOp> byOutput;
+  for (func::FuncOp f : program)
+    f.walk([&](nn::AttentionOp op) { byOutput[node(op.getResult())] = op; });
+  for (func::FuncOp f : program)
+    f.walk([&](nn::AttentionGradOp grad) {
+      auto fwd = byOutput.lookup(node(grad.getOutput()));
+      if (!fwd)
+        return;
+      auto it = extraResult.find(fwd);
+      if (it == extraResult.end()) {
+        Extra e{static_cast<int>(nodes.size()), lseShape(fwd)};
+        Node n;
+        n.bytes = 4;
+        for (int64_t d : e.shape)
+          n.bytes *= d;
+        nodes.push_back(n);
+        it = extraResult.try_emplace(fwd, e).first;
+      }
+      extraOperand[grad] = it->second;
+    });
+}
+
 bool producesAccumulable(Operation *op) {
   return isa<nn::LinearGradWeightOp, nn::LayerNormGradParamsOp,
              nn::RMSNormGradScaleOp, nn::EmbeddingGradOp>(op);
@@ -351,13 +417,10 @@ void Writer::liveRanges() {
   for (func::FuncOp f : program) {
     for (Operation &op : f.getBody().front()) {
       ++position;
-      for (Value v : op.getOperands()) {
-        Node &n = nodes[node(v)];
-        n.last = std::max(n.last, position);
-        n.first = std::min(n.first, position);
-      }
-      for (Value v : op.getResults()) {
-        Node &n = nodes[node(v)];
+      SmallVector<int> touched = operandNodes(&op);
+      llvm::append_range(touched, resultNodes(&op));
+      for (int i : touched) {
+        Node &n = nodes[i];
         n.first = std::min(n.first, position);
         n.last = std::max(n.last, position);
       }
@@ -679,6 +742,8 @@ LogicalResult Writer::emit() {
         inst.operands.emplace_back();
       if (auto at = dyn_cast<nn::AttentionGradOp>(op); at && !at.getMask())
         inst.operands.emplace_back();
+      if (auto it = extraOperand.find(&op); it != extraOperand.end())
+        inst.operands.push_back(extraRef(it->second));
       if (auto acc = dyn_cast<nn::AccumulateGradOp>(op)) {
         rt::TensorRef dst = inst.operands[0];
         dst.space = rt::Space::Grad;
@@ -696,6 +761,8 @@ LogicalResult Writer::emit() {
           return failure();
         inst.results.push_back(*r);
       }
+      if (auto it = extraResult.find(&op); it != extraResult.end())
+        inst.results.push_back(extraRef(it->second));
       if (accumulating.count(&op))
         inst.flags |= rt::Instruction::kAccumulate;
       fn.body.push_back(std::move(inst));
@@ -721,8 +788,7 @@ LogicalResult Writer::checkPlan() {
         (std::max<uint64_t>(nodes[n].bytes, 1) + kAlign - 1) / kAlign * kAlign;
     return std::make_pair(nodes[n].offset, nodes[n].offset + size);
   };
-  auto write = [&](Value v) {
-    int n = node(v);
+  auto write = [&](int n) {
     if (nodes[n].space != rt::Space::Arena)
       return;
     auto [b, e] = span(n);
@@ -731,14 +797,13 @@ LogicalResult Writer::checkPlan() {
   };
   func::FuncOp fwd = program.front();
   for (BlockArgument arg : fwd.getArguments())
-    write(arg);
-  write(dlossArgument());
+    write(node(arg));
+  write(node(dlossArgument()));
   for (func::FuncOp f : program)
     for (Operation &op : f.getBody().front()) {
       if (isa<func::ReturnOp>(op) || skipped.count(&op))
         continue;
-      for (Value v : op.getOperands()) {
-        int n = node(v);
+      for (int n : operandNodes(&op)) {
         if (nodes[n].space != rt::Space::Arena)
           continue;
         auto it = writtenAt.find(n);
@@ -752,8 +817,8 @@ LogicalResult Writer::checkPlan() {
                    << "internal error: the memory plan overwrites an operand "
                       "of this op before it is read";
       }
-      for (Value v : op.getResults())
-        write(v);
+      for (int n : resultNodes(&op))
+        write(n);
     }
   return success();
 }
@@ -785,6 +850,7 @@ LogicalResult Writer::run() {
   a.microbatches = opt.microbatches;
   if (failed(collectParameters()) || failed(bind()))
     return failure();
+  keepAttentionLse();
   foldAccumulation();
   liveRanges();
   assignOffsets();

@@ -327,7 +327,10 @@ private:
 };
 
 bool InstrCheck::attention(bool grad) {
-  if (!(arity(grad ? 6 : 4, grad ? 3 : 1) && attrs(3, 1)))
+  // The log-sum-exp of the scores: an optional extra result of the forward
+  // and operand of the backward (without it the backward recomputes it).
+  const bool withLse = grad ? I.operands.size() == 7 : I.results.size() == 2;
+  if (!(arity(grad ? 6 + withLse : 4, grad ? 3 : 1 + withLse) && attrs(3, 1)))
     return false;
   const int64_t H = I.ints[0], Hkv = I.ints[1];
   Slot q = O(0, "q"), k = O(1, "k"), v = O(2, "v");
@@ -379,6 +382,11 @@ bool InstrCheck::attention(bool grad) {
                mask.label + " must be f32 (additive) or bool (keep)") &&
           cond(mask.shape().size() <= 4, mask.label + " has rank > 4") &&
           broadcastTo(mask, {B, H, Sq, Sk})))
+      return false;
+  }
+  if (withLse) {
+    Slot lse = grad ? O(6, "lse") : R(1, "lse");
+    if (!(f32(lse) && shapeIs(lse, {B, H, Sq})))
       return false;
   }
   if (!grad) {

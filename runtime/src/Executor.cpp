@@ -609,8 +609,10 @@ cpu::Status Executor::Impl::exec(Step &s) {
                      float(I.floats[0]));
     return {};
   case Opcode::Attention:
+    // The log-sum-exp is kept when the artifact gives it a buffer (for the
+    // backward, which otherwise recomputes it).
     attention_forward(s.attn, in[0].f(), in[1].f(), in[2].f(), out[0].f(),
-                      nullptr);
+                      out.size() > 1 ? out[1].f() : nullptr);
     return {};
   case Opcode::Rotary:
     rotary_forward(in[0].f(), in[1].f(), in[2].f(), out[0].f(), s.rotary);
@@ -678,10 +680,10 @@ cpu::Status Executor::Impl::exec(Step &s) {
     normGrad(s);
     return {};
   case Opcode::AttentionGrad:
-    // The forward op kept only its output: the backward recomputes the
-    // logsumexp it needs (lse = nullptr).
+    // Without the forward's log-sum-exp (operand 6) the kernel recomputes it.
     attention_backward(s.attn, in[0].f(), in[1].f(), in[2].f(), in[3].f(),
-                       nullptr, in[4].f(), out[0].f(), out[1].f(), out[2].f());
+                       in.size() > 6 ? in[6].f() : nullptr, in[4].f(),
+                       out[0].f(), out[1].f(), out[2].f());
     return {};
   case Opcode::GeluGrad:
     gelu_backward(in[0].f(), in[1].f(), out[0].f(), in[0].n,

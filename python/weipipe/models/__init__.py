@@ -54,6 +54,9 @@ MODELS: dict[str, ModelSpec] = {
                   "the bundled model the README trains on English text"),
         ModelSpec("llama", "plain", _plain("llama"),
                   "Llama style: written-out RMSNorm, rotate-half RoPE, GQA 4q/2kv, SwiGLU, untied head"),
+        ModelSpec("sdpa", "plain", _plain("sdpa"),
+                  "causal decoder with F.scaled_dot_product_attention(is_causal=True), no position "
+                  "embedding (any length): the long-context model (2 layers of width 256, 4 heads of 64)"),
         ModelSpec("bert", "plain", _plain("bert"),
                   "BERT style encoder: tok+pos+type emb, post-LN, bidirectional attention, erf GELU, MLM head"),
         ModelSpec("hf-gpt2", "hf", _hf("build_gpt2"),

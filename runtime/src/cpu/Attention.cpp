@@ -12,8 +12,10 @@
 //     each query head of the GQA group and each query tile, over all the
 //     visible keys at once: P = exp(S - lse) (or softmax(S) when no lse is
 //     given), Dr = rowsum(dO * O), dS = P (dO V^T - Dr), dV += P^T dO,
-//     dK += scale dS^T Q, dQ = scale dS K. Otherwise (few kv heads, or very
-//     long keys) two passes that recompute P block by block:
+//     dK += scale dS^T Q, dQ = scale dS K. Beyond kMaxFusedKeys keys the
+//     same in blocks of kMaxKeyBlock keys, after a sweep that computes the
+//     tile's lse when none is given (so memory stays flat in the length).
+//     With few kv heads, two passes that recompute P block by block:
 //     dK/dV, one task per (b, kv head, key block), and dQ, one task per
 //     (b, h, query tile).
 //
@@ -43,9 +45,11 @@ constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 /// Keys per forward block: the whole row for most models, so the online
 /// softmax rarely rescales, with a bounded S buffer (TQ x this) per thread.
 constexpr int64_t kMaxKeyBlock = 1024;
-/// Longest key range the one-pass backward holds per query tile (two
-/// TQ x Sk buffers per thread); longer ones take the two-pass backward.
-constexpr int64_t kMaxFusedKeys = 4096;
+/// Longest key range the one-pass backward holds per query tile at once (two
+/// TQ x Sk buffers per thread); longer ones go in blocks of kMaxKeyBlock
+/// keys, whose buffers stay in cache (faster from 2K keys on: the
+/// long-context rows of bench/train-cpu).
+constexpr int64_t kMaxFusedKeys = kMaxKeyBlock;
 /// The one-pass backward parallelizes over (b, kv head) only: it needs this
 /// many of them when the problem is big enough to run threaded.
 constexpr int64_t kMinFusedTasks = 4;
@@ -150,18 +154,31 @@ void zeroRows(float *x, int64_t rows, int64_t stride, int64_t n) {
 }
 
 /// Block probabilities P = exp(S - lse) for rows [i0, i0 + rows) against keys
-/// [j0, j0 + n), from the already computed scaled scores in P.
+/// [j0, j0 + n), from the already computed scaled scores in P; row r's lse is
+/// lseHead[i0 + r], its query position i0 + r + rowBase.
 void recomputeP(const AttentionParams &p, const MaskStrides &ms, int64_t b,
                 int64_t h, int64_t i0, int64_t rows, int64_t j0, int64_t n,
-                const float *lseHead, float *P) {
+                const float *lseHead, float *P, int64_t rowBase = 0) {
   for (int64_t r = 0; r < rows; ++r) {
     float *s = P + r * n;
-    maskBlock(p, ms, b, h, i0 + r, j0, s, n);
+    maskBlock(p, ms, b, h, rowBase + i0 + r, j0, s, n);
     const float l = lseHead[i0 + r];
     if (l == kNegInf)
       std::memset(s, 0, size_t(n) * sizeof(float));
     else
       exp_shifted(s, n, l);
+  }
+}
+
+/// dr[r] = sum_d o[r][d] * g[r][d] over `rows` rows of `dim` (Dr =
+/// rowsum(dO * O)), accumulated in double.
+void rowDot(const float *o, const float *g, int64_t stride, int64_t rows,
+            int64_t dim, float *dr) {
+  for (int64_t r = 0; r < rows; ++r) {
+    double acc = 0.0;
+    for (int64_t d = 0; d < dim; ++d)
+      acc += double(o[r * stride + d]) * g[r * stride + d];
+    dr[r] = float(acc);
   }
 }
 
@@ -175,6 +192,56 @@ void softmaxGrad(const float *P, float *dP, const float *dr, int64_t rows,
 
 int64_t work(const AttentionParams &p) {
   return p.B * p.H * p.Sq * std::max<int64_t>(p.Sk, 1) * p.D;
+}
+
+/// One block of a row's online softmax: the masked scores s[0, n) become
+/// exp(s - m_new) (0 while nothing is visible), the running max m and sum l
+/// advance. Returns the factor exp(m_old - m_new) that earlier terms scale by.
+float onlineSoftmaxBlock(float *s, int64_t n, float &m, float &l) {
+  const float mn = std::max(m, row_max(s, n));
+  if (mn == kNegInf) { // nothing visible yet
+    std::memset(s, 0, size_t(n) * sizeof(float));
+    return 1.0f;
+  }
+  const float alpha = std::exp(m - mn); // 0 when m was -inf
+  const float sum = exp_shifted(s, n, mn);
+  l = l * alpha + sum;
+  m = mn;
+  return alpha;
+}
+
+/// The online softmax of one query tile (rows [i0, i0 + rows) of head (b, h),
+/// query rows qt) over key blocks of TK keys (kh): for each block, S (TQ x TK)
+/// gets exp(scale Q K^T + mask - m) and `block(j0, n, alpha)` runs, with
+/// alpha[r] the factor earlier blocks' terms of row r scale by. Leaves each
+/// row's max in m and sum in l (0 where no key is visible).
+template <typename BlockFn>
+void onlineSoftmaxTile(const AttentionParams &p, const MaskStrides &ms,
+                       int64_t b, int64_t h, int64_t i0, int64_t rows,
+                       int64_t kEnd, int64_t TK, const float *qt,
+                       const View &qv, const float *kh, const View &kv,
+                       float *S, float *m, float *l, BlockFn block) {
+  float alpha[TQ];
+  for (int64_t r = 0; r < rows; ++r) {
+    m[r] = kNegInf;
+    l[r] = 0.0f;
+  }
+  for (int64_t j0 = 0; j0 < kEnd; j0 += TK) {
+    const int64_t n = std::min(TK, kEnd - j0);
+    gemm(false, true, rows, n, p.D, p.scale, qt, qv.stride,
+         kh + j0 * kv.stride, kv.stride, 0.0f, S, n);
+    for (int64_t r = 0; r < rows; ++r) {
+      float *s = S + r * n;
+      maskBlock(p, ms, b, h, i0 + r, j0, s, n);
+      alpha[r] = onlineSoftmaxBlock(s, n, m[r], l[r]);
+    }
+    block(j0, n, alpha);
+  }
+}
+
+/// A row's log-sum-exp from its online-softmax max and sum.
+float lseOf(float m, float l) {
+  return l == 0.0f ? kNegInf : m + std::log(l);
 }
 
 } // namespace
@@ -199,35 +266,19 @@ void attention_forward(const AttentionParams &p, const float *q, const float *k,
       const float *qt = q + qv.base + i0 * qv.stride;
       float *o = out + ov.base + i0 * ov.stride;
       zeroRows(o, rows, ov.stride, p.Dv);
-      for (int64_t r = 0; r < rows; ++r) {
-        m[r] = kNegInf;
-        l[r] = 0.0f;
-      }
-      for (int64_t j0 = 0; j0 < kEnd; j0 += TK) {
-        const int64_t n = std::min(TK, kEnd - j0);
-        gemm(false, true, rows, n, p.D, p.scale, qt, qv.stride,
-             k + kv.base + j0 * kv.stride, kv.stride, 0.0f, S.data(), n);
-        for (int64_t r = 0; r < rows; ++r) {
-          float *s = S.data() + r * n;
-          maskBlock(p, ms, b, h, i0 + r, j0, s, n);
-          const float mn = std::max(m[r], row_max(s, n));
-          if (mn == kNegInf) { // nothing visible yet: P row is 0
-            std::memset(s, 0, size_t(n) * sizeof(float));
-            continue;
-          }
-          const float alpha = std::exp(m[r] - mn); // 0 when m was -inf
-          const float sum = exp_shifted(s, n, mn);
-          l[r] = l[r] * alpha + sum;
-          m[r] = mn;
-          if (alpha != 1.0f) {
-            float *orow = o + r * ov.stride;
-            for (int64_t d = 0; d < p.Dv; ++d)
-              orow[d] *= alpha;
-          }
-        }
-        gemm(false, false, rows, p.Dv, n, 1.0f, S.data(), n,
-             v + vv.base + j0 * vv.stride, vv.stride, 1.0f, o, ov.stride);
-      }
+      // O = sum over key blocks of P V, rescaled as the row maxima grow.
+      onlineSoftmaxTile(
+          p, ms, b, h, i0, rows, kEnd, TK, qt, qv, k + kv.base, kv, S.data(), m,
+          l, [&](int64_t j0, int64_t n, const float *alpha) {
+            for (int64_t r = 0; r < rows; ++r)
+              if (alpha[r] != 1.0f) {
+                float *orow = o + r * ov.stride;
+                for (int64_t d = 0; d < p.Dv; ++d)
+                  orow[d] *= alpha[r];
+              }
+            gemm(false, false, rows, p.Dv, n, 1.0f, S.data(), n,
+                 v + vv.base + j0 * vv.stride, vv.stride, 1.0f, o, ov.stride);
+          });
       float *lseRow = lse ? lse + (b * p.H + h) * p.Sq + i0 : nullptr;
       for (int64_t r = 0; r < rows; ++r) {
         float *orow = o + r * ov.stride;
@@ -241,7 +292,7 @@ void attention_forward(const AttentionParams &p, const float *q, const float *k,
         for (int64_t d = 0; d < p.Dv; ++d)
           orow[d] *= inv;
         if (lseRow)
-          lseRow[r] = m[r] + std::log(l[r]);
+          lseRow[r] = lseOf(m[r], l[r]);
       }
     }
   }
@@ -264,12 +315,8 @@ void twoPassBackward(const AttentionParams &p, const MaskStrides &ms,
     const int64_t b = row / (p.H * p.Sq), h = (row / p.Sq) % p.H,
                   i = row % p.Sq;
     const View ov = headView(p.layout, b, h, p.H, p.Sq, p.Dv);
-    const float *o = out + ov.base + i * ov.stride;
-    const float *g = dout + ov.base + i * ov.stride;
-    double s = 0.0;
-    for (int64_t d = 0; d < p.Dv; ++d)
-      s += double(o[d]) * g[d];
-    Dr[size_t(row)] = float(s);
+    rowDot(out + ov.base + i * ov.stride, dout + ov.base + i * ov.stride,
+           ov.stride, 1, p.Dv, &Dr[size_t(row)]);
   }
 
   // dK, dV: one task per (b, kv head, key block).
@@ -358,17 +405,23 @@ void twoPassBackward(const AttentionParams &p, const MaskStrides &ms,
 
 /// The one-pass backward (see the file comment): one task per (b, kv head)
 /// owns dK, dV of that head and dQ of its query heads. lse may be nullptr.
+/// Up to kMaxFusedKeys keys a query tile sees all its keys at once (without
+/// lse its softmax is normalized by the row's own sum); longer rows go in
+/// blocks of kMaxKeyBlock keys with the tile's lse (recomputed first when not
+/// given), so the buffers stay TQ x kMaxKeyBlock at any length.
 void fusedBackward(const AttentionParams &p, const MaskStrides &ms,
                    bool parallel, const float *q, const float *k,
                    const float *v, const float *out, const float *lse,
                    const float *dout, float *dq, float *dk, float *dv) {
   const int64_t G = p.H / p.Hkv;
   const int64_t tasks = p.B * p.Hkv;
+  const bool blocked = p.Sk > kMaxFusedKeys;
+  const int64_t KB = blocked ? kMaxKeyBlock : std::max<int64_t>(p.Sk, 1);
 #pragma omp parallel if (parallel && tasks > 1)
   {
-    // P and dS of one query tile against all its visible keys.
-    std::vector<float> P(size_t(TQ * std::max<int64_t>(p.Sk, 1))), dP(P.size());
-    float dr[TQ];
+    // P and dS of one query tile against one block of its visible keys.
+    std::vector<float> P(size_t(TQ * KB)), dP(P.size());
+    float dr[TQ], lt[TQ];
 #pragma omp for schedule(dynamic, 1)
     for (int64_t t = 0; t < tasks; ++t) {
       const int64_t b = t / p.Hkv, hk = t % p.Hkv;
@@ -396,6 +449,39 @@ void fusedBackward(const AttentionParams &p, const MaskStrides &ms,
               zeroRows(dqt, rows, qv.stride, p.D);
             continue;
           }
+          if (blocked) {
+            const float *lseRows = lse ? lse + (b * p.H + h) * p.Sq + i0 : lt;
+            if (!lse) {
+              float m[TQ], l[TQ];
+              onlineSoftmaxTile(p, ms, b, h, i0, rows, n, KB, qt, qv, kh, kv,
+                                P.data(), m, l, [](int64_t, int64_t, float *) {});
+              for (int64_t r = 0; r < rows; ++r)
+                lt[r] = lseOf(m[r], l[r]);
+            }
+            rowDot(out + ov.base + i0 * ov.stride, got, ov.stride, rows, p.Dv,
+                   dr);
+            if (dqt)
+              zeroRows(dqt, rows, qv.stride, p.D);
+            for (int64_t j0 = 0; j0 < n; j0 += KB) {
+              const int64_t nb = std::min(KB, n - j0);
+              gemm(false, true, rows, nb, p.D, p.scale, qt, qv.stride,
+                   kh + j0 * kv.stride, kv.stride, 0.0f, P.data(), nb);
+              recomputeP(p, ms, b, h, 0, rows, j0, nb, lseRows, P.data(), i0);
+              gemm(false, true, rows, nb, p.Dv, 1.0f, got, ov.stride,
+                   vh + j0 * vv.stride, vv.stride, 0.0f, dP.data(), nb);
+              softmaxGrad(P.data(), dP.data(), dr, rows, nb);
+              if (dvh) // dV += P^T dO
+                gemm(true, false, nb, p.Dv, rows, 1.0f, P.data(), nb, got,
+                     ov.stride, 1.0f, dvh + j0 * vv.stride, vv.stride);
+              if (dkh) // dK += scale dS^T Q
+                gemm(true, false, nb, p.D, rows, p.scale, dP.data(), nb, qt,
+                     qv.stride, 1.0f, dkh + j0 * kv.stride, kv.stride);
+              if (dqt) // dQ += scale dS K
+                gemm(false, false, rows, p.D, nb, p.scale, dP.data(), nb,
+                     kh + j0 * kv.stride, kv.stride, 1.0f, dqt, qv.stride);
+            }
+            continue;
+          }
           gemm(false, true, rows, n, p.D, p.scale, qt, qv.stride, kh, kv.stride,
                0.0f, P.data(), n);
           for (int64_t r = 0; r < rows; ++r) {
@@ -412,14 +498,9 @@ void fusedBackward(const AttentionParams &p, const MaskStrides &ms,
               for (int64_t j = 0; j < n; ++j)
                 s[j] *= inv;
             }
-            // Dr = rowsum(dO * O), in double.
-            const float *o = out + ov.base + (i0 + r) * ov.stride;
-            const float *go = got + r * ov.stride;
-            double acc = 0.0;
-            for (int64_t d = 0; d < p.Dv; ++d)
-              acc += double(o[d]) * go[d];
-            dr[r] = float(acc);
           }
+          rowDot(out + ov.base + i0 * ov.stride, got, ov.stride, rows, p.Dv,
+                 dr);
           gemm(false, true, rows, n, p.Dv, 1.0f, got, ov.stride, vh, vv.stride,
                0.0f, dP.data(), n);
           softmaxGrad(P.data(), dP.data(), dr, rows, n);
@@ -448,7 +529,7 @@ void attention_backward(const AttentionParams &p, const float *q,
   const MaskStrides ms = maskStrides(p);
   const bool parallel = work(p) >= kParallelMinMacs;
   // Sizes alone choose, so the result does not depend on the thread count.
-  if (p.Sk <= kMaxFusedKeys && (!parallel || p.B * p.Hkv >= kMinFusedTasks))
+  if (!parallel || p.B * p.Hkv >= kMinFusedTasks)
     return fusedBackward(p, ms, parallel, q, k, v, out, lse, dout, dq, dk, dv);
   std::vector<float> lseTmp;
   if (!lse) { // recomputed by a forward pass
