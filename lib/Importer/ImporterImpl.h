@@ -40,6 +40,10 @@ struct RawLocation {
 struct Decision {
   bool trained = false;
   std::string reason;
+  /// The stored tensor is one slice repeated along its first `repeated` axes
+  /// (the exporter folded a broadcast or a gather of a parameter): the
+  /// parameter is that slice, broadcast where it is read.
+  int repeated = 0;
 };
 
 /// "a, b, c, ... (N in all)": at most `max` names.
@@ -179,7 +183,18 @@ private:
   // Op families.
   template <typename OpT> LogicalResult binary();
   template <typename OpT> LogicalResult unary();
+  /// A reduction's axes (sorted, non-negative), keepdims, result shape and
+  /// the shape with the reduced axes kept as 1; `noop` for empty axes with
+  /// noop_with_empty_axes.
+  struct Reduction {
+    std::vector<int64_t> axes;
+    bool keep = true, noop = false;
+    SmallVector<int64_t> shape, keptShape;
+  };
+  FailureOr<Reduction> reduction(Value x);
   template <typename OpT> LogicalResult reduce();
+  LogicalResult reduceLogSumExp();
+  LogicalResult softplus();
   template <typename OpT> LogicalResult softmax();
   LogicalResult compareNot(bool less);
   LogicalResult variadic(llvm::StringRef op);

@@ -66,6 +66,7 @@ ArrayRef<StringRef> NodeEmitter::emittedOps() {
                                   "Reciprocal",
                                   "ReduceMax",
                                   "ReduceMean",
+                                  "ReduceLogSumExp",
                                   "ReduceSum",
                                   "Relu",
                                   "Reshape",
@@ -73,6 +74,7 @@ ArrayRef<StringRef> NodeEmitter::emittedOps() {
                                   "Sigmoid",
                                   "Sin",
                                   "Slice",
+                                  "Softplus",
                                   "Softmax",
                                   "SoftmaxCrossEntropyLoss",
                                   "Split",
@@ -316,38 +318,90 @@ template <typename OpT> LogicalResult NodeEmitter::unary() {
   return success();
 }
 
-template <typename OpT> LogicalResult NodeEmitter::reduce() {
-  Value x = operand(0);
-  if (!x)
-    return failure();
+FailureOr<NodeEmitter::Reduction> NodeEmitter::reduction(Value x) {
   bool present;
   auto axesOr = axesArg(present);
   if (failed(axesOr))
     return failure();
-  std::vector<int64_t> axes = *axesOr;
+  Reduction r;
+  r.axes = *axesOr;
   int64_t rank = typeOf(x).getRank();
-  if (axes.empty()) {
+  if (r.axes.empty()) {
     if (attrInt(node, "noop_with_empty_axes", 0)) {
-      setOut(0, x);
-      return success();
+      r.noop = true;
+      return r;
     }
-    axes.resize(rank);
-    std::iota(axes.begin(), axes.end(), 0);
+    r.axes.resize(rank);
+    std::iota(r.axes.begin(), r.axes.end(), 0);
   }
-  for (int64_t &a : axes)
+  for (int64_t &a : r.axes)
     if (!normalizeAxis(a, rank))
       return fail() << "axis " << a << " out of range for rank " << rank;
-  llvm::sort(axes);
-  axes.erase(std::unique(axes.begin(), axes.end()), axes.end());
-  bool keep = attrInt(node, "keepdims", 1) != 0;
-  SmallVector<int64_t> shape;
+  llvm::sort(r.axes);
+  r.axes.erase(std::unique(r.axes.begin(), r.axes.end()), r.axes.end());
+  r.keep = attrInt(node, "keepdims", 1) != 0;
   for (int64_t d = 0; d < rank; ++d) {
-    if (!llvm::is_contained(axes, d))
-      shape.push_back(typeOf(x).getDimSize(d));
-    else if (keep)
-      shape.push_back(1);
+    bool reduced = llvm::is_contained(r.axes, d);
+    if (!reduced)
+      r.shape.push_back(typeOf(x).getDimSize(d));
+    else if (r.keep)
+      r.shape.push_back(1);
+    r.keptShape.push_back(reduced ? 1 : typeOf(x).getDimSize(d));
   }
-  setOut(0, OpT::create(b, loc, withShape(x, shape), x, axes, keep));
+  return r;
+}
+
+template <typename OpT> LogicalResult NodeEmitter::reduce() {
+  Value x = operand(0);
+  if (!x)
+    return failure();
+  FailureOr<Reduction> r = reduction(x);
+  if (failed(r))
+    return failure();
+  if (r->noop) {
+    setOut(0, x);
+    return success();
+  }
+  setOut(0, OpT::create(b, loc, withShape(x, r->shape), x, r->axes, r->keep));
+  return success();
+}
+
+LogicalResult NodeEmitter::reduceLogSumExp() {
+  // max + log(sum(exp(x - max))): exp never overflows.
+  Value x = operand(0);
+  if (!x)
+    return failure();
+  FailureOr<Reduction> r = reduction(x);
+  if (failed(r))
+    return failure();
+  if (r->noop) {
+    setOut(0, x);
+    return success();
+  }
+  Value m = nn::ReduceMaxOp::create(b, loc, withShape(x, r->keptShape), x,
+                                    r->axes, true);
+  Value e = nn::ExpOp::create(
+      b, loc, typeOf(x), nn::SubOp::create(b, loc, typeOf(x), x, m));
+  Value s = nn::ReduceSumOp::create(b, loc, withShape(x, r->shape), e, r->axes,
+                                    r->keep);
+  Value l = nn::LogOp::create(b, loc, typeOf(s), s);
+  setOut(0, nn::AddOp::create(b, loc, typeOf(s), l, reshape(m, r->shape)));
+  return success();
+}
+
+LogicalResult NodeEmitter::softplus() {
+  // log(1 + exp(x)) = relu(x) + log(1 + exp(-|x|)): exp never overflows.
+  Value x = operand(0);
+  if (!x)
+    return failure();
+  Type t = typeOf(x), elem = typeOf(x).getElementType();
+  Value negAbs = nn::NegOp::create(b, loc, t, nn::AbsOp::create(b, loc, t, x));
+  Value tail = nn::LogOp::create(
+      b, loc, t,
+      nn::AddOp::create(b, loc, t, nn::ExpOp::create(b, loc, t, negAbs),
+                        scalar(1.0, elem)));
+  setOut(0, nn::AddOp::create(b, loc, t, nn::ReluOp::create(b, loc, t, x),
+                              tail));
   return success();
 }
 
@@ -1184,6 +1238,10 @@ LogicalResult NodeEmitter::emit() {
     return gather();
   if (op == "CumSum")
     return cumsum();
+  if (op == "ReduceLogSumExp")
+    return reduceLogSumExp();
+  if (op == "Softplus")
+    return softplus();
   if (op == "GatherND" || op == "GatherElements")
     return flatGather(op == "GatherND");
   if (op == "Concat")

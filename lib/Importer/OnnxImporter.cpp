@@ -519,6 +519,13 @@ Importer::declareParameter(const onnx::TensorProto &t, Location loc) {
   if (failed(elem))
     return failure();
   SmallVector<int64_t> shape(t.dims().begin(), t.dims().end());
+  // A slice repeated along the leading axes is stored first: the parameter
+  // is that slice (Trainability.cpp).
+  auto fullType = RankedTensorType::get(shape, *elem);
+  int64_t fullBytes = numElements(shape) * dtypeBytes(t.data_type());
+  int repeated = trainability.at(t.name()).repeated;
+  for (int k = 0; k < repeated; ++k)
+    shape[k] = 1;
   auto type = RankedTensorType::get(shape, *elem);
   int64_t bytes = numElements(shape) * dtypeBytes(t.data_type());
 
@@ -530,8 +537,8 @@ Importer::declareParameter(const onnx::TensorProto &t, Location loc) {
   if (t.data_location() == onnx::TensorProto::EXTERNAL) {
     ExternalRef ref;
     std::string filePath, typeStr;
-    llvm::raw_string_ostream(typeStr) << type;
-    if (failed(externalRef(t, modelDir, bytes, typeStr,
+    llvm::raw_string_ostream(typeStr) << fullType;
+    if (failed(externalRef(t, modelDir, fullBytes, typeStr,
                            "initializer '" + t.name() + "'", loc, ref,
                            filePath)))
       return failure();
@@ -540,10 +547,10 @@ Importer::declareParameter(const onnx::TensorProto &t, Location loc) {
     length = i64(bytes);
   } else if (auto raw = rawLocations.find(t.name());
              raw != rawLocations.end()) {
-    if (static_cast<int64_t>(raw->second.length) != bytes)
+    if (static_cast<int64_t>(raw->second.length) != fullBytes)
       return emitError(loc)
              << "initializer '" << t.name() << "' holds " << raw->second.length
-             << " bytes, " << type << " needs " << bytes;
+             << " bytes, " << fullType << " needs " << fullBytes;
     file = StringAttr::get(ctx, path);
     offset = i64(raw->second.offset);
     length = i64(bytes);
@@ -645,9 +652,12 @@ Value Importer::materialize(ValueInfo &v, Location loc) {
     FailureOr<nn::ParameterOp> param = declareParameter(*v.initializer, loc);
     if (failed(param))
       return nullptr;
-    v.value = nn::ParamOp::create(builder, loc,
-                                  cast<RankedTensorType>(param->getParamType()),
-                                  param->getSymName());
+    auto stored = cast<RankedTensorType>(param->getParamType());
+    v.value = nn::ParamOp::create(builder, loc, stored, param->getSymName());
+    // A slice the file repeats along its leading axes.
+    auto full = RankedTensorType::get(v.shape, stored.getElementType());
+    if (full != stored)
+      v.value = nn::BroadcastOp::create(builder, loc, full, v.value);
     return v.value;
   }
   bool failedRead;

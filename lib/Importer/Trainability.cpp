@@ -144,6 +144,24 @@ bool constantValued(const HostTensor &t) {
   return true;
 }
 
+/// The most leading axes along which `t` repeats one slice (0: none): t is
+/// broadcast(t[0, ..., 0, rest]) over its first k axes, the largest such k
+/// that leaves a slice of more than one element.
+int repeatedLeadingAxes(const HostTensor &t) {
+  int rank = static_cast<int>(t.shape.size());
+  for (int k = rank - 1; k >= 1; --k) {
+    int64_t inner = numElements(ArrayRef<int64_t>(t.shape).drop_front(k));
+    if (inner <= 1 || inner == t.numel())
+      continue;
+    bool repeats = true;
+    for (int64_t j = inner, n = t.numel(); j < n && repeats; ++j)
+      repeats = t.f[j] == t.f[j % inner];
+    if (repeats)
+      return k;
+  }
+  return 0;
+}
+
 /// Tolerance of a table computed in `dtype` and rounded to it.
 double roundoff(int32_t dtype) { return dtype == kFloat ? 1e-5 : 2e-2; }
 
@@ -339,6 +357,15 @@ LogicalResult Importer::decideTrainable() {
         ambiguousConstant.push_back(t.name());
         continue;
       }
+      // Embedding rows gathered with constant ids (positions, token type 0)
+      // and repeated over the batch: PyTorch trains the one slice.
+      if (generated && f.weightOp.empty() && (d.repeated =
+                                                  repeatedLeadingAxes(*h))) {
+        d.reason += "; stored repeated along its first " +
+                    std::to_string(d.repeated) +
+                    " axes, trained as one slice";
+        continue;
+      }
     }
     if (generated && f.weightOp.empty())
       ambiguousName.push_back(t.name());
@@ -499,10 +526,10 @@ LogicalResult Importer::decideTrainable() {
     }
     // A flag that agrees with the file leaves the file's reason.
     Decision final = file;
-    if (trainFlag(name))
-      final = {true, file.trained ? file.reason : "--trainable-initializers"};
-    else if (freezeFlag(name))
-      final = {false, file.trained ? "--frozen-initializers" : file.reason};
+    if (trainFlag(name) && !file.trained)
+      final = {true, "--trainable-initializers"};
+    else if (freezeFlag(name) && file.trained)
+      final = {false, "--frozen-initializers"};
     if (final.trained != file.trained) {
       final.reason += " (the file's evidence would " +
                       std::string(file.trained ? "train" : "freeze") +

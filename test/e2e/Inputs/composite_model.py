@@ -1,10 +1,11 @@
-"""A small language model built around GatherElements, GatherND and CumSum,
-and its PyTorch twin, for checking weipipe's lowering of these ops (forward
+"""A small language model built around the ONNX ops weipipe lowers to
+compositions of nn ops (GatherElements, GatherND, CumSum, Softplus,
+ReduceLogSumExp), and its PyTorch twin, for checking those lowerings (forward
 against onnxruntime, gradients against torch.autograd).
 
-  gather_model.py make OUT.onnx
-  gather_model.py ort OUT.onnx DATA.bin OUT.npy          logits of the first batch
-  gather_model.py train OUT.onnx DATA.bin --steps N [--lr X] [--eps X] --log L.jsonl --save-weights W.safetensors
+  composite_model.py make OUT.onnx
+  composite_model.py ort OUT.onnx DATA.bin OUT.npy          logits of the first batch
+  composite_model.py train OUT.onnx DATA.bin --steps N [--lr X] [--eps X] --log L.jsonl --save-weights W.safetensors
 
 The model (vocabulary 8 = sequence length 8, so that token ids are positions):
   h  = emb[ids]                                          [2, 8, 16]
@@ -15,7 +16,9 @@ The model (vocabulary 8 = sequence length 8, so that token ids are positions):
   pos = min(CumSum(ids > 2), 7)                           position ids that skip small ids (int64)
   g5 = GatherND(h, pos[..., None], batch_dims=1)          h[b, pos[b,s]]
   c  = CumSum(h, axis=1, reverse=1)                       suffix sums (a float gradient path)
-  logits = (tanh((g1 + g2 + g3) @ w1) + h + g4 + g5 + 0.25 * c) @ head
+  sp = Softplus(4 h)                                      (large arguments on both sides)
+  ls = ReduceLogSumExp(4 h, axis=-1, keepdims=1)
+  logits = (tanh((g1 + g2 + g3) @ w1) + h + g4 + g5 + 0.25 * c + 0.1 * (sp - ls)) @ head
 Repeated ids make the gathers' gradients sums over several reads (a scatter-add).
 Training follows weipipe-run's contract: sequential windows of S+1 tokens, mean
 next-token cross-entropy, torch.optim.AdamW with weight decay on >= 2-D tensors.
@@ -60,6 +63,9 @@ def make(out):
         numpy_helper.from_array(np.array(2, dtype=np.int64), "two"),
         numpy_helper.from_array(np.array(1, dtype=np.int64), "axis1"),
         numpy_helper.from_array(np.array(0.25, dtype=np.float32), "quarter"),
+        numpy_helper.from_array(np.array(4.0, dtype=np.float32), "four"),
+        numpy_helper.from_array(np.array(0.1, dtype=np.float32), "tenth"),
+        numpy_helper.from_array(np.array([-1], dtype=np.int64), "last_axis"),
     ]
     nodes = [
         helper.make_node("Gather", ["emb", "input_ids"], ["h"]),
@@ -86,7 +92,13 @@ def make(out):
         helper.make_node("CumSum", ["h", "axis1"], ["c"], reverse=1),
         helper.make_node("Mul", ["c", "quarter"], ["cq"]),
         helper.make_node("Add", ["r4", "g5"], ["r5"]),
-        helper.make_node("Add", ["r5", "cq"], ["z"]),
+        helper.make_node("Add", ["r5", "cq"], ["r6"]),
+        helper.make_node("Mul", ["h", "four"], ["h4"]),
+        helper.make_node("Softplus", ["h4"], ["sp"]),
+        helper.make_node("ReduceLogSumExp", ["h4", "last_axis"], ["ls"], keepdims=1),
+        helper.make_node("Sub", ["sp", "ls"], ["spls"]),
+        helper.make_node("Mul", ["spls", "tenth"], ["spt"]),
+        helper.make_node("Add", ["r6", "spt"], ["z"]),
         helper.make_node("MatMul", ["z", "head"], ["logits"]),
     ]
     graph = helper.make_graph(
@@ -94,7 +106,7 @@ def make(out):
         [helper.make_tensor_value_info("input_ids", TensorProto.INT64, [B, S])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [B, S, V])],
         inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
     onnx.checker.check_model(model, full_check=True)
     onnx.save(model, out)
 
@@ -111,7 +123,9 @@ def forward(p, ids):
     pos = torch.clamp(torch.cumsum((ids > 2).long(), 1), max=S - 1)
     g5 = h[bi, pos]
     c = torch.flip(torch.cumsum(torch.flip(h, [1]), 1), [1])
-    z = torch.tanh((g1 + g2 + g3) @ p["w1"]) + h + g4 + g5 + 0.25 * c
+    sp = F.softplus(4 * h)
+    ls = torch.logsumexp(4 * h, dim=-1, keepdim=True)
+    z = torch.tanh((g1 + g2 + g3) @ p["w1"]) + h + g4 + g5 + 0.25 * c + 0.1 * (sp - ls)
     return z @ p["head"]
 
 
