@@ -40,6 +40,12 @@ def NN_ParameterOp : NN_Op<"parameter", [Symbol, HasParent<"ModuleOp">]> {
     metadata, structure or a flag; `docs/architecture.md` has the rules), for
     the compile summary.
 
+    `decay` says whether AdamW's weight decay applies. Absent, it does for a
+    matrix: two or more axes longer than one (a bias the exporter reshaped to
+    `[1, 1, N]` is a vector). The importer sets it for a parameter that is a
+    slice of the stored tensor (a table row repeated over the batch), whose
+    stored shape is the evidence.
+
     Example:
 
     ```mlir
@@ -54,9 +60,14 @@ def NN_ParameterOp : NN_Op<"parameter", [Symbol, HasParent<"ModuleOp">]> {
                        OptionalAttr<ConfinedAttr<I64Attr, [IntNonNegative]>>:$length,
                        OptionalAttr<StrArrayAttr>:$aliases,
                        OptionalAttr<DenseBoolArrayAttr>:$aliases_transposed,
-                       OptionalAttr<StrAttr>:$evidence);
+                       OptionalAttr<StrAttr>:$evidence,
+                       OptionalAttr<BoolAttr>:$decay);
   let assemblyFormat = [{
     $sym_name `:` $param_type (`at` $file^ `[` $offset `,` $length `]`)? attr-dict
+  }];
+  let extraClassDeclaration = [{
+    /// Whether AdamW decays this parameter (`decay`, else the matrix rule).
+    bool decays();
   }];
   let hasVerifier = 1;
 }

@@ -562,7 +562,10 @@ Importer::declareParameter(const onnx::TensorProto &t, Location loc) {
   auto param = nn::ParameterOp::create(
       moduleBuilder, loc, t.name(), type, file, offset, length, ArrayAttr(),
       DenseBoolArrayAttr(),
-      StringAttr::get(ctx, trainability.at(t.name()).reason));
+      StringAttr::get(ctx, trainability.at(t.name()).reason),
+      // A row stored repeated decays as the matrix it was looked up in.
+      repeated ? BoolAttr::get(ctx, nn::isMatrixShape(fullType.getShape()))
+               : BoolAttr());
   parameters[t.name()] = param;
   return param;
 }

@@ -162,6 +162,25 @@ int repeatedLeadingAxes(const HostTensor &t) {
   return 0;
 }
 
+/// The axes from `first` on, longer than one, along which `t` is constant (it
+/// equals its own slice at index 0 of that axis broadcast).
+SmallVector<int> repeatedAxes(const HostTensor &t, int first) {
+  SmallVector<int> out;
+  ArrayRef<int64_t> shape = t.shape;
+  for (int a = first, rank = shape.size(); a < rank; ++a) {
+    if (shape[a] <= 1)
+      continue;
+    int64_t inner = numElements(shape.drop_front(a + 1));
+    int64_t span = inner * shape[a];
+    bool repeats = true;
+    for (int64_t j = 0, n = t.numel(); j < n && repeats; ++j)
+      repeats = t.f[j] == t.f[j / span * span + j % inner];
+    if (repeats)
+      out.push_back(a);
+  }
+  return out;
+}
+
 /// Tolerance of a table computed in `dtype` and rounded to it.
 double roundoff(int32_t dtype) { return dtype == kFloat ? 1e-5 : 2e-2; }
 
@@ -309,7 +328,7 @@ LogicalResult Importer::decideTrainable() {
   constexpr int64_t kMaxRead = int64_t(1) << 26; // elements
 
   std::map<std::string, Decision> evidence; // what the file says
-  std::vector<std::string> ambiguousConstant, ambiguousName;
+  std::vector<std::string> ambiguousConstant, ambiguousName, innerRepeats;
   std::vector<const Facts *> tableCandidates;
   for (const Facts &f : floats) {
     const onnx::TensorProto &t = *f.t;
@@ -364,8 +383,13 @@ LogicalResult Importer::decideTrainable() {
         d.reason += "; stored repeated along its first " +
                     std::to_string(d.repeated) +
                     " axes, trained as one slice";
+        // Repeats along later axes cannot be a slice of the stored bytes.
+        if (!repeatedAxes(*h, d.repeated).empty())
+          innerRepeats.push_back(t.name());
         continue;
       }
+      if (generated && f.weightOp.empty() && !repeatedAxes(*h, 0).empty())
+        innerRepeats.push_back(t.name());
     }
     if (generated && f.weightOp.empty())
       ambiguousName.push_back(t.name());
@@ -573,6 +597,18 @@ LogicalResult Importer::decideTrainable() {
              "trained; if they are parameters, train them with "
              "--trainable-initializers";
   }
+  llvm::erase_if(innerRepeats, flagged);
+  if (!innerRepeats.empty())
+    emitWarning(loc)
+        << innerRepeats.size()
+        << " trained tensor(s) with exporter-made names repeat one value "
+           "along an inner axis: "
+        << joinNames(innerRepeats)
+        << ". A parameter broadcast by the exporter looks like this (Flint's "
+           "attention sinks [H] stored as [1, H, S, 1]); weipipe trains every "
+           "copy on its own, PyTorch trains the one value. Export with "
+           "dynamic shapes or weipipe's helper (python -m weipipe.models) so "
+           "that the parameter is stored as itself";
   if (!ambiguousName.empty())
     emitWarning(loc)
         << ambiguousName.size()

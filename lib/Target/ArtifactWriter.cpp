@@ -172,7 +172,7 @@ LogicalResult Writer::collectParameters() {
                            << "; the CPU runtime trains f32 parameters";
     param.dtype = rt::DType::F32;
     param.shape.assign(type.getShape().begin(), type.getShape().end());
-    param.decay = type.getRank() >= 2;
+    param.decay = p.decays();
     if (!p.getFile() || !p.getOffset() || !p.getLength())
       return p.emitError() << "parameter '" << param.name
                            << "' has no stored bytes to train from (an "

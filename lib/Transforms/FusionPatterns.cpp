@@ -540,6 +540,27 @@ bool mayMaskWholeRow(Value mask) {
   return !pattern || !pattern->everyRowKeeps;
 }
 
+/// True if a parameter is read anywhere in the computation of `v`. The
+/// attention op takes no gradient for its mask, so a score bias computed from
+/// parameters (Doge's learned dynamic mask) must stay unfused to be trained.
+bool dependsOnParameter(Value v) {
+  SmallVector<Operation *> work;
+  llvm::SmallPtrSet<Operation *, 32> seen;
+  if (Operation *def = v.getDefiningOp())
+    work.push_back(def);
+  while (!work.empty()) {
+    Operation *op = work.pop_back_val();
+    if (!seen.insert(op).second)
+      continue;
+    if (isa<ParamOp>(op))
+      return true;
+    for (Value operand : op->getOperands())
+      if (Operation *def = operand.getDefiningOp())
+        work.push_back(def);
+  }
+  return false;
+}
+
 /// softmax(q kᵀ · scale + mask) v, as matmul/scale/mask/softmax/matmul
 /// primitives (with the exporters' NaN guard) -> attention.
 struct AttentionPattern : OpRewritePattern<MatmulOp> {
@@ -655,6 +676,8 @@ struct AttentionPattern : OpRewritePattern<MatmulOp> {
     if (mask) {
       Type me = typeOf(mask).getElementType();
       if (!me.isInteger(1) && me != qt.getElementType())
+        return failure();
+      if (!me.isInteger(1) && dependsOnParameter(mask))
         return failure();
     }
     if (negate) {

@@ -46,7 +46,7 @@ contract (python/weipipe/reference/README.md).
   --data FILE              token file (raw or llm.c .bin) or text (.txt)
   --steps N                optimizer steps (0: only --dump-logits/--save-weights)
   --lr X                   peak learning rate (default 1e-3)
-  --weight-decay X         AdamW decay of >= 2-D parameters (default 0.01)
+  --weight-decay X         AdamW decay of matrices (>= 2 axes > 1; default 0.01)
   --betas B1,B2            AdamW betas (default 0.9,0.999)
   --eps X                  AdamW epsilon (default 1e-8)
   --grad-clip X            max global gradient norm, 0 = off (default 0)

@@ -295,6 +295,37 @@ func.func @attention_runtime_mask_guarded(%q: tensor<1x2x3x4xf32>, %k: tensor<1x
 
 // -----
 
+// A score bias computed from a parameter (Doge's learned dynamic mask) is
+// trained through the scores, and nn.attention takes no gradient for its
+// mask: it stays unfused. A run-time mask without parameters is fused.
+nn.parameter @a : tensor<1x1x3x3xf32>
+// CHECK-LABEL: func.func @attention_parameter_bias
+// CHECK-NOT: nn.attention
+// CHECK: nn.softmax
+func.func @attention_parameter_bias(%q: tensor<1x2x3x4xf32>, %k: tensor<1x2x3x4xf32>, %v: tensor<1x2x3x4xf32>) -> tensor<1x2x3x4xf32> {
+  %kT = nn.transpose %k [0, 1, 3, 2] : tensor<1x2x3x4xf32> to tensor<1x2x4x3xf32>
+  %0 = nn.matmul %q, %kT : (tensor<1x2x3x4xf32>, tensor<1x2x4x3xf32>) -> tensor<1x2x3x3xf32>
+  %a = nn.param @a : tensor<1x1x3x3xf32>
+  %bias = nn.exp %a : tensor<1x1x3x3xf32>
+  %1 = nn.add %0, %bias : (tensor<1x2x3x3xf32>, tensor<1x1x3x3xf32>) -> tensor<1x2x3x3xf32>
+  %2 = nn.softmax %1 {axis = 3 : i64} : tensor<1x2x3x3xf32>
+  %3 = nn.matmul %2, %v : (tensor<1x2x3x3xf32>, tensor<1x2x3x4xf32>) -> tensor<1x2x3x4xf32>
+  return %3 : tensor<1x2x3x4xf32>
+}
+// CHECK-LABEL: func.func @attention_runtime_bias
+// CHECK: nn.attention
+func.func @attention_runtime_bias(%q: tensor<1x2x3x4xf32>, %k: tensor<1x2x3x4xf32>, %v: tensor<1x2x3x4xf32>, %m: tensor<1x1x3x3xf32>) -> tensor<1x2x3x4xf32> {
+  %kT = nn.transpose %k [0, 1, 3, 2] : tensor<1x2x3x4xf32> to tensor<1x2x4x3xf32>
+  %0 = nn.matmul %q, %kT : (tensor<1x2x3x4xf32>, tensor<1x2x4x3xf32>) -> tensor<1x2x3x3xf32>
+  %bias = nn.exp %m : tensor<1x1x3x3xf32>
+  %1 = nn.add %0, %bias : (tensor<1x2x3x3xf32>, tensor<1x1x3x3xf32>) -> tensor<1x2x3x3xf32>
+  %2 = nn.softmax %1 {axis = 3 : i64} : tensor<1x2x3x3xf32>
+  %3 = nn.matmul %2, %v : (tensor<1x2x3x3xf32>, tensor<1x2x3x4xf32>) -> tensor<1x2x3x4xf32>
+  return %3 : tensor<1x2x3x4xf32>
+}
+
+// -----
+
 // Rotary, rotate-half form: x * cos + concat(-x[..., 2:], x[..., :2]) * sin
 // with tables whose halves repeat. The fused op takes the [S, R/2] halves.
 // CHECK-LABEL: func.func @rotary

@@ -130,6 +130,16 @@ LogicalResult checkAxis(Operation *op, int64_t axis, int64_t rank,
 // Parameters and constants
 //===----------------------------------------------------------------------===//
 
+bool mlir::weipipe::nn::isMatrixShape(ArrayRef<int64_t> shape) {
+  return llvm::count_if(shape, [](int64_t d) { return d > 1; }) >= 2;
+}
+
+bool ParameterOp::decays() {
+  if (std::optional<bool> d = getDecay())
+    return *d;
+  return isMatrixShape(getParamType().getShape());
+}
+
 LogicalResult ParameterOp::verify() {
   if (getFile().has_value() != getOffset().has_value() ||
       getFile().has_value() != getLength().has_value())

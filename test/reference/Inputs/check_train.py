@@ -22,7 +22,7 @@ A run with lr=0 must leave the weights unchanged. For each run:
   one parameter (equal or transposed in the file) still agree;
 * a 1-step run (steps=1, weight decay wd=WD, default 0.01) made AdamW's first
   step: every tensor satisfies |p1 - d*p0| <= lr (bias-corrected Adam moves each
-  element by lr*|g|/(|g|+eps) <= lr), with d = 1 - lr*WD for >= 2-D tensors and
+  element by lr*|g|/(|g|+eps) <= lr), with d = 1 - lr*WD for matrices (train.decays) and
   d = 1 for 1-D ones (no decay), and the largest move is > lr/2.
 """
 import argparse
@@ -59,6 +59,7 @@ so.intra_op_num_threads = 1
 sess = ort.InferenceSession(a.onnx, so, providers=["CPUExecutionProvider"])
 
 from weipipe.models import build_model  # noqa: E402
+from weipipe.reference.train import decays  # noqa: E402
 
 model = build_model(a.model, 0)
 pnames = set()
@@ -176,7 +177,7 @@ for run in a.run:
     if N == 1 and not unchanged:
         biggest, nfail = 0.0, len(fails)
         for k in sorted(set(w) & expected):
-            d = 1 - LR * wd if inits[k].ndim >= 2 else 1.0
+            d = 1 - LR * wd if decays(inits[k].shape) else 1.0
             move = np.abs(w[k].astype(np.float64) - d * inits[k].astype(np.float64))
             biggest = max(biggest, float(move.max()) / LR)
             if move.max() > LR * (1 + 1e-3):

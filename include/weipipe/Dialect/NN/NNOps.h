@@ -51,6 +51,9 @@ struct MaskPattern {
 /// one (the importer's form of big masks); none for run-time masks.
 std::optional<MaskPattern> constantMaskPattern(Value mask);
 
+/// A matrix for weight decay: two or more axes longer than one.
+bool isMatrixShape(ArrayRef<int64_t> shape);
+
 } // namespace mlir::weipipe::nn
 
 #endif // WEIPIPE_DIALECT_NN_NNOPS_H

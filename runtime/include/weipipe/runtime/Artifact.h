@@ -120,7 +120,7 @@ struct Parameter {
   DType dtype = DType::F32;
   std::vector<int64_t> shape;
   Storage storage;
-  bool decay = true; ///< AdamW weight decay applies (ndim >= 2)
+  bool decay = true; ///< AdamW weight decay applies (>= 2 axes > 1)
   std::vector<Alias> aliases;
   int64_t numel() const;
 };
