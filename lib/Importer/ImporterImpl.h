@@ -204,6 +204,12 @@ private:
   /// GatherND (`nd`) or GatherElements as a gather of a flattened view.
   LogicalResult flatGather(bool nd);
   LogicalResult cumsum();
+  LogicalResult clip();
+  LogicalResult pad();
+  LogicalResult conv();
+  LogicalResult einsum();
+  FailureOr<Value> padAxis(Value x, int64_t axis, int64_t before,
+                           int64_t after, double value);
   LogicalResult concat();
   LogicalResult split();
   LogicalResult slice();

@@ -28,6 +28,10 @@ ArrayRef<StringRef> NodeEmitter::emittedOps() {
                                   "BitwiseNot",
                                   "BitwiseOr",
                                   "Attention",
+                                  "Clip",
+                                  "Conv",
+                                  "Einsum",
+                                  "Pad",
                                   "Cast",
                                   "CastLike",
                                   "Concat",
@@ -563,6 +567,305 @@ LogicalResult NodeEmitter::cumsum() {
                 b, loc, typeOf(x), x, b.getI64IntegerAttr(axis),
                 b.getBoolAttr(attrInt(node, "exclusive", 0) != 0),
                 b.getBoolAttr(attrInt(node, "reverse", 0) != 0)));
+  return success();
+}
+
+LogicalResult NodeEmitter::clip() {
+  // max(x, lo) then min(., hi); before opset 11 the bounds are attributes.
+  Value x = operand(0);
+  if (!x)
+    return failure();
+  Type elem = typeOf(x).getElementType();
+  auto bound = [&](size_t k, StringRef attr) -> Value {
+    if (im.opset < 11) {
+      for (const auto &a : node.attribute())
+        if (a.name() == attr)
+          return scalar(a.f(), elem);
+      return nullptr;
+    }
+    return in(k) ? operand(k) : nullptr;
+  };
+  if (Value lo = bound(1, "min"))
+    x = nn::MaxOp::create(b, loc, typeOf(x), x, castTo(lo, elem));
+  if (Value hi = bound(2, "max"))
+    x = nn::MinOp::create(b, loc, typeOf(x), x, castTo(hi, elem));
+  setOut(0, x);
+  return success();
+}
+
+FailureOr<Value> NodeEmitter::padAxis(Value x, int64_t axis, int64_t before,
+                                      int64_t after, double value) {
+  SmallVector<int64_t> shape(typeOf(x).getShape());
+  int64_t rank = shape.size();
+  if (before < 0 || after < 0) { // negative pads crop
+    SmallVector<int64_t> starts(rank, 0), ends(shape), steps(rank, 1);
+    starts[axis] = std::max<int64_t>(0, -before);
+    ends[axis] = shape[axis] - std::max<int64_t>(0, -after);
+    if (ends[axis] < starts[axis])
+      return fail() << "pads " << before << ", " << after << " crop more than "
+                    << "the " << shape[axis] << " elements of axis " << axis;
+    shape[axis] = ends[axis] - starts[axis];
+    x = nn::SliceOp::create(b, loc, withShape(x, shape), x, starts, ends,
+                            steps);
+    before = std::max<int64_t>(0, before);
+    after = std::max<int64_t>(0, after);
+  }
+  if (before == 0 && after == 0)
+    return x;
+  auto fill = [&](int64_t n) {
+    SmallVector<int64_t> s(shape);
+    s[axis] = n;
+    HostTensor h(im.dtypeOf(typeOf(x).getElementType()), s);
+    for (int64_t k = 0, e = h.numel(); k < e; ++k)
+      h.setDouble(k, value);
+    return im.materializeConstant(h, loc);
+  };
+  SmallVector<Value> parts;
+  if (before)
+    parts.push_back(fill(before));
+  parts.push_back(x);
+  if (after)
+    parts.push_back(fill(after));
+  shape[axis] += before + after;
+  return Value(
+      nn::ConcatOp::create(b, loc, withShape(x, shape), parts, axis));
+}
+
+LogicalResult NodeEmitter::pad() {
+  // Constant padding as a concatenation with constants (negative pads
+  // crop): its gradient is the slice back, which autodiff derives.
+  Value x = operand(0);
+  if (!x)
+    return failure();
+  std::string mode = attrString(node, "mode", "constant");
+  if (mode != "constant")
+    return fail() << "mode '" << mode << "' is not supported (only constant)";
+  int64_t rank = typeOf(x).getRank();
+  std::vector<int64_t> pads, axes;
+  double value = 0;
+  if (im.opset < 11) {
+    attrInts(node, "pads", pads);
+    value = attrFloat(node, "value", 0.0f);
+  } else {
+    auto p = intsInput(1, "pads");
+    if (failed(p))
+      return failure();
+    pads = *p;
+    if (in(2)) {
+      const HostTensor *v = constInput(2, "constant value");
+      if (!v)
+        return failure();
+      if (v->numel() != 1)
+        return fail() << "the constant value must be one element";
+      value = v->getDouble(0);
+    }
+    auto a = intsInput(3, "axes");
+    if (failed(a))
+      return failure();
+    axes = *a;
+  }
+  if (axes.empty())
+    for (int64_t d = 0; d < rank; ++d)
+      axes.push_back(d);
+  if (pads.size() != 2 * axes.size())
+    return fail() << pads.size() << " pads for " << axes.size()
+                  << " axes (need two per axis)";
+  for (size_t k = 0; k < axes.size(); ++k) {
+    int64_t axis = axes[k];
+    if (!normalizeAxis(axis, rank))
+      return fail() << "axis " << axes[k] << " out of range for rank " << rank;
+    FailureOr<Value> padded =
+        padAxis(x, axis, pads[k], pads[k + axes.size()], value);
+    if (failed(padded))
+      return failure();
+    x = *padded;
+  }
+  setOut(0, x);
+  return success();
+}
+
+LogicalResult NodeEmitter::conv() {
+  // A depthwise 1-D convolution (Mamba's and LFM's causal conv: one group
+  // per channel, stride and dilation 1) as the sum over the kernel taps of
+  // the padded input's shifted window times that tap's weights: K slices,
+  // products and sums whose gradients autodiff derives, cheap for the short
+  // kernels these models use.
+  constexpr int64_t kMaxTaps = 16;
+  Value x = operand(0), w = operand(1);
+  if (!x || !w)
+    return failure();
+  RankedTensorType xt = typeOf(x), wt = typeOf(w);
+  if (xt.getRank() != 3 || wt.getRank() != 3)
+    return fail() << "only 1-D convolutions ([N, C, L] input) are supported";
+  int64_t n = xt.getDimSize(0), c = xt.getDimSize(1), l = xt.getDimSize(2),
+          k = wt.getDimSize(2);
+  int64_t group = attrInt(node, "group", 1);
+  std::vector<int64_t> strides, dilations, pads;
+  attrInts(node, "strides", strides);
+  attrInts(node, "dilations", dilations);
+  attrInts(node, "pads", pads);
+  std::string autoPad = attrString(node, "auto_pad", "NOTSET");
+  if (group != c || wt.getDimSize(0) != c || wt.getDimSize(1) != 1)
+    return fail() << "only depthwise convolutions (group = channels = " << c
+                  << ", weight [C, 1, K]) are supported; this one has group "
+                  << group << " and weight " << shapeString(wt.getShape());
+  if (llvm::any_of(strides, [](int64_t s) { return s != 1; }) ||
+      llvm::any_of(dilations, [](int64_t d) { return d != 1; }))
+    return fail() << "only stride 1 and dilation 1 are supported";
+  if (autoPad != "NOTSET")
+    return fail() << "auto_pad '" << autoPad << "' is not supported";
+  if (k > kMaxTaps)
+    return fail() << "a kernel of " << k << " taps (at most " << kMaxTaps
+                  << ")";
+  int64_t before = pads.size() == 2 ? pads[0] : 0,
+          after = pads.size() == 2 ? pads[1] : 0;
+  int64_t out = l + before + after - k + 1;
+  if (out < 1)
+    return fail() << "the kernel of " << k << " taps is longer than the "
+                  << "padded input";
+  FailureOr<Value> xp = padAxis(x, 2, before, after, 0.0);
+  if (failed(xp))
+    return failure();
+  RankedTensorType yt = withShape(x, {n, c, out});
+  Value y;
+  for (int64_t tap = 0; tap < k; ++tap) {
+    Value window = nn::SliceOp::create(
+        b, loc, yt, *xp, SmallVector<int64_t>{0, 0, tap},
+        SmallVector<int64_t>{n, c, tap + out}, SmallVector<int64_t>{1, 1, 1});
+    Value wk = reshape(
+        nn::SliceOp::create(b, loc, withShape(w, {c, 1, 1}), w,
+                            SmallVector<int64_t>{0, 0, tap},
+                            SmallVector<int64_t>{c, 1, tap + 1},
+                            SmallVector<int64_t>{1, 1, 1}),
+        {c, 1});
+    Value term = nn::MulOp::create(b, loc, yt, window, wk);
+    y = y ? Value(nn::AddOp::create(b, loc, yt, y, term)) : term;
+  }
+  if (in(2)) {
+    Value bias = operand(2);
+    if (!bias)
+      return failure();
+    if (typeOf(bias).getNumElements() != c)
+      return fail() << "bias " << shapeString(typeOf(bias).getShape())
+                    << " for " << c << " channels";
+    y = nn::AddOp::create(b, loc, yt, y, reshape(bias, {c, 1}));
+  }
+  setOut(0, y);
+  return success();
+}
+
+LogicalResult NodeEmitter::einsum() {
+  // One or two operands, each index at most once per operand, no ellipsis
+  // (the state-space scans of Mamba-2 hybrids, ProphetNet's relative
+  // positions): indices in one operand only and not in the output are summed
+  // first, then the product is a batched matmul [batch, free_a, contracted] x
+  // [batch, contracted, free_b], reshaped and transposed to the output.
+  std::string eq = attrString(node, "equation", "");
+  eq.erase(llvm::remove_if(eq, [](char ch) { return ch == ' '; }), eq.end());
+  if (eq.find("...") != std::string::npos)
+    return fail() << "equation '" << eq << "': ellipsis is not supported";
+  StringRef lhs = eq, out;
+  size_t arrow = eq.find("->");
+  if (arrow != std::string::npos) {
+    lhs = StringRef(eq).take_front(arrow);
+    out = StringRef(eq).drop_front(arrow + 2);
+  }
+  SmallVector<StringRef> terms;
+  lhs.split(terms, ',');
+  if (terms.size() != static_cast<size_t>(node.input_size()) ||
+      terms.size() > 2)
+    return fail() << "equation '" << eq << "' for " << node.input_size()
+                  << " inputs (one or two are supported)";
+  SmallVector<Value> xs;
+  std::map<char, int64_t> size;
+  for (auto [k, term] : llvm::enumerate(terms)) {
+    Value x = operand(k);
+    if (!x)
+      return failure();
+    if (typeOf(x).getRank() != static_cast<int64_t>(term.size()))
+      return fail() << "term '" << term << "' for an operand of rank "
+                    << typeOf(x).getRank();
+    for (auto [d, ch] : llvm::enumerate(term)) {
+      if (term.count(ch) != 1)
+        return fail() << "index '" << ch << "' repeats in term '" << term
+                      << "' (diagonals are not supported)";
+      int64_t n = typeOf(x).getDimSize(d);
+      auto [it, fresh] = size.emplace(ch, n);
+      if (!fresh && it->second != n)
+        return fail() << "index '" << ch << "' has sizes " << it->second
+                      << " and " << n;
+    }
+    xs.push_back(x);
+  }
+  std::string output = out.str();
+  if (arrow == std::string::npos) // implicit: indices seen once, sorted
+    for (auto [ch, n] : size)
+      if (llvm::count_if(terms, [&](StringRef t) { return t.contains(ch); }) ==
+          1)
+        output.push_back(ch);
+  for (char ch : output)
+    if (!size.count(ch) || llvm::count(output, ch) != 1)
+      return fail() << "output index '" << ch << "' is not an input index "
+                    << "or repeats";
+  auto inOutput = [&](char ch) { return output.find(ch) != std::string::npos; };
+  auto dims = [&](StringRef s) {
+    SmallVector<int64_t> d;
+    for (char ch : s)
+      d.push_back(size[ch]);
+    return d;
+  };
+  // Sum the indices of one operand that appear nowhere else.
+  SmallVector<std::string> labels;
+  for (auto [k, term] : llvm::enumerate(terms)) {
+    std::string keep;
+    SmallVector<int64_t> axes;
+    for (auto [d, ch] : llvm::enumerate(term)) {
+      bool elsewhere = inOutput(ch) ||
+                       (terms.size() == 2 && terms[1 - k].contains(ch));
+      if (elsewhere)
+        keep.push_back(ch);
+      else
+        axes.push_back(d);
+    }
+    if (!axes.empty())
+      xs[k] = nn::ReduceSumOp::create(b, loc, withShape(xs[k], dims(keep)),
+                                      xs[k], axes, false);
+    labels.push_back(keep);
+  }
+  auto permute = [&](Value x, StringRef from, StringRef to) {
+    SmallVector<int64_t> perm;
+    for (char ch : to)
+      perm.push_back(from.find(ch));
+    return transpose(x, perm);
+  };
+  if (xs.size() == 1) {
+    setOut(0, permute(xs[0], labels[0], output));
+    return success();
+  }
+  std::string batch, freeA, freeB, contracted;
+  for (char ch : labels[0]) {
+    bool inB = labels[1].find(ch) != std::string::npos;
+    (inB ? (inOutput(ch) ? batch : contracted) : freeA).push_back(ch);
+  }
+  for (char ch : labels[1])
+    if (labels[0].find(ch) == std::string::npos)
+      freeB.push_back(ch);
+  auto product = [&](StringRef s) {
+    int64_t n = 1;
+    for (char ch : s)
+      n *= size[ch];
+    return n;
+  };
+  int64_t nb = product(batch), m = product(freeA), kk = product(contracted),
+          n = product(freeB);
+  Value a = reshape(permute(xs[0], labels[0], batch + freeA + contracted),
+                    {nb, m, kk});
+  Value bm = reshape(permute(xs[1], labels[1], batch + contracted + freeB),
+                     {nb, kk, n});
+  Value y = nn::MatmulOp::create(b, loc, withShape(a, {nb, m, n}), a, bm);
+  std::string yLabels = batch + freeA + freeB;
+  y = reshape(y, dims(yLabels));
+  setOut(0, permute(y, yLabels, output));
   return success();
 }
 
@@ -1238,6 +1541,14 @@ LogicalResult NodeEmitter::emit() {
     return gather();
   if (op == "CumSum")
     return cumsum();
+  if (op == "Clip")
+    return clip();
+  if (op == "Pad")
+    return pad();
+  if (op == "Conv")
+    return conv();
+  if (op == "Einsum")
+    return einsum();
   if (op == "ReduceLogSumExp")
     return reduceLogSumExp();
   if (op == "Softplus")

@@ -202,6 +202,12 @@ struct NNAutodiffPass : weipipe::impl::NNAutodiffPassBase<NNAutodiffPass> {
       Value dy = grads.lookup(op->getResult(0));
       if (!dy)
         continue;
+      if (auto param = dyn_cast<nn::ParamOp>(op)) {
+        // Read only through slices that tile it (a depthwise kernel's taps,
+        // a fused weight split three ways): the joined gradient.
+        nn::AccumulateGradOp::create(b, op->getLoc(), param.getNameAttr(), dy);
+        continue;
+      }
       if (auto slice = dyn_cast<nn::SliceOp>(op);
           slice && tiledAxis(slice.getInput())) {
         pieces[slice.getInput()].push_back({slice, dy});

@@ -245,3 +245,29 @@ func.func @main(%ids: tensor<2x8xi64> {nn.name = "input_ids"}, %t: tensor<2x8xi6
   %l = nn.cross_entropy %y, %t {ignore_index = -100 : i64} : (tensor<2x8x64xf32>, tensor<2x8xi64>) -> tensor<f32>
   return %l : tensor<f32>
 }
+
+// -----
+
+// A parameter read only through slices that tile it (a depthwise kernel's
+// taps, as the importer lowers Conv): its gradient is the concat of the
+// slices' gradients, accumulated into the parameter.
+// CHECK-LABEL: nn.parameter @k : tensor<16x2xf32>
+// CHECK-LABEL: func.func @main_backward(
+// CHECK: %[[J:.*]] = nn.concat %{{.*}}, %{{.*}} {axis = 1 : i64} : (tensor<16x1xf32>, tensor<16x1xf32>) -> tensor<16x2xf32>
+// CHECK: nn.accumulate_grad @k, %[[J]] : tensor<16x2xf32>
+nn.parameter @emb : tensor<64x16xf32>
+nn.parameter @k : tensor<16x2xf32>
+func.func @main(%ids: tensor<2x8xi64> {nn.name = "input_ids"}, %t: tensor<2x8xi64> {nn.name = "targets"}) -> tensor<f32> {
+  %e = nn.param @emb : tensor<64x16xf32>
+  %x = nn.embedding %e, %ids : (tensor<64x16xf32>, tensor<2x8xi64>) -> tensor<2x8x16xf32>
+  %k = nn.param @k : tensor<16x2xf32>
+  %k0 = nn.slice %k [0, 0] [16, 1] [1, 1] : tensor<16x2xf32> to tensor<16x1xf32>
+  %k1 = nn.slice %k [0, 1] [16, 2] [1, 1] : tensor<16x2xf32> to tensor<16x1xf32>
+  %r0 = nn.reshape %k0 : tensor<16x1xf32> to tensor<16xf32>
+  %r1 = nn.reshape %k1 : tensor<16x1xf32> to tensor<16xf32>
+  %a = nn.mul %x, %r0 : (tensor<2x8x16xf32>, tensor<16xf32>) -> tensor<2x8x16xf32>
+  %b = nn.mul %a, %r1 : (tensor<2x8x16xf32>, tensor<16xf32>) -> tensor<2x8x16xf32>
+  %y = nn.linear %b, %e {transpose_weight = true} : (tensor<2x8x16xf32>, tensor<64x16xf32>) -> tensor<2x8x64xf32>
+  %l = nn.cross_entropy %y, %t {ignore_index = -100 : i64} : (tensor<2x8x64xf32>, tensor<2x8xi64>) -> tensor<f32>
+  return %l : tensor<f32>
+}

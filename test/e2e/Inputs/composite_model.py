@@ -1,6 +1,6 @@
 """A small language model built around the ONNX ops weipipe lowers to
 compositions of nn ops (GatherElements, GatherND, CumSum, Softplus,
-ReduceLogSumExp), and its PyTorch twin, for checking those lowerings (forward
+ReduceLogSumExp, a depthwise causal Conv, Pad, Clip, Einsum), and its PyTorch twin, for checking those lowerings (forward
 against onnxruntime, gradients against torch.autograd).
 
   composite_model.py make OUT.onnx
@@ -18,10 +18,15 @@ The model (vocabulary 8 = sequence length 8, so that token ids are positions):
   c  = CumSum(h, axis=1, reverse=1)                       suffix sums (a float gradient path)
   sp = Softplus(4 h)                                      (large arguments on both sides)
   ls = ReduceLogSumExp(4 h, axis=-1, keepdims=1)
-  logits = (tanh((g1 + g2 + g3) @ w1) + h + g4 + g5 + 0.25 * c + 0.1 * (sp - ls)) @ head
+  cv = Conv(hᵀ, convw [H, 1, 3], convb, group=H, pads=[2, 2])[..., :S]ᵀ   (Mamba's causal conv)
+  sh = Pad(h, pads=[0, 1, 0, 0, -1, 0])                  h shifted one step later (negative pad crops)
+  cl = Clip(cv + sh, -0.5, 0.5)
+  e  = Einsum(bst,bth->bsh)(0.1 Einsum(bsh,bth->bst)(h, cl), cl) + Einsum(bsh,hk->bsk)(cl, w1)
+  logits = (tanh((g1 + g2 + g3) @ w1) + h + g4 + g5 + 0.25 * c + 0.1 * (sp - ls) + e) @ head
 Repeated ids make the gathers' gradients sums over several reads (a scatter-add).
 Training follows weipipe-run's contract: sequential windows of S+1 tokens, mean
-next-token cross-entropy, torch.optim.AdamW with weight decay on >= 2-D tensors.
+next-token cross-entropy, torch.optim.AdamW with weight decay on matrices (two
+axes longer than 1: not the conv bias).
 """
 import argparse
 import json
@@ -33,7 +38,7 @@ import torch.nn.functional as F
 from onnx import TensorProto, helper, numpy_helper
 
 B, S, H, V = 2, 8, 16, 8
-NAMES = ("emb", "w1", "head", "table")
+NAMES = ("emb", "w1", "head", "table", "convw", "convb")
 
 
 def weights():
@@ -43,6 +48,8 @@ def weights():
         "w1": torch.randn(H, H, generator=g) * 0.3,
         "head": torch.randn(H, V, generator=g) * 0.3,
         "table": torch.randn(4, 3, H, generator=g) * 0.2,
+        "convw": torch.randn(H, 1, 3, generator=g) * 0.5,
+        "convb": torch.randn(H, generator=g) * 0.1,
     }
 
 
@@ -66,6 +73,11 @@ def make(out):
         numpy_helper.from_array(np.array(4.0, dtype=np.float32), "four"),
         numpy_helper.from_array(np.array(0.1, dtype=np.float32), "tenth"),
         numpy_helper.from_array(np.array([-1], dtype=np.int64), "last_axis"),
+        numpy_helper.from_array(np.array([0, 0, 0], dtype=np.int64), "s0"),
+        numpy_helper.from_array(np.array([B, H, S], dtype=np.int64), "s1"),
+        numpy_helper.from_array(np.array([0, 1, 0, 0, -1, 0], dtype=np.int64), "shift"),
+        numpy_helper.from_array(np.array(-0.5, dtype=np.float32), "lo"),
+        numpy_helper.from_array(np.array(0.5, dtype=np.float32), "hi"),
     ]
     nodes = [
         helper.make_node("Gather", ["emb", "input_ids"], ["h"]),
@@ -98,7 +110,20 @@ def make(out):
         helper.make_node("ReduceLogSumExp", ["h4", "last_axis"], ["ls"], keepdims=1),
         helper.make_node("Sub", ["sp", "ls"], ["spls"]),
         helper.make_node("Mul", ["spls", "tenth"], ["spt"]),
-        helper.make_node("Add", ["r6", "spt"], ["z"]),
+        helper.make_node("Add", ["r6", "spt"], ["z0"]),
+        helper.make_node("Transpose", ["h"], ["hT"], perm=[0, 2, 1]),
+        helper.make_node("Conv", ["hT", "convw", "convb"], ["cvp"], group=H, pads=[2, 2], kernel_shape=[3]),
+        helper.make_node("Slice", ["cvp", "s0", "s1"], ["cvs"]),
+        helper.make_node("Transpose", ["cvs"], ["cv"], perm=[0, 2, 1]),
+        helper.make_node("Pad", ["h", "shift"], ["sh"]),
+        helper.make_node("Add", ["cv", "sh"], ["cvsh"]),
+        helper.make_node("Clip", ["cvsh", "lo", "hi"], ["cl"]),
+        helper.make_node("Einsum", ["h", "cl"], ["sc"], equation="bsh,bth->bst"),
+        helper.make_node("Mul", ["sc", "tenth"], ["sct"]),
+        helper.make_node("Einsum", ["sct", "cl"], ["e1"], equation="bst,bth->bsh"),
+        helper.make_node("Einsum", ["cl", "w1"], ["e2"], equation="bsh,hk->bsk"),
+        helper.make_node("Add", ["z0", "e1"], ["z1"]),
+        helper.make_node("Add", ["z1", "e2"], ["z"]),
         helper.make_node("MatMul", ["z", "head"], ["logits"]),
     ]
     graph = helper.make_graph(
@@ -126,7 +151,12 @@ def forward(p, ids):
     sp = F.softplus(4 * h)
     ls = torch.logsumexp(4 * h, dim=-1, keepdim=True)
     z = torch.tanh((g1 + g2 + g3) @ p["w1"]) + h + g4 + g5 + 0.25 * c + 0.1 * (sp - ls)
-    return z @ p["head"]
+    cv = F.conv1d(h.transpose(1, 2), p["convw"], p["convb"], padding=2, groups=H)[..., :S].transpose(1, 2)
+    sh = F.pad(h, (0, 0, 1, -1))
+    cl = torch.clamp(cv + sh, -0.5, 0.5)
+    e = torch.einsum("bst,bth->bsh", 0.1 * torch.einsum("bsh,bth->bst", h, cl), cl)
+    e = e + torch.einsum("bsh,hk->bsk", cl, p["w1"])
+    return (z + e) @ p["head"]
 
 
 def batches(path, steps):
@@ -160,7 +190,10 @@ def main():
         np.save(a.out, sess.run(None, {"input_ids": x.numpy()})[0])
         return
     p = {n: torch.nn.Parameter(v.clone()) for n, v in weights().items()}
-    opt = torch.optim.AdamW(list(p.values()), lr=a.lr, eps=a.eps, weight_decay=0.01, foreach=False)
+    matrix = [q for q in p.values() if sum(d > 1 for d in q.shape) >= 2]
+    vector = [q for q in p.values() if sum(d > 1 for d in q.shape) < 2]
+    opt = torch.optim.AdamW([{"params": matrix, "weight_decay": 0.01}, {"params": vector, "weight_decay": 0.0}],
+                            lr=a.lr, eps=a.eps, foreach=False)
     with open(a.log, "w") as log:
         for step, (x, y) in enumerate(batches(a.data, a.steps)):
             opt.zero_grad()
