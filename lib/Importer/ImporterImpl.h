@@ -208,6 +208,7 @@ private:
   LogicalResult pad();
   LogicalResult conv();
   LogicalResult einsum();
+  LogicalResult scatter(bool nd);
   FailureOr<Value> padAxis(Value x, int64_t axis, int64_t before,
                            int64_t after, double value);
   LogicalResult concat();

@@ -32,6 +32,8 @@ ArrayRef<StringRef> NodeEmitter::emittedOps() {
                                   "Conv",
                                   "Einsum",
                                   "Pad",
+                                  "ScatterElements",
+                                  "ScatterND",
                                   "Cast",
                                   "CastLike",
                                   "Concat",
@@ -869,6 +871,98 @@ LogicalResult NodeEmitter::einsum() {
   return success();
 }
 
+LogicalResult NodeEmitter::scatter(bool nd) {
+  // With known indices (slice assignments, select_scatter), every output
+  // element reads one element of the data or of the updates: one nn.gather
+  // of known rows from their concatenation, whose gradient (a scatter-add)
+  // sends each element's gradient to the one it read.
+  Value data = operand(0), updates = operand(2);
+  if (!data || !updates)
+    return failure();
+  std::string reduction = attrString(node, "reduction", "none");
+  if (reduction != "none")
+    return fail() << "reduction '" << reduction
+                  << "' is not supported (only none)";
+  const HostTensor *idx = constInput(1, "indices");
+  if (!idx)
+    return failure();
+  ArrayRef<int64_t> ds = typeOf(data).getShape(),
+                    us = typeOf(updates).getShape(), is = idx->shape;
+  std::vector<int64_t> iv = idx->ints();
+  int64_t rank = ds.size();
+  auto wrap = [&](int64_t v, int64_t dim, int64_t &out) {
+    out = v < 0 ? v + dim : v;
+    return out >= 0 && out < dim;
+  };
+  int64_t rowSize = 1, nRows = numElements(ds), nUpdates = 0;
+  std::vector<int64_t> target; // the data row each update row replaces
+  if (nd) {
+    int64_t q = is.empty() ? 0 : is.back();
+    if (is.empty() || q < 1 || q > rank)
+      return fail() << "indices " << shapeString(is) << " for data of rank "
+                    << rank;
+    SmallVector<int64_t> want(is.drop_back());
+    llvm::append_range(want, ds.drop_front(q));
+    if (us != ArrayRef<int64_t>(want))
+      return fail() << "updates " << shapeString(us) << ", expected "
+                    << shapeString(want);
+    rowSize = numElements(ds.drop_front(q));
+    nRows = numElements(ds.take_front(q));
+    nUpdates = numElements(is.drop_back());
+    for (int64_t u = 0; u < nUpdates; ++u) {
+      int64_t flat = 0;
+      for (int64_t t = 0; t < q; ++t) {
+        int64_t v;
+        if (!wrap(iv[u * q + t], ds[t], v))
+          return fail() << "index " << iv[u * q + t] << " out of range for "
+                        << "dimension " << t << " of size " << ds[t];
+        flat = flat * ds[t] + v;
+      }
+      target.push_back(flat);
+    }
+  } else {
+    int64_t axis = attrInt(node, "axis", 0);
+    if (!normalizeAxis(axis, rank))
+      return fail() << "axis out of range for rank " << rank;
+    if (is != us || static_cast<int64_t>(us.size()) != rank)
+      return fail() << "indices " << shapeString(is) << " and updates "
+                    << shapeString(us) << " must have one shape, of the data's "
+                    << "rank";
+    nUpdates = numElements(us);
+    SmallVector<int64_t> pos(rank, 0);
+    for (int64_t e = 0; e < nUpdates; ++e) {
+      for (int64_t d = rank - 1, r = e; d >= 0; r /= us[d], --d)
+        pos[d] = r % us[d];
+      if (!wrap(iv[e], ds[axis], pos[axis]))
+        return fail() << "index " << iv[e] << " out of range for axis "
+                      << axis << " of size " << ds[axis];
+      int64_t flat = 0;
+      for (int64_t d = 0; d < rank; ++d) {
+        if (pos[d] >= ds[d])
+          return fail() << "updates " << shapeString(us)
+                        << " exceed the data " << shapeString(ds);
+        flat = flat * ds[d] + pos[d];
+      }
+      target.push_back(flat);
+    }
+  }
+  HostTensor rows(kInt64, {nRows});
+  for (int64_t p = 0; p < nRows; ++p)
+    rows.i[p] = p;
+  for (int64_t u = 0; u < nUpdates; ++u)
+    rows.i[target[u]] = nRows + u;
+  Value sources = nn::ConcatOp::create(
+      b, loc, withShape(data, {nRows + nUpdates, rowSize}),
+      ValueRange{reshape(data, {nRows, rowSize}),
+                 reshape(updates, {nUpdates, rowSize})},
+      0);
+  Value y = nn::GatherOp::create(b, loc, withShape(data, {nRows, rowSize}),
+                                 sources, im.materializeConstant(rows, loc),
+                                 0);
+  setOut(0, reshape(y, ds));
+  return success();
+}
+
 LogicalResult NodeEmitter::flatGather(bool nd) {
   // One nn.gather along axis 0 of a flattened view of the data, whose
   // gradient (a scatter-add) nn already has. The rows are constants when the
@@ -1549,6 +1643,8 @@ LogicalResult NodeEmitter::emit() {
     return conv();
   if (op == "Einsum")
     return einsum();
+  if (op == "ScatterND" || op == "ScatterElements")
+    return scatter(op == "ScatterND");
   if (op == "ReduceLogSumExp")
     return reduceLogSumExp();
   if (op == "Softplus")

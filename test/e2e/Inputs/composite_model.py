@@ -1,6 +1,7 @@
 """A small language model built around the ONNX ops weipipe lowers to
 compositions of nn ops (GatherElements, GatherND, CumSum, Softplus,
-ReduceLogSumExp, a depthwise causal Conv, Pad, Clip, Einsum), and its PyTorch twin, for checking those lowerings (forward
+ReduceLogSumExp, a depthwise causal Conv, Pad, Clip, Einsum, ScatterND and
+ScatterElements with known indices), and its PyTorch twin, for checking those lowerings (forward
 against onnxruntime, gradients against torch.autograd).
 
   composite_model.py make OUT.onnx
@@ -22,7 +23,10 @@ The model (vocabulary 8 = sequence length 8, so that token ids are positions):
   sh = Pad(h, pads=[0, 1, 0, 0, -1, 0])                  h shifted one step later (negative pad crops)
   cl = Clip(cv + sh, -0.5, 0.5)
   e  = Einsum(bst,bth->bsh)(0.1 Einsum(bsh,bth->bst)(h, cl), cl) + Einsum(bsh,hk->bsk)(cl, w1)
-  logits = (tanh((g1 + g2 + g3) @ w1) + h + g4 + g5 + 0.25 * c + 0.1 * (sp - ls) + e) @ head
+  s1 = ScatterND(h, [[0, 1], [1, 3]], cl[0, 0:2])          rows h[0, 1], h[1, 3] replaced
+  s2 = ScatterElements(h, 2 (shape [B, 1, H]), cl[:, 5:6], axis=1)   row 2 replaced
+  logits = (tanh((g1 + g2 + g3) @ w1) + h + g4 + g5 + 0.25 * c + 0.1 * (sp - ls) + e
+            + 0.3 (s1 + s2)) @ head
 Repeated ids make the gathers' gradients sums over several reads (a scatter-add).
 Training follows weipipe-run's contract: sequential windows of S+1 tokens, mean
 next-token cross-entropy, torch.optim.AdamW with weight decay on matrices (two
@@ -78,6 +82,14 @@ def make(out):
         numpy_helper.from_array(np.array([0, 1, 0, 0, -1, 0], dtype=np.int64), "shift"),
         numpy_helper.from_array(np.array(-0.5, dtype=np.float32), "lo"),
         numpy_helper.from_array(np.array(0.5, dtype=np.float32), "hi"),
+        numpy_helper.from_array(np.array([[0, 1], [1, 3]], dtype=np.int64), "ndidx"),
+        numpy_helper.from_array(np.array([0, 0, 0], dtype=np.int64), "u0"),
+        numpy_helper.from_array(np.array([1, 2, H], dtype=np.int64), "u1"),
+        numpy_helper.from_array(np.array([2, H], dtype=np.int64), "u2"),
+        numpy_helper.from_array(np.full((B, 1, H), 2, dtype=np.int64), "elidx"),
+        numpy_helper.from_array(np.array([0, 5, 0], dtype=np.int64), "w0"),
+        numpy_helper.from_array(np.array([B, 6, H], dtype=np.int64), "w1e"),
+        numpy_helper.from_array(np.array(0.3, dtype=np.float32), "pt3"),
     ]
     nodes = [
         helper.make_node("Gather", ["emb", "input_ids"], ["h"]),
@@ -123,7 +135,15 @@ def make(out):
         helper.make_node("Einsum", ["sct", "cl"], ["e1"], equation="bst,bth->bsh"),
         helper.make_node("Einsum", ["cl", "w1"], ["e2"], equation="bsh,hk->bsk"),
         helper.make_node("Add", ["z0", "e1"], ["z1"]),
-        helper.make_node("Add", ["z1", "e2"], ["z"]),
+        helper.make_node("Add", ["z1", "e2"], ["z2"]),
+        helper.make_node("Slice", ["cl", "u0", "u1"], ["ul"]),
+        helper.make_node("Reshape", ["ul", "u2"], ["upd"]),
+        helper.make_node("ScatterND", ["h", "ndidx", "upd"], ["sc1"]),
+        helper.make_node("Slice", ["cl", "w0", "w1e"], ["upd2"]),
+        helper.make_node("ScatterElements", ["h", "elidx", "upd2"], ["sc2"], axis=1),
+        helper.make_node("Add", ["sc1", "sc2"], ["s12s"]),
+        helper.make_node("Mul", ["s12s", "pt3"], ["s3"]),
+        helper.make_node("Add", ["z2", "s3"], ["z"]),
         helper.make_node("MatMul", ["z", "head"], ["logits"]),
     ]
     graph = helper.make_graph(
@@ -156,7 +176,10 @@ def forward(p, ids):
     cl = torch.clamp(cv + sh, -0.5, 0.5)
     e = torch.einsum("bst,bth->bsh", 0.1 * torch.einsum("bsh,bth->bst", h, cl), cl)
     e = e + torch.einsum("bsh,hk->bsk", cl, p["w1"])
-    return (z + e) @ p["head"]
+    s1 = h.clone()
+    s1[0, 1], s1[1, 3] = cl[0, 0], cl[0, 1]
+    s2 = torch.scatter(h, 1, torch.full((B, 1, H), 2), cl[:, 5:6])
+    return (z + e + 0.3 * (s1 + s2)) @ p["head"]
 
 
 def batches(path, steps):
