@@ -209,6 +209,7 @@ private:
   LogicalResult conv();
   LogicalResult einsum();
   LogicalResult scatter(bool nd);
+  LogicalResult tile();
   FailureOr<Value> padAxis(Value x, int64_t axis, int64_t before,
                            int64_t after, double value);
   LogicalResult concat();

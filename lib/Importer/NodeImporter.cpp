@@ -34,6 +34,7 @@ ArrayRef<StringRef> NodeEmitter::emittedOps() {
                                   "Pad",
                                   "ScatterElements",
                                   "ScatterND",
+                                  "Tile",
                                   "Cast",
                                   "CastLike",
                                   "Concat",
@@ -871,6 +872,35 @@ LogicalResult NodeEmitter::einsum() {
   return success();
 }
 
+LogicalResult NodeEmitter::tile() {
+  // A run-time input with known repeats (DiffLlama repeats its heads): each
+  // axis d of size n becomes [r, n] by a broadcast of [1, n], then r * n;
+  // the broadcast's gradient sums the copies.
+  Value x = operand(0);
+  if (!x)
+    return failure();
+  auto reps = intsInput(1, "repeats");
+  if (failed(reps))
+    return failure();
+  ArrayRef<int64_t> shape = typeOf(x).getShape();
+  if (reps->size() != shape.size() ||
+      llvm::any_of(*reps, [](int64_t r) { return r < 0; }))
+    return fail() << "repeats " << shapeString(*reps) << " for an input of "
+                  << "rank " << shape.size();
+  SmallVector<int64_t> split, tiled, out;
+  for (auto [n, r] : llvm::zip(shape, *reps)) {
+    split.append({1, n});
+    tiled.append({r, n});
+    out.push_back(r * n);
+  }
+  if (ArrayRef<int64_t>(out) == shape) {
+    setOut(0, x);
+    return success();
+  }
+  setOut(0, reshape(broadcastTo(reshape(x, split), tiled), out));
+  return success();
+}
+
 LogicalResult NodeEmitter::scatter(bool nd) {
   // With known indices (slice assignments, select_scatter), every output
   // element reads one element of the data or of the updates: one nn.gather
@@ -1645,6 +1675,8 @@ LogicalResult NodeEmitter::emit() {
     return einsum();
   if (op == "ScatterND" || op == "ScatterElements")
     return scatter(op == "ScatterND");
+  if (op == "Tile")
+    return tile();
   if (op == "ReduceLogSumExp")
     return reduceLogSumExp();
   if (op == "Softplus")

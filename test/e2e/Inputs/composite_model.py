@@ -1,7 +1,7 @@
 """A small language model built around the ONNX ops weipipe lowers to
 compositions of nn ops (GatherElements, GatherND, CumSum, Softplus,
 ReduceLogSumExp, a depthwise causal Conv, Pad, Clip, Einsum, ScatterND and
-ScatterElements with known indices), and its PyTorch twin, for checking those lowerings (forward
+ScatterElements with known indices, Tile of a computed tensor), and its PyTorch twin, for checking those lowerings (forward
 against onnxruntime, gradients against torch.autograd).
 
   composite_model.py make OUT.onnx
@@ -26,7 +26,7 @@ The model (vocabulary 8 = sequence length 8, so that token ids are positions):
   s1 = ScatterND(h, [[0, 1], [1, 3]], cl[0, 0:2])          rows h[0, 1], h[1, 3] replaced
   s2 = ScatterElements(h, 2 (shape [B, 1, H]), cl[:, 5:6], axis=1)   row 2 replaced
   logits = (tanh((g1 + g2 + g3) @ w1) + h + g4 + g5 + 0.25 * c + 0.1 * (sp - ls) + e
-            + 0.3 (s1 + s2)) @ head
+            + 0.3 (s1 + s2) + Tile(cl[..., 0:4], [1, 1, 4])) @ head
 Repeated ids make the gathers' gradients sums over several reads (a scatter-add).
 Training follows weipipe-run's contract: sequential windows of S+1 tokens, mean
 next-token cross-entropy, torch.optim.AdamW with weight decay on matrices (two
@@ -90,6 +90,8 @@ def make(out):
         numpy_helper.from_array(np.array([0, 5, 0], dtype=np.int64), "w0"),
         numpy_helper.from_array(np.array([B, 6, H], dtype=np.int64), "w1e"),
         numpy_helper.from_array(np.array(0.3, dtype=np.float32), "pt3"),
+        numpy_helper.from_array(np.array([B, S, 4], dtype=np.int64), "q4"),
+        numpy_helper.from_array(np.array([1, 1, 4], dtype=np.int64), "reps"),
     ]
     nodes = [
         helper.make_node("Gather", ["emb", "input_ids"], ["h"]),
@@ -143,7 +145,10 @@ def make(out):
         helper.make_node("ScatterElements", ["h", "elidx", "upd2"], ["sc2"], axis=1),
         helper.make_node("Add", ["sc1", "sc2"], ["s12s"]),
         helper.make_node("Mul", ["s12s", "pt3"], ["s3"]),
-        helper.make_node("Add", ["z2", "s3"], ["z"]),
+        helper.make_node("Add", ["z2", "s3"], ["z3"]),
+        helper.make_node("Slice", ["cl", "s0", "q4"], ["cl4"]),
+        helper.make_node("Tile", ["cl4", "reps"], ["tl"]),
+        helper.make_node("Add", ["z3", "tl"], ["z"]),
         helper.make_node("MatMul", ["z", "head"], ["logits"]),
     ]
     graph = helper.make_graph(
@@ -179,7 +184,7 @@ def forward(p, ids):
     s1 = h.clone()
     s1[0, 1], s1[1, 3] = cl[0, 0], cl[0, 1]
     s2 = torch.scatter(h, 1, torch.full((B, 1, H), 2), cl[:, 5:6])
-    return (z + e + 0.3 * (s1 + s2)) @ p["head"]
+    return (z + e + 0.3 * (s1 + s2) + cl[..., 0:4].repeat(1, 1, 4)) @ p["head"]
 
 
 def batches(path, steps):
