@@ -386,6 +386,8 @@ LogicalResult Importer::decideTrainable() {
         // Repeats along later axes cannot be a slice of the stored bytes.
         if (!repeatedAxes(*h, d.repeated).empty())
           innerRepeats.push_back(t.name());
+        // Position rows, or a buffer's initial state (HRM): still ambiguous.
+        ambiguousName.push_back(t.name());
         continue;
       }
       if (generated && f.weightOp.empty() && !repeatedAxes(*h, 0).empty())

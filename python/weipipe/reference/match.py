@@ -15,6 +15,12 @@ Rules (README.md, "Initializer matching"):
    holds that parameter (a transposed copy when it equals the transpose; same
    layout wins for a symmetric matrix). An initializer bitwise equal to two or
    more parameters is ambiguous; one equal to none is a constant, not a weight.
+   With ``derived=True`` (the family sweep), a parameter still without a
+   holder may be held by an initializer the exporter computed from it alone
+   (:func:`_derivations`): ``P + c``, rows ``P[a:b]`` (tiled), or ``P``
+   reshaped and broadcast. Such a holder is never loaded into the parameter
+   (the module's value is its source); :func:`state_by_initializer` gives it
+   the derived value.
 5. Every parameter must have at least one holder and no initializer is
    ambiguous, else :class:`RefError` lists the unmatched parameters and
    ambiguous initializers. A parameter can have several holders (a tied
@@ -43,7 +49,8 @@ _FLOAT_TYPES = {
 class Holder:
     name: str  # ONNX initializer name
     transposed: bool  # the initializer holds param.T (2-D)
-    how: str  # "name" or "value"
+    how: str  # "name", "value" or "derived"
+    derive: tuple | None = None  # how == "derived": (description, param -> initializer value)
 
 
 @dataclass
@@ -111,11 +118,27 @@ def _name_candidates(init: str, bindings: list[Binding]) -> list[Binding]:
     ]
 
 
-def match(module: torch.nn.Module, proto: onnx.ModelProto, onnx_path: str = "<onnx>") -> tuple[list[Binding], dict[str, np.ndarray]]:
-    """Match and load: returns the bindings (params now hold the ONNX values) and the float initializers.
+@dataclass
+class Matching:
+    """Steps 2-4 of the rules, before the check of step 5 (see :func:`find`)."""
 
-    Raises RefError when a parameter has no holder, an initializer is ambiguous,
-    or the holders of one parameter disagree.
+    bindings: list[Binding]
+    inits: dict[str, np.ndarray]
+    ambiguous: list[str]  # one message per ambiguous initializer
+
+    @property
+    def unmatched(self) -> list[Binding]:
+        return [b for b in self.bindings if not b.holders]
+
+    def holder_names(self) -> set[str]:
+        return {h.name for b in self.bindings for h in b.holders}
+
+
+def find(module: torch.nn.Module, proto: onnx.ModelProto, onnx_path: str = "<onnx>",
+         derived: bool = False) -> Matching:
+    """Steps 2-4 without step 5: unmatched parameters and ambiguous initializers are
+    reported in the result instead of raised, for tools that diagnose a file
+    (the family sweep). Name-matched values are loaded into the parameters.
     """
     inits = float_initializers(proto)
     bindings = trainable_params(module)
@@ -166,8 +189,83 @@ def match(module: torch.nn.Module, proto: onnx.ModelProto, onnx_path: str = "<on
         b.holders.append(Holder(iname, t, "value"))
         claimed[iname] = b
 
+    # 4b. derived from one parameter that has no holder
+    if derived:
+        orphans = [b for b in bindings if not b.holders]
+        for iname, arr in inits.items():
+            if iname in claimed or not orphans:
+                continue
+            found = [(b, d) for b in orphans for d in _derivations(arr, _np(b.param))[:1]]
+            if len(found) > 1:
+                ambiguous.append(f"initializer {iname} {_shape(arr)} derives from {len(found)} parameters: "
+                                 + ", ".join(f"{b.name} ({d[0]})" for b, d in found))
+            elif found:
+                b, d = found[0]
+                b.holders.append(Holder(iname, False, "derived", d))
+                claimed[iname] = b
+    return Matching(bindings, inits, ambiguous)
+
+
+def _derivations(a: np.ndarray, p: np.ndarray) -> list[tuple]:
+    """The ways initializer ``a`` is parameter ``p`` folded by the exporter, bitwise:
+    ``(description, fn)`` with ``fn(param tensor) -> a``. ``P + c`` (Gemma's ``1 + weight``
+    norms), rows ``P[k:k+m]`` tiled (position rows at the static positions, repeated over
+    the batch), ``P`` with its axes placed among ``a``'s and broadcast (a bias or gate
+    reshaped to [1, 1, N] or expanded)."""
+    if a.dtype != p.dtype or p.size == 0 or a.size == 0:
+        return []
+    out = []
+    if a.shape == p.shape:
+        c = p.dtype.type(np.round(np.float64(a.flat[0]) - np.float64(p.flat[0]), 4))  # a literal
+        if c != 0 and _bitwise_equal(a, p + c):
+            out.append((f"{float(c):g} + P", lambda t, c=float(c): t + c))
+    if p.ndim == 2 and a.size % p.shape[1] == 0 and a.shape != p.shape:
+        rows = a.reshape(-1, p.shape[1])
+        n = len(rows)
+        for m in (m for m in range(1, min(n, p.shape[0]) + 1) if n % m == 0):
+            hit = next((k for k in range(p.shape[0] - m + 1)
+                        if np.array_equal(rows, np.tile(p[k:k + m], (n // m, 1)))), None)
+            if hit is not None:
+                out.append((f"P[{hit}:{hit + m}]" + (f" tiled {n // m}x" if m < n else ""),
+                            lambda t, k=hit, m=m, n=n, s=a.shape: t[k:k + m].repeat(n // m, 1).reshape(s)))
+                break
+    for s in _placements(p.shape, a.shape):
+        if np.array_equal(np.broadcast_to(p.reshape(s), a.shape), a):
+            out.append((f"P as {list(s)}" + (f" broadcast to {list(a.shape)}" if p.size != a.size else ""),
+                        lambda t, s=s, to=a.shape: t.reshape(s).expand(to).contiguous()))
+            break
+    return out
+
+
+def _placements(pshape: tuple, ashape: tuple):
+    """Shapes of ``ashape``'s rank holding ``pshape``'s axes in order at axes of the same
+    size, 1 elsewhere (the reshapes of P that broadcast to ``ashape``)."""
+    def go(i: int, j: int, acc: list):
+        if i == len(pshape):
+            yield tuple(acc + [1] * (len(ashape) - j))
+            return
+        for k in range(j, len(ashape)):
+            if ashape[k] == pshape[i]:
+                yield from go(i + 1, k + 1, acc + [1] * (k - j) + [pshape[i]])
+    if len(pshape) <= len(ashape):
+        yield from go(0, 0, [])
+
+
+def match(module: torch.nn.Module, proto: onnx.ModelProto, onnx_path: str = "<onnx>") -> tuple[list[Binding], dict[str, np.ndarray]]:
+    """Match and load: returns the bindings (params now hold the ONNX values) and the float initializers.
+
+    Raises RefError when a parameter has no holder, an initializer is ambiguous,
+    or the holders of one parameter disagree.
+    """
+    return resolve(find(module, proto, onnx_path), onnx_path)
+
+
+def resolve(found: Matching, onnx_path: str = "<onnx>") -> tuple[list[Binding], dict[str, np.ndarray]]:
+    """Step 5 on a :func:`find` result, then load every parameter from its holders."""
+    bindings, inits, ambiguous = found.bindings, found.inits, found.ambiguous
+
     # 5. every parameter held, nothing ambiguous
-    unmatched = [b for b in bindings if not b.holders]
+    unmatched = found.unmatched
     if unmatched or ambiguous:
         lines = []
         if unmatched:
@@ -187,7 +285,9 @@ def match(module: torch.nn.Module, proto: onnx.ModelProto, onnx_path: str = "<on
             )
         raise RefError("\n".join(lines))
     for b in bindings:
-        _load(b, inits, b.holders, onnx_path)
+        held = [h for h in b.holders if h.how != "derived"]  # derived: the module's value is the source
+        if held:
+            _load(b, inits, held, onnx_path)
     return bindings, inits
 
 
@@ -206,7 +306,7 @@ def _load(b: Binding, inits: dict[str, np.ndarray], holders: list[Holder], onnx_
 
 def apply_weights(bindings: list[Binding], weights: dict[str, np.ndarray], source: str) -> None:
     """Overwrite parameters from ``{initializer name: array in the ONNX layout}`` (a saved .safetensors)."""
-    holder_of = {h.name: (b, h) for b in bindings for h in b.holders}
+    holder_of = {h.name: (b, h) for b in bindings for h in b.holders if h.how != "derived"}
     unknown = [k for k in weights if k not in holder_of]
     if unknown:
         raise RefError(
@@ -233,16 +333,19 @@ def state_by_initializer(bindings: list[Binding]) -> dict[str, torch.Tensor]:
     for b in bindings:
         p = b.param.detach().cpu()
         for h in b.holders:
-            out[h.name] = (p.t() if h.transposed else p).contiguous().clone()
+            v = h.derive[1](p) if h.derive else (p.t() if h.transposed else p)
+            out[h.name] = v.contiguous().clone()
     return out
 
 
 def summary(bindings: list[Binding], inits: dict[str, np.ndarray]) -> str:
     nh = sum(len(b.holders) for b in bindings)
     by_name = sum(1 for b in bindings for h in b.holders if h.how == "name")
+    derived = sum(1 for b in bindings for h in b.holders if h.how == "derived")
     trans = sum(1 for b in bindings for h in b.holders if h.transposed)
     tied = sum(1 for b in bindings if len(b.holders) > 1)
     return (
         f"matched {len(bindings)} parameters to {nh} of {len(inits)} float initializers "
-        f"({by_name} by name, {nh - by_name} by value, {trans} transposed, {tied} parameter(s) held by several)"
+        f"({by_name} by name, {nh - by_name - derived} by value, {trans} transposed"
+        + (f", {derived} derived" if derived else "") + f", {tied} parameter(s) held by several)"
     )

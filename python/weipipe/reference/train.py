@@ -69,14 +69,27 @@ def load_model(name: str, onnx_path: str, seed: int = 0, weights: str | None = N
     proto = M.load_onnx(onnx_path)
     torch.manual_seed(seed)
     module = build_model(name, seed)
+    return from_module(name, MODELS[name].kind, module, onnx_path, proto, weights)
+
+
+def from_module(name: str, kind: str, module: torch.nn.Module, onnx_path: str, proto=None,
+                weights: str | None = None, found: M.Matching | None = None) -> Loaded:
+    """A module built by the caller (the one the file was exported from, same values), its
+    trainable parameters overwritten from the file's initializers. ``kind`` "plain": the
+    module takes ``input_ids`` only; "hf": also ``attention_mask`` and ``position_ids``
+    (see :func:`logits`); either way ``module.config.vocab_size`` is the vocabulary.
+    ``found``: the caller's :func:`match.find` of this module and file (derived holders).
+    """
+    if proto is None:
+        proto = M.load_onnx(onnx_path)
     module.eval()  # as exported: no dropout
-    bindings, inits = M.match(module, proto, onnx_path)
+    bindings, inits = M.resolve(found, onnx_path) if found else M.match(module, proto, onnx_path)
     log(M.summary(bindings, inits) + f" in {onnx_path}")
     if weights is not None:
         M.apply_weights(bindings, read_safetensors(weights), weights)
         log(f"parameters overwritten from {weights}")
     b, s = _input_shape(proto)
-    return Loaded(name, MODELS[name].kind, module, bindings, inits, onnx_path, b, s)
+    return Loaded(name, kind, module, bindings, inits, onnx_path, b, s)
 
 
 def read_safetensors(path: str) -> dict[str, np.ndarray]:
@@ -159,9 +172,15 @@ def lr_at(s: int, c: TrainConfig) -> float:
     raise RefError(f"unknown LR schedule {c.lr_schedule!r}; choose from {', '.join(LR_SCHEDULES)}")
 
 
+def decays(shape) -> bool:
+    """Weight decay is for matrices: two or more axes longer than 1 (the artifact's rule,
+    lib/Target/ArtifactWriter.cpp); a bias stored as [1, 1, N] is a vector."""
+    return sum(1 for d in shape if d > 1) >= 2
+
+
 def make_optimizer(m: Loaded, c: TrainConfig) -> torch.optim.AdamW:
-    decay = [b.param for b in m.bindings if b.param.ndim >= 2]
-    no_decay = [b.param for b in m.bindings if b.param.ndim < 2]
+    decay = [b.param for b in m.bindings if decays(b.param.shape)]
+    no_decay = [b.param for b in m.bindings if not decays(b.param.shape)]
     groups = [{"params": decay, "weight_decay": c.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=c.lr, betas=c.betas, eps=c.eps, foreach=False)
 
