@@ -415,6 +415,57 @@ def NN_BandOp : NN_Op<"band", [Pure]> {
   let hasVerifier = 1;
 }
 
+def NN_TopKIndicesOp : NN_Op<"topk_indices", [Pure]> {
+  let summary = "the indices of the k largest (or smallest) along the last axis";
+  let description = [{
+    ONNX TopK's indices output along the last axis: per row, the positions of
+    the `k` largest values (`largest`, else smallest) in order, ties broken
+    by the lower index (so the result is deterministic). The values are a
+    gather of the input at these indices, whose gradient autodiff already
+    has; the indices themselves carry none (mixture-of-experts routing).
+
+    Example:
+
+    ```mlir
+    %i = nn.topk_indices %logits {k = 2 : i64, largest = true} : tensor<32x8xf32> to tensor<32x2xi64>
+    ```
+  }];
+  let arguments = (ins NN_FloatTensor:$input,
+                       ConfinedAttr<I64Attr, [IntPositive]>:$k,
+                       BoolAttr:$largest);
+  let results = (outs StaticShapeTensorOf<[I64]>:$result);
+  let assemblyFormat = "$input attr-dict `:` type($input) `to` type($result)";
+  let hasVerifier = 1;
+}
+
+def NN_ScatterElementsOp : NN_Op<"scatter_elements", [Pure]> {
+  let summary = "a copy of data with elements replaced at run-time indices";
+  let description = [{
+    ONNX ScatterElements without reduction, for indices computed at run time:
+    the result is `data` with `result[.., indices[p], ..] = updates[p]`
+    (the index replacing position `p`'s coordinate along `axis`; negative
+    indices count from the end; of repeated targets the last update wins).
+    DeepSeek's group-limited routing builds its expert mask this way. It has
+    no gradient rule: data and updates must be constants (known indices are
+    imported as a gather, which has one).
+
+    Example:
+
+    ```mlir
+    %m = nn.scatter_elements %zeros, %idx, %ones {axis = 1 : i64} : (tensor<32x8xf32>, tensor<32x2xi64>, tensor<32x2xf32>) -> tensor<32x8xf32>
+    ```
+  }];
+  let arguments = (ins NN_AnyTensor:$data, NN_IndexTensor:$indices,
+                       NN_AnyTensor:$updates,
+                       ConfinedAttr<I64Attr, [IntNonNegative]>:$axis);
+  let results = (outs NN_AnyTensor:$result);
+  let assemblyFormat = [{
+    $data `,` $indices `,` $updates attr-dict `:` `(` type($data) `,`
+    type($indices) `,` type($updates) `)` `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
 def NN_TriluOp : NN_Op<"trilu", [Pure, SameOperandsAndResultType]> {
   let summary = "keeps the upper or lower triangle of the last two dims";
   let description = [{

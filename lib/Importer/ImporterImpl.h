@@ -210,6 +210,11 @@ private:
   LogicalResult einsum();
   LogicalResult scatter(bool nd);
   LogicalResult tile();
+  LogicalResult topk();
+  FailureOr<Value> gatherFlat(Value data, Value idx,
+                              llvm::ArrayRef<int64_t> idxShape,
+                              const HostTensor *known, bool nd,
+                              int64_t axisOrBatchDims);
   FailureOr<Value> padAxis(Value x, int64_t axis, int64_t before,
                            int64_t after, double value);
   LogicalResult concat();

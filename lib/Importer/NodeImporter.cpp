@@ -35,6 +35,7 @@ ArrayRef<StringRef> NodeEmitter::emittedOps() {
                                   "ScatterElements",
                                   "ScatterND",
                                   "Tile",
+                                  "TopK",
                                   "Cast",
                                   "CastLike",
                                   "Concat",
@@ -913,6 +914,29 @@ LogicalResult NodeEmitter::scatter(bool nd) {
   if (reduction != "none")
     return fail() << "reduction '" << reduction
                   << "' is not supported (only none)";
+  if (!nd && in(1)) {
+    // Run-time indices (DeepSeek's group mask): nn.scatter_elements, which
+    // has no gradient; autodiff says so if data or updates need one.
+    bool failedRead;
+    if (!im.constantOf(*in(1), loc, failedRead)) {
+      if (failedRead)
+        return failure();
+      Value idx = operand(1);
+      if (!idx)
+        return failure();
+      int64_t rank = typeOf(data).getRank(), axis = attrInt(node, "axis", 0);
+      if (!normalizeAxis(axis, rank))
+        return fail() << "axis out of range for rank " << rank;
+      if (typeOf(idx).getShape() != typeOf(updates).getShape() ||
+          typeOf(idx).getRank() != rank)
+        return fail() << "indices and updates must have one shape, of the "
+                      << "data's rank";
+      setOut(0, nn::ScatterElementsOp::create(
+                    b, loc, typeOf(data), data, castTo(idx, b.getI64Type()),
+                    updates, b.getI64IntegerAttr(axis)));
+      return success();
+    }
+  }
   const HostTensor *idx = constInput(1, "indices");
   if (!idx)
     return failure();
@@ -1009,19 +1033,33 @@ LogicalResult NodeEmitter::flatGather(bool nd) {
   const HostTensor *known = im.constantOf(*idxInfo, loc, failedRead);
   if (failedRead)
     return failure();
+  Value idx = known ? Value() : operand(1);
+  if (!known && !idx)
+    return failure();
+  FailureOr<Value> y =
+      gatherFlat(data, idx, idxInfo->shape, known, nd,
+                 attrInt(node, nd ? "batch_dims" : "axis", 0));
+  if (failed(y))
+    return failure();
+  setOut(0, *y);
+  return success();
+}
+
+FailureOr<Value> NodeEmitter::gatherFlat(Value data, Value idx,
+                                         ArrayRef<int64_t> idxShape,
+                                         const HostTensor *known, bool nd,
+                                         int64_t axisOrBatchDims) {
   FlatGather g;
   std::string why;
   ArrayRef<int64_t> ds = typeOf(data).getShape();
-  bool ok = nd ? flatGatherND(ds, idxInfo->shape, known,
-                              attrInt(node, "batch_dims", 0), g, why)
-               : flatGatherElements(ds, idxInfo->shape, known,
-                                    attrInt(node, "axis", 0), g, why);
+  bool ok = nd ? flatGatherND(ds, idxShape, known, axisOrBatchDims, g, why)
+               : flatGatherElements(ds, idxShape, known, axisOrBatchDims, g,
+                                    why);
   if (!ok)
     return fail() << why;
   Value rows = im.materializeConstant(g.rows, loc);
   if (!known) {
-    Value idx = operand(1);
-    if (!idx || !rows)
+    if (!rows)
       return failure();
     Type i64 = b.getI64Type();
     idx = castTo(idx, i64);
@@ -1058,8 +1096,45 @@ LogicalResult NodeEmitter::flatGather(bool nd) {
   if (!rows)
     return failure();
   Value view = reshape(data, g.viewShape);
-  setOut(0, nn::GatherOp::create(b, loc, withShape(data, g.resultShape), view,
-                                 rows, 0));
+  return Value(nn::GatherOp::create(b, loc, withShape(data, g.resultShape),
+                                    view, rows, 0));
+}
+
+LogicalResult NodeEmitter::topk() {
+  // The indices from nn.topk_indices; the values a gather of the input at
+  // them (GatherElements along the axis), whose gradient is the scatter-add.
+  Value x = operand(0);
+  if (!x)
+    return failure();
+  RankedTensorType xt = typeOf(x);
+  int64_t rank = xt.getRank(), axis = attrInt(node, "axis", -1);
+  if (!normalizeAxis(axis, rank) || axis != rank - 1)
+    return fail() << "only TopK along the last axis is supported";
+  int64_t k = 0;
+  if (im.opset < 10) {
+    k = attrInt(node, "k", 0);
+  } else {
+    auto kIn = intsInput(1, "k");
+    if (failed(kIn))
+      return failure();
+    if (kIn->size() != 1)
+      return fail() << "k must be one integer";
+    k = (*kIn)[0];
+  }
+  int64_t n = xt.getDimSize(axis);
+  if (k < 1 || k > n)
+    return fail() << "k = " << k << " out of [1, " << n << "]";
+  SmallVector<int64_t> shape(xt.getShape());
+  shape.back() = k;
+  Value idx = nn::TopKIndicesOp::create(
+      b, loc, RankedTensorType::get(shape, b.getI64Type()), x,
+      b.getI64IntegerAttr(k),
+      b.getBoolAttr(attrInt(node, "largest", 1) != 0));
+  FailureOr<Value> values = gatherFlat(x, idx, shape, nullptr, false, axis);
+  if (failed(values))
+    return failure();
+  setOut(0, *values);
+  setOut(1, idx);
   return success();
 }
 
@@ -1677,6 +1752,8 @@ LogicalResult NodeEmitter::emit() {
     return scatter(op == "ScatterND");
   if (op == "Tile")
     return tile();
+  if (op == "TopK")
+    return topk();
   if (op == "ReduceLogSumExp")
     return reduceLogSumExp();
   if (op == "Softplus")

@@ -589,6 +589,14 @@ LogicalResult Writer::encode(Operation *op, rt::Instruction &inst) {
         return set(Opcode::Gather, {static_cast<int64_t>(o.getAxis())});
       })
       .Case([&](nn::BandOp) { return set(Opcode::Band); })
+      .Case([&](nn::ScatterElementsOp o) {
+        return set(Opcode::ScatterElements,
+                   {static_cast<int64_t>(o.getAxis())});
+      })
+      .Case([&](nn::TopKIndicesOp o) {
+        return set(Opcode::TopK,
+                   {o.getK(), static_cast<int64_t>(o.getLargest())});
+      })
       .Case([&](nn::CumSumOp o) {
         return set(Opcode::CumSum, {static_cast<int64_t>(o.getAxis()),
                                     o.getExclusive() ? 1 : 0,

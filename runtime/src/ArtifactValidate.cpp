@@ -532,6 +532,36 @@ bool InstrCheck::check() {
     return arity(2, 1) && req(x) && req(idx, DType::I64) && req(y) &&
            sameDtype(y, x) && gather(x, idx, &t) && shapeIs(y, t);
   }
+  case Opcode::ScatterElements: {
+    Slot d = O(0, "data"), idx = O(1, "indices"), u = O(2, "updates"),
+         y = R(0, "y");
+    if (!(arity(3, 1) && attrs(1, 0) && req(d) && req(idx, DType::I64) &&
+          req(u) && req(y) && sameDtype(u, d) && sameDtype(y, d) &&
+          sameShape(y, d) && sameShape(u, idx) && rankAtLeast(d, 1) &&
+          axisInt(0, d.shape().size())))
+      return false;
+    const Dims &ds = d.shape(), &is = idx.shape();
+    if (!cond(is.size() == ds.size(), "indices must have the data's rank"))
+      return false;
+    for (size_t k = 0; k < ds.size(); ++k)
+      if (!cond(int64_t(k) == I.ints[0] || is[k] <= ds[k],
+                "indices exceed the data in dimension " + std::to_string(k)))
+        return false;
+    return true;
+  }
+  case Opcode::TopK: {
+    Slot x = O(0, "x"), y = R(0, "indices");
+    if (!(arity(1, 1) && attrs(2, 0) && f32(x) && req(y, DType::I64) &&
+          rankAtLeast(x, 1) && boolInt(1, "largest")))
+      return false;
+    Dims want = x.shape();
+    if (!cond(I.ints[0] >= 1 && I.ints[0] <= want.back(),
+              "k = " + std::to_string(I.ints[0]) + " out of [1, " +
+                  std::to_string(want.back()) + "]"))
+      return false;
+    want.back() = I.ints[0];
+    return shapeIs(y, want);
+  }
   case Opcode::Band: {
     Slot d = O(0, "diagonals"), y = R(0, "y");
     if (!(arity(1, 1) && attrs(0, 0) && req(d) && req(y) &&

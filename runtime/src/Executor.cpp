@@ -562,6 +562,20 @@ cpu::Status Executor::Impl::exec(Step &s) {
     });
     return st;
   }
+  case Opcode::ScatterElements: {
+    cpu::Status st;
+    withType(in[0].dt, [&](auto tag) {
+      using T = decltype(tag);
+      st = scatter_elements<T>(in[0].as<T>(), in[0].s, in[1].as<int64_t>(),
+                               in[1].s, in[2].as<T>(), int(I.ints[0]),
+                               out[0].as<T>());
+    });
+    return st;
+  }
+  case Opcode::TopK:
+    topk_indices(in[0].as<float>(), in[0].s, I.ints[0], I.ints[1] != 0,
+                 out[0].as<int64_t>());
+    return {};
   case Opcode::Band:
     withType(in[0].dt, [&](auto tag) {
       using T = decltype(tag);

@@ -163,7 +163,9 @@ TEST(Artifact, NamesAndSizes) {
   EXPECT_FALSE(isKnownOpcode(0));
   EXPECT_TRUE(isKnownOpcode(30)); // cumsum
   EXPECT_TRUE(isKnownOpcode(31)); // band
-  EXPECT_FALSE(isKnownOpcode(32));
+  EXPECT_TRUE(isKnownOpcode(32)); // topk
+  EXPECT_TRUE(isKnownOpcode(33)); // scatter_elements
+  EXPECT_FALSE(isKnownOpcode(34));
   EXPECT_STREQ(functionKindName(FunctionKind::BackwardWeight),
                "backward_weight");
   TensorRef r = arenaAt(0, DType::I64, {2, 3});

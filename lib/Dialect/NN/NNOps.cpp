@@ -485,6 +485,37 @@ LogicalResult ReduceMeanOp::verify() { return verifyReduce(*this); }
 LogicalResult ReduceSumOp::verify() { return verifyReduce(*this); }
 LogicalResult ReduceMaxOp::verify() { return verifyReduce(*this); }
 
+LogicalResult ScatterElementsOp::verify() {
+  auto d = getData().getType(), i = getIndices().getType(),
+       u = getUpdates().getType();
+  if (getType() != d || u.getElementType() != d.getElementType())
+    return emitOpError() << "result and updates must have the data's type";
+  if (i.getShape() != u.getShape() || i.getRank() != d.getRank())
+    return emitOpError() << "indices and updates must have one shape, of the "
+                            "data's rank";
+  if (static_cast<int64_t>(getAxis()) >= d.getRank())
+    return emitOpError() << "axis " << getAxis() << " out of range";
+  for (int64_t k = 0; k < d.getRank(); ++k)
+    if (k != static_cast<int64_t>(getAxis()) &&
+        i.getDimSize(k) > d.getDimSize(k))
+      return emitOpError() << "indices exceed the data in dimension " << k;
+  return success();
+}
+
+LogicalResult TopKIndicesOp::verify() {
+  auto x = getInput().getType(), r = getType();
+  if (x.getRank() < 1)
+    return emitOpError() << "input must have rank >= 1";
+  SmallVector<int64_t> want(x.getShape());
+  if (getK() > want.back())
+    return emitOpError() << "k = " << getK() << " exceeds the last dimension "
+                         << want.back();
+  want.back() = getK();
+  if (r.getShape() != ArrayRef<int64_t>(want))
+    return emitOpError() << "result shape must be the input's with k last";
+  return success();
+}
+
 LogicalResult BandOp::verify() {
   auto d = getDiagonals().getType(), r = getType();
   if (failed(sameElementType(*this, getDiagonals(), getResult(), "diagonals",

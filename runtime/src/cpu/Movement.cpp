@@ -9,7 +9,11 @@
 
 #include "Internal.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
+#include <numeric>
+#include <vector>
 
 namespace weipipe::rt::cpu {
 using namespace detail;
@@ -355,6 +359,61 @@ template <typename T> void band(const T *diagonals, const Shape &ys, T *y) {
     std::memcpy(y + r * N, diagonals + (M - 1 - r % M), size_t(N) * sizeof(T));
 }
 
+void topk_indices(const float *x, const Shape &xs, int64_t k, bool largest,
+                  int64_t *y) {
+  WP_CHECK(xs.rank >= 1, "topk needs rank >= 1");
+  const int64_t n = xs[xs.rank - 1];
+  WP_CHECK(k >= 1 && k <= n, "topk: k out of range");
+  const int64_t rows = xs.numel() / std::max<int64_t>(n, 1);
+#pragma omp parallel for schedule(static) if (rows * n >= kParallelMin)
+  for (int64_t r = 0; r < rows; ++r) {
+    const float *row = x + r * n;
+    std::vector<int64_t> idx(static_cast<size_t>(n));
+    std::iota(idx.begin(), idx.end(), int64_t(0));
+    // NaN first (the largest), then by value, then the lower index.
+    auto before = [&](int64_t a, int64_t b) {
+      const float va = row[a], vb = row[b];
+      const bool na = std::isnan(va), nb = std::isnan(vb);
+      if (na != nb)
+        return largest ? na : nb;
+      if (!na && va != vb)
+        return largest ? va > vb : va < vb;
+      return a < b;
+    };
+    std::partial_sort(idx.begin(), idx.begin() + k, idx.end(), before);
+    std::copy(idx.begin(), idx.begin() + k, y + r * k);
+  }
+}
+
+template <typename T>
+Status scatter_elements(const T *data, const Shape &ds, const int64_t *idx,
+                        const Shape &is, const T *updates, int axis, T *y) {
+  std::copy(data, data + ds.numel(), y);
+  const int rank = ds.rank;
+  std::vector<int64_t> pos(size_t(rank), 0);
+  for (int64_t p = 0, n = is.numel(); p < n; ++p) {
+    int64_t rem = p;
+    for (int d = rank - 1; d >= 0; --d) {
+      pos[size_t(d)] = rem % is[d];
+      rem /= is[d];
+    }
+    int64_t v = idx[p];
+    if (v < 0)
+      v += ds[axis];
+    if (v < 0 || v >= ds[axis])
+      return Status::error("scatter_elements: index " +
+                           std::to_string(idx[p]) + " out of range for axis " +
+                           std::to_string(axis) + " of size " +
+                           std::to_string(ds[axis]));
+    pos[size_t(axis)] = v;
+    int64_t flat = 0;
+    for (int d = 0; d < rank; ++d)
+      flat = flat * ds[d] + pos[size_t(d)];
+    y[flat] = updates[p];
+  }
+  return {};
+}
+
 template <typename T>
 void cumsum(const T *x, const Shape &xs, int axis, bool exclusive,
             bool reverse, T *y) {
@@ -386,7 +445,10 @@ void cumsum(const T *x, const Shape &xs, int axis, bool exclusive,
   template Status gather<T>(const T *, const Shape &, int, const int64_t *,    \
                             int64_t, T *);                                     \
   template void trilu<T>(const T *, const Shape &, bool, int64_t, T *);        \
-  template void band<T>(const T *, const Shape &, T *);
+  template void band<T>(const T *, const Shape &, T *);                         \
+  template Status scatter_elements<T>(const T *, const Shape &,                \
+                                      const int64_t *, const Shape &,          \
+                                      const T *, int, T *);
 WP_INSTANTIATE_MOVEMENT(float)
 WP_INSTANTIATE_MOVEMENT(int64_t)
 WP_INSTANTIATE_MOVEMENT(int32_t)

@@ -331,3 +331,37 @@ TEST(BandKernels, DiagonalsFillEveryLeadingIndex) {
   EXPECT_EQ(yf[8], -1e30f); // (2, 0): the lowest diagonal
   EXPECT_EQ(yf[3], 0.0f);
 }
+
+TEST(TopKKernels, OrderTiesAndNaN) {
+  // Two rows of 5: the k = 3 largest in order, ties to the lower index.
+  const std::vector<float> x = {0.5f, 2.0f, -1.0f, 2.0f, 1.0f,
+                                3.0f, -2.0f, 0.0f, 7.0f, -5.0f};
+  std::vector<int64_t> y(6);
+  topk_indices(x.data(), S({2, 5}), 3, /*largest=*/true, y.data());
+  EXPECT_EQ(y, (std::vector<int64_t>{1, 3, 4, 3, 0, 2})); // positions in the row
+  topk_indices(x.data(), S({2, 5}), 2, /*largest=*/false, y.data());
+  EXPECT_EQ(std::vector<int64_t>(y.begin(), y.begin() + 4),
+            (std::vector<int64_t>{2, 0, 4, 1}));
+  // NaN counts as the largest (as torch.topk).
+  const std::vector<float> n = {1.0f, std::nanf(""), 3.0f};
+  std::vector<int64_t> yn(2);
+  topk_indices(n.data(), S({3}), 2, true, yn.data());
+  EXPECT_EQ(yn, (std::vector<int64_t>{1, 2}));
+}
+
+TEST(ScatterElementsKernels, RunTimeIndices) {
+  // A [2, 4] mask of zeros with ones at each row's two indices along axis 1
+  // (negative from the end), and an index out of range.
+  const std::vector<float> data(8, 0.0f), upd(4, 1.0f);
+  const std::vector<int64_t> idx = {1, -1, 0, 2};
+  std::vector<float> y(8);
+  ASSERT_TRUE(scatter_elements(data.data(), S({2, 4}), idx.data(), S({2, 2}),
+                               upd.data(), 1, y.data())
+                  .ok());
+  EXPECT_EQ(y, (std::vector<float>{0, 1, 0, 1, 1, 0, 1, 0}));
+  const std::vector<int64_t> bad = {4, 0, 0, 0};
+  Status st = scatter_elements(data.data(), S({2, 4}), bad.data(),
+                               S({2, 2}), upd.data(), 1, y.data());
+  EXPECT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("index 4 out of range"), std::string::npos);
+}

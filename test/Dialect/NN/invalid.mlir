@@ -1362,3 +1362,19 @@ func.func @cross_entropy_per_token(%l: tensor<2x16x32000xf32>, %t: tensor<2x16xi
   %r = nn.cross_entropy %l, %t {ignore_index = -100 : i64} : (tensor<2x16x32000xf32>, tensor<2x16xi64>) -> tensor<2x16xf32>
   return
 }
+
+// -----
+
+func.func @topk_k(%x: tensor<2x4xf32>) {
+  // expected-error @+1 {{'nn.topk_indices' op k = 5 exceeds the last dimension 4}}
+  %r = nn.topk_indices %x {k = 5 : i64, largest = true} : tensor<2x4xf32> to tensor<2x5xi64>
+  return
+}
+
+// -----
+
+func.func @topk_shape(%x: tensor<2x4xf32>) {
+  // expected-error @+1 {{'nn.topk_indices' op result shape must be the input's with k last}}
+  %r = nn.topk_indices %x {k = 2 : i64, largest = false} : tensor<2x4xf32> to tensor<4x2xi64>
+  return
+}

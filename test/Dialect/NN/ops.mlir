@@ -181,6 +181,7 @@ func.func @unary(%x: tensor<2x16x512xf32>, %h: tensor<2x16x512xf16>, %ids: tenso
 // CHECK-NEXT: %[[DIAG:.*]] = nn.slice %[[X]] [0, 0, 0] [1, 1, 31] [1, 1, 1] : tensor<2x16x512xf32> to tensor<1x1x31xf32>
 // CHECK-NEXT: %[[DIAG1:.*]] = nn.reshape %[[DIAG]] : tensor<1x1x31xf32> to tensor<31xf32>
 // CHECK-NEXT: %[[BAND:.*]] = nn.band %[[DIAG1]] : tensor<31xf32> to tensor<2x1x16x16xf32>
+// CHECK-NEXT: nn.topk_indices %{{.*}} {k = 2 : i64, largest = true} : tensor<2x16x512xf32> to tensor<2x16x2xi64>
 // CHECK-NEXT: return
 func.func @shape(%x: tensor<2x16x512xf32>, %qkv: tensor<2x16x1536xf32>, %q: tensor<2x16x8x64xf32>, %w: tensor<512x1536xf32>, %pos: tensor<1x16xi64>, %s: tensor<f32>, %one: tensor<1xf32>, %m: tensor<16x16xi1>, %table: tensor<32000x512xf32>, %ids: tensor<2x16xi64>, %last: tensor<i32>, %sq: tensor<16x16xf32>) {
   %split = nn.reshape %x : tensor<2x16x512xf32> to tensor<2x16x8x64xf32>
@@ -212,6 +213,7 @@ func.func @shape(%x: tensor<2x16x512xf32>, %qkv: tensor<2x16x1536xf32>, %q: tens
   %diag = nn.slice %x [0, 0, 0] [1, 1, 31] [1, 1, 1] : tensor<2x16x512xf32> to tensor<1x1x31xf32>
   %diag1 = nn.reshape %diag : tensor<1x1x31xf32> to tensor<31xf32>
   %bandm = nn.band %diag1 : tensor<31xf32> to tensor<2x1x16x16xf32>
+  %top = nn.topk_indices %x {k = 2 : i64, largest = true} : tensor<2x16x512xf32> to tensor<2x16x2xi64>
   return
 }
 

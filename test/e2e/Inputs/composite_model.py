@@ -1,7 +1,7 @@
 """A small language model built around the ONNX ops weipipe lowers to
 compositions of nn ops (GatherElements, GatherND, CumSum, Softplus,
 ReduceLogSumExp, a depthwise causal Conv, Pad, Clip, Einsum, ScatterND and
-ScatterElements with known indices, Tile of a computed tensor), and its PyTorch twin, for checking those lowerings (forward
+ScatterElements with known indices, Tile of a computed tensor, TopK), and its PyTorch twin, for checking those lowerings (forward
 against onnxruntime, gradients against torch.autograd).
 
   composite_model.py make OUT.onnx
@@ -26,7 +26,8 @@ The model (vocabulary 8 = sequence length 8, so that token ids are positions):
   s1 = ScatterND(h, [[0, 1], [1, 3]], cl[0, 0:2])          rows h[0, 1], h[1, 3] replaced
   s2 = ScatterElements(h, 2 (shape [B, 1, H]), cl[:, 5:6], axis=1)   row 2 replaced
   logits = (tanh((g1 + g2 + g3) @ w1) + h + g4 + g5 + 0.25 * c + 0.1 * (sp - ls) + e
-            + 0.3 (s1 + s2) + Tile(cl[..., 0:4], [1, 1, 4])) @ head
+            + 0.3 (s1 + s2) + Tile(cl[..., 0:4], [1, 1, 4])
+            + 0.2 Tile(TopK(h, 4).values, [1, 1, 4])) @ head
 Repeated ids make the gathers' gradients sums over several reads (a scatter-add).
 Training follows weipipe-run's contract: sequential windows of S+1 tokens, mean
 next-token cross-entropy, torch.optim.AdamW with weight decay on matrices (two
@@ -92,6 +93,8 @@ def make(out):
         numpy_helper.from_array(np.array(0.3, dtype=np.float32), "pt3"),
         numpy_helper.from_array(np.array([B, S, 4], dtype=np.int64), "q4"),
         numpy_helper.from_array(np.array([1, 1, 4], dtype=np.int64), "reps"),
+        numpy_helper.from_array(np.array([4], dtype=np.int64), "k4"),
+        numpy_helper.from_array(np.array(0.2, dtype=np.float32), "pt2"),
     ]
     nodes = [
         helper.make_node("Gather", ["emb", "input_ids"], ["h"]),
@@ -148,7 +151,11 @@ def make(out):
         helper.make_node("Add", ["z2", "s3"], ["z3"]),
         helper.make_node("Slice", ["cl", "s0", "q4"], ["cl4"]),
         helper.make_node("Tile", ["cl4", "reps"], ["tl"]),
-        helper.make_node("Add", ["z3", "tl"], ["z"]),
+        helper.make_node("Add", ["z3", "tl"], ["z4"]),
+        helper.make_node("TopK", ["h", "k4"], ["tkv", "tki"]),
+        helper.make_node("Tile", ["tkv", "reps"], ["tkt"]),
+        helper.make_node("Mul", ["tkt", "pt2"], ["tks"]),
+        helper.make_node("Add", ["z4", "tks"], ["z"]),
         helper.make_node("MatMul", ["z", "head"], ["logits"]),
     ]
     graph = helper.make_graph(
@@ -184,7 +191,8 @@ def forward(p, ids):
     s1 = h.clone()
     s1[0, 1], s1[1, 3] = cl[0, 0], cl[0, 1]
     s2 = torch.scatter(h, 1, torch.full((B, 1, H), 2), cl[:, 5:6])
-    return (z + e + 0.3 * (s1 + s2) + cl[..., 0:4].repeat(1, 1, 4)) @ p["head"]
+    tk = torch.topk(h, 4).values.repeat(1, 1, 4)
+    return (z + e + 0.3 * (s1 + s2) + cl[..., 0:4].repeat(1, 1, 4) + 0.2 * tk) @ p["head"]
 
 
 def batches(path, steps):

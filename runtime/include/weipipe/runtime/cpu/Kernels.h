@@ -343,6 +343,19 @@ void trilu(const T *x, const Shape &xs, bool upper, int64_t k, T *y);
 /// [M, N] of ys, the same for every leading index.
 template <typename T> void band(const T *diagonals, const Shape &ys, T *y);
 
+/// nn.topk_indices: for each row of the last axis of x (shape xs), the
+/// indices of the k largest (smallest) values in order, ties broken by the
+/// lower index; NaN counts as the largest.
+void topk_indices(const float *x, const Shape &xs, int64_t k, bool largest,
+                  int64_t *y);
+
+/// nn.scatter_elements: y = data (shape ds), then y[.., idx[p], ..] =
+/// updates[p] along `axis` for every position p of idx (shape is, the
+/// updates' shape). Fails on an index out of range.
+template <typename T>
+Status scatter_elements(const T *data, const Shape &ds, const int64_t *idx,
+                        const Shape &is, const T *updates, int axis, T *y);
+
 /// nn.cumsum (ONNX CumSum): y[.., i, ..] = sum of x[.., j, ..] over j <= i
 /// along `axis` (j < i when `exclusive`; j >= i, j > i when `reverse`),
 /// summed in order in T. Its gradient is the cumsum of dy with `reverse`
