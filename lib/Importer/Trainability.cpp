@@ -10,7 +10,8 @@
 //   1. flags: --trainable-initializers, then --frozen-initializers;
 //   2. metadata: the `weipipe.trainable` model property that weipipe's export
 //      helper writes (initializer -> PyTorch parameter), trusted when present;
-//   3. structure: no gradient path (it only feeds shapes, indices, sin/cos),
+//   3. structure: no gradient path (it only feeds shapes, indices, sin/cos,
+//      or decides indices: a router's bias seen by TopK's indices alone),
 //      a rotary cos/sin table (two tables whose squares sum to one), an
 //      attention mask (every value 0 or <= -1e4, or 0/1), a weightless norm's
 //      constant scale or bias with an exporter-made name;
@@ -72,6 +73,16 @@ bool passesGradient(const onnx::NodeProto &node, size_t k) {
   if (op == "Cast")
     return isTrainableDType(attrInt(node, "to", kFloat)) ||
            attrInt(node, "to", kFloat) == kDouble;
+  return true;
+}
+
+/// Whether output `j` of `node` carries a gradient back to its inputs: not
+/// TopK's indices nor Dropout's mask (ops whose inputs pass no gradient at
+/// all are caught by passesGradient).
+bool outputPassesGradient(const onnx::NodeProto &node, size_t j) {
+  StringRef op = node.op_type();
+  if (op == "TopK" || op == "Dropout" || op == "MaxPool")
+    return j == 0;
   return true;
 }
 
@@ -265,10 +276,32 @@ LogicalResult Importer::decideTrainable() {
         runtime.insert(out);
   }
 
+  // Values from which a gradient can flow back to a graph output: walk the
+  // (topologically sorted) nodes backward from the outputs through edges
+  // that pass gradients. A parameter that meets run-time data only where it
+  // decides indices (DeepSeek's e_score_correction_bias picks experts through
+  // TopK's indices; a sparse-attention indexer picks keys) gets no gradient,
+  // and PyTorch's optimizer skips it.
+  llvm::StringSet<> live;
+  for (const auto &out : graph.output())
+    live.insert(out.name());
+  for (const auto &node : llvm::reverse(graph.node())) {
+    bool reaches = false;
+    for (auto [j, out] : llvm::enumerate(node.output()))
+      reaches |= !out.empty() && live.contains(out) &&
+                 outputPassesGradient(node, j);
+    if (!reaches)
+      continue;
+    for (auto [k, in] : llvm::enumerate(node.input()))
+      if (!in.empty() && passesGradient(node, k))
+        live.insert(in);
+  }
+
   // Structure, per floating-point initializer: where it meets run-time data.
   struct Facts {
     const onnx::TensorProto *t;
     bool gradientPath = false; // meets run-time data where gradients flow
+    bool decidesOnly = false;  // ... but no gradient flows back to it
     bool trig = false;         // what it computes ends in Sin/Cos
     StringRef weightOp;        // the op it is a weight of, if any
     bool scoreBias = false;    // added to what a Softmax normalizes
@@ -310,6 +343,10 @@ LogicalResult Importer::decideTrainable() {
           work.push_back(out);
       }
     }
+    if (f.gradientPath && !live.contains(t.name())) {
+      f.gradientPath = false;
+      f.decidesOnly = true;
+    }
     floats.push_back(f);
   }
 
@@ -343,8 +380,11 @@ LogicalResult Importer::decideTrainable() {
     }
     if (!f.gradientPath) {
       d = {false, f.trig ? "only feeds sin/cos (rotary frequencies)"
-                         : "no gradient path (only feeds shapes, indices "
-                           "or other constants)"};
+                  : f.decidesOnly
+                      ? "no gradient reaches it (it only decides indices: "
+                        "TopK's choices, comparisons)"
+                      : "no gradient path (only feeds shapes, indices "
+                        "or other constants)"};
       continue;
     }
     d = {true, f.weightOp.empty()
