@@ -136,6 +136,9 @@ public:
   OpBuilder builder;
   OpBuilder moduleBuilder;
   llvm::StringMap<ValueInfo> values;
+  /// The tensors of each sequence SplitToSequence made, by the sequence's
+  /// name: only SequenceAt at a known position reads them.
+  llvm::StringMap<llvm::SmallVector<Value>> sequences;
   llvm::StringMap<nn::ParameterOp> parameters;
   /// Every floating-point initializer (and any a flag names): trained or not.
   std::map<std::string, Decision> trainability;
@@ -219,6 +222,11 @@ private:
                            int64_t after, double value);
   LogicalResult concat();
   LogicalResult split();
+  /// The pieces of `x` cut along `axis` into `sizes` (which must add up).
+  FailureOr<llvm::SmallVector<Value>> cut(Value x, int64_t axis,
+                                          llvm::ArrayRef<int64_t> sizes);
+  LogicalResult splitToSequence();
+  LogicalResult sequenceAt();
   LogicalResult slice();
   LogicalResult expand();
   LogicalResult where();

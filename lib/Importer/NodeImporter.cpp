@@ -85,7 +85,9 @@ ArrayRef<StringRef> NodeEmitter::emittedOps() {
                                   "Softplus",
                                   "Softmax",
                                   "SoftmaxCrossEntropyLoss",
+                                  "SequenceAt",
                                   "Split",
+                                  "SplitToSequence",
                                   "Sqrt",
                                   "Squeeze",
                                   "Sub",
@@ -1126,8 +1128,13 @@ LogicalResult NodeEmitter::topk() {
     return fail() << "k = " << k << " out of [1, " << n << "]";
   SmallVector<int64_t> shape(xt.getShape());
   shape.back() = k;
+  // Integers (expert ids a router sorts) are ranked as float32, exact below
+  // 2^24; the values are gathered from the integers themselves.
+  Value keys = x;
+  if (xt.getElementType().isInteger())
+    keys = castTo(x, b.getF32Type());
   Value idx = nn::TopKIndicesOp::create(
-      b, loc, RankedTensorType::get(shape, b.getI64Type()), x,
+      b, loc, RankedTensorType::get(shape, b.getI64Type()), keys,
       b.getI64IntegerAttr(k),
       b.getBoolAttr(attrInt(node, "largest", 1) != 0));
   FailureOr<Value> values = gatherFlat(x, idx, shape, nullptr, false, axis);
@@ -1210,21 +1217,107 @@ LogicalResult NodeEmitter::split() {
     return fail() << "split sizes " << shapeString(sizes) << " do not cut "
                   << "dimension " << axis << " of size " << dim << " into " << n
                   << " outputs";
-  int64_t off = 0;
+  auto parts = cut(x, axis, sizes);
+  if (failed(parts))
+    return failure();
+  for (auto [k, part] : llvm::enumerate(*parts))
+    setOut(k, part);
+  return success();
+}
+
+FailureOr<SmallVector<Value>> NodeEmitter::cut(Value x, int64_t axis,
+                                               ArrayRef<int64_t> sizes) {
   ArrayRef<int64_t> in = typeOf(x).getShape();
-  for (int64_t k = 0; k < n; ++k) {
+  int64_t rank = in.size(), dim = in[axis];
+  if (llvm::any_of(sizes, [](int64_t s) { return s < 0; }) ||
+      std::accumulate(sizes.begin(), sizes.end(), int64_t(0)) != dim)
+    return fail() << "split sizes " << shapeString(sizes) << " do not add up "
+                  << "to dimension " << axis << " of size " << dim;
+  SmallVector<Value> parts;
+  int64_t off = 0;
+  for (int64_t size : sizes) {
     SmallVector<int64_t> starts = fullStarts(rank), ends(in), steps(rank, 1);
     starts[axis] = off;
-    ends[axis] = off + sizes[k];
+    ends[axis] = off + size;
     SmallVector<int64_t> shape(in);
-    shape[axis] = sizes[k];
-    off += sizes[k];
-    Value part = sizes[k] == dim
-                     ? x
-                     : Value(nn::SliceOp::create(b, loc, withShape(x, shape), x,
-                                                 starts, ends, steps));
-    setOut(k, part);
+    shape[axis] = size;
+    off += size;
+    parts.push_back(size == dim ? x
+                                : Value(nn::SliceOp::create(
+                                      b, loc, withShape(x, shape), x, starts,
+                                      ends, steps)));
   }
+  return parts;
+}
+
+// The exporter without its optimizer (optimize=False, which keeps functions
+// of parameters such as Mamba's -exp(A_log) unfolded) writes torch.split as
+// SplitToSequence read by SequenceAt at constant positions: the pieces of a
+// Split, kept by the sequence's name.
+LogicalResult NodeEmitter::splitToSequence() {
+  Value x = operand(0);
+  if (!x)
+    return failure();
+  int64_t rank = typeOf(x).getRank();
+  int64_t axis = attrInt(node, "axis", 0);
+  if (!normalizeAxis(axis, rank))
+    return fail() << "axis out of range for rank " << rank;
+  int64_t dim = typeOf(x).getDimSize(axis);
+  bool keepDims = attrInt(node, "keepdims", 1) != 0;
+  std::vector<int64_t> sizes;
+  if (in(1)) {
+    const HostTensor *split = constInput(1, "split sizes");
+    if (!split)
+      return failure();
+    sizes = split->ints();
+    if (split->shape.empty()) { // one chunk size: the last may be shorter
+      int64_t chunk = sizes.empty() ? 0 : sizes[0];
+      if (chunk <= 0)
+        return fail() << "split chunk size " << chunk << " is not positive";
+      sizes.clear();
+      for (int64_t off = 0; off < dim; off += chunk)
+        sizes.push_back(std::min(chunk, dim - off));
+    }
+    keepDims = true; // keepdims applies only without `split`
+  } else {
+    sizes.assign(dim, 1);
+  }
+  auto parts = cut(x, axis, sizes);
+  if (failed(parts))
+    return failure();
+  if (!keepDims)
+    for (Value &part : *parts) {
+      SmallVector<int64_t> shape(typeOf(part).getShape());
+      shape.erase(shape.begin() + axis);
+      part = reshape(part, shape);
+    }
+  StringRef seq = node.output(0);
+  im.sequences[seq] = std::move(*parts);
+  ValueInfo &info = im.values[seq];
+  info = ValueInfo();
+  info.poison = "'" + seq.str() +
+                "' is a sequence (made by SplitToSequence); only SequenceAt "
+                "at a position known at compile time can read it";
+  return success();
+}
+
+LogicalResult NodeEmitter::sequenceAt() {
+  if (node.input_size() < 2)
+    return fail() << "needs a sequence and a position";
+  auto it = im.sequences.find(node.input(0));
+  if (it == im.sequences.end())
+    return fail() << "input 0 ('" << node.input(0)
+                  << "') is not a sequence made by SplitToSequence (the only "
+                     "sequences supported)";
+  const HostTensor *pos = constInput(1, "position");
+  if (!pos)
+    return failure();
+  std::vector<int64_t> p = pos->ints();
+  int64_t n = it->second.size();
+  if (p.size() != 1 || p[0] < -n || p[0] >= n)
+    return fail() << "position " << shapeString(p) << " is outside the "
+                  << n << " tensors of sequence '" << node.input(0) << "'";
+  setOut(0, it->second[p[0] < 0 ? p[0] + n : p[0]]);
   return success();
 }
 
@@ -1764,6 +1857,10 @@ LogicalResult NodeEmitter::emit() {
     return concat();
   if (op == "Split")
     return split();
+  if (op == "SplitToSequence")
+    return splitToSequence();
+  if (op == "SequenceAt")
+    return sequenceAt();
   if (op == "Slice")
     return slice();
   if (op == "Expand")

@@ -962,7 +962,9 @@ LogicalResult Importer::importNode(const onnx::NodeProto &node, int64_t index) {
   // Shapes are static: Shape and Size fold whatever their input is.
   std::vector<ValueInfo *> ins;
   for (const std::string &name : node.input()) {
-    if (name.empty()) {
+    // A sequence is no tensor value: SequenceAt's emitter reads it.
+    if (name.empty() || (op == "SequenceAt" && &name == &node.input(0) &&
+                         sequences.count(name))) {
       ins.push_back(nullptr);
       continue;
     }

@@ -365,7 +365,8 @@ LogicalResult Importer::decideTrainable() {
   constexpr int64_t kMaxRead = int64_t(1) << 26; // elements
 
   std::map<std::string, Decision> evidence; // what the file says
-  std::vector<std::string> ambiguousConstant, ambiguousName, innerRepeats;
+  std::vector<std::string> ambiguousConstant, ambiguousName, innerRepeats,
+      oneElement;
   std::vector<const Facts *> tableCandidates;
   for (const Facts &f : floats) {
     const onnx::TensorProto &t = *f.t;
@@ -375,7 +376,15 @@ LogicalResult Importer::decideTrainable() {
       continue;
     }
     if (f.numel <= 1) {
-      d = {false, "a scalar (an epsilon or a scale)"};
+      // PyTorch parameters of shape [1] exist (an activation's learned
+      // alpha); buffers of shape [] are epsilons and scales. The exporter
+      // folds its own constants under generated names.
+      if (t.dims_size() == 0 || isGeneratedName(t.name()) || !f.gradientPath) {
+        d = {false, "a scalar (an epsilon or a scale)"};
+        continue;
+      }
+      d = {true, "one element with a module's name, which gradients reach"};
+      oneElement.push_back(t.name());
       continue;
     }
     if (!f.gradientPath) {
@@ -639,6 +648,16 @@ LogicalResult Importer::decideTrainable() {
              "trained; if they are parameters, train them with "
              "--trainable-initializers";
   }
+  llvm::erase_if(oneElement, flagged);
+  if (!oneElement.empty())
+    emitWarning(loc)
+        << oneElement.size()
+        << " trained tensor(s) of one element have a module's name: "
+        << joinNames(oneElement)
+        << ". A PyTorch parameter of shape [1] (a learned activation "
+           "coefficient) looks like this and is trained; a buffer of that "
+           "shape looks the same. If they are constants, freeze them with "
+           "--frozen-initializers";
   llvm::erase_if(innerRepeats, flagged);
   if (!innerRepeats.empty())
     emitWarning(loc)
@@ -651,6 +670,35 @@ LogicalResult Importer::decideTrainable() {
            "copy on its own, PyTorch trains the one value. Export with "
            "dynamic shapes or weipipe's helper (python -m weipipe.models) so "
            "that the parameter is stored as itself";
+  // Dynamo names a folded value after the op that computed it: `neg`,
+  // `softplus_1`. Arithmetic on a parameter folded into a constant means the
+  // parameter is gone from the file (Mamba's -exp(A_log)); only the export
+  // can bring it back.
+  std::vector<std::string> computed;
+  llvm::erase_if(ambiguousName, [&](const std::string &n) {
+    static const llvm::Regex arithmetic(
+        "^(neg|exp|log|softplus|sigmoid|tanh|add|sub|mul|div|pow|sqrt|rsqrt|"
+        "reciprocal|sum|mean|cumsum|matmul|bmm|einsum|sin|cos|clamp|abs)"
+        "(_[0-9]+)?$");
+    if (!arithmetic.match(n))
+      return false;
+    computed.push_back(n);
+    return true;
+  });
+  if (!computed.empty())
+    emitWarning(loc)
+        << computed.size()
+        << " trained tensor(s) are named after the arithmetic that computed "
+           "them: "
+        << joinNames(computed)
+        << ". torch.onnx's optimizer folds a computation on parameters into "
+           "a constant named after its op, and weipipe trains the folded "
+           "value. That equals PyTorch's training when the computation is a "
+           "shift (Gemma's 1 + weight); otherwise (Mamba's -exp(A_log) "
+           "becomes 'neg') the parameter is gone from the file and it is a "
+           "different optimization: export with torch.onnx.export(..., "
+           "optimize=False), which keeps the parameter. If they are buffers, "
+           "freeze them with --frozen-initializers";
   if (!ambiguousName.empty())
     emitWarning(loc)
         << ambiguousName.size()

@@ -170,31 +170,66 @@ def run_family(family: str, workdir: str, tools: Tools) -> dict:
             fam.rec["experts_implementation"] = FALLBACK_EXPERTS
             fam.stage("build", lambda: _build(fam, state))
             fam.stage("export", lambda: _export(fam, state))
-        fam.stage("ort", lambda: _ort(fam, state))
-        fam.stage("compile", lambda: _compile(fam))
-        fam.stage("forward", lambda: _forward(fam, state))
-        train_err = None
         try:
-            fam.stage("train", lambda: _train(fam, state))
-        except StageFailure as e:
-            train_err = e
-        if "weipipe_weights" in state and "matching" in state:  # both sides got that far
-            fam.stage("trained-set", lambda: _trained_set(fam, state))
-        if train_err is not None:
-            raise train_err
+            _check(fam, state)
+        except StageFailure:
+            # torch.onnx's optimizer folds a function of a parameter that is no
+            # reshape of it (Mamba's -exp(A_log), softplus(p)) into a constant:
+            # the parameter is gone from the file. Its documented way out is
+            # optimize=False, which keeps the computation; a user does the same.
+            found = state.get("matching")
+            if not state.get("optimize", True) or found is None or not found.unmatched:
+                raise
+            folded = [b.name for b in found.unmatched]
+            state.clear()
+            state["optimize"] = False
+            fam.rec["export_optimize"] = False
+            fam.rec["folded_params"] = folded
+            fam.rec.pop("reason", None)  # the first attempt's
+            fam.stage("build", lambda: _build(fam, state))
+            fam.stage("export", lambda: _export(fam, state))
+            _check(fam, state)
         fam.rec["result"] = "pass"
-        if fam.rec.get("experts_implementation") and not fam.rec.get("reason"):
-            fam.rec["reason"] = f"experts_implementation={fam.rec['experts_implementation']} (grouped_mm does not export)"
+        if not fam.rec.get("reason"):
+            fam.rec["reason"] = "; ".join(_fallbacks(fam.rec))
     except StageFailure as e:
         reason = e.reason
         warned = fam.rec["stages"].get("compile", {}).get("warnings", [])
         if e.stage in ("train", "trained-set") and warned:  # what weipipe-opt was unsure of
             reason += f" [weipipe-opt warned: {warned[0].split('. ')[0][:200]}]"
-        if fam.rec.get("experts_implementation"):
-            reason = f"(experts_implementation={fam.rec['experts_implementation']}) {reason}"
+        if _fallbacks(fam.rec):
+            reason = f"({'; '.join(_fallbacks(fam.rec))}) {reason}"
         fam.rec.update(result=outcome(e.stage), stage=e.stage, reason=reason)
     fam.save()
     return fam.rec
+
+
+def _check(fam: Family, state: dict) -> None:
+    """The stages after the export; the first failure raises."""
+    fam.stage("ort", lambda: _ort(fam, state))
+    fam.stage("compile", lambda: _compile(fam))
+    fam.stage("forward", lambda: _forward(fam, state))
+    train_err = None
+    try:
+        fam.stage("train", lambda: _train(fam, state))
+    except StageFailure as e:
+        train_err = e
+    if "weipipe_weights" in state and "matching" in state:  # both sides got that far
+        fam.stage("trained-set", lambda: _trained_set(fam, state))
+    if train_err is not None:
+        raise train_err
+
+
+def _fallbacks(rec: dict) -> list[str]:
+    """The documented export workarounds a family needed, as the table names them."""
+    out = []
+    if rec.get("experts_implementation"):
+        out.append(f"experts_implementation={rec['experts_implementation']} (grouped_mm does not export)")
+    if rec.get("export_optimize") is False:
+        folded = rec.get("folded_params", [])
+        out.append(f"optimize=False (the default export folds {len(folded)} parameter(s) into constants: "
+                   + ", ".join(folded[:2]) + (" ..." if len(folded) > 2 else "") + ")")
+    return out
 
 
 # ---------------------------------------------------------------------- stages
@@ -230,7 +265,9 @@ def _build(fam: Family, state: dict) -> dict:
 
 
 def _export(fam: Family, state: dict) -> dict:
-    """As a user does: dynamo, default opset and optimisation, static shapes, weights inline."""
+    """As a user does: dynamo, default opset and optimisation (unless ``state["optimize"]`` is
+    False: the retry when the optimizer folded parameters away), static shapes, weights
+    inline."""
     import torch
 
     from weipipe.models.export import model_opset, save
@@ -238,7 +275,7 @@ def _export(fam: Family, state: dict) -> dict:
     module = state["built"].module
     ids = torch.from_numpy(state["ids"])
     with torch.no_grad():
-        prog = torch.onnx.export(module, (ids,), dynamo=True)
+        prog = torch.onnx.export(module, (ids,), dynamo=True, optimize=state.get("optimize", True))
     proto = prog.model_proto
     save(proto, fam.path("model.onnx"))
     state["proto"] = proto
