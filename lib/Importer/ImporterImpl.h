@@ -197,6 +197,9 @@ private:
   FailureOr<Reduction> reduction(Value x);
   template <typename OpT> LogicalResult reduce();
   LogicalResult reduceLogSumExp();
+  /// ReduceL1, ReduceL2, ReduceSumSquare: a sum of |x| or x*x (then sqrt).
+  LogicalResult reduceNorm(llvm::StringRef op);
+  LogicalResult argExtreme(bool largest);
   LogicalResult softplus();
   template <typename OpT> LogicalResult softmax();
   LogicalResult compareNot(bool less);

@@ -75,6 +75,11 @@ ArrayRef<StringRef> NodeEmitter::emittedOps() {
                                   "ReduceMax",
                                   "ReduceMean",
                                   "ReduceLogSumExp",
+                                  "ReduceL1",
+                                  "ReduceL2",
+                                  "ReduceSumSquare",
+                                  "ArgMax",
+                                  "ArgMin",
                                   "ReduceSum",
                                   "Relu",
                                   "Reshape",
@@ -396,6 +401,62 @@ LogicalResult NodeEmitter::reduceLogSumExp() {
                                     r->keep);
   Value l = nn::LogOp::create(b, loc, typeOf(s), s);
   setOut(0, nn::AddOp::create(b, loc, typeOf(s), l, reshape(m, r->shape)));
+  return success();
+}
+
+LogicalResult NodeEmitter::reduceNorm(StringRef op) {
+  Value x = operand(0);
+  if (!x)
+    return failure();
+  FailureOr<Reduction> r = reduction(x);
+  if (failed(r))
+    return failure();
+  if (r->noop) {
+    setOut(0, x);
+    return success();
+  }
+  Type t = typeOf(x);
+  Value terms = op == "ReduceL1" ? Value(nn::AbsOp::create(b, loc, t, x))
+                                 : Value(nn::MulOp::create(b, loc, t, x, x));
+  Value sum = nn::ReduceSumOp::create(b, loc, withShape(x, r->shape), terms,
+                                      r->axes, r->keep);
+  if (op == "ReduceL2")
+    sum = nn::SqrtOp::create(b, loc, typeOf(sum), sum);
+  setOut(0, sum);
+  return success();
+}
+
+// ArgMax/ArgMin: TopK's indices with k = 1 along the axis moved last (ties:
+// the first index, ONNX's default), the axis of one put back by a reshape.
+LogicalResult NodeEmitter::argExtreme(bool largest) {
+  Value x = operand(0);
+  if (!x)
+    return failure();
+  RankedTensorType xt = typeOf(x);
+  int64_t rank = xt.getRank(), axis = attrInt(node, "axis", 0);
+  if (!normalizeAxis(axis, rank))
+    return fail() << "axis out of range for rank " << rank;
+  if (attrInt(node, "select_last_index", 0) != 0)
+    return fail() << "select_last_index = 1 is not supported";
+  SmallVector<int64_t> perm;
+  for (int64_t d = 0; d < rank; ++d)
+    if (d != axis)
+      perm.push_back(d);
+  perm.push_back(axis);
+  Value keys = transpose(x, perm);
+  if (xt.getElementType().isInteger())
+    keys = castTo(keys, b.getF32Type());
+  SmallVector<int64_t> shape(typeOf(keys).getShape());
+  shape.back() = 1;
+  Value idx = nn::TopKIndicesOp::create(
+      b, loc, RankedTensorType::get(shape, b.getI64Type()), keys,
+      b.getI64IntegerAttr(1), b.getBoolAttr(largest));
+  SmallVector<int64_t> out(xt.getShape());
+  if (attrInt(node, "keepdims", 1) != 0)
+    out[axis] = 1;
+  else
+    out.erase(out.begin() + axis);
+  setOut(0, reshape(idx, out));
   return success();
 }
 
@@ -1849,6 +1910,10 @@ LogicalResult NodeEmitter::emit() {
     return topk();
   if (op == "ReduceLogSumExp")
     return reduceLogSumExp();
+  if (op == "ReduceL1" || op == "ReduceL2" || op == "ReduceSumSquare")
+    return reduceNorm(op);
+  if (op == "ArgMax" || op == "ArgMin")
+    return argExtreme(op == "ArgMax");
   if (op == "Softplus")
     return softplus();
   if (op == "GatherND" || op == "GatherElements")

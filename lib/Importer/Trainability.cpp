@@ -195,26 +195,37 @@ SmallVector<int> repeatedAxes(const HostTensor &t, int first) {
 /// Tolerance of a table computed in `dtype` and rounded to it.
 double roundoff(int32_t dtype) { return dtype == kFloat ? 1e-5 : 2e-2; }
 
-/// cos^2 + sin^2 = 1 in every element (and neither is one value throughout:
-/// a fresh norm scale of ones and a zero bias satisfy the identity too).
+/// cos^2 + sin^2 = m^2 in every element, for one m > 0: 1, or YaRN's
+/// attention factor that scales both tables (GPT-OSS). Neither is one value
+/// throughout: a fresh norm scale of ones and a zero bias satisfy the
+/// identity too.
 bool isTrigPair(const HostTensor &c, const HostTensor &s, double tol) {
-  if (c.shape != s.shape || constantValued(c) || constantValued(s))
+  if (c.shape != s.shape || c.numel() == 0 || constantValued(c) ||
+      constantValued(s))
+    return false;
+  double m2 = c.f[0] * c.f[0] + s.f[0] * s.f[0];
+  if (!(m2 > 0.25 && m2 < 4))
     return false;
   for (int64_t k = 0, n = c.numel(); k < n; ++k)
-    if (!(std::abs(c.f[k] * c.f[k] + s.f[k] * s.f[k] - 1) <= tol))
+    if (!(std::abs(c.f[k] * c.f[k] + s.f[k] * s.f[k] - m2) <= tol * m2))
       return false;
   return true;
 }
 
-/// GPT-J's table: sin and cos concatenated along the last axis.
+/// GPT-J's table: sin and cos concatenated along the last axis (scaled as
+/// isTrigPair allows).
 bool isTrigTable(const HostTensor &t, double tol) {
-  if (t.shape.empty() || t.shape.back() % 2 != 0 || constantValued(t))
+  if (t.shape.empty() || t.shape.back() % 2 != 0 || t.numel() == 0 ||
+      constantValued(t))
     return false;
   int64_t d = t.shape.back(), h = d / 2;
+  double m2 = t.f[0] * t.f[0] + t.f[h] * t.f[h];
+  if (!(m2 > 0.25 && m2 < 4))
+    return false;
   for (int64_t row = 0, n = t.numel() / d; row < n; ++row)
     for (int64_t j = 0; j < h; ++j) {
       double a = t.f[row * d + j], b = t.f[row * d + h + j];
-      if (!(std::abs(a * a + b * b - 1) <= tol))
+      if (!(std::abs(a * a + b * b - m2) <= tol * m2))
         return false;
     }
   return true;
@@ -462,7 +473,7 @@ LogicalResult Importer::decideTrainable() {
     }
     if (isTrigTable(*ha, tol)) {
       evidence[a.name()] = {false, "a rotary sin/cos table (the squares of "
-                                   "its two halves sum to 1)"};
+                                   "its two halves sum to one value)"};
       continue;
     }
     for (size_t j = i + 1; j < tableCandidates.size(); ++j) {
@@ -478,7 +489,8 @@ LogicalResult Importer::decideTrainable() {
         // per-layer tables from merging in the summary.
         for (const std::string &n : {a.name(), b.name()})
           evidence[n] = {false, "a rotary cos/sin table (its squares and "
-                                "those of a table of its shape sum to 1)"};
+                                "those of a table of its shape sum to one "
+                                "value)"};
         break;
       }
     }
