@@ -503,6 +503,33 @@ struct GeluTanhGradOp {
   }
 };
 
+// 0.5 (1 + erf(x / sqrt2)) = 0.5 erfc(-x / sqrt2): no 1 + erf cancellation
+// for x < 0.
+struct GeluErfOp {
+  static constexpr int kIn = 1, kOut = 1;
+  template <class V, class I>
+  static WP_VEC_INLINE void apply(const V *a, V *b) {
+    const V v = a[0];
+    V c;
+    erfcLanes<V, I>(-v * kSqrt1_2, c);
+    b[0] = v * 0.5f * c;
+  }
+};
+
+/// (x, dy) -> dx = dy (cdf + x pdf).
+struct GeluErfGradOp {
+  static constexpr int kIn = 2, kOut = 1;
+  template <class V, class I>
+  static WP_VEC_INLINE void apply(const V *a, V *b) {
+    const V v = a[0];
+    V c;
+    erfcLanes<V, I>(-v * kSqrt1_2, c);
+    V e = -0.5f * v * v;
+    expLanes<V, I>(e);
+    b[0] = a[1] * (0.5f * c + v * kInvSqrt2Pi * e);
+  }
+};
+
 struct SiluOp {
   static constexpr int kIn = 1, kOut = 1;
   template <class V, class I>
@@ -552,25 +579,17 @@ template <bool kGate, bool kUp> struct SwigluGradOp {
 
 } // namespace
 
-// The erf form avoids 1 + erf cancellation for negative x:
-// 0.5 (1 + erf(x/sqrt2)) = 0.5 erfc(-x/sqrt2).
 void gelu_forward(const float *x, float *y, int64_t n, GeluApprox approx) {
   if (approx == GeluApprox::None)
-    return mapLoop(x, y, n, [](float v) {
-      return v * 0.5f * std::erfc(-v * kSqrt1_2);
-    });
+    return laneMap<GeluErfOp>(&x, &y, n);
   laneMap<GeluTanhOp>(&x, &y, n);
 }
 
 void gelu_backward(const float *x, const float *dy, float *dx, int64_t n,
                    GeluApprox approx) {
-  if (approx == GeluApprox::None)
-    return gradLoop(x, nullptr, dy, dx, n, [](float v, float, float g) {
-      float cdf = 0.5f * std::erfc(-v * kSqrt1_2);
-      float pdf = kInvSqrt2Pi * std::exp(-0.5f * v * v);
-      return g * (cdf + v * pdf);
-    });
   const float *in[2] = {x, dy};
+  if (approx == GeluApprox::None)
+    return laneMap<GeluErfGradOp>(in, &dx, n);
   laneMap<GeluTanhGradOp>(in, &dx, n);
 }
 

@@ -33,6 +33,34 @@ TEST(ActivationKernels, GeluForwardMatchesReference) {
     }
 }
 
+// The erf GELU runs on vector lanes (Cephes' erfcf): every element within a
+// few ulp of the double reference, into the negative tail where the result
+// is tiny and 1 + erf would cancel; the derivative likewise.
+TEST(ActivationKernels, GeluErfElementwiseAccuracy) {
+  const int64_t n = 40001;
+  std::vector<float> x(n), y(n), dy(n, 1.0f), dx(n);
+  for (int64_t i = 0; i < n; ++i)
+    x[i] = -10.0f + 20.0f * float(i) / float(n - 1);
+  gelu_forward(x.data(), y.data(), n, GeluApprox::None);
+  gelu_backward(x.data(), dy.data(), dx.data(), n, GeluApprox::None);
+  double worstY = 0, worstDx = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const double v = x[i], cdf = 0.5 * std::erfc(-v / std::sqrt(2.0));
+    const double ref = v * cdf;
+    const double pdf = std::exp(-0.5 * v * v) / std::sqrt(2 * M_PI);
+    const double dref = cdf + v * pdf;
+    // The derivative crosses 0 near x = -0.75: relative to its terms' size.
+    const double dscale = cdf + std::abs(v * pdf);
+    // e^(-x^2) carries the rounding of x^2 (about x^2 ulp): relative 1e-6
+    // plus that, and an absolute floor far below any activation.
+    const double tol = 1e-6 + 2.4e-7 * v * v;
+    worstY = std::max(worstY, std::abs(y[i] - ref) / (std::abs(ref) + 1e-30) / tol);
+    worstDx = std::max(worstDx, std::abs(dx[i] - dref) / (dscale + 1e-30) / tol);
+  }
+  EXPECT_LE(worstY, 1.0) << "gelu erf: worst error in units of the tolerance";
+  EXPECT_LE(worstDx, 1.0) << "gelu erf backward: worst error in units of the tolerance";
+}
+
 TEST(ActivationKernels, GeluBackwardMatchesFiniteDifferences) {
   Rng rng(52);
   for (GeluApprox a : {GeluApprox::None, GeluApprox::Tanh}) {
