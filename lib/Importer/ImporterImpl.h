@@ -195,6 +195,7 @@ private:
     SmallVector<int64_t> shape, keptShape;
   };
   FailureOr<Reduction> reduction(Value x);
+  template <typename BuildFn> LogicalResult reduceWith(BuildFn build);
   template <typename OpT> LogicalResult reduce();
   LogicalResult reduceLogSumExp();
   /// ReduceL1, ReduceL2, ReduceSumSquare: a sum of |x| or x*x (then sqrt).

@@ -366,64 +366,50 @@ FailureOr<NodeEmitter::Reduction> NodeEmitter::reduction(Value x) {
   return r;
 }
 
-template <typename OpT> LogicalResult NodeEmitter::reduce() {
+/// Operand 0 reduced as the node's axes say: `build(x, r)` makes the result,
+/// unless the reduction is a no-op (noop_with_empty_axes), which forwards x.
+template <typename BuildFn>
+LogicalResult NodeEmitter::reduceWith(BuildFn build) {
   Value x = operand(0);
   if (!x)
     return failure();
   FailureOr<Reduction> r = reduction(x);
   if (failed(r))
     return failure();
-  if (r->noop) {
-    setOut(0, x);
-    return success();
-  }
-  setOut(0, OpT::create(b, loc, withShape(x, r->shape), x, r->axes, r->keep));
+  setOut(0, r->noop ? x : build(x, *r));
   return success();
+}
+
+template <typename OpT> LogicalResult NodeEmitter::reduce() {
+  return reduceWith([&](Value x, const Reduction &r) -> Value {
+    return OpT::create(b, loc, withShape(x, r.shape), x, r.axes, r.keep);
+  });
 }
 
 LogicalResult NodeEmitter::reduceLogSumExp() {
   // max + log(sum(exp(x - max))): exp never overflows.
-  Value x = operand(0);
-  if (!x)
-    return failure();
-  FailureOr<Reduction> r = reduction(x);
-  if (failed(r))
-    return failure();
-  if (r->noop) {
-    setOut(0, x);
-    return success();
-  }
-  Value m = nn::ReduceMaxOp::create(b, loc, withShape(x, r->keptShape), x,
-                                    r->axes, true);
-  Value e = nn::ExpOp::create(
-      b, loc, typeOf(x), nn::SubOp::create(b, loc, typeOf(x), x, m));
-  Value s = nn::ReduceSumOp::create(b, loc, withShape(x, r->shape), e, r->axes,
-                                    r->keep);
-  Value l = nn::LogOp::create(b, loc, typeOf(s), s);
-  setOut(0, nn::AddOp::create(b, loc, typeOf(s), l, reshape(m, r->shape)));
-  return success();
+  return reduceWith([&](Value x, const Reduction &r) -> Value {
+    Value m = nn::ReduceMaxOp::create(b, loc, withShape(x, r.keptShape), x,
+                                      r.axes, true);
+    Value e = nn::ExpOp::create(
+        b, loc, typeOf(x), nn::SubOp::create(b, loc, typeOf(x), x, m));
+    Value s = nn::ReduceSumOp::create(b, loc, withShape(x, r.shape), e, r.axes,
+                                      r.keep);
+    Value l = nn::LogOp::create(b, loc, typeOf(s), s);
+    return nn::AddOp::create(b, loc, typeOf(s), l, reshape(m, r.shape));
+  });
 }
 
 LogicalResult NodeEmitter::reduceNorm(StringRef op) {
-  Value x = operand(0);
-  if (!x)
-    return failure();
-  FailureOr<Reduction> r = reduction(x);
-  if (failed(r))
-    return failure();
-  if (r->noop) {
-    setOut(0, x);
-    return success();
-  }
-  Type t = typeOf(x);
-  Value terms = op == "ReduceL1" ? Value(nn::AbsOp::create(b, loc, t, x))
-                                 : Value(nn::MulOp::create(b, loc, t, x, x));
-  Value sum = nn::ReduceSumOp::create(b, loc, withShape(x, r->shape), terms,
-                                      r->axes, r->keep);
-  if (op == "ReduceL2")
-    sum = nn::SqrtOp::create(b, loc, typeOf(sum), sum);
-  setOut(0, sum);
-  return success();
+  return reduceWith([&](Value x, const Reduction &r) -> Value {
+    Type t = typeOf(x);
+    Value terms = op == "ReduceL1" ? Value(nn::AbsOp::create(b, loc, t, x))
+                                   : Value(nn::MulOp::create(b, loc, t, x, x));
+    Value sum = nn::ReduceSumOp::create(b, loc, withShape(x, r.shape), terms,
+                                        r.axes, r.keep);
+    return op == "ReduceL2" ? Value(nn::SqrtOp::create(b, loc, typeOf(sum), sum))
+                            : sum;
+  });
 }
 
 // ArgMax/ArgMin: TopK's indices with k = 1 along the axis moved last (ties:

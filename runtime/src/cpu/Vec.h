@@ -73,38 +73,37 @@ template <class V, class I> WP_VEC_INLINE void expLanes(V &x) {
 /// x < 0. Relative error about 3e-8 in exact arithmetic, a few ulp in float
 /// (e^(-x^2) carries x^2's rounding); past |x| ~ 9.3, where erfc underflows,
 /// tiny rather than 0. NaN stays NaN.
+/// c[0] z^(N-1) + ... + c[N-1] per lane (Horner).
+template <class V, size_t N>
+WP_VEC_INLINE V polyLanes(const V &z, const float (&c)[N]) {
+  V p = V{} + c[0];
+#pragma GCC unroll 16
+  for (size_t k = 1; k < N; ++k)
+    p = p * z + c[k];
+  return p;
+}
+
 template <class V, class I> WP_VEC_INLINE void erfcLanes(const V &x, V &y) {
+  static constexpr float kErf[] = {
+      7.853861353153693e-5f,  -8.010193625184903e-4f, 5.188327685732524e-3f,
+      -2.685381193529856e-2f, 1.128358514861418e-1f,  -3.761262582423300e-1f,
+      1.128379165726710e+0f};
+  static constexpr float kNear[] = { // 1 <= |x| < 2
+      2.326819970068386e-2f,  -1.387039388740657e-1f, 3.687424674597105e-1f,
+      -5.824733027278666e-1f, 6.210004621745983e-1f,  -4.944515323274145e-1f,
+      3.404879937665872e-1f,  -2.741127028184656e-1f, 5.638259427386472e-1f};
+  static constexpr float kFar[] = { // |x| >= 2
+      -1.047766399936249e+1f, 1.297719955372516e+1f,  -7.495518717768503e+0f,
+      2.921019019210786e+0f,  -1.015265279202700e+0f, 4.218463358204948e-1f,
+      -2.820767439740514e-1f, 5.641895067754075e-1f};
   const V a = (V)((I)x & 0x7fffffff);
   const V x2 = x * x;
-  V t = V{} + 7.853861353153693e-5f;
-  t = t * x2 - 8.010193625184903e-4f;
-  t = t * x2 + 5.188327685732524e-3f;
-  t = t * x2 - 2.685381193529856e-2f;
-  t = t * x2 + 1.128358514861418e-1f;
-  t = t * x2 - 3.761262582423300e-1f;
-  t = t * x2 + 1.128379165726710e+0f;
-  const V small = 1.0f - x * t;
+  const V small = 1.0f - x * polyLanes(x2, kErf);
   V am = a;
   selectInto<V, I>(am, a < 1.0f, V{} + 1.0f);
   const V q = 1.0f / am, z = q * q;
-  V p = V{} + 2.326819970068386e-2f;
-  p = p * z - 1.387039388740657e-1f;
-  p = p * z + 3.687424674597105e-1f;
-  p = p * z - 5.824733027278666e-1f;
-  p = p * z + 6.210004621745983e-1f;
-  p = p * z - 4.944515323274145e-1f;
-  p = p * z + 3.404879937665872e-1f;
-  p = p * z - 2.741127028184656e-1f;
-  p = p * z + 5.638259427386472e-1f;
-  V r = V{} - 1.047766399936249e+1f;
-  r = r * z + 1.297719955372516e+1f;
-  r = r * z - 7.495518717768503e+0f;
-  r = r * z + 2.921019019210786e+0f;
-  r = r * z - 1.015265279202700e+0f;
-  r = r * z + 4.218463358204948e-1f;
-  r = r * z - 2.820767439740514e-1f;
-  r = r * z + 5.641895067754075e-1f;
-  selectInto<V, I>(p, a >= 2.0f, r);
+  V p = polyLanes(z, kNear);
+  selectInto<V, I>(p, a >= 2.0f, polyLanes(z, kFar));
   V e = -x2;
   expLanes<V, I>(e);
   V large = e * q * p;
