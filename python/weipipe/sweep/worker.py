@@ -190,8 +190,7 @@ def run_family(family: str, workdir: str, tools: Tools) -> dict:
             fam.stage("export", lambda: _export(fam, state))
             _check(fam, state)
         fam.rec["result"] = "pass"
-        if not fam.rec.get("reason"):
-            fam.rec["reason"] = "; ".join(_fallbacks(fam.rec))
+        fam.rec["reason"] = "; ".join(_fallbacks(fam.rec) + ([fam.rec["reason"]] if fam.rec.get("reason") else []))
     except StageFailure as e:
         reason = e.reason
         warned = fam.rec["stages"].get("compile", {}).get("warnings", [])
