@@ -153,10 +153,20 @@ public:
       : im(im), node(node), name(std::move(name)), loc(loc), b(im.builder) {}
   LogicalResult emit();
 
-  /// Op types with an emitter.
-  static llvm::ArrayRef<llvm::StringRef> emittedOps();
+  /// Op types with an emitter, sorted.
+  static std::vector<llvm::StringRef> emittedOps();
+  static bool isEmitted(llvm::StringRef op);
+
+  using Handler = LogicalResult (*)(NodeEmitter &);
 
 private:
+  static const llvm::StringMap<Handler> &handlers();
+  /// Input 0 is bool (else an error says what the bitwise ops support).
+  bool boolInput();
+  LogicalResult isNaN();
+  LogicalResult identity();
+  LogicalResult matmul();
+
   // Operands.
   ValueInfo *in(size_t k);
   Value operand(size_t k);

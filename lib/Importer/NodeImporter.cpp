@@ -20,91 +20,6 @@ using llvm::ArrayRef;
 using llvm::SmallVector;
 using llvm::StringRef;
 
-ArrayRef<StringRef> NodeEmitter::emittedOps() {
-  static const StringRef ops[] = {"Abs",
-                                  "Add",
-                                  "And",
-                                  "BitwiseAnd",
-                                  "BitwiseNot",
-                                  "BitwiseOr",
-                                  "Attention",
-                                  "Clip",
-                                  "Conv",
-                                  "Einsum",
-                                  "Pad",
-                                  "ScatterElements",
-                                  "ScatterND",
-                                  "Tile",
-                                  "TopK",
-                                  "Cast",
-                                  "CastLike",
-                                  "Concat",
-                                  "Cos",
-                                  "CumSum",
-                                  "Div",
-                                  "Dropout",
-                                  "Equal",
-                                  "Erf",
-                                  "Exp",
-                                  "Expand",
-                                  "Flatten",
-                                  "Gather",
-                                  "GatherElements",
-                                  "GatherND",
-                                  "Gelu",
-                                  "Gemm",
-                                  "IsNaN",
-                                  "Greater",
-                                  "GreaterOrEqual",
-                                  "Identity",
-                                  "LayerNormalization",
-                                  "Less",
-                                  "LessOrEqual",
-                                  "Log",
-                                  "LogSoftmax",
-                                  "MatMul",
-                                  "Max",
-                                  "Min",
-                                  "Mul",
-                                  "Neg",
-                                  "Not",
-                                  "Or",
-                                  "Pow",
-                                  "RMSNormalization",
-                                  "Reciprocal",
-                                  "ReduceMax",
-                                  "ReduceMean",
-                                  "ReduceLogSumExp",
-                                  "ReduceL1",
-                                  "ReduceL2",
-                                  "ReduceSumSquare",
-                                  "ArgMax",
-                                  "ArgMin",
-                                  "ReduceSum",
-                                  "Relu",
-                                  "Reshape",
-                                  "RotaryEmbedding",
-                                  "Sigmoid",
-                                  "Sin",
-                                  "Slice",
-                                  "Softplus",
-                                  "Softmax",
-                                  "SoftmaxCrossEntropyLoss",
-                                  "SequenceAt",
-                                  "Split",
-                                  "SplitToSequence",
-                                  "Sqrt",
-                                  "Squeeze",
-                                  "Sub",
-                                  "Sum",
-                                  "Tanh",
-                                  "Transpose",
-                                  "Trilu",
-                                  "Unsqueeze",
-                                  "Where"};
-  return ops;
-}
-
 //===----------------------------------------------------------------------===//
 // Operands and results
 //===----------------------------------------------------------------------===//
@@ -1742,191 +1657,170 @@ LogicalResult NodeEmitter::rotary() {
 // Dispatch
 //===----------------------------------------------------------------------===//
 
+/// The emitter of every supported op type: the one list that both dispatch
+/// and the "supported ops" of error messages come from.
+const llvm::StringMap<NodeEmitter::Handler> &NodeEmitter::handlers() {
+  using E = NodeEmitter;
+  static const llvm::StringMap<Handler> table = [] {
+    llvm::StringMap<Handler> t;
+    auto add = [&](StringRef op, Handler h) { t[op] = h; };
+    add("Add", [](E &e) { return e.binary<nn::AddOp>(); });
+    add("Sub", [](E &e) { return e.binary<nn::SubOp>(); });
+    add("Mul", [](E &e) { return e.binary<nn::MulOp>(); });
+    add("Div", [](E &e) { return e.binary<nn::DivOp>(); });
+    add("Pow", [](E &e) { return e.binary<nn::PowOp>(); });
+    add("Equal", [](E &e) { return e.binary<nn::EqualOp>(); });
+    add("Less", [](E &e) { return e.binary<nn::LessOp>(); });
+    add("Greater", [](E &e) { return e.binary<nn::GreaterOp>(); });
+    add("And", [](E &e) { return e.binary<nn::AndOp>(); });
+    add("Or", [](E &e) { return e.binary<nn::OrOp>(); });
+    // On bool (how masks are combined) the bitwise ops are the logical ops;
+    // on integers only where the inputs are known at compile time (folded).
+    add("BitwiseAnd", [](E &e) {
+      return e.boolInput() ? e.binary<nn::AndOp>() : failure();
+    });
+    add("BitwiseOr", [](E &e) {
+      return e.boolInput() ? e.binary<nn::OrOp>() : failure();
+    });
+    add("BitwiseNot", [](E &e) {
+      return e.boolInput() ? e.unary<nn::NotOp>() : failure();
+    });
+    add("LessOrEqual", [](E &e) { return e.compareNot(/*less=*/false); });
+    add("GreaterOrEqual", [](E &e) { return e.compareNot(/*less=*/true); });
+    add("Max", [](E &e) {
+      return e.node.input_size() == 2 ? e.binary<nn::MaxOp>()
+                                      : e.variadic("Max");
+    });
+    add("Min", [](E &e) {
+      return e.node.input_size() == 2 ? e.binary<nn::MinOp>()
+                                      : e.variadic("Min");
+    });
+    add("Sum", [](E &e) { return e.variadic("Sum"); });
+    add("Neg", [](E &e) { return e.unary<nn::NegOp>(); });
+    add("Abs", [](E &e) { return e.unary<nn::AbsOp>(); });
+    add("Sqrt", [](E &e) { return e.unary<nn::SqrtOp>(); });
+    add("Reciprocal", [](E &e) { return e.unary<nn::ReciprocalOp>(); });
+    add("Exp", [](E &e) { return e.unary<nn::ExpOp>(); });
+    add("Log", [](E &e) { return e.unary<nn::LogOp>(); });
+    add("Erf", [](E &e) { return e.unary<nn::ErfOp>(); });
+    add("Tanh", [](E &e) { return e.unary<nn::TanhOp>(); });
+    add("Sigmoid", [](E &e) { return e.unary<nn::SigmoidOp>(); });
+    add("Relu", [](E &e) { return e.unary<nn::ReluOp>(); });
+    add("Sin", [](E &e) { return e.unary<nn::SinOp>(); });
+    add("Cos", [](E &e) { return e.unary<nn::CosOp>(); });
+    add("Not", [](E &e) { return e.unary<nn::NotOp>(); });
+    add("Gelu", [](E &e) { return e.gelu(); });
+    add("IsNaN", [](E &e) { return e.isNaN(); });
+    add("Identity", [](E &e) { return e.identity(); });
+    add("Dropout", [](E &e) { return e.identity(); });
+    add("Cast", [](E &e) { return e.castOp(/*like=*/false); });
+    add("CastLike", [](E &e) { return e.castOp(/*like=*/true); });
+    add("Where", [](E &e) { return e.where(); });
+    add("MatMul", [](E &e) { return e.matmul(); });
+    add("Gemm", [](E &e) { return e.gemm(); });
+    add("ReduceMean", [](E &e) { return e.reduce<nn::ReduceMeanOp>(); });
+    add("ReduceSum", [](E &e) { return e.reduce<nn::ReduceSumOp>(); });
+    add("ReduceMax", [](E &e) { return e.reduce<nn::ReduceMaxOp>(); });
+    add("ReduceLogSumExp", [](E &e) { return e.reduceLogSumExp(); });
+    for (StringRef op : {"ReduceL1", "ReduceL2", "ReduceSumSquare"})
+      add(op, [](E &e) { return e.reduceNorm(e.node.op_type()); });
+    add("ArgMax", [](E &e) { return e.argExtreme(/*largest=*/true); });
+    add("ArgMin", [](E &e) { return e.argExtreme(/*largest=*/false); });
+    add("Softmax", [](E &e) { return e.softmax<nn::SoftmaxOp>(); });
+    add("LogSoftmax", [](E &e) { return e.softmax<nn::LogSoftmaxOp>(); });
+    add("Transpose", [](E &e) { return e.transposeOp(); });
+    for (StringRef op : {"Reshape", "Squeeze", "Unsqueeze", "Flatten"})
+      add(op, [](E &e) { return e.reshapeLike(); });
+    add("Gather", [](E &e) { return e.gather(); });
+    add("CumSum", [](E &e) { return e.cumsum(); });
+    add("Clip", [](E &e) { return e.clip(); });
+    add("Pad", [](E &e) { return e.pad(); });
+    add("Conv", [](E &e) { return e.conv(); });
+    add("Einsum", [](E &e) { return e.einsum(); });
+    add("ScatterND", [](E &e) { return e.scatter(/*nd=*/true); });
+    add("ScatterElements", [](E &e) { return e.scatter(/*nd=*/false); });
+    add("Tile", [](E &e) { return e.tile(); });
+    add("TopK", [](E &e) { return e.topk(); });
+    add("Softplus", [](E &e) { return e.softplus(); });
+    add("GatherND", [](E &e) { return e.flatGather(/*nd=*/true); });
+    add("GatherElements", [](E &e) { return e.flatGather(/*nd=*/false); });
+    add("Concat", [](E &e) { return e.concat(); });
+    add("Split", [](E &e) { return e.split(); });
+    add("SplitToSequence", [](E &e) { return e.splitToSequence(); });
+    add("SequenceAt", [](E &e) { return e.sequenceAt(); });
+    add("Slice", [](E &e) { return e.slice(); });
+    add("Expand", [](E &e) { return e.expand(); });
+    add("Trilu", [](E &e) { return e.trilu(); });
+    add("LayerNormalization", [](E &e) { return e.layerNorm(/*rms=*/false); });
+    add("RMSNormalization", [](E &e) { return e.layerNorm(/*rms=*/true); });
+    add("Attention", [](E &e) { return e.attention(); });
+    add("RotaryEmbedding", [](E &e) { return e.rotary(); });
+    add("SoftmaxCrossEntropyLoss",
+        [](E &e) { return e.softmaxCrossEntropy(); });
+    return t;
+  }();
+  return table;
+}
+
+bool NodeEmitter::isEmitted(StringRef op) { return handlers().count(op); }
+
+std::vector<StringRef> NodeEmitter::emittedOps() {
+  std::vector<StringRef> ops;
+  for (const auto &entry : handlers())
+    ops.push_back(entry.getKey());
+  llvm::sort(ops);
+  return ops;
+}
+
 LogicalResult NodeEmitter::emit() {
-  StringRef op = node.op_type();
-  if (op == "Add")
-    return binary<nn::AddOp>();
-  if (op == "Sub")
-    return binary<nn::SubOp>();
-  if (op == "Mul")
-    return binary<nn::MulOp>();
-  if (op == "Div")
-    return binary<nn::DivOp>();
-  if (op == "Pow")
-    return binary<nn::PowOp>();
-  if (op == "Equal")
-    return binary<nn::EqualOp>();
-  if (op == "Less")
-    return binary<nn::LessOp>();
-  if (op == "Greater")
-    return binary<nn::GreaterOp>();
-  if (op == "And")
-    return binary<nn::AndOp>();
-  if (op == "Or")
-    return binary<nn::OrOp>();
-  if (op.starts_with("Bitwise")) {
-    // On bool (how masks are combined) they are the logical ops; on
-    // integers only where the inputs are known at compile time (folded).
-    ValueInfo *x = in(0);
-    if (!x || x->dtype != kBool)
-      return fail() << "supported on bool tensors, or on integers known at "
-                       "compile time";
-    if (op == "BitwiseAnd")
-      return binary<nn::AndOp>();
-    if (op == "BitwiseOr")
-      return binary<nn::OrOp>();
-    if (op == "BitwiseNot")
-      return unary<nn::NotOp>();
-    return fail() << "BitwiseXor of run-time bools is not supported";
+  auto it = handlers().find(node.op_type());
+  if (it == handlers().end())
+    return fail() << "no emitter";
+  return it->second(*this);
+}
+
+bool NodeEmitter::boolInput() {
+  ValueInfo *x = in(0);
+  if (x && x->dtype == kBool)
+    return true;
+  fail() << "supported on bool tensors, or on integers known at compile time";
+  return false;
+}
+
+LogicalResult NodeEmitter::isNaN() {
+  Value x = operand(0);
+  if (!x)
+    return failure();
+  setOut(0, nn::IsNanOp::create(
+                b, loc, withShape(x, typeOf(x).getShape()).clone(b.getI1Type()),
+                x));
+  return success();
+}
+
+LogicalResult NodeEmitter::identity() {
+  Value x = operand(0);
+  if (!x)
+    return failure();
+  setOut(0, x);
+  if (node.op_type() == "Dropout" && node.output_size() > 1 &&
+      !node.output(1).empty()) {
+    HostTensor mask(kBool, typeOf(x).getShape());
+    std::fill(mask.i.begin(), mask.i.end(), 1);
+    im.setConstant(node.output(1), std::move(mask));
   }
-  if (op == "LessOrEqual")
-    return compareNot(/*less=*/false);
-  if (op == "GreaterOrEqual")
-    return compareNot(/*less=*/true);
-  if (op == "Max" || op == "Min" || op == "Sum") {
-    if (node.input_size() == 2 && op == "Max")
-      return binary<nn::MaxOp>();
-    if (node.input_size() == 2 && op == "Min")
-      return binary<nn::MinOp>();
-    return variadic(op);
-  }
-  if (op == "Neg")
-    return unary<nn::NegOp>();
-  if (op == "Abs")
-    return unary<nn::AbsOp>();
-  if (op == "Sqrt")
-    return unary<nn::SqrtOp>();
-  if (op == "Reciprocal")
-    return unary<nn::ReciprocalOp>();
-  if (op == "Exp")
-    return unary<nn::ExpOp>();
-  if (op == "Log")
-    return unary<nn::LogOp>();
-  if (op == "Erf")
-    return unary<nn::ErfOp>();
-  if (op == "Tanh")
-    return unary<nn::TanhOp>();
-  if (op == "Sigmoid")
-    return unary<nn::SigmoidOp>();
-  if (op == "Relu")
-    return unary<nn::ReluOp>();
-  if (op == "Sin")
-    return unary<nn::SinOp>();
-  if (op == "Cos")
-    return unary<nn::CosOp>();
-  if (op == "Not")
-    return unary<nn::NotOp>();
-  if (op == "Gelu")
-    return gelu();
-  if (op == "IsNaN") {
-    Value x = operand(0);
-    if (!x)
-      return failure();
-    setOut(0, nn::IsNanOp::create(
-                  b, loc,
-                  withShape(x, typeOf(x).getShape()).clone(b.getI1Type()), x));
-    return success();
-  }
-  if (op == "Identity" || op == "Dropout") {
-    Value x = operand(0);
-    if (!x)
-      return failure();
-    setOut(0, x);
-    if (op == "Dropout" && node.output_size() > 1 && !node.output(1).empty()) {
-      HostTensor mask(kBool, typeOf(x).getShape());
-      std::fill(mask.i.begin(), mask.i.end(), 1);
-      im.setConstant(node.output(1), std::move(mask));
-    }
-    return success();
-  }
-  if (op == "Cast")
-    return castOp(/*like=*/false);
-  if (op == "CastLike")
-    return castOp(/*like=*/true);
-  if (op == "Where")
-    return where();
-  if (op == "MatMul") {
-    Value x = operand(0), y = operand(1);
-    if (!x || !y)
-      return failure();
-    if (typeOf(x).getElementType() != typeOf(y).getElementType())
-      return fail() << "inputs have different element types";
-    std::string why;
-    auto shape =
-        nn::matmulShape(typeOf(x).getShape(), typeOf(y).getShape(), &why);
-    if (!shape)
-      return fail() << why;
-    setOut(0, nn::MatmulOp::create(b, loc, withShape(x, *shape), x, y));
-    return success();
-  }
-  if (op == "Gemm")
-    return gemm();
-  if (op == "ReduceMean")
-    return reduce<nn::ReduceMeanOp>();
-  if (op == "ReduceSum")
-    return reduce<nn::ReduceSumOp>();
-  if (op == "ReduceMax")
-    return reduce<nn::ReduceMaxOp>();
-  if (op == "Softmax")
-    return softmax<nn::SoftmaxOp>();
-  if (op == "LogSoftmax")
-    return softmax<nn::LogSoftmaxOp>();
-  if (op == "Transpose")
-    return transposeOp();
-  if (op == "Reshape" || op == "Squeeze" || op == "Unsqueeze" ||
-      op == "Flatten")
-    return reshapeLike();
-  if (op == "Gather")
-    return gather();
-  if (op == "CumSum")
-    return cumsum();
-  if (op == "Clip")
-    return clip();
-  if (op == "Pad")
-    return pad();
-  if (op == "Conv")
-    return conv();
-  if (op == "Einsum")
-    return einsum();
-  if (op == "ScatterND" || op == "ScatterElements")
-    return scatter(op == "ScatterND");
-  if (op == "Tile")
-    return tile();
-  if (op == "TopK")
-    return topk();
-  if (op == "ReduceLogSumExp")
-    return reduceLogSumExp();
-  if (op == "ReduceL1" || op == "ReduceL2" || op == "ReduceSumSquare")
-    return reduceNorm(op);
-  if (op == "ArgMax" || op == "ArgMin")
-    return argExtreme(op == "ArgMax");
-  if (op == "Softplus")
-    return softplus();
-  if (op == "GatherND" || op == "GatherElements")
-    return flatGather(op == "GatherND");
-  if (op == "Concat")
-    return concat();
-  if (op == "Split")
-    return split();
-  if (op == "SplitToSequence")
-    return splitToSequence();
-  if (op == "SequenceAt")
-    return sequenceAt();
-  if (op == "Slice")
-    return slice();
-  if (op == "Expand")
-    return expand();
-  if (op == "Trilu")
-    return trilu();
-  if (op == "LayerNormalization")
-    return layerNorm(/*rms=*/false);
-  if (op == "RMSNormalization")
-    return layerNorm(/*rms=*/true);
-  if (op == "Attention")
-    return attention();
-  if (op == "RotaryEmbedding")
-    return rotary();
-  if (op == "SoftmaxCrossEntropyLoss")
-    return softmaxCrossEntropy();
-  return fail() << "no emitter";
+  return success();
+}
+
+LogicalResult NodeEmitter::matmul() {
+  Value x = operand(0), y = operand(1);
+  if (!x || !y)
+    return failure();
+  if (typeOf(x).getElementType() != typeOf(y).getElementType())
+    return fail() << "inputs have different element types";
+  std::string why;
+  auto shape = nn::matmulShape(typeOf(x).getShape(), typeOf(y).getShape(), &why);
+  if (!shape)
+    return fail() << why;
+  setOut(0, nn::MatmulOp::create(b, loc, withShape(x, *shape), x, y));
+  return success();
 }

@@ -41,8 +41,8 @@ bool mlir::weipipe::isOnnxFile(StringRef path) {
 
 ArrayRef<StringRef> mlir::weipipe::supportedOnnxOps() {
   static const std::vector<StringRef> ops = [] {
-    std::set<StringRef> all(NodeEmitter::emittedOps().begin(),
-                            NodeEmitter::emittedOps().end());
+    std::vector<StringRef> emitted = NodeEmitter::emittedOps();
+    std::set<StringRef> all(emitted.begin(), emitted.end());
     for (StringRef op :
          {"Constant", "Shape", "Size", "Range", "ConstantOfShape", "Tile",
           "CumSum", "Mod", "Floor", "Ceil", "Sign", "IsInf", "GatherND",
@@ -1030,7 +1030,7 @@ LogicalResult Importer::importNode(const onnx::NodeProto &node, int64_t index) {
     }
   }
 
-  if (!llvm::is_contained(NodeEmitter::emittedOps(), op)) {
+  if (!NodeEmitter::isEmitted(op)) {
     if (isFoldableOp(op))
       return nodeError(loc, node, name)
              << "only supported on inputs known at compile time, but an "
