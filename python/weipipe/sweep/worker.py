@@ -362,7 +362,9 @@ def _train(fam: Family, state: dict) -> dict:
     e_ours = _errors(ours, ref64, ours_w, ref64_w)
     worst32, worst_ours = max(e32.values(), default=0.0), max(e_ours.values(), default=0.0)
     fam.rec["float64"] = {"torch32_vs_64": worst32, "weipipe_vs_64": worst_ours}
-    first = {k: e for k, e in errs.items() if k[0] != "weight" and k[1] == 0}
+    # The first step shows the computation is right: within RTOL of torch float32, or of
+    # float64 when torch float32 itself is further off (a long reduction torch sums coarsely).
+    first = {k: min(e, e_ours.get(k, e)) for k, e in errs.items() if k[0] != "weight" and k[1] == 0}
     first_bad = _first_bad(first, lambda k: RTOL)
     if first_bad is None and worst_ours <= max(RTOL, NOISE_FACTOR * worst32):
         fam.rec["reason"] = (f"float32 noise: torch float32 is {worst32:.1e} from float64, weipipe "
