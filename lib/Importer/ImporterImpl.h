@@ -211,6 +211,8 @@ private:
   /// ReduceL1, ReduceL2, ReduceSumSquare: a sum of |x| or x*x (then sqrt).
   LogicalResult reduceNorm(llvm::StringRef op);
   LogicalResult argExtreme(bool largest);
+  /// nn.topk_indices of the k largest (or smallest) along the last axis.
+  Value topkIndices(Value x, int64_t k, bool largest);
   LogicalResult softplus();
   template <typename OpT> LogicalResult softmax();
   LogicalResult compareNot(bool less);

@@ -327,6 +327,19 @@ LogicalResult NodeEmitter::reduceNorm(StringRef op) {
   });
 }
 
+Value NodeEmitter::topkIndices(Value x, int64_t k, bool largest) {
+  // Integers (expert ids a router sorts) are ranked as float32, exact below
+  // 2^24; TopK's values are gathered from the integers themselves.
+  Value keys = typeOf(x).getElementType().isInteger()
+                   ? castTo(x, b.getF32Type())
+                   : x;
+  SmallVector<int64_t> shape(typeOf(x).getShape());
+  shape.back() = k;
+  return nn::TopKIndicesOp::create(
+      b, loc, RankedTensorType::get(shape, b.getI64Type()), keys,
+      b.getI64IntegerAttr(k), b.getBoolAttr(largest));
+}
+
 // ArgMax/ArgMin: TopK's indices with k = 1 along the axis moved last (ties:
 // the first index, ONNX's default), the axis of one put back by a reshape.
 LogicalResult NodeEmitter::argExtreme(bool largest) {
@@ -344,14 +357,7 @@ LogicalResult NodeEmitter::argExtreme(bool largest) {
     if (d != axis)
       perm.push_back(d);
   perm.push_back(axis);
-  Value keys = transpose(x, perm);
-  if (xt.getElementType().isInteger())
-    keys = castTo(keys, b.getF32Type());
-  SmallVector<int64_t> shape(typeOf(keys).getShape());
-  shape.back() = 1;
-  Value idx = nn::TopKIndicesOp::create(
-      b, loc, RankedTensorType::get(shape, b.getI64Type()), keys,
-      b.getI64IntegerAttr(1), b.getBoolAttr(largest));
+  Value idx = topkIndices(transpose(x, perm), 1, largest);
   SmallVector<int64_t> out(xt.getShape());
   if (attrInt(node, "keepdims", 1) != 0)
     out[axis] = 1;
@@ -1090,15 +1096,7 @@ LogicalResult NodeEmitter::topk() {
     return fail() << "k = " << k << " out of [1, " << n << "]";
   SmallVector<int64_t> shape(xt.getShape());
   shape.back() = k;
-  // Integers (expert ids a router sorts) are ranked as float32, exact below
-  // 2^24; the values are gathered from the integers themselves.
-  Value keys = x;
-  if (xt.getElementType().isInteger())
-    keys = castTo(x, b.getF32Type());
-  Value idx = nn::TopKIndicesOp::create(
-      b, loc, RankedTensorType::get(shape, b.getI64Type()), keys,
-      b.getI64IntegerAttr(k),
-      b.getBoolAttr(attrInt(node, "largest", 1) != 0));
+  Value idx = topkIndices(x, k, attrInt(node, "largest", 1) != 0);
   FailureOr<Value> values = gatherFlat(x, idx, shape, nullptr, false, axis);
   if (failed(values))
     return failure();

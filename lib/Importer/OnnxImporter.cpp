@@ -963,8 +963,7 @@ LogicalResult Importer::importNode(const onnx::NodeProto &node, int64_t index) {
   std::vector<ValueInfo *> ins;
   for (const std::string &name : node.input()) {
     // A sequence is no tensor value: SequenceAt's emitter reads it.
-    if (name.empty() || (op == "SequenceAt" && &name == &node.input(0) &&
-                         sequences.count(name))) {
+    if (name.empty() || (op == "SequenceAt" && sequences.count(name))) {
       ins.push_back(nullptr);
       continue;
     }

@@ -195,39 +195,46 @@ SmallVector<int> repeatedAxes(const HostTensor &t, int first) {
 /// Tolerance of a table computed in `dtype` and rounded to it.
 double roundoff(int32_t dtype) { return dtype == kFloat ? 1e-5 : 2e-2; }
 
-/// cos^2 + sin^2 = m^2 in every element, for one m > 0: 1, or YaRN's
-/// attention factor that scales both tables (GPT-OSS). Neither is one value
-/// throughout: a fresh norm scale of ones and a zero bias satisfy the
-/// identity too.
+/// Pairs (cos, sin) whose squares all sum to one value m^2, m > 0: 1, or
+/// YaRN's attention factor that scales both tables (GPT-OSS).
+class OneRadius {
+public:
+  explicit OneRadius(double tol) : tol(tol) {}
+  bool add(double c, double s) {
+    double r2 = c * c + s * s;
+    if (m2 < 0) {
+      m2 = r2;
+      return m2 > 0.25 && m2 < 4;
+    }
+    return std::abs(r2 - m2) <= tol * m2;
+  }
+
+private:
+  double tol, m2 = -1;
+};
+
+/// A cos/sin pair (neither one value throughout: a fresh norm scale of ones
+/// and a zero bias satisfy the identity too).
 bool isTrigPair(const HostTensor &c, const HostTensor &s, double tol) {
-  if (c.shape != s.shape || c.numel() == 0 || constantValued(c) ||
-      constantValued(s))
+  if (c.shape != s.shape || constantValued(c) || constantValued(s))
     return false;
-  double m2 = c.f[0] * c.f[0] + s.f[0] * s.f[0];
-  if (!(m2 > 0.25 && m2 < 4))
-    return false;
+  OneRadius r(tol);
   for (int64_t k = 0, n = c.numel(); k < n; ++k)
-    if (!(std::abs(c.f[k] * c.f[k] + s.f[k] * s.f[k] - m2) <= tol * m2))
+    if (!r.add(c.f[k], s.f[k]))
       return false;
   return true;
 }
 
-/// GPT-J's table: sin and cos concatenated along the last axis (scaled as
-/// isTrigPair allows).
+/// GPT-J's table: sin and cos concatenated along the last axis.
 bool isTrigTable(const HostTensor &t, double tol) {
-  if (t.shape.empty() || t.shape.back() % 2 != 0 || t.numel() == 0 ||
-      constantValued(t))
+  if (t.shape.empty() || t.shape.back() % 2 != 0 || constantValued(t))
     return false;
   int64_t d = t.shape.back(), h = d / 2;
-  double m2 = t.f[0] * t.f[0] + t.f[h] * t.f[h];
-  if (!(m2 > 0.25 && m2 < 4))
-    return false;
+  OneRadius r(tol);
   for (int64_t row = 0, n = t.numel() / d; row < n; ++row)
-    for (int64_t j = 0; j < h; ++j) {
-      double a = t.f[row * d + j], b = t.f[row * d + h + j];
-      if (!(std::abs(a * a + b * b - m2) <= tol * m2))
+    for (int64_t j = 0; j < h; ++j)
+      if (!r.add(t.f[row * d + j], t.f[row * d + h + j]))
         return false;
-    }
   return true;
 }
 

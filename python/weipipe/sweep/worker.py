@@ -286,15 +286,22 @@ def _export(fam: Family, state: dict) -> dict:
 def _ort(fam: Family, state: dict) -> dict:
     from weipipe.reference.ort import ort_logits
 
-    ref = state["built"].logits
     got = ort_logits(fam.path("model.onnx"), state["ids"])
     state["ort_logits"] = got
+    return _compare_logits(fam, "ort", got, "onnxruntime", state["built"].logits, "torch", ORT_RTOL,
+                           "onnxruntime vs torch on torch's export")
+
+
+def _compare_logits(fam: Family, stage: str, got, who: str, ref, ref_who: str, tol: float,
+                    what: str) -> dict:
+    """Logits of ``who`` against ``ref_who``'s: same shape, max-relative error within ``tol``
+    (recorded as ``<stage>_rel_err``)."""
     if got.shape != ref.shape:
-        raise StageFailure("ort", f"onnxruntime logits {list(got.shape)} vs torch {list(ref.shape)}")
+        raise StageFailure(stage, f"{who} logits {list(got.shape)} vs {ref_who} {list(ref.shape)}")
     err = rel_err(got, ref)
-    fam.rec["ort_rel_err"] = err
-    if not np.isfinite(err) or err > ORT_RTOL:
-        raise StageFailure("ort", f"onnxruntime vs torch on torch's export: rel err {err:.3g} > {ORT_RTOL:g}")
+    fam.rec[f"{stage}_rel_err"] = err
+    if not np.isfinite(err) or err > tol:
+        raise StageFailure(stage, f"{what}: rel err {err:.3g} > {tol:g}")
     return {"rel_err": err}
 
 
@@ -317,15 +324,8 @@ def _forward(fam: Family, state: dict) -> dict:
                          "--quiet"], log)
     if p.returncode != 0:
         raise fam.tool_error("forward", p, log)
-    ours = np.load(fam.path("ours.npy"))
-    ref = state["ort_logits"]
-    if ours.shape != ref.shape:
-        raise StageFailure("forward", f"weipipe logits {list(ours.shape)} vs onnxruntime {list(ref.shape)}")
-    err = rel_err(ours, ref)
-    fam.rec["forward_rel_err"] = err
-    if not np.isfinite(err) or err > RTOL:
-        raise StageFailure("forward", f"logits vs onnxruntime: rel err {err:.3g} > {RTOL:g}")
-    return {"rel_err": err}
+    return _compare_logits(fam, "forward", np.load(fam.path("ours.npy")), "weipipe", state["ort_logits"],
+                           "onnxruntime", RTOL, "logits vs onnxruntime")
 
 
 def _flags() -> list[str]:
