@@ -445,9 +445,10 @@ def NN_ScatterElementsOp : NN_Op<"scatter_elements", [Pure]> {
     the result is `data` with `result[.., indices[p], ..] = updates[p]`
     (the index replacing position `p`'s coordinate along `axis`; negative
     indices count from the end; of repeated targets the last update wins).
-    DeepSeek's group-limited routing builds its expert mask this way. It has
-    no gradient rule: data and updates must be constants (known indices are
-    imported as a gather, which has one).
+    DeepSeek's group-limited routing builds its expert mask this way. The
+    gradient of `data` is the result's gradient with the replaced elements
+    zeroed (a scatter of zeros); `updates` has no gradient rule and must be
+    a constant (known indices are imported as a gather, which has one).
 
     Example:
 
@@ -748,15 +749,18 @@ def NN_EmbeddingOp : NN_Op<"embedding", [Pure]> {
   let summary = "looks up rows of a table";
   let description = [{
     `result[i...] = table[ids[i...]]`: `table` is `[V, H]`, the result is
-    `ids.shape ++ [H]`.
+    `ids.shape ++ [H]`. With `padding_idx` (PyTorch's `nn.Embedding`
+    argument, as the exporter records it) the lookups of that row pass no
+    gradient to the table; the forward reads it like any other.
 
     Example:
 
     ```mlir
-    %e = nn.embedding %table, %ids : (tensor<64x32xf32>, tensor<2x8xi64>) -> tensor<2x8x32xf32>
+    %e = nn.embedding %table, %ids {padding_idx = 0 : i64} : (tensor<64x32xf32>, tensor<2x8xi64>) -> tensor<2x8x32xf32>
     ```
   }];
-  let arguments = (ins NN_FloatTensor:$table, NN_IndexTensor:$ids);
+  let arguments = (ins NN_FloatTensor:$table, NN_IndexTensor:$ids,
+                       OptionalAttr<ConfinedAttr<I64Attr, [IntNonNegative]>>:$padding_idx);
   let results = (outs NN_FloatTensor:$result);
   let assemblyFormat = [{
     $table `,` $ids attr-dict `:` functional-type(operands, results)
@@ -1075,9 +1079,10 @@ def NN_EmbeddingGradOp : NN_Op<"embedding_grad", [Pure]> {
   let summary = "gradient of an embedding table";
   let description = [{
     Zeros of the table's type (`[V, H]`) with each row of `grad_output` added
-    to the row its id selected.
+    to the row its id selected, except the rows whose id is `padding_idx`.
   }];
-  let arguments = (ins NN_IndexTensor:$ids, NN_FloatTensor:$grad_output);
+  let arguments = (ins NN_IndexTensor:$ids, NN_FloatTensor:$grad_output,
+                       OptionalAttr<ConfinedAttr<I64Attr, [IntNonNegative]>>:$padding_idx);
   let results = (outs NN_FloatTensor:$result);
   let assemblyFormat = [{
     $ids `,` $grad_output attr-dict `:` functional-type(operands, results)

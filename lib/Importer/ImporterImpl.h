@@ -26,6 +26,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 
 namespace mlir::weipipe::importer {
@@ -45,6 +46,18 @@ struct Decision {
   /// parameter is that slice, broadcast where it is read.
   int repeated = 0;
 };
+
+/// Field numbers of `metadata_props` (ONNX IR 10), which torch's dynamo
+/// exporter fills: a value_info's graph-signature kind, a node's FX node.
+inline constexpr int kValueInfoMetadataField = 4;
+inline constexpr int kNodeMetadataField = 9;
+
+/// The value of `key` in the `metadata_props` (field number `field`) of `m`.
+/// The ONNX 1.12 headers this builds against predate the field, so protobuf
+/// keeps it among the unknown fields; a newer onnx.proto declares it, and
+/// reflection finds it there.
+std::optional<std::string> metadataOf(const google::protobuf::Message &m,
+                                      int field, llvm::StringRef key);
 
 /// "a, b, c, ... (N in all)": at most `max` names.
 std::string joinNames(llvm::ArrayRef<std::string> names, size_t max = 8);

@@ -476,6 +476,36 @@ LogicalResult NodeEmitter::transposeOp() {
   return success();
 }
 
+/// PyTorch's nn.Embedding(padding_idx) as torch's dynamo exporter records it:
+/// the node's FX node, `aten.embedding.default](args = (%w, %ids, 0), ...`,
+/// whose third argument is padding_idx (-1 or absent: none) and fourth
+/// scale_grad_by_freq. ONNX's Gather itself has no such notion.
+struct EmbeddingRecord {
+  std::optional<int64_t> paddingIdx;
+  bool scaleGradByFreq = false;
+};
+static EmbeddingRecord embeddingRecord(const onnx::NodeProto &node) {
+  EmbeddingRecord r;
+  std::optional<std::string> fx =
+      metadataOf(node, kNodeMetadataField, "pkg.torch.onnx.fx_node");
+  if (!fx)
+    return r;
+  StringRef s(*fx);
+  constexpr StringRef kCall = "aten.embedding.default](args = (";
+  size_t at = s.find(kCall);
+  if (at == StringRef::npos)
+    return r;
+  s = s.drop_front(at + kCall.size());
+  s = s.take_until([](char c) { return c == ')'; });
+  SmallVector<StringRef> args;
+  s.split(args, ",");
+  int64_t pad;
+  if (args.size() > 2 && !args[2].trim().getAsInteger(10, pad) && pad >= 0)
+    r.paddingIdx = pad;
+  r.scaleGradByFreq = args.size() > 3 && args[3].trim() == "True";
+  return r;
+}
+
 LogicalResult NodeEmitter::gather() {
   Value data = operand(0);
   if (!data)
@@ -517,6 +547,24 @@ LogicalResult NodeEmitter::gather() {
   SmallVector<int64_t> shape(ds.take_front(axis));
   llvm::append_range(shape, typeOf(idx).getShape());
   llvm::append_range(shape, ds.drop_front(axis + 1));
+  EmbeddingRecord rec = embeddingRecord(node);
+  if (rec.scaleGradByFreq)
+    return fail() << "nn.Embedding(scale_grad_by_freq=True) is not supported: "
+                     "its gradient depends on how often each id occurs";
+  if (rec.paddingIdx) {
+    // Rows of padding_idx get no gradient, as in PyTorch.
+    if (axis != 0 || rank != 2 || !isa<FloatType>(typeOf(data).getElementType()))
+      return fail() << "padding_idx recorded on a gather that is no embedding "
+                       "lookup (axis "
+                    << axis << " of a rank-" << rank << " table)";
+    if (*rec.paddingIdx >= dim)
+      return fail() << "padding_idx " << *rec.paddingIdx
+                    << " is not a row of the " << dim << "-row table";
+    setOut(0, nn::EmbeddingOp::create(b, loc, withShape(data, shape), data,
+                                      idx,
+                                      b.getI64IntegerAttr(*rec.paddingIdx)));
+    return success();
+  }
   setOut(0,
          nn::GatherOp::create(b, loc, withShape(data, shape), data, idx, axis));
   return success();
@@ -885,8 +933,9 @@ LogicalResult NodeEmitter::scatter(bool nd) {
     return fail() << "reduction '" << reduction
                   << "' is not supported (only none)";
   if (!nd && in(1)) {
-    // Run-time indices (DeepSeek's group mask): nn.scatter_elements, which
-    // has no gradient; autodiff says so if data or updates need one.
+    // Run-time indices (DeepSeek's group mask, Phi-MoE's masked score):
+    // nn.scatter_elements, whose gradient reaches the data only; autodiff
+    // says so if the updates need one.
     bool failedRead;
     if (!im.constantOf(*in(1), loc, failedRead)) {
       if (failedRead)

@@ -21,6 +21,7 @@
 
 #include "onnx/defs/parser.h"
 #include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/unknown_field_set.h>
 #include <google/protobuf/wire_format_lite.h>
 
 #include <climits>
@@ -59,6 +60,32 @@ void emitNote(Location loc, const Twine &msg) {
 }
 
 } // namespace
+
+std::optional<std::string>
+mlir::weipipe::importer::metadataOf(const google::protobuf::Message &m,
+                                    int field, StringRef key) {
+  const google::protobuf::Reflection *refl = m.GetReflection();
+  if (const google::protobuf::FieldDescriptor *fd =
+          m.GetDescriptor()->FindFieldByNumber(field)) {
+    for (int i = 0, n = refl->FieldSize(m, fd); i < n; ++i) {
+      const auto &entry = dynamic_cast<const onnx::StringStringEntryProto &>(
+          refl->GetRepeatedMessage(m, fd, i));
+      if (entry.key() == key)
+        return entry.value();
+    }
+    return std::nullopt;
+  }
+  const google::protobuf::UnknownFieldSet &unknown = refl->GetUnknownFields(m);
+  for (int i = 0, n = unknown.field_count(); i < n; ++i) {
+    const google::protobuf::UnknownField &f = unknown.field(i);
+    onnx::StringStringEntryProto entry;
+    if (f.number() == field &&
+        f.type() == google::protobuf::UnknownField::TYPE_LENGTH_DELIMITED &&
+        entry.ParseFromString(f.length_delimited()) && entry.key() == key)
+      return entry.value();
+  }
+  return std::nullopt;
+}
 
 std::string mlir::weipipe::importer::joinNames(ArrayRef<std::string> names,
                                                size_t max) {

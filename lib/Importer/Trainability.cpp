@@ -10,6 +10,8 @@
 //   1. flags: --trainable-initializers, then --frozen-initializers;
 //   2. metadata: the `weipipe.trainable` model property that weipipe's export
 //      helper writes (initializer -> PyTorch parameter), trusted when present;
+//      else the kind torch's dynamo exporter records per initializer
+//      (PARAMETER, BUFFER, CONSTANT_TENSOR), where it recorded one;
 //   3. structure: no gradient path (it only feeds shapes, indices, sin/cos,
 //      or decides indices: a router's bias seen by TopK's indices alone),
 //      a rotary cos/sin table (two tables whose squares sum to one), an
@@ -255,6 +257,12 @@ bool isMask(const HostTensor &t) {
   }
   return zero && other;
 }
+
+/// The key under which torch's dynamo exporter records, in the
+/// `metadata_props` of an initializer's `value_info`, what the exported
+/// program's graph signature calls it: PARAMETER, BUFFER or CONSTANT_TENSOR.
+constexpr StringRef kInputKindKey =
+    "pkg.torch.export.graph_signature.InputSpec.kind";
 
 std::string shapeOf(const onnx::TensorProto &t) {
   return shapeString(SmallVector<int64_t>(t.dims().begin(), t.dims().end()));
@@ -541,6 +549,30 @@ LogicalResult Importer::decideTrainable() {
       declared[key.str()] = name->str();
     }
   }
+  // What torch's dynamo exporter recorded: the graph-signature kind of each
+  // initializer it lifted from the module. Its optimizer drops the record of
+  // what it folds (a parameter folded into `neg` leaves no trace), so the
+  // record settles what it covers, and covers everything only in an export
+  // with optimize=False.
+  std::map<std::string, std::string> recorded;
+  {
+    std::set<std::string> isInitializer;
+    for (const auto &t : graph.initializer())
+      isInitializer.insert(t.name());
+    for (const auto &vi : graph.value_info())
+      if (isInitializer.count(vi.name()))
+        if (auto kind = metadataOf(vi, kValueInfoMetadataField, kInputKindKey))
+          recorded[vi.name()] = *kind;
+  }
+  // Float initializers it does not cover, other than weights (a transposed
+  // weight is renamed `val_N` and unrecorded, and still plainly a weight).
+  std::vector<std::string> unrecorded;
+  if (!recorded.empty())
+    for (const Facts &f : floats)
+      if (!recorded.count(f.t->name()) && f.numel > 1 &&
+          f.weightOp.empty() && isTrainableDType(f.t->data_type()))
+        unrecorded.push_back(f.t->name());
+
   std::map<std::string, const onnx::TensorProto *> byName;
   for (const auto &t : graph.initializer())
     byName[t.name()] = &t;
@@ -604,7 +636,7 @@ LogicalResult Importer::decideTrainable() {
                              "initializers: "
                           << joinNames(names()) << ")";
 
-  // Combine: flags, then metadata, then structure.
+  // Combine: flags, then metadata or the exporter's record, then structure.
   for (const Facts &f : floats) {
     const std::string &name = f.t->name();
     Decision file = evidence[name];
@@ -617,6 +649,17 @@ LogicalResult Importer::decideTrainable() {
                                       "'"}
                  : Decision{false, "not a parameter in metadata " +
                                        std::string(kTrainableMetadataKey)};
+    } else if (auto it = recorded.find(name); it != recorded.end()) {
+      // A parameter no gradient reaches is one PyTorch's optimizer skips:
+      // the structure's reason stands.
+      if (it->second == "PARAMETER" && (file.trained || f.gradientPath))
+        file = {true, "the exporter records it as a PyTorch parameter"};
+      else if (it->second != "PARAMETER")
+        file = {false, "the exporter records it as a PyTorch " +
+                           std::string(it->second == "BUFFER"
+                                           ? "buffer"
+                                           : "tensor constant (" +
+                                                 it->second + ")")};
     }
     // A flag that agrees with the file leaves the file's reason.
     Decision final = file;
@@ -638,10 +681,31 @@ LogicalResult Importer::decideTrainable() {
 
   if (haveMetadata)
     return success(); // the metadata settles every case
-  // A name a flag matches is settled by the flag.
+  // A name a flag or the exporter's record matches is settled.
   auto flagged = [&](const std::string &n) {
-    return trainFlag(n) || freezeFlag(n);
+    return trainFlag(n) || freezeFlag(n) || recorded.count(n);
   };
+  llvm::erase_if(unrecorded, flagged);
+  if (!unrecorded.empty()) {
+    std::vector<std::string> trained;
+    for (const std::string &n : unrecorded)
+      if (trainability.count(n) && trainability[n].trained)
+        trained.push_back(n);
+    if (!trained.empty())
+      emitWarning(loc)
+          << trained.size()
+          << " trained tensor(s) were computed by torch.onnx's optimizer, "
+             "which records for them no PyTorch kind (parameter or buffer): "
+          << joinNames(trained)
+          << ". They are decided by the graph's structure, which cannot "
+             "tell a folded buffer from a folded parameter. Export with "
+             "torch.onnx.export(..., optimize=False): the exporter then "
+             "records every initializer's kind and weipipe follows it";
+    // That advice covers the generic warning below.
+    llvm::erase_if(ambiguousName, [&](const std::string &n) {
+      return llvm::is_contained(trained, n);
+    });
+  }
   llvm::erase_if(ambiguousConstant, flagged);
   llvm::erase_if(ambiguousName, flagged);
   if (!ambiguousConstant.empty()) {

@@ -694,7 +694,11 @@ LogicalResult Writer::encode(Operation *op, rt::Instruction &inst) {
       })
       .Case([&](nn::SiluGradOp) { return set(Opcode::SiluGrad); })
       .Case([&](nn::SwigluGradOp) { return set(Opcode::SwigluGrad); })
-      .Case([&](nn::EmbeddingGradOp) { return set(Opcode::EmbeddingGrad); })
+      .Case([&](nn::EmbeddingGradOp o) {
+        if (auto pad = o.getPaddingIdx())
+          return set(Opcode::EmbeddingGrad, {static_cast<int64_t>(*pad)});
+        return set(Opcode::EmbeddingGrad);
+      })
       .Case([&](nn::CrossEntropyGradOp o) {
         return set(Opcode::CrossEntropyGrad, {o.getIgnoreIndexAttr().getInt()});
       })

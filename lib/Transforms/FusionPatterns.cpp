@@ -223,7 +223,7 @@ struct GatherToEmbedding : OpRewritePattern<GatherOp> {
         !isa<FloatType>(table.getElementType()))
       return failure();
     rewriter.replaceOpWithNewOp<EmbeddingOp>(op, op.getType(), op.getInput(),
-                                             op.getIndices());
+                                             op.getIndices(), IntegerAttr());
     return success();
   }
 };

@@ -724,8 +724,13 @@ bool InstrCheck::check() {
   }
   case Opcode::EmbeddingGrad: {
     Slot ids = O(0, "ids"), dout = O(1, "dout"), dt = R(0, "dtable");
-    if (!(arity(2, 1) && attrs(0, 0) && req(ids, DType::I64) && f32(dout) &&
-          f32(dt) && cond(dt.shape().size() == 2, "the table must be [V, H]")))
+    // ints: [] or [padding_idx] (format v1 artifacts have none).
+    if (!(arity(2, 1) && attrs(I.ints.empty() ? 0 : 1, 0) &&
+          req(ids, DType::I64) && f32(dout) && f32(dt) &&
+          cond(dt.shape().size() == 2, "the table must be [V, H]") &&
+          cond(I.ints.empty() ||
+                   (I.ints[0] >= 0 && I.ints[0] < dt.shape()[0]),
+               "padding_idx is outside the table's rows")))
       return false;
     t = ids.shape();
     t.push_back(dt.shape()[1]);

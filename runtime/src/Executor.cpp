@@ -712,7 +712,8 @@ cpu::Status Executor::Impl::exec(Step &s) {
     return {};
   case Opcode::EmbeddingGrad:
     return embedding_backward(in[0].ids(), in[1].f(), out[0].f(), in[0].n,
-                              out[0].s[0], out[0].s[1]);
+                              out[0].s[0], out[0].s[1],
+                              I.ints.empty() ? -1 : I.ints[0]);
   case Opcode::CrossEntropyGrad: {
     const int64_t N = in[1].n, V = in[0].s[in[0].s.rank - 1];
     float *lse = scratch[0].data(), unused;

@@ -271,3 +271,40 @@ func.func @main(%ids: tensor<2x8xi64> {nn.name = "input_ids"}, %t: tensor<2x8xi6
   %l = nn.cross_entropy %y, %t {ignore_index = -100 : i64} : (tensor<2x8x64xf32>, tensor<2x8xi64>) -> tensor<f32>
   return %l : tensor<f32>
 }
+
+// -----
+
+// Scores with the chosen element replaced by a constant at run-time indices
+// (Phi-MoE's masked router score): the data's gradient is dy with the
+// replaced elements zeroed, a scatter of zeros at the same indices.
+// CHECK-LABEL: func.func @main_backward(
+// CHECK: %[[Z:.*]] = nn.constant dense<0.000000e+00> : tensor<2x8x1xf32>
+// CHECK: nn.scatter_elements %{{.*}}, %{{.*}}, %[[Z]] {axis = 2 : i64} : (tensor<2x8x16xf32>, tensor<2x8x1xi64>, tensor<2x8x1xf32>) -> tensor<2x8x16xf32>
+nn.parameter @emb : tensor<64x16xf32>
+func.func @main(%ids: tensor<2x8xi64> {nn.name = "input_ids"}, %t: tensor<2x8xi64> {nn.name = "targets"}) -> tensor<f32> {
+  %e = nn.param @emb : tensor<64x16xf32>
+  %x = nn.embedding %e, %ids : (tensor<64x16xf32>, tensor<2x8xi64>) -> tensor<2x8x16xf32>
+  %i = nn.topk_indices %x {k = 1 : i64, largest = true} : tensor<2x8x16xf32> to tensor<2x8x1xi64>
+  %u = nn.constant dense<-1.0e+09> : tensor<2x8x1xf32>
+  %m = nn.scatter_elements %x, %i, %u {axis = 2 : i64} : (tensor<2x8x16xf32>, tensor<2x8x1xi64>, tensor<2x8x1xf32>) -> tensor<2x8x16xf32>
+  %y = nn.linear %m, %e {transpose_weight = true} : (tensor<2x8x16xf32>, tensor<64x16xf32>) -> tensor<2x8x64xf32>
+  %l = nn.cross_entropy %y, %t {ignore_index = -100 : i64} : (tensor<2x8x64xf32>, tensor<2x8xi64>) -> tensor<f32>
+  return %l : tensor<f32>
+}
+
+// -----
+
+// Updates that need a gradient have no rule: an error, not a wrong result.
+nn.parameter @emb : tensor<64x16xf32>
+func.func @main(%ids: tensor<2x8xi64> {nn.name = "input_ids"}, %t: tensor<2x8xi64> {nn.name = "targets"}) -> tensor<f32> {
+  %e = nn.param @emb : tensor<64x16xf32>
+  %x = nn.embedding %e, %ids : (tensor<64x16xf32>, tensor<2x8xi64>) -> tensor<2x8x16xf32>
+  %i = nn.topk_indices %x {k = 1 : i64, largest = true} : tensor<2x8x16xf32> to tensor<2x8x1xi64>
+  %u = nn.slice %x [0, 0, 0] [2, 8, 1] [1, 1, 1] : tensor<2x8x16xf32> to tensor<2x8x1xf32>
+  %z = nn.constant dense<0.0> : tensor<2x8x16xf32>
+  // expected-error @below {{'nn.scatter_elements' op has no gradient rule for its updates (only for its data); -nn-autodiff cannot differentiate it}}
+  %m = nn.scatter_elements %z, %i, %u {axis = 2 : i64} : (tensor<2x8x16xf32>, tensor<2x8x1xi64>, tensor<2x8x1xf32>) -> tensor<2x8x16xf32>
+  %y = nn.linear %m, %e {transpose_weight = true} : (tensor<2x8x16xf32>, tensor<64x16xf32>) -> tensor<2x8x64xf32>
+  %l = nn.cross_entropy %y, %t {ignore_index = -100 : i64} : (tensor<2x8x64xf32>, tensor<2x8xi64>) -> tensor<f32>
+  return %l : tensor<f32>
+}

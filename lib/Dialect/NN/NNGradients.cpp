@@ -348,13 +348,32 @@ LogicalResult mlir::weipipe::nn::buildGradient(OpBuilder &b, Operation *op,
       })
       .Case([&](EmbeddingOp o) {
         d[0] = EmbeddingGradOp::create(b, loc, o.getTable().getType(),
-                                       o.getIds(), dy);
+                                       o.getIds(), dy, o.getPaddingIdxAttr());
         return success();
       })
       .Case([&](CrossEntropyOp o) {
         d[0] = CrossEntropyGradOp::create(b, loc, o.getLogits().getType(),
                                           o.getLogits(), o.getTargets(), dy,
                                           o.getIgnoreIndexAttr());
+        return success();
+      })
+      .Case([&](ScatterElementsOp o) -> LogicalResult {
+        // The replaced elements take nothing from `data`: its gradient is dy
+        // with them zeroed, a scatter of zeros (Phi-MoE masks the chosen
+        // expert's score with -inf this way).
+        if (needed[2])
+          return op->emitOpError()
+                 << "has no gradient rule for its updates (only for its "
+                    "data); -nn-autodiff cannot differentiate it";
+        if (!needed[0] || !isFloatTensor(o.getData()))
+          return success();
+        auto ut = cast<RankedTensorType>(o.getUpdates().getType());
+        Value zeros = ConstantOp::create(
+            b, loc,
+            DenseElementsAttr::get(ut, b.getFloatAttr(ut.getElementType(), 0)));
+        d[0] = ScatterElementsOp::create(b, loc, dy.getType(), dy,
+                                         o.getIndices(), zeros,
+                                         o.getAxisAttr());
         return success();
       })
       .Default([&](Operation *other) {

@@ -916,6 +916,9 @@ LogicalResult EmbeddingOp::verify() {
   ArrayRef<int64_t> t = getTable().getType().getShape();
   if (t.size() != 2)
     return emitOpError() << "table must be [V, H], got rank " << t.size();
+  if (auto pad = getPaddingIdx(); pad && int64_t(*pad) >= t[0])
+    return emitOpError() << "padding_idx " << *pad << " is not a row of the "
+                         << t[0] << "-row table";
   SmallVector<int64_t> want(getIds().getType().getShape());
   want.push_back(t[1]);
   return expectShape(*this, getResult(), want, "result");
@@ -964,6 +967,9 @@ LogicalResult EmbeddingGradOp::verify() {
   ArrayRef<int64_t> t = getType().getShape();
   if (t.size() != 2)
     return emitOpError() << "result must be [V, H], got rank " << t.size();
+  if (auto pad = getPaddingIdx(); pad && int64_t(*pad) >= t[0])
+    return emitOpError() << "padding_idx " << *pad << " is not a row of the "
+                         << t[0] << "-row table";
   SmallVector<int64_t> want(getIds().getType().getShape());
   want.push_back(t[1]);
   return expectShape(*this, getGradOutput(), want, "grad_output");

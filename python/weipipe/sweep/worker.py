@@ -170,25 +170,17 @@ def run_family(family: str, workdir: str, tools: Tools) -> dict:
             fam.rec["experts_implementation"] = FALLBACK_EXPERTS
             fam.stage("build", lambda: _build(fam, state))
             fam.stage("export", lambda: _export(fam, state))
-        try:
-            _check(fam, state)
-        except StageFailure:
-            # torch.onnx's optimizer folds a function of a parameter that is no
-            # reshape of it (Mamba's -exp(A_log), softplus(p)) into a constant:
-            # the parameter is gone from the file. Its documented way out is
-            # optimize=False, which keeps the computation; a user does the same.
-            found = state.get("matching")
-            if not state.get("optimize", True) or found is None or not found.unmatched:
-                raise
-            folded = [b.name for b in found.unmatched]
-            state.clear()
-            state["optimize"] = False
-            fam.rec["export_optimize"] = False
-            fam.rec["folded_params"] = folded
-            fam.rec.pop("reason", None)  # the first attempt's
+        while True:
+            try:
+                _check(fam, state)
+                break
+            except StageFailure as e:
+                if not _export_fallback(fam, state, e):
+                    raise
+            fam.rec.pop("trained_set", None)
+            fam.rec.pop("reason", None)  # the failed attempt's
             fam.stage("build", lambda: _build(fam, state))
             fam.stage("export", lambda: _export(fam, state))
-            _check(fam, state)
         fam.rec["result"] = "pass"
         fam.rec["reason"] = "; ".join(_fallbacks(fam.rec) + ([fam.rec["reason"]] if fam.rec.get("reason") else []))
     except StageFailure as e:
@@ -219,15 +211,57 @@ def _check(fam: Family, state: dict) -> None:
         raise train_err
 
 
+def _export_fallback(fam: Family, state: dict, e: StageFailure) -> bool:
+    """Choose the next documented export a user turns to after failure ``e``, in ``state``
+    (cleared) and ``fam.rec``; False when none is left.
+
+    1. optimize=False. torch.onnx's optimizer folds a function of a parameter that is no
+       reshape of it (Mamba's -exp(A_log), softplus(p)) into a constant: the parameter is
+       gone from the file. What it folds also loses the exporter's parameter/buffer
+       record, so a folded buffer can pass for a parameter. Without the optimizer the
+       computation and the record stay; weipipe-opt's warning says so.
+    2. weipipe's export helper (weipipe.models.export.record_trainable), which records the
+       trained set itself: what no exporter records (a parameter with requires_grad=False,
+       HRM's z_L_init) is then known."""
+    found = state.get("matching")
+    folded = [b.name for b in found.unmatched] if found is not None else []
+    optimize, helper = state.get("optimize", True), state.get("helper", False)
+    if optimize and (folded or e.stage == "trained-set"):
+        fam.rec["export_optimize"] = False
+        fam.rec["folded_params"] = folded
+        fam.rec["unrecorded"] = [x.split(" ")[0] for x in fam.rec.get("trained_set", {}).get("extra", [])]
+    elif not helper and e.stage == "trained-set" and not folded:
+        fam.rec["export_helper"] = [x.split(" ")[0] for x in fam.rec.get("trained_set", {}).get("extra", [])]
+        helper = True
+    else:
+        return False
+    state.clear()
+    state["optimize"], state["helper"] = False, helper
+    return True
+
+
 def _fallbacks(rec: dict) -> list[str]:
     """The documented export workarounds a family needed, as the table names them."""
     out = []
     if rec.get("experts_implementation"):
         out.append(f"experts_implementation={rec['experts_implementation']} (grouped_mm does not export)")
     if rec.get("export_optimize") is False:
-        folded = rec.get("folded_params", [])
-        out.append(f"optimize=False (the default export folds {len(folded)} parameter(s) into constants: "
-                   + ", ".join(folded[:2]) + (" ..." if len(folded) > 2 else "") + ")")
+        why = []
+        if rec.get("folded_params"):
+            folded = rec["folded_params"]
+            why.append(f"the default export folds {len(folded)} parameter(s) into constants: "
+                       + ", ".join(folded[:2]) + (" ..." if len(folded) > 2 else ""))
+        elif rec.get("unrecorded"):
+            extra = rec["unrecorded"]
+            why.append(f"its optimizer leaves {len(extra)} folded tensor(s) without the exporter's "
+                       "parameter/buffer record, which weipipe trained: " + ", ".join(extra[:2])
+                       + (" ..." if len(extra) > 2 else ""))
+        out.append("optimize=False (" + "; ".join(why) + ")")
+    if rec.get("export_helper") is not None:
+        extra = rec["export_helper"]
+        out.append("weipipe's export helper records the trained set (no exporter records "
+                   f"requires_grad=False; weipipe trained {len(extra)} frozen parameter(s): "
+                   + ", ".join(extra[:2]) + (" ..." if len(extra) > 2 else "") + ")")
     return out
 
 
@@ -269,13 +303,16 @@ def _export(fam: Family, state: dict) -> dict:
     inline."""
     import torch
 
-    from weipipe.models.export import model_opset, save
+    from weipipe.models.export import model_opset, record_trainable, save
 
     module = state["built"].module
     ids = torch.from_numpy(state["ids"])
     with torch.no_grad():
         prog = torch.onnx.export(module, (ids,), dynamo=True, optimize=state.get("optimize", True))
     proto = prog.model_proto
+    if state.get("helper") and not record_trainable(proto, module):
+        raise StageFailure("export", "weipipe's export helper cannot match the initializers to the "
+                                     "module's parameters")
     save(proto, fam.path("model.onnx"))
     state["proto"] = proto
     ops = sorted({n.op_type for n in proto.graph.node})
@@ -342,12 +379,10 @@ def _train(fam: Family, state: dict) -> dict:
     RTOL: the computation is right) and weipipe's worst error against float64 is within
     NOISE_FACTOR x torch float32's own (roundoff amplified by the training, as much as
     PyTorch's); the reason says so."""
-    import copy
-
     ours, ours_w = _weipipe_train(fam)
     state["weipipe_weights"] = ours_w
     module = _prepare_reference(fam, state)
-    pristine = copy.deepcopy(module)  # for the float64 run
+    pristine = _pristine(fam, state, module)  # for the float64 run
     ref, ref_w, loaded = _torch_train(fam, state, module, "torch")
     out = {"steps": len(ours), "loss_first": ours[0]["loss"] if ours else None,
            "loss_last": ours[-1]["loss"] if ours else None}
@@ -372,6 +407,27 @@ def _train(fam: Family, state: dict) -> dict:
         return out
     raise StageFailure("train", f"{bad} (vs torch float64: weipipe {worst_ours:.1e}, torch float32 "
                                 f"{worst32:.1e}" + (f"; {first_bad}" if first_bad else "") + ")", out)
+
+
+def _pristine(fam: Family, state: dict, module):
+    """An untrained copy of ``module``. A module holding a non-leaf tensor (RecurrentGemma's,
+    after a forward) refuses deepcopy: then the family is built again and given the module's
+    state."""
+    import copy
+
+    import torch
+
+    from .families import build
+
+    try:
+        return copy.deepcopy(module)
+    except RuntimeError:
+        fresh = build(fam.family, torch.from_numpy(state["ids"]), experts=fam.tools.experts).module
+        fresh.load_state_dict(module.state_dict())
+        frozen = {n for n, p in module.named_parameters() if not p.requires_grad}
+        for n, p in fresh.named_parameters():
+            p.requires_grad_(n not in frozen)
+        return fresh
 
 
 def _weipipe_train(fam: Family):

@@ -37,8 +37,8 @@ Status embedding_forward(const float *table, const int64_t *ids, float *out,
 }
 
 Status embedding_backward(const int64_t *ids, const float *dout,
-                          float *dtable, int64_t numIds, int64_t V,
-                          int64_t H) {
+                          float *dtable, int64_t numIds, int64_t V, int64_t H,
+                          int64_t paddingIdx) {
   if (Status s = checkIds(ids, numIds, V, "embedding backward"); !s.ok())
     return s;
   constexpr int64_t CH = 64;
@@ -47,6 +47,8 @@ Status embedding_backward(const int64_t *ids, const float *dout,
   for (int64_t t = 0; t < strips; ++t) {
     const int64_t c0 = t * CH, n = std::min(CH, H - c0);
     for (int64_t i = 0; i < numIds; ++i) {
+      if (ids[i] == paddingIdx)
+        continue;
       float *d = dtable + ids[i] * H + c0;
       const float *g = dout + i * H + c0;
       for (int64_t c = 0; c < n; ++c)

@@ -142,6 +142,30 @@ TEST(EmbeddingKernels, ForwardBackward) {
   });
 }
 
+// nn.Embedding(padding_idx=p): the lookups of row p add nothing to its
+// gradient; the other rows get theirs, repeated ids summed.
+TEST(EmbeddingKernels, EmbeddingBackwardSkipsPaddingRow) {
+  const int64_t V = 4, H = 3, N = 5;
+  std::vector<int64_t> ids = {2, 0, 2, 3, 0};
+  std::vector<float> g(size_t(N * H));
+  for (size_t k = 0; k < g.size(); ++k)
+    g[k] = 0.5f + float(k);
+  for (int64_t pad : {int64_t(-1), int64_t(0), int64_t(2)}) {
+    std::vector<float> dt(size_t(V * H), 0.25f);
+    ASSERT_TRUE(
+        embedding_backward(ids.data(), g.data(), dt.data(), N, V, H, pad).ok());
+    std::vector<float> want(size_t(V * H), 0.25f);
+    for (int64_t i = 0; i < N; ++i)
+      if (ids[size_t(i)] != pad)
+        for (int64_t h = 0; h < H; ++h)
+          want[size_t(ids[size_t(i)] * H + h)] += g[size_t(i * H + h)];
+    EXPECT_EQ(dt, want) << "padding_idx " << pad;
+    if (pad >= 0)
+      for (int64_t h = 0; h < H; ++h)
+        EXPECT_EQ(dt[size_t(pad * H + h)], 0.25f);
+  }
+}
+
 TEST(EmbeddingKernels, OutOfRangeIdIsAnErrorAndWritesNothing) {
   const int64_t V = 5, H = 3;
   std::vector<float> table(size_t(V * H), 1.0f);

@@ -446,9 +446,12 @@ void rms_norm_backward(const float *x, const float *scale, const float *rstd,
 Status embedding_forward(const float *table, const int64_t *ids, float *out,
                          int64_t numIds, int64_t V, int64_t H);
 /// dtable[ids[i], :] += dout[i, :] (ACCUMULATED; repeated ids add up in id
-/// order). Out-of-range ids are an error (nothing written).
+/// order), except for ids equal to `paddingIdx` (-1: none), as PyTorch's
+/// nn.Embedding(padding_idx). Out-of-range ids are an error (nothing
+/// written).
 Status embedding_backward(const int64_t *ids, const float *dout,
-                          float *dtable, int64_t numIds, int64_t V, int64_t H);
+                          float *dtable, int64_t numIds, int64_t V, int64_t H,
+                          int64_t paddingIdx = -1);
 
 /// nn.rotary sizes. Input/output [B, H, S, D]; cos/sin [S, rotaryDim/2], or
 /// [B, S, rotaryDim/2] with tableHasBatch. rotaryDim is even and <= D.
