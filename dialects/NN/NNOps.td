@@ -151,6 +151,11 @@ def NN_LessOp : NN_BroadcastBinaryOp<"less", "lhs < rhs", NN_NumericTensor, NN_B
 def NN_GreaterOp : NN_BroadcastBinaryOp<"greater", "lhs > rhs", NN_NumericTensor, NN_BoolTensor>;
 def NN_AndOp : NN_BroadcastBinaryOp<"and", "lhs and rhs", NN_BoolTensor, NN_BoolTensor, [Commutative]>;
 def NN_OrOp : NN_BroadcastBinaryOp<"or", "lhs or rhs", NN_BoolTensor, NN_BoolTensor, [Commutative]>;
+// On integers computed at run time (CPM-Ant combines int masks this way);
+// on bool the importer uses nn.and / nn.or.
+def NN_BitwiseAndOp : NN_BroadcastBinaryOp<"bitwise_and", "lhs & rhs", NN_IndexTensor, NN_IndexTensor, [Commutative]>;
+def NN_BitwiseOrOp : NN_BroadcastBinaryOp<"bitwise_or", "lhs | rhs", NN_IndexTensor, NN_IndexTensor, [Commutative]>;
+def NN_BitwiseXorOp : NN_BroadcastBinaryOp<"bitwise_xor", "lhs ^ rhs", NN_IndexTensor, NN_IndexTensor, [Commutative]>;
 
 // Unary op: result type equals operand type.
 class NN_UnaryOp<string mnemonic, string what, TypeConstraint t = NN_FloatTensor>
@@ -181,6 +186,11 @@ def NN_TanhOp : NN_UnaryOp<"tanh", "tanh(x)">;
 def NN_SigmoidOp : NN_UnaryOp<"sigmoid", "1 / (1 + exp(-x))">;
 def NN_ReluOp : NN_UnaryOp<"relu", "max(x, 0)">;
 def NN_SinOp : NN_UnaryOp<"sin", "sin(x)">;
+// Piecewise constant: no gradient (PyTorch's is zero). JetMoE's integer
+// division `i // k` exports as sign(i / k) * floor(|i / k|).
+def NN_FloorOp : NN_UnaryOp<"floor", "floor(x)">;
+def NN_CeilOp : NN_UnaryOp<"ceil", "ceil(x)">;
+def NN_SignOp : NN_UnaryOp<"sign", "sign(x): -1, 0 or 1 (NaN stays NaN)">;
 def NN_CosOp : NN_UnaryOp<"cos", "cos(x)">;
 def NN_NotOp : NN_UnaryOp<"not", "not x", NN_BoolTensor>;
 
@@ -445,10 +455,12 @@ def NN_ScatterElementsOp : NN_Op<"scatter_elements", [Pure]> {
     the result is `data` with `result[.., indices[p], ..] = updates[p]`
     (the index replacing position `p`'s coordinate along `axis`; negative
     indices count from the end; of repeated targets the last update wins).
-    DeepSeek's group-limited routing builds its expert mask this way. The
-    gradient of `data` is the result's gradient with the replaced elements
-    zeroed (a scatter of zeros); `updates` has no gradient rule and must be
-    a constant (known indices are imported as a gather, which has one).
+    DeepSeek's group-limited routing builds its expert mask this way, and
+    ScatterND at run-time indices becomes one along axis 0 of a flattened
+    view. The gradient of `data` is the result's gradient with the replaced
+    elements zeroed (a scatter of zeros); that of `updates` the result's
+    gradient at the indices (a gather; repeated targets each get it, as in
+    PyTorch). Known indices are imported as a gather.
 
     Example:
 

@@ -175,6 +175,8 @@ public:
 private:
   static const llvm::StringMap<Handler> &handlers();
   /// Input 0 is bool (else an error says what the bitwise ops support).
+  /// Whether input `k` is a bool tensor (no diagnostic).
+  bool isBool(int k);
   bool boolInput();
   LogicalResult isNaN();
   LogicalResult identity();
@@ -247,6 +249,13 @@ private:
                               llvm::ArrayRef<int64_t> idxShape,
                               const HostTensor *known, bool nd,
                               int64_t axisOrBatchDims);
+  /// The rows of the flattened view of the data that GatherND or
+  /// GatherElements reads (`g` says the view's shape), computed at run time
+  /// from `idx` unless the indices are `known`.
+  FailureOr<Value> flatRows(llvm::ArrayRef<int64_t> dataShape, Value idx,
+                            llvm::ArrayRef<int64_t> idxShape,
+                            const HostTensor *known, bool nd,
+                            int64_t axisOrBatchDims, FlatGather &g);
   FailureOr<Value> padAxis(Value x, int64_t axis, int64_t before,
                            int64_t after, double value);
   LogicalResult concat();

@@ -543,6 +543,7 @@ LogicalResult NodeEmitter::gather() {
   if (!isa<IntegerType>(typeOf(idx).getElementType()) ||
       typeOf(idx).getElementType().isInteger(1))
     return fail() << "indices must be int32 or int64";
+  idx = castTo(idx, b.getI64Type()); // the runtime reads int64 indices
   ArrayRef<int64_t> ds = typeOf(data).getShape();
   SmallVector<int64_t> shape(ds.take_front(axis));
   llvm::append_range(shape, typeOf(idx).getShape());
@@ -932,10 +933,10 @@ LogicalResult NodeEmitter::scatter(bool nd) {
   if (reduction != "none")
     return fail() << "reduction '" << reduction
                   << "' is not supported (only none)";
-  if (!nd && in(1)) {
-    // Run-time indices (DeepSeek's group mask, Phi-MoE's masked score):
-    // nn.scatter_elements, whose gradient reaches the data only; autodiff
-    // says so if the updates need one.
+  if (in(1)) {
+    // Run-time indices (DeepSeek's group mask, Phi-MoE's masked score,
+    // JetMoE's expert outputs put back in token order): nn.scatter_elements,
+    // whose gradient reaches the data and the updates.
     bool failedRead;
     if (!im.constantOf(*in(1), loc, failedRead)) {
       if (failedRead)
@@ -943,6 +944,33 @@ LogicalResult NodeEmitter::scatter(bool nd) {
       Value idx = operand(1);
       if (!idx)
         return failure();
+      if (nd) {
+        // ScatterND replaces rows of a flattened view of the data, the rows
+        // GatherND would read: a scatter_elements along axis 0 of the view,
+        // each update row's index repeated along the row.
+        FlatGather g;
+        ArrayRef<int64_t> ds = typeOf(data).getShape();
+        FailureOr<Value> rows = flatRows(ds, idx, typeOf(idx).getShape(),
+                                         nullptr, true, 0, g);
+        if (failed(rows))
+          return failure();
+        if (ArrayRef<int64_t>(g.resultShape) != typeOf(updates).getShape())
+          return fail() << "updates must have shape "
+                        << shapeString(g.resultShape) << ", got "
+                        << shapeString(typeOf(updates).getShape());
+        int64_t nUpdates = numElements(typeOf(*rows).getShape());
+        int64_t rowSize = numElements(ArrayRef<int64_t>(g.viewShape).drop_front());
+        SmallVector<int64_t> flat = {nUpdates, rowSize};
+        Value perRow = reshape(*rows, {nUpdates, 1});
+        Value perElement = nn::BroadcastOp::create(
+            b, loc, RankedTensorType::get(flat, b.getI64Type()), perRow);
+        Value view = reshape(data, {g.viewShape[0], rowSize});
+        Value y = nn::ScatterElementsOp::create(
+            b, loc, typeOf(view), view, perElement, reshape(updates, flat),
+            b.getI64IntegerAttr(0));
+        setOut(0, reshape(y, ds));
+        return success();
+      }
       int64_t rank = typeOf(data).getRank(), axis = attrInt(node, "axis", 0);
       if (!normalizeAxis(axis, rank))
         return fail() << "axis out of range for rank " << rank;
@@ -1069,8 +1097,21 @@ FailureOr<Value> NodeEmitter::gatherFlat(Value data, Value idx,
                                          const HostTensor *known, bool nd,
                                          int64_t axisOrBatchDims) {
   FlatGather g;
+  FailureOr<Value> rows = flatRows(typeOf(data).getShape(), idx, idxShape,
+                                   known, nd, axisOrBatchDims, g);
+  if (failed(rows))
+    return failure();
+  Value view = reshape(data, g.viewShape);
+  return Value(nn::GatherOp::create(b, loc, withShape(data, g.resultShape),
+                                    view, *rows, 0));
+}
+
+FailureOr<Value> NodeEmitter::flatRows(ArrayRef<int64_t> ds, Value idx,
+                                       ArrayRef<int64_t> idxShape,
+                                       const HostTensor *known, bool nd,
+                                       int64_t axisOrBatchDims,
+                                       FlatGather &g) {
   std::string why;
-  ArrayRef<int64_t> ds = typeOf(data).getShape();
   bool ok = nd ? flatGatherND(ds, idxShape, known, axisOrBatchDims, g, why)
                : flatGatherElements(ds, idxShape, known, axisOrBatchDims, g,
                                     why);
@@ -1114,9 +1155,7 @@ FailureOr<Value> NodeEmitter::gatherFlat(Value data, Value idx,
   }
   if (!rows)
     return failure();
-  Value view = reshape(data, g.viewShape);
-  return Value(nn::GatherOp::create(b, loc, withShape(data, g.resultShape),
-                                    view, rows, 0));
+  return rows;
 }
 
 LogicalResult NodeEmitter::topk() {
@@ -1721,13 +1760,17 @@ const llvm::StringMap<NodeEmitter::Handler> &NodeEmitter::handlers() {
     add("Greater", [](E &e) { return e.binary<nn::GreaterOp>(); });
     add("And", [](E &e) { return e.binary<nn::AndOp>(); });
     add("Or", [](E &e) { return e.binary<nn::OrOp>(); });
-    // On bool (how masks are combined) the bitwise ops are the logical ops;
-    // on integers only where the inputs are known at compile time (folded).
+    // On bool (how masks are combined) the bitwise ops are the logical ops.
     add("BitwiseAnd", [](E &e) {
-      return e.boolInput() ? e.binary<nn::AndOp>() : failure();
+      return e.isBool(0) ? e.binary<nn::AndOp>() : e.binary<nn::BitwiseAndOp>();
     });
     add("BitwiseOr", [](E &e) {
-      return e.boolInput() ? e.binary<nn::OrOp>() : failure();
+      return e.isBool(0) ? e.binary<nn::OrOp>() : e.binary<nn::BitwiseOrOp>();
+    });
+    add("BitwiseXor", [](E &e) -> LogicalResult {
+      if (e.isBool(0))
+        return e.fail() << "not supported on bool tensors computed at run time";
+      return e.binary<nn::BitwiseXorOp>();
     });
     add("BitwiseNot", [](E &e) {
       return e.boolInput() ? e.unary<nn::NotOp>() : failure();
@@ -1754,6 +1797,9 @@ const llvm::StringMap<NodeEmitter::Handler> &NodeEmitter::handlers() {
     add("Sigmoid", [](E &e) { return e.unary<nn::SigmoidOp>(); });
     add("Relu", [](E &e) { return e.unary<nn::ReluOp>(); });
     add("Sin", [](E &e) { return e.unary<nn::SinOp>(); });
+    add("Floor", [](E &e) { return e.unary<nn::FloorOp>(); });
+    add("Ceil", [](E &e) { return e.unary<nn::CeilOp>(); });
+    add("Sign", [](E &e) { return e.unary<nn::SignOp>(); });
     add("Cos", [](E &e) { return e.unary<nn::CosOp>(); });
     add("Not", [](E &e) { return e.unary<nn::NotOp>(); });
     add("Gelu", [](E &e) { return e.gelu(); });
@@ -1824,6 +1870,11 @@ LogicalResult NodeEmitter::emit() {
   if (it == handlers().end())
     return fail() << "no emitter";
   return it->second(*this);
+}
+
+bool NodeEmitter::isBool(int k) {
+  ValueInfo *x = in(k);
+  return x && x->dtype == kBool;
 }
 
 bool NodeEmitter::boolInput() {

@@ -46,8 +46,8 @@ ArrayRef<StringRef> mlir::weipipe::supportedOnnxOps() {
     std::set<StringRef> all(emitted.begin(), emitted.end());
     for (StringRef op :
          {"Constant", "Shape", "Size", "Range", "ConstantOfShape", "Tile",
-          "CumSum", "Mod", "Floor", "Ceil", "Sign", "IsInf", "GatherND",
-          "ReduceMin", "ReduceProd", "Xor", "Flatten", "BitwiseXor"})
+          "CumSum", "Mod", "IsInf", "GatherND",
+          "ReduceMin", "ReduceProd", "Xor", "Flatten"})
       all.insert(op);
     return std::vector<StringRef>(all.begin(), all.end());
   }();

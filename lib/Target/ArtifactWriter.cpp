@@ -549,6 +549,9 @@ LogicalResult Writer::encode(Operation *op, rt::Instruction &inst) {
       .Case([&](nn::PowOp) { return set(Opcode::Binary, {4}); })
       .Case([&](nn::MaxOp) { return set(Opcode::Binary, {5}); })
       .Case([&](nn::MinOp) { return set(Opcode::Binary, {6}); })
+      .Case([&](nn::BitwiseAndOp) { return set(Opcode::Binary, {7}); })
+      .Case([&](nn::BitwiseOrOp) { return set(Opcode::Binary, {8}); })
+      .Case([&](nn::BitwiseXorOp) { return set(Opcode::Binary, {9}); })
       .Case([&](nn::EqualOp) { return set(Opcode::Compare, {0}); })
       .Case([&](nn::LessOp) { return set(Opcode::Compare, {1}); })
       .Case([&](nn::GreaterOp) { return set(Opcode::Compare, {2}); })
@@ -570,6 +573,9 @@ LogicalResult Writer::encode(Operation *op, rt::Instruction &inst) {
       .Case([&](nn::ReluOp) { return unaryCode(9); })
       .Case([&](nn::SinOp) { return unaryCode(10); })
       .Case([&](nn::CosOp) { return unaryCode(11); })
+      .Case([&](nn::FloorOp) { return unaryCode(12); })
+      .Case([&](nn::CeilOp) { return unaryCode(13); })
+      .Case([&](nn::SignOp) { return unaryCode(14); })
       .Case([&](nn::ReshapeOp) { return set(Opcode::Copy); })
       .Case([&](nn::TransposeOp o) {
         init(Opcode::Transpose);

@@ -418,12 +418,15 @@ bool InstrCheck::check() {
   case Opcode::Binary: {
     Slot a = O(0, "a"), b = O(1, "b"), y = R(0, "out");
     return arity(2, 1) && attrs(1, 0) &&
-           enumInt(0, int64_t(cpu::BinaryOp::Min) + 1, "BinaryOp") && req(a) &&
-           req(b) && req(y) && sameDtype(b, a) && sameDtype(y, a) &&
+           enumInt(0, int64_t(cpu::BinaryOp::BitXor) + 1, "BinaryOp") &&
+           req(a) && req(b) && req(y) && sameDtype(b, a) && sameDtype(y, a) &&
            numericDtype(a, false) &&
            cond(cpu::BinaryOp(I.ints[0]) != cpu::BinaryOp::Pow ||
                     a.r.dtype == DType::F32,
                 "pow is only defined on f32") &&
+           cond(cpu::BinaryOp(I.ints[0]) < cpu::BinaryOp::BitAnd ||
+                    a.r.dtype != DType::F32,
+                "the bitwise ops are only defined on integers") &&
            bcast(a, b, &t) && shapeIs(y, t);
   }
   case Opcode::Compare: {
@@ -467,7 +470,7 @@ bool InstrCheck::check() {
   }
   case Opcode::Unary: {
     return attrs(1, 0) &&
-           enumInt(0, int64_t(cpu::UnaryOp::Cos) + 1, "UnaryOp") && unaryF32();
+           enumInt(0, int64_t(cpu::UnaryOp::Sign) + 1, "UnaryOp") && unaryF32();
   }
   case Opcode::Copy: {
     Slot x = O(0, "x"), y = R(0, "y");
@@ -585,8 +588,12 @@ bool InstrCheck::check() {
   }
   case Opcode::Reduce: {
     Slot x = O(0, "x"), y = R(0, "y");
-    return arity(1, 1) && f32(x) && f32(y) && reduceAxes(x.shape(), &n) &&
-           numelIs(y, n);
+    // Integers: sum and max (counts, lengths).
+    return arity(1, 1) && req(x) && req(y) && numericDtype(x, false) &&
+           sameDtype(y, x) && reduceAxes(x.shape(), &n) && numelIs(y, n) &&
+           cond(x.r.dtype == DType::F32 ||
+                    cpu::ReduceOp(I.ints[0]) != cpu::ReduceOp::Mean,
+                "reduce_mean is only defined on f32");
   }
   case Opcode::Softmax:
   case Opcode::LogSoftmax: {
@@ -764,6 +771,7 @@ bool InstrCheck::check() {
   case Opcode::UnaryGrad: {
     Slot x = O(0, "x"), y = O(1, "y"), dy = O(2, "dy"), dx = R(0, "dx");
     if (!(arity(3, 1) && attrs(1, 0) &&
+          // The piecewise-constant ones (Floor, Ceil, Sign) have none.
           enumInt(0, int64_t(cpu::UnaryOp::Cos) + 1, "UnaryOp") && f32(x) &&
           f32(dy) && f32(dx) && sameShape(dy, x) && sameShape(dx, x)))
       return false;

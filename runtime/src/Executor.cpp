@@ -598,8 +598,15 @@ cpu::Status Executor::Impl::exec(Step &s) {
     });
     return {};
   case Opcode::Reduce:
-    reduce_forward(ReduceOp(I.ints[0]), in[0].f(), in[0].s,
-                   span(1, I.ints.size() - 1), out[0].f());
+    withType(in[0].dt, [&](auto tag) {
+      using T = decltype(tag);
+      if constexpr (std::is_same_v<T, float>)
+        reduce_forward(ReduceOp(I.ints[0]), in[0].f(), in[0].s,
+                       span(1, I.ints.size() - 1), out[0].f());
+      else if constexpr (!std::is_same_v<T, uint8_t>)
+        reduce_forward_int<T>(ReduceOp(I.ints[0]), in[0].as<T>(), in[0].s,
+                              span(1, I.ints.size() - 1), out[0].as<T>());
+    });
     return {};
   case Opcode::Softmax:
     softmax_forward(in[0].f(), in[0].s, int(I.ints[0]), out[0].f());

@@ -317,8 +317,8 @@ TEST(Artifact, InvalidContentIsRejected) {
   }
   {
     Artifact a = makeArtifact();
-    a.functions[0].body[3].ints = {12};
-    EXPECT_HAS(structError(a), "UnaryOp 12 is out of range");
+    a.functions[0].body[3].ints = {15}; // one past UnaryOp::Sign
+    EXPECT_HAS(structError(a), "UnaryOp 15 is out of range");
   }
   {
     Artifact a = makeArtifact();

@@ -294,7 +294,16 @@ func.func @main(%ids: tensor<2x8xi64> {nn.name = "input_ids"}, %t: tensor<2x8xi6
 
 // -----
 
-// Updates that need a gradient have no rule: an error, not a wrong result.
+// Updates that need a gradient (JetMoE's expert outputs put back in token
+// order): each gets the result's gradient where it was written, a gather
+// from the flattened gradient at index * stride(axis) + the position's
+// other coordinates (constants).
+// CHECK-LABEL: func.func @main_backward
+// CHECK: %[[W:.*]] = nn.where
+// CHECK: %[[OFF:.*]] = nn.constant dense<{{\[\[\[}}0], [16], [32]
+// CHECK: %[[I:.*]] = nn.add %[[W]], %[[OFF]]
+// CHECK: %[[F:.*]] = nn.reshape %{{.*}} : tensor<2x8x16xf32> to tensor<256xf32>
+// CHECK: %[[G:.*]] = nn.gather %[[F]], %[[I]] {axis = 0 : i64} : (tensor<256xf32>, tensor<2x8x1xi64>) -> tensor<2x8x1xf32>
 nn.parameter @emb : tensor<64x16xf32>
 func.func @main(%ids: tensor<2x8xi64> {nn.name = "input_ids"}, %t: tensor<2x8xi64> {nn.name = "targets"}) -> tensor<f32> {
   %e = nn.param @emb : tensor<64x16xf32>
@@ -302,7 +311,6 @@ func.func @main(%ids: tensor<2x8xi64> {nn.name = "input_ids"}, %t: tensor<2x8xi6
   %i = nn.topk_indices %x {k = 1 : i64, largest = true} : tensor<2x8x16xf32> to tensor<2x8x1xi64>
   %u = nn.slice %x [0, 0, 0] [2, 8, 1] [1, 1, 1] : tensor<2x8x16xf32> to tensor<2x8x1xf32>
   %z = nn.constant dense<0.0> : tensor<2x8x16xf32>
-  // expected-error @below {{'nn.scatter_elements' op has no gradient rule for its updates (only for its data); -nn-autodiff cannot differentiate it}}
   %m = nn.scatter_elements %z, %i, %u {axis = 2 : i64} : (tensor<2x8x16xf32>, tensor<2x8x1xi64>, tensor<2x8x1xf32>) -> tensor<2x8x16xf32>
   %y = nn.linear %m, %e {transpose_weight = true} : (tensor<2x8x16xf32>, tensor<64x16xf32>) -> tensor<2x8x64xf32>
   %l = nn.cross_entropy %y, %t {ignore_index = -100 : i64} : (tensor<2x8x64xf32>, tensor<2x8xi64>) -> tensor<f32>

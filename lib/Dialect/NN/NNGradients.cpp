@@ -62,6 +62,49 @@ LogicalResult binary(OpBuilder &b, Operation *op, BinaryFunction fn, Value dy,
   return success();
 }
 
+/// The elements of `dy` at the positions nn.scatter_elements(axis) wrote
+/// through `idx` (GatherElements): one gather from the flattened dy, at
+/// idx * stride(axis) plus each position's other coordinates.
+Value gatherElements(OpBuilder &b, Location loc, Value dy, Value idx,
+                     int64_t axis) {
+  auto dt = cast<RankedTensorType>(dy.getType());
+  auto it = cast<RankedTensorType>(idx.getType());
+  ArrayRef<int64_t> ds = dt.getShape(), is = it.getShape();
+  const int64_t rank = ds.size();
+  SmallVector<int64_t> strides(rank, 1);
+  for (int64_t d = rank - 2; d >= 0; --d)
+    strides[d] = strides[d + 1] * ds[d + 1];
+  SmallVector<int64_t> offsets(it.getNumElements()), pos(rank, 0);
+  for (int64_t &o : offsets) {
+    o = 0;
+    for (int64_t d = 0; d < rank; ++d)
+      if (d != axis)
+        o += pos[d] * strides[d];
+    for (int64_t d = rank - 1; d >= 0 && ++pos[d] == is[d]; --d)
+      pos[d] = 0;
+  }
+  auto scalar = [&](int64_t v) {
+    auto t = RankedTensorType::get({}, it.getElementType());
+    return ConstantOp::create(b, loc, DenseElementsAttr::get(t, v));
+  };
+  // Negative indices count from the end.
+  Value negative = LessOp::create(
+      b, loc, RankedTensorType::get(is, b.getI1Type()), idx, scalar(0));
+  Value wrapped = AddOp::create(b, loc, it, idx, scalar(ds[axis]));
+  Value flat = WhereOp::create(b, loc, it, negative, wrapped, idx);
+  if (strides[axis] != 1)
+    flat = MulOp::create(b, loc, it, flat, scalar(strides[axis]));
+  flat = AddOp::create(
+      b, loc, it, flat,
+      ConstantOp::create(b, loc,
+                         DenseElementsAttr::get(it, ArrayRef<int64_t>(offsets))));
+  Value dyFlat = ReshapeOp::create(
+      b, loc, RankedTensorType::get({dt.getNumElements()}, dt.getElementType()),
+      dy);
+  return GatherOp::create(
+      b, loc, RankedTensorType::get(is, dt.getElementType()), dyFlat, flat, 0);
+}
+
 Value unary(OpBuilder &b, Operation *op, UnaryFunction fn, Value dy) {
   return UnaryGradOp::create(b, op->getLoc(), dy.getType(), op->getOperand(0),
                              op->getResult(0), dy, fn);
@@ -77,7 +120,8 @@ Value reduce(OpBuilder &b, ReduceOpT op, ReduceFunction fn, Value dy) {
 
 bool mlir::weipipe::nn::hasNoGradient(Operation *op) {
   return isa<ConstantOp, ParamOp, EqualOp, LessOp, GreaterOp, AndOp, OrOp,
-             NotOp, IsNanOp>(op);
+             NotOp, IsNanOp, FloorOp, CeilOp, SignOp, BitwiseAndOp,
+             BitwiseOrOp, BitwiseXorOp>(op);
 }
 
 LogicalResult mlir::weipipe::nn::buildGradient(OpBuilder &b, Operation *op,
@@ -360,20 +404,23 @@ LogicalResult mlir::weipipe::nn::buildGradient(OpBuilder &b, Operation *op,
       .Case([&](ScatterElementsOp o) -> LogicalResult {
         // The replaced elements take nothing from `data`: its gradient is dy
         // with them zeroed, a scatter of zeros (Phi-MoE masks the chosen
-        // expert's score with -inf this way).
-        if (needed[2])
-          return op->emitOpError()
-                 << "has no gradient rule for its updates (only for its "
-                    "data); -nn-autodiff cannot differentiate it";
-        if (!needed[0] || !isFloatTensor(o.getData()))
+        // expert's score with -inf this way). Each update's is the element
+        // of dy it was written to (torch.scatter's, repeated targets
+        // included).
+        if (!isFloatTensor(o.getData()))
           return success();
-        auto ut = cast<RankedTensorType>(o.getUpdates().getType());
-        Value zeros = ConstantOp::create(
-            b, loc,
-            DenseElementsAttr::get(ut, b.getFloatAttr(ut.getElementType(), 0)));
-        d[0] = ScatterElementsOp::create(b, loc, dy.getType(), dy,
-                                         o.getIndices(), zeros,
-                                         o.getAxisAttr());
+        if (needed[0]) {
+          auto ut = cast<RankedTensorType>(o.getUpdates().getType());
+          Value zeros = ConstantOp::create(
+              b, loc,
+              DenseElementsAttr::get(ut,
+                                     b.getFloatAttr(ut.getElementType(), 0)));
+          d[0] = ScatterElementsOp::create(b, loc, dy.getType(), dy,
+                                           o.getIndices(), zeros,
+                                           o.getAxisAttr());
+        }
+        if (needed[2])
+          d[2] = gatherElements(b, loc, dy, o.getIndices(), o.getAxis());
         return success();
       })
       .Default([&](Operation *other) {

@@ -87,6 +87,10 @@ struct BinaryGrad {
       return a > b ? g : (a == b ? 0.5f * g : 0.0f);
     case BinaryOp::Min:
       return a < b ? g : (a == b ? 0.5f * g : 0.0f);
+    case BinaryOp::BitAnd:
+    case BinaryOp::BitOr:
+    case BinaryOp::BitXor:
+      break; // integer-only: never differentiated
     }
     return 0.0f;
   }
@@ -107,6 +111,10 @@ struct BinaryGrad {
       return b > a ? g : (a == b ? 0.5f * g : 0.0f);
     case BinaryOp::Min:
       return b < a ? g : (a == b ? 0.5f * g : 0.0f);
+    case BinaryOp::BitAnd:
+    case BinaryOp::BitOr:
+    case BinaryOp::BitXor:
+      break;
     }
     return 0.0f;
   }
@@ -165,6 +173,17 @@ void binary_forward(BinaryOp op, const T *a, const Shape &as, const T *b,
     return runBinary(a, as, b, bs, out, [](T x, T y) { return maxOf(x, y); });
   case BinaryOp::Min:
     return runBinary(a, as, b, bs, out, [](T x, T y) { return minOf(x, y); });
+  case BinaryOp::BitAnd:
+  case BinaryOp::BitOr:
+  case BinaryOp::BitXor:
+    if constexpr (std::is_integral_v<T>) {
+      if (op == BinaryOp::BitAnd)
+        return runBinary(a, as, b, bs, out, [](T x, T y) { return T(x & y); });
+      if (op == BinaryOp::BitOr)
+        return runBinary(a, as, b, bs, out, [](T x, T y) { return T(x | y); });
+      return runBinary(a, as, b, bs, out, [](T x, T y) { return T(x ^ y); });
+    }
+    WP_CHECK(false, "bitwise ops are only defined on integers");
   }
 }
 
@@ -409,6 +428,14 @@ void unary_forward(UnaryOp op, const float *x, float *y, int64_t n) {
     return mapLoop(x, y, n, [](float v) { return std::sin(v); });
   case UnaryOp::Cos:
     return mapLoop(x, y, n, [](float v) { return std::cos(v); });
+  case UnaryOp::Floor:
+    return mapLoop(x, y, n, [](float v) { return std::floor(v); });
+  case UnaryOp::Ceil:
+    return mapLoop(x, y, n, [](float v) { return std::ceil(v); });
+  case UnaryOp::Sign: // NaN stays NaN, as ONNX's and PyTorch's sign
+    return mapLoop(x, y, n, [](float v) {
+      return v > 0.0f ? 1.0f : v < 0.0f ? -1.0f : v;
+    });
   }
 }
 
@@ -459,6 +486,10 @@ void unary_backward(UnaryOp op, const float *x, const float *y,
   case UnaryOp::Cos:
     return gradLoop(x, y, dy, dx, n,
                     [](float v, float, float g) { return -g * std::sin(v); });
+  case UnaryOp::Floor:
+  case UnaryOp::Ceil:
+  case UnaryOp::Sign: // zero almost everywhere
+    return gradLoop(x, y, dy, dx, n, [](float, float, float) { return 0.0f; });
   }
 }
 

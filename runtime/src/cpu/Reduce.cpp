@@ -202,6 +202,34 @@ void reduce_forward(ReduceOp op, const float *x, const Shape &xs,
   }
 }
 
+template <typename T>
+void reduce_forward_int(ReduceOp op, const T *x, const Shape &xs,
+                        Span<int64_t> axes, T *y) {
+  WP_CHECK(op != ReduceOp::Mean, "reduce_mean is not defined on integers");
+  const Shape ks = reduce_shape(xs, axes, /*keepdims=*/true);
+  const bool max = op == ReduceOp::Max;
+  std::fill(y, y + ks.numel(), max ? std::numeric_limits<T>::lowest() : T(0));
+  int64_t sy[kMaxRank], idx[kMaxRank] = {};
+  broadcastStrides(ks, xs, sy);
+  const int r = xs.rank;
+  for (int64_t i = 0, n = xs.numel(), at = 0; i < n; ++i) {
+    y[at] = max ? std::max(y[at], x[i]) : T(y[at] + x[i]);
+    for (int d = r - 1; d >= 0; --d) { // next index, row-major
+      at += sy[d];
+      if (++idx[d] < xs[d])
+        break;
+      at -= sy[d] * idx[d];
+      idx[d] = 0;
+    }
+  }
+}
+template void reduce_forward_int<int64_t>(ReduceOp, const int64_t *,
+                                          const Shape &, Span<int64_t>,
+                                          int64_t *);
+template void reduce_forward_int<int32_t>(ReduceOp, const int32_t *,
+                                          const Shape &, Span<int64_t>,
+                                          int32_t *);
+
 void reduce_backward(ReduceOp op, const float *x, const Shape &xs,
                      Span<int64_t> axes, const float *y, const float *dy,
                      float *dx) {

@@ -30,6 +30,9 @@ const char *name(BinaryOp op) {
   case BinaryOp::Pow: return "pow";
   case BinaryOp::Max: return "max";
   case BinaryOp::Min: return "min";
+  case BinaryOp::BitAnd: return "bitwise_and";
+  case BinaryOp::BitOr: return "bitwise_or";
+  case BinaryOp::BitXor: return "bitwise_xor";
   }
   return "?";
 }
@@ -43,8 +46,8 @@ double refBinary(BinaryOp op, double a, double b) {
   case BinaryOp::Pow: return std::pow(a, b);
   case BinaryOp::Max: return std::max(a, b);
   case BinaryOp::Min: return std::min(a, b);
+  default: return 0; // the bitwise ops: integers only
   }
-  return 0;
 }
 
 /// Operands in the op's comfortable domain: pow base positive, divisor away
@@ -122,8 +125,10 @@ TEST(BinaryKernels, IntegerForwardIsExact) {
   for (auto &v : b)
     v = rng.below(9) + 1;
   b[0] = -7;
-  for (BinaryOp op : {BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul,
-                      BinaryOp::Div, BinaryOp::Max, BinaryOp::Min}) {
+  for (BinaryOp op :
+       {BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div,
+        BinaryOp::Max, BinaryOp::Min, BinaryOp::BitAnd, BinaryOp::BitOr,
+        BinaryOp::BitXor}) {
     std::vector<int64_t> out(size_t(numelOf(os)));
     binary_forward(op, a.data(), S(as), b.data(), S(bs), out.data());
     for (int64_t i = 0; i < numelOf(os); ++i) {
@@ -134,7 +139,10 @@ TEST(BinaryKernels, IntegerForwardIsExact) {
                      : op == BinaryOp::Mul ? x * y
                      : op == BinaryOp::Div ? x / y // C++ truncates, as ONNX
                      : op == BinaryOp::Max ? std::max(x, y)
-                                           : std::min(x, y);
+                     : op == BinaryOp::Min ? std::min(x, y)
+                     : op == BinaryOp::BitAnd ? (x & y)
+                     : op == BinaryOp::BitOr  ? (x | y)
+                                              : (x ^ y);
       ASSERT_EQ(out[size_t(i)], want) << name(op) << " at " << i;
     }
   }
@@ -326,6 +334,36 @@ TEST(UnaryKernels, ForwardMatchesReference) {
       EXPECT_TRUE(closeTo(std::string(c.name) + " n=" + std::to_string(n), y,
                           ref));
     }
+}
+
+// Piecewise constant: exact values (ties and signed zeros included) and a
+// zero gradient.
+TEST(UnaryKernels, FloorCeilSign) {
+  const std::vector<float> x = {-2.5f, -2.0f, -0.25f, -0.0f, 0.0f,
+                                0.25f, 2.0f,  2.5f,   NAN};
+  std::vector<float> y(x.size()), dx(x.size(), 7.0f), g(x.size(), 1.0f);
+  const struct {
+    UnaryOp op;
+    double (*f)(double);
+  } cases[] = {{UnaryOp::Floor, [](double v) { return std::floor(v); }},
+               {UnaryOp::Ceil, [](double v) { return std::ceil(v); }},
+               {UnaryOp::Sign, [](double v) {
+                  return v > 0 ? 1.0 : v < 0 ? -1.0 : v;
+                }}};
+  for (const auto &c : cases) {
+    unary_forward(c.op, x.data(), y.data(), int64_t(x.size()));
+    for (size_t i = 0; i < x.size(); ++i) {
+      const float want = float(c.f(x[i]));
+      if (std::isnan(want))
+        EXPECT_TRUE(std::isnan(y[i])) << int(c.op) << " at " << x[i];
+      else
+        EXPECT_EQ(y[i], want) << int(c.op) << " at " << x[i];
+    }
+    unary_backward(c.op, x.data(), y.data(), g.data(), dx.data(),
+                   int64_t(x.size()));
+    for (float d : dx)
+      EXPECT_EQ(d, 0.0f);
+  }
 }
 
 TEST(UnaryKernels, InPlaceForward) {

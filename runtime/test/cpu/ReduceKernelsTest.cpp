@@ -72,6 +72,31 @@ TEST(ReduceKernels, ForwardMatchesReference) {
     }
 }
 
+// Integer sums and maxima (token counts) are exact, over every axis set,
+// negative values included.
+TEST(ReduceKernels, IntegerForwardIsExact) {
+  Rng rng(12);
+  for (ReduceOp op : {ReduceOp::Sum, ReduceOp::Max})
+    for (const ReduceCase &c : kReduceCases) {
+      const int64_t n = numelOf(c.shape);
+      std::vector<int64_t> x(static_cast<size_t>(n));
+      std::vector<float> xf(x.size());
+      for (size_t i = 0; i < x.size(); ++i)
+        xf[i] = float(x[i] = rng.below(2001) - 1000);
+      std::vector<int64_t> y(
+          size_t(reduce_shape(S(c.shape), c.axes, true).numel()));
+      reduce_forward_int(op, x.data(), S(c.shape), c.axes, y.data());
+      std::vector<double> ref = refReduce(op, xf, c.shape, c.axes);
+      ASSERT_EQ(y.size(), ref.size());
+      for (size_t o = 0; o < y.size(); ++o)
+        ASSERT_EQ(double(y[o]), ref[o])
+            << name(op) << " " << S(c.shape).str() << " at " << o;
+    }
+  std::vector<int32_t> x32 = {3, -1, 4, 1, -5, 9}, y32(2);
+  reduce_forward_int(ReduceOp::Max, x32.data(), Shape{2, 3}, {1}, y32.data());
+  EXPECT_EQ(y32, (std::vector<int32_t>{4, 9}));
+}
+
 TEST(ReduceKernels, BackwardMatchesFiniteDifferences) {
   Rng rng(12);
   const std::vector<ReduceCase> cases = {{{3, 5, 7}, {2}},

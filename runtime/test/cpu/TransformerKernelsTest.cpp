@@ -160,9 +160,10 @@ TEST(EmbeddingKernels, EmbeddingBackwardSkipsPaddingRow) {
         for (int64_t h = 0; h < H; ++h)
           want[size_t(ids[size_t(i)] * H + h)] += g[size_t(i * H + h)];
     EXPECT_EQ(dt, want) << "padding_idx " << pad;
-    if (pad >= 0)
+    if (pad >= 0) {
       for (int64_t h = 0; h < H; ++h)
         EXPECT_EQ(dt[size_t(pad * H + h)], 0.25f);
+    }
   }
 }
 

@@ -133,11 +133,12 @@ void set_num_threads(int n);
 /// Returns false if the shapes do not broadcast.
 bool broadcast_shape(const Shape &a, const Shape &b, Shape *out);
 
-enum class BinaryOp { Add, Sub, Mul, Div, Pow, Max, Min };
+enum class BinaryOp { Add, Sub, Mul, Div, Pow, Max, Min, BitAnd, BitOr, BitXor };
 
 /// out = a OP b elementwise with broadcasting; `out` has
-/// broadcast_shape(as, bs). Pow is float-only; Div on integers truncates
-/// toward zero. Defined for T = float, int64_t, int32_t.
+/// broadcast_shape(as, bs). Pow is float-only, the bitwise ops integer-only;
+/// Div on integers truncates toward zero. Defined for T = float, int64_t,
+/// int32_t.
 template <typename T>
 void binary_forward(BinaryOp op, const T *a, const Shape &as, const T *b,
                     const Shape &bs, T *out);
@@ -208,8 +209,11 @@ void cast(const uint8_t *x, int64_t *y, int64_t n);
 // Elementwise: unary ops and activations (same shape in and out)
 //===----------------------------------------------------------------------===//
 
+/// Floor, Ceil and Sign are piecewise constant: no unary_grad instruction
+/// uses them (autodiff gives them no gradient, as PyTorch's zero one).
 enum class UnaryOp {
-  Neg, Abs, Sqrt, Reciprocal, Exp, Log, Erf, Tanh, Sigmoid, Relu, Sin, Cos
+  Neg, Abs, Sqrt, Reciprocal, Exp, Log, Erf, Tanh, Sigmoid, Relu, Sin, Cos,
+  Floor, Ceil, Sign
 };
 
 /// y = f(x) for n elements; y may alias x.
@@ -255,6 +259,11 @@ Shape reduce_shape(const Shape &xs, Span<int64_t> axes, bool keepdims);
 /// reduce_shape(xs, axes, *) elements.
 void reduce_forward(ReduceOp op, const float *x, const Shape &xs,
                     Span<int64_t> axes, float *y);
+/// The same on integers (counts and lengths computed from token ids): Sum and
+/// Max only, exact, serial. Defined for T = int64_t, int32_t.
+template <typename T>
+void reduce_forward_int(ReduceOp op, const T *x, const Shape &xs,
+                        Span<int64_t> axes, T *y);
 /// dx (shape xs), WRITTEN: sum: dy broadcast back; mean: dy / count; max: dy
 /// to the elements equal to the maximum, split evenly among ties (PyTorch's
 /// amax rule). `x` and `y` are only read for Max (may be nullptr otherwise).
