@@ -226,10 +226,16 @@ def _export_fallback(fam: Family, state: dict, e: StageFailure) -> bool:
     found = state.get("matching")
     folded = [b.name for b in found.unmatched] if found is not None else []
     optimize, helper = state.get("optimize", True), state.get("helper", False)
-    if optimize and (folded or e.stage == "trained-set"):
+    # weipipe-opt's warning about tensors the optimizer computed (a bias or an
+    # attention sink broadcast into a folded copy, trained as one) says to do so.
+    warned = [w for w in fam.rec["stages"].get("compile", {}).get("warnings", [])
+              if "optimize=False" in w]
+    if optimize and (folded or e.stage == "trained-set" or (warned and e.stage == "train")):
         fam.rec["export_optimize"] = False
         fam.rec["folded_params"] = folded
         fam.rec["unrecorded"] = [x.split(" ")[0] for x in fam.rec.get("trained_set", {}).get("extra", [])]
+        if not folded and not fam.rec["unrecorded"]:
+            fam.rec["optimize_warning"] = warned[0].split(". ")[0][:160]
     elif not helper and e.stage == "trained-set" and not folded:
         fam.rec["export_helper"] = [x.split(" ")[0] for x in fam.rec.get("trained_set", {}).get("extra", [])]
         helper = True
@@ -251,6 +257,8 @@ def _fallbacks(rec: dict) -> list[str]:
             folded = rec["folded_params"]
             why.append(f"the default export folds {len(folded)} parameter(s) into constants: "
                        + ", ".join(folded[:2]) + (" ..." if len(folded) > 2 else ""))
+        elif rec.get("optimize_warning"):
+            why.append(f"weipipe-opt warned: {rec['optimize_warning']}")
         elif rec.get("unrecorded"):
             extra = rec["unrecorded"]
             why.append(f"its optimizer leaves {len(extra)} folded tensor(s) without the exporter's "
