@@ -40,11 +40,16 @@ using namespace detail;
 
 namespace {
 
-constexpr int64_t TQ = 64; // query rows per tile
+/// Query rows per tile. Every tile streams (and OpenBLAS packs) the key and
+/// value blocks it sees, so the rows per tile set how often K and V are
+/// read: at 16K keys a head's K and V (8 MiB) no longer stay in the L3 next
+/// to another thread's, and 64-row tiles ran 0.90x PyTorch's SDPA where 256
+/// run 1.04x (bench/attention-cpu, one thread).
+constexpr int64_t TQ = 256;
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
-/// Keys per forward block: the whole row for most models, so the online
-/// softmax rarely rescales, with a bounded S buffer (TQ x this) per thread.
-constexpr int64_t kMaxKeyBlock = 1024;
+/// Keys per block: with TQ rows, the S/P and dS buffers (TQ x this each) and
+/// a key and a value block stay within a core's 1 MiB L2.
+constexpr int64_t kMaxKeyBlock = 512;
 /// Longest key range the one-pass backward holds per query tile at once (two
 /// TQ x Sk buffers per thread); longer ones go in blocks of kMaxKeyBlock
 /// keys, whose buffers stay in cache (faster from 2K keys on: the
