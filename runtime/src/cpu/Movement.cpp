@@ -39,11 +39,63 @@ template <typename T> inline void copyRun(T *d, const T *s, int64_t n) {
     *dc++ = *sc++;
 }
 
+/// A copy whose source is contiguous along one axis and whose destination is
+/// contiguous along another (a transpose that moves the last axis) reads one
+/// of them with a stride at every element; in tiles of kTile x kTile both
+/// sides' lines stay in L1. False (nothing copied) when the copy has no such
+/// pair of axes.
+template <typename T>
+bool tiledTranspose(const T *src, const int64_t *ss, T *dst,
+                    const int64_t *ds, const Shape &shape) {
+  constexpr int64_t kTile = 32;
+  const int r = shape.rank;
+  int a = -1, b = -1; // src-contiguous and dst-contiguous axes
+  for (int i = 0; i < r; ++i) {
+    if (shape[i] < kTile / 4)
+      continue;
+    if (ss[i] == 1)
+      a = i;
+    if (ds[i] == 1)
+      b = i;
+  }
+  if (a < 0 || b < 0 || a == b)
+    return false;
+  const int64_t na = shape[a], nb = shape[b];
+  const int64_t tilesA = (na + kTile - 1) / kTile;
+  const int64_t tasks = shape.numel() / (na * nb) * tilesA;
+#pragma omp parallel for schedule(static) if (shape.numel() >= kParallelMin)
+  for (int64_t t = 0; t < tasks; ++t) {
+    int64_t rem = t / tilesA, so = 0, dof = 0;
+    for (int d = r - 1; d >= 0; --d) { // the outer index's offsets
+      if (d == a || d == b)
+        continue;
+      const int64_t i = rem % shape[d];
+      rem /= shape[d];
+      so += i * ss[d];
+      dof += i * ds[d];
+    }
+    const int64_t a0 = t % tilesA * kTile, a1 = std::min(na, a0 + kTile);
+    for (int64_t b0 = 0; b0 < nb; b0 += kTile) {
+      const int64_t b1 = std::min(nb, b0 + kTile);
+      for (int64_t i = a0; i < a1; ++i) {
+        T *d = dst + dof + i * ds[a];
+        const T *s = src + so + i;
+        for (int64_t j = b0; j < b1; ++j)
+          d[j] = s[j * ss[b]];
+      }
+    }
+  }
+  return true;
+}
+
 /// dst view (dstOff, dstStrides) = src view (srcOff, srcStrides) over `shape`.
 template <typename T>
 void stridedCopy(const T *src, int64_t srcOff, const int64_t *srcStrides,
                  T *dst, int64_t dstOff, const int64_t *dstStrides,
                  const Shape &shape) {
+  if (tiledTranspose(src + srcOff, srcStrides, dst + dstOff, dstStrides,
+                     shape))
+    return;
   int64_t st[kMaxOps][kMaxRank];
   for (int i = 0; i < shape.rank; ++i) {
     st[0][i] = dstStrides[i];

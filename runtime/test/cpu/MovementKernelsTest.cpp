@@ -9,7 +9,11 @@ TEST(TransposeKernels, ForwardAndBackward) {
   const std::vector<std::pair<std::vector<int64_t>, std::vector<int64_t>>>
       cases = {{{2, 3, 5, 7}, {0, 2, 1, 3}}, {{13, 17}, {1, 0}},
                {{3, 4, 5}, {2, 0, 1}},       {{2, 1, 6}, {1, 2, 0}},
-               {{150, 131}, {1, 0}},         {{4}, {0}}};
+               {{150, 131}, {1, 0}},         {{4}, {0}},
+               // The tiled path (32 x 32 tiles, partial ones at the edges)
+               // with outer axes between and around the swapped pair.
+               {{2, 40, 3, 50}, {0, 3, 2, 1}}, {{5, 33, 9}, {2, 1, 0}},
+               {{70, 2, 9}, {2, 1, 0}}};
   for (const auto &cs : cases) {
     const std::vector<int64_t> &xs = cs.first, &perm = cs.second;
     auto x = randVec(rng, numelOf(xs));
