@@ -233,7 +233,7 @@ void onlineSoftmaxTile(const AttentionParams &p, const MaskStrides &ms,
   }
   for (int64_t j0 = 0; j0 < kEnd; j0 += TK) {
     const int64_t n = std::min(TK, kEnd - j0);
-    gemm(false, true, rows, n, p.D, p.scale, qt, qv.stride,
+    gemmInTask(false, true, rows, n, p.D, p.scale, qt, qv.stride,
          kh + j0 * kv.stride, kv.stride, 0.0f, S, n);
     for (int64_t r = 0; r < rows; ++r) {
       float *s = S + r * n;
@@ -281,7 +281,7 @@ void attention_forward(const AttentionParams &p, const float *q, const float *k,
                 for (int64_t d = 0; d < p.Dv; ++d)
                   orow[d] *= alpha[r];
               }
-            gemm(false, false, rows, p.Dv, n, 1.0f, S.data(), n,
+            gemmInTask(false, false, rows, p.Dv, n, 1.0f, S.data(), n,
                  v + vv.base + j0 * vv.stride, vv.stride, 1.0f, o, ov.stride);
           });
       float *lseRow = lse ? lse + (b * p.H + h) * p.Sq + i0 : nullptr;
@@ -356,17 +356,17 @@ void twoPassBackward(const AttentionParams &p, const MaskStrides &ms,
           const int64_t rows = std::min(TQ, p.Sq - i0);
           const float *qt = q + qv.base + i0 * qv.stride;
           const float *got = dout + ov.base + i0 * ov.stride;
-          gemm(false, true, rows, n, p.D, p.scale, qt, qv.stride, kb, kv.stride,
+          gemmInTask(false, true, rows, n, p.D, p.scale, qt, qv.stride, kb, kv.stride,
                0.0f, P.data(), n);
           recomputeP(p, ms, b, h, i0, rows, j0, n, lseHead, P.data());
           if (dvb) // dV += P^T dO
-            gemm(true, false, n, p.Dv, rows, 1.0f, P.data(), n, got, ov.stride,
+            gemmInTask(true, false, n, p.Dv, rows, 1.0f, P.data(), n, got, ov.stride,
                  1.0f, dvb, vv.stride);
           if (dkb) { // dK += scale dS^T Q, dS = P (dO V^T - Dr)
-            gemm(false, true, rows, n, p.Dv, 1.0f, got, ov.stride, vb,
+            gemmInTask(false, true, rows, n, p.Dv, 1.0f, got, ov.stride, vb,
                  vv.stride, 0.0f, dP.data(), n);
             softmaxGrad(P.data(), dP.data(), drHead + i0, rows, n);
-            gemm(true, false, n, p.D, rows, p.scale, dP.data(), n, qt,
+            gemmInTask(true, false, n, p.D, rows, p.scale, dP.data(), n, qt,
                  qv.stride, 1.0f, dkb, kv.stride);
           }
         }
@@ -395,13 +395,13 @@ void twoPassBackward(const AttentionParams &p, const MaskStrides &ms,
       for (int64_t j0 = 0; j0 < kEnd; j0 += TK) {
         const int64_t n = std::min(TK, kEnd - j0);
         const float *kb = k + kv.base + j0 * kv.stride;
-        gemm(false, true, rows, n, p.D, p.scale, qt, qv.stride, kb, kv.stride,
+        gemmInTask(false, true, rows, n, p.D, p.scale, qt, qv.stride, kb, kv.stride,
              0.0f, P.data(), n);
         recomputeP(p, ms, b, h, i0, rows, j0, n, lseHead, P.data());
-        gemm(false, true, rows, n, p.Dv, 1.0f, got, ov.stride,
+        gemmInTask(false, true, rows, n, p.Dv, 1.0f, got, ov.stride,
              v + vv.base + j0 * vv.stride, vv.stride, 0.0f, dP.data(), n);
         softmaxGrad(P.data(), dP.data(), drHead + i0, rows, n);
-        gemm(false, false, rows, p.D, n, p.scale, dP.data(), n, kb, kv.stride,
+        gemmInTask(false, false, rows, p.D, n, p.scale, dP.data(), n, kb, kv.stride,
              1.0f, dqt, qv.stride);
       }
     }
@@ -469,25 +469,25 @@ void fusedBackward(const AttentionParams &p, const MaskStrides &ms,
               zeroRows(dqt, rows, qv.stride, p.D);
             for (int64_t j0 = 0; j0 < n; j0 += KB) {
               const int64_t nb = std::min(KB, n - j0);
-              gemm(false, true, rows, nb, p.D, p.scale, qt, qv.stride,
+              gemmInTask(false, true, rows, nb, p.D, p.scale, qt, qv.stride,
                    kh + j0 * kv.stride, kv.stride, 0.0f, P.data(), nb);
               recomputeP(p, ms, b, h, 0, rows, j0, nb, lseRows, P.data(), i0);
-              gemm(false, true, rows, nb, p.Dv, 1.0f, got, ov.stride,
+              gemmInTask(false, true, rows, nb, p.Dv, 1.0f, got, ov.stride,
                    vh + j0 * vv.stride, vv.stride, 0.0f, dP.data(), nb);
               softmaxGrad(P.data(), dP.data(), dr, rows, nb);
               if (dvh) // dV += P^T dO
-                gemm(true, false, nb, p.Dv, rows, 1.0f, P.data(), nb, got,
+                gemmInTask(true, false, nb, p.Dv, rows, 1.0f, P.data(), nb, got,
                      ov.stride, 1.0f, dvh + j0 * vv.stride, vv.stride);
               if (dkh) // dK += scale dS^T Q
-                gemm(true, false, nb, p.D, rows, p.scale, dP.data(), nb, qt,
+                gemmInTask(true, false, nb, p.D, rows, p.scale, dP.data(), nb, qt,
                      qv.stride, 1.0f, dkh + j0 * kv.stride, kv.stride);
               if (dqt) // dQ += scale dS K
-                gemm(false, false, rows, p.D, nb, p.scale, dP.data(), nb,
+                gemmInTask(false, false, rows, p.D, nb, p.scale, dP.data(), nb,
                      kh + j0 * kv.stride, kv.stride, 1.0f, dqt, qv.stride);
             }
             continue;
           }
-          gemm(false, true, rows, n, p.D, p.scale, qt, qv.stride, kh, kv.stride,
+          gemmInTask(false, true, rows, n, p.D, p.scale, qt, qv.stride, kh, kv.stride,
                0.0f, P.data(), n);
           for (int64_t r = 0; r < rows; ++r) {
             float *s = P.data() + r * n;
@@ -506,17 +506,17 @@ void fusedBackward(const AttentionParams &p, const MaskStrides &ms,
           }
           rowDot(out + ov.base + i0 * ov.stride, got, ov.stride, rows, p.Dv,
                  dr);
-          gemm(false, true, rows, n, p.Dv, 1.0f, got, ov.stride, vh, vv.stride,
+          gemmInTask(false, true, rows, n, p.Dv, 1.0f, got, ov.stride, vh, vv.stride,
                0.0f, dP.data(), n);
           softmaxGrad(P.data(), dP.data(), dr, rows, n);
           if (dvh) // dV += P^T dO
-            gemm(true, false, n, p.Dv, rows, 1.0f, P.data(), n, got, ov.stride,
+            gemmInTask(true, false, n, p.Dv, rows, 1.0f, P.data(), n, got, ov.stride,
                  1.0f, dvh, vv.stride);
           if (dkh) // dK += scale dS^T Q
-            gemm(true, false, n, p.D, rows, p.scale, dP.data(), n, qt,
+            gemmInTask(true, false, n, p.D, rows, p.scale, dP.data(), n, qt,
                  qv.stride, 1.0f, dkh, kv.stride);
           if (dqt) // dQ = scale dS K
-            gemm(false, false, rows, p.D, n, p.scale, dP.data(), n, kh,
+            gemmInTask(false, false, rows, p.D, n, p.scale, dP.data(), n, kh,
                  kv.stride, 0.0f, dqt, qv.stride);
         }
       }

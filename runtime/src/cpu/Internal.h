@@ -46,11 +46,11 @@ constexpr int64_t kRowChunk = 4096;
 constexpr int64_t kColumnChunks = 64;
 /// OpenBLAS runs a GEMM with M*N*K at most this on the calling thread
 /// (SMP_THRESHOLD_MIN 65536 x GEMM_MULTITHREAD_THRESHOLD 4 in
-/// interface/gemm.c). Kernels that call gemm() from inside an OpenMP region
-/// (small batched matmuls, attention's two-pass backward) size their blocks
+/// interface/gemm.c). Attention's two-pass backward sizes its key blocks
 /// under it, so that even a threaded OpenBLAS never competes with OpenMP (this
-/// runtime sets OpenBLAS serial; see Matmul.cpp). Larger GEMMs are still
-/// correct there; only speed depends on this.
+/// runtime sets OpenBLAS serial; see Matmul.cpp); its GEMMs run by
+/// gemmInTask, one call each, on the task's thread. Only speed depends on
+/// this.
 constexpr int64_t kSmallGemm = 262144;
 
 /// Row-major strides of `s`.

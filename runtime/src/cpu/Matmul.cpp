@@ -60,23 +60,27 @@ void gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K,
     return;
   }
   (void)kSerialBlas;
-  int threads = 1;
-#ifdef _OPENMP
   // Worth splitting only when each block keeps the micro-kernel busy.
-  if (!omp_in_parallel() && M * N * K >= (int64_t(1) << 18))
-    threads = num_threads();
-#endif
-  if (threads <= 1) {
+  if (M * N * K < (int64_t(1) << 18)) {
     sgemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     return;
   }
-  // Split the larger of M and N into `threads` blocks (multiples of 16).
+  // Split the larger of M and N into blocks whose size depends on the sizes
+  // alone, never on the thread count: OpenBLAS picks its kernel by a call's
+  // shape (small-matrix kernels sum in another order), so a split by thread
+  // count changed results in the last bits between 1 and 2 threads. Up to
+  // kGemmBlocks blocks, multiples of 16, at least 64 wide.
+  constexpr int64_t kGemmBlocks = 8;
   const bool byRows = M >= N;
   const int64_t extent = byRows ? M : N;
-  int64_t block = (extent + threads - 1) / threads;
-  block = (block + 15) / 16 * 16;
+  int64_t block = (extent + kGemmBlocks - 1) / kGemmBlocks;
+  block = std::max<int64_t>(64, (block + 15) / 16 * 16);
   const int64_t blocks = (extent + block - 1) / block;
-#pragma omp parallel for schedule(static) num_threads(threads)
+  bool nested = false;
+#ifdef _OPENMP
+  nested = omp_in_parallel();
+#endif
+#pragma omp parallel for schedule(static) if (!nested && blocks > 1)
   for (int64_t b = 0; b < blocks; ++b) {
     const int64_t lo = b * block, n = std::min(block, extent - lo);
     if (byRows)
@@ -86,6 +90,19 @@ void gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K,
       sgemm(transA, transB, M, n, K, alpha, A, lda,
             transB ? B + lo * ldb : B + lo, ldb, beta, C + lo, ldc);
   }
+}
+
+void gemmInTask(bool transA, bool transB, int64_t M, int64_t N, int64_t K,
+                float alpha, const float *A, int64_t lda, const float *B,
+                int64_t ldb, float beta, float *C, int64_t ldc) {
+  if (M <= 0 || N <= 0)
+    return;
+  if (K <= 0)
+    return gemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  WP_CHECK(M <= INT_MAX && N <= INT_MAX && K <= INT_MAX && lda <= INT_MAX &&
+               ldb <= INT_MAX && ldc <= INT_MAX,
+           "GEMM size exceeds the BLAS integer range");
+  sgemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 namespace {

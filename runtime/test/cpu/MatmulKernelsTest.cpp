@@ -169,6 +169,30 @@ TEST(LinearKernels, BiasGradientOverManyRows) {
   EXPECT_TRUE(closeToSum("linear db (517 rows)", db, ref));
 }
 
+// Large GEMMs run in blocks sized by M, N, K alone: the bits of the result
+// do not depend on the thread count (OpenBLAS picks its kernel by a call's
+// shape, so a split by thread count changed them).
+TEST(GemmKernel, SameBitsOnAnyThreadCount) {
+  Rng rng(31);
+  const int saved = num_threads();
+  const int64_t shapes[][3] = {{64, 4096, 64}, {40, 300, 200}, {128, 128, 128},
+                               {33, 1000, 17}, {500, 40, 64}, {16, 16384, 32}};
+  for (const auto &s : shapes) {
+    const int64_t M = s[0], N = s[1], K = s[2];
+    auto a = randVec(rng, M * K), b = randVec(rng, K * N);
+    std::vector<float> c[3];
+    for (int threads : {1, 2, 3}) {
+      set_num_threads(threads);
+      c[threads - 1].assign(size_t(M * N), 0.0f);
+      gemm(false, false, M, N, K, 1.0f, a.data(), K, b.data(), N, 0.0f,
+           c[threads - 1].data(), N);
+    }
+    EXPECT_EQ(c[0], c[1]) << M << "x" << N << "x" << K;
+    EXPECT_EQ(c[0], c[2]) << M << "x" << N << "x" << K;
+  }
+  set_num_threads(saved);
+}
+
 TEST(GemmKernel, TransposesAndBeta) {
   // C = 2 A^T B^T + 0.5 C on 2x2.
   const std::vector<float> A = {1, 2, 3, 4}, B = {5, 6, 7, 8};

@@ -378,11 +378,19 @@ void cumsum(const T *x, const Shape &xs, int axis, bool exclusive,
 //===----------------------------------------------------------------------===//
 
 /// C[M,N] = alpha * op(A) op(B) + beta * C, row-major, op = transpose if the
-/// flag is set (A is [K,M] when transA, B is [N,K] when transB). A thin
-/// wrapper of cblas_sgemm; with beta == 0, C is not read.
+/// flag is set (A is [K,M] when transA, B is [N,K] when transB), by
+/// cblas_sgemm; with beta == 0, C is not read. Large ones run as blocks of
+/// rows or columns whose sizes depend on M, N and K alone (threaded unless
+/// called inside a parallel region), so the result is the same on any
+/// thread count.
 void gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K,
           float alpha, const float *A, int64_t lda, const float *B,
           int64_t ldb, float beta, float *C, int64_t ldc);
+/// The same as one cblas_sgemm call on the calling thread: for kernels that
+/// divide their work into tasks themselves (attention's blocks).
+void gemmInTask(bool transA, bool transB, int64_t M, int64_t N, int64_t K,
+                float alpha, const float *A, int64_t lda, const float *B,
+                int64_t ldb, float beta, float *C, int64_t ldc);
 
 /// nn.matmul result shape (ONNX/NumPy): [..., M, K] x [..., K, N] with the
 /// batch dims broadcast; a rank-1 lhs is [1, K] and a rank-1 rhs [K, 1], the
