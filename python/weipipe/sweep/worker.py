@@ -226,6 +226,7 @@ def _export_fallback(fam: Family, state: dict, e: StageFailure) -> bool:
     found = state.get("matching")
     folded = [b.name for b in found.unmatched] if found is not None else []
     optimize, helper = state.get("optimize", True), state.get("helper", False)
+    extra = [x.split(" ")[0] for x in fam.rec.get("trained_set", {}).get("extra", [])]
     # weipipe-opt's warning about tensors the optimizer computed (a bias or an
     # attention sink broadcast into a folded copy, trained as one) says to do so.
     warned = [w for w in fam.rec["stages"].get("compile", {}).get("warnings", [])
@@ -233,11 +234,11 @@ def _export_fallback(fam: Family, state: dict, e: StageFailure) -> bool:
     if optimize and (folded or e.stage == "trained-set" or (warned and e.stage == "train")):
         fam.rec["export_optimize"] = False
         fam.rec["folded_params"] = folded
-        fam.rec["unrecorded"] = [x.split(" ")[0] for x in fam.rec.get("trained_set", {}).get("extra", [])]
+        fam.rec["unrecorded"] = extra
         if not folded and not fam.rec["unrecorded"]:
             fam.rec["optimize_warning"] = warned[0].split(". ")[0][:160]
     elif not helper and e.stage == "trained-set" and not folded:
-        fam.rec["export_helper"] = [x.split(" ")[0] for x in fam.rec.get("trained_set", {}).get("extra", [])]
+        fam.rec["export_helper"] = extra
         helper = True
     else:
         return False
