@@ -120,14 +120,16 @@ std::optional<std::pair<Value, int64_t>> trailingMean(Value v) {
   return std::make_pair(mean.getInput(), *axis);
 }
 
-/// `sqrt(mean + eps)`: returns (mean value, eps).
+/// `sqrt(mean + eps)`: returns (mean value, eps). A bare `sqrt(mean)` is
+/// epsilon 0 (torch.onnx's optimizer removes an epsilon of 1e-8 or less as
+/// if it were zero; nn-fuse warns about such norms).
 std::optional<std::pair<Value, double>> sqrtPlusEps(Value v) {
   auto sqrt = v.getDefiningOp<SqrtOp>();
   if (!sqrt)
     return std::nullopt;
   auto add = sqrt.getInput().getDefiningOp<AddOp>();
   if (!add)
-    return std::nullopt;
+    return std::make_pair(sqrt.getInput(), 0.0);
   for (auto [m, e] : {std::pair{add.getLhs(), add.getRhs()},
                       std::pair{add.getRhs(), add.getLhs()}})
     if (std::optional<double> eps = splatValue(e))
@@ -742,7 +744,7 @@ struct RotaryPattern : OpRewritePattern<AddOp> {
   static Value rotateHalfOf(Value v) {
     auto cat = v.getDefiningOp<ConcatOp>();
     if (!cat || cat.getInputs().size() != 2 ||
-        cat.getAxis() != typeOf(v).getRank() - 1)
+        static_cast<int64_t>(cat.getAxis()) != typeOf(v).getRank() - 1)
       return nullptr;
     auto neg = cat.getInputs()[0].getDefiningOp<NegOp>();
     if (!neg)
