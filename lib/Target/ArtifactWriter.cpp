@@ -26,6 +26,87 @@ namespace rt = ::weipipe::rt;
 namespace {
 constexpr uint64_t kAlign = 64;
 
+/// An enum value as an instruction's int (Opcodes.h's numbers).
+template <class E> int64_t code(E e) { return static_cast<int64_t>(e); }
+
+// nn's enum attributes as the runtime's enums, case by case: the two are
+// declared apart (ODS, Opcodes.h) and must not be kept equal by hand.
+rt::UnaryOp runtimeEnum(nn::UnaryFunction f) {
+  using F = nn::UnaryFunction;
+  using U = rt::UnaryOp;
+  switch (f) {
+  case F::neg:
+    return U::Neg;
+  case F::abs:
+    return U::Abs;
+  case F::sqrt:
+    return U::Sqrt;
+  case F::reciprocal:
+    return U::Reciprocal;
+  case F::exp:
+    return U::Exp;
+  case F::log:
+    return U::Log;
+  case F::erf:
+    return U::Erf;
+  case F::tanh:
+    return U::Tanh;
+  case F::sigmoid:
+    return U::Sigmoid;
+  case F::relu:
+    return U::Relu;
+  case F::sin:
+    return U::Sin;
+  case F::cos:
+    return U::Cos;
+  }
+  llvm_unreachable("unknown nn.UnaryFunction");
+}
+
+rt::BinaryOp runtimeEnum(nn::BinaryFunction f) {
+  using F = nn::BinaryFunction;
+  using B = rt::BinaryOp;
+  switch (f) {
+  case F::add:
+    return B::Add;
+  case F::sub:
+    return B::Sub;
+  case F::mul:
+    return B::Mul;
+  case F::div:
+    return B::Div;
+  case F::pow:
+    return B::Pow;
+  case F::max:
+    return B::Max;
+  case F::min:
+    return B::Min;
+  }
+  llvm_unreachable("unknown nn.BinaryFunction");
+}
+
+rt::ReduceOp runtimeEnum(nn::ReduceFunction f) {
+  switch (f) {
+  case nn::ReduceFunction::sum:
+    return rt::ReduceOp::Sum;
+  case nn::ReduceFunction::mean:
+    return rt::ReduceOp::Mean;
+  case nn::ReduceFunction::max:
+    return rt::ReduceOp::Max;
+  }
+  llvm_unreachable("unknown nn.ReduceFunction");
+}
+
+rt::GeluApprox runtimeEnum(nn::GeluApproximation a) {
+  switch (a) {
+  case nn::GeluApproximation::none:
+    return rt::GeluApprox::None;
+  case nn::GeluApproximation::tanh:
+    return rt::GeluApprox::Tanh;
+  }
+  llvm_unreachable("unknown nn.GeluApproximation");
+}
+
 struct Node {
   rt::Space space = rt::Space::Arena;
   uint32_t index = 0;
@@ -52,6 +133,8 @@ private:
   llvm::DenseMap<Attribute, uint32_t> constIndex;
   llvm::DenseSet<Operation *> skipped; // folded into another instruction
   llvm::DenseSet<Operation *> accumulating;
+  /// Every op's instruction (opcode and attributes; refs come at emit).
+  llvm::DenseMap<Operation *, rt::Instruction> encoded;
   /// Storage the IR does not name: an attention's log-sum-exp, written by
   /// the forward op (an extra result) and read by its gradient op (an extra
   /// operand), so the backward need not recompute it.
@@ -108,6 +191,10 @@ private:
     r.dtype = rt::DType::F32;
     r.shape.assign(e.shape.begin(), e.shape.end());
     return r;
+  }
+  LogicalResult encodeAll();
+  static const rt::OpcodeInfo &contract(const rt::Instruction &inst) {
+    return *rt::opcodeInfo(inst.op);
   }
   void foldAccumulation();
   void liveRanges();
@@ -370,18 +457,15 @@ void Writer::keepAttentionLse() {
     });
 }
 
-bool producesAccumulable(Operation *op) {
-  return isa<nn::LinearGradWeightOp, nn::LayerNormGradParamsOp,
-             nn::RMSNormGradScaleOp, nn::EmbeddingGradOp>(op);
-}
-
 /// A weight-gradient op whose every used result only feeds
 /// nn.accumulate_grad writes straight into the gradient buffers (its kernel
 /// accumulates), and the accumulate ops disappear.
 void Writer::foldAccumulation() {
   for (func::FuncOp f : program)
     for (Operation &op : f.getBody().front()) {
-      if (!producesAccumulable(&op))
+      auto enc = encoded.find(&op);
+      if (enc == encoded.end() ||
+          !(contract(enc->second).flags & rt::OpcodeInfo::kAccumulates))
         continue;
       bool foldable = true, any = false;
       for (Value r : op.getResults()) {
@@ -519,10 +603,13 @@ LogicalResult Writer::encode(Operation *op, rt::Instruction &inst) {
     return op->emitError()
            << "the CPU runtime runs this op on floating-point tensors only";
   };
-  auto unaryCode = [&](int kind) -> LogicalResult {
+  auto unaryCode = [&](rt::UnaryOp kind) -> LogicalResult {
     if (failed(requireFloat(op->getOperand(0))))
       return failure();
-    return set(Opcode::Unary, {kind});
+    return set(Opcode::Unary, {code(kind)});
+  };
+  auto binary = [&](rt::BinaryOp kind) {
+    return set(Opcode::Binary, {code(kind)});
   };
   // The ops with the same attributes share their encoding.
   auto norm = [&](Opcode code, auto o) {
@@ -542,40 +629,50 @@ LogicalResult Writer::encode(Operation *op, rt::Instruction &inst) {
     ints.insert(ints.end(), st.begin(), st.end());
   };
   return llvm::TypeSwitch<Operation *, LogicalResult>(op)
-      .Case([&](nn::AddOp) { return set(Opcode::Binary, {0}); })
-      .Case([&](nn::SubOp) { return set(Opcode::Binary, {1}); })
-      .Case([&](nn::MulOp) { return set(Opcode::Binary, {2}); })
-      .Case([&](nn::DivOp) { return set(Opcode::Binary, {3}); })
-      .Case([&](nn::PowOp) { return set(Opcode::Binary, {4}); })
-      .Case([&](nn::MaxOp) { return set(Opcode::Binary, {5}); })
-      .Case([&](nn::MinOp) { return set(Opcode::Binary, {6}); })
-      .Case([&](nn::BitwiseAndOp) { return set(Opcode::Binary, {7}); })
-      .Case([&](nn::BitwiseOrOp) { return set(Opcode::Binary, {8}); })
-      .Case([&](nn::BitwiseXorOp) { return set(Opcode::Binary, {9}); })
-      .Case([&](nn::EqualOp) { return set(Opcode::Compare, {0}); })
-      .Case([&](nn::LessOp) { return set(Opcode::Compare, {1}); })
-      .Case([&](nn::GreaterOp) { return set(Opcode::Compare, {2}); })
-      .Case([&](nn::AndOp) { return set(Opcode::Logic, {0}); })
-      .Case([&](nn::OrOp) { return set(Opcode::Logic, {1}); })
+      .Case([&](nn::AddOp) { return binary(rt::BinaryOp::Add); })
+      .Case([&](nn::SubOp) { return binary(rt::BinaryOp::Sub); })
+      .Case([&](nn::MulOp) { return binary(rt::BinaryOp::Mul); })
+      .Case([&](nn::DivOp) { return binary(rt::BinaryOp::Div); })
+      .Case([&](nn::PowOp) { return binary(rt::BinaryOp::Pow); })
+      .Case([&](nn::MaxOp) { return binary(rt::BinaryOp::Max); })
+      .Case([&](nn::MinOp) { return binary(rt::BinaryOp::Min); })
+      .Case([&](nn::BitwiseAndOp) { return binary(rt::BinaryOp::BitAnd); })
+      .Case([&](nn::BitwiseOrOp) { return binary(rt::BinaryOp::BitOr); })
+      .Case([&](nn::BitwiseXorOp) { return binary(rt::BinaryOp::BitXor); })
+      .Case([&](nn::EqualOp) {
+        return set(Opcode::Compare, {code(rt::CompareOp::Equal)});
+      })
+      .Case([&](nn::LessOp) {
+        return set(Opcode::Compare, {code(rt::CompareOp::Less)});
+      })
+      .Case([&](nn::GreaterOp) {
+        return set(Opcode::Compare, {code(rt::CompareOp::Greater)});
+      })
+      .Case([&](nn::AndOp) {
+        return set(Opcode::Logic, {code(rt::LogicOp::And)});
+      })
+      .Case(
+          [&](nn::OrOp) { return set(Opcode::Logic, {code(rt::LogicOp::Or)}); })
       .Case([&](nn::NotOp) { return set(Opcode::Not); })
       .Case([&](nn::IsNanOp) { return set(Opcode::IsNan); })
       .Case([&](nn::CastOp) { return set(Opcode::Cast); })
       .Case([&](nn::WhereOp) { return set(Opcode::Where); })
-      .Case([&](nn::NegOp) { return unaryCode(0); })
-      .Case([&](nn::AbsOp) { return unaryCode(1); })
-      .Case([&](nn::SqrtOp) { return unaryCode(2); })
-      .Case([&](nn::ReciprocalOp) { return unaryCode(3); })
-      .Case([&](nn::ExpOp) { return unaryCode(4); })
-      .Case([&](nn::LogOp) { return unaryCode(5); })
-      .Case([&](nn::ErfOp) { return unaryCode(6); })
-      .Case([&](nn::TanhOp) { return unaryCode(7); })
-      .Case([&](nn::SigmoidOp) { return unaryCode(8); })
-      .Case([&](nn::ReluOp) { return unaryCode(9); })
-      .Case([&](nn::SinOp) { return unaryCode(10); })
-      .Case([&](nn::CosOp) { return unaryCode(11); })
-      .Case([&](nn::FloorOp) { return unaryCode(12); })
-      .Case([&](nn::CeilOp) { return unaryCode(13); })
-      .Case([&](nn::SignOp) { return unaryCode(14); })
+      .Case([&](nn::NegOp) { return unaryCode(rt::UnaryOp::Neg); })
+      .Case([&](nn::AbsOp) { return unaryCode(rt::UnaryOp::Abs); })
+      .Case([&](nn::SqrtOp) { return unaryCode(rt::UnaryOp::Sqrt); })
+      .Case(
+          [&](nn::ReciprocalOp) { return unaryCode(rt::UnaryOp::Reciprocal); })
+      .Case([&](nn::ExpOp) { return unaryCode(rt::UnaryOp::Exp); })
+      .Case([&](nn::LogOp) { return unaryCode(rt::UnaryOp::Log); })
+      .Case([&](nn::ErfOp) { return unaryCode(rt::UnaryOp::Erf); })
+      .Case([&](nn::TanhOp) { return unaryCode(rt::UnaryOp::Tanh); })
+      .Case([&](nn::SigmoidOp) { return unaryCode(rt::UnaryOp::Sigmoid); })
+      .Case([&](nn::ReluOp) { return unaryCode(rt::UnaryOp::Relu); })
+      .Case([&](nn::SinOp) { return unaryCode(rt::UnaryOp::Sin); })
+      .Case([&](nn::CosOp) { return unaryCode(rt::UnaryOp::Cos); })
+      .Case([&](nn::FloorOp) { return unaryCode(rt::UnaryOp::Floor); })
+      .Case([&](nn::CeilOp) { return unaryCode(rt::UnaryOp::Ceil); })
+      .Case([&](nn::SignOp) { return unaryCode(rt::UnaryOp::Sign); })
       .Case([&](nn::ReshapeOp) { return set(Opcode::Copy); })
       .Case([&](nn::TransposeOp o) {
         init(Opcode::Transpose);
@@ -600,30 +697,30 @@ LogicalResult Writer::encode(Operation *op, rt::Instruction &inst) {
                    {static_cast<int64_t>(o.getAxis())});
       })
       .Case([&](nn::TopKIndicesOp o) {
-        return set(Opcode::TopK,
-                   {o.getK(), static_cast<int64_t>(o.getLargest())});
+        return set(Opcode::TopK, {static_cast<int64_t>(o.getK()),
+                                  static_cast<int64_t>(o.getLargest())});
       })
       .Case([&](nn::CumSumOp o) {
-        return set(Opcode::CumSum, {static_cast<int64_t>(o.getAxis()),
-                                    o.getExclusive() ? 1 : 0,
-                                    o.getReverse() ? 1 : 0});
+        return set(Opcode::CumSum,
+                   {static_cast<int64_t>(o.getAxis()), o.getExclusive() ? 1 : 0,
+                    o.getReverse() ? 1 : 0});
       })
       .Case([&](nn::TriluOp o) {
         return set(Opcode::Trilu,
                    {o.getUpper() ? 1 : 0, o.getKAttr().getInt()});
       })
       .Case([&](nn::ReduceSumOp o) {
-        init(Opcode::Reduce, {0});
+        init(Opcode::Reduce, {code(rt::ReduceOp::Sum)});
         ints.insert(ints.end(), o.getAxes().begin(), o.getAxes().end());
         return success();
       })
       .Case([&](nn::ReduceMeanOp o) {
-        init(Opcode::Reduce, {1});
+        init(Opcode::Reduce, {code(rt::ReduceOp::Mean)});
         ints.insert(ints.end(), o.getAxes().begin(), o.getAxes().end());
         return success();
       })
       .Case([&](nn::ReduceMaxOp o) {
-        init(Opcode::Reduce, {2});
+        init(Opcode::Reduce, {code(rt::ReduceOp::Max)});
         ints.insert(ints.end(), o.getAxes().begin(), o.getAxes().end());
         return success();
       })
@@ -645,7 +742,7 @@ LogicalResult Writer::encode(Operation *op, rt::Instruction &inst) {
                                     static_cast<int64_t>(o.getRotaryDim())});
       })
       .Case([&](nn::GeluOp o) {
-        return set(Opcode::Gelu, {static_cast<int64_t>(o.getApproximate())});
+        return set(Opcode::Gelu, {code(runtimeEnum(o.getApproximate()))});
       })
       .Case([&](nn::SiluOp) { return set(Opcode::Silu); })
       .Case([&](nn::SwigluOp) { return set(Opcode::Swiglu); })
@@ -655,13 +752,13 @@ LogicalResult Writer::encode(Operation *op, rt::Instruction &inst) {
       })
       // Backward ops.
       .Case([&](nn::BinaryGradOp o) {
-        return set(Opcode::BinaryGrad, {static_cast<int64_t>(o.getFn())});
+        return set(Opcode::BinaryGrad, {code(runtimeEnum(o.getFn()))});
       })
       .Case([&](nn::UnaryGradOp o) {
-        return set(Opcode::UnaryGrad, {static_cast<int64_t>(o.getFn())});
+        return set(Opcode::UnaryGrad, {code(runtimeEnum(o.getFn()))});
       })
       .Case([&](nn::ReduceGradOp o) {
-        init(Opcode::ReduceGrad, {static_cast<int64_t>(o.getFn())});
+        init(Opcode::ReduceGrad, {code(runtimeEnum(o.getFn()))});
         ints.insert(ints.end(), o.getAxes().begin(), o.getAxes().end());
         return success();
       })
@@ -695,8 +792,7 @@ LogicalResult Writer::encode(Operation *op, rt::Instruction &inst) {
         return attention(Opcode::AttentionGrad, o);
       })
       .Case([&](nn::GeluGradOp o) {
-        return set(Opcode::GeluGrad,
-                   {static_cast<int64_t>(o.getApproximate())});
+        return set(Opcode::GeluGrad, {code(runtimeEnum(o.getApproximate()))});
       })
       .Case([&](nn::SiluGradOp) { return set(Opcode::SiluGrad); })
       .Case([&](nn::SwigluGradOp) { return set(Opcode::SwigluGrad); })
@@ -721,10 +817,17 @@ LogicalResult Writer::encode(Operation *op, rt::Instruction &inst) {
       });
 }
 
-/// Results the runtime may leave out when nothing reads them.
-bool hasOptionalResults(Operation *op) {
-  return isa<nn::BinaryGradOp, nn::WhereGradOp, nn::MatmulGradOp,
-             nn::LayerNormGradParamsOp>(op);
+LogicalResult Writer::encodeAll() {
+  for (func::FuncOp f : program)
+    for (Operation &op : f.getBody().front()) {
+      if (isa<nn::ParamOp, nn::ConstantOp, func::ReturnOp>(op))
+        continue;
+      rt::Instruction inst;
+      if (failed(encode(&op, inst)))
+        return failure();
+      encoded[&op] = std::move(inst);
+    }
+  return success();
 }
 
 LogicalResult Writer::emit() {
@@ -740,9 +843,8 @@ LogicalResult Writer::emit() {
       if (isa<nn::ParamOp, nn::ConstantOp, func::ReturnOp>(op) ||
           skipped.count(&op))
         continue;
-      rt::Instruction inst;
-      if (failed(encode(&op, inst)))
-        return failure();
+      rt::Instruction inst = std::move(encoded[&op]);
+      const rt::OpcodeInfo &info = contract(inst);
       inst.name = describe(&op);
       for (Value v : op.getOperands()) {
         FailureOr<rt::TensorRef> r = ref(&op, v);
@@ -751,14 +853,9 @@ LogicalResult Writer::emit() {
         inst.operands.push_back(*r);
       }
       // Optional operands the op does not have (linear bias, norm bias,
-      // attention mask) are explicit Nones in the instruction.
-      if (auto l = dyn_cast<nn::LinearOp>(op); l && !l.getBias())
-        inst.operands.emplace_back();
-      if (auto l = dyn_cast<nn::LayerNormOp>(op); l && !l.getBias())
-        inst.operands.emplace_back();
-      if (auto at = dyn_cast<nn::AttentionOp>(op); at && !at.getMask())
-        inst.operands.emplace_back();
-      if (auto at = dyn_cast<nn::AttentionGradOp>(op); at && !at.getMask())
+      // attention mask: nn's optional operands are trailing) are explicit
+      // Nones up to the instruction's operand count.
+      while (inst.operands.size() < info.minOperands)
         inst.operands.emplace_back();
       if (auto it = extraOperand.find(&op); it != extraOperand.end())
         inst.operands.push_back(extraRef(it->second));
@@ -770,7 +867,7 @@ LogicalResult Writer::emit() {
         inst.results.push_back(dst);
       }
       for (Value v : op.getResults()) {
-        if (v.use_empty() && hasOptionalResults(&op)) {
+        if (v.use_empty() && (info.flags & rt::OpcodeInfo::kOptionalResults)) {
           inst.results.emplace_back();
           continue;
         }
@@ -867,6 +964,8 @@ LogicalResult Writer::run() {
   a.sourceModel = opt.sourceModel;
   a.microbatches = opt.microbatches;
   if (failed(collectParameters()) || failed(bind()))
+    return failure();
+  if (failed(encodeAll()))
     return failure();
   keepAttentionLse();
   foldAccumulation();

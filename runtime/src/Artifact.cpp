@@ -30,7 +30,6 @@
 #include "ArtifactInternal.h"
 #include "weipipe/runtime/ByteReader.h"
 #include "weipipe/runtime/Crc32c.h"
-#include "weipipe/runtime/cpu/Kernels.h"
 
 #include <cerrno>
 #include <cstdio>
@@ -67,18 +66,6 @@ const char *dtypeName(DType t) {
   }
   return "?";
 }
-
-const char *opcodeName(Opcode op) {
-  switch (op) {
-#define WP_OPCODE(Name, Id, Mnemonic)                                          \
-  case Opcode::Name:                                                           \
-    return Mnemonic;
-#include "weipipe/runtime/Opcodes.def"
-  }
-  return nullptr;
-}
-
-bool isKnownOpcode(uint16_t op) { return opcodeName(Opcode(op)) != nullptr; }
 
 const char *functionKindName(FunctionKind k) {
   switch (k) {
@@ -335,9 +322,9 @@ public:
     uint32_t rank;
     if (!u32(rank))
       return false;
-    if (rank > uint32_t(cpu::kMaxRank))
+    if (rank > uint32_t(kMaxRank))
       return fail("shape rank " + std::to_string(rank) + " exceeds " +
-                      std::to_string(cpu::kMaxRank),
+                      std::to_string(kMaxRank),
                   at);
     s.resize(rank);
     for (int64_t &d : s) {

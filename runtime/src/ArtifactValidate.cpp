@@ -11,7 +11,6 @@
 //===----------------------------------------------------------------------===//
 
 #include "ArtifactInternal.h"
-#include "weipipe/runtime/cpu/Kernels.h"
 
 #include <algorithm>
 #include <limits>
@@ -21,7 +20,7 @@ namespace weipipe::rt::detail {
 using Dims = std::vector<int64_t>;
 
 bool checkedNumel(const Dims &s, size_t elementSize, int64_t *numel) {
-  if (s.size() > size_t(cpu::kMaxRank))
+  if (s.size() > size_t(kMaxRank))
     return false;
   constexpr int64_t kMaxBytes = int64_t(1) << 62;
   int64_t n = 1;
@@ -105,12 +104,7 @@ bool matmulDims(const Dims &a, const Dims &b, Dims *out) {
     out->push_back(a[a.size() - 2]);
   if (!bVec)
     out->push_back(b.back());
-  return out->size() <= size_t(cpu::kMaxRank);
-}
-
-bool isAccOp(Opcode op) {
-  return op == Opcode::LinearGradWeight || op == Opcode::LayerNormGradParams ||
-         op == Opcode::RMSNormGradScale || op == Opcode::EmbeddingGrad;
+  return out->size() <= size_t(kMaxRank);
 }
 
 /// Checks one instruction against its opcode's contract; refs are already
@@ -231,12 +225,11 @@ private:
 
   bool unaryF32() { // (x) -> y, f32, same shape
     Slot x = O(0, "x"), y = R(0, "y");
-    return arity(1, 1) && f32(x) && f32(y) && sameShape(y, x);
+    return f32(x) && f32(y) && sameShape(y, x);
   }
   bool gradF32() { // (x, dy) -> dx, f32, same shape
     Slot x = O(0, "x"), dy = O(1, "dy"), dx = R(0, "dx");
-    return arity(2, 1) && f32(x) && f32(dy) && f32(dx) && sameShape(dy, x) &&
-           sameShape(dx, x);
+    return f32(x) && f32(dy) && f32(dx) && sameShape(dy, x) && sameShape(dx, x);
   }
   /// Slice bounds of ints (starts ++ ends ++ steps) against `xs`, as the
   /// kernel requires them clamped; the sliced shape in *out.
@@ -268,21 +261,17 @@ private:
   }
   /// ints [axis]: gather of x along axis by idx; result shape in *out.
   bool gather(const Slot &x, const Slot &idx, Dims *out) {
-    if (!(attrs(1, 0) && rankAtLeast(x, 1) && axisInt(0, x.shape().size())))
+    if (!(rankAtLeast(x, 1) && axisInt(0, x.shape().size())))
       return false;
     const size_t axis = size_t(I.ints[0]);
     out->assign(x.shape().begin(), x.shape().begin() + axis);
     out->insert(out->end(), idx.shape().begin(), idx.shape().end());
     out->insert(out->end(), x.shape().begin() + axis + 1, x.shape().end());
-    return cond(out->size() <= size_t(cpu::kMaxRank),
+    return cond(out->size() <= size_t(kMaxRank),
                 "gather result rank exceeds 8");
   }
   /// ints [ReduceOp, axes...] over x's shape; the reduced element count.
   bool reduceAxes(const Dims &xs, int64_t *reducedNumel) {
-    if (!(cond(!I.ints.empty(), "missing the ReduceOp") &&
-          enumInt(0, int64_t(cpu::ReduceOp::Max) + 1, "ReduceOp") &&
-          cond(I.floats.empty(), "expected no floats")))
-      return false;
     int64_t prev = -1, n = 1;
     std::vector<bool> reduced(xs.size(), false);
     for (size_t i = 1; i < I.ints.size(); ++i) {
@@ -306,8 +295,7 @@ private:
   }
   /// ints [axis]; floats [eps]: x f32 rank >= 1; the normalized size.
   bool norm(const Slot &x, int64_t *normSize) {
-    if (!(attrs(1, 1) && f32(x) && rankAtLeast(x, 1) &&
-          axisInt(0, x.shape().size())))
+    if (!(f32(x) && rankAtLeast(x, 1) && axisInt(0, x.shape().size())))
       return false;
     *normSize = prod(x.shape(), size_t(I.ints[0]), x.shape().size());
     return true;
@@ -323,15 +311,15 @@ private:
         "matmul too large for BLAS");
   }
   bool attention(bool grad);
+  bool contract(const OpcodeInfo &c);
   bool check();
 };
 
 bool InstrCheck::attention(bool grad) {
   // The log-sum-exp of the scores: an optional extra result of the forward
-  // and operand of the backward (without it the backward recomputes it).
+  // and operand of the backward (without it the backward recomputes it);
+  // the counts are Opcodes.def's.
   const bool withLse = grad ? I.operands.size() == 7 : I.results.size() == 2;
-  if (!(arity(grad ? 6 + withLse : 4, grad ? 3 : 1 + withLse) && attrs(3, 1)))
-    return false;
   const int64_t H = I.ints[0], Hkv = I.ints[1];
   Slot q = O(0, "q"), k = O(1, "k"), v = O(2, "v");
   if (!(cond(H > 0 && Hkv > 0 && H % Hkv == 0,
@@ -399,11 +387,37 @@ bool InstrCheck::attention(bool grad) {
          optGrad(R(1, "dk"), k) && optGrad(R(2, "dv"), v);
 }
 
-bool InstrCheck::check() {
+/// "n", "lo to hi" or "at least lo".
+std::string countRange(uint32_t lo, uint32_t hi) {
+  if (lo == hi)
+    return std::to_string(lo);
+  if (hi == OpcodeInfo::kMany)
+    return "at least " + std::to_string(lo);
+  return std::to_string(lo) + " to " + std::to_string(hi);
+}
+
+bool InstrCheck::contract(const OpcodeInfo &c) {
+  auto within = [](size_t n, uint32_t lo, uint32_t hi) {
+    return n >= lo && (hi == OpcodeInfo::kMany || n <= hi);
+  };
+  if (!within(I.operands.size(), c.minOperands, c.maxOperands) ||
+      !within(I.results.size(), c.minResults, c.maxResults))
+    return fail("expected " + countRange(c.minOperands, c.maxOperands) +
+                " operands and " + countRange(c.minResults, c.maxResults) +
+                " results, got " + std::to_string(I.operands.size()) + " and " +
+                std::to_string(I.results.size()));
+  if (!within(I.ints.size(), c.minInts, c.maxInts) ||
+      I.floats.size() != c.floats)
+    return fail("expected " + countRange(c.minInts, c.maxInts) + " ints and " +
+                std::to_string(c.floats) + " floats, got " +
+                std::to_string(I.ints.size()) + " and " +
+                std::to_string(I.floats.size()));
+  if (c.intsEnum != OpEnum::None &&
+      !enumInt(0, enumSize(c.intsEnum), enumName(c.intsEnum)))
+    return false;
   if (I.flags & ~Instruction::kAccumulate)
     return fail("unknown flag bits " + std::to_string(I.flags));
-  if ((I.flags & Instruction::kAccumulate) && !isAccOp(I.op) &&
-      I.op != Opcode::Accumulate)
+  if ((I.flags & Instruction::kAccumulate) && !c.mayAccumulate())
     return fail("the accumulate flag is set on an instruction that cannot "
                 "accumulate");
   for (size_t i = 0; i < I.results.size(); ++i) {
@@ -411,78 +425,77 @@ bool InstrCheck::check() {
     if (s == Space::Param || s == Space::Const)
       return fail("result " + std::to_string(i) + " writes " +
                   (s == Space::Param ? "a parameter's value" : "a constant"));
+    if (s == Space::None && !(c.flags & OpcodeInfo::kOptionalResults))
+      return fail("result " + std::to_string(i) + " is missing");
   }
+  return true;
+}
+
+bool InstrCheck::check() {
+  const OpcodeInfo *info = opcodeInfo(I.op);
+  if (!info)
+    return fail("unknown opcode " + std::to_string(unsigned(I.op)));
+  if (!contract(*info))
+    return false;
   Dims t;
   int64_t n = 0;
   switch (I.op) {
   case Opcode::Binary: {
     Slot a = O(0, "a"), b = O(1, "b"), y = R(0, "out");
-    return arity(2, 1) && attrs(1, 0) &&
-           enumInt(0, int64_t(cpu::BinaryOp::BitXor) + 1, "BinaryOp") &&
-           req(a) && req(b) && req(y) && sameDtype(b, a) && sameDtype(y, a) &&
+    return req(a) && req(b) && req(y) && sameDtype(b, a) && sameDtype(y, a) &&
            numericDtype(a, false) &&
-           cond(cpu::BinaryOp(I.ints[0]) != cpu::BinaryOp::Pow ||
-                    a.r.dtype == DType::F32,
+           cond(BinaryOp(I.ints[0]) != BinaryOp::Pow || a.r.dtype == DType::F32,
                 "pow is only defined on f32") &&
-           cond(cpu::BinaryOp(I.ints[0]) < cpu::BinaryOp::BitAnd ||
+           cond(BinaryOp(I.ints[0]) < BinaryOp::BitAnd ||
                     a.r.dtype != DType::F32,
                 "the bitwise ops are only defined on integers") &&
            bcast(a, b, &t) && shapeIs(y, t);
   }
   case Opcode::Compare: {
     Slot a = O(0, "a"), b = O(1, "b"), y = R(0, "out");
-    return arity(2, 1) && attrs(1, 0) &&
-           enumInt(0, int64_t(cpu::CompareOp::Greater) + 1, "CompareOp") &&
-           req(a) && req(b) && sameDtype(b, a) && req(y, DType::Bool) &&
+    return req(a) && req(b) && sameDtype(b, a) && req(y, DType::Bool) &&
            bcast(a, b, &t) && shapeIs(y, t);
   }
   case Opcode::Logic: {
     Slot a = O(0, "a"), b = O(1, "b"), y = R(0, "out");
-    return arity(2, 1) && attrs(1, 0) &&
-           enumInt(0, int64_t(cpu::LogicOp::Or) + 1, "LogicOp") &&
-           req(a, DType::Bool) && req(b, DType::Bool) && req(y, DType::Bool) &&
+    return req(a, DType::Bool) && req(b, DType::Bool) && req(y, DType::Bool) &&
            bcast(a, b, &t) && shapeIs(y, t);
   }
   case Opcode::Not: {
     Slot x = O(0, "x"), y = R(0, "y");
-    return arity(1, 1) && attrs(0, 0) && req(x, DType::Bool) &&
-           req(y, DType::Bool) && sameShape(y, x);
+    return req(x, DType::Bool) && req(y, DType::Bool) && sameShape(y, x);
   }
   case Opcode::IsNan: {
     Slot x = O(0, "x"), y = R(0, "y");
-    return arity(1, 1) && attrs(0, 0) && f32(x) && req(y, DType::Bool) &&
-           sameShape(y, x);
+    return f32(x) && req(y, DType::Bool) && sameShape(y, x);
   }
   case Opcode::Cast: {
     Slot x = O(0, "x"), y = R(0, "y");
-    return arity(1, 1) && attrs(0, 0) && req(x) && req(y) && sameShape(y, x);
+    return req(x) && req(y) && sameShape(y, x);
   }
   case Opcode::Where: {
     Slot c = O(0, "cond"), a = O(1, "a"), b = O(2, "b"), y = R(0, "out");
     Dims ab;
-    return arity(3, 1) && attrs(0, 0) && req(c, DType::Bool) && req(a) &&
-           req(b) && req(y) && sameDtype(b, a) && sameDtype(y, a) &&
-           bcast(a, b, &ab) &&
+    return req(c, DType::Bool) && req(a) && req(b) && req(y) &&
+           sameDtype(b, a) && sameDtype(y, a) && bcast(a, b, &ab) &&
            cond(broadcastDims(c.shape(), ab, &t),
                 "cond " + str(c.shape()) + " does not broadcast with " +
                     str(ab)) &&
            shapeIs(y, t);
   }
   case Opcode::Unary: {
-    return attrs(1, 0) &&
-           enumInt(0, int64_t(cpu::UnaryOp::Sign) + 1, "UnaryOp") && unaryF32();
+    return unaryF32();
   }
   case Opcode::Copy: {
     Slot x = O(0, "x"), y = R(0, "y");
-    return arity(1, 1) && attrs(0, 0) && req(x) && req(y) &&
+    return req(x) && req(y) &&
            cond(x.r.bytes() == y.r.bytes(),
                 "copy between " + std::to_string(x.r.bytes()) + " and " +
                     std::to_string(y.r.bytes()) + " bytes");
   }
   case Opcode::Transpose: {
     Slot x = O(0, "x"), y = R(0, "y");
-    if (!(arity(1, 1) && req(x) && req(y) && sameDtype(y, x) &&
-          attrs(x.shape().size(), 0)))
+    if (!(req(x) && req(y) && sameDtype(y, x) && attrs(x.shape().size(), 0)))
       return false;
     std::vector<bool> seen(x.shape().size(), false);
     t.clear();
@@ -496,14 +509,9 @@ bool InstrCheck::check() {
   }
   case Opcode::Broadcast: {
     Slot x = O(0, "x"), y = R(0, "y");
-    return arity(1, 1) && attrs(0, 0) && req(x) && req(y) && sameDtype(y, x) &&
-           broadcastTo(x, y.shape());
+    return req(x) && req(y) && sameDtype(y, x) && broadcastTo(x, y.shape());
   }
   case Opcode::Concat: {
-    if (!(cond(!I.operands.empty() && I.results.size() == 1,
-               "expected at least one operand and 1 result") &&
-          attrs(1, 0)))
-      return false;
     Slot x0 = O(0, "x"), y = R(0, "y");
     if (!(req(x0) && req(y) && sameDtype(y, x0) && rankAtLeast(x0, 1) &&
           axisInt(0, x0.shape().size())))
@@ -527,20 +535,19 @@ bool InstrCheck::check() {
   }
   case Opcode::Slice: {
     Slot x = O(0, "x"), y = R(0, "y");
-    return arity(1, 1) && req(x) && req(y) && sameDtype(y, x) && slice(x, &t) &&
-           shapeIs(y, t);
+    return req(x) && req(y) && sameDtype(y, x) && slice(x, &t) && shapeIs(y, t);
   }
   case Opcode::Gather: {
     Slot x = O(0, "x"), idx = O(1, "indices"), y = R(0, "y");
-    return arity(2, 1) && req(x) && req(idx, DType::I64) && req(y) &&
-           sameDtype(y, x) && gather(x, idx, &t) && shapeIs(y, t);
+    return req(x) && req(idx, DType::I64) && req(y) && sameDtype(y, x) &&
+           gather(x, idx, &t) && shapeIs(y, t);
   }
   case Opcode::ScatterElements: {
     Slot d = O(0, "data"), idx = O(1, "indices"), u = O(2, "updates"),
          y = R(0, "y");
-    if (!(arity(3, 1) && attrs(1, 0) && req(d) && req(idx, DType::I64) &&
-          req(u) && req(y) && sameDtype(u, d) && sameDtype(y, d) &&
-          sameShape(y, d) && sameShape(u, idx) && rankAtLeast(d, 1) &&
+    if (!(req(d) && req(idx, DType::I64) && req(u) && req(y) &&
+          sameDtype(u, d) && sameDtype(y, d) && sameShape(y, d) &&
+          sameShape(u, idx) && rankAtLeast(d, 1) &&
           axisInt(0, d.shape().size())))
       return false;
     const Dims &ds = d.shape(), &is = idx.shape();
@@ -554,8 +561,8 @@ bool InstrCheck::check() {
   }
   case Opcode::TopK: {
     Slot x = O(0, "x"), y = R(0, "indices");
-    if (!(arity(1, 1) && attrs(2, 0) && f32(x) && req(y, DType::I64) &&
-          rankAtLeast(x, 1) && boolInt(1, "largest")))
+    if (!(f32(x) && req(y, DType::I64) && rankAtLeast(x, 1) &&
+          boolInt(1, "largest")))
       return false;
     Dims want = x.shape();
     if (!cond(I.ints[0] >= 1 && I.ints[0] <= want.back(),
@@ -567,8 +574,7 @@ bool InstrCheck::check() {
   }
   case Opcode::Band: {
     Slot d = O(0, "diagonals"), y = R(0, "y");
-    if (!(arity(1, 1) && attrs(0, 0) && req(d) && req(y) &&
-          sameDtype(y, d) && rankAtLeast(y, 2)))
+    if (!(req(d) && req(y) && sameDtype(y, d) && rankAtLeast(y, 2)))
       return false;
     const Dims &ys = y.shape();
     const int64_t m = ys[ys.size() - 2], k = ys.back();
@@ -576,52 +582,48 @@ bool InstrCheck::check() {
   }
   case Opcode::CumSum: {
     Slot x = O(0, "x"), y = R(0, "y");
-    return arity(1, 1) && attrs(3, 0) && req(x) && req(y) &&
-           numericDtype(x, /*allowBool=*/false) && sameDtype(y, x) &&
-           rankAtLeast(x, 1) && axisInt(0, x.shape().size()) &&
-           boolInt(1, "exclusive") && boolInt(2, "reverse") && sameShape(y, x);
+    return req(x) && req(y) && numericDtype(x, /*allowBool=*/false) &&
+           sameDtype(y, x) && rankAtLeast(x, 1) &&
+           axisInt(0, x.shape().size()) && boolInt(1, "exclusive") &&
+           boolInt(2, "reverse") && sameShape(y, x);
   }
   case Opcode::Trilu: {
     Slot x = O(0, "x"), y = R(0, "y");
-    return arity(1, 1) && attrs(2, 0) && boolInt(0, "upper") && req(x) &&
-           req(y) && sameDtype(y, x) && rankAtLeast(x, 2) && sameShape(y, x);
+    return boolInt(0, "upper") && req(x) && req(y) && sameDtype(y, x) &&
+           rankAtLeast(x, 2) && sameShape(y, x);
   }
   case Opcode::Reduce: {
     Slot x = O(0, "x"), y = R(0, "y");
     // Integers: sum and max (counts, lengths).
-    return arity(1, 1) && req(x) && req(y) && numericDtype(x, false) &&
-           sameDtype(y, x) && reduceAxes(x.shape(), &n) && numelIs(y, n) &&
+    return req(x) && req(y) && numericDtype(x, false) && sameDtype(y, x) &&
+           reduceAxes(x.shape(), &n) && numelIs(y, n) &&
            cond(x.r.dtype == DType::F32 ||
-                    cpu::ReduceOp(I.ints[0]) != cpu::ReduceOp::Mean,
+                    ReduceOp(I.ints[0]) != ReduceOp::Mean,
                 "reduce_mean is only defined on f32");
   }
   case Opcode::Softmax:
   case Opcode::LogSoftmax: {
     Slot x = O(0, "x");
-    return unaryF32() && attrs(1, 0) && rankAtLeast(x, 1) &&
-           axisInt(0, x.shape().size());
+    return unaryF32() && rankAtLeast(x, 1) && axisInt(0, x.shape().size());
   }
   case Opcode::SoftmaxGrad:
   case Opcode::LogSoftmaxGrad: {
     Slot y = O(0, "y");
-    return gradF32() && attrs(1, 0) && rankAtLeast(y, 1) &&
-           axisInt(0, y.shape().size());
+    return gradF32() && rankAtLeast(y, 1) && axisInt(0, y.shape().size());
   }
   case Opcode::Matmul: {
     Slot a = O(0, "a"), b = O(1, "b"), c = R(0, "c");
-    return arity(2, 1) && attrs(0, 0) && f32(a) && f32(b) && f32(c) &&
-           matmul(a, b, &t) && shapeIs(c, t);
+    return f32(a) && f32(b) && f32(c) && matmul(a, b, &t) && shapeIs(c, t);
   }
   case Opcode::MatmulGrad: {
     Slot a = O(0, "a"), b = O(1, "b"), dc = O(2, "dc");
-    return arity(3, 2) && attrs(0, 0) && f32(a) && f32(b) && f32(dc) &&
-           matmul(a, b, &t) && shapeIs(dc, t) && optGrad(R(0, "da"), a) &&
-           optGrad(R(1, "db"), b);
+    return f32(a) && f32(b) && f32(dc) && matmul(a, b, &t) && shapeIs(dc, t) &&
+           optGrad(R(0, "da"), a) && optGrad(R(1, "db"), b);
   }
   case Opcode::Linear: {
     Slot x = O(0, "x"), w = O(1, "w"), bias = O(2, "bias"), y = R(0, "y");
-    if (!(arity(3, 1) && attrs(1, 0) && boolInt(0, "transpose_weight") &&
-          f32(x) && f32(w) && f32(y) && rankAtLeast(x, 1) &&
+    if (!(boolInt(0, "transpose_weight") && f32(x) && f32(w) && f32(y) &&
+          rankAtLeast(x, 1) &&
           cond(w.shape().size() == 2, w.label + " must have rank 2")))
       return false;
     const int64_t K = x.shape().back();
@@ -637,9 +639,8 @@ bool InstrCheck::check() {
   }
   case Opcode::LinearGradWeight: {
     Slot x = O(0, "x"), dy = O(1, "dy"), dw = R(0, "dw");
-    if (!(arity(2, 1) && attrs(1, 0) && boolInt(0, "transpose_weight") &&
-          f32(x) && f32(dy) && f32(dw) && rankAtLeast(x, 1) &&
-          rankAtLeast(dy, 1)))
+    if (!(boolInt(0, "transpose_weight") && f32(x) && f32(dy) && f32(dw) &&
+          rankAtLeast(x, 1) && rankAtLeast(dy, 1)))
       return false;
     const int64_t K = x.shape().back(), N = dy.shape().back();
     const int64_t M = prod(x.shape(), 0, x.shape().size() - 1);
@@ -651,32 +652,32 @@ bool InstrCheck::check() {
   case Opcode::LayerNorm: {
     Slot x = O(0, "x"), scale = O(1, "scale"), bias = O(2, "bias"),
          y = R(0, "y");
-    return arity(3, 1) && norm(x, &n) && f32(scale) && numelIs(scale, n) &&
+    return norm(x, &n) && f32(scale) && numelIs(scale, n) &&
            (!bias.r.present() || (is(bias, DType::F32) && numelIs(bias, n))) &&
            f32(y) && sameShape(y, x);
   }
   case Opcode::RMSNorm: {
     Slot x = O(0, "x"), scale = O(1, "scale"), y = R(0, "y");
-    return arity(2, 1) && norm(x, &n) && f32(scale) && numelIs(scale, n) &&
-           f32(y) && sameShape(y, x);
+    return norm(x, &n) && f32(scale) && numelIs(scale, n) && f32(y) &&
+           sameShape(y, x);
   }
   case Opcode::LayerNormGradInput:
   case Opcode::RMSNormGradInput: {
     Slot x = O(0, "x"), scale = O(1, "scale"), dy = O(2, "dy"), dx = R(0, "dx");
-    return arity(3, 1) && norm(x, &n) && f32(scale) && numelIs(scale, n) &&
-           f32(dy) && sameShape(dy, x) && f32(dx) && sameShape(dx, x);
+    return norm(x, &n) && f32(scale) && numelIs(scale, n) && f32(dy) &&
+           sameShape(dy, x) && f32(dx) && sameShape(dx, x);
   }
   case Opcode::LayerNormGradParams: {
     Slot x = O(0, "x"), dy = O(1, "dy"), ds = R(0, "dscale"),
          db = R(1, "dbias");
-    return arity(2, 2) && norm(x, &n) && f32(dy) && sameShape(dy, x) &&
-           f32(ds) && numelIs(ds, n) &&
+    return norm(x, &n) && f32(dy) && sameShape(dy, x) && f32(ds) &&
+           numelIs(ds, n) &&
            (!db.r.present() || (is(db, DType::F32) && numelIs(db, n)));
   }
   case Opcode::RMSNormGradScale: {
     Slot x = O(0, "x"), dy = O(1, "dy"), ds = R(0, "dscale");
-    return arity(2, 1) && norm(x, &n) && f32(dy) && sameShape(dy, x) &&
-           f32(ds) && numelIs(ds, n);
+    return norm(x, &n) && f32(dy) && sameShape(dy, x) && f32(ds) &&
+           numelIs(ds, n);
   }
   case Opcode::Attention:
     return attention(false);
@@ -684,8 +685,8 @@ bool InstrCheck::check() {
     return attention(true);
   case Opcode::Rotary: {
     Slot x = O(0, "x"), c = O(1, "cos"), s = O(2, "sin"), y = R(0, "y");
-    if (!(arity(3, 1) && attrs(2, 0) && boolInt(0, "interleaved") && f32(x) &&
-          f32(c) && f32(s) && f32(y) && sameShape(y, x) &&
+    if (!(boolInt(0, "interleaved") && f32(x) && f32(c) && f32(s) && f32(y) &&
+          sameShape(y, x) &&
           cond(x.shape().size() == 4, "rotary input must be [B, H, S, D]")))
       return false;
     const Dims &xs = x.shape();
@@ -701,28 +702,25 @@ bool InstrCheck::check() {
            sameShape(s, c);
   }
   case Opcode::Gelu:
-    return attrs(1, 0) && enumInt(0, 2, "GeluApprox") && unaryF32();
+    return unaryF32();
   case Opcode::GeluGrad:
-    return attrs(1, 0) && enumInt(0, 2, "GeluApprox") && gradF32();
+    return gradF32();
   case Opcode::Silu:
-    return attrs(0, 0) && unaryF32();
+    return unaryF32();
   case Opcode::SiluGrad:
-    return attrs(0, 0) && gradF32();
+    return gradF32();
   case Opcode::Swiglu: {
     Slot g = O(0, "gate"), u = O(1, "up"), y = R(0, "y");
-    return arity(2, 1) && attrs(0, 0) && f32(g) && f32(u) && f32(y) &&
-           sameShape(u, g) && sameShape(y, g);
+    return f32(g) && f32(u) && f32(y) && sameShape(u, g) && sameShape(y, g);
   }
   case Opcode::SwigluGrad: {
     Slot g = O(0, "gate"), u = O(1, "up"), dy = O(2, "dy");
-    return arity(3, 2) && attrs(0, 0) && f32(g) && f32(u) && f32(dy) &&
-           sameShape(u, g) && sameShape(dy, g) && optGrad(R(0, "dgate"), g) &&
-           optGrad(R(1, "dup"), g);
+    return f32(g) && f32(u) && f32(dy) && sameShape(u, g) && sameShape(dy, g) &&
+           optGrad(R(0, "dgate"), g) && optGrad(R(1, "dup"), g);
   }
   case Opcode::Embedding: {
     Slot table = O(0, "table"), ids = O(1, "ids"), y = R(0, "y");
-    if (!(arity(2, 1) && attrs(0, 0) && f32(table) && req(ids, DType::I64) &&
-          f32(y) &&
+    if (!(f32(table) && req(ids, DType::I64) && f32(y) &&
           cond(table.shape().size() == 2, "the table must be [V, H]")))
       return false;
     t = ids.shape();
@@ -732,11 +730,9 @@ bool InstrCheck::check() {
   case Opcode::EmbeddingGrad: {
     Slot ids = O(0, "ids"), dout = O(1, "dout"), dt = R(0, "dtable");
     // ints: [] or [padding_idx] (format v1 artifacts have none).
-    if (!(arity(2, 1) && attrs(I.ints.empty() ? 0 : 1, 0) &&
-          req(ids, DType::I64) && f32(dout) && f32(dt) &&
+    if (!(req(ids, DType::I64) && f32(dout) && f32(dt) &&
           cond(dt.shape().size() == 2, "the table must be [V, H]") &&
-          cond(I.ints.empty() ||
-                   (I.ints[0] >= 0 && I.ints[0] < dt.shape()[0]),
+          cond(I.ints.empty() || (I.ints[0] >= 0 && I.ints[0] < dt.shape()[0]),
                "padding_idx is outside the table's rows")))
       return false;
     t = ids.shape();
@@ -747,8 +743,7 @@ bool InstrCheck::check() {
   case Opcode::CrossEntropyGrad: {
     const bool grad = I.op == Opcode::CrossEntropyGrad;
     Slot logits = O(0, "logits"), tg = O(1, "targets");
-    if (!(arity(grad ? 3 : 2, 1) && attrs(1, 0) && f32(logits) &&
-          req(tg, DType::I64) && rankAtLeast(logits, 1) &&
+    if (!(f32(logits) && req(tg, DType::I64) && rankAtLeast(logits, 1) &&
           cond(logits.shape().back() > 0, "logits have no classes")))
       return false;
     t.assign(logits.shape().begin(), logits.shape().end() - 1);
@@ -763,33 +758,29 @@ bool InstrCheck::check() {
   }
   case Opcode::BinaryGrad: {
     Slot a = O(0, "a"), b = O(1, "b"), dy = O(2, "dy");
-    return arity(3, 2) && attrs(1, 0) &&
-           enumInt(0, int64_t(cpu::BinaryOp::Min) + 1, "BinaryOp") && f32(a) &&
+    return enumInt(0, int64_t(BinaryOp::Min) + 1, "BinaryOp") && f32(a) &&
            f32(b) && f32(dy) && bcast(a, b, &t) && shapeIs(dy, t) &&
            optGrad(R(0, "da"), a) && optGrad(R(1, "db"), b);
   }
   case Opcode::UnaryGrad: {
     Slot x = O(0, "x"), y = O(1, "y"), dy = O(2, "dy"), dx = R(0, "dx");
-    if (!(arity(3, 1) && attrs(1, 0) &&
-          // The piecewise-constant ones (Floor, Ceil, Sign) have none.
-          enumInt(0, int64_t(cpu::UnaryOp::Cos) + 1, "UnaryOp") && f32(x) &&
-          f32(dy) && f32(dx) && sameShape(dy, x) && sameShape(dx, x)))
+    if (!( // The piecewise-constant ones (Floor, Ceil, Sign) have none.
+            enumInt(0, int64_t(UnaryOp::Cos) + 1, "UnaryOp") && f32(x) &&
+            f32(dy) && f32(dx) && sameShape(dy, x) && sameShape(dx, x)))
       return false;
-    const auto op = cpu::UnaryOp(I.ints[0]);
-    const bool needsY = op == cpu::UnaryOp::Sqrt ||
-                        op == cpu::UnaryOp::Reciprocal ||
-                        op == cpu::UnaryOp::Exp || op == cpu::UnaryOp::Tanh ||
-                        op == cpu::UnaryOp::Sigmoid;
+    const auto op = UnaryOp(I.ints[0]);
+    const bool needsY = op == UnaryOp::Sqrt || op == UnaryOp::Reciprocal ||
+                        op == UnaryOp::Exp || op == UnaryOp::Tanh ||
+                        op == UnaryOp::Sigmoid;
     if (!y.r.present())
       return cond(!needsY, "this unary gradient needs the forward output y");
     return is(y, DType::F32) && sameShape(y, x);
   }
   case Opcode::ReduceGrad: {
     Slot x = O(0, "x"), y = O(1, "y"), dy = O(2, "dy"), dx = R(0, "dx");
-    if (!(arity(3, 1) && f32(dx) && reduceAxes(dx.shape(), &n) && f32(dy) &&
-          numelIs(dy, n)))
+    if (!(f32(dx) && reduceAxes(dx.shape(), &n) && f32(dy) && numelIs(dy, n)))
       return false;
-    const bool isMax = cpu::ReduceOp(I.ints[0]) == cpu::ReduceOp::Max;
+    const bool isMax = ReduceOp(I.ints[0]) == ReduceOp::Max;
     if (isMax && !(req(x) && req(y)))
       return false;
     return (!x.r.present() || (is(x, DType::F32) && sameShape(x, dx))) &&
@@ -797,8 +788,7 @@ bool InstrCheck::check() {
   }
   case Opcode::WhereGrad: {
     Slot c = O(0, "cond"), dy = O(1, "dy"), da = R(0, "da"), db = R(1, "db");
-    return arity(2, 2) && attrs(0, 0) && req(c, DType::Bool) && f32(dy) &&
-           broadcastTo(c, dy.shape()) &&
+    return req(c, DType::Bool) && f32(dy) && broadcastTo(c, dy.shape()) &&
            (!da.r.present() ||
             (is(da, DType::F32) && broadcastTo(da, dy.shape()))) &&
            (!db.r.present() ||
@@ -806,22 +796,20 @@ bool InstrCheck::check() {
   }
   case Opcode::SumToShape: {
     Slot x = O(0, "x"), y = R(0, "y");
-    return arity(1, 1) && attrs(0, 0) && f32(x) && f32(y) &&
-           broadcastTo(y, x.shape());
+    return f32(x) && f32(y) && broadcastTo(y, x.shape());
   }
   case Opcode::SliceGrad: {
     Slot dy = O(0, "dy"), dx = R(0, "dx");
-    return arity(1, 1) && f32(dy) && f32(dx) && slice(dx, &t) && shapeIs(dy, t);
+    return f32(dy) && f32(dx) && slice(dx, &t) && shapeIs(dy, t);
   }
   case Opcode::GatherGrad: {
     Slot idx = O(0, "indices"), dy = O(1, "dy"), dx = R(0, "dx");
-    return arity(2, 1) && req(idx, DType::I64) && f32(dy) && f32(dx) &&
-           gather(dx, idx, &t) && shapeIs(dy, t);
+    return req(idx, DType::I64) && f32(dy) && f32(dx) && gather(dx, idx, &t) &&
+           shapeIs(dy, t);
   }
   case Opcode::Accumulate: {
     Slot g = O(0, "g"), dst = R(0, "dst");
-    return arity(1, 1) && attrs(0, 0) && f32(g) && f32(dst) &&
-           sameShape(dst, g);
+    return f32(g) && f32(dst) && sameShape(dst, g);
   }
   }
   return fail("unknown opcode " + std::to_string(unsigned(I.op)));
@@ -894,43 +882,16 @@ bool overlap(const TensorRef &x, const TensorRef &y, bool *identical) {
   return xb && yb && x.offset < y.offset + yb && y.offset < x.offset + xb;
 }
 
-/// Operands a result may occupy exactly (the kernel reads each element
-/// before writing it, or says it may run in place).
-bool mayRunInPlace(Opcode op, size_t operand) {
-  switch (op) {
-  case Opcode::Binary:
-  case Opcode::Compare:
-  case Opcode::Logic:
-  case Opcode::Not:
-  case Opcode::Cast:
-  case Opcode::Where:
-  case Opcode::Unary:
-  case Opcode::Copy:
-  case Opcode::Gelu:
-  case Opcode::Silu:
-  case Opcode::Swiglu:
-  case Opcode::UnaryGrad:
-  case Opcode::GeluGrad:
-  case Opcode::SiluGrad:
-  case Opcode::Accumulate:
-    return true;
-  case Opcode::Rotary:           // y may alias x, not the tables
-  case Opcode::CrossEntropyGrad: // dlogits may alias logits, not targets
-    return operand == 0;
-  default:
-    return false;
-  }
-}
-
 /// The kernels' no-aliasing contract. Beyond wrong numbers, a result written
 /// over an index operand (ids, targets) while the kernel reads it could send
 /// a later read out of bounds.
 std::string checkAliasing(const Instruction &in) {
+  const OpcodeInfo &info = *opcodeInfo(in.op);
   bool same = false;
   for (size_t r = 0; r < in.results.size(); ++r) {
     for (size_t o = 0; o < in.operands.size(); ++o)
       if (overlap(in.results[r], in.operands[o], &same) &&
-          !(same && mayRunInPlace(in.op, o)))
+          !(same && info.mayRunInPlace(o)))
         return "result " + std::to_string(r) + " overlaps operand " +
                std::to_string(o);
     for (size_t q = 0; q < r; ++q)

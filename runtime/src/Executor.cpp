@@ -158,11 +158,6 @@ void castAny(DType from, const void *x, DType to, void *y, int64_t n) {
   });
 }
 
-bool isAccOp(Opcode op) {
-  return op == Opcode::LinearGradWeight || op == Opcode::LayerNormGradParams ||
-         op == Opcode::RMSNormGradScale || op == Opcode::EmbeddingGrad;
-}
-
 /// A resolved TensorRef: p is nullptr when the ref is absent.
 struct Ref {
   void *p = nullptr;
@@ -293,6 +288,20 @@ struct Executor::Impl {
   void pairNormGrads(std::vector<Step> &steps);
   void normGrad(const Step &s);
   cpu::Status exec(Step &s);
+
+  /// What an instruction's kernel binding reads.
+  struct Ctx {
+    Impl &impl;
+    const Step &s;
+    const Instruction &I;
+    const std::vector<Ref> &in, &out;
+    cpu::Span<int64_t> span(size_t from, size_t n) const {
+      return cpu::Span<int64_t>(I.ints.data() + from, n);
+    }
+  };
+  using Handler = cpu::Status (*)(const Ctx &);
+  template <Opcode Op> static cpu::Status run(const Ctx &c);
+  static Handler handlerFor(Opcode op);
   cpu::Status runFunction(size_t f, std::string *nonFinite);
   void writeInputs(const int64_t *ids, const int64_t *targets);
 };
@@ -383,7 +392,8 @@ namespace {
 
 /// Accumulating ops without the accumulate flag write their result: zero it.
 void zeroIfWritten(const Step &s) {
-  if (!isAccOp(s.ins->op) || (s.ins->flags & Instruction::kAccumulate))
+  if (!(opcodeInfo(s.ins->op)->flags & OpcodeInfo::kAccumulates) ||
+      (s.ins->flags & Instruction::kAccumulate))
     return;
   for (const Ref &r : s.out)
     if (r.p)
@@ -471,281 +481,414 @@ void Executor::Impl::normGrad(const Step &s) {
   }
 }
 
+// The CPU kernel binding of every opcode, one specialization per entry of
+// Opcodes.def: handlerFor() is generated from the table, so an opcode
+// without a binding does not compile.
+template <Opcode Op> cpu::Status Executor::Impl::run(const Ctx &) {
+  static_assert(Op != Op, "an opcode of Opcodes.def has no CPU kernel binding");
+  return {};
+}
+
+using namespace cpu; // the kernels' names in the bindings below
+
+template <> cpu::Status Executor::Impl::run<Opcode::Binary>(const Ctx &c) {
+  withType(c.in[0].dt, [&](auto tag) {
+    using T = decltype(tag);
+    if constexpr (!std::is_same_v<T, uint8_t>)
+      binary_forward<T>(BinaryOp(c.I.ints[0]), c.in[0].as<T>(), c.in[0].s,
+                        c.in[1].as<T>(), c.in[1].s, c.out[0].as<T>());
+  });
+  return {};
+}
+
+template <> cpu::Status Executor::Impl::run<Opcode::Compare>(const Ctx &c) {
+  withType(c.in[0].dt, [&](auto tag) {
+    using T = decltype(tag);
+    compare_forward<T>(CompareOp(c.I.ints[0]), c.in[0].as<T>(), c.in[0].s,
+                       c.in[1].as<T>(), c.in[1].s, c.out[0].as<uint8_t>());
+  });
+  return {};
+}
+
+template <> cpu::Status Executor::Impl::run<Opcode::Logic>(const Ctx &c) {
+  logic_forward(LogicOp(c.I.ints[0]), c.in[0].as<uint8_t>(), c.in[0].s,
+                c.in[1].as<uint8_t>(), c.in[1].s, c.out[0].as<uint8_t>());
+  return {};
+}
+
+template <> cpu::Status Executor::Impl::run<Opcode::Not>(const Ctx &c) {
+  not_forward(c.in[0].as<uint8_t>(), c.out[0].as<uint8_t>(), c.in[0].n);
+  return {};
+}
+
+template <> cpu::Status Executor::Impl::run<Opcode::IsNan>(const Ctx &c) {
+  is_nan_forward(c.in[0].f(), c.out[0].as<uint8_t>(), c.in[0].n);
+  return {};
+}
+
+template <> cpu::Status Executor::Impl::run<Opcode::Cast>(const Ctx &c) {
+  castAny(c.in[0].dt, c.in[0].p, c.out[0].dt, c.out[0].p, c.in[0].n);
+  return {};
+}
+
+template <> cpu::Status Executor::Impl::run<Opcode::Where>(const Ctx &c) {
+  withType(c.in[1].dt, [&](auto tag) {
+    using T = decltype(tag);
+    where_forward<T>(c.in[0].as<uint8_t>(), c.in[0].s, c.in[1].as<T>(),
+                     c.in[1].s, c.in[2].as<T>(), c.in[2].s, c.out[0].as<T>(),
+                     c.out[0].s);
+  });
+  return {};
+}
+
+template <> cpu::Status Executor::Impl::run<Opcode::Unary>(const Ctx &c) {
+  unary_forward(UnaryOp(c.I.ints[0]), c.in[0].f(), c.out[0].f(), c.in[0].n);
+  return {};
+}
+
+template <> cpu::Status Executor::Impl::run<Opcode::Copy>(const Ctx &c) {
+  if (c.out[0].p != c.in[0].p)
+    std::memmove(c.out[0].p, c.in[0].p, size_t(c.I.operands[0].bytes()));
+  return {};
+}
+
+template <> cpu::Status Executor::Impl::run<Opcode::Transpose>(const Ctx &c) {
+  withType(c.in[0].dt, [&](auto tag) {
+    using T = decltype(tag);
+    transpose<T>(c.in[0].as<T>(), c.in[0].s, c.I.ints, c.out[0].as<T>());
+  });
+  return {};
+}
+
+template <> cpu::Status Executor::Impl::run<Opcode::Broadcast>(const Ctx &c) {
+  withType(c.in[0].dt, [&](auto tag) {
+    using T = decltype(tag);
+    broadcast_to<T>(c.in[0].as<T>(), c.in[0].s, c.out[0].as<T>(), c.out[0].s);
+  });
+  return {};
+}
+
+template <> cpu::Status Executor::Impl::run<Opcode::Concat>(const Ctx &c) {
+  withType(c.in[0].dt, [&](auto tag) {
+    using T = decltype(tag);
+    concat<T>(std::get<std::vector<const T *>>(c.s.ptrs), c.s.shapes,
+              int(c.I.ints[0]), c.out[0].as<T>());
+  });
+  return {};
+}
+
+template <> cpu::Status Executor::Impl::run<Opcode::Slice>(const Ctx &c) {
+  const size_t r = size_t(c.in[0].s.rank);
+  withType(c.in[0].dt, [&](auto tag) {
+    using T = decltype(tag);
+    slice<T>(c.in[0].as<T>(), c.in[0].s, c.span(0, r), c.span(r, r),
+             c.span(2 * r, r), c.out[0].as<T>());
+  });
+  return {};
+}
+
+template <> cpu::Status Executor::Impl::run<Opcode::Gather>(const Ctx &c) {
+  Status st;
+  withType(c.in[0].dt, [&](auto tag) {
+    using T = decltype(tag);
+    st = gather<T>(c.in[0].as<T>(), c.in[0].s, int(c.I.ints[0]), c.in[1].ids(),
+                   c.in[1].n, c.out[0].as<T>());
+  });
+  return st;
+}
+
+template <>
+cpu::Status Executor::Impl::run<Opcode::ScatterElements>(const Ctx &c) {
+  cpu::Status st;
+  withType(c.in[0].dt, [&](auto tag) {
+    using T = decltype(tag);
+    st = scatter_elements<T>(c.in[0].as<T>(), c.in[0].s, c.in[1].as<int64_t>(),
+                             c.in[1].s, c.in[2].as<T>(), int(c.I.ints[0]),
+                             c.out[0].as<T>());
+  });
+  return st;
+}
+
+template <> cpu::Status Executor::Impl::run<Opcode::TopK>(const Ctx &c) {
+  topk_indices(c.in[0].as<float>(), c.in[0].s, c.I.ints[0], c.I.ints[1] != 0,
+               c.out[0].as<int64_t>());
+  return {};
+}
+
+template <> cpu::Status Executor::Impl::run<Opcode::Band>(const Ctx &c) {
+  withType(c.in[0].dt, [&](auto tag) {
+    using T = decltype(tag);
+    band<T>(c.in[0].as<T>(), c.out[0].s, c.out[0].as<T>());
+  });
+  return {};
+}
+
+template <> cpu::Status Executor::Impl::run<Opcode::CumSum>(const Ctx &c) {
+  withType(c.in[0].dt, [&](auto tag) {
+    using T = decltype(tag);
+    if constexpr (!std::is_same_v<T, uint8_t>)
+      cumsum<T>(c.in[0].as<T>(), c.in[0].s, int(c.I.ints[0]), c.I.ints[1] != 0,
+                c.I.ints[2] != 0, c.out[0].as<T>());
+  });
+  return {};
+}
+
+template <> cpu::Status Executor::Impl::run<Opcode::Trilu>(const Ctx &c) {
+  withType(c.in[0].dt, [&](auto tag) {
+    using T = decltype(tag);
+    trilu<T>(c.in[0].as<T>(), c.in[0].s, c.I.ints[0] != 0, c.I.ints[1],
+             c.out[0].as<T>());
+  });
+  return {};
+}
+
+template <> cpu::Status Executor::Impl::run<Opcode::Reduce>(const Ctx &c) {
+  withType(c.in[0].dt, [&](auto tag) {
+    using T = decltype(tag);
+    if constexpr (std::is_same_v<T, float>)
+      reduce_forward(ReduceOp(c.I.ints[0]), c.in[0].f(), c.in[0].s,
+                     c.span(1, c.I.ints.size() - 1), c.out[0].f());
+    else if constexpr (!std::is_same_v<T, uint8_t>)
+      reduce_forward_int<T>(ReduceOp(c.I.ints[0]), c.in[0].as<T>(), c.in[0].s,
+                            c.span(1, c.I.ints.size() - 1), c.out[0].as<T>());
+  });
+  return {};
+}
+
+template <> cpu::Status Executor::Impl::run<Opcode::Softmax>(const Ctx &c) {
+  softmax_forward(c.in[0].f(), c.in[0].s, int(c.I.ints[0]), c.out[0].f());
+  return {};
+}
+
+template <> cpu::Status Executor::Impl::run<Opcode::LogSoftmax>(const Ctx &c) {
+  log_softmax_forward(c.in[0].f(), c.in[0].s, int(c.I.ints[0]), c.out[0].f());
+  return {};
+}
+
+template <> cpu::Status Executor::Impl::run<Opcode::Matmul>(const Ctx &c) {
+  matmul_forward(c.in[0].f(), c.in[0].s, c.in[1].f(), c.in[1].s, c.out[0].f());
+  return {};
+}
+
+template <> cpu::Status Executor::Impl::run<Opcode::Linear>(const Ctx &c) {
+  linear_forward(c.in[0].f(), c.in[1].f(), c.in[2].f(), c.out[0].f(), c.s.d0,
+                 c.s.d1, c.s.d2, c.I.ints[0] != 0);
+  return {};
+}
+
+template <> cpu::Status Executor::Impl::run<Opcode::LayerNorm>(const Ctx &c) {
+  layer_norm_forward(c.in[0].f(), c.in[1].f(), c.in[2].f(), c.out[0].f(),
+                     nullptr, nullptr, c.s.d0, c.s.d1, float(c.I.floats[0]));
+  return {};
+}
+
+template <> cpu::Status Executor::Impl::run<Opcode::RMSNorm>(const Ctx &c) {
+  rms_norm_forward(c.in[0].f(), c.in[1].f(), c.out[0].f(), nullptr, c.s.d0,
+                   c.s.d1, float(c.I.floats[0]));
+  return {};
+}
+
+template <> cpu::Status Executor::Impl::run<Opcode::Attention>(const Ctx &c) {
+  // The log-sum-exp is kept when the artifact gives it a buffer (for the
+  // backward, which otherwise recomputes it).
+  attention_forward(c.s.attn, c.in[0].f(), c.in[1].f(), c.in[2].f(),
+                    c.out[0].f(), c.out.size() > 1 ? c.out[1].f() : nullptr);
+  return {};
+}
+
+template <> cpu::Status Executor::Impl::run<Opcode::Rotary>(const Ctx &c) {
+  rotary_forward(c.in[0].f(), c.in[1].f(), c.in[2].f(), c.out[0].f(),
+                 c.s.rotary);
+  return {};
+}
+
+template <> cpu::Status Executor::Impl::run<Opcode::Gelu>(const Ctx &c) {
+  gelu_forward(c.in[0].f(), c.out[0].f(), c.in[0].n, GeluApprox(c.I.ints[0]));
+  return {};
+}
+
+template <> cpu::Status Executor::Impl::run<Opcode::Silu>(const Ctx &c) {
+  silu_forward(c.in[0].f(), c.out[0].f(), c.in[0].n);
+  return {};
+}
+
+template <> cpu::Status Executor::Impl::run<Opcode::Swiglu>(const Ctx &c) {
+  swiglu_forward(c.in[0].f(), c.in[1].f(), c.out[0].f(), c.in[0].n);
+  return {};
+}
+
+template <> cpu::Status Executor::Impl::run<Opcode::Embedding>(const Ctx &c) {
+  return embedding_forward(c.in[0].f(), c.in[1].ids(), c.out[0].f(), c.in[1].n,
+                           c.in[0].s[0], c.in[0].s[1]);
+}
+
+template <>
+cpu::Status Executor::Impl::run<Opcode::CrossEntropy>(const Ctx &c) {
+  return cross_entropy_forward(c.in[0].f(), c.in[1].ids(), c.in[1].n,
+                               c.in[0].s[c.in[0].s.rank - 1], c.I.ints[0],
+                               c.out[0].f(), nullptr);
+}
+
+template <> cpu::Status Executor::Impl::run<Opcode::BinaryGrad>(const Ctx &c) {
+  binary_backward(BinaryOp(c.I.ints[0]), c.in[0].f(), c.in[0].s, c.in[1].f(),
+                  c.in[1].s, c.in[2].f(), c.out[0].f(), c.out[1].f());
+  return {};
+}
+
+template <> cpu::Status Executor::Impl::run<Opcode::UnaryGrad>(const Ctx &c) {
+  unary_backward(UnaryOp(c.I.ints[0]), c.in[0].f(), c.in[1].f(), c.in[2].f(),
+                 c.out[0].f(), c.in[0].n);
+  return {};
+}
+
+template <> cpu::Status Executor::Impl::run<Opcode::ReduceGrad>(const Ctx &c) {
+  reduce_backward(ReduceOp(c.I.ints[0]), c.in[0].f(), c.out[0].s,
+                  c.span(1, c.I.ints.size() - 1), c.in[1].f(), c.in[2].f(),
+                  c.out[0].f());
+  return {};
+}
+
+template <> cpu::Status Executor::Impl::run<Opcode::WhereGrad>(const Ctx &c) {
+  where_backward(c.in[0].as<uint8_t>(), c.in[0].s,
+                 c.out[0].p ? c.out[0].s : c.in[1].s,
+                 c.out[1].p ? c.out[1].s : c.in[1].s, c.in[1].f(), c.in[1].s,
+                 c.out[0].f(), c.out[1].f());
+  return {};
+}
+
+template <> cpu::Status Executor::Impl::run<Opcode::SumToShape>(const Ctx &c) {
+  sum_to_shape(c.in[0].f(), c.in[0].s, c.out[0].f(), c.out[0].s);
+  return {};
+}
+
+template <> cpu::Status Executor::Impl::run<Opcode::SliceGrad>(const Ctx &c) {
+  const size_t r = size_t(c.out[0].s.rank);
+  slice_backward(c.in[0].f(), c.out[0].s, c.span(0, r), c.span(r, r),
+                 c.span(2 * r, r), c.out[0].f());
+  return {};
+}
+
+template <> cpu::Status Executor::Impl::run<Opcode::GatherGrad>(const Ctx &c) {
+  return gather_backward(c.in[1].f(), c.out[0].s, int(c.I.ints[0]),
+                         c.in[0].ids(), c.in[0].n, c.out[0].f());
+}
+
+template <> cpu::Status Executor::Impl::run<Opcode::MatmulGrad>(const Ctx &c) {
+  matmul_backward(c.in[0].f(), c.in[0].s, c.in[1].f(), c.in[1].s, c.in[2].f(),
+                  c.out[0].f(), c.out[1].f());
+  return {};
+}
+
+template <>
+cpu::Status Executor::Impl::run<Opcode::LinearGradWeight>(const Ctx &c) {
+  // The weight is only read for dx, which this op does not compute.
+  linear_backward(c.in[0].f(), nullptr, c.in[1].f(), nullptr, c.out[0].f(),
+                  nullptr, c.s.d0, c.s.d1, c.s.d2, c.I.ints[0] != 0);
+  return {};
+}
+
+template <>
+cpu::Status Executor::Impl::run<Opcode::LayerNormGradInput>(const Ctx &c) {
+  c.impl.normGrad(c.s);
+  return {};
+}
+
+template <>
+cpu::Status Executor::Impl::run<Opcode::LayerNormGradParams>(const Ctx &c) {
+  return run<Opcode::LayerNormGradInput>(c);
+}
+
+template <>
+cpu::Status Executor::Impl::run<Opcode::RMSNormGradInput>(const Ctx &c) {
+  return run<Opcode::LayerNormGradInput>(c);
+}
+
+template <>
+cpu::Status Executor::Impl::run<Opcode::RMSNormGradScale>(const Ctx &c) {
+  return run<Opcode::LayerNormGradInput>(c);
+}
+
+template <>
+cpu::Status Executor::Impl::run<Opcode::AttentionGrad>(const Ctx &c) {
+  // Without the forward's log-sum-exp (operand 6) the kernel recomputes it.
+  attention_backward(c.s.attn, c.in[0].f(), c.in[1].f(), c.in[2].f(),
+                     c.in[3].f(), c.in.size() > 6 ? c.in[6].f() : nullptr,
+                     c.in[4].f(), c.out[0].f(), c.out[1].f(), c.out[2].f());
+  return {};
+}
+
+template <> cpu::Status Executor::Impl::run<Opcode::GeluGrad>(const Ctx &c) {
+  gelu_backward(c.in[0].f(), c.in[1].f(), c.out[0].f(), c.in[0].n,
+                GeluApprox(c.I.ints[0]));
+  return {};
+}
+
+template <> cpu::Status Executor::Impl::run<Opcode::SiluGrad>(const Ctx &c) {
+  silu_backward(c.in[0].f(), c.in[1].f(), c.out[0].f(), c.in[0].n);
+  return {};
+}
+
+template <> cpu::Status Executor::Impl::run<Opcode::SwigluGrad>(const Ctx &c) {
+  swiglu_backward(c.in[0].f(), c.in[1].f(), c.in[2].f(), c.out[0].f(),
+                  c.out[1].f(), c.in[0].n);
+  return {};
+}
+
+template <>
+cpu::Status Executor::Impl::run<Opcode::EmbeddingGrad>(const Ctx &c) {
+  return embedding_backward(c.in[0].ids(), c.in[1].f(), c.out[0].f(), c.in[0].n,
+                            c.out[0].s[0], c.out[0].s[1],
+                            c.I.ints.empty() ? -1 : c.I.ints[0]);
+}
+
+template <>
+cpu::Status Executor::Impl::run<Opcode::CrossEntropyGrad>(const Ctx &c) {
+  const int64_t N = c.in[1].n, V = c.in[0].s[c.in[0].s.rank - 1];
+  float *lse = c.impl.scratch[0].data(), unused;
+  if (Status st = cross_entropy_forward(c.in[0].f(), c.in[1].ids(), N, V,
+                                        c.I.ints[0], &unused, lse);
+      !st.ok())
+    return st;
+  cross_entropy_backward(c.in[0].f(), c.in[1].ids(), lse, *c.in[2].f(), N, V,
+                         c.I.ints[0], c.out[0].f());
+  return {};
+}
+
+template <> cpu::Status Executor::Impl::run<Opcode::SoftmaxGrad>(const Ctx &c) {
+  softmax_backward(c.in[0].f(), c.in[1].f(), c.in[0].s, int(c.I.ints[0]),
+                   c.out[0].f());
+  return {};
+}
+
+template <>
+cpu::Status Executor::Impl::run<Opcode::LogSoftmaxGrad>(const Ctx &c) {
+  log_softmax_backward(c.in[0].f(), c.in[1].f(), c.in[0].s, int(c.I.ints[0]),
+                       c.out[0].f());
+  return {};
+}
+
+template <> cpu::Status Executor::Impl::run<Opcode::Accumulate>(const Ctx &c) {
+  // In place is allowed for elementwise kernels.
+  binary_forward<float>(BinaryOp::Add, c.out[0].f(), c.out[0].s, c.in[0].f(),
+                        c.in[0].s, c.out[0].f());
+  return {};
+}
+
+Executor::Impl::Handler Executor::Impl::handlerFor(Opcode op) {
+  switch (op) {
+#define WP_OPCODE(Name, ...)                                                   \
+  case Opcode::Name:                                                           \
+    return &run<Opcode::Name>;
+#include "weipipe/runtime/Opcodes.def"
+  }
+  return nullptr;
+}
+
 cpu::Status Executor::Impl::exec(Step &s) {
-  using namespace cpu;
-  const Instruction &I = *s.ins;
-  const std::vector<Ref> &in = s.in, &out = s.out;
-  auto span = [&](size_t from, size_t n) {
-    return Span<int64_t>(I.ints.data() + from, n);
-  };
   if (s.doneByPrevious)
     return {};
   zeroIfWritten(s);
-
-  switch (I.op) {
-  case Opcode::Binary:
-    withType(in[0].dt, [&](auto tag) {
-      using T = decltype(tag);
-      if constexpr (!std::is_same_v<T, uint8_t>)
-        binary_forward<T>(BinaryOp(I.ints[0]), in[0].as<T>(), in[0].s,
-                          in[1].as<T>(), in[1].s, out[0].as<T>());
-    });
-    return {};
-  case Opcode::Compare:
-    withType(in[0].dt, [&](auto tag) {
-      using T = decltype(tag);
-      compare_forward<T>(CompareOp(I.ints[0]), in[0].as<T>(), in[0].s,
-                         in[1].as<T>(), in[1].s, out[0].as<uint8_t>());
-    });
-    return {};
-  case Opcode::Logic:
-    logic_forward(LogicOp(I.ints[0]), in[0].as<uint8_t>(), in[0].s,
-                  in[1].as<uint8_t>(), in[1].s, out[0].as<uint8_t>());
-    return {};
-  case Opcode::Not:
-    not_forward(in[0].as<uint8_t>(), out[0].as<uint8_t>(), in[0].n);
-    return {};
-  case Opcode::IsNan:
-    is_nan_forward(in[0].f(), out[0].as<uint8_t>(), in[0].n);
-    return {};
-  case Opcode::Cast:
-    castAny(in[0].dt, in[0].p, out[0].dt, out[0].p, in[0].n);
-    return {};
-  case Opcode::Where:
-    withType(in[1].dt, [&](auto tag) {
-      using T = decltype(tag);
-      where_forward<T>(in[0].as<uint8_t>(), in[0].s, in[1].as<T>(), in[1].s,
-                       in[2].as<T>(), in[2].s, out[0].as<T>(), out[0].s);
-    });
-    return {};
-  case Opcode::Unary:
-    unary_forward(UnaryOp(I.ints[0]), in[0].f(), out[0].f(), in[0].n);
-    return {};
-  case Opcode::Copy:
-    if (out[0].p != in[0].p)
-      std::memmove(out[0].p, in[0].p, size_t(I.operands[0].bytes()));
-    return {};
-  case Opcode::Transpose:
-    withType(in[0].dt, [&](auto tag) {
-      using T = decltype(tag);
-      transpose<T>(in[0].as<T>(), in[0].s, I.ints, out[0].as<T>());
-    });
-    return {};
-  case Opcode::Broadcast:
-    withType(in[0].dt, [&](auto tag) {
-      using T = decltype(tag);
-      broadcast_to<T>(in[0].as<T>(), in[0].s, out[0].as<T>(), out[0].s);
-    });
-    return {};
-  case Opcode::Concat:
-    withType(in[0].dt, [&](auto tag) {
-      using T = decltype(tag);
-      concat<T>(std::get<std::vector<const T *>>(s.ptrs), s.shapes,
-                int(I.ints[0]), out[0].as<T>());
-    });
-    return {};
-  case Opcode::Slice: {
-    const size_t r = size_t(in[0].s.rank);
-    withType(in[0].dt, [&](auto tag) {
-      using T = decltype(tag);
-      slice<T>(in[0].as<T>(), in[0].s, span(0, r), span(r, r), span(2 * r, r),
-               out[0].as<T>());
-    });
-    return {};
-  }
-  case Opcode::Gather: {
-    Status st;
-    withType(in[0].dt, [&](auto tag) {
-      using T = decltype(tag);
-      st = gather<T>(in[0].as<T>(), in[0].s, int(I.ints[0]), in[1].ids(),
-                     in[1].n, out[0].as<T>());
-    });
-    return st;
-  }
-  case Opcode::ScatterElements: {
-    cpu::Status st;
-    withType(in[0].dt, [&](auto tag) {
-      using T = decltype(tag);
-      st = scatter_elements<T>(in[0].as<T>(), in[0].s, in[1].as<int64_t>(),
-                               in[1].s, in[2].as<T>(), int(I.ints[0]),
-                               out[0].as<T>());
-    });
-    return st;
-  }
-  case Opcode::TopK:
-    topk_indices(in[0].as<float>(), in[0].s, I.ints[0], I.ints[1] != 0,
-                 out[0].as<int64_t>());
-    return {};
-  case Opcode::Band:
-    withType(in[0].dt, [&](auto tag) {
-      using T = decltype(tag);
-      band<T>(in[0].as<T>(), out[0].s, out[0].as<T>());
-    });
-    return {};
-  case Opcode::CumSum:
-    withType(in[0].dt, [&](auto tag) {
-      using T = decltype(tag);
-      if constexpr (!std::is_same_v<T, uint8_t>)
-        cumsum<T>(in[0].as<T>(), in[0].s, int(I.ints[0]), I.ints[1] != 0,
-                  I.ints[2] != 0, out[0].as<T>());
-    });
-    return {};
-  case Opcode::Trilu:
-    withType(in[0].dt, [&](auto tag) {
-      using T = decltype(tag);
-      trilu<T>(in[0].as<T>(), in[0].s, I.ints[0] != 0, I.ints[1],
-               out[0].as<T>());
-    });
-    return {};
-  case Opcode::Reduce:
-    withType(in[0].dt, [&](auto tag) {
-      using T = decltype(tag);
-      if constexpr (std::is_same_v<T, float>)
-        reduce_forward(ReduceOp(I.ints[0]), in[0].f(), in[0].s,
-                       span(1, I.ints.size() - 1), out[0].f());
-      else if constexpr (!std::is_same_v<T, uint8_t>)
-        reduce_forward_int<T>(ReduceOp(I.ints[0]), in[0].as<T>(), in[0].s,
-                              span(1, I.ints.size() - 1), out[0].as<T>());
-    });
-    return {};
-  case Opcode::Softmax:
-    softmax_forward(in[0].f(), in[0].s, int(I.ints[0]), out[0].f());
-    return {};
-  case Opcode::LogSoftmax:
-    log_softmax_forward(in[0].f(), in[0].s, int(I.ints[0]), out[0].f());
-    return {};
-  case Opcode::Matmul:
-    matmul_forward(in[0].f(), in[0].s, in[1].f(), in[1].s, out[0].f());
-    return {};
-  case Opcode::Linear:
-    linear_forward(in[0].f(), in[1].f(), in[2].f(), out[0].f(), s.d0, s.d1,
-                   s.d2, I.ints[0] != 0);
-    return {};
-  case Opcode::LayerNorm:
-    layer_norm_forward(in[0].f(), in[1].f(), in[2].f(), out[0].f(), nullptr,
-                       nullptr, s.d0, s.d1, float(I.floats[0]));
-    return {};
-  case Opcode::RMSNorm:
-    rms_norm_forward(in[0].f(), in[1].f(), out[0].f(), nullptr, s.d0, s.d1,
-                     float(I.floats[0]));
-    return {};
-  case Opcode::Attention:
-    // The log-sum-exp is kept when the artifact gives it a buffer (for the
-    // backward, which otherwise recomputes it).
-    attention_forward(s.attn, in[0].f(), in[1].f(), in[2].f(), out[0].f(),
-                      out.size() > 1 ? out[1].f() : nullptr);
-    return {};
-  case Opcode::Rotary:
-    rotary_forward(in[0].f(), in[1].f(), in[2].f(), out[0].f(), s.rotary);
-    return {};
-  case Opcode::Gelu:
-    gelu_forward(in[0].f(), out[0].f(), in[0].n, GeluApprox(I.ints[0]));
-    return {};
-  case Opcode::Silu:
-    silu_forward(in[0].f(), out[0].f(), in[0].n);
-    return {};
-  case Opcode::Swiglu:
-    swiglu_forward(in[0].f(), in[1].f(), out[0].f(), in[0].n);
-    return {};
-  case Opcode::Embedding:
-    return embedding_forward(in[0].f(), in[1].ids(), out[0].f(), in[1].n,
-                             in[0].s[0], in[0].s[1]);
-  case Opcode::CrossEntropy:
-    return cross_entropy_forward(in[0].f(), in[1].ids(), in[1].n,
-                                 in[0].s[in[0].s.rank - 1], I.ints[0],
-                                 out[0].f(), nullptr);
-
-  case Opcode::BinaryGrad:
-    binary_backward(BinaryOp(I.ints[0]), in[0].f(), in[0].s, in[1].f(), in[1].s,
-                    in[2].f(), out[0].f(), out[1].f());
-    return {};
-  case Opcode::UnaryGrad:
-    unary_backward(UnaryOp(I.ints[0]), in[0].f(), in[1].f(), in[2].f(),
-                   out[0].f(), in[0].n);
-    return {};
-  case Opcode::ReduceGrad:
-    reduce_backward(ReduceOp(I.ints[0]), in[0].f(), out[0].s,
-                    span(1, I.ints.size() - 1), in[1].f(), in[2].f(),
-                    out[0].f());
-    return {};
-  case Opcode::WhereGrad:
-    where_backward(in[0].as<uint8_t>(), in[0].s, out[0].p ? out[0].s : in[1].s,
-                   out[1].p ? out[1].s : in[1].s, in[1].f(), in[1].s,
-                   out[0].f(), out[1].f());
-    return {};
-  case Opcode::SumToShape:
-    sum_to_shape(in[0].f(), in[0].s, out[0].f(), out[0].s);
-    return {};
-  case Opcode::SliceGrad: {
-    const size_t r = size_t(out[0].s.rank);
-    slice_backward(in[0].f(), out[0].s, span(0, r), span(r, r), span(2 * r, r),
-                   out[0].f());
-    return {};
-  }
-  case Opcode::GatherGrad:
-    return gather_backward(in[1].f(), out[0].s, int(I.ints[0]), in[0].ids(),
-                           in[0].n, out[0].f());
-  case Opcode::MatmulGrad:
-    matmul_backward(in[0].f(), in[0].s, in[1].f(), in[1].s, in[2].f(),
-                    out[0].f(), out[1].f());
-    return {};
-  case Opcode::LinearGradWeight:
-    // The weight is only read for dx, which this op does not compute.
-    linear_backward(in[0].f(), nullptr, in[1].f(), nullptr, out[0].f(), nullptr,
-                    s.d0, s.d1, s.d2, I.ints[0] != 0);
-    return {};
-  case Opcode::LayerNormGradInput:
-  case Opcode::LayerNormGradParams:
-  case Opcode::RMSNormGradInput:
-  case Opcode::RMSNormGradScale:
-    normGrad(s);
-    return {};
-  case Opcode::AttentionGrad:
-    // Without the forward's log-sum-exp (operand 6) the kernel recomputes it.
-    attention_backward(s.attn, in[0].f(), in[1].f(), in[2].f(), in[3].f(),
-                       in.size() > 6 ? in[6].f() : nullptr, in[4].f(),
-                       out[0].f(), out[1].f(), out[2].f());
-    return {};
-  case Opcode::GeluGrad:
-    gelu_backward(in[0].f(), in[1].f(), out[0].f(), in[0].n,
-                  GeluApprox(I.ints[0]));
-    return {};
-  case Opcode::SiluGrad:
-    silu_backward(in[0].f(), in[1].f(), out[0].f(), in[0].n);
-    return {};
-  case Opcode::SwigluGrad:
-    swiglu_backward(in[0].f(), in[1].f(), in[2].f(), out[0].f(), out[1].f(),
-                    in[0].n);
-    return {};
-  case Opcode::EmbeddingGrad:
-    return embedding_backward(in[0].ids(), in[1].f(), out[0].f(), in[0].n,
-                              out[0].s[0], out[0].s[1],
-                              I.ints.empty() ? -1 : I.ints[0]);
-  case Opcode::CrossEntropyGrad: {
-    const int64_t N = in[1].n, V = in[0].s[in[0].s.rank - 1];
-    float *lse = scratch[0].data(), unused;
-    if (Status st = cross_entropy_forward(in[0].f(), in[1].ids(), N, V,
-                                          I.ints[0], &unused, lse);
-        !st.ok())
-      return st;
-    cross_entropy_backward(in[0].f(), in[1].ids(), lse, *in[2].f(), N, V,
-                           I.ints[0], out[0].f());
-    return {};
-  }
-  case Opcode::SoftmaxGrad:
-    softmax_backward(in[0].f(), in[1].f(), in[0].s, int(I.ints[0]), out[0].f());
-    return {};
-  case Opcode::LogSoftmaxGrad:
-    log_softmax_backward(in[0].f(), in[1].f(), in[0].s, int(I.ints[0]),
-                         out[0].f());
-    return {};
-  case Opcode::Accumulate:
-    // In place is allowed for elementwise kernels.
-    binary_forward<float>(BinaryOp::Add, out[0].f(), out[0].s, in[0].f(),
-                          in[0].s, out[0].f());
-    return {};
-  }
-  return Status::error("unknown opcode");
+  return handlerFor(s.ins->op)(Ctx{*this, s, *s.ins, s.in, s.out});
 }
 
 namespace {

@@ -174,6 +174,67 @@ TEST(Artifact, NamesAndSizes) {
   EXPECT_EQ(arenaAt(0, DType::F32, {}).numel(), 1);
 }
 
+// Opcodes.def is the one definition of every instruction's contract: the
+// table is complete, and the validator applies each entry's counts and flags
+// to every opcode, not only to the ones a hand-written check remembers.
+TEST(Artifact, EveryOpcodeFollowsItsTableEntry) {
+  int known = 0;
+  for (uint32_t id = 0; id <= 0xffff; ++id) {
+    if (!isKnownOpcode(uint16_t(id))) {
+      EXPECT_EQ(opcodeInfo(Opcode(id)), nullptr);
+      continue;
+    }
+    ++known;
+    const OpcodeInfo *info = opcodeInfo(Opcode(id));
+    ASSERT_NE(info, nullptr);
+    EXPECT_EQ(uint32_t(info->op), id);
+    SCOPED_TRACE(info->mnemonic);
+    // An instruction with the entry's smallest counts: absent operands,
+    // present results, zero ints.
+    Instruction in;
+    in.op = info->op;
+    in.operands.assign(info->minOperands, TensorRef());
+    in.results.assign(info->minResults, arenaAt(0, DType::F32, {1}));
+    in.ints.assign(info->minInts, 0);
+    in.floats.assign(info->floats, 0.0);
+    auto errorOf = [&](const Instruction &i) {
+      Artifact a = makeArtifact();
+      a.functions[0].body[1] = i;
+      return structError(a);
+    };
+    if (info->maxOperands != OpcodeInfo::kMany) {
+      Instruction more = in;
+      more.operands.resize(info->maxOperands + 1);
+      EXPECT_HAS(errorOf(more), "operands and");
+    }
+    Instruction noResults = in;
+    noResults.results.clear();
+    EXPECT_HAS(errorOf(noResults), "results, got");
+    Instruction floats = in;
+    floats.floats.push_back(1.0);
+    EXPECT_HAS(errorOf(floats), " floats, got ");
+    if (info->intsEnum != OpEnum::None) {
+      Instruction bad = in;
+      bad.ints[0] = enumSize(info->intsEnum);
+      EXPECT_HAS(errorOf(bad), std::string(enumName(info->intsEnum)) + " " +
+                                   std::to_string(enumSize(info->intsEnum)) +
+                                   " is out of range");
+    }
+    Instruction acc = in;
+    acc.flags = Instruction::kAccumulate;
+    const std::string accError = errorOf(acc);
+    EXPECT_EQ(accError.find("cannot accumulate") == std::string::npos,
+              info->mayAccumulate())
+        << accError;
+    if (!(info->flags & OpcodeInfo::kOptionalResults)) {
+      Instruction absent = in;
+      absent.results[0] = TensorRef();
+      EXPECT_HAS(errorOf(absent), "result 0 is missing");
+    }
+  }
+  EXPECT_EQ(known, 55);
+}
+
 TEST(Artifact, RoundTripIsBitExact) {
   const Artifact a = makeArtifact();
   const std::string bytes = serializeArtifact(a);

@@ -25,6 +25,8 @@
 #ifndef WEIPIPE_RUNTIME_ARTIFACT_H
 #define WEIPIPE_RUNTIME_ARTIFACT_H
 
+#include "weipipe/runtime/Opcodes.h"
+
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -40,14 +42,6 @@ enum class DType : uint8_t { F32 = 0, I64 = 1, I32 = 2, Bool = 3 };
 /// Bytes per element (Bool: 1).
 size_t dtypeSize(DType t);
 const char *dtypeName(DType t); ///< "f32", "i64", "i32", "bool"
-
-enum class Opcode : uint16_t {
-#define WP_OPCODE(Name, Id, Mnemonic) Name = Id,
-#include "weipipe/runtime/Opcodes.def"
-};
-/// The mnemonic of a known opcode, or nullptr.
-const char *opcodeName(Opcode op);
-bool isKnownOpcode(uint16_t op);
 
 /// Where a tensor lives.
 enum class Space : uint8_t {

@@ -46,6 +46,8 @@
 #ifndef WEIPIPE_RUNTIME_CPU_KERNELS_H
 #define WEIPIPE_RUNTIME_CPU_KERNELS_H
 
+#include "weipipe/runtime/Opcodes.h"
+
 #include <cstddef>
 #include <cstdint>
 #include <initializer_list>
@@ -59,7 +61,7 @@ namespace weipipe::rt::cpu {
 // Small helpers: Shape, Span, Status, threads
 //===----------------------------------------------------------------------===//
 
-constexpr int kMaxRank = 8;
+using rt::kMaxRank;
 
 /// A static shape of rank 0..kMaxRank. Rank 0 is a scalar (one element).
 struct Shape {
@@ -69,7 +71,8 @@ struct Shape {
   Shape() = default;
   Shape(std::initializer_list<int64_t> d);
   Shape(const int64_t *d, int rank);
-  explicit Shape(const std::vector<int64_t> &d) : Shape(d.data(), int(d.size())) {}
+  explicit Shape(const std::vector<int64_t> &d)
+      : Shape(d.data(), int(d.size())) {}
 
   int64_t operator[](int i) const { return dims[i]; }
   int64_t numel() const;
@@ -108,7 +111,9 @@ template <typename T> struct Span {
 class [[nodiscard]] Status {
 public:
   Status() = default;
-  static Status error(std::string message) { return Status(std::move(message)); }
+  static Status error(std::string message) {
+    return Status(std::move(message));
+  }
   bool ok() const { return message_.empty(); }
   const std::string &message() const { return message_; }
 
@@ -133,7 +138,7 @@ void set_num_threads(int n);
 /// Returns false if the shapes do not broadcast.
 bool broadcast_shape(const Shape &a, const Shape &b, Shape *out);
 
-enum class BinaryOp { Add, Sub, Mul, Div, Pow, Max, Min, BitAnd, BitOr, BitXor };
+using rt::BinaryOp; // Opcodes.h, as the instructions carry them
 
 /// out = a OP b elementwise with broadcasting; `out` has
 /// broadcast_shape(as, bs). Pow is float-only, the bitwise ops integer-only;
@@ -160,7 +165,7 @@ void binary_backward(BinaryOp op, const float *a, const Shape &as,
 // stated)
 //===----------------------------------------------------------------------===//
 
-enum class CompareOp { Equal, Less, Greater };
+using rt::CompareOp;
 
 /// out[i] = (a OP b) ? 1 : 0 with broadcasting. T = float, int64_t, int32_t,
 /// uint8_t (bool equal).
@@ -168,7 +173,7 @@ template <typename T>
 void compare_forward(CompareOp op, const T *a, const Shape &as, const T *b,
                      const Shape &bs, uint8_t *out);
 
-enum class LogicOp { And, Or };
+using rt::LogicOp;
 
 /// nn.and / nn.or on i1 with broadcasting; inputs nonzero = true, output 0/1.
 void logic_forward(LogicOp op, const uint8_t *a, const Shape &as,
@@ -209,23 +214,17 @@ void cast(const uint8_t *x, int64_t *y, int64_t n);
 // Elementwise: unary ops and activations (same shape in and out)
 //===----------------------------------------------------------------------===//
 
-/// Floor, Ceil and Sign are piecewise constant: no unary_grad instruction
-/// uses them (autodiff gives them no gradient, as PyTorch's zero one).
-enum class UnaryOp {
-  Neg, Abs, Sqrt, Reciprocal, Exp, Log, Erf, Tanh, Sigmoid, Relu, Sin, Cos,
-  Floor, Ceil, Sign
-};
+using rt::UnaryOp;
 
 /// y = f(x) for n elements; y may alias x.
 void unary_forward(UnaryOp op, const float *x, float *y, int64_t n);
 /// dx = dy * f'(x), WRITTEN. `y` is the forward output (used by exp, sqrt,
 /// reciprocal, tanh, sigmoid; may be nullptr for the others). Conventions at
 /// the kinks follow PyTorch: abs'(0) = 0, relu'(0) = 0.
-void unary_backward(UnaryOp op, const float *x, const float *y,
-                    const float *dy, float *dx, int64_t n);
+void unary_backward(UnaryOp op, const float *x, const float *y, const float *dy,
+                    float *dx, int64_t n);
 
-/// nn.gelu approximate attribute (values match NN_GeluApproximationAttr).
-enum class GeluApprox { None = 0, Tanh = 1 };
+using rt::GeluApprox;
 
 /// None: y = 0.5 x (1 + erf(x / sqrt 2)).
 /// Tanh: y = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
@@ -249,7 +248,7 @@ void swiglu_backward(const float *gate, const float *up, const float *dy,
 // Reductions, softmax
 //===----------------------------------------------------------------------===//
 
-enum class ReduceOp { Sum, Mean, Max };
+using rt::ReduceOp;
 
 /// The result shape of a reduction over `axes` (sorted, unique, in
 /// [0, rank)). `keepdims` only changes the shape, never the data layout.
@@ -281,8 +280,8 @@ void sum_to_shape(const float *src, const Shape &ss, float *dst,
 /// -inf gives NaN (as PyTorch).
 void softmax_forward(const float *x, const Shape &s, int axis, float *y);
 /// dx = y * (dy - sum(dy * y)) along axis, WRITTEN.
-void softmax_backward(const float *y, const float *dy, const Shape &s,
-                      int axis, float *dx);
+void softmax_backward(const float *y, const float *dy, const Shape &s, int axis,
+                      float *dx);
 /// y = x - max - log(sum exp(x - max)) along `axis`.
 void log_softmax_forward(const float *x, const Shape &s, int axis, float *y);
 /// dx = dy - exp(y) * sum(dy) along axis, WRITTEN.
@@ -370,8 +369,8 @@ Status scatter_elements(const T *data, const Shape &ds, const int64_t *idx,
 /// summed in order in T. Its gradient is the cumsum of dy with `reverse`
 /// flipped.
 template <typename T>
-void cumsum(const T *x, const Shape &xs, int axis, bool exclusive,
-            bool reverse, T *y);
+void cumsum(const T *x, const Shape &xs, int axis, bool exclusive, bool reverse,
+            T *y);
 
 //===----------------------------------------------------------------------===//
 // GEMM, matmul, linear
@@ -384,8 +383,8 @@ void cumsum(const T *x, const Shape &xs, int axis, bool exclusive,
 /// called inside a parallel region), so the result is the same on any
 /// thread count.
 void gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K,
-          float alpha, const float *A, int64_t lda, const float *B,
-          int64_t ldb, float beta, float *C, int64_t ldc);
+          float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
+          float beta, float *C, int64_t ldc);
 /// The same as one cblas_sgemm call on the calling thread: for kernels that
 /// divide their work into tasks themselves (attention's blocks).
 void gemmInTask(bool transA, bool transB, int64_t M, int64_t N, int64_t K,
@@ -409,14 +408,13 @@ void matmul_backward(const float *a, const Shape &as, const float *b,
 /// nn.linear over M rows: y[M,N] = x[M,K] W (+ bias[N]). W is [K,N], or [N,K]
 /// (PyTorch's layout, used transposed) with transposeWeight. bias may be
 /// nullptr.
-void linear_forward(const float *x, const float *w, const float *bias,
-                    float *y, int64_t M, int64_t K, int64_t N,
-                    bool transposeWeight);
+void linear_forward(const float *x, const float *w, const float *bias, float *y,
+                    int64_t M, int64_t K, int64_t N, bool transposeWeight);
 /// dx = dy W^T (WRITTEN), dW += x^T dy (or dy^T x for [N,K]; ACCUMULATED),
 /// dbias += column sums of dy (ACCUMULATED).
-void linear_backward(const float *x, const float *w, const float *dy,
-                     float *dx, float *dw, float *dbias, int64_t M, int64_t K,
-                     int64_t N, bool transposeWeight);
+void linear_backward(const float *x, const float *w, const float *dy, float *dx,
+                     float *dw, float *dbias, int64_t M, int64_t K, int64_t N,
+                     bool transposeWeight);
 
 //===----------------------------------------------------------------------===//
 // Normalization
@@ -436,23 +434,23 @@ void layer_norm_forward(const float *x, const float *scale, const float *bias,
 ///   dx = rstd (g - mean(g) - xhat mean(g xhat))         WRITTEN
 ///   dscale += sum_rows dy xhat, dbias += sum_rows dy    ACCUMULATED
 /// Any of dx, dscale, dbias may be nullptr; scale is only read for dx.
-void layer_norm_backward(const float *x, const float *scale,
-                         const float *mean, const float *rstd,
-                         const float *dy, float *dx, float *dscale,
-                         float *dbias, int64_t rows, int64_t normSize);
+void layer_norm_backward(const float *x, const float *scale, const float *mean,
+                         const float *rstd, const float *dy, float *dx,
+                         float *dscale, float *dbias, int64_t rows,
+                         int64_t normSize);
 
 /// nn.rms_norm: rstd = 1 / sqrt(mean(x^2) + eps), y = x rstd scale.
 /// rstd [rows] is saved (may be nullptr). With y nullptr only rstd is
 /// computed.
-void rms_norm_forward(const float *x, const float *scale, float *y,
-                      float *rstd, int64_t rows, int64_t normSize, float eps);
+void rms_norm_forward(const float *x, const float *scale, float *y, float *rstd,
+                      int64_t rows, int64_t normSize, float eps);
 /// With xhat = x rstd and g = dy * scale:
 ///   dx = rstd (g - xhat mean(g xhat))   WRITTEN
 ///   dscale += sum_rows dy xhat          ACCUMULATED
 /// dx or dscale may be nullptr; scale is only read for dx.
 void rms_norm_backward(const float *x, const float *scale, const float *rstd,
-                       const float *dy, float *dx, float *dscale,
-                       int64_t rows, int64_t normSize);
+                       const float *dy, float *dx, float *dscale, int64_t rows,
+                       int64_t normSize);
 
 //===----------------------------------------------------------------------===//
 // Embedding, rotary
@@ -466,8 +464,8 @@ Status embedding_forward(const float *table, const int64_t *ids, float *out,
 /// order), except for ids equal to `paddingIdx` (-1: none), as PyTorch's
 /// nn.Embedding(padding_idx). Out-of-range ids are an error (nothing
 /// written).
-Status embedding_backward(const int64_t *ids, const float *dout,
-                          float *dtable, int64_t numIds, int64_t V, int64_t H,
+Status embedding_backward(const int64_t *ids, const float *dout, float *dtable,
+                          int64_t numIds, int64_t V, int64_t H,
                           int64_t paddingIdx = -1);
 
 /// nn.rotary sizes. Input/output [B, H, S, D]; cos/sin [S, rotaryDim/2], or
@@ -526,9 +524,8 @@ struct AttentionParams {
 /// may be nullptr) receives logsumexp over the allowed keys of the scaled,
 /// masked scores. A row with no allowed key gets out = 0 and lse = -inf
 /// (PyTorch would give NaN).
-void attention_forward(const AttentionParams &p, const float *q,
-                       const float *k, const float *v, float *out,
-                       float *lse);
+void attention_forward(const AttentionParams &p, const float *q, const float *k,
+                       const float *v, float *out, float *lse);
 /// dq, dk, dv WRITTEN (dk/dv sum the contributions of all query heads of the
 /// GQA group, in head order). Recomputes probabilities from lse, or from q
 /// and k alone when lse is nullptr (cheaper than a forward pass for it); no
@@ -557,8 +554,8 @@ Status cross_entropy_forward(const float *logits, const int64_t *targets,
 /// for valid rows, 0 for ignored rows; WRITTEN. dlogits may alias logits
 /// (the gradient overwrites the logits in place).
 void cross_entropy_backward(const float *logits, const int64_t *targets,
-                            const float *lse, float dloss, int64_t N,
-                            int64_t V, int64_t ignoreIndex, float *dlogits);
+                            const float *lse, float dloss, int64_t N, int64_t V,
+                            int64_t ignoreIndex, float *dlogits);
 
 //===----------------------------------------------------------------------===//
 // Optimizer
