@@ -10,7 +10,7 @@
 #include "weipipe/InitAllDialects.h"
 #include "weipipe/Target/ArtifactWriter.h"
 #include "weipipe/Target/TrainingSummary.h"
-#include "weipipe/Transforms/Passes.h"
+#include "weipipe/Dialect/NN/Transforms/Passes.h"
 #include "weipipe/runtime/Artifact.h"
 
 #include "mlir/Bytecode/BytecodeWriter.h"
@@ -160,16 +160,11 @@ int emitArtifact(ModuleOp module, StringRef source, StringRef outputFilename) {
   });
   if (!differentiated) {
     PassManager pm(ctx);
-    mlir::weipipe::NNTieParametersPassOptions tie;
-    tie.keepSeparate = keepTiesSeparate;
-    pm.addPass(mlir::weipipe::createNNTieParametersPass(tie));
-    if (!noFuse)
-      pm.addPass(mlir::weipipe::createNNFusePass());
-    pm.addPass(mlir::weipipe::createNNAppendLossPass());
-    mlir::weipipe::NNAutodiffPassOptions ad;
-    ad.recompute = recomputeForward;
-    pm.addPass(mlir::weipipe::createNNAutodiffPass(ad));
-    pm.addPass(createCSEPass());
+    mlir::weipipe::TrainingPipelineOptions train;
+    train.keepTiesSeparate = keepTiesSeparate;
+    train.fuse = !noFuse;
+    train.recompute = recomputeForward;
+    mlir::weipipe::buildTrainingPipeline(pm, train);
     if (failed(pm.run(module)))
       return 1;
   }
@@ -255,7 +250,7 @@ int main(int argc, char **argv) {
     if (entry.first.starts_with("polly"))
       entry.second->setHiddenFlag(llvm::cl::ReallyHidden);
   registerTransformsPasses();
-  mlir::weipipe::registerWeiPipePasses();
+  mlir::weipipe::registerNNPassesAndPipelines();
   DialectRegistry registry;
   mlir::weipipe::registerAllDialects(registry);
 

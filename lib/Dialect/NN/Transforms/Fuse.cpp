@@ -6,14 +6,14 @@
 //===----------------------------------------------------------------------===//
 
 #include "weipipe/Dialect/NN/NNOps.h"
-#include "weipipe/Transforms/Passes.h"
+#include "weipipe/Dialect/NN/Transforms/Passes.h"
 
 #include "mlir/IR/PatternMatch.h"
 #include "mlir/Transforms/GreedyPatternRewriteDriver.h"
 
 namespace mlir::weipipe {
 #define GEN_PASS_DEF_NNFUSEPASS
-#include "weipipe/Transforms/Passes.h.inc"
+#include "weipipe/Dialect/NN/Transforms/Passes.h.inc"
 } // namespace mlir::weipipe
 
 using namespace mlir;

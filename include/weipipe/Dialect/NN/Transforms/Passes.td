@@ -4,8 +4,8 @@
 //
 //===----------------------------------------------------------------------===//
 
-#ifndef WEIPIPE_TRANSFORMS_PASSES_TD
-#define WEIPIPE_TRANSFORMS_PASSES_TD
+#ifndef WEIPIPE_DIALECT_NN_TRANSFORMS_PASSES_TD
+#define WEIPIPE_DIALECT_NN_TRANSFORMS_PASSES_TD
 
 include "mlir/Pass/PassBase.td"
 
@@ -136,4 +136,4 @@ def NNAutodiffPass : Pass<"nn-autodiff", "::mlir::ModuleOp"> {
   ];
 }
 
-#endif // WEIPIPE_TRANSFORMS_PASSES_TD
+#endif // WEIPIPE_DIALECT_NN_TRANSFORMS_PASSES_TD

@@ -6,14 +6,14 @@
 //===----------------------------------------------------------------------===//
 
 #include "weipipe/Dialect/NN/NNOps.h"
-#include "weipipe/Transforms/Passes.h"
+#include "weipipe/Dialect/NN/Transforms/Passes.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/Builders.h"
 
 namespace mlir::weipipe {
 #define GEN_PASS_DEF_NNAPPENDLOSSPASS
-#include "weipipe/Transforms/Passes.h.inc"
+#include "weipipe/Dialect/NN/Transforms/Passes.h.inc"
 } // namespace mlir::weipipe
 
 using namespace mlir;

@@ -18,7 +18,7 @@
 
 #include "weipipe/Dialect/NN/NNGradients.h"
 #include "weipipe/Dialect/NN/NNOps.h"
-#include "weipipe/Transforms/Passes.h"
+#include "weipipe/Dialect/NN/Transforms/Passes.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/Builders.h"
@@ -29,7 +29,7 @@
 
 namespace mlir::weipipe {
 #define GEN_PASS_DEF_NNAUTODIFFPASS
-#include "weipipe/Transforms/Passes.h.inc"
+#include "weipipe/Dialect/NN/Transforms/Passes.h.inc"
 } // namespace mlir::weipipe
 
 using namespace mlir;

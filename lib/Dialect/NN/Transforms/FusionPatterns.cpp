@@ -9,7 +9,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "weipipe/Dialect/NN/NNOps.h"
-#include "weipipe/Transforms/Passes.h"
+#include "weipipe/Dialect/NN/Transforms/Passes.h"
 
 #include "mlir/IR/PatternMatch.h"
 #include "llvm/ADT/STLExtras.h"

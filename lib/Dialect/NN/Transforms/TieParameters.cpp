@@ -6,7 +6,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "weipipe/Dialect/NN/NNOps.h"
-#include "weipipe/Transforms/Passes.h"
+#include "weipipe/Dialect/NN/Transforms/Passes.h"
 
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/BuiltinOps.h"
@@ -19,7 +19,7 @@
 
 namespace mlir::weipipe {
 #define GEN_PASS_DEF_NNTIEPARAMETERSPASS
-#include "weipipe/Transforms/Passes.h.inc"
+#include "weipipe/Dialect/NN/Transforms/Passes.h.inc"
 } // namespace mlir::weipipe
 
 using namespace mlir;

@@ -1,0 +1,60 @@
+//===- Passes.h - the nn dialect's passes and pipelines ---------*- C++ -*-===//
+//
+// Part of weipipe. The passes that turn an imported model into training
+// functions (Passes.td), and the training pipeline that chains them.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef WEIPIPE_DIALECT_NN_TRANSFORMS_PASSES_H
+#define WEIPIPE_DIALECT_NN_TRANSFORMS_PASSES_H
+
+#include "mlir/Pass/Pass.h"
+#include "mlir/Pass/PassOptions.h"
+#include "weipipe/Dialect/NN/NNDialect.h"
+
+namespace mlir {
+class RewritePatternSet;
+namespace weipipe {
+
+#define GEN_PASS_DECL
+#include "weipipe/Dialect/NN/Transforms/Passes.h.inc"
+
+/// Adds the fusion patterns named in `which` (all when empty) to `patterns`.
+void populateNNFusionPatterns(RewritePatternSet &patterns,
+                              llvm::ArrayRef<std::string> which = {});
+
+/// The training compilation, as `weipipe-opt --emit=artifact` runs it before
+/// writing the artifact and as `-weipipe-train` (or
+/// `-pass-pipeline='builtin.module(weipipe-train{...})'`) runs it alone.
+struct TrainingPipelineOptions
+    : public PassPipelineOptions<TrainingPipelineOptions> {
+  Option<bool> keepTiesSeparate{
+      *this, "keep-ties-separate",
+      llvm::cl::desc("Train parameters with equal stored values (a tied "
+                     "embedding and head) as separate parameters"),
+      llvm::cl::init(false)};
+  Option<bool> fuse{*this, "fuse",
+                    llvm::cl::desc("Fuse primitive ops into nn's fused ops "
+                                   "(off: train the primitives as imported)"),
+                    llvm::cl::init(true)};
+  Option<bool> recompute{
+      *this, "recompute",
+      llvm::cl::desc("Activation checkpointing: the backward recomputes the "
+                     "forward instead of keeping its activations"),
+      llvm::cl::init(false)};
+};
+
+/// Ties parameters, fuses, appends the loss, differentiates, and cleans up.
+void buildTrainingPipeline(OpPassManager &pm,
+                           const TrainingPipelineOptions &options);
+
+#define GEN_PASS_REGISTRATION
+#include "weipipe/Dialect/NN/Transforms/Passes.h.inc"
+
+/// Registers the nn passes and the `weipipe-train` pipeline.
+void registerNNPassesAndPipelines();
+
+} // namespace weipipe
+} // namespace mlir
+
+#endif // WEIPIPE_DIALECT_NN_TRANSFORMS_PASSES_H

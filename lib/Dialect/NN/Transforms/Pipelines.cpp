@@ -1,0 +1,39 @@
+//===- Pipelines.cpp - the training pipeline ------------------------------===//
+//
+// Part of weipipe. One definition of the training compilation, shared by
+// `weipipe-opt --emit=artifact` and the registered `weipipe-train` pipeline.
+//
+//===----------------------------------------------------------------------===//
+
+#include "weipipe/Dialect/NN/Transforms/Passes.h"
+
+#include "mlir/Pass/PassManager.h"
+#include "mlir/Pass/PassRegistry.h"
+#include "mlir/Transforms/Passes.h"
+
+namespace mlir::weipipe {
+
+void buildTrainingPipeline(OpPassManager &pm,
+                           const TrainingPipelineOptions &options) {
+  NNTieParametersPassOptions tie;
+  tie.keepSeparate = options.keepTiesSeparate;
+  pm.addPass(createNNTieParametersPass(tie));
+  if (options.fuse)
+    pm.addPass(createNNFusePass());
+  pm.addPass(createNNAppendLossPass());
+  NNAutodiffPassOptions ad;
+  ad.recompute = options.recompute;
+  pm.addPass(createNNAutodiffPass(ad));
+  pm.addPass(createCSEPass());
+}
+
+void registerNNPassesAndPipelines() {
+  registerNNPasses();
+  PassPipelineRegistration<TrainingPipelineOptions>(
+      "weipipe-train",
+      "The training compilation: ties parameters, fuses, appends the loss, "
+      "differentiates (what --emit=artifact runs before writing)",
+      buildTrainingPipeline);
+}
+
+} // namespace mlir::weipipe
