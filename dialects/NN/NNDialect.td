@@ -28,12 +28,33 @@ def NN_Dialect : Dialect {
   }];
   let cppNamespace = "::mlir::weipipe::nn";
   let hasConstantMaterializer = 1;
-  // On the module: the floating-point initializers of the source model that
-  // are not trained, each with the reason (name -> reason), for the compile
-  // summary.
+  // Every attribute the compiler keys on is declared here (helpers
+  // NNDialect::<Name>AttrHelper) and verified by the dialect.
   let discardableAttrs = (ins
-    "::mlir::DictionaryAttr":$frozen_initializers
+    // On the module: the floating-point initializers of the source model
+    // that are not trained, each with the reason (name -> reason), for the
+    // compile summary.
+    "::mlir::DictionaryAttr":$frozen_initializers,
+    // On the module: the model file it was imported from.
+    "::mlir::StringAttr":$source,
+    // On a function argument: the model input it stands for (input_ids,
+    // targets).
+    "::mlir::StringAttr":$name,
+    // On each function nn-autodiff makes: its role (forward, backward,
+    // backward_input, backward_weight; nn::AutodiffRole) and the function it
+    // differentiates. Consumers find the functions by these, not by name.
+    "::mlir::StringAttr":$autodiff,
+    "::mlir::StringAttr":$autodiff_of,
+    // On the backward functions: how many leading arguments are values the
+    // forward saved, and whether they are the forward's arguments instead
+    // (recompute).
+    "::mlir::IntegerAttr":$saved,
+    "::mlir::BoolAttr":$recompute,
+    // On backward_input: how many trailing results go to backward_weight.
+    "::mlir::IntegerAttr":$transfer
   );
+  let hasOperationAttrVerify = 1;
+  let hasRegionArgAttrVerify = 1;
 }
 
 //===----------------------------------------------------------------------===//

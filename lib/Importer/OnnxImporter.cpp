@@ -821,7 +821,8 @@ LogicalResult Importer::declareInputs() {
   }
 
   module = ModuleOp::create(loc);
-  module->getOperation()->setAttr("nn.source", StringAttr::get(ctx, path));
+  nn::NNDialect::SourceAttrHelper(ctx).setAttr(*module,
+                                               StringAttr::get(ctx, path));
   OpBuilder funcBuilder = OpBuilder::atBlockEnd(module->getBody());
   func = func::FuncOp::create(funcBuilder, loc, options.functionName,
                               FunctionType::get(ctx, argTypes, {}));
@@ -832,7 +833,8 @@ LogicalResult Importer::declareInputs() {
   for (auto [k, arg] : llvm::enumerate(args)) {
     Value v = entry->getArgument(k);
     setValue(arg.first->name(), v, arg.first->type().tensor_type().elem_type());
-    func.setArgAttr(k, "nn.name", StringAttr::get(ctx, arg.first->name()));
+    func.setArgAttr(k, nn::NNDialect::NameAttrHelper(ctx).getName(),
+                    StringAttr::get(ctx, arg.first->name()));
   }
 
   // Inputs that training fixes: a packed batch attends everywhere, and its

@@ -115,6 +115,12 @@ struct Node {
   uint64_t offset = 0;
 };
 
+/// nn.saved of a backward function: its leading arguments that the forward
+/// saved (or, with recompute, the forward's arguments).
+int64_t savedCount(func::FuncOp f) {
+  return nn::NNDialect::SavedAttrHelper(f.getContext()).getAttr(f).getInt();
+}
+
 class Writer {
 public:
   Writer(ModuleOp m, const ArtifactOptions &o, rt::Artifact &a)
@@ -204,8 +210,7 @@ private:
   /// The first backward function's loss-gradient argument (after the saved
   /// values).
   Value dlossArgument() {
-    return program[1].getArgument(
-        cast<IntegerAttr>(program[1]->getAttr("nn.saved")).getInt());
+    return program[1].getArgument(savedCount(program[1]));
   }
   FailureOr<rt::TensorRef> ref(Operation *at, Value v);
   LogicalResult encode(Operation *op, rt::Instruction &inst);
@@ -329,17 +334,18 @@ LogicalResult Writer::bind() {
   int64_t numDargs = 0;
   int dlossNode = -1;
   for (func::FuncOp f : program) {
-    StringRef kind = cast<StringAttr>(f->getAttr("nn.autodiff")).getValue();
-    if (kind != "forward") {
-      auto saved = cast<IntegerAttr>(f->getAttr("nn.saved")).getInt();
-      bool recompute = cast<BoolAttr>(f->getAttr("nn.recompute")).getValue();
+    const nn::AutodiffRole role = *nn::autodiffRole(f);
+    if (role != nn::AutodiffRole::Forward) {
+      const int64_t saved = savedCount(f);
+      auto recomputeAttr = nn::NNDialect::RecomputeAttrHelper(f.getContext());
+      const bool recompute = recomputeAttr.getAttr(f).getValue();
       for (BlockArgument arg : f.getArguments()) {
         int64_t i = arg.getArgNumber();
         Value from;
         if (i < saved)
           from =
               recompute ? Value(fwd.getArgument(i)) : fwdRet.getOperand(1 + i);
-        else if (kind == "backward_weight")
+        else if (role == nn::AutodiffRole::BackwardWeight)
           from = bRet.getOperand(numDargs + (i - saved));
         if (from) {
           nodeOf[arg] = node(from);
@@ -350,10 +356,12 @@ LogicalResult Writer::bind() {
           dlossNode = node(arg);
         nodeOf[arg] = dlossNode;
       }
-      if (kind == "backward_input") {
+      if (role == nn::AutodiffRole::BackwardInput) {
         bRet = cast<func::ReturnOp>(f.getBody().front().getTerminator());
         numDargs = f.getNumResults() -
-                   cast<IntegerAttr>(f->getAttr("nn.transfer")).getInt();
+                   nn::NNDialect::TransferAttrHelper(f.getContext())
+                       .getAttr(f)
+                       .getInt();
       }
     }
     for (Operation &op : f.getBody().front()) {
@@ -834,11 +842,20 @@ LogicalResult Writer::emit() {
   for (func::FuncOp f : program) {
     rt::Function fn;
     fn.name = f.getName().str();
-    StringRef kind = cast<StringAttr>(f->getAttr("nn.autodiff")).getValue();
-    fn.kind = kind == "forward"          ? rt::FunctionKind::Forward
-              : kind == "backward"       ? rt::FunctionKind::Backward
-              : kind == "backward_input" ? rt::FunctionKind::BackwardInput
-                                         : rt::FunctionKind::BackwardWeight;
+    switch (*nn::autodiffRole(f)) {
+    case nn::AutodiffRole::Forward:
+      fn.kind = rt::FunctionKind::Forward;
+      break;
+    case nn::AutodiffRole::Backward:
+      fn.kind = rt::FunctionKind::Backward;
+      break;
+    case nn::AutodiffRole::BackwardInput:
+      fn.kind = rt::FunctionKind::BackwardInput;
+      break;
+    case nn::AutodiffRole::BackwardWeight:
+      fn.kind = rt::FunctionKind::BackwardWeight;
+      break;
+    }
     for (Operation &op : f.getBody().front()) {
       if (isa<nn::ParamOp, nn::ConstantOp, func::ReturnOp>(op) ||
           skipped.count(&op))
@@ -940,21 +957,21 @@ LogicalResult Writer::checkPlan() {
 
 LogicalResult Writer::run() {
   std::string base = opt.function;
-  auto lookup = [&](StringRef suffix) {
-    return module.lookupSymbol<func::FuncOp>(base + suffix.str());
+  auto lookup = [&](nn::AutodiffRole role) {
+    return cast_or_null<func::FuncOp>(
+        nn::lookupAutodiffFunction(module, base, role));
   };
-  func::FuncOp fwd = lookup("_forward");
-  if (!fwd || !fwd->hasAttr("nn.autodiff"))
+  func::FuncOp fwd = lookup(nn::AutodiffRole::Forward);
+  if (!fwd)
     return module.emitError()
-           << "no '" << base
-           << "_forward' function: the module was not differentiated "
-              "(-nn-autodiff)";
+           << "no forward function of '" << base
+           << "': the module was not differentiated (-nn-autodiff)";
   program.push_back(fwd);
   if (opt.splitBackward) {
-    program.push_back(lookup("_backward_input"));
-    program.push_back(lookup("_backward_weight"));
+    program.push_back(lookup(nn::AutodiffRole::BackwardInput));
+    program.push_back(lookup(nn::AutodiffRole::BackwardWeight));
   } else {
-    program.push_back(lookup("_backward"));
+    program.push_back(lookup(nn::AutodiffRole::Backward));
   }
   if (llvm::is_contained(program, func::FuncOp()))
     return module.emitError()
@@ -974,7 +991,8 @@ LogicalResult Writer::run() {
 
   // Inputs, loss, logits.
   for (BlockArgument arg : fwd.getArguments()) {
-    auto name = fwd.getArgAttrOfType<StringAttr>(arg.getArgNumber(), "nn.name");
+    auto name = fwd.getArgAttrOfType<StringAttr>(
+        arg.getArgNumber(), nn::NNDialect::NameAttrHelper::getNameStr());
     auto type = cast<RankedTensorType>(arg.getType());
     if (!type.getElementType().isInteger(64) || type.getRank() != 2)
       return fwd.emitError()

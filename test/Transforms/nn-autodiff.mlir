@@ -8,7 +8,7 @@
 
 // CHECK-LABEL: func.func @main_forward(%arg0: tensor<2x8xi64> {nn.name = "input_ids"}, %arg1: tensor<2x8xi64> {nn.name = "targets"})
 // CHECK-SAME: -> (tensor<f32>, tensor<2x8xi64>, tensor<2x8xi64>, tensor<2x8x16xf32>, tensor<2x8x16xf32>, tensor<2x8x16xf32>, tensor<2x8x64xf32>)
-// CHECK-SAME: nn.autodiff = "forward", nn.saved = 6
+// CHECK-SAME: nn.autodiff = "forward", nn.autodiff_of = "main", nn.saved = 6
 // CHECK: nn.embedding
 // CHECK: nn.linear
 // CHECK: nn.layer_norm
@@ -19,7 +19,7 @@
 // The fused backward: input gradients flow down, weight gradients accumulate.
 // CHECK-LABEL: func.func @main_backward(
 // CHECK-SAME: %arg6: tensor<f32>)
-// CHECK-SAME: nn.autodiff = "backward", nn.recompute = false, nn.saved = 6
+// CHECK-SAME: nn.autodiff = "backward", nn.autodiff_of = "main", nn.recompute = false, nn.saved = 6
 // CHECK: %[[DL:.*]] = nn.cross_entropy_grad %arg5, %arg1, %arg6
 // CHECK: %[[DH:.*]] = nn.linear %[[DL]], %{{.*}} {transpose_weight = false}
 // CHECK: %[[GH:.*]] = nn.linear_grad_weight %arg4, %[[DL]] {transpose_weight = true}

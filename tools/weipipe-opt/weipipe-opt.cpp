@@ -155,7 +155,7 @@ int emitArtifact(ModuleOp module, StringRef source, StringRef outputFilename) {
   MLIRContext *ctx = module.getContext();
   bool differentiated = false;
   module.walk([&](func::FuncOp f) {
-    if (f->hasAttr("nn.autodiff"))
+    if (mlir::weipipe::nn::autodiffRole(f))
       differentiated = true;
   });
   if (!differentiated) {

@@ -1378,3 +1378,39 @@ func.func @topk_shape(%x: tensor<2x4xf32>) {
   %r = nn.topk_indices %x {k = 2 : i64, largest = false} : tensor<2x4xf32> to tensor<4x2xi64>
   return
 }
+
+// -----
+
+// The attributes the compiler keys on are declared and verified.
+// expected-error @+1 {{'func.func' op 'nn.autodiff' must be forward, backward, backward_input or backward_weight, got "backwards"}}
+func.func @f_backward() attributes {nn.autodiff = "backwards", nn.autodiff_of = "f"} {
+  return
+}
+
+// -----
+
+// expected-error @+1 {{'func.func' op 'nn.saved' must be a non-negative integer, got -1 : i64}}
+func.func @f_backward() attributes {nn.saved = -1 : i64} {
+  return
+}
+
+// -----
+
+// expected-error @+1 {{'func.func' op 'nn.recompute' must be a bool, got 1 : i64}}
+func.func @f_backward() attributes {nn.recompute = 1 : i64} {
+  return
+}
+
+// -----
+
+// expected-error @+1 {{'func.func' op unknown nn attribute 'nn.savd'}}
+func.func @f_backward() attributes {nn.savd = 1 : i64} {
+  return
+}
+
+// -----
+
+// expected-error @+1 {{'func.func' op 'nn.name' must be a string, got 3 : i64}}
+func.func @f(%ids: tensor<2x8xi64> {nn.name = 3 : i64}) {
+  return
+}

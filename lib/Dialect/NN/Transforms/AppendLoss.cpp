@@ -74,7 +74,7 @@ struct NNAppendLossPass
     if (failed(fn.insertArgument(
             argIndex, targetsType,
             DictionaryAttr::get(
-                ctx, {NamedAttribute(StringAttr::get(ctx, "nn.name"),
+                ctx, {NamedAttribute(nn::NNDialect::NameAttrHelper(ctx).getName(),
                                      StringAttr::get(ctx, "targets"))}),
             fn.getLoc()))) {
       fn.emitError() << "nn-append-loss: cannot add the targets argument";

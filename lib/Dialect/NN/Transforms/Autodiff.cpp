@@ -371,11 +371,14 @@ struct NNAutodiffPass : weipipe::impl::NNAutodiffPassBase<NNAutodiffPass> {
       dargTypes.push_back(v.getType());
 
     mb.setInsertionPoint(fn);
-    auto makeFn = [&](StringRef suffix, StringRef kind, ArrayRef<Type> args,
+    // Each function is named after its role (for people) and marked with it
+    // (for the compiler, which finds them by nn.autodiff / nn.autodiff_of).
+    auto makeFn = [&](nn::AutodiffRole role, ArrayRef<Type> args,
                       ArrayRef<Type> results) {
-      auto f = func::FuncOp::create(mb, fn.getLoc(), base + suffix.str(),
-                                    FunctionType::get(ctx, args, results));
-      f->setAttr("nn.autodiff", StringAttr::get(ctx, kind));
+      auto f = func::FuncOp::create(
+          mb, fn.getLoc(), base + "_" + nn::autodiffRoleName(role).str(),
+          FunctionType::get(ctx, args, results));
+      nn::setAutodiffRole(f, role, base);
       f.addEntryBlock();
       return f;
     };
@@ -426,7 +429,7 @@ struct NNAutodiffPass : weipipe::impl::NNAutodiffPassBase<NNAutodiffPass> {
       llvm::append_range(fResults, savedTypes);
       llvm::append_range(fReturned, savedList);
     }
-    auto fF = makeFn("_forward", "forward", fn.getFunctionType().getInputs(),
+    auto fF = makeFn(nn::AutodiffRole::Forward, fn.getFunctionType().getInputs(),
                      fResults);
     {
       IRMapping map;
@@ -436,14 +439,14 @@ struct NNAutodiffPass : weipipe::impl::NNAutodiffPassBase<NNAutodiffPass> {
         return failure();
       finish(fF, map, fReturned);
     }
-    fF->setAttr("nn.saved", mb.getI64IntegerAttr(recompute ? 0 : saved.size()));
+    nn::NNDialect::SavedAttrHelper savedAttr(ctx);
+    savedAttr.setAttr(fF, mb.getI64IntegerAttr(recompute ? 0 : saved.size()));
     // Copy the argument names (nn.name) so the artifact knows the inputs.
     for (unsigned i = 0; i < numArgs; ++i)
       if (DictionaryAttr attrs = fn.getArgAttrDict(i))
         fF.setArgAttrs(i, attrs);
 
-    auto backwardFn = [&](StringRef suffix, StringRef kind,
-                          ArrayRef<Operation *> ops, bool takesDloss,
+    auto backwardFn = [&](nn::AutodiffRole role, ArrayRef<Operation *> ops, bool takesDloss,
                           ArrayRef<Value> extraArgs,
                           ArrayRef<Value> results) -> func::FuncOp {
       SmallVector<Type> args(savedTypes);
@@ -454,7 +457,7 @@ struct NNAutodiffPass : weipipe::impl::NNAutodiffPassBase<NNAutodiffPass> {
       SmallVector<Type> resultTypes;
       for (Value v : results)
         resultTypes.push_back(v.getType());
-      auto f = makeFn(suffix, kind, args, resultTypes);
+      auto f = makeFn(role, args, resultTypes);
       IRMapping map;
       unsigned i = 0;
       for (Value v : savedList)
@@ -466,21 +469,23 @@ struct NNAutodiffPass : weipipe::impl::NNAutodiffPassBase<NNAutodiffPass> {
       if (failed(fill(f, ops, map)))
         return nullptr;
       finish(f, map, results);
-      f->setAttr("nn.saved", mb.getI64IntegerAttr(saved.size()));
-      f->setAttr("nn.recompute", mb.getBoolAttr(recompute));
+      savedAttr.setAttr(f, mb.getI64IntegerAttr(saved.size()));
+      nn::NNDialect::RecomputeAttrHelper(ctx).setAttr(
+          f, mb.getBoolAttr(recompute));
       return f;
     };
 
     SmallVector<Value> bResults(dargs);
     llvm::append_range(bResults, transfer);
-    if (!backwardFn("_backward", "backward", backward, true, {}, dargs))
+    if (!backwardFn(nn::AutodiffRole::Backward, backward, true, {}, dargs))
       return failure();
-    auto fB = backwardFn("_backward_input", "backward_input", bOps, true, {},
-                         bResults);
+    auto fB =
+        backwardFn(nn::AutodiffRole::BackwardInput, bOps, true, {}, bResults);
     if (!fB)
       return failure();
-    fB->setAttr("nn.transfer", mb.getI64IntegerAttr(transfer.size()));
-    if (!backwardFn("_backward_weight", "backward_weight", wOps, false,
+    nn::NNDialect::TransferAttrHelper(ctx).setAttr(
+        fB, mb.getI64IntegerAttr(transfer.size()));
+    if (!backwardFn(nn::AutodiffRole::BackwardWeight, wOps, false,
                     transfer.getArrayRef(), {}))
       return failure();
 
