@@ -4,8 +4,9 @@
 // the executor and are compared with direct kernel calls (bit for bit where
 // the executor makes the same calls) and with finite differences; plus the
 // accumulate flag, parameter storage errors, the non-finite search and data
-// errors naming their instruction; and mutated artifacts that pass validation
-// run without a kernel abort.
+// errors naming their instruction; mutated artifacts that pass validation
+// run without a kernel abort; and the step loop (train/Trainer.h) against
+// the same calls made by hand.
 //
 // Tests read arena values through `logits()`: an artifact may declare its
 // logits as any f32 arena range, so a test declares the whole arena.
@@ -14,6 +15,7 @@
 
 #include "weipipe/runtime/Executor.h"
 #include "weipipe/runtime/Crc32c.h"
+#include "weipipe/runtime/train/Trainer.h"
 
 #include "ArtifactTestUtil.h"
 
@@ -816,4 +818,91 @@ TEST(Executor, MutatedArtifactsRunOrAreRejected) {
   std::printf("[mutate] %d of 3000 mutated artifacts were valid and ran\n",
               ran);
   EXPECT_GT(ran, 100);
+}
+
+// The step loop that each rank runs (train/Trainer.h): one step is the
+// micro-batches of the data order with their losses weighted by counted
+// targets, then AdamW on the accumulated gradients — the same calls made
+// by hand give the same bits; a non-finite loss names where it started.
+TEST(Trainer, StepMatchesTheCallsByHand) {
+  Tiny t = makeTiny();
+  t.a.microbatches = 2;
+  // Tokens 0..V-1 repeated: windows of S + 1 = 4 tokens.
+  const std::string data = t.dir + "/tokens.bin";
+  {
+    std::ofstream f(data, std::ios::binary);
+    for (int i = 0; i < 64; ++i) {
+      const uint16_t tok = uint16_t((i * 5 + 3) % V);
+      f.write(reinterpret_cast<const char *>(&tok), 2);
+    }
+  }
+  std::string err;
+  auto tokens = train::TokenFile::load(data, V, train::TokenDType::U16,
+                                       train::DataFormat::Bin, &err);
+  ASSERT_TRUE(tokens) << err;
+  auto windows =
+      train::Windows::create(*tokens, S, train::DataOrder::Shuffle, 7, &err);
+  ASSERT_TRUE(windows) << err;
+  train::OptimizerConfig oc;
+  oc.schedule = {train::LrScheduleKind::Constant, 0.05, 0.0, 0, 3};
+  oc.weightDecay = 0.1;
+  oc.gradClip = 0.5;
+
+  auto ex = create(t.a, t.dir);
+  ASSERT_TRUE(ex);
+  train::Trainer trainer(*ex, t.a, *windows, oc);
+  EXPECT_EQ(trainer.optimizerBytes(), 2u * 2u * V * H * 4u);
+  train::StepRecord r0, r1;
+  ASSERT_TRUE(trainer.step(0, &r0).ok());
+  ASSERT_TRUE(trainer.step(1, &r1).ok());
+  EXPECT_EQ(r1.step, 1);
+  EXPECT_EQ(r1.windows.size(), size_t(2 * B));
+  EXPECT_EQ(r1.tokens, 2 * N);
+  EXPECT_EQ(r1.lr, 0.05);
+
+  // By hand, on a second executor and an identical data order.
+  auto byHand = create(t.a, t.dir);
+  auto windows2 =
+      train::Windows::create(*tokens, S, train::DataOrder::Shuffle, 7, &err);
+  std::vector<std::vector<float>> m(2, std::vector<float>(V * H, 0.0f)), v = m;
+  std::vector<int64_t> ids(N), tgt(N);
+  std::vector<uint64_t> win(B);
+  for (int64_t step = 0; step < 2; ++step) {
+    byHand->zeroGrads();
+    double lossSum = 0;
+    std::vector<uint64_t> used;
+    for (int64_t mb = 0; mb < 2; ++mb) {
+      windows2->fillMicrobatch(step, mb, 2, B, ids.data(), tgt.data(),
+                               win.data());
+      used.insert(used.end(), win.begin(), win.end());
+      float loss = 0;
+      ASSERT_TRUE(
+          byHand->runMicrobatch(ids.data(), tgt.data(), 0.5f, &loss).ok());
+      lossSum += double(loss) * double(N);
+    }
+    std::vector<const float *> g = {byHand->params()[0].grad,
+                                    byHand->params()[1].grad};
+    const double norm = k::global_norm(g, {V * H, V * H});
+    const float scale = k::clip_scale(norm, 0.5);
+    for (int p = 0; p < 2; ++p)
+      k::adamw_step(byHand->params()[p].value, byHand->params()[p].grad,
+                    m[p].data(), v[p].data(), V * H,
+                    {0.05, 0.9, 0.999, 1e-8, 0.1}, step + 1, scale);
+    const train::StepRecord &r = step == 0 ? r0 : r1;
+    EXPECT_EQ(r.loss, lossSum / double(2 * N));
+    EXPECT_EQ(r.gradNorm, norm);
+    EXPECT_EQ(r.windows, used);
+  }
+  for (int p = 0; p < 2; ++p)
+    EXPECT_EQ(std::memcmp(ex->params()[p].value, byHand->params()[p].value,
+                          V * H * 4),
+              0)
+        << "parameter " << p;
+
+  ex->params()[1].value[6] = NAN;
+  train::StepRecord bad;
+  const k::Status st = trainer.step(2, &bad);
+  ASSERT_FALSE(st.ok());
+  EXPECT_HAS(st.message(), "step 2: loss is nan; parameter 'w' has 1 "
+                           "non-finite values (first at element 6 = nan)");
 }

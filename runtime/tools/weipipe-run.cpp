@@ -1,9 +1,9 @@
 //===- weipipe-run.cpp - train a compiled .wpp artifact on the CPU --------===//
 //
 // Part of weipipe's runtime. Loads an artifact (weipipe-opt --emit=artifact),
-// runs it with the CPU executor, and owns what the artifact does not: the
-// data order, AdamW state, the LR schedule, gradient clipping, logging and
-// outputs. Everything follows the reference trainer's contract
+// runs it with the CPU executor and the step loop of train/Trainer.h (data
+// order, AdamW state, the LR schedule, gradient clipping), and owns the
+// command line, logging and outputs. Everything follows the reference trainer's contract
 // (python/weipipe/reference/README.md) so that both give the same losses and
 // weights to 1e-5; runtime/README.md documents the CLI.
 //
@@ -14,10 +14,11 @@
 #include "weipipe/runtime/cpu/Kernels.h"
 #include "weipipe/runtime/train/Data.h"
 #include "weipipe/runtime/train/Json.h"
+#include "weipipe/runtime/train/LrSchedule.h"
 #include "weipipe/runtime/train/Output.h"
 #include "weipipe/runtime/train/Progress.h"
 #include "weipipe/runtime/train/Safetensors.h"
-#include "weipipe/runtime/train/Schedule.h"
+#include "weipipe/runtime/train/Trainer.h"
 
 #include <chrono>
 #include <cmath>
@@ -360,13 +361,15 @@ int main(int argc, char **argv) {
   uint64_t paramValues = 0;
   for (const ParamBuffers &p : params)
     paramValues += uint64_t(p.numel);
-  // AdamW state, owned here: m and v per parameter.
-  std::vector<std::vector<float>> mState(params.size()), vState(params.size());
-  for (size_t i = 0; i < params.size(); ++i) {
-    mState[i].assign(size_t(params[i].numel), 0.0f);
-    vState[i].assign(size_t(params[i].numel), 0.0f);
-  }
-  const uint64_t optimizerBytes = 2 * paramValues * sizeof(float);
+  OptimizerConfig optimizer;
+  optimizer.schedule = {o.schedule, o.lr, o.minLr, o.warmupSteps, o.steps};
+  optimizer.beta1 = o.beta1;
+  optimizer.beta2 = o.beta2;
+  optimizer.eps = o.eps;
+  optimizer.weightDecay = o.weightDecay;
+  optimizer.gradClip = o.gradClip;
+  Trainer trainer(*ex, a, *windows, optimizer);
+  const uint64_t optimizerBytes = trainer.optimizerBytes();
   const uint64_t tokensPerStep = uint64_t(M * B * S);
 
   if (!o.quiet) {
@@ -392,7 +395,6 @@ int main(int argc, char **argv) {
   }
 
   std::vector<int64_t> ids(size_t(B * S)), targets(size_t(B * S));
-  std::vector<uint64_t> win(static_cast<size_t>(B));
 
   if (logitsOut.isOpen()) {
     // Step 0's first micro-batch (windows k = 0..B-1 of the data order).
@@ -410,88 +412,31 @@ int main(int argc, char **argv) {
       fail(error);
   }
 
-  LrSchedule schedule{o.schedule, o.lr, o.minLr, o.warmupSteps, o.steps};
   Progress progress(stderr, !o.quiet, ::isatty(2) != 0);
-  std::vector<const float *> gradPtrs;
-  std::vector<int64_t> gradSizes;
-  for (const ParamBuffers &p : params) {
-    gradPtrs.push_back(p.grad);
-    gradSizes.push_back(p.numel);
-  }
   const auto trainStart = std::chrono::steady_clock::now();
   double lastLoss = 0;
   uint64_t tokensDone = 0;
   for (int64_t step = 0; step < o.steps; ++step) {
     const auto s0 = std::chrono::steady_clock::now();
-    const double lr = schedule.at(step);
-    ex->zeroGrads();
-    // The step's loss is the mean over all its non-ignored targets (T):
-    // micro-batch m (c_m counted targets, loss_m their mean) seeds its
-    // backward with c_m / T, which is 1 / M when nothing is ignored.
-    std::vector<uint64_t> stepWindows;
-    std::vector<int64_t> counts(static_cast<size_t>(M));
-    int64_t T = 0;
-    for (int64_t m = 0; m < M; ++m) {
-      windows->fillMicrobatch(step, m, M, B, ids.data(), targets.data(),
-                              win.data());
-      int64_t c = 0;
-      for (int64_t t : targets)
-        c += t != a.ignoreIndex;
-      counts[size_t(m)] = c;
-      T += c;
+    StepRecord r;
+    if (cpu::Status st = trainer.step(step, &r); !st.ok()) {
+      progress.finish();
+      fail(st.message());
     }
-    const double denom = double(std::max<int64_t>(T, 1));
-    double lossSum = 0;
-    for (int64_t m = 0; m < M; ++m) {
-      windows->fillMicrobatch(step, m, M, B, ids.data(), targets.data(),
-                              win.data());
-      stepWindows.insert(stepWindows.end(), win.begin(), win.end());
-      const float dloss = float(double(counts[size_t(m)]) / denom);
-      float loss = 0;
-      cpu::Status st =
-          ex->runMicrobatch(ids.data(), targets.data(), dloss, &loss);
-      if (!st.ok())
-        fail("step " + std::to_string(step) + ", micro-batch " +
-             std::to_string(m) + ": " + st.message());
-      if (!std::isfinite(loss)) {
-        progress.finish();
-        std::string where =
-            ex->findFirstNonFinite(ids.data(), targets.data(), dloss);
-        fail("step " + std::to_string(step) + ": loss is " +
-             (std::isnan(loss) ? "nan" : "inf") + "; " +
-             (where.empty() ? "no instruction result is non-finite on rerun"
-                            : where));
-      }
-      lossSum += double(loss) * double(counts[size_t(m)]);
-    }
-    const double stepLoss = lossSum / denom;
-
-    // Global norm before clipping, AdamW with the clipping factor.
-    const double gradNorm = cpu::global_norm(gradPtrs, gradSizes);
-    const float scale =
-        o.gradClip > 0 ? cpu::clip_scale(gradNorm, o.gradClip) : 1.0f;
-    for (size_t i = 0; i < params.size(); ++i) {
-      ParamBuffers &p = params[i];
-      cpu::AdamWConfig c{lr, o.beta1, o.beta2, o.eps,
-                         p.desc->decay ? o.weightDecay : 0.0};
-      cpu::adamw_step(p.value, p.grad, mState[i].data(), vState[i].data(),
-                      p.numel, c, step + 1, scale);
-    }
-
     const auto s1 = std::chrono::steady_clock::now();
     const double stepS = seconds(s0, s1);
     tokensDone += tokensPerStep;
-    lastLoss = stepLoss;
+    lastLoss = r.loss;
     if (logOut.isOpen()) {
       std::string w;
-      for (size_t k = 0; k < stepWindows.size(); ++k)
-        w += (k ? ", " : "") + std::to_string(stepWindows[k]);
+      for (size_t k = 0; k < r.windows.size(); ++k)
+        w += (k ? ", " : "") + std::to_string(r.windows[k]);
       // The reference's fields first, in its order, then ours.
       logOut.write(
           "{\"step\": " + std::to_string(step) + ", \"loss\": " +
-          json::number(stepLoss) + ", \"lr\": " + json::number(lr) +
-          ", \"grad_norm\": " + json::number(gradNorm) +
-          ", \"tokens\": " + std::to_string(T) + ", \"windows\": [" + w +
+          json::number(r.loss) + ", \"lr\": " + json::number(r.lr) +
+          ", \"grad_norm\": " + json::number(r.gradNorm) +
+          ", \"tokens\": " + std::to_string(r.tokens) + ", \"windows\": [" + w +
           "], \"time_s\": " + json::number(std::round(stepS * 1e4) / 1e4) +
           ", \"ms\": " + json::number(stepS * 1e3) + ", \"tokens_per_s\": " +
           json::number(stepS > 0 ? double(tokensPerStep) / stepS : 0.0) +
@@ -502,7 +447,7 @@ int main(int argc, char **argv) {
     ProgressState ps;
     ps.done = step + 1;
     ps.total = o.steps;
-    ps.loss = stepLoss;
+    ps.loss = r.loss;
     ps.elapsedS = seconds(trainStart, s1);
     ps.tokensPerSec = ps.elapsedS > 0 ? double(tokensDone) / ps.elapsedS : 0;
     ps.memBytes = ex->bytesAllocated() + optimizerBytes;

@@ -1,4 +1,4 @@
-//===- Schedule.h - the learning-rate schedule ------------------*- C++ -*-===//
+//===- LrSchedule.h - the learning-rate schedule ----------------*- C++ -*-===//
 //
 // Part of weipipe's runtime. The reference trainer's schedule
 // (python/weipipe/reference/README.md, "LR schedule"; train.py's lr_at),
@@ -13,8 +13,8 @@
 //
 //===----------------------------------------------------------------------===//
 
-#ifndef WEIPIPE_RUNTIME_TRAIN_SCHEDULE_H
-#define WEIPIPE_RUNTIME_TRAIN_SCHEDULE_H
+#ifndef WEIPIPE_RUNTIME_TRAIN_LRSCHEDULE_H
+#define WEIPIPE_RUNTIME_TRAIN_LRSCHEDULE_H
 
 #include <algorithm>
 #include <cmath>
@@ -63,4 +63,4 @@ struct LrSchedule {
 
 } // namespace weipipe::rt::train
 
-#endif // WEIPIPE_RUNTIME_TRAIN_SCHEDULE_H
+#endif // WEIPIPE_RUNTIME_TRAIN_LRSCHEDULE_H

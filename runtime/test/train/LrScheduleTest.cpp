@@ -1,4 +1,4 @@
-//===- ScheduleTest.cpp - the LR schedule and progress helpers ------------===//
+//===- LrScheduleTest.cpp - the LR schedule and progress helpers ----------===//
 //
 // Expected rates are Python's lr_at (python/weipipe/reference/train.py)
 // evaluated with CPython and written out with repr(), so they are compared
@@ -6,7 +6,7 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "weipipe/runtime/train/Schedule.h"
+#include "weipipe/runtime/train/LrSchedule.h"
 #include "weipipe/runtime/train/Progress.h"
 
 #include <gtest/gtest.h>
