@@ -888,7 +888,11 @@ cpu::Status Executor::Impl::exec(Step &s) {
   if (s.doneByPrevious)
     return {};
   zeroIfWritten(s);
-  return handlerFor(s.ins->op)(Ctx{*this, s, *s.ins, s.in, s.out});
+  Handler run = handlerFor(s.ins->op);
+  if (!run) // validation refuses unknown opcodes; never run one
+    return cpu::Status::error("unknown opcode " +
+                              std::to_string(unsigned(s.ins->op)));
+  return run(Ctx{*this, s, *s.ins, s.in, s.out});
 }
 
 namespace {

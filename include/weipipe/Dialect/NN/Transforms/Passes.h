@@ -8,6 +8,7 @@
 #ifndef WEIPIPE_DIALECT_NN_TRANSFORMS_PASSES_H
 #define WEIPIPE_DIALECT_NN_TRANSFORMS_PASSES_H
 
+#include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Pass/Pass.h"
 #include "mlir/Pass/PassOptions.h"
 #include "weipipe/Dialect/NN/NNDialect.h"
@@ -18,6 +19,13 @@ namespace weipipe {
 
 #define GEN_PASS_DECL
 #include "weipipe/Dialect/NN/Transforms/Passes.h.inc"
+
+/// Reverse-mode autodiff of one function that returns an f32 scalar loss
+/// (the model, or one pipeline chunk), as -nn-autodiff does it: replaces
+/// `fn` by its forward, backward, backward_input and backward_weight
+/// functions (roles in nn.autodiff / nn.autodiff_of). Errors are emitted at
+/// `fn`.
+LogicalResult differentiate(func::FuncOp fn, bool recompute);
 
 /// Adds the fusion patterns named in `which` (all when empty) to `patterns`.
 void populateNNFusionPatterns(RewritePatternSet &patterns,
