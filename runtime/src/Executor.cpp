@@ -256,6 +256,14 @@ struct Executor::Impl {
   uint64_t bytes = 0;
   std::vector<std::vector<Step>> fns;   // by function index
   std::vector<float> scratch[kScratch]; // see ScratchNeed
+  // The parameter table: where parameter i's value and gradient are now
+  // (bindParam), and every resolved ref that points there, to repoint.
+  struct Use {
+    Step *step;
+    Ref *ref;
+  };
+  std::vector<float *> valueOf, gradOf;
+  std::vector<std::vector<Use>> valueUses, gradUses;
 
   explicit Impl(const Artifact &art) : a(art) {}
 
@@ -285,6 +293,7 @@ struct Executor::Impl {
   }
 
   void prepare(std::vector<ParamBuffers> &params);
+  void rebind(std::vector<Use> &uses, void *to);
   void pairNormGrads(std::vector<Step> &steps);
   void normGrad(const Step &s);
   cpu::Status exec(Step &s);
@@ -385,6 +394,44 @@ void Executor::Impl::prepare(std::vector<ParamBuffers> &params) {
       }
     }
     pairNormGrads(steps);
+  }
+  // Parameter refs, recorded once all steps are in place (their addresses
+  // are stable from here on).
+  valueOf.resize(params.size());
+  gradOf.resize(params.size());
+  valueUses.assign(params.size(), {});
+  gradUses.assign(params.size(), {});
+  for (size_t i = 0; i < params.size(); ++i) {
+    valueOf[i] = params[i].value;
+    gradOf[i] = params[i].grad;
+  }
+  for (std::vector<Step> &steps : fns)
+    for (Step &s : steps) {
+      auto record = [&](const std::vector<TensorRef> &refs,
+                        std::vector<Ref> &resolved) {
+        for (size_t k = 0; k < refs.size(); ++k) {
+          if (refs[k].space == Space::Param)
+            valueUses[refs[k].index].push_back({&s, &resolved[k]});
+          else if (refs[k].space == Space::Grad)
+            gradUses[refs[k].index].push_back({&s, &resolved[k]});
+        }
+      };
+      record(s.ins->operands, s.in);
+      record(s.ins->results, s.out);
+    }
+}
+
+void Executor::Impl::rebind(std::vector<Use> &uses, void *to) {
+  for (const Use &u : uses) {
+    u.ref->p = to;
+    if (u.step->ins->op == Opcode::Concat) // the kernel's pointer lists
+      for (size_t k = 0; k < u.step->in.size(); ++k) {
+        const Ref &r = u.step->in[k];
+        std::get<0>(u.step->ptrs)[k] = r.as<const float>();
+        std::get<1>(u.step->ptrs)[k] = r.as<const int64_t>();
+        std::get<2>(u.step->ptrs)[k] = r.as<const int32_t>();
+        std::get<3>(u.step->ptrs)[k] = r.as<const uint8_t>();
+      }
   }
 }
 
@@ -1154,6 +1201,26 @@ float Executor::readLoss() const {
                                  impl_->arena.data() + a_.loss.offset)
                            : 0.0f;
 }
+
+void Executor::bindParam(size_t index, float *value, float *grad) {
+  Impl &im = *impl_;
+  float *v = value ? value : params_[index].value;
+  float *g = grad ? grad : params_[index].grad;
+  if (v != im.valueOf[index]) {
+    im.valueOf[index] = v;
+    im.rebind(im.valueUses[index], v);
+  }
+  if (g != im.gradOf[index]) {
+    im.gradOf[index] = g;
+    im.rebind(im.gradUses[index], g);
+  }
+}
+
+float *Executor::boundValue(size_t index) const {
+  return impl_->valueOf[index];
+}
+
+float *Executor::boundGrad(size_t index) const { return impl_->gradOf[index]; }
 
 void Executor::zeroGrads() {
   uint64_t bytes = 0;

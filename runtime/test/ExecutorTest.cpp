@@ -906,3 +906,78 @@ TEST(Trainer, StepMatchesTheCallsByHand) {
   EXPECT_HAS(st.message(), "step 2: loss is nan; parameter 'w' has 1 "
                            "non-finite values (first at element 6 = nan)");
 }
+
+// Parameter refs resolve through a table a pipeline rank rebinds each turn:
+// bound to other buffers, the same instructions read the weights there and
+// write the gradients there; the executor's own buffers stay untouched, and
+// unbinding restores them.
+TEST(Executor, ParametersRebindToOtherBuffers) {
+  Tiny t = makeTiny();
+  auto ex = create(t.a, t.dir);
+  ASSERT_TRUE(ex);
+  // Other weights for 'w' (a ring slot's copy), run in place on a second
+  // executor for the expected values.
+  std::vector<float> slotW = values(V * H, 99), slotG(V * H, 0.0f);
+  auto expected = create(t.a, t.dir);
+  std::memcpy(expected->params()[1].value, slotW.data(), V * H * 4);
+  float want = 0, got = 0;
+  ASSERT_TRUE(
+      expected->runMicrobatch(kIds.data(), kTargets.data(), 1.0f, &want).ok());
+
+  const std::vector<float> ownW(ex->params()[1].value,
+                                ex->params()[1].value + V * H);
+  ex->bindParam(1, slotW.data(), slotG.data());
+  EXPECT_EQ(ex->boundValue(1), slotW.data());
+  EXPECT_EQ(ex->boundGrad(1), slotG.data());
+  EXPECT_EQ(ex->boundValue(0), ex->params()[0].value); // others unchanged
+  ASSERT_TRUE(ex->runMicrobatch(kIds.data(), kTargets.data(), 1.0f, &got).ok());
+  EXPECT_EQ(got, want);
+  for (int64_t i = 0; i < V * H; ++i) {
+    EXPECT_EQ(slotG[i], expected->params()[1].grad[i]) << i;
+    EXPECT_EQ(ex->params()[1].grad[i], 0.0f) << i; // own gradient untouched
+    EXPECT_EQ(ex->params()[0].grad[i], expected->params()[0].grad[i]) << i;
+  }
+  EXPECT_EQ(std::memcmp(ex->params()[1].value, ownW.data(), V * H * 4), 0);
+
+  // Unbound: the executor's own weights and gradients again.
+  ex->bindParam(1, nullptr, nullptr);
+  EXPECT_EQ(ex->boundValue(1), ex->params()[1].value);
+  ex->zeroGrads();
+  float own = 0;
+  ASSERT_TRUE(ex->runMicrobatch(kIds.data(), kTargets.data(), 1.0f, &own).ok());
+  EXPECT_EQ(own, reference(t).loss);
+  EXPECT_NE(own, got);
+}
+
+// A kernel that takes its inputs as a pointer list (concat) follows the
+// binding too.
+TEST(Executor, RebindingReachesConcatInputs) {
+  Tiny t = makeTiny();
+  Artifact a;
+  a.params = {t.a.params[0]}; // emb [V, H]
+  const std::vector<float> row(H, 0.25f);
+  a.constants = {constant(DType::F32, {1, H}, row)};
+  Plan p;
+  const TensorRef out = p.f32({V + 1, H});
+  Function f;
+  f.name = "forward";
+  f.body = {
+      instr(Opcode::Concat,
+            {entry(Space::Param, 0, {V, H}), entry(Space::Const, 0, {1, H})},
+            {out}, {0})};
+  a.functions = {f};
+  a.microbatchProgram = {0};
+  exposeArena(a, p);
+  auto ex = create(a, t.dir);
+  ASSERT_TRUE(ex);
+  std::vector<float> slot = values(V * H, 5);
+  ex->bindParam(0, slot.data(), nullptr);
+  float loss = 0;
+  ASSERT_TRUE(ex->runForward(nullptr, nullptr, &loss).ok());
+  const float *y = at<float>(*ex, out);
+  EXPECT_EQ(std::memcmp(y, slot.data(), V * H * 4), 0);
+  EXPECT_EQ(y[V * H], 0.25f);
+  ex->bindParam(0, nullptr, nullptr);
+  ASSERT_TRUE(ex->runForward(nullptr, nullptr, &loss).ok());
+  EXPECT_EQ(std::memcmp(at<float>(*ex, out), t.emb.data(), V * H * 4), 0);
+}

@@ -3,7 +3,7 @@
 // Part of weipipe's runtime. Owns one rank's memory (arena, parameters,
 // gradients, constants) as the artifact's buffer plan lays it out, and walks
 // instruction lists, calling the CPU kernels (cpu/Kernels.h). The optimizer
-// and the data loop live in the trainer (weipipe-run), which reaches the
+// and the data loop live in the trainer (train/Trainer.h), which reaches the
 // parameters and gradients through `params()`.
 //
 //===----------------------------------------------------------------------===//
@@ -43,6 +43,18 @@ public:
   uint64_t bytesAllocated() const;
 
   void zeroGrads();
+
+  /// Points every instruction that reads parameter `index` at `value` and
+  /// every one that writes its gradient at `grad` (each at least the
+  /// parameter's numel floats, owned by the caller: a ring slot that holds
+  /// the parameter this turn), until the next call; nullptr restores the
+  /// executor's own buffer (`params()`, which the binding never changes).
+  /// Parameter refs resolve through this table, so a pipeline rank can run
+  /// the same instructions on whichever weights arrive.
+  void bindParam(size_t index, float *value, float *grad);
+  /// The buffers parameter `index` is bound to now.
+  float *boundValue(size_t index) const;
+  float *boundGrad(size_t index) const;
 
   /// Runs the micro-batch program on one micro-batch. `ids` and `targets`
   /// are [batch * seq] int64 (row-major [B, S]). `dloss` seeds the backward
