@@ -899,6 +899,10 @@ LogicalResult Writer::emit() {
         inst.flags |= rt::Instruction::kAccumulate;
       fn.body.push_back(std::move(inst));
     }
+    // The two gradients of one norm, adjacent, run as one kernel call.
+    for (size_t i = 0; i + 1 < fn.body.size(); ++i)
+      if (rt::normGradsFuse(fn.body[i], fn.body[i + 1]))
+        fn.body[i++].flags |= rt::Instruction::kFusedWithNext;
     a.microbatchProgram.push_back(a.functions.size());
     a.functions.push_back(std::move(fn));
   }

@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <utility>
 
 namespace weipipe::rt::detail {
 
@@ -415,11 +416,15 @@ bool InstrCheck::contract(const OpcodeInfo &c) {
   if (c.intsEnum != OpEnum::None &&
       !enumInt(0, enumSize(c.intsEnum), enumName(c.intsEnum)))
     return false;
-  if (I.flags & ~Instruction::kAccumulate)
+  if (I.flags & ~(Instruction::kAccumulate | Instruction::kFusedWithNext))
     return fail("unknown flag bits " + std::to_string(I.flags));
   if ((I.flags & Instruction::kAccumulate) && !c.mayAccumulate())
     return fail("the accumulate flag is set on an instruction that cannot "
                 "accumulate");
+  if ((I.flags & Instruction::kFusedWithNext) &&
+      !(c.flags & OpcodeInfo::kFusesWithNext))
+    return fail("the fused-with-next flag is set on an instruction that "
+                "cannot run another");
   for (size_t i = 0; i < I.results.size(); ++i) {
     const Space s = I.results[i].space;
     if (s == Space::Param || s == Space::Const)
@@ -1013,6 +1018,16 @@ bool validateArtifact(const Artifact &a, const std::string &what,
         problem = InstrCheck(in).problem();
       if (problem.empty())
         problem = checkAliasing(in);
+      // The partner of a fused pair is the next instruction, which must be
+      // the other gradient of the same norm and not itself run another.
+      if (problem.empty() && (in.flags & Instruction::kFusedWithNext)) {
+        if (i + 1 == fn.body.size())
+          problem = "the fused-with-next flag is set on the last instruction";
+        else if (!normGradsFuse(in, fn.body[i + 1]) ||
+                 (fn.body[i + 1].flags & Instruction::kFusedWithNext))
+          problem = "the fused-with-next flag is set, but the next "
+                    "instruction is not the other gradient of the same norm";
+      }
       if (!problem.empty()) {
         std::string msg = at + ": " + problem;
         if (instrOffsets && f < instrOffsets->size() &&
@@ -1031,3 +1046,49 @@ bool validateArtifact(const Artifact &a, const std::string &what,
 }
 
 } // namespace weipipe::rt::detail
+
+namespace weipipe::rt {
+
+bool normGradsFuse(const Instruction &a, const Instruction &b) {
+  auto kind = [](Opcode op) { // 1: layer norm, 2: rms norm; input grad?
+    switch (op) {
+    case Opcode::LayerNormGradInput:
+      return std::make_pair(1, true);
+    case Opcode::LayerNormGradParams:
+      return std::make_pair(1, false);
+    case Opcode::RMSNormGradInput:
+      return std::make_pair(2, true);
+    case Opcode::RMSNormGradScale:
+      return std::make_pair(2, false);
+    default:
+      return std::make_pair(0, false);
+    }
+  };
+  const auto [na, inputA] = kind(a.op);
+  const auto [nb, inputB] = kind(b.op);
+  if (na == 0 || na != nb || inputA == inputB)
+    return false;
+  // (x, scale, dy) for the input gradient, (x, dy) for the parameters'.
+  auto same = [](const TensorRef &x, const TensorRef &y) {
+    return x.space == y.space && x.index == y.index && x.offset == y.offset &&
+           x.dtype == y.dtype && x.shape == y.shape;
+  };
+  const size_t dyA = inputA ? 2 : 1, dyB = inputB ? 2 : 1;
+  if (a.operands.size() <= dyA || b.operands.size() <= dyB ||
+      !same(a.operands[0], b.operands[0]) ||
+      !same(a.operands[dyA], b.operands[dyB]) || a.ints != b.ints ||
+      a.floats != b.floats)
+    return false;
+  bool identical = false;
+  for (const TensorRef &r : a.results)
+    for (const TensorRef &o : b.operands)
+      if (detail::overlap(r, o, &identical))
+        return false;
+  for (const TensorRef &r : b.results)
+    for (const TensorRef &o : a.operands)
+      if (detail::overlap(r, o, &identical))
+        return false;
+  return true;
+}
+
+} // namespace weipipe::rt

@@ -173,9 +173,10 @@ struct Ref {
 struct Step {
   const Instruction *ins = nullptr;
   std::vector<Ref> in, out;
-  // A norm's input-gradient and parameter-gradient ops on the same x and dy,
-  // adjacent: the first runs both in one kernel call (one recomputation of
-  // the statistics, one pass over the rows) and the second does nothing.
+  // A norm's input-gradient and parameter-gradient ops that the compiler
+  // marked (Instruction::kFusedWithNext): the first runs both in one kernel
+  // call (one recomputation of the statistics, one pass over the rows) and
+  // the second does nothing.
   const Step *partner = nullptr;
   bool doneByPrevious = false;
   // Sizes derived once: linear M, K, N; norm rows, normSize.
@@ -447,12 +448,6 @@ void zeroIfWritten(const Step &s) {
       std::memset(r.p, 0, size_t(r.n) * sizeof(float));
 }
 
-bool isNormGrad(Opcode op) {
-  return op == Opcode::LayerNormGradInput ||
-         op == Opcode::LayerNormGradParams || op == Opcode::RMSNormGradInput ||
-         op == Opcode::RMSNormGradScale;
-}
-
 bool isNormGradInput(Opcode op) {
   return op == Opcode::LayerNormGradInput || op == Opcode::RMSNormGradInput;
 }
@@ -462,45 +457,16 @@ const Ref &normDy(const Step &s) {
   return s.in[isNormGradInput(s.ins->op) ? 2 : 1];
 }
 
-bool overlaps(const Ref &a, const Ref &b) {
-  if (!a.p || !b.p)
-    return false;
-  const auto *pa = static_cast<const uint8_t *>(a.p);
-  const auto *pb = static_cast<const uint8_t *>(b.p);
-  return pa < pb + size_t(b.n) * dtypeSize(b.dt) &&
-         pb < pa + size_t(a.n) * dtypeSize(a.dt);
-}
-
-/// Whether b may run inside a, just before it: the two gradient ops of one
-/// norm on the same x, dy and eps, a's results not overlapping b's inputs.
-bool canPair(const Step &a, const Step &b) {
-  const Opcode oa = a.ins->op, ob = b.ins->op;
-  const bool layer =
-      oa == Opcode::LayerNormGradInput || oa == Opcode::LayerNormGradParams;
-  const bool bLayer =
-      ob == Opcode::LayerNormGradInput || ob == Opcode::LayerNormGradParams;
-  if (!isNormGrad(oa) || !isNormGrad(ob) || layer != bLayer ||
-      isNormGradInput(oa) == isNormGradInput(ob))
-    return false;
-  if (a.in[0].p != b.in[0].p || normDy(a).p != normDy(b).p || a.d0 != b.d0 ||
-      a.d1 != b.d1 || a.ins->floats != b.ins->floats)
-    return false;
-  for (const Ref &o : a.out)
-    for (const Ref &i : b.in)
-      if (overlaps(o, i))
-        return false;
-  return true;
-}
-
 } // namespace
 
 void Executor::Impl::pairNormGrads(std::vector<Step> &steps) {
-  for (size_t i = 0; i + 1 < steps.size(); ++i) {
-    if (steps[i].doneByPrevious || !canPair(steps[i], steps[i + 1]))
-      continue;
-    steps[i].partner = &steps[i + 1];
-    steps[i + 1].doneByPrevious = true;
-  }
+  // The compiler marks the pairs (Instruction::kFusedWithNext) and the
+  // validator checked that the next instruction is the partner.
+  for (size_t i = 0; i + 1 < steps.size(); ++i)
+    if (steps[i].ins->flags & Instruction::kFusedWithNext) {
+      steps[i].partner = &steps[i + 1];
+      steps[i + 1].doneByPrevious = true;
+    }
 }
 
 void Executor::Impl::normGrad(const Step &s) {

@@ -17,6 +17,7 @@ namespace {
 #define WP_OPTIONAL_RESULTS OpcodeInfo::kOptionalResults
 #define WP_INPLACE OpcodeInfo::kInPlace
 #define WP_INPLACE_FIRST OpcodeInfo::kInPlaceFirst
+#define WP_FUSES_WITH_NEXT OpcodeInfo::kFusesWithNext
 
 constexpr OpcodeInfo kOpcodes[] = {
 #define WP_OPCODE(Name, Id, Mnemonic, Operands, Results, Ints, Floats, Enum,   \
@@ -34,6 +35,7 @@ constexpr OpcodeInfo kOpcodes[] = {
 #undef WP_OPTIONAL_RESULTS
 #undef WP_INPLACE
 #undef WP_INPLACE_FIRST
+#undef WP_FUSES_WITH_NEXT
 
 // The table's own consistency, checked once at compile time.
 constexpr bool wellFormed() {

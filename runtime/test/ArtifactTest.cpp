@@ -226,6 +226,12 @@ TEST(Artifact, EveryOpcodeFollowsItsTableEntry) {
     EXPECT_EQ(accError.find("cannot accumulate") == std::string::npos,
               info->mayAccumulate())
         << accError;
+    Instruction fused = in;
+    fused.flags = Instruction::kFusedWithNext;
+    const std::string fusedError = errorOf(fused);
+    EXPECT_EQ(fusedError.find("cannot run another") == std::string::npos,
+              bool(info->flags & OpcodeInfo::kFusesWithNext))
+        << fusedError;
     if (!(info->flags & OpcodeInfo::kOptionalResults)) {
       Instruction absent = in;
       absent.results[0] = TensorRef();
@@ -233,6 +239,50 @@ TEST(Artifact, EveryOpcodeFollowsItsTableEntry) {
     }
   }
   EXPECT_EQ(known, 55);
+}
+
+// The compiler marks the two gradients of one norm to run as one kernel
+// call; the mark is checked against the next instruction.
+TEST(Artifact, FusedNormGradientsAreChecked) {
+  auto withPair = [](const TensorRef &dyOfSecond, uint8_t secondFlags) {
+    Artifact a = makeArtifact();
+    const TensorRef x = arenaAt(128, DType::F32, {2, 3, 4});
+    const TensorRef dy = arenaAt(576, DType::F32, {2, 3, 4});
+    Function f;
+    f.name = "norm_grads";
+    f.kind = FunctionKind::Backward;
+    f.body = {
+        instr(Opcode::RMSNormGradInput, {x, arenaAt(896, DType::F32, {4}), dy},
+              {arenaAt(960, DType::F32, {2, 3, 4})}, {2}, {1e-5}, "",
+              Instruction::kFusedWithNext),
+        instr(Opcode::RMSNormGradScale, {x, dyOfSecond},
+              {arenaAt(1088, DType::F32, {4})}, {2}, {1e-5}, "", secondFlags)};
+    a.functions.push_back(f);
+    a.arenaBytes = 1152;
+    return a;
+  };
+  Artifact ok = withPair(arenaAt(576, DType::F32, {2, 3, 4}), 0);
+  EXPECT_TRUE(normGradsFuse(ok.functions[2].body[0], ok.functions[2].body[1]));
+  EXPECT_EQ(structError(ok), "");
+  // Another dy: not the same norm's gradient.
+  Artifact other = withPair(arenaAt(128, DType::F32, {2, 3, 4}), 0);
+  EXPECT_FALSE(
+      normGradsFuse(other.functions[2].body[0], other.functions[2].body[1]));
+  EXPECT_HAS(structError(other), "the next instruction is not the other "
+                                 "gradient of the same norm");
+  // The partner may not pass the flag on.
+  Artifact chained = withPair(arenaAt(576, DType::F32, {2, 3, 4}),
+                              Instruction::kFusedWithNext);
+  EXPECT_HAS(structError(chained), "not the other gradient of the same norm");
+  Artifact last = makeArtifact();
+  last.functions[1].body.push_back(last.functions[1].body[0]);
+  last.functions[1].body.back() =
+      instr(Opcode::RMSNormGradScale,
+            {arenaAt(128, DType::F32, {2, 3, 4}),
+             arenaAt(576, DType::F32, {2, 3, 4})},
+            {arenaAt(768, DType::F32, {4})}, {2}, {1e-5}, "",
+            Instruction::kFusedWithNext);
+  EXPECT_HAS(structError(last), "set on the last instruction");
 }
 
 TEST(Artifact, RoundTripIsBitExact) {

@@ -493,10 +493,13 @@ TEST(Executor, NormAndAttentionMatchKernels) {
   f.name = "f";
   f.body = {
       instr(Opcode::LayerNorm, {c(0), c(1), c(2)}, {y1}, {2}, {eps}),
-      instr(Opcode::LayerNormGradInput, {c(0), c(1), c(3)}, {dx1}, {2}, {eps}),
+      // The two gradients of each norm, marked to run as one kernel call.
+      instr(Opcode::LayerNormGradInput, {c(0), c(1), c(3)}, {dx1}, {2}, {eps},
+            "", Instruction::kFusedWithNext),
       instr(Opcode::LayerNormGradParams, {c(0), c(3)}, {ds1, db1}, {2}, {eps}),
       instr(Opcode::RMSNorm, {c(0), c(1)}, {y2}, {2}, {eps}),
-      instr(Opcode::RMSNormGradInput, {c(0), c(1), c(3)}, {dx2}, {2}, {eps}),
+      instr(Opcode::RMSNormGradInput, {c(0), c(1), c(3)}, {dx2}, {2}, {eps}, "",
+            Instruction::kFusedWithNext),
       instr(Opcode::RMSNormGradScale, {c(0), c(3)}, {ds2}, {2}, {eps}),
       instr(Opcode::Attention, {c(4), c(5), c(6), TensorRef()}, {o}, {2, 1, 1},
             {0.5}),
@@ -506,8 +509,7 @@ TEST(Executor, NormAndAttentionMatchKernels) {
             {0.5}),
       instr(Opcode::AttentionGrad, {c(9), c(10), c(11), o3, c(12), c(8)},
             {dq3, dk3, dv3}, {2, 1, 0}, {0.5}),
-      // The same gradients one op at a time (adjacent pairs of the two
-      // gradient ops of one norm run as one call above).
+      // The same gradients one op at a time (unmarked, each runs alone).
       instr(Opcode::LayerNormGradParams, {c(0), c(3)}, {ds4, db4}, {2}, {eps}),
       instr(Opcode::RMSNormGradInput, {c(0), c(1), c(3)}, {dx5}, {2}, {eps}),
       instr(Opcode::LayerNormGradInput, {c(0), c(1), c(3)}, {dx6}, {2}, {eps}),

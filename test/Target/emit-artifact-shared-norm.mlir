@@ -5,6 +5,8 @@
 // RUN: weipipe-opt %t.mlir --emit=artifact -o %t.wpp 2>&1 | FileCheck %s
 // CHECK: warning: parameter 'ln.weight' is the scale or bias of 2 normalization layers and is trained as one parameter; exporters merge initializers that hold equal values
 // CHECK: wrote {{.*}}.wpp
+// The two gradients of each norm are marked to run as one kernel call.
+// CHECK: program: forward (5 instructions) backward (8 instructions, 2 norm-gradient pairs fused)
 
 nn.parameter @emb : tensor<16x8xf32> at "STORAGE"[0, 512]
 nn.parameter @ln.weight : tensor<8xf32> at "STORAGE"[512, 32]

@@ -6,11 +6,11 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "weipipe/Dialect/NN/Transforms/Passes.h"
 #include "weipipe/Importer/OnnxImporter.h"
 #include "weipipe/InitAllDialects.h"
 #include "weipipe/Target/ArtifactWriter.h"
 #include "weipipe/Target/TrainingSummary.h"
-#include "weipipe/Dialect/NN/Transforms/Passes.h"
 #include "weipipe/runtime/Artifact.h"
 
 #include "mlir/Bytecode/BytecodeWriter.h"
@@ -194,9 +194,16 @@ int emitArtifact(ModuleOp module, StringRef source, StringRef outputFilename) {
   llvm::errs() << "  step: " << artifact.microbatches << " micro-batch(es) of ["
                << artifact.batch << ", " << artifact.seq << "] tokens, vocab "
                << artifact.vocab << "\n  program:";
-  for (const auto &f : artifact.functions)
+  for (const auto &f : artifact.functions) {
     llvm::errs() << " " << ::weipipe::rt::functionKindName(f.kind) << " ("
-                 << f.body.size() << " instructions)";
+                 << f.body.size() << " instructions";
+    size_t fused = llvm::count_if(f.body, [](const auto &in) {
+      return in.flags & ::weipipe::rt::Instruction::kFusedWithNext;
+    });
+    if (fused)
+      llvm::errs() << ", " << fused << " norm-gradient pairs fused";
+    llvm::errs() << ")";
+  }
   llvm::errs() << "\n  memory plan (rank 0 of 1): activations "
                << formatBytes(artifact.arenaBytes) << ", peak "
                << formatBytes(artifact.peakBytes)

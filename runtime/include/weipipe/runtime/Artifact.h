@@ -66,6 +66,10 @@ struct TensorRef {
 struct Instruction {
   /// Flag bits.
   static constexpr uint8_t kAccumulate = 1; ///< ACC ops add into results
+  /// This norm-gradient instruction also computes the next one, the other
+  /// gradient of the same norm (normGradsFuse): one recomputation of the
+  /// statistics, one pass over the rows. The compiler sets it.
+  static constexpr uint8_t kFusedWithNext = 2;
   Opcode op = Opcode::Copy;
   uint8_t flags = 0;
   std::vector<TensorRef> operands;
@@ -75,6 +79,12 @@ struct Instruction {
   /// Where it came from, for messages: "nn.linear at model.onnx node 'x'".
   std::string name;
 };
+
+/// Whether `a` and `b` are the input-gradient and parameter-gradient
+/// instructions of one norm (either order) over the same x, dy, axis and
+/// epsilon, neither writing what the other reads: then one kernel call can
+/// run both (Instruction::kFusedWithNext).
+bool normGradsFuse(const Instruction &a, const Instruction &b);
 
 enum class FunctionKind : uint8_t {
   Forward = 0,

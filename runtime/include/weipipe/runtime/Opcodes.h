@@ -103,6 +103,7 @@ struct OpcodeInfo {
   static constexpr uint8_t kOptionalResults = 4;   ///< results may be None
   static constexpr uint8_t kInPlace = 8;           ///< result = any operand
   static constexpr uint8_t kInPlaceFirst = 16;     ///< result = operand 0
+  static constexpr uint8_t kFusesWithNext = 32;    ///< kFusedWithNext ok
   static constexpr uint32_t kMany = ~uint32_t(0);  ///< no upper bound
 
   Opcode op;
