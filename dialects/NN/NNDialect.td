@@ -51,7 +51,12 @@ def NN_Dialect : Dialect {
     "::mlir::IntegerAttr":$saved,
     "::mlir::BoolAttr":$recompute,
     // On backward_input: how many trailing results go to backward_weight.
-    "::mlir::IntegerAttr":$transfer
+    "::mlir::IntegerAttr":$transfer,
+    // The buffer plan, recorded by -weipipe-plan-memory: on each op the
+    // arena byte offset of each result (-1: not in the arena), on the
+    // forward function the arena's size.
+    "::mlir::DenseI64ArrayAttr":$arena,
+    "::mlir::IntegerAttr":$arena_bytes
   );
   let hasOperationAttrVerify = 1;
   let hasRegionArgAttrVerify = 1;

@@ -126,6 +126,11 @@ public:
   Writer(ModuleOp m, const ArtifactOptions &o, rt::Artifact &a)
       : module(m), opt(o), a(a) {}
 
+  /// The buffer plan: binds every value to its storage, folds gradient
+  /// accumulation, and places the arena values.
+  LogicalResult plan();
+  /// plan(), then records it in the IR (nn.arena, nn.arena_bytes).
+  LogicalResult annotate();
   LogicalResult run();
 
 private:
@@ -959,7 +964,7 @@ LogicalResult Writer::checkPlan() {
   return success();
 }
 
-LogicalResult Writer::run() {
+LogicalResult Writer::plan() {
   std::string base = opt.function;
   auto lookup = [&](nn::AutodiffRole role) {
     return cast_or_null<func::FuncOp>(
@@ -981,17 +986,47 @@ LogicalResult Writer::run() {
     return module.emitError()
            << "the backward functions of '" << base << "' are missing";
 
-  a.producer = opt.producer;
-  a.sourceModel = opt.sourceModel;
-  a.microbatches = opt.microbatches;
-  if (failed(collectParameters()) || failed(bind()))
-    return failure();
-  if (failed(encodeAll()))
+  if (failed(collectParameters()) || failed(bind()) || failed(encodeAll()))
     return failure();
   keepAttentionLse();
   foldAccumulation();
   liveRanges();
   assignOffsets();
+  return success();
+}
+
+LogicalResult Writer::annotate() {
+  if (failed(plan()))
+    return failure();
+  MLIRContext *ctx = module.getContext();
+  nn::NNDialect::ArenaAttrHelper arena(ctx);
+  auto offsetOf = [&](int id) -> int64_t {
+    const Node &n = nodes[id];
+    return n.space == rt::Space::Arena ? int64_t(n.offset) : -1;
+  };
+  for (func::FuncOp f : program)
+    for (Operation &op : f.getBody().front()) {
+      if (op.getNumResults() == 0 || isa<nn::ParamOp, nn::ConstantOp>(op) ||
+          skipped.count(&op))
+        continue;
+      SmallVector<int64_t> offsets;
+      for (int id : resultNodes(&op))
+        offsets.push_back(offsetOf(id));
+      arena.setAttr(&op, DenseI64ArrayAttr::get(ctx, offsets));
+    }
+  nn::NNDialect::ArenaBytesAttrHelper(ctx).setAttr(
+      program.front(),
+      IntegerAttr::get(IntegerType::get(ctx, 64), int64_t(a.arenaBytes)));
+  return success();
+}
+
+LogicalResult Writer::run() {
+  a.producer = opt.producer;
+  a.sourceModel = opt.sourceModel;
+  a.microbatches = opt.microbatches;
+  if (failed(plan()))
+    return failure();
+  func::FuncOp fwd = program.front();
 
   // Inputs, loss, logits.
   for (BlockArgument arg : fwd.getArguments()) {
@@ -1059,4 +1094,11 @@ LogicalResult mlir::weipipe::buildArtifact(ModuleOp module,
                                            rt::Artifact &out) {
   out = rt::Artifact();
   return Writer(module, options, out).run();
+}
+
+LogicalResult
+mlir::weipipe::annotateMemoryPlan(ModuleOp module,
+                                  const ArtifactOptions &options) {
+  rt::Artifact scratch;
+  return Writer(module, options, scratch).annotate();
 }

@@ -258,6 +258,7 @@ int main(int argc, char **argv) {
       entry.second->setHiddenFlag(llvm::cl::ReallyHidden);
   registerTransformsPasses();
   mlir::weipipe::registerNNPassesAndPipelines();
+  mlir::weipipe::registerTargetPasses();
   DialectRegistry registry;
   mlir::weipipe::registerAllDialects(registry);
 

@@ -12,6 +12,7 @@
 #define WEIPIPE_TARGET_ARTIFACTWRITER_H
 
 #include "mlir/IR/BuiltinOps.h"
+#include "mlir/Pass/Pass.h"
 
 #include <string>
 
@@ -36,6 +37,19 @@ struct ArtifactOptions {
 /// Builds the artifact. Errors are emitted as diagnostics on the module.
 LogicalResult buildArtifact(ModuleOp module, const ArtifactOptions &options,
                             ::weipipe::rt::Artifact &out);
+
+/// Computes the buffer plan `buildArtifact` would write and records it in the
+/// IR, for people and lit tests to read: every op of the micro-batch program
+/// gets `nn.arena`, the arena byte offset of each result (-1 for a result
+/// that lives elsewhere: a gradient buffer it accumulates into), and the
+/// forward function `nn.arena_bytes`.
+LogicalResult annotateMemoryPlan(ModuleOp module,
+                                 const ArtifactOptions &options);
+
+#define GEN_PASS_DECL
+#include "weipipe/Target/Passes.h.inc"
+#define GEN_PASS_REGISTRATION
+#include "weipipe/Target/Passes.h.inc"
 
 } // namespace mlir::weipipe
 

@@ -62,7 +62,8 @@ std::optional<AutodiffRole> parseAutodiffRole(StringRef name) {
 }
 
 std::optional<AutodiffRole> autodiffRole(Operation *op) {
-  if (StringAttr a = NNDialect::AutodiffAttrHelper(op->getContext()).getAttr(op))
+  if (StringAttr a =
+          NNDialect::AutodiffAttrHelper(op->getContext()).getAttr(op))
     return parseAutodiffRole(a.getValue());
   return std::nullopt;
 }
@@ -99,8 +100,8 @@ LogicalResult checkNNAttribute(Operation *op, NamedAttribute attr,
   auto expect = [&](bool ok, StringRef what) -> LogicalResult {
     if (ok)
       return success();
-    return op->emitOpError() << "'" << name.getValue() << "' must be " << what
-                             << ", got " << v;
+    return op->emitOpError()
+           << "'" << name.getValue() << "' must be " << what << ", got " << v;
   };
   if (onArgument) {
     if (name == NNDialect::NameAttrHelper(ctx).getName())
@@ -125,6 +126,17 @@ LogicalResult checkNNAttribute(Operation *op, NamedAttribute attr,
   }
   if (name == NNDialect::RecomputeAttrHelper(ctx).getName())
     return expect(isa<BoolAttr>(v), "a bool");
+  if (name == NNDialect::ArenaAttrHelper(ctx).getName()) {
+    auto a = dyn_cast<DenseI64ArrayAttr>(v);
+    return expect(
+        a && a.size() >= int64_t(op->getNumResults()) &&
+            llvm::all_of(a.asArrayRef(), [](int64_t o) { return o >= -1; }),
+        "an array of offsets >= -1, one per result at least");
+  }
+  if (name == NNDialect::ArenaBytesAttrHelper(ctx).getName()) {
+    auto i = dyn_cast<IntegerAttr>(v);
+    return expect(i && !i.getValue().isNegative(), "a non-negative integer");
+  }
   return op->emitOpError() << "unknown nn attribute '" << name.getValue()
                            << "'";
 }

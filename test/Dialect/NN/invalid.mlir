@@ -1414,3 +1414,11 @@ func.func @f_backward() attributes {nn.savd = 1 : i64} {
 func.func @f(%ids: tensor<2x8xi64> {nn.name = 3 : i64}) {
   return
 }
+
+// -----
+
+func.func @f(%x: tensor<2xf32>) -> tensor<2xf32> {
+  // expected-error @+1 {{'nn.exp' op 'nn.arena' must be an array of offsets >= -1, one per result at least, got array<i64: -2>}}
+  %y = nn.exp %x {nn.arena = array<i64: -2>} : tensor<2xf32>
+  return %y : tensor<2xf32>
+}
