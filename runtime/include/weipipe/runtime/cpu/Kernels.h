@@ -47,6 +47,7 @@
 #define WEIPIPE_RUNTIME_CPU_KERNELS_H
 
 #include "weipipe/runtime/Opcodes.h"
+#include "weipipe/runtime/Status.h"
 
 #include <cstddef>
 #include <cstdint>
@@ -105,25 +106,7 @@ template <typename T> struct Span {
   const T *end() const { return data + size; }
 };
 
-/// Success, or an error message. Returned by kernels whose inputs can be
-/// invalid at run time (indices); such kernels check everything first and
-/// write nothing on error.
-class [[nodiscard]] Status {
-public:
-  Status() = default;
-  static Status error(std::string message) {
-    return Status(std::move(message));
-  }
-  bool ok() const { return message_.empty(); }
-  const std::string &message() const { return message_; }
-
-private:
-  explicit Status(std::string m) : message_(std::move(m)) {
-    if (message_.empty())
-      message_ = "error";
-  }
-  std::string message_;
-};
+using rt::Status; // Status.h
 
 /// OpenMP thread count used by the kernels (1 without OpenMP).
 int num_threads();

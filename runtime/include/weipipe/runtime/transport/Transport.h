@@ -1,0 +1,72 @@
+//===- Transport.h - moving bytes between ranks -----------------*- C++ -*-===//
+//
+// Part of weipipe's runtime. The one interface through which pipeline ranks
+// exchange weights, gradients and activations; `local` (ranks as threads of
+// one process) implements it here, MPI and NCCL next. Kept small: post a
+// send or a receive, wait for it, abort.
+//
+// The contract every implementation keeps:
+//   * messages between two ranks with the same tag arrive in the order they
+//     were sent;
+//   * a wait blocks without spinning;
+//   * nothing hangs: when a rank fails (abort, or its thread ends with an
+//     error) every other rank's pending and later operations fail with a
+//     message naming it; a local world where every live rank waits on a
+//     receive nobody will send is a deadlock, reported to each rank.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef WEIPIPE_RUNTIME_TRANSPORT_TRANSPORT_H
+#define WEIPIPE_RUNTIME_TRANSPORT_TRANSPORT_H
+
+#include "weipipe/runtime/Status.h"
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+namespace weipipe::rt::transport {
+
+using rt::Status;
+
+/// A posted operation; complete after a successful wait.
+struct Request {
+  int peer = -1;
+  uint64_t tag = 0;
+  void *recvData = nullptr; ///< a receive's destination (null for a send)
+  size_t bytes = 0;
+  bool done = false;
+};
+
+class Transport {
+public:
+  virtual ~Transport();
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  /// Posts a send of `bytes` bytes at `data` to `peer`. The bytes are
+  /// captured before this returns (the buffer may be reused at once).
+  virtual Status send(int peer, uint64_t tag, const void *data, size_t bytes,
+                      Request *req) = 0;
+  /// Posts a receive of exactly `bytes` bytes from `peer` into `data`, which
+  /// must stay valid until the wait returns.
+  virtual Status recv(int peer, uint64_t tag, void *data, size_t bytes,
+                      Request *req) = 0;
+  /// Blocks until `req` completes. Errors: a failed rank (named), a
+  /// deadlock, a message of another size than the receive expects.
+  virtual Status wait(Request &req) = 0;
+  /// This rank failed: every rank's operations fail from now on with
+  /// "rank R failed: WHY".
+  virtual void abort(const std::string &why) = 0;
+};
+
+/// Runs `body` on `ranks` ranks of one process, each on its own thread with
+/// a `local` transport, and returns the first failure ("rank R: MESSAGE"),
+/// or success when every rank succeeds. A rank whose body fails aborts the
+/// world, so the others stop instead of waiting for it.
+Status runLocalRanks(int ranks, const std::function<Status(Transport &)> &body);
+
+} // namespace weipipe::rt::transport
+
+#endif // WEIPIPE_RUNTIME_TRANSPORT_TRANSPORT_H
