@@ -56,7 +56,10 @@ def NN_Dialect : Dialect {
     // arena byte offset of each result (-1: not in the arena), on the
     // forward function the arena's size.
     "::mlir::DenseI64ArrayAttr":$arena,
-    "::mlir::IntegerAttr":$arena_bytes
+    "::mlir::IntegerAttr":$arena_bytes,
+    // The part of the model an op belongs to (-nn-discover-layers): the
+    // layer index, -1 for the prologue, -2 for the epilogue.
+    "::mlir::IntegerAttr":$layer
   );
   let hasOperationAttrVerify = 1;
   let hasRegionArgAttrVerify = 1;

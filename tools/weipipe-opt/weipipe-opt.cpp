@@ -204,6 +204,15 @@ int emitArtifact(ModuleOp module, StringRef source, StringRef outputFilename) {
       llvm::errs() << ", " << fused << " norm-gradient pairs fused";
     llvm::errs() << ")";
   }
+  // The layers a pipeline would distribute (nn-discover-layers).
+  if (auto fwd =
+          cast_or_null<func::FuncOp>(mlir::weipipe::nn::lookupAutodiffFunction(
+              module, "main", mlir::weipipe::nn::AutodiffRole::Forward))) {
+    FailureOr<mlir::weipipe::LayerStructure> layers =
+        mlir::weipipe::discoverLayers(fwd);
+    if (succeeded(layers))
+      llvm::errs() << "\n  layers: " << mlir::weipipe::describeLayers(*layers);
+  }
   llvm::errs() << "\n  memory plan (rank 0 of 1): activations "
                << formatBytes(artifact.arenaBytes) << ", peak "
                << formatBytes(artifact.peakBytes)

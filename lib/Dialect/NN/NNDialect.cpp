@@ -133,6 +133,11 @@ LogicalResult checkNNAttribute(Operation *op, NamedAttribute attr,
             llvm::all_of(a.asArrayRef(), [](int64_t o) { return o >= -1; }),
         "an array of offsets >= -1, one per result at least");
   }
+  if (name == NNDialect::LayerAttrHelper(ctx).getName()) {
+    auto i = dyn_cast<IntegerAttr>(v);
+    return expect(i && i.getInt() >= -2,
+                  "a layer index, -1 (prologue) or -2 (epilogue)");
+  }
   if (name == NNDialect::ArenaBytesAttrHelper(ctx).getName()) {
     auto i = dyn_cast<IntegerAttr>(v);
     return expect(i && !i.getValue().isNegative(), "a non-negative integer");

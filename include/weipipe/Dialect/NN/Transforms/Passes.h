@@ -27,6 +27,26 @@ namespace weipipe {
 /// `fn`.
 LogicalResult differentiate(func::FuncOp fn, bool recompute);
 
+/// The repeated blocks of a model function (nn-discover-layers): its
+/// non-leaf ops (no nn.param, nn.constant) in order, split into a prologue
+/// [0, prologueEnd), layers starting at `layerBegins` (each as long as the
+/// first), and an epilogue [epilogueBegin, end). No layers when nothing
+/// repeats.
+struct LayerStructure {
+  static constexpr int64_t kPrologue = -1, kEpilogue = -2; ///< nn.layer
+  std::vector<Operation *> ops;
+  size_t prologueEnd = 0;
+  std::vector<size_t> layerBegins;
+  size_t epilogueBegin = 0;
+  size_t layerEnd(size_t l) const {
+    return l + 1 < layerBegins.size() ? layerBegins[l + 1] : epilogueBegin;
+  }
+};
+FailureOr<LayerStructure> discoverLayers(func::FuncOp fn);
+/// "L x layer of N ops (ops; P parameter(s), V values each); prologue: ...;
+/// epilogue: ...[; shared by prologue and epilogue: NAMES]".
+std::string describeLayers(const LayerStructure &layers);
+
 /// Adds the fusion patterns named in `which` (all when empty) to `patterns`.
 void populateNNFusionPatterns(RewritePatternSet &patterns,
                               llvm::ArrayRef<std::string> which = {});

@@ -136,4 +136,24 @@ def NNAutodiffPass : Pass<"nn-autodiff", "::mlir::ModuleOp"> {
   ];
 }
 
+def NNDiscoverLayersPass : Pass<"nn-discover-layers", "::mlir::ModuleOp"> {
+  let summary = "Find the repeated blocks (layers) of a model function";
+  let description = [{
+    Splits the function's ops into a prologue (embedding, positions), L
+    repeated layers and an epilogue (final norm, head, loss), comparing ops
+    by structure (op, attributes, types, where operands come from) and never
+    by parameter names, which exporters change. Layer boundaries sit where
+    the fewest values cross (the residual stream). Marks every op with
+    `nn.layer` (the layer index; -1 prologue, -2 epilogue) and reports
+    "L x layer of N ops (...; P parameter(s), V values each); prologue: ...;
+    epilogue: ..." as a remark; a function without a repeated block gets a
+    remark that it trains on one rank only.
+  }];
+  let dependentDialects = ["::mlir::weipipe::nn::NNDialect"];
+  let options = [
+    Option<"function", "function", "std::string", /*default=*/"\"main\"",
+           "The model function">,
+  ];
+}
+
 #endif // WEIPIPE_DIALECT_NN_TRANSFORMS_PASSES_TD
