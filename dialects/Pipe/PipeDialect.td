@@ -61,6 +61,8 @@ def Pipe_Dialect : Dialect {
     job of the schedule verifier pass, which executes them together.
   }];
   let cppNamespace = "::mlir::weipipe::pipe";
+  // On a chunk's weight argument: the parameter it is (pipe-build-model).
+  let discardableAttrs = (ins "::mlir::FlatSymbolRefAttr":$param);
   let useDefaultTypePrinterParser = 1;
   let useDefaultAttributePrinterParser = 1;
 }

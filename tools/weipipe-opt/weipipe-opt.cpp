@@ -7,6 +7,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "weipipe/Dialect/NN/Transforms/Passes.h"
+#include "weipipe/Dialect/Pipe/Transforms/Passes.h"
 #include "weipipe/Importer/OnnxImporter.h"
 #include "weipipe/InitAllDialects.h"
 #include "weipipe/Target/ArtifactWriter.h"
@@ -268,6 +269,7 @@ int main(int argc, char **argv) {
   registerTransformsPasses();
   mlir::weipipe::registerNNPassesAndPipelines();
   mlir::weipipe::registerTargetPasses();
+  mlir::weipipe::registerPipePasses();
   DialectRegistry registry;
   mlir::weipipe::registerAllDialects(registry);
 

@@ -7,8 +7,9 @@ children of its largest ModuleList), the parameter values of layer 0, and
 the values outside the layers. Discovery must find as many layers as the
 module has, each with exactly layer 0's parameter values, and the prologue
 and epilogue together must hold exactly the rest (a tied embedding and head
-counted once). Prints one line per model for FileCheck; exits non-zero on a
-mismatch.
+counted once). The pipe.model cut along them (pipe-build-model) must verify,
+with one chunk per layer taking layer 0's number of weights. Prints one line
+per model for FileCheck; exits non-zero on a mismatch.
 """
 import argparse
 import os
@@ -63,7 +64,18 @@ def main() -> int:
                 shared_values = next(int(p.numel()) for n, p in build_model(name, 0).named_parameters(remove_duplicate=False)
                                      if n in {s.strip() for s in shared.split(",")})
             got_rest = int(prologue) + int(epilogue) - shared_values
-            ok = (int(layers), int(per_layer), got_rest) == (want_layers, want_per_layer, want_rest)
+            # The pipe.model cut along those layers: a chunk per layer, each
+            # taking as many weights as layer 0 has parameters.
+            q = subprocess.run([args.weipipe_opt, path, "--input-shape=input_ids=2,16", "-nn-tie-parameters",
+                                "-nn-fuse", "-pipe-build-model", "-mlir-elide-elementsattrs-if-larger=1"],
+                               capture_output=True, text=True)
+            chunks = [ln for ln in q.stdout.splitlines() if "pipe.chunk layers" in ln]
+            weights = {ln.count("pipe.param") for ln in chunks}
+            chunks_ok = q.returncode == 0 and len(chunks) == want_layers and weights == {int(m.group(3))}
+            if not chunks_ok:
+                print(f"{name}: pipe-build-model (exit {q.returncode}): {len(chunks)} layer chunks, weights per "
+                      f"chunk {sorted(weights)}: {q.stderr.strip()[:2000]}")
+            ok = chunks_ok and (int(layers), int(per_layer), got_rest) == (want_layers, want_per_layer, want_rest)
             failed |= not ok
             print(f"{name}: {layers} x layer of {ops} ops, {per_layer} values each, {got_rest} outside the layers "
                   f"(module: {want_layers} x {want_per_layer}, {want_rest} outside): {'ok' if ok else 'MISMATCH'}")

@@ -8,7 +8,9 @@
 #ifndef WEIPIPE_DIALECT_PIPE_PIPEDIALECT_H
 #define WEIPIPE_DIALECT_PIPE_PIPEDIALECT_H
 
+#include "mlir/IR/BuiltinAttributes.h"
 #include "mlir/IR/Dialect.h"
+#include "mlir/IR/Operation.h"
 
 #include "weipipe/Dialect/Pipe/PipeDialect.h.inc"
 

@@ -1,0 +1,33 @@
+//===- Passes.td - the pipe dialect's passes ---------------*- tablegen -*-===//
+//
+// Part of weipipe.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef WEIPIPE_DIALECT_PIPE_TRANSFORMS_PASSES_TD
+#define WEIPIPE_DIALECT_PIPE_TRANSFORMS_PASSES_TD
+
+include "mlir/Pass/PassBase.td"
+
+def PipeBuildModelPass : Pass<"pipe-build-model", "::mlir::ModuleOp"> {
+  let summary = "Cut a model function into a pipe.model of chunks";
+  let description = [{
+    Finds the model's layers (`nn-discover-layers`) and writes a
+    `pipe.model` beside the function: a `prologue` chunk, one `layers`
+    chunk per layer (`[l, l + 1)`) and an `epilogue` chunk. Each chunk is a
+    function of its input activations (first) and its weights (then, each
+    argument marked `pipe.param = @name`); it yields the values later
+    chunks or the function's result read. Constants, and values computed
+    from constants alone (a mask, a table), are cloned into every chunk that
+    reads them: never a transfer between stages. The function itself stays,
+    for single-rank training and as the reference.
+  }];
+  let dependentDialects = ["::mlir::weipipe::nn::NNDialect",
+                           "::mlir::weipipe::pipe::PipeDialect"];
+  let options = [
+    Option<"function", "function", "std::string", /*default=*/"\"main\"",
+           "The model function">,
+  ];
+}
+
+#endif // WEIPIPE_DIALECT_PIPE_TRANSFORMS_PASSES_TD
