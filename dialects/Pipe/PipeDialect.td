@@ -62,7 +62,9 @@ def Pipe_Dialect : Dialect {
   }];
   let cppNamespace = "::mlir::weipipe::pipe";
   // On a chunk's weight argument: the parameter it is (pipe-build-model).
-  let discardableAttrs = (ins "::mlir::FlatSymbolRefAttr":$param);
+  // On a chunk: its forward FLOPs per micro-batch (pipe-build-model).
+  let discardableAttrs = (ins "::mlir::FlatSymbolRefAttr":$param,
+                              "::mlir::IntegerAttr":$cost);
   let useDefaultTypePrinterParser = 1;
   let useDefaultAttributePrinterParser = 1;
 }

@@ -1,4 +1,12 @@
 // RUN: weipipe-opt %s -split-input-file -pipe-build-model -verify-diagnostics | FileCheck %s
+// RUN: not weipipe-opt %s -split-input-file -pipe-build-model=chunks=2 2>&1 | FileCheck %s --check-prefix=TWO
+// RUN: not weipipe-opt %s -split-input-file -pipe-build-model=chunks=4 2>&1 | FileCheck %s --check-prefix=FOUR
+
+// Three equal layers in two chunks: the first takes the extra layer; each
+// chunk's pipe.cost is its forward FLOPs.
+// TWO: pipe.chunk layers [0, 2) @chunk0({{.*}}) -> tensor<2x4x8xf32> attributes {pipe.cost = [[C2:[0-9]+]] : i64}
+// TWO: pipe.chunk layers [2, 3) @chunk1({{.*}}) -> tensor<2x4x8xf32> attributes {pipe.cost = {{[0-9]+}} : i64}
+// FOUR: error: pipe-build-model: cannot cut 3 layers into 4 chunks: there are more chunks than layers
 
 // The model cut along its discovered layers: a prologue, one chunk per layer
 // and an epilogue, each a function of its input activations and then its
@@ -8,17 +16,17 @@
 // function stays for single-rank training.
 // CHECK-LABEL: func.func @main(
 // CHECK-LABEL: pipe.model @main_model layers 3 {
-// CHECK: pipe.chunk prologue @prologue(%{{.*}}: tensor<2x4xi64>, %{{.*}}: tensor<32x8xf32> {pipe.param = @emb}) -> tensor<2x4x8xf32> {
+// CHECK: pipe.chunk prologue @prologue(%{{.*}}: tensor<2x4xi64>, %{{.*}}: tensor<32x8xf32> {pipe.param = @emb}) -> tensor<2x4x8xf32> attributes {pipe.cost = {{[0-9]+}} : i64} {
 // CHECK-NEXT: nn.embedding
 // CHECK-NEXT: pipe.yield
-// CHECK: pipe.chunk layers [0, 1) @layer0(%[[X:.*]]: tensor<2x4x8xf32>, %{{.*}}: tensor<8xf32> {pipe.param = @g0}, %{{.*}}: tensor<8x8xf32> {pipe.param = @w0}) -> tensor<2x4x8xf32> {
+// CHECK: pipe.chunk layers [0, 1) @chunk0(%[[X:.*]]: tensor<2x4x8xf32>, %{{.*}}: tensor<8xf32> {pipe.param = @g0}, %{{.*}}: tensor<8x8xf32> {pipe.param = @w0}) -> tensor<2x4x8xf32> attributes {pipe.cost = {{[0-9]+}} : i64} {
 // CHECK: nn.rms_norm %[[X]]
 // CHECK: nn.constant
 // CHECK: nn.mul
-// CHECK: pipe.chunk layers [1, 2) @layer1(%{{.*}}: tensor<2x4x8xf32>, %{{.*}}: tensor<8xf32> {pipe.param = @val_7}, %{{.*}}: tensor<8x8xf32> {pipe.param = @val_9}) -> tensor<2x4x8xf32> {
+// CHECK: pipe.chunk layers [1, 2) @chunk1(%{{.*}}: tensor<2x4x8xf32>, %{{.*}}: tensor<8xf32> {pipe.param = @val_7}, %{{.*}}: tensor<8x8xf32> {pipe.param = @val_9}) -> tensor<2x4x8xf32> attributes {pipe.cost = {{[0-9]+}} : i64} {
 // CHECK: nn.mul
-// CHECK: pipe.chunk layers [2, 3) @layer2(%{{.*}}: tensor<2x4x8xf32>, %{{.*}}: tensor<8xf32> {pipe.param = @l2.g}, %{{.*}}: tensor<8x8xf32> {pipe.param = @l2.w}) -> tensor<2x4x8xf32> {
-// CHECK: pipe.chunk epilogue @epilogue(%{{.*}}: tensor<2x4x8xf32>, %{{.*}}: tensor<8xf32> {pipe.param = @gf}, %{{.*}}: tensor<32x8xf32> {pipe.param = @head}) -> tensor<2x4x32xf32> {
+// CHECK: pipe.chunk layers [2, 3) @chunk2(%{{.*}}: tensor<2x4x8xf32>, %{{.*}}: tensor<8xf32> {pipe.param = @l2.g}, %{{.*}}: tensor<8x8xf32> {pipe.param = @l2.w}) -> tensor<2x4x8xf32> attributes {pipe.cost = {{[0-9]+}} : i64} {
+// CHECK: pipe.chunk epilogue @epilogue(%{{.*}}: tensor<2x4x8xf32>, %{{.*}}: tensor<8xf32> {pipe.param = @gf}, %{{.*}}: tensor<32x8xf32> {pipe.param = @head}) -> tensor<2x4x32xf32> attributes {pipe.cost = {{[0-9]+}} : i64} {
 // CHECK: nn.linear
 // CHECK-NEXT: pipe.yield
 nn.parameter @emb : tensor<32x8xf32>

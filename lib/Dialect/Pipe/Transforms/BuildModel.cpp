@@ -11,8 +11,8 @@
 #include "weipipe/Dialect/Pipe/Transforms/Passes.h"
 
 #include "mlir/IR/IRMapping.h"
-#include "mlir/Transforms/RegionUtils.h"
 #include "mlir/Interfaces/SideEffectInterfaces.h"
+#include "mlir/Transforms/RegionUtils.h"
 #include "llvm/ADT/MapVector.h"
 
 namespace mlir::weipipe {
@@ -25,12 +25,84 @@ using namespace mlir::weipipe;
 
 namespace {
 
+/// The forward work of one op, in floating-point operations: 2 per
+/// multiply-add of a matmul, linear or attention (causal attention does
+/// half), one per element of a result for everything else. Enough to
+/// balance chunks: every layer of a model costs the same, and what differs
+/// (embedding, head) is dominated by its matmuls.
+int64_t forwardFlops(Operation *op) {
+  auto numel = [](Value v) {
+    return cast<ShapedType>(v.getType()).getNumElements();
+  };
+  if (auto l = dyn_cast<nn::LinearOp>(op)) {
+    auto w = cast<ShapedType>(l.getWeight().getType());
+    return 2 * numel(l.getResult()) *
+           (l.getTransposeWeight() ? w.getDimSize(1) : w.getDimSize(0));
+  }
+  if (auto m = dyn_cast<nn::MatmulOp>(op)) {
+    auto a = cast<ShapedType>(m.getLhs().getType());
+    return 2 * numel(m.getResult()) * a.getShape().back();
+  }
+  if (auto a = dyn_cast<nn::AttentionOp>(op)) {
+    // Scores and weighted sum: 2 x [Sq, Sk] x D per head, for q and out.
+    auto q = cast<ShapedType>(a.getQuery().getType());
+    auto k = cast<ShapedType>(a.getKey().getType());
+    const int64_t Sk = k.getRank() == 4 ? k.getDimSize(2) : k.getDimSize(1);
+    const int64_t flops = 2 * 2 * q.getNumElements() * Sk;
+    return a.getCausal() ? flops / 2 : flops;
+  }
+  int64_t n = 0;
+  for (Value r : op->getResults())
+    n += numel(r);
+  return n;
+}
+
+/// Contiguous groups of `costs` (one per layer) into `groups` groups whose
+/// largest total is as small as it can be; returns each group's first layer.
+/// Among equal maxima the later cut wins: the first groups take the extra
+/// layers and the last, which feeds the head, the fewest (6 equal layers in
+/// 4 groups: 2, 2, 1, 1).
+SmallVector<size_t> balance(ArrayRef<int64_t> costs, size_t groups) {
+  const size_t L = costs.size();
+  SmallVector<int64_t> prefix(L + 1, 0);
+  for (size_t i = 0; i < L; ++i)
+    prefix[i + 1] = prefix[i] + costs[i];
+  // best[g][i]: the smallest largest group of layers [0, i) in g groups.
+  const int64_t inf = INT64_MAX;
+  std::vector<std::vector<int64_t>> best(groups + 1,
+                                         std::vector<int64_t>(L + 1, inf));
+  std::vector<std::vector<size_t>> cut(groups + 1,
+                                       std::vector<size_t>(L + 1, 0));
+  best[0][0] = 0;
+  for (size_t g = 1; g <= groups; ++g)
+    for (size_t i = g; i <= L; ++i)
+      for (size_t j = i - 1; j + 1 >= g && j < i; --j) {
+        if (best[g - 1][j] == inf)
+          continue;
+        const int64_t m = std::max(best[g - 1][j], prefix[i] - prefix[j]);
+        if (m < best[g][i] || (m == best[g][i] && j > cut[g][i])) {
+          best[g][i] = m;
+          cut[g][i] = j;
+        }
+        if (j == 0)
+          break;
+      }
+  SmallVector<size_t> firsts(groups);
+  for (size_t g = groups, i = L; g > 0; --g) {
+    firsts[g - 1] = cut[g][i];
+    i = cut[g][i];
+  }
+  return firsts;
+}
+
 /// Builds the chunks of `fn`, cut as `layers` says.
 class ModelBuilder {
 public:
-  ModelBuilder(func::FuncOp fn, const LayerStructure &layers)
-      : fn_(fn), s_(layers) {
-    const size_t numParts = s_.layerBegins.size() + 2;
+  /// `firsts`: the first layer of each layers chunk, in order.
+  ModelBuilder(func::FuncOp fn, const LayerStructure &layers,
+               ArrayRef<size_t> firsts)
+      : fn_(fn), s_(layers), firsts_(firsts) {
+    const size_t numParts = firsts_.size() + 2;
     parts_.resize(numParts);
     for (size_t i = 0; i < s_.ops.size(); ++i) {
       size_t p = partAt(i);
@@ -51,16 +123,23 @@ public:
   }
 
 private:
-  /// 0: prologue, 1..L: layer l - 1, L + 1: epilogue.
+  /// 0: prologue, 1..C: layers chunk c - 1, C + 1: epilogue.
   size_t partAt(size_t i) const {
     if (i < s_.prologueEnd)
       return 0;
     if (i >= s_.epilogueBegin)
-      return s_.layerBegins.size() + 1;
+      return firsts_.size() + 1;
     size_t l = 0;
     while (l + 1 < s_.layerBegins.size() && i >= s_.layerBegins[l + 1])
       ++l;
-    return l + 1;
+    size_t c = 0;
+    while (c + 1 < firsts_.size() && l >= firsts_[c + 1])
+      ++c;
+    return c + 1;
+  }
+  size_t chunkLayers(size_t c) const {
+    return (c + 1 < firsts_.size() ? firsts_[c + 1] : s_.layerBegins.size()) -
+           firsts_[c];
   }
 
   /// Computed from constants alone (no argument, no parameter): cloned into
@@ -105,8 +184,7 @@ private:
               if (u == ret)
                 return true;
               auto it = partOf_.find(u);
-              return it != partOf_.end() && it->second > p &&
-                     !constantOnly(op);
+              return it != partOf_.end() && it->second > p && !constantOnly(op);
             }))
           outputs.push_back(r);
 
@@ -117,21 +195,26 @@ private:
       argTypes.push_back(w.second.getType());
     for (Value v : outputs)
       resultTypes.push_back(v.getType());
-    const size_t L = s_.layerBegins.size();
+    const size_t C = firsts_.size();
     std::string name = p == 0       ? "prologue"
-                       : p == L + 1 ? "epilogue"
-                                    : "layer" + std::to_string(p - 1);
+                       : p == C + 1 ? "epilogue"
+                                    : "chunk" + std::to_string(p - 1);
     pipe::ChunkKind kind = p == 0       ? pipe::ChunkKind::prologue
-                           : p == L + 1 ? pipe::ChunkKind::epilogue
+                           : p == C + 1 ? pipe::ChunkKind::epilogue
                                         : pipe::ChunkKind::layers;
     std::optional<int64_t> first, count;
     if (kind == pipe::ChunkKind::layers) {
-      first = int64_t(p - 1);
-      count = 1;
+      first = int64_t(firsts_[p - 1]);
+      count = int64_t(chunkLayers(p - 1));
     }
     auto chunk = pipe::ChunkOp::create(
         b, fn_.getLoc(), name, kind,
         FunctionType::get(b.getContext(), argTypes, resultTypes), first, count);
+    int64_t cost = 0;
+    for (Operation *op : ops)
+      cost += forwardFlops(op);
+    pipe::PipeDialect::CostAttrHelper(b.getContext())
+        .setAttr(chunk, b.getI64IntegerAttr(cost));
     Block *body = new Block();
     chunk.getBody().push_back(body);
     IRMapping map;
@@ -173,6 +256,7 @@ private:
 
   func::FuncOp fn_;
   const LayerStructure &s_;
+  ArrayRef<size_t> firsts_;
   std::vector<SmallVector<Operation *>> parts_;
   llvm::DenseMap<Operation *, size_t> partOf_;
   llvm::DenseMap<Operation *, bool> constantOnly_;
@@ -200,9 +284,24 @@ struct PipeBuildModelPass
                         "ranks; it trains on one rank";
       return signalPassFailure();
     }
+    const size_t L = layers->layerBegins.size();
+    const size_t groups = chunks == 0 ? L : size_t(chunks);
+    if (groups > L) {
+      fn.emitError() << "pipe-build-model: cannot cut " << L << " layers into "
+                     << groups << " chunks: there are more chunks than layers";
+      return signalPassFailure();
+    }
+    SmallVector<int64_t> costs;
+    for (size_t l = 0; l < L; ++l) {
+      int64_t c = 0;
+      for (size_t i = layers->layerBegins[l]; i < layers->layerEnd(l); ++i)
+        c += forwardFlops(layers->ops[i]);
+      costs.push_back(c);
+    }
+    SmallVector<size_t> firsts = balance(costs, groups);
     OpBuilder b(module.getContext());
     b.setInsertionPointAfter(fn);
-    if (failed(ModelBuilder(fn, *layers).build(b)))
+    if (failed(ModelBuilder(fn, *layers, firsts).build(b)))
       return signalPassFailure();
   }
 };

@@ -13,8 +13,10 @@ def PipeBuildModelPass : Pass<"pipe-build-model", "::mlir::ModuleOp"> {
   let summary = "Cut a model function into a pipe.model of chunks";
   let description = [{
     Finds the model's layers (`nn-discover-layers`) and writes a
-    `pipe.model` beside the function: a `prologue` chunk, one `layers`
-    chunk per layer (`[l, l + 1)`) and an `epilogue` chunk. Each chunk is a
+    `pipe.model` beside the function: a `prologue` chunk, `layers` chunks
+    (one per layer, or `chunks` contiguous groups balanced by their forward
+    FLOPs, the first groups taking the extra layers) and an `epilogue`
+    chunk; each chunk's `pipe.cost` is its forward FLOPs per micro-batch. Each chunk is a
     function of its input activations (first) and its weights (then, each
     argument marked `pipe.param = @name`); it yields the values later
     chunks or the function's result read. Constants, and values computed
@@ -27,6 +29,9 @@ def PipeBuildModelPass : Pass<"pipe-build-model", "::mlir::ModuleOp"> {
   let options = [
     Option<"function", "function", "std::string", /*default=*/"\"main\"",
            "The model function">,
+    Option<"chunks", "chunks", "unsigned", /*default=*/"0",
+           "Layers chunks to cut the layers into, contiguous and balanced by "
+           "their forward FLOPs (0: one per layer)">,
   ];
 }
 
