@@ -9,6 +9,19 @@
 // CHECK: pipe.chunk layers [4, 5) @chunk2(
 // CHECK: pipe.chunk layers [5, 6) @chunk3(
 // SEVEN: error: pipe-build-model: cannot cut 6 layers into 7 chunks: there are more chunks than layers
+// With the embedding and the head owned by the first and the last chunk, the
+// head's matmul (4 x a layer's FLOPs here) leaves the last chunk one layer
+// and the first, which also embeds, one: 1, 2, 2, 1. Both read the tied
+// embedding.
+// RUN: weipipe-opt %s -pipe-build-model="chunks=4 ends=owned" | FileCheck %s --check-prefix=OWNED
+// RUN: not weipipe-opt %s -pipe-build-model="ends=both" 2>&1 | FileCheck %s --check-prefix=BAD
+// OWNED-NOT: pipe.chunk prologue
+// OWNED: pipe.chunk layers [0, 1) @chunk0(%{{.*}}: tensor<2x4xi64>, %{{.*}}: tensor<32x8xf32> {pipe.param = @emb}
+// OWNED: pipe.chunk layers [1, 3) @chunk1(
+// OWNED: pipe.chunk layers [3, 5) @chunk2(
+// OWNED: pipe.chunk layers [5, 6) @chunk3({{.*}}{pipe.param = @emb}
+// OWNED-NOT: pipe.chunk epilogue
+// BAD: error: pipe-build-model: ends='both': expected chunks or owned
 nn.parameter @emb : tensor<32x8xf32>
 nn.parameter @w0 : tensor<8x8xf32>
 nn.parameter @w1 : tensor<8x8xf32>

@@ -98,10 +98,12 @@ SmallVector<size_t> balance(ArrayRef<int64_t> costs, size_t groups) {
 /// Builds the chunks of `fn`, cut as `layers` says.
 class ModelBuilder {
 public:
-  /// `firsts`: the first layer of each layers chunk, in order.
+  /// `firsts`: the first layer of each layers chunk, in order. With
+  /// `ownedEnds` the prologue's ops go into the first layers chunk and the
+  /// epilogue's into the last, and there are no prologue and epilogue chunks.
   ModelBuilder(func::FuncOp fn, const LayerStructure &layers,
-               ArrayRef<size_t> firsts)
-      : fn_(fn), s_(layers), firsts_(firsts) {
+               ArrayRef<size_t> firsts, bool ownedEnds)
+      : fn_(fn), s_(layers), firsts_(firsts), ownedEnds_(ownedEnds) {
     const size_t numParts = firsts_.size() + 2;
     parts_.resize(numParts);
     for (size_t i = 0; i < s_.ops.size(); ++i) {
@@ -116,9 +118,13 @@ public:
         pipe::ModelOp::create(b, fn_.getLoc(), (fn_.getName() + "_model").str(),
                               int64_t(s_.layerBegins.size()));
     OpBuilder inside = OpBuilder::atBlockEnd(&model.getBodyRegion().front());
-    for (size_t p = 0; p < parts_.size(); ++p)
+    for (size_t p = 0; p < parts_.size(); ++p) {
+      const bool end = p == 0 || p + 1 == parts_.size();
+      if (end && ownedEnds_)
+        continue;
       if (failed(buildChunk(inside, p)))
         return failure();
+    }
     return success();
   }
 
@@ -126,9 +132,9 @@ private:
   /// 0: prologue, 1..C: layers chunk c - 1, C + 1: epilogue.
   size_t partAt(size_t i) const {
     if (i < s_.prologueEnd)
-      return 0;
+      return ownedEnds_ ? 1 : 0;
     if (i >= s_.epilogueBegin)
-      return firsts_.size() + 1;
+      return ownedEnds_ ? firsts_.size() : firsts_.size() + 1;
     size_t l = 0;
     while (l + 1 < s_.layerBegins.size() && i >= s_.layerBegins[l + 1])
       ++l;
@@ -257,6 +263,7 @@ private:
   func::FuncOp fn_;
   const LayerStructure &s_;
   ArrayRef<size_t> firsts_;
+  bool ownedEnds_;
   std::vector<SmallVector<Operation *>> parts_;
   llvm::DenseMap<Operation *, size_t> partOf_;
   llvm::DenseMap<Operation *, bool> constantOnly_;
@@ -291,17 +298,30 @@ struct PipeBuildModelPass
                      << groups << " chunks: there are more chunks than layers";
       return signalPassFailure();
     }
-    SmallVector<int64_t> costs;
-    for (size_t l = 0; l < L; ++l) {
+    if (ends != "chunks" && ends != "owned") {
+      module.emitError() << "pipe-build-model: ends='" << ends
+                         << "': expected chunks or owned";
+      return signalPassFailure();
+    }
+    const bool owned = ends == "owned";
+    auto flops = [&](size_t begin, size_t end) {
       int64_t c = 0;
-      for (size_t i = layers->layerBegins[l]; i < layers->layerEnd(l); ++i)
+      for (size_t i = begin; i < end; ++i)
         c += forwardFlops(layers->ops[i]);
-      costs.push_back(c);
+      return c;
+    };
+    SmallVector<int64_t> costs;
+    for (size_t l = 0; l < L; ++l)
+      costs.push_back(flops(layers->layerBegins[l], layers->layerEnd(l)));
+    // Owned ends weigh on the first and the last chunk.
+    if (owned) {
+      costs.front() += flops(0, layers->prologueEnd);
+      costs.back() += flops(layers->epilogueBegin, layers->ops.size());
     }
     SmallVector<size_t> firsts = balance(costs, groups);
     OpBuilder b(module.getContext());
     b.setInsertionPointAfter(fn);
-    if (failed(ModelBuilder(fn, *layers, firsts).build(b)))
+    if (failed(ModelBuilder(fn, *layers, firsts, owned).build(b)))
       return signalPassFailure();
   }
 };

@@ -32,6 +32,11 @@ def PipeBuildModelPass : Pass<"pipe-build-model", "::mlir::ModuleOp"> {
     Option<"chunks", "chunks", "unsigned", /*default=*/"0",
            "Layers chunks to cut the layers into, contiguous and balanced by "
            "their forward FLOPs (0: one per layer)">,
+    Option<"ends", "ends", "std::string", /*default=*/"\"chunks\"",
+           "Where the embedding, final norm and head go: chunks (a prologue "
+           "and an epilogue chunk of their own, which a schedule may "
+           "replicate on every rank) or owned (inside the first and the last "
+           "layers chunk, whose cost they add to)">,
   ];
 }
 
