@@ -190,6 +190,20 @@ struct Step {
       ptrs;
 };
 
+/// Concat's inputs as the kernel's pointer lists, from the resolved refs.
+void concatPointers(Step &s) {
+  auto fill = [&](auto &list, auto tag) {
+    using T = decltype(tag);
+    list.clear();
+    for (const Ref &r : s.in)
+      list.push_back(r.as<const T>());
+  };
+  fill(std::get<0>(s.ptrs), float());
+  fill(std::get<1>(s.ptrs), int64_t());
+  fill(std::get<2>(s.ptrs), int32_t());
+  fill(std::get<3>(s.ptrs), uint8_t());
+}
+
 /// The product of s[from, to).
 int64_t dimProduct(const std::vector<int64_t> &s, size_t from, size_t to) {
   int64_t n = 1;
@@ -382,13 +396,9 @@ void Executor::Impl::prepare(std::vector<ParamBuffers> &params) {
         break;
       }
       case Opcode::Concat:
-        for (const Ref &r : s.in) {
+        for (const Ref &r : s.in)
           s.shapes.push_back(r.s);
-          std::get<0>(s.ptrs).push_back(r.as<const float>());
-          std::get<1>(s.ptrs).push_back(r.as<const int64_t>());
-          std::get<2>(s.ptrs).push_back(r.as<const int32_t>());
-          std::get<3>(s.ptrs).push_back(r.as<const uint8_t>());
-        }
+        concatPointers(s);
         break;
       default:
         break;
@@ -426,13 +436,7 @@ void Executor::Impl::rebind(std::vector<Use> &uses, void *to) {
   for (const Use &u : uses) {
     u.ref->p = to;
     if (u.step->ins->op == Opcode::Concat) // the kernel's pointer lists
-      for (size_t k = 0; k < u.step->in.size(); ++k) {
-        const Ref &r = u.step->in[k];
-        std::get<0>(u.step->ptrs)[k] = r.as<const float>();
-        std::get<1>(u.step->ptrs)[k] = r.as<const int64_t>();
-        std::get<2>(u.step->ptrs)[k] = r.as<const int32_t>();
-        std::get<3>(u.step->ptrs)[k] = r.as<const uint8_t>();
-      }
+      concatPointers(*u.step);
   }
 }
 

@@ -6,6 +6,8 @@
 
 #include "weipipe/runtime/Opcodes.h"
 
+#include <vector>
+
 namespace weipipe::rt {
 namespace {
 
@@ -60,10 +62,19 @@ static_assert(wellFormed(), "Opcodes.def: a contract is inconsistent");
 } // namespace
 
 const OpcodeInfo *opcodeInfo(Opcode op) {
-  for (const OpcodeInfo &i : kOpcodes)
-    if (i.op == op)
-      return &i;
-  return nullptr;
+  // Indexed by id: the executor asks for every instruction it runs.
+  static const std::vector<const OpcodeInfo *> byId = [] {
+    std::vector<const OpcodeInfo *> t;
+    for (const OpcodeInfo &i : kOpcodes) {
+      const size_t id = size_t(i.op);
+      if (id >= t.size())
+        t.resize(id + 1, nullptr);
+      t[id] = &i;
+    }
+    return t;
+  }();
+  const size_t id = size_t(op);
+  return id < byId.size() ? byId[id] : nullptr;
 }
 
 const char *opcodeName(Opcode op) {

@@ -25,12 +25,10 @@ struct NNAppendLossPass
   using Base::Base;
 
   void runOnOperation() override {
-    auto fn = getOperation().lookupSymbol<func::FuncOp>(function);
-    if (!fn || fn.isExternal()) {
-      getOperation().emitError()
-          << "nn-append-loss: no function '" << function << "' with a body";
+    func::FuncOp fn =
+        lookupFunctionWithBody(getOperation(), function, "nn-append-loss");
+    if (!fn)
       return signalPassFailure();
-    }
     auto ret = cast<func::ReturnOp>(fn.getBody().back().getTerminator());
     // A model that computes its own loss keeps it.
     for (Value v : ret.getOperands()) {
@@ -74,8 +72,9 @@ struct NNAppendLossPass
     if (failed(fn.insertArgument(
             argIndex, targetsType,
             DictionaryAttr::get(
-                ctx, {NamedAttribute(nn::NNDialect::NameAttrHelper(ctx).getName(),
-                                     StringAttr::get(ctx, "targets"))}),
+                ctx,
+                {NamedAttribute(nn::NNDialect::NameAttrHelper(ctx).getName(),
+                                StringAttr::get(ctx, "targets"))}),
             fn.getLoc()))) {
       fn.emitError() << "nn-append-loss: cannot add the targets argument";
       return signalPassFailure();

@@ -489,12 +489,9 @@ struct NNAutodiffPass : weipipe::impl::NNAutodiffPassBase<NNAutodiffPass> {
 
   void runOnOperation() override {
     ModuleOp module = getOperation();
-    auto fn = module.lookupSymbol<func::FuncOp>(function);
-    if (!fn || fn.isExternal()) {
-      module.emitError() << "nn-autodiff: no function '" << function
-                         << "' with a body";
+    func::FuncOp fn = lookupFunctionWithBody(module, function, "nn-autodiff");
+    if (!fn)
       return signalPassFailure();
-    }
     if (failed(differentiate(fn, recompute)))
       return signalPassFailure();
   }

@@ -228,12 +228,10 @@ struct NNDiscoverLayersPass
 
   void runOnOperation() override {
     ModuleOp module = getOperation();
-    auto fn = module.lookupSymbol<func::FuncOp>(function);
-    if (!fn || fn.isExternal()) {
-      module.emitError() << "nn-discover-layers: no function '" << function
-                         << "' with a body";
+    func::FuncOp fn =
+        lookupFunctionWithBody(module, function, "nn-discover-layers");
+    if (!fn)
       return signalPassFailure();
-    }
     FailureOr<LayerStructure> found = discoverLayers(fn);
     if (failed(found))
       return signalPassFailure();

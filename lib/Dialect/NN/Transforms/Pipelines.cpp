@@ -27,6 +27,15 @@ void buildTrainingPipeline(OpPassManager &pm,
   pm.addPass(createCSEPass());
 }
 
+func::FuncOp lookupFunctionWithBody(ModuleOp module, StringRef name,
+                                    StringRef pass) {
+  auto fn = module.lookupSymbol<func::FuncOp>(name);
+  if (fn && !fn.isExternal())
+    return fn;
+  module.emitError() << pass << ": no function '" << name << "' with a body";
+  return nullptr;
+}
+
 void registerNNPassesAndPipelines() {
   registerNNPasses();
   PassPipelineRegistration<TrainingPipelineOptions>(

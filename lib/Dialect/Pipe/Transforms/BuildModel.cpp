@@ -275,12 +275,10 @@ struct PipeBuildModelPass
 
   void runOnOperation() override {
     ModuleOp module = getOperation();
-    auto fn = module.lookupSymbol<func::FuncOp>(function);
-    if (!fn || fn.isExternal()) {
-      module.emitError() << "pipe-build-model: no function '" << function
-                         << "' with a body";
+    func::FuncOp fn =
+        lookupFunctionWithBody(module, function, "pipe-build-model");
+    if (!fn)
       return signalPassFailure();
-    }
     FailureOr<LayerStructure> layers = discoverLayers(fn);
     if (failed(layers))
       return signalPassFailure();

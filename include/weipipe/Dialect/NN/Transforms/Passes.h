@@ -20,6 +20,11 @@ namespace weipipe {
 #define GEN_PASS_DECL
 #include "weipipe/Dialect/NN/Transforms/Passes.h.inc"
 
+/// The function `name` of `module` with a body, or null after an error
+/// "PASS: no function 'NAME' with a body" on the module.
+func::FuncOp lookupFunctionWithBody(ModuleOp module, StringRef name,
+                                    StringRef pass);
+
 /// Reverse-mode autodiff of one function that returns an f32 scalar loss
 /// (the model, or one pipeline chunk), as -nn-autodiff does it: replaces
 /// `fn` by its forward, backward, backward_input and backward_weight
