@@ -19,6 +19,8 @@
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/Path.h"
 
+#include <set>
+
 using namespace mlir;
 using namespace mlir::weipipe;
 namespace rt = ::weipipe::rt;
@@ -123,8 +125,17 @@ int64_t savedCount(func::FuncOp f) {
 
 class Writer {
 public:
-  Writer(ModuleOp m, const ArtifactOptions &o, rt::Artifact &a)
-      : module(m), opt(o), a(a) {}
+  /// `constants`: the constant table shared by the stages written into one
+  /// artifact (null: this writer's own).
+  Writer(ModuleOp m, const ArtifactOptions &o, rt::Artifact &a,
+         llvm::DenseMap<Attribute, uint32_t> *constants = nullptr)
+      : module(m), opt(o), a(a),
+        constIndex(constants ? *constants : ownConstants) {}
+
+  /// Writes the stage whose differentiated functions are
+  /// `nn.autodiff_of = opt.function` into `a` (functions appended) and
+  /// describes it in `out`: a pipeline stage with its own arena.
+  LogicalResult runStage(rt::Stage &out);
 
   /// The buffer plan: binds every value to its storage, folds gradient
   /// accumulation, and places the arena values.
@@ -141,7 +152,13 @@ private:
   std::vector<Node> nodes;
   llvm::DenseMap<Value, int> nodeOf;
   llvm::StringMap<uint32_t> paramIndex;
-  llvm::DenseMap<Attribute, uint32_t> constIndex;
+  llvm::DenseMap<Attribute, uint32_t> ownConstants;
+  llvm::DenseMap<Attribute, uint32_t> &constIndex;
+  uint64_t arenaBytes = 0;
+  /// Function indices in `a.functions`, by role, once emitted.
+  llvm::DenseMap<unsigned, int32_t> emitted;
+  /// Stage mode: functions are not the single-rank micro-batch program.
+  bool stageMode = false;
   llvm::DenseSet<Operation *> skipped; // folded into another instruction
   llvm::DenseSet<Operation *> accumulating;
   /// Every op's instruction (opcode and attributes; refs come at emit).
@@ -212,10 +229,37 @@ private:
   void assignOffsets();
   LogicalResult emit();
   LogicalResult checkPlan();
-  /// The first backward function's loss-gradient argument (after the saved
-  /// values).
-  Value dlossArgument() {
-    return program[1].getArgument(savedCount(program[1]));
+  /// Per seed of the backward (an output's gradient: dloss for a loss), its
+  /// node.
+  SmallVector<int> seedNodes;
+  /// The first backward function's seed arguments (after the saved values):
+  /// the loss gradient, or a stage's output gradients.
+  SmallVector<Value> seedArguments() {
+    func::FuncOp b = program[1];
+    SmallVector<Value> seeds;
+    for (unsigned i = savedCount(b), n = b.getNumArguments(); i < n; ++i)
+      seeds.push_back(b.getArgument(i));
+    return seeds;
+  }
+  Value dlossArgument() { return seedArguments().front(); }
+  /// The forward's outputs (before the saved values).
+  SmallVector<Value> forwardOutputs() {
+    func::FuncOp fwd = program.front();
+    Operation *ret = fwd.getBody().front().getTerminator();
+    return SmallVector<Value>(
+        ret->getOperands().take_front(fwd.getNumResults() - savedCount(fwd)));
+  }
+  /// B's results that are the gradients of the forward's float arguments
+  /// (the rest are B-to-W transfers).
+  SmallVector<Value> inputGradients() {
+    func::FuncOp b = program[1];
+    Operation *ret = b.getBody().front().getTerminator();
+    int64_t transfers = *nn::autodiffRole(b) == nn::AutodiffRole::BackwardInput
+                            ? nn::NNDialect::TransferAttrHelper(b.getContext())
+                                  .getAttr(b)
+                                  .getInt()
+                            : 0;
+    return SmallVector<Value>(ret->getOperands().drop_back(size_t(transfers)));
   }
   FailureOr<rt::TensorRef> ref(Operation *at, Value v);
   LogicalResult encode(Operation *op, rt::Instruction &inst);
@@ -259,6 +303,12 @@ std::string describe(Operation *op) {
 }
 
 LogicalResult Writer::collectParameters() {
+  // The stages of one artifact share its parameter table.
+  if (!a.params.empty()) {
+    for (auto [i, p] : llvm::enumerate(a.params))
+      paramIndex[p.name] = i;
+    return success();
+  }
   for (auto p : module.getOps<nn::ParameterOp>()) {
     rt::Parameter param;
     param.name = p.getSymName().str();
@@ -337,7 +387,7 @@ LogicalResult Writer::bind() {
   auto fwdRet = cast<func::ReturnOp>(fwd.getBody().front().getTerminator());
   func::ReturnOp bRet;
   int64_t numDargs = 0;
-  int dlossNode = -1;
+  const int64_t numOutputs = fwd.getNumResults() - savedCount(fwd);
   for (func::FuncOp f : program) {
     const nn::AutodiffRole role = *nn::autodiffRole(f);
     if (role != nn::AutodiffRole::Forward) {
@@ -348,18 +398,22 @@ LogicalResult Writer::bind() {
         int64_t i = arg.getArgNumber();
         Value from;
         if (i < saved)
-          from =
-              recompute ? Value(fwd.getArgument(i)) : fwdRet.getOperand(1 + i);
+          from = recompute ? Value(fwd.getArgument(i))
+                           : fwdRet.getOperand(numOutputs + i);
         else if (role == nn::AutodiffRole::BackwardWeight)
           from = bRet.getOperand(numDargs + (i - saved));
         if (from) {
           nodeOf[arg] = node(from);
           continue;
         }
-        // The loss gradient: one node the trainer writes.
-        if (dlossNode < 0)
-          dlossNode = node(arg);
-        nodeOf[arg] = dlossNode;
+        // An output's gradient (the loss's: dloss): one node per seed that
+        // the trainer, or the next stage's backward, writes.
+        const size_t seed = size_t(i - saved);
+        if (seedNodes.size() <= seed)
+          seedNodes.resize(seed + 1, -1);
+        if (seedNodes[seed] < 0)
+          seedNodes[seed] = node(arg);
+        nodeOf[arg] = seedNodes[seed];
       }
       if (role == nn::AutodiffRole::BackwardInput) {
         bRet = cast<func::ReturnOp>(f.getBody().front().getTerminator());
@@ -433,7 +487,7 @@ LogicalResult Writer::bind() {
         node(v);
     }
   }
-  if (dlossNode < 0)
+  if (seedNodes.empty())
     return fwd.emitError() << "the program has no backward taking dloss";
   return success();
 }
@@ -532,11 +586,18 @@ void Writer::liveRanges() {
     n.last = std::max(n.last, to);
   };
   func::FuncOp fwd = program.front();
-  // Inputs are written before the program and the loss read after it.
+  // Inputs are written before the program and the outputs (the loss, a
+  // stage's activations) read after it; the seeds are written from outside
+  // (the trainer's dloss, the next stage's input gradients) and a stage's
+  // input gradients read after it by the previous stage.
   for (BlockArgument arg : fwd.getArguments())
     pin(arg, 0, end);
-  pin(fwd.getBody().front().getTerminator()->getOperand(0), 0, end);
-  pin(dlossArgument(), 0, end); // written by the trainer
+  for (Value v : forwardOutputs())
+    pin(v, 0, end);
+  for (Value v : seedArguments())
+    pin(v, 0, end);
+  for (Value v : inputGradients())
+    pin(v, 0, end);
   // The logits stay readable until the forward ends (--dump-logits).
   fwd.walk([&](nn::CrossEntropyOp ce) { pin(ce.getLogits(), 0, fwdEnd); });
 }
@@ -575,7 +636,7 @@ void Writer::assignOffsets() {
     top = std::max(top, at + size);
     placed.push_back(id);
   }
-  a.arenaBytes = top;
+  arenaBytes = top;
 }
 
 FailureOr<rt::TensorRef> Writer::ref(Operation *at, Value v) {
@@ -908,7 +969,9 @@ LogicalResult Writer::emit() {
     for (size_t i = 0; i + 1 < fn.body.size(); ++i)
       if (rt::normGradsFuse(fn.body[i], fn.body[i + 1]))
         fn.body[i++].flags |= rt::Instruction::kFusedWithNext;
-    a.microbatchProgram.push_back(a.functions.size());
+    emitted[unsigned(*nn::autodiffRole(f))] = int32_t(a.functions.size());
+    if (!stageMode)
+      a.microbatchProgram.push_back(a.functions.size());
     a.functions.push_back(std::move(fn));
   }
   return success();
@@ -939,7 +1002,8 @@ LogicalResult Writer::checkPlan() {
   func::FuncOp fwd = program.front();
   for (BlockArgument arg : fwd.getArguments())
     write(node(arg));
-  write(node(dlossArgument()));
+  for (Value v : seedArguments())
+    write(node(v));
   for (func::FuncOp f : program)
     for (Operation &op : f.getBody().front()) {
       if (isa<func::ReturnOp>(op) || skipped.count(&op))
@@ -1016,7 +1080,7 @@ LogicalResult Writer::annotate() {
     }
   nn::NNDialect::ArenaBytesAttrHelper(ctx).setAttr(
       program.front(),
-      IntegerAttr::get(IntegerType::get(ctx, 64), int64_t(a.arenaBytes)));
+      IntegerAttr::get(IntegerType::get(ctx, 64), int64_t(arenaBytes)));
   return success();
 }
 
@@ -1026,6 +1090,7 @@ LogicalResult Writer::run() {
   a.microbatches = opt.microbatches;
   if (failed(plan()))
     return failure();
+  a.arenaBytes = arenaBytes;
   func::FuncOp fwd = program.front();
 
   // Inputs, loss, logits.
@@ -1087,7 +1152,96 @@ LogicalResult Writer::run() {
   a.peakBytes = a.arenaBytes + 4 * paramBytes + constBytes;
   return success();
 }
+LogicalResult Writer::runStage(rt::Stage &st) {
+  stageMode = true;
+  if (failed(plan()))
+    return failure();
+  st.arenaBytes = arenaBytes;
+  func::FuncOp fwd = program.front(), back = program[1];
+  auto nameAttr = nn::NNDialect::NameAttrHelper::getNameStr();
+  SmallVector<Value> dargs = inputGradients();
+  size_t nextGrad = 0;
+  for (BlockArgument arg : fwd.getArguments()) {
+    FailureOr<rt::TensorRef> r = ref(fwd, arg);
+    if (failed(r))
+      return failure();
+    if (auto name =
+            fwd.getArgAttrOfType<StringAttr>(arg.getArgNumber(), nameAttr)) {
+      rt::Input in;
+      in.name = name.str();
+      in.role =
+          in.name == "targets" ? rt::InputRole::Targets : rt::InputRole::Tokens;
+      in.ref = *r;
+      st.inputs.push_back(std::move(in));
+      continue;
+    }
+    st.in.push_back(*r);
+    rt::TensorRef g;
+    if (r->dtype == rt::DType::F32) {
+      if (nextGrad >= dargs.size())
+        return fwd.emitError() << "internal error: no gradient for input "
+                               << arg.getArgNumber();
+      FailureOr<rt::TensorRef> d = ref(back, dargs[nextGrad++]);
+      if (failed(d))
+        return failure();
+      g = *d;
+    }
+    st.din.push_back(g);
+  }
+  SmallVector<Value> outputs = forwardOutputs(), seeds = seedArguments();
+  nn::CrossEntropyOp ce;
+  fwd.walk([&](nn::CrossEntropyOp op) { ce = op; });
+  if (ce) {
+    // The stage that ends the model: its one output is the loss.
+    FailureOr<rt::TensorRef> loss = ref(fwd, outputs.front());
+    FailureOr<rt::TensorRef> dloss = ref(back, seeds.front());
+    FailureOr<rt::TensorRef> logits = ref(fwd, ce.getLogits());
+    if (outputs.size() != 1 || failed(loss) || failed(dloss) || failed(logits))
+      return fwd.emitError() << "the last stage must return the loss alone";
+    st.loss = *loss;
+    st.dloss = *dloss;
+    st.logits = *logits;
+  } else {
+    size_t nextSeed = 0;
+    for (Value v : outputs) {
+      FailureOr<rt::TensorRef> r = ref(fwd, v);
+      if (failed(r))
+        return failure();
+      st.out.push_back(*r);
+      rt::TensorRef g;
+      if (r->dtype == rt::DType::F32) {
+        FailureOr<rt::TensorRef> d = ref(back, seeds[nextSeed++]);
+        if (failed(d))
+          return failure();
+        g = *d;
+      }
+      st.dout.push_back(g);
+    }
+  }
+  std::set<uint32_t> params;
+  for (func::FuncOp f : program)
+    f.walk([&](nn::ParamOp p) { params.insert(paramIndex[p.getName()]); });
+  st.params.assign(params.begin(), params.end());
+  if (failed(emit()) || failed(checkPlan()))
+    return failure();
+  auto index = [&](nn::AutodiffRole role) {
+    auto it = emitted.find(unsigned(role));
+    return it == emitted.end() ? -1 : it->second;
+  };
+  st.forward = index(nn::AutodiffRole::Forward);
+  st.backward = index(nn::AutodiffRole::Backward);
+  st.backwardInput = index(nn::AutodiffRole::BackwardInput);
+  st.backwardWeight = index(nn::AutodiffRole::BackwardWeight);
+  return success();
+}
+
 } // namespace
+
+LogicalResult mlir::weipipe::buildStage(
+    ModuleOp module, const ArtifactOptions &options, rt::Artifact &out,
+    llvm::DenseMap<Attribute, uint32_t> &constants, rt::Stage &stage) {
+  return Writer(module, options, out, &constants).runStage(stage);
+}
 
 LogicalResult mlir::weipipe::buildArtifact(ModuleOp module,
                                            const ArtifactOptions &options,

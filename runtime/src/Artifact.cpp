@@ -1,4 +1,4 @@
-//===- Artifact.cpp - the .wpp training artifact, format v1 ---------------===//
+//===- Artifact.cpp - the .wpp training artifact, format v2 ---------------===//
 //
 // Part of weipipe's runtime. One encoder and one decoder for both sides.
 //
@@ -17,7 +17,17 @@
 //              body: u32 count x {opcode u32, flags u8, u32 count x operand
 //              ref, u32 count x result ref, u32 count x i64 ints, u32 count x
 //              f64 floats, name str}},
-//   microbatchProgram: u32 count x u32.
+//   microbatchProgram: u32 count x u32,
+//   stages: u32 count x {name str, kind u8, forward i32, backward i32,
+//           backwardInput i32, backwardWeight i32, arenaBytes u64,
+//           inputs (as above), in, out, din, dout: u32 count x ref each,
+//           loss ref, dloss ref, logits ref, params: u32 count x u32},
+//   owner: u32 count x i32,
+//   programs: u32 count x {slots: u32 count x {kind u8, label str, bytes
+//             u64}, actions: u32 count x {op u8, turn i32, chunk i32,
+//             microbatch i32, weights i32, grads i32, in i32, out i32,
+//             peer i32, token i32, slots: u32 count x i32, tokens: u32
+//             count x i32, bytes: u32 count x u64}}.
 //
 // Decoding is in two passes: a structural one that bounds every count by the
 // bytes left (so a corrupt count never allocates), then validateArtifact,
@@ -93,6 +103,78 @@ int64_t product(const std::vector<int64_t> &s) {
 int64_t TensorRef::numel() const { return product(shape); }
 int64_t Parameter::numel() const { return product(shape); }
 
+const char *stageKindName(StageKind k) {
+  switch (k) {
+  case StageKind::Prologue:
+    return "prologue";
+  case StageKind::Layers:
+    return "layers";
+  case StageKind::Epilogue:
+    return "epilogue";
+  }
+  return "?";
+}
+
+const char *actionOpName(ActionOp op) {
+  static const char *const names[] = {"load_master",
+                                      "zero",
+                                      "swap",
+                                      "add_into",
+                                      "forward",
+                                      "backward_input",
+                                      "backward_weight",
+                                      "backward",
+                                      "optimizer_step",
+                                      "send",
+                                      "recv",
+                                      "wait"};
+  return uint8_t(op) <= uint8_t(ActionOp::Wait) ? names[uint8_t(op)] : "?";
+}
+
+uint64_t stageSlotLayout(const Artifact &a, const Stage &s,
+                         std::vector<uint64_t> *offsets) {
+  uint64_t at = 0; // floats
+  if (offsets)
+    offsets->clear();
+  for (uint32_t p : s.params) {
+    at = (at + 15) / 16 * 16;
+    if (offsets)
+      offsets->push_back(at);
+    at += p < a.params.size() ? uint64_t(a.params[p].numel()) : 0;
+  }
+  return at * sizeof(float);
+}
+
+uint64_t boundaryLayout(const std::vector<TensorRef> &refs,
+                        std::vector<uint64_t> *offsets) {
+  uint64_t at = 0;
+  if (offsets)
+    offsets->clear();
+  for (const TensorRef &r : refs) {
+    at = (at + 63) / 64 * 64;
+    if (offsets)
+      offsets->push_back(at);
+    if (r.present())
+      at += r.bytes();
+  }
+  return at;
+}
+
+size_t Artifact::numChunks() const {
+  return stages.size() - (prologueStage() >= 0) - (epilogueStage() >= 0);
+}
+size_t Artifact::chunkStage(size_t c) const {
+  return c + (prologueStage() >= 0 ? 1 : 0);
+}
+int Artifact::prologueStage() const {
+  return !stages.empty() && stages.front().kind == StageKind::Prologue ? 0 : -1;
+}
+int Artifact::epilogueStage() const {
+  return !stages.empty() && stages.back().kind == StageKind::Epilogue
+             ? int(stages.size()) - 1
+             : -1;
+}
+
 //===----------------------------------------------------------------------===//
 // Encoding
 //===----------------------------------------------------------------------===//
@@ -115,6 +197,7 @@ public:
       buf.push_back(char((v >> (8 * i)) & 0xff));
   }
   void i64(int64_t v) { u64(uint64_t(v)); }
+  void i32(int32_t v) { u32(uint32_t(v)); }
   void f64(double v) {
     uint64_t b;
     std::memcpy(&b, &v, 8);
@@ -136,6 +219,14 @@ public:
     u64(r.offset);
     u8(uint8_t(r.dtype));
     shape(r.shape);
+  }
+  void inputs(const std::vector<Input> &ins) {
+    count(ins.size());
+    for (const Input &in : ins) {
+      str(in.name);
+      u8(uint8_t(in.role));
+      ref(in.ref);
+    }
   }
 };
 
@@ -174,12 +265,7 @@ void writePayload(Writer &w, const Artifact &a) {
     w.u64(c.bytes.size());
     w.buf.append(c.bytes);
   }
-  w.count(a.inputs.size());
-  for (const Input &in : a.inputs) {
-    w.str(in.name);
-    w.u8(uint8_t(in.role));
-    w.ref(in.ref);
-  }
+  w.inputs(a.inputs);
   w.ref(a.loss);
   w.ref(a.dloss);
   w.ref(a.logits);
@@ -211,6 +297,60 @@ void writePayload(Writer &w, const Artifact &a) {
   w.count(a.microbatchProgram.size());
   for (uint32_t f : a.microbatchProgram)
     w.u32(f);
+  auto refs = [&](const std::vector<TensorRef> &rs) {
+    w.count(rs.size());
+    for (const TensorRef &r : rs)
+      w.ref(r);
+  };
+  w.count(a.stages.size());
+  for (const Stage &st : a.stages) {
+    w.str(st.name);
+    w.u8(uint8_t(st.kind));
+    w.i32(st.forward);
+    w.i32(st.backward);
+    w.i32(st.backwardInput);
+    w.i32(st.backwardWeight);
+    w.u64(st.arenaBytes);
+    w.inputs(st.inputs);
+    refs(st.in);
+    refs(st.out);
+    refs(st.din);
+    refs(st.dout);
+    w.ref(st.loss);
+    w.ref(st.dloss);
+    w.ref(st.logits);
+    w.count(st.params.size());
+    for (uint32_t p : st.params)
+      w.u32(p);
+  }
+  w.count(a.owner.size());
+  for (int32_t o : a.owner)
+    w.i32(o);
+  w.count(a.programs.size());
+  for (const RankProgram &prog : a.programs) {
+    w.count(prog.slots.size());
+    for (const Slot &sl : prog.slots) {
+      w.u8(uint8_t(sl.kind));
+      w.str(sl.label);
+      w.u64(sl.bytes);
+    }
+    w.count(prog.actions.size());
+    for (const Action &ac : prog.actions) {
+      w.u8(uint8_t(ac.op));
+      for (int32_t v : {ac.turn, ac.chunk, ac.microbatch, ac.weights, ac.grads,
+                        ac.in, ac.out, ac.peer, ac.token})
+        w.i32(v);
+      w.count(ac.slots.size());
+      for (int32_t v : ac.slots)
+        w.i32(v);
+      w.count(ac.tokens.size());
+      for (int32_t v : ac.tokens)
+        w.i32(v);
+      w.count(ac.bytes.size());
+      for (uint64_t v : ac.bytes)
+        w.u64(v);
+    }
+  }
 }
 
 } // namespace
@@ -243,6 +383,7 @@ constexpr size_t kMinConstant = 1 + 4 + 8;
 constexpr size_t kMinInput = 4 + 1 + kMinRef;
 constexpr size_t kMinFunction = 4 + 1 + 4;
 constexpr size_t kMinInstruction = 4 + 1 + 4 + 4 + 4 + 4 + 4;
+constexpr size_t kMinStage = 4 + 1 + 4 * 4 + 8 + 5 * 4 + 3 * kMinRef + 4;
 
 class Decoder {
 public:
@@ -267,6 +408,13 @@ public:
     if (!u64(u))
       return false;
     v = int64_t(u);
+    return true;
+  }
+  bool i32(int32_t &v) {
+    uint32_t u;
+    if (!u32(u))
+      return false;
+    v = int32_t(u);
     return true;
   }
   bool f64(double &v) {
@@ -451,6 +599,109 @@ bool decodeFunction(Decoder &d, Function &f, std::vector<size_t> &offsets) {
   return true;
 }
 
+bool decodeInputs(Decoder &d, std::vector<Input> &inputs) {
+  uint32_t n;
+  if (!d.count(n, kMinInput, "input"))
+    return false;
+  inputs.resize(n);
+  for (Input &in : inputs) {
+    if (!d.str(in.name))
+      return false;
+    size_t roleAt = d.reader().offset();
+    uint8_t role;
+    if (!d.u8(role))
+      return false;
+    if (role > uint8_t(InputRole::Targets))
+      return d.fail("input '" + in.name + "' has unknown role " +
+                        std::to_string(role),
+                    roleAt);
+    in.role = InputRole(role);
+    if (!d.ref(in.ref))
+      return false;
+  }
+  return true;
+}
+
+bool decodeStage(Decoder &d, Stage &st) {
+  size_t at = d.reader().offset();
+  uint8_t kind;
+  if (!(d.str(st.name) && d.u8(kind)))
+    return false;
+  if (kind > uint8_t(StageKind::Epilogue))
+    return d.fail(
+        "stage '" + st.name + "' has unknown kind " + std::to_string(kind), at);
+  st.kind = StageKind(kind);
+  uint32_t n;
+  if (!(d.i32(st.forward) && d.i32(st.backward) && d.i32(st.backwardInput) &&
+        d.i32(st.backwardWeight) && d.u64(st.arenaBytes) &&
+        decodeInputs(d, st.inputs) && decodeRefs(d, st.in, "stage input") &&
+        decodeRefs(d, st.out, "stage output") &&
+        decodeRefs(d, st.din, "stage input gradient") &&
+        decodeRefs(d, st.dout, "stage output gradient") && d.ref(st.loss) &&
+        d.ref(st.dloss) && d.ref(st.logits) &&
+        d.count(n, 4, "stage parameter")))
+    return false;
+  st.params.resize(n);
+  for (uint32_t &p : st.params)
+    if (!d.u32(p))
+      return false;
+  return true;
+}
+
+bool decodeProgram(Decoder &d, RankProgram &p) {
+  uint32_t n;
+  if (!d.count(n, 1 + 4 + 8, "slot"))
+    return false;
+  p.slots.resize(n);
+  for (Slot &sl : p.slots) {
+    size_t at = d.reader().offset();
+    uint8_t kind;
+    if (!d.u8(kind))
+      return false;
+    if (kind > uint8_t(SlotKind::Activations))
+      return d.fail("slot of unknown kind " + std::to_string(kind), at);
+    sl.kind = SlotKind(kind);
+    if (!(d.str(sl.label) && d.u64(sl.bytes)))
+      return false;
+  }
+  if (!d.count(n, 1 + 9 * 4 + 3 * 4, "action"))
+    return false;
+  p.actions.resize(n);
+  for (Action &ac : p.actions) {
+    size_t at = d.reader().offset();
+    uint8_t op;
+    if (!d.u8(op))
+      return false;
+    if (op > uint8_t(ActionOp::Wait))
+      return d.fail("unknown action " + std::to_string(op), at);
+    ac.op = ActionOp(op);
+    for (int32_t *v : {&ac.turn, &ac.chunk, &ac.microbatch, &ac.weights,
+                       &ac.grads, &ac.in, &ac.out, &ac.peer, &ac.token})
+      if (!d.i32(*v))
+        return false;
+    uint32_t k;
+    if (!d.count(k, 4, "action slot"))
+      return false;
+    ac.slots.resize(k);
+    for (int32_t &v : ac.slots)
+      if (!d.i32(v))
+        return false;
+    if (!d.count(k, 4, "action token"))
+      return false;
+    ac.tokens.resize(k);
+    for (int32_t &v : ac.tokens)
+      if (!d.i32(v))
+        return false;
+    if (!d.count(k, 8, "action bytes"))
+      return false;
+    ac.bytes.resize(k);
+    for (uint64_t &v : ac.bytes)
+      if (!d.u64(v))
+        return false;
+  }
+  return true;
+}
+
 bool decodePayload(Decoder &d, Artifact &a,
                    std::vector<std::vector<size_t>> &instrOffsets) {
   size_t at = d.reader().offset();
@@ -476,25 +727,8 @@ bool decodePayload(Decoder &d, Artifact &a,
   for (Constant &c : a.constants)
     if (!decodeConstant(d, c))
       return false;
-  if (!d.count(n, kMinInput, "input"))
+  if (!decodeInputs(d, a.inputs))
     return false;
-  a.inputs.resize(n);
-  for (Input &in : a.inputs) {
-    size_t roleAt;
-    uint8_t role;
-    if (!d.str(in.name))
-      return false;
-    roleAt = d.reader().offset();
-    if (!d.u8(role))
-      return false;
-    if (role > uint8_t(InputRole::Targets))
-      return d.fail("input '" + in.name + "' has unknown role " +
-                        std::to_string(role),
-                    roleAt);
-    in.role = InputRole(role);
-    if (!d.ref(in.ref))
-      return false;
-  }
   if (!(d.ref(a.loss) && d.ref(a.dloss) && d.ref(a.logits) &&
         d.u64(a.arenaBytes) && d.u64(a.peakBytes) &&
         d.count(n, kMinFunction, "function")))
@@ -509,6 +743,24 @@ bool decodePayload(Decoder &d, Artifact &a,
   a.microbatchProgram.resize(n);
   for (uint32_t &f : a.microbatchProgram)
     if (!d.u32(f))
+      return false;
+  if (!d.count(n, kMinStage, "stage"))
+    return false;
+  a.stages.resize(n);
+  for (Stage &st : a.stages)
+    if (!decodeStage(d, st))
+      return false;
+  if (!d.count(n, 4, "owner"))
+    return false;
+  a.owner.resize(n);
+  for (int32_t &o : a.owner)
+    if (!d.i32(o))
+      return false;
+  if (!d.count(n, 8, "rank program"))
+    return false;
+  a.programs.resize(n);
+  for (RankProgram &p : a.programs)
+    if (!decodeProgram(d, p))
       return false;
   if (d.reader().remaining() != 0)
     return d.fail(std::to_string(d.reader().remaining()) +

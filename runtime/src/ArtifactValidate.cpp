@@ -821,7 +821,8 @@ bool InstrCheck::check() {
 }
 
 /// A ref's own validity: inside its buffer, matching its entry.
-std::string checkRef(const Artifact &a, const TensorRef &r) {
+std::string checkRef(const Artifact &a, const TensorRef &r,
+                     uint64_t arenaBytes) {
   if (uint8_t(r.space) > uint8_t(Space::Const))
     return "unknown tensor space " + std::to_string(unsigned(r.space));
   if (uint8_t(r.dtype) > uint8_t(DType::Bool))
@@ -839,10 +840,10 @@ std::string checkRef(const Artifact &a, const TensorRef &r) {
     if (r.offset % dtypeSize(r.dtype) != 0)
       return "arena offset " + std::to_string(r.offset) +
              " is not aligned for " + dtypeName(r.dtype);
-    if (r.offset > a.arenaBytes || bytes > a.arenaBytes - r.offset)
+    if (r.offset > arenaBytes || bytes > arenaBytes - r.offset)
       return "arena bytes [" + std::to_string(r.offset) + ", " +
              std::to_string(r.offset + bytes) + ") exceed the arena of " +
-             std::to_string(a.arenaBytes) + " bytes";
+             std::to_string(arenaBytes) + " bytes";
     return "";
   case Space::Param:
   case Space::Grad: {
@@ -909,15 +910,221 @@ std::string checkAliasing(const Instruction &in) {
 
 /// A program-level scalar or tensor: absent, or an arena f32 ref (scalar
 /// when `scalar`).
-std::string checkF32Slot(const Artifact &a, const TensorRef &r, bool scalar) {
+std::string checkF32Slot(const Artifact &a, const TensorRef &r, bool scalar,
+                         uint64_t arenaBytes) {
   if (!r.present())
     return "";
-  if (std::string e = checkRef(a, r); !e.empty())
+  if (std::string e = checkRef(a, r, arenaBytes); !e.empty())
     return e;
   if (r.space != Space::Arena || r.dtype != DType::F32)
     return "must be an f32 arena ref";
   if (scalar && r.numel() != 1)
     return "must be an f32 scalar, has shape " + str(r.shape);
+  return "";
+}
+
+/// Stages: functions of the right kinds, refs inside the stage's arena, and
+/// the boundaries of neighbours equal.
+template <class CheckInputs>
+std::string checkStages(const Artifact &a, int64_t tokens,
+                        const CheckInputs &checkInputs,
+                        std::vector<uint64_t> *arenaOf) {
+  std::vector<int> owner(a.functions.size(), -1);
+  for (size_t i = 0; i < a.stages.size(); ++i) {
+    const Stage &st = a.stages[i];
+    const std::string at =
+        "stage " + std::to_string(i) + " '" + st.name + "': ";
+    if (uint8_t(st.kind) > uint8_t(StageKind::Epilogue))
+      return at + "unknown kind";
+    if ((st.kind == StageKind::Prologue && i != 0) ||
+        (st.kind == StageKind::Epilogue && i + 1 != a.stages.size()))
+      return at + "a " + stageKindName(st.kind) + " stage must come " +
+             (i ? "last" : "first");
+    if (st.arenaBytes > (uint64_t(1) << 62))
+      return at + "arena of " + std::to_string(st.arenaBytes) +
+             " bytes is too large";
+    const std::pair<int32_t, FunctionKind> fns[] = {
+        {st.forward, FunctionKind::Forward},
+        {st.backward, FunctionKind::Backward},
+        {st.backwardInput, FunctionKind::BackwardInput},
+        {st.backwardWeight, FunctionKind::BackwardWeight}};
+    for (auto [f, kind] : fns) {
+      if (f < 0)
+        continue;
+      if (size_t(f) >= a.functions.size())
+        return at + "names function " + std::to_string(f) + ", but there are " +
+               std::to_string(a.functions.size());
+      if (a.functions[size_t(f)].kind != kind)
+        return at + "function " + std::to_string(f) + " is a " +
+               functionKindName(a.functions[size_t(f)].kind) + ", not a " +
+               functionKindName(kind);
+      if (owner[size_t(f)] >= 0)
+        return at + "function " + std::to_string(f) +
+               " belongs to another stage too";
+      owner[size_t(f)] = int(i);
+      (*arenaOf)[size_t(f)] = st.arenaBytes;
+    }
+    if (st.forward < 0 || (st.backward < 0) == (st.backwardInput < 0) ||
+        (st.backwardInput < 0) != (st.backwardWeight < 0))
+      return at + "needs a forward and either a fused backward or B and W";
+    if (std::string e = checkInputs(st.inputs, st.arenaBytes, at); !e.empty())
+      return e;
+    auto arenaRefs = [&](const std::vector<TensorRef> &refs, const char *what,
+                         bool optional) -> std::string {
+      for (size_t k = 0; k < refs.size(); ++k) {
+        const TensorRef &r = refs[k];
+        if (!r.present() && optional)
+          continue;
+        std::string e = checkRef(a, r, st.arenaBytes);
+        if (e.empty() && r.space != Space::Arena)
+          e = "must be an arena ref";
+        if (!e.empty())
+          return at + what + " " + std::to_string(k) + ": " + e;
+      }
+      return "";
+    };
+    for (std::string e :
+         {arenaRefs(st.in, "input", false), arenaRefs(st.out, "output", false),
+          arenaRefs(st.din, "input gradient", true),
+          arenaRefs(st.dout, "output gradient", true)})
+      if (!e.empty())
+        return e;
+    auto gradsMatch = [&](const std::vector<TensorRef> &xs,
+                          const std::vector<TensorRef> &ds,
+                          const char *what) -> std::string {
+      if (xs.size() != ds.size())
+        return at + std::to_string(ds.size()) + " " + what + " gradients for " +
+               std::to_string(xs.size()) + " " + what + "s";
+      for (size_t k = 0; k < xs.size(); ++k) {
+        const bool f = xs[k].dtype == DType::F32;
+        if (ds[k].present() != f ||
+            (f && (ds[k].dtype != DType::F32 || ds[k].shape != xs[k].shape)))
+          return at + what + " " + std::to_string(k) +
+                 ": its gradient must be present, f32 and of its shape "
+                 "exactly when it is f32";
+      }
+      return "";
+    };
+    for (std::string e : {gradsMatch(st.in, st.din, "input"),
+                          gradsMatch(st.out, st.dout, "output")})
+      if (!e.empty())
+        return e;
+    if (i + 1 < a.stages.size()) {
+      const Stage &next = a.stages[i + 1];
+      bool same = st.out.size() == next.in.size();
+      for (size_t k = 0; same && k < st.out.size(); ++k)
+        same = st.out[k].dtype == next.in[k].dtype &&
+               st.out[k].shape == next.in[k].shape;
+      if (!same)
+        return at + "its outputs differ from the inputs of stage '" +
+               next.name + "'";
+    }
+    if (std::string e = checkF32Slot(a, st.loss, true, st.arenaBytes);
+        !e.empty())
+      return at + "loss " + e;
+    if (std::string e = checkF32Slot(a, st.dloss, true, st.arenaBytes);
+        !e.empty())
+      return at + "dloss " + e;
+    if (std::string e = checkF32Slot(a, st.logits, false, st.arenaBytes);
+        !e.empty())
+      return at + "logits " + e;
+    for (size_t k = 0; k < st.params.size(); ++k)
+      if (st.params[k] >= a.params.size() ||
+          (k && st.params[k] <= st.params[k - 1]))
+        return at + "parameter list entry " + std::to_string(k) +
+               " is out of range or out of order";
+  }
+  (void)tokens;
+  return "";
+}
+
+/// Rank programs: one per rank, indices in range, transfers within their
+/// slots. What the programs mean together is the compiler's verifier's to
+/// prove; this only keeps the runtime inside its buffers.
+std::string checkPrograms(const Artifact &a) {
+  if (a.programs.empty())
+    return a.stages.empty() && a.owner.empty()
+               ? ""
+               : "pipeline stages without rank programs";
+  if (a.programs.size() != a.ranks)
+    return std::to_string(a.programs.size()) + " rank programs for " +
+           std::to_string(a.ranks) + " ranks";
+  if (a.stages.empty() || a.numChunks() == 0)
+    return "rank programs without pipeline stages";
+  const size_t C = a.numChunks();
+  if (a.owner.size() != C)
+    return std::to_string(a.owner.size()) + " chunk owners for " +
+           std::to_string(C) + " chunks";
+  for (size_t c = 0; c < C; ++c)
+    if (a.owner[c] < 0 || uint32_t(a.owner[c]) >= a.ranks)
+      return "chunk " + std::to_string(c) + " is owned by rank " +
+             std::to_string(a.owner[c]) + " of " + std::to_string(a.ranks);
+  for (size_t r = 0; r < a.programs.size(); ++r) {
+    const RankProgram &p = a.programs[r];
+    for (size_t k = 0; k < p.actions.size(); ++k) {
+      const Action &ac = p.actions[k];
+      const std::string at = "rank " + std::to_string(r) + ", action " +
+                             std::to_string(k) + " (" + actionOpName(ac.op) +
+                             "): ";
+      auto slotOk = [&](int32_t s, bool optional,
+                        std::optional<SlotKind> kind) {
+        if (s < 0)
+          return optional;
+        return size_t(s) < p.slots.size() &&
+               (!kind || p.slots[size_t(s)].kind == *kind);
+      };
+      const bool compute =
+          ac.op == ActionOp::Forward || ac.op == ActionOp::BackwardInput ||
+          ac.op == ActionOp::BackwardWeight || ac.op == ActionOp::Backward;
+      const bool chunked = compute || ac.op == ActionOp::LoadMaster ||
+                           ac.op == ActionOp::Zero ||
+                           ac.op == ActionOp::OptimizerStep;
+      if (chunked && (ac.chunk < 0 || size_t(ac.chunk) >= C))
+        return at + "chunk " + std::to_string(ac.chunk) + " of " +
+               std::to_string(C);
+      if (compute &&
+          (ac.microbatch < 0 || uint32_t(ac.microbatch) >= a.microbatches))
+        return at + "micro-batch " + std::to_string(ac.microbatch) + " of " +
+               std::to_string(a.microbatches);
+      const bool needsWeights = ac.op == ActionOp::Forward ||
+                                ac.op == ActionOp::BackwardInput ||
+                                ac.op == ActionOp::Backward;
+      const bool needsGrads = ac.op == ActionOp::BackwardWeight ||
+                              ac.op == ActionOp::Backward ||
+                              ac.op == ActionOp::OptimizerStep;
+      if (!slotOk(ac.weights, !needsWeights, SlotKind::Weights) ||
+          !slotOk(ac.grads, !needsGrads, SlotKind::Grads) ||
+          !slotOk(ac.in, true, SlotKind::Activations) ||
+          !slotOk(ac.out, true, SlotKind::Activations))
+        return at + "a slot index is out of range or of the wrong kind";
+      for (int32_t s : ac.slots)
+        if (!slotOk(s, false, std::nullopt))
+          return at + "slot " + std::to_string(s) + " of " +
+                 std::to_string(p.slots.size());
+      const bool transfer = ac.op == ActionOp::Send || ac.op == ActionOp::Recv;
+      if (transfer) {
+        if (ac.peer < 0 || uint32_t(ac.peer) >= a.ranks ||
+            uint32_t(ac.peer) == r)
+          return at + "peer " + std::to_string(ac.peer);
+        if (ac.slots.empty() || ac.bytes.size() != ac.slots.size())
+          return at + "one byte count per slot, at least one slot";
+        for (size_t i = 0; i < ac.slots.size(); ++i)
+          if (ac.bytes[i] > p.slots[size_t(ac.slots[i])].bytes)
+            return at + std::to_string(ac.bytes[i]) + " bytes exceed slot '" +
+                   p.slots[size_t(ac.slots[i])].label + "' of " +
+                   std::to_string(p.slots[size_t(ac.slots[i])].bytes);
+      }
+      const size_t wantSlots =
+          ac.op == ActionOp::LoadMaster || ac.op == ActionOp::Zero ? 1
+          : ac.op == ActionOp::Swap || ac.op == ActionOp::AddInto  ? 2
+                                                                   : 0;
+      if (!transfer && ac.slots.size() != wantSlots)
+        return at + std::to_string(ac.slots.size()) + " slots, expected " +
+               std::to_string(wantSlots);
+      if (ac.op == ActionOp::Wait && ac.tokens.empty())
+        return at + "waits for nothing";
+    }
+  }
   return "";
 }
 
@@ -972,25 +1179,38 @@ bool validateArtifact(const Artifact &a, const std::string &what,
                   " bytes, but " + dtypeName(c.dtype) + str(c.shape) +
                   " needs " + std::to_string(uint64_t(n) * dtypeSize(c.dtype)));
   }
-  for (const Input &in : a.inputs) {
-    const std::string at = "input '" + in.name + "': ";
-    if (uint8_t(in.role) > uint8_t(InputRole::Targets))
-      return fail(at + "unknown role");
-    if (std::string e = checkRef(a, in.ref); !e.empty())
-      return fail(at + e);
-    if (in.ref.space != Space::Arena || in.ref.dtype != DType::I64)
-      return fail(at + "must be an i64 arena ref");
-    if (in.ref.numel() != tokens)
-      return fail(at + "has " + std::to_string(in.ref.numel()) +
-                  " elements, but a micro-batch is " + std::to_string(a.batch) +
-                  " x " + std::to_string(a.seq) + " tokens");
-  }
-  if (std::string e = checkF32Slot(a, a.loss, true); !e.empty())
+  auto checkInputs = [&](const std::vector<Input> &inputs, uint64_t arenaBytes,
+                         const std::string &where) {
+    for (const Input &in : inputs) {
+      const std::string at = where + "input '" + in.name + "': ";
+      if (uint8_t(in.role) > uint8_t(InputRole::Targets))
+        return at + "unknown role";
+      if (std::string e = checkRef(a, in.ref, arenaBytes); !e.empty())
+        return at + e;
+      if (in.ref.space != Space::Arena || in.ref.dtype != DType::I64)
+        return at + "must be an i64 arena ref";
+      if (in.ref.numel() != tokens)
+        return at + "has " + std::to_string(in.ref.numel()) +
+               " elements, but a micro-batch is " + std::to_string(a.batch) +
+               " x " + std::to_string(a.seq) + " tokens";
+    }
+    return std::string();
+  };
+  if (std::string e = checkInputs(a.inputs, a.arenaBytes, ""); !e.empty())
+    return fail(e);
+  if (std::string e = checkF32Slot(a, a.loss, true, a.arenaBytes); !e.empty())
     return fail("loss " + e);
-  if (std::string e = checkF32Slot(a, a.dloss, true); !e.empty())
+  if (std::string e = checkF32Slot(a, a.dloss, true, a.arenaBytes); !e.empty())
     return fail("dloss " + e);
-  if (std::string e = checkF32Slot(a, a.logits, false); !e.empty())
+  if (std::string e = checkF32Slot(a, a.logits, false, a.arenaBytes);
+      !e.empty())
     return fail("logits " + e);
+  // Each function's arena: its stage's, or the single-rank program's.
+  std::vector<uint64_t> arenaOf(a.functions.size(), a.arenaBytes);
+  if (std::string e = checkStages(a, tokens, checkInputs, &arenaOf); !e.empty())
+    return fail(e);
+  if (std::string e = checkPrograms(a); !e.empty())
+    return fail(e);
 
   for (size_t f = 0; f < a.functions.size(); ++f) {
     const Function &fn = a.functions[f];
@@ -1009,10 +1229,10 @@ bool validateArtifact(const Artifact &a, const std::string &what,
       if (!mnemonic)
         problem = "unknown opcode " + std::to_string(unsigned(in.op));
       for (size_t k = 0; problem.empty() && k < in.operands.size(); ++k)
-        if (std::string e = checkRef(a, in.operands[k]); !e.empty())
+        if (std::string e = checkRef(a, in.operands[k], arenaOf[f]); !e.empty())
           problem = "operand " + std::to_string(k) + ": " + e;
       for (size_t k = 0; problem.empty() && k < in.results.size(); ++k)
-        if (std::string e = checkRef(a, in.results[k]); !e.empty())
+        if (std::string e = checkRef(a, in.results[k], arenaOf[f]); !e.empty())
           problem = "result " + std::to_string(k) + ": " + e;
       if (problem.empty())
         problem = InstrCheck(in).problem();

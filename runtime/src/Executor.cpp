@@ -279,6 +279,14 @@ struct Executor::Impl {
   };
   std::vector<float *> valueOf, gradOf;
   std::vector<std::vector<Use>> valueUses, gradUses;
+  // Per function, every resolved arena ref and its offset: a pipeline stage
+  // runs its functions on whichever arena instance holds the micro-batch.
+  struct ArenaUse {
+    Step *step;
+    Ref *ref;
+    uint64_t offset;
+  };
+  std::vector<std::vector<ArenaUse>> arenaUses;
 
   explicit Impl(const Artifact &art) : a(art) {}
 
@@ -426,6 +434,18 @@ void Executor::Impl::prepare(std::vector<ParamBuffers> &params) {
           else if (refs[k].space == Space::Grad)
             gradUses[refs[k].index].push_back({&s, &resolved[k]});
         }
+      };
+      record(s.ins->operands, s.in);
+      record(s.ins->results, s.out);
+    }
+  arenaUses.assign(fns.size(), {});
+  for (size_t f = 0; f < fns.size(); ++f)
+    for (Step &s : fns[f]) {
+      auto record = [&](const std::vector<TensorRef> &refs,
+                        std::vector<Ref> &resolved) {
+        for (size_t k = 0; k < refs.size(); ++k)
+          if (refs[k].space == Space::Arena)
+            arenaUses[f].push_back({&s, &resolved[k], refs[k].offset});
       };
       record(s.ins->operands, s.in);
       record(s.ins->results, s.out);
@@ -1170,6 +1190,22 @@ float Executor::readLoss() const {
   return a_.loss.present() ? *reinterpret_cast<const float *>(
                                  impl_->arena.data() + a_.loss.offset)
                            : 0.0f;
+}
+
+void Executor::bindArena(size_t function, uint8_t *base) {
+  bool concat = false;
+  for (const Impl::ArenaUse &u : impl_->arenaUses[function]) {
+    u.ref->p = base + u.offset;
+    concat |= u.step->ins->op == Opcode::Concat;
+  }
+  if (concat)
+    for (Step &s : impl_->fns[function])
+      if (s.ins->op == Opcode::Concat)
+        concatPointers(s);
+}
+
+cpu::Status Executor::runFunction(size_t function) {
+  return impl_->runFunction(function, nullptr);
 }
 
 void Executor::bindParam(size_t index, float *value, float *grad) {

@@ -365,10 +365,10 @@ TEST(Artifact, CorruptCountsAllocateNothing) {
 
 TEST(Artifact, WrongVersionAndMagic) {
   std::string b = serializeArtifact(makeArtifact());
-  b[4] = 2;
+  b[4] = 1; // the single-rank format before pipelines
   reseal(b);
-  EXPECT_HAS(parseError(b), "artifact format version 2, this runtime reads "
-                            "version 1; recompile with weipipe-opt");
+  EXPECT_HAS(parseError(b), "artifact format version 1, this runtime reads "
+                            "version 2; recompile with weipipe-opt");
   b = serializeArtifact(makeArtifact());
   b[0] = 'X';
   EXPECT_HAS(parseError(b), "not a weipipe artifact");
@@ -551,4 +551,168 @@ TEST(Artifact, Files) {
   std::remove(empty.c_str());
   ::rmdir(sub.c_str());
   ::rmdir(dir.c_str());
+}
+
+namespace {
+
+/// The tiny model as a two-rank pipeline: the embedding as a layers chunk
+/// (stage 0, on rank 0) that passes h to the head and loss (stage 1, on
+/// rank 1), with activation-passing programs.
+Artifact makePipelineArtifact() {
+  Artifact a = makeArtifact();
+  a.microbatchProgram.clear();
+  a.arenaBytes = 0;
+  a.inputs.clear();
+  a.loss = a.dloss = a.logits = TensorRef();
+  a.ranks = 2;
+  a.schedule = "gpipe";
+  const TensorRef ids = arenaAt(0, DType::I64, {2, 3});
+  const TensorRef tgt = arenaAt(0, DType::I64, {2, 3});
+  Function f0, b0, f1, b1;
+  f0.name = "chunk0_forward";
+  f0.body.push_back(instr(Opcode::Embedding,
+                          {entry(Space::Param, 0, {8, 4}), ids},
+                          {arenaAt(64, DType::F32, {2, 3, 4})}));
+  b0.name = "chunk0_backward";
+  b0.kind = FunctionKind::Backward;
+  Instruction eg =
+      instr(Opcode::EmbeddingGrad, {ids, arenaAt(128, DType::F32, {2, 3, 4})},
+            {entry(Space::Grad, 0, {8, 4})});
+  eg.flags = Instruction::kAccumulate;
+  b0.body.push_back(eg);
+  f1.name = "chunk1_forward";
+  f1.body.push_back(instr(Opcode::Linear,
+                          {arenaAt(64, DType::F32, {2, 3, 4}),
+                           entry(Space::Param, 1, {8, 4}), TensorRef()},
+                          {arenaAt(192, DType::F32, {2, 3, 8})}, {1}));
+  f1.body.push_back(instr(Opcode::CrossEntropy,
+                          {arenaAt(192, DType::F32, {2, 3, 8}), tgt},
+                          {arenaAt(384, DType::F32, {})}, {-100}));
+  b1.name = "chunk1_backward";
+  b1.kind = FunctionKind::Backward;
+  a.functions = {f0, b0, f1, b1};
+  Stage s0;
+  s0.name = "chunk0";
+  s0.forward = 0;
+  s0.backward = 1;
+  s0.arenaBytes = 256;
+  s0.inputs = {{"input_ids", InputRole::Tokens, ids}};
+  s0.out = {arenaAt(64, DType::F32, {2, 3, 4})};
+  s0.dout = {arenaAt(128, DType::F32, {2, 3, 4})};
+  s0.params = {0};
+  Stage s1;
+  s1.name = "chunk1";
+  s1.forward = 2;
+  s1.backward = 3;
+  s1.arenaBytes = 576;
+  s1.inputs = {{"targets", InputRole::Targets, tgt}};
+  s1.in = {arenaAt(64, DType::F32, {2, 3, 4})};
+  s1.din = {arenaAt(448, DType::F32, {2, 3, 4})};
+  s1.loss = arenaAt(384, DType::F32, {});
+  s1.dloss = arenaAt(388, DType::F32, {});
+  s1.logits = arenaAt(192, DType::F32, {2, 3, 8});
+  s1.params = {1};
+  a.stages = {s0, s1};
+  a.owner = {0, 1};
+  RankProgram r0, r1;
+  r0.slots = {{SlotKind::Weights, "W", 128},
+              {SlotKind::Grads, "D", 128},
+              {SlotKind::Activations, "A", 96}};
+  auto act = [](ActionOp op) {
+    Action x;
+    x.op = op;
+    return x;
+  };
+  Action load = act(ActionOp::LoadMaster);
+  load.chunk = 0;
+  load.slots = {0};
+  Action fwd = act(ActionOp::Forward);
+  fwd.chunk = 0;
+  fwd.microbatch = 0;
+  fwd.weights = 0;
+  fwd.out = 2;
+  Action send = act(ActionOp::Send);
+  send.peer = 1;
+  send.token = 0;
+  send.slots = {2};
+  send.bytes = {96};
+  Action wait = act(ActionOp::Wait);
+  wait.tokens = {0};
+  r0.actions = {load, fwd, send, wait};
+  r1.slots = r0.slots;
+  Action recv = send;
+  recv.op = ActionOp::Recv;
+  recv.peer = 0;
+  r1.actions = {recv, wait};
+  a.programs = {r0, r1};
+  return a;
+}
+
+} // namespace
+
+TEST(Artifact, PipelineRoundTrip) {
+  const Artifact a = makePipelineArtifact();
+  const std::string bytes = serializeArtifact(a);
+  std::string err;
+  auto b = parseArtifact(bytes.data(), bytes.size(), "p.wpp", &err);
+  ASSERT_TRUE(b) << err;
+  EXPECT_EQ(serializeArtifact(*b), bytes);
+  ASSERT_TRUE(b->isPipeline());
+  EXPECT_EQ(b->numChunks(), 2u);
+  EXPECT_EQ(b->prologueStage(), -1);
+  EXPECT_EQ(b->stages[1].din[0].offset, 448u);
+  EXPECT_EQ(b->programs[0].actions[2].bytes, (std::vector<uint64_t>{96}));
+  EXPECT_EQ(b->programs[1].slots[2].label, "A");
+  // Every truncation of the pipeline sections is refused too.
+  for (size_t n = bytes.size() - 200; n < bytes.size(); ++n)
+    EXPECT_FALSE(parseArtifact(bytes.data(), n, "p.wpp", &err)) << n;
+}
+
+TEST(Artifact, PipelineContentIsChecked) {
+  {
+    Artifact a = makePipelineArtifact();
+    a.stages[1].in[0].shape = {2, 3, 5};
+    a.functions[2].body[0].operands[0].shape = {2, 3, 5};
+    EXPECT_HAS(structError(a), "differ from the inputs of stage 'chunk1'");
+  }
+  {
+    Artifact a = makePipelineArtifact();
+    a.stages[1].arenaBytes = 300; // the loss at 384 is outside
+    EXPECT_HAS(structError(a), "exceed the arena of 300 bytes");
+  }
+  {
+    Artifact a = makePipelineArtifact();
+    a.stages[0].forward = 1;
+    EXPECT_HAS(structError(a), "is a backward, not a forward");
+  }
+  {
+    Artifact a = makePipelineArtifact();
+    a.owner = {0, 2};
+    EXPECT_HAS(structError(a), "chunk 1 is owned by rank 2 of 2");
+  }
+  {
+    Artifact a = makePipelineArtifact();
+    a.programs.pop_back();
+    EXPECT_HAS(structError(a), "1 rank programs for 2 ranks");
+  }
+  {
+    Artifact a = makePipelineArtifact();
+    a.programs[0].actions[2].bytes = {200};
+    EXPECT_HAS(structError(a), "200 bytes exceed slot 'A' of 96");
+  }
+  {
+    Artifact a = makePipelineArtifact();
+    a.programs[0].actions[1].weights = 1; // a grads slot
+    EXPECT_HAS(structError(a), "rank 0, action 1 (forward)");
+  }
+  {
+    Artifact a = makePipelineArtifact();
+    a.programs[1].actions[0].peer = 1; // itself
+    EXPECT_HAS(structError(a), "rank 1, action 0 (recv): peer 1");
+  }
+  {
+    Artifact a = makePipelineArtifact();
+    a.programs[0].actions[1].microbatch = 1; // one micro-batch per step
+    EXPECT_HAS(structError(a), "micro-batch 1 of 1");
+  }
 }

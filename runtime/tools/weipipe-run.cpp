@@ -3,9 +3,9 @@
 // Part of weipipe's runtime. Loads an artifact (weipipe-opt --emit=artifact),
 // runs it with the CPU executor and the step loop of train/Trainer.h (data
 // order, AdamW state, the LR schedule, gradient clipping), and owns the
-// command line, logging and outputs. Everything follows the reference trainer's contract
-// (python/weipipe/reference/README.md) so that both give the same losses and
-// weights to 1e-5; runtime/README.md documents the CLI.
+// command line, logging and outputs. Everything follows the reference trainer's
+// contract (python/weipipe/reference/README.md) so that both give the same
+// losses and weights to 1e-5; runtime/README.md documents the CLI.
 //
 //===----------------------------------------------------------------------===//
 
@@ -16,6 +16,7 @@
 #include "weipipe/runtime/train/Json.h"
 #include "weipipe/runtime/train/LrSchedule.h"
 #include "weipipe/runtime/train/Output.h"
+#include "weipipe/runtime/train/Pipeline.h"
 #include "weipipe/runtime/train/Progress.h"
 #include "weipipe/runtime/train/Safetensors.h"
 #include "weipipe/runtime/train/Trainer.h"
@@ -63,7 +64,9 @@ contract (python/weipipe/reference/README.md).
   --save-weights FILE      final parameters as .safetensors (ONNX names)
   --dump-logits FILE.npy   logits [B, S, V] of step 0's first micro-batch,
                            before training
-  --threads N              kernel threads (default: the number of cores)
+  --threads N              kernel threads (default: the number of cores),
+                           divided among the ranks of a pipeline artifact
+  --ranks P                check that the artifact is compiled for P ranks
   --quiet                  no summary, no progress
   --help                   this text
 )";
@@ -108,7 +111,8 @@ struct Options {
   DataOrder order = DataOrder::Sequential;
   DataFormat format = DataFormat::Auto;
   std::optional<TokenDType> tokenDType;
-  int threads = 0; ///< 0 = the number of cores
+  int threads = 0;   ///< 0 = the number of cores
+  int64_t ranks = 0; ///< 0 = whatever the artifact has
   bool quiet = false;
 };
 
@@ -226,6 +230,10 @@ Options parseArgs(int argc, char **argv) {
       if (t < 1 || t > 4096)
         usageError("--threads must be >= 1, got " + value);
       o.threads = int(t);
+    } else if (a == "--ranks") {
+      o.ranks = parseInt(a, take());
+      if (o.ranks < 1)
+        usageError("--ranks must be >= 1, got " + value);
     } else
       usageError("unknown option '" + a + "'");
   }
@@ -322,11 +330,22 @@ int main(int argc, char **argv) {
          std::to_string(M) + ", " + std::to_string(B) + ", " +
          std::to_string(S) + ", " + std::to_string(V) + ")");
 
-  // One process runs one rank: a pipeline stage alone has no whole model.
-  if (a.ranks != 1)
+  // A pipeline artifact holds every rank's program; this process runs all
+  // of them (ranks as threads, the local transport).
+  const bool pipeline = a.isPipeline();
+  if (o.ranks && uint32_t(o.ranks) != a.ranks)
+    fail("--ranks=" + std::to_string(o.ranks) + ", but " + o.artifact +
+         " is compiled for " + std::to_string(a.ranks) + " rank(s)" +
+         (pipeline ? " (schedule " + a.schedule + ")"
+                   : " (a single-rank artifact; compile with "
+                     "weipipe-opt --ranks=" +
+                         std::to_string(o.ranks) + " --schedule=...)"));
+  if (!pipeline && a.ranks != 1)
     fail(o.artifact + " is rank " + std::to_string(a.rank) + " of " +
-         std::to_string(a.ranks) +
-         "; weipipe-run trains single-rank artifacts");
+         std::to_string(a.ranks) + " without rank programs");
+  if (pipeline && !o.dumpLogits.empty())
+    fail("--dump-logits needs a single-rank artifact (compile without "
+         "--ranks/--schedule)");
 
   // Data: checked against the artifact's vocabulary up front.
   auto tokens = TokenFile::load(o.data, V, o.tokenDType, o.format, &error);
@@ -353,14 +372,9 @@ int main(int argc, char **argv) {
   if (!o.dumpLogits.empty() && !logitsOut.open(o.dumpLogits, &error))
     fail(error);
 
-  std::unique_ptr<Executor> ex =
-      Executor::create(a, dirName(o.artifact), &error);
-  if (!ex)
-    fail(error);
-  std::vector<ParamBuffers> &params = ex->params();
   uint64_t paramValues = 0;
-  for (const ParamBuffers &p : params)
-    paramValues += uint64_t(p.numel);
+  for (const Parameter &p : a.params)
+    paramValues += uint64_t(p.numel());
   OptimizerConfig optimizer;
   optimizer.schedule = {o.schedule, o.lr, o.minLr, o.warmupSteps, o.steps};
   optimizer.beta1 = o.beta1;
@@ -368,8 +382,27 @@ int main(int argc, char **argv) {
   optimizer.eps = o.eps;
   optimizer.weightDecay = o.weightDecay;
   optimizer.gradClip = o.gradClip;
-  Trainer trainer(*ex, a, *windows, optimizer);
-  const uint64_t optimizerBytes = trainer.optimizerBytes();
+  std::unique_ptr<Executor> ex;
+  std::unique_ptr<Trainer> trainer;
+  std::unique_ptr<PipelineTrainer> pipe;
+  if (pipeline) {
+    pipe = PipelineTrainer::create(a, dirName(o.artifact), *windows, optimizer,
+                                   threads, &error);
+    if (!pipe)
+      fail(error);
+  } else {
+    ex = Executor::create(a, dirName(o.artifact), &error);
+    if (!ex)
+      fail(error);
+    trainer = std::make_unique<Trainer>(*ex, a, *windows, optimizer);
+  }
+  auto bytesAllocated = [&] {
+    return pipe ? pipe->bytesAllocated()
+                : ex->bytesAllocated() + trainer->optimizerBytes();
+  };
+  auto paramValue = [&](size_t i) -> const float * {
+    return pipe ? pipe->paramValue(i) : ex->params()[i].value;
+  };
   const uint64_t tokensPerStep = uint64_t(M * B * S);
 
   if (!o.quiet) {
@@ -384,7 +417,7 @@ int main(int argc, char **argv) {
         "%lld)\n"
         "weipipe-run: %d threads; %lld steps\n",
         o.artifact.c_str(), a.producer.c_str(), a.schedule.c_str(), a.rank,
-        a.ranks, params.size(), (unsigned long long)paramValues,
+        a.ranks, a.params.size(), (unsigned long long)paramValues,
         formatBytes(paramValues * sizeof(float)).c_str(),
         formatBytes(a.arenaBytes).c_str(), formatBytes(a.peakBytes).c_str(),
         (long long)M, (long long)B, (long long)S,
@@ -416,13 +449,10 @@ int main(int argc, char **argv) {
   const auto trainStart = std::chrono::steady_clock::now();
   double lastLoss = 0;
   uint64_t tokensDone = 0;
-  for (int64_t step = 0; step < o.steps; ++step) {
-    const auto s0 = std::chrono::steady_clock::now();
-    StepRecord r;
-    if (cpu::Status st = trainer.step(step, &r); !st.ok()) {
-      progress.finish();
-      fail(st.message());
-    }
+  auto s0 = std::chrono::steady_clock::now();
+  // After every step: the log line and the progress bar.
+  auto record = [&](const StepRecord &r) -> Status {
+    const int64_t step = r.step;
     const auto s1 = std::chrono::steady_clock::now();
     const double stepS = seconds(s0, s1);
     tokensDone += tokensPerStep;
@@ -450,24 +480,55 @@ int main(int argc, char **argv) {
     ps.loss = r.loss;
     ps.elapsedS = seconds(trainStart, s1);
     ps.tokensPerSec = ps.elapsedS > 0 ? double(tokensDone) / ps.elapsedS : 0;
-    ps.memBytes = ex->bytesAllocated() + optimizerBytes;
+    ps.memBytes = bytesAllocated();
     ps.rssBytes = processRssBytes();
     progress.update(ps);
+    s0 = std::chrono::steady_clock::now();
+    return {};
+  };
+  if (pipe) {
+    if (Status st = pipe->train(0, o.steps, record); !st.ok()) {
+      progress.finish();
+      fail(st.message());
+    }
+  } else {
+    for (int64_t step = 0; step < o.steps; ++step) {
+      StepRecord r;
+      if (cpu::Status st = trainer->step(step, &r); !st.ok()) {
+        progress.finish();
+        fail(st.message());
+      }
+      if (Status st = record(r); !st.ok())
+        fail(st.message());
+    }
   }
   progress.finish();
+  if (pipe && !o.quiet) {
+    const auto &stats = pipe->stats();
+    for (size_t r = 0; r < stats.size(); ++r)
+      std::fprintf(stderr,
+                   "weipipe-run: rank %zu: sent %llu messages, %s; waited "
+                   "%.3fs; activations peak %s; slots %s\n",
+                   r, (unsigned long long)stats[r].messagesSent,
+                   formatBytes(stats[r].bytesSent).c_str(),
+                   stats[r].waitSeconds,
+                   formatBytes(stats[r].peakArenaBytes).c_str(),
+                   formatBytes(stats[r].slotBytes).c_str());
+  }
 
   if (weightsOut.isOpen()) {
     // Every parameter under its name and each alias (transposed copies
     // transposed back to the alias's layout).
     std::vector<std::vector<float>> transposed;
-    transposed.reserve(params.size() * 2);
+    transposed.reserve(a.params.size() * 2);
     std::vector<F32TensorView> views;
-    for (const ParamBuffers &p : params) {
-      const Parameter &d = *p.desc;
-      views.push_back({d.name, d.shape, p.value});
+    for (size_t pi = 0; pi < a.params.size(); ++pi) {
+      const Parameter &d = a.params[pi];
+      const float *value = paramValue(pi);
+      views.push_back({d.name, d.shape, value});
       for (const Alias &al : d.aliases) {
         if (!al.transposed) {
-          views.push_back({al.name, d.shape, p.value});
+          views.push_back({al.name, d.shape, value});
           continue;
         }
         if (d.shape.size() != 2)
@@ -477,7 +538,7 @@ int main(int argc, char **argv) {
         std::vector<float> t(size_t(r * c));
         for (int64_t i = 0; i < r; ++i)
           for (int64_t j = 0; j < c; ++j)
-            t[size_t(j * r + i)] = p.value[i * c + j];
+            t[size_t(j * r + i)] = value[i * c + j];
         transposed.push_back(std::move(t));
         views.push_back({al.name, {c, r}, transposed.back().data()});
       }

@@ -11,6 +11,7 @@
 #include "weipipe/Importer/OnnxImporter.h"
 #include "weipipe/InitAllDialects.h"
 #include "weipipe/Target/ArtifactWriter.h"
+#include "weipipe/Target/PipelineWriter.h"
 #include "weipipe/Target/TrainingSummary.h"
 #include "weipipe/runtime/Artifact.h"
 
@@ -125,6 +126,53 @@ llvm::cl::opt<bool> noFuse("no-fuse",
                                           "imported (slower; for testing)"),
                            llvm::cl::init(false), llvm::cl::cat(trainCategory));
 
+llvm::cl::OptionCategory pipelineCategory(
+    "Pipeline options",
+    "Apply with --emit=artifact: compile for several ranks with a schedule");
+
+llvm::cl::opt<unsigned>
+    ranks("ranks",
+          llvm::cl::desc("Pipeline ranks P (1: single-rank training unless "
+                         "--schedule is given)"),
+          llvm::cl::init(1), llvm::cl::cat(pipelineCategory));
+
+llvm::cl::opt<std::string> scheduleName(
+    "schedule",
+    llvm::cl::desc("Pipeline schedule: single, gpipe, 1f1b, interleaved-1f1b, "
+                   "zb-h1, fsdp, weipipe-naive, weipipe-interleave, "
+                   "weipipe-zb1, weipipe-zb2, tawpipe (default with --ranks "
+                   "> 1: weipipe-interleave)"),
+    llvm::cl::init(""), llvm::cl::cat(pipelineCategory));
+
+llvm::cl::opt<unsigned> chunksPerRank(
+    "chunks-per-rank",
+    llvm::cl::desc("Model chunks per rank for interleaved-1f1b (v)"),
+    llvm::cl::init(1), llvm::cl::cat(pipelineCategory));
+
+llvm::cl::opt<unsigned>
+    nodeSize("node-size",
+             llvm::cl::desc("Ranks per node for tawpipe (must divide --ranks)"),
+             llvm::cl::init(1), llvm::cl::cat(pipelineCategory));
+
+llvm::cl::opt<std::string> ends(
+    "ends",
+    llvm::cl::desc("Embedding, final norm and head: replicated (every rank "
+                   "runs them for its micro-batches; gradients summed over "
+                   "ranks) or owned (inside the first and the last chunk)"),
+    llvm::cl::init("replicated"), llvm::cl::cat(pipelineCategory));
+
+llvm::cl::opt<bool> printSchedule(
+    "print-schedule",
+    llvm::cl::desc("Print every rank's program as a table of turns"),
+    llvm::cl::init(false), llvm::cl::cat(pipelineCategory));
+
+llvm::cl::opt<std::string> exportSchedule(
+    "export-schedule",
+    llvm::cl::desc("Write the schedule in torch.distributed.pipelining's CSV "
+                   "form (one row per rank: 0F1, 1I0, 2W3, 1B0)"),
+    llvm::cl::value_desc("FILE.csv"), llvm::cl::init(""),
+    llvm::cl::cat(pipelineCategory));
+
 std::string formatBytes(uint64_t b) {
   char buf[32];
   if (b >= (1ull << 30))
@@ -134,6 +182,77 @@ std::string formatBytes(uint64_t b) {
   else
     snprintf(buf, sizeof buf, "%.1f KiB", b / 1024.0);
   return buf;
+}
+
+/// Writes `text` to `path` through a temporary renamed over it.
+bool writeTextFile(StringRef path, StringRef text) {
+  std::string error;
+  auto out = openOutputFile(path, &error);
+  if (!out) {
+    llvm::WithColor::error(llvm::errs(), "weipipe-opt") << error << "\n";
+    return false;
+  }
+  out->os() << text;
+  out->keep();
+  return true;
+}
+
+/// --emit=artifact with --ranks/--schedule: chunks, stages, the schedule.
+int emitPipelineArtifact(ModuleOp module, StringRef source,
+                         StringRef outputFilename) {
+  // A failing pass would print the whole module after its message.
+  module.getContext()->printOpOnDiagnostic(false);
+  mlir::weipipe::PipelineOptions options;
+  options.schedule.name =
+      scheduleName.empty() ? std::string("weipipe-interleave") : scheduleName;
+  options.schedule.ranks = int(ranks);
+  options.schedule.microbatches = int(microbatches);
+  options.schedule.chunksPerRank = int(chunksPerRank);
+  options.schedule.nodeSize = int(nodeSize);
+  options.ends = ends;
+  options.keepTiesSeparate = keepTiesSeparate;
+  options.fuse = !noFuse;
+  options.recompute = recomputeForward;
+  options.sourceModel = source.str();
+  options.producer = "weipipe-opt (weipipe 0.1)";
+  if (backwardKind != "fused")
+    llvm::WithColor::note(llvm::errs(), "weipipe-opt")
+        << "--backward is the schedule's choice with --schedule; ignored\n";
+  ::weipipe::schedule::Schedule schedule;
+  ::weipipe::rt::Artifact artifact;
+  if (failed(mlir::weipipe::buildPipelineArtifact(module, options, schedule,
+                                                  artifact)))
+    return 1;
+  if (printSchedule)
+    llvm::outs() << ::weipipe::schedule::formatTable(schedule);
+  if (!exportSchedule.empty() &&
+      !writeTextFile(exportSchedule, ::weipipe::schedule::formatCsv(schedule)))
+    return 1;
+  std::string error;
+  if (!::weipipe::rt::writeArtifactFile(artifact, outputFilename.str(),
+                                        &error)) {
+    llvm::WithColor::error(llvm::errs(), "weipipe-opt") << error << "\n";
+    return 1;
+  }
+  uint64_t numel = 0;
+  for (const auto &p : artifact.params)
+    numel += p.numel();
+  llvm::errs() << "weipipe-opt: wrote " << outputFilename << "\n"
+               << "  parameters: " << artifact.params.size() << " tensors, "
+               << numel << " values (" << formatBytes(numel * 4) << ")\n"
+               << "  schedule: " << artifact.schedule << " on "
+               << artifact.ranks << " rank(s), " << artifact.microbatches
+               << " micro-batch(es) of [" << artifact.batch << ", "
+               << artifact.seq << "] tokens per step\n  stages:";
+  for (const auto &st : artifact.stages) {
+    uint64_t n = 0;
+    for (uint32_t p : st.params)
+      n += artifact.params[p].numel();
+    llvm::errs() << " " << st.name << " (" << n << " values, activations "
+                 << formatBytes(st.arenaBytes) << ")";
+  }
+  llvm::errs() << "\n";
+  return 0;
 }
 
 /// --emit=artifact: the training pipeline, then the artifact writer.
@@ -153,6 +272,13 @@ int emitArtifact(ModuleOp module, StringRef source, StringRef outputFilename) {
         << "--backward='" << backwardKind << "': expected fused or split\n";
     return 1;
   }
+  if (ranks == 0) {
+    llvm::WithColor::error(llvm::errs(), "weipipe-opt")
+        << "--ranks must be at least 1\n";
+    return 1;
+  }
+  if (ranks > 1 || !scheduleName.empty())
+    return emitPipelineArtifact(module, source, outputFilename);
   MLIRContext *ctx = module.getContext();
   bool differentiated = false;
   module.walk([&](func::FuncOp f) {

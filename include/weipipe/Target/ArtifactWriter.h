@@ -12,12 +12,14 @@
 #define WEIPIPE_TARGET_ARTIFACTWRITER_H
 
 #include "mlir/IR/BuiltinOps.h"
+#include "llvm/ADT/DenseMap.h"
 #include "mlir/Pass/Pass.h"
 
 #include <string>
 
 namespace weipipe::rt {
 struct Artifact;
+struct Stage;
 } // namespace weipipe::rt
 
 namespace mlir::weipipe {
@@ -37,6 +39,16 @@ struct ArtifactOptions {
 /// Builds the artifact. Errors are emitted as diagnostics on the module.
 LogicalResult buildArtifact(ModuleOp module, const ArtifactOptions &options,
                             ::weipipe::rt::Artifact &out);
+
+/// Writes one pipeline stage: the functions that differentiate
+/// `options.function` (a pipe-autodiff chunk function) go into
+/// `out.functions` with a buffer plan of their own, and `stage` describes
+/// them. The stages of one artifact share its parameters and `constants`
+/// (constant value -> index in `out.constants`).
+LogicalResult buildStage(ModuleOp module, const ArtifactOptions &options,
+                         ::weipipe::rt::Artifact &out,
+                         llvm::DenseMap<Attribute, uint32_t> &constants,
+                         ::weipipe::rt::Stage &stage);
 
 /// Computes the buffer plan `buildArtifact` would write and records it in the
 /// IR, for people and lit tests to read: every op of the micro-batch program

@@ -25,21 +25,22 @@ class ModelSpec:
 
 
 def _plain(modname: str, fn: str = "build") -> Callable[..., torch.nn.Module]:
-    def build(seed: int = 0, attn: str | None = None) -> torch.nn.Module:
+    def build(seed: int = 0, attn: str | None = None, layers: int | None = None) -> torch.nn.Module:
         import importlib
 
         if attn is not None:
             raise ValueError(f"{modname}: attention implementation is fixed (written out) for plain models")
-        return getattr(importlib.import_module(f"{__name__}.{modname}"), fn)(seed)
+        builder = getattr(importlib.import_module(f"{__name__}.{modname}"), fn)
+        return builder(seed) if layers is None else builder(seed, layers=layers)
 
     return build
 
 
 def _hf(fn: str) -> Callable[..., torch.nn.Module]:
-    def build(seed: int = 0, attn: str | None = None) -> torch.nn.Module:
+    def build(seed: int = 0, attn: str | None = None, layers: int | None = None) -> torch.nn.Module:
         from . import hf
 
-        return getattr(hf, fn)(seed, attn or "sdpa")
+        return getattr(hf, fn)(seed, attn or "sdpa", layers)
 
     return build
 
@@ -71,16 +72,22 @@ MODELS: dict[str, ModelSpec] = {
 }
 
 
-def build_model(name: str, seed: int = 0, attn: str | None = None) -> torch.nn.Module:
+def build_model(name: str, seed: int = 0, attn: str | None = None,
+                layers: int | None = None) -> torch.nn.Module:
     """Build model ``name`` in eval mode with seeded random weights.
 
     ``attn`` (HF models only): transformers attention implementation, "sdpa" (default) or "eager".
+    ``layers``: another number of layers than the model's own (pipeline tests; bert keeps its own).
     """
     try:
         spec = MODELS[name]
     except KeyError:
         raise KeyError(f"unknown model {name!r}; known: {', '.join(MODELS)}") from None
-    return spec.build(seed, attn)
+    if layers is None:
+        return spec.build(seed, attn)
+    if name == "bert":
+        raise ValueError("bert: --layers is not supported")
+    return spec.build(seed, attn, layers)
 
 
 __all__ = ["MODELS", "ModelSpec", "build_model"]

@@ -27,6 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--attn", choices=["sdpa", "eager"], default=None,
                    help="HF models: transformers attention implementation (default sdpa)")
     e.add_argument("--no-verify", action="store_true", help="skip checker/onnxruntime verification")
+    e.add_argument("--layers", type=int, default=None,
+                   help="another number of layers than the model's (pipeline tests; not bert)")
     e.add_argument("--no-trainable-metadata", action="store_true",
                    help="do not record the trained initializers in the model property weipipe.trainable "
                         "(the file is then as a plain torch.onnx.export writes it)")
@@ -55,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         export(a.name, a.output, exporter=a.exporter, opset=a.opset, batch=a.batch, seq=a.seq,
                external_data=a.external_data, seed=a.seed, do_verify=not a.no_verify, fold=not a.no_fold, attn=a.attn,
-               record=not a.no_trainable_metadata)
+               layers=a.layers, record=not a.no_trainable_metadata)
     except (ExportError, VerificationError) as err:
         print(f"error: {type(err).__name__}: {err}", file=sys.stderr)
         return 1

@@ -430,13 +430,14 @@ def export(
     do_verify: bool = True,
     fold: bool = True,
     attn: str | None = None,
+    layers: int | None = None,
     log: Callable[[str], None] = _log,
     record: bool = True,
 ) -> ExportResult:
     if exporter not in NATIVE_OPSETS:
         raise ValueError(f"unknown exporter {exporter!r}; choose from {EXPORTERS}")
     torch.manual_seed(seed)
-    model = build_model(name, seed, attn)
+    model = build_model(name, seed, attn, layers)
     inputs = make_inputs(name, model, batch, seq, seed)
 
     native = None if opset is None else nearest_native(exporter, opset)

@@ -108,14 +108,14 @@ class GPT2(nn.Module):
         return self.lm_head(self.ln_f(x))
 
 
-def build(seed: int = 0) -> GPT2:
+def build(seed: int = 0, layers: int | None = None) -> GPT2:
     torch.manual_seed(seed)
-    return GPT2().eval()
+    return GPT2(GPT2Config() if layers is None else GPT2Config(n_layer=layers)).eval()
 
 
-def build_bytes(seed: int = 0) -> GPT2:
+def build_bytes(seed: int = 0, layers: int | None = None) -> GPT2:
     """The bundled model of the README's main job: byte-level (vocabulary 256),
     4 layers of width 128, contexts up to 128 tokens; 0.87M parameters."""
     torch.manual_seed(seed)
-    cfg = GPT2Config(vocab_size=256, n_positions=128, n_embd=128, n_layer=4, n_head=4)
+    cfg = GPT2Config(vocab_size=256, n_positions=128, n_embd=128, n_layer=4 if layers is None else layers, n_head=4)
     return GPT2(cfg).eval()

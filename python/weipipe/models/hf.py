@@ -79,13 +79,13 @@ def _finish(model: nn.Module) -> CausalLMExportWrapper:
     return CausalLMExportWrapper(model).eval()
 
 
-def _decoder_sizes(attn: str) -> dict:
+def _decoder_sizes(attn: str, layers: int | None = None) -> dict:
     """Config keywords the Llama, Qwen2 and GPT-NeoX builders share."""
     return dict(
         vocab_size=VOCAB,
         hidden_size=HIDDEN,
         intermediate_size=INTERMEDIATE,
-        num_hidden_layers=LAYERS,
+        num_hidden_layers=LAYERS if layers is None else layers,
         num_attention_heads=HEADS,
         max_position_embeddings=MAX_POS,
         bos_token_id=0,
@@ -94,14 +94,14 @@ def _decoder_sizes(attn: str) -> dict:
     )
 
 
-def build_gpt2(seed: int = 0, attn: str = "sdpa") -> CausalLMExportWrapper:
+def build_gpt2(seed: int = 0, attn: str = "sdpa", layers: int | None = None) -> CausalLMExportWrapper:
     from transformers import GPT2Config, GPT2LMHeadModel
 
     cfg = GPT2Config(
         vocab_size=VOCAB,
         n_positions=MAX_POS,
         n_embd=HIDDEN,
-        n_layer=LAYERS,
+        n_layer=LAYERS if layers is None else layers,
         n_head=HEADS,
         n_inner=4 * HIDDEN,
         bos_token_id=0,
@@ -112,11 +112,11 @@ def build_gpt2(seed: int = 0, attn: str = "sdpa") -> CausalLMExportWrapper:
     return _finish(GPT2LMHeadModel(cfg))
 
 
-def build_llama(seed: int = 0, attn: str = "sdpa") -> CausalLMExportWrapper:
+def build_llama(seed: int = 0, attn: str = "sdpa", layers: int | None = None) -> CausalLMExportWrapper:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     cfg = LlamaConfig(
-        **_decoder_sizes(attn),
+        **_decoder_sizes(attn, layers),
         num_key_value_heads=2,  # GQA: 2 query heads per kv head
         tie_word_embeddings=False,
         pad_token_id=0,
@@ -125,11 +125,11 @@ def build_llama(seed: int = 0, attn: str = "sdpa") -> CausalLMExportWrapper:
     return _finish(LlamaForCausalLM(cfg))
 
 
-def build_qwen2(seed: int = 0, attn: str = "sdpa") -> CausalLMExportWrapper:
+def build_qwen2(seed: int = 0, attn: str = "sdpa", layers: int | None = None) -> CausalLMExportWrapper:
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     cfg = Qwen2Config(
-        **_decoder_sizes(attn),
+        **_decoder_sizes(attn, layers),
         num_key_value_heads=2,
         tie_word_embeddings=True,
         use_sliding_window=False,
@@ -139,11 +139,11 @@ def build_qwen2(seed: int = 0, attn: str = "sdpa") -> CausalLMExportWrapper:
     return _finish(Qwen2ForCausalLM(cfg))
 
 
-def build_gpt_neox(seed: int = 0, attn: str = "sdpa") -> CausalLMExportWrapper:
+def build_gpt_neox(seed: int = 0, attn: str = "sdpa", layers: int | None = None) -> CausalLMExportWrapper:
     from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
     cfg = GPTNeoXConfig(
-        **_decoder_sizes(attn),
+        **_decoder_sizes(attn, layers),
         rotary_pct=0.25,  # partial rotary
         use_parallel_residual=True,
         tie_word_embeddings=False,

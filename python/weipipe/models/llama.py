@@ -145,6 +145,7 @@ class Llama(nn.Module):
         return self.lm_head(self.norm(x))
 
 
-def build(seed: int = 0) -> Llama:
+def build(seed: int = 0, layers: int | None = None) -> Llama:
     torch.manual_seed(seed)
-    return Llama().eval()
+    cfg = LlamaConfig() if layers is None else LlamaConfig(num_hidden_layers=layers)
+    return Llama(cfg).eval()

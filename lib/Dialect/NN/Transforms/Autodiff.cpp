@@ -95,9 +95,15 @@ LogicalResult differentiateBody(func::FuncOp fn, bool recompute) {
   scratch.setName((fn.getName() + "_autodiff_scratch").str());
   Block &body = scratch.getBody().front();
   auto ret = cast<func::ReturnOp>(body.getTerminator());
-  Value loss = ret.getOperand(0);
+  // Every float result gets a seed argument, the gradient of the loss with
+  // respect to it: `dloss` for a loss function, the output gradients a
+  // later pipeline chunk sends back for a chunk.
+  SmallVector<Value> outputs(ret.getOperands());
   unsigned numArgs = body.getNumArguments();
-  Value dloss = body.addArgument(loss.getType(), fn.getLoc());
+  SmallVector<Value> seeds;
+  for (Value v : outputs)
+    if (isFloatTensor(v.getType()))
+      seeds.push_back(body.addArgument(v.getType(), fn.getLoc()));
 
   SmallVector<Operation *> forward;
   for (Operation &op : body.without_terminator())
@@ -125,7 +131,18 @@ LogicalResult differentiateBody(func::FuncOp fn, bool recompute) {
 
   OpBuilder b(ret);
   llvm::DenseMap<Value, Value> grads;
-  grads[loss] = dloss;
+  {
+    size_t k = 0;
+    for (Value v : outputs)
+      if (isFloatTensor(v.getType())) {
+        Value &acc = grads[v];
+        Value seed = seeds[k++];
+        // A value returned twice: both seeds add up.
+        acc = acc ? nn::AddOp::create(b, fn.getLoc(), v.getType(), acc, seed)
+                        .getResult()
+                  : seed;
+      }
+  }
   SmallVector<Value> dOperands;
   // A value consumed only by slices that tile one axis (a fused qkv
   // projection split three ways) gets the concat of its pieces' gradients,
@@ -313,7 +330,9 @@ LogicalResult differentiateBody(func::FuncOp fn, bool recompute) {
       if (isForwardValue(v)) {
         if (!recompute)
           saved.insert(v);
-      } else if (wSet.count(op) && def && !wSet.count(def)) {
+      } else if (wSet.count(op) && (!def || !wSet.count(def))) {
+        // B's results or a seed (a chunk whose output gradient feeds a
+        // weight gradient directly: the embedding's) reach W as transfers.
         transfer.insert(v);
       }
     }
@@ -392,10 +411,10 @@ LogicalResult differentiateBody(func::FuncOp fn, bool recompute) {
     func::ReturnOp::create(fb, fn.getLoc(), mapped);
   };
 
-  // F: args -> (loss, saved...). With recompute the saved values are the
+  // F: args -> (outputs..., saved...). With recompute the saved values are the
   // arguments themselves, which the caller has.
-  SmallVector<Type> fResults = {loss.getType()};
-  SmallVector<Value> fReturned = {loss};
+  SmallVector<Type> fResults(fn.getFunctionType().getResults());
+  SmallVector<Value> fReturned(outputs);
   if (!recompute) {
     llvm::append_range(fResults, savedTypes);
     llvm::append_range(fReturned, savedList);
@@ -418,11 +437,12 @@ LogicalResult differentiateBody(func::FuncOp fn, bool recompute) {
       fF.setArgAttrs(i, attrs);
 
   auto backwardFn = [&](nn::AutodiffRole role, ArrayRef<Operation *> ops,
-                        bool takesDloss, ArrayRef<Value> extraArgs,
+                        bool takesSeeds, ArrayRef<Value> extraArgs,
                         ArrayRef<Value> results) -> func::FuncOp {
     SmallVector<Type> args(savedTypes);
-    if (takesDloss)
-      args.push_back(dloss.getType());
+    if (takesSeeds)
+      for (Value s : seeds)
+        args.push_back(s.getType());
     for (Value v : extraArgs)
       args.push_back(v.getType());
     SmallVector<Type> resultTypes;
@@ -433,8 +453,9 @@ LogicalResult differentiateBody(func::FuncOp fn, bool recompute) {
     unsigned i = 0;
     for (Value v : savedList)
       map.map(v, f.getArgument(i++));
-    if (takesDloss)
-      map.map(dloss, f.getArgument(i++));
+    if (takesSeeds)
+      for (Value s : seeds)
+        map.map(s, f.getArgument(i++));
     for (Value v : extraArgs)
       map.map(v, f.getArgument(i++));
     if (failed(fill(f, ops, map)))
@@ -468,14 +489,15 @@ LogicalResult differentiateBody(func::FuncOp fn, bool recompute) {
 
 LogicalResult mlir::weipipe::differentiate(func::FuncOp fn, bool recompute) {
   StringRef name = fn.getName();
-  auto lossType = fn.getFunctionType().getNumResults() == 1
-                      ? dyn_cast<RankedTensorType>(fn.getResultTypes()[0])
-                      : RankedTensorType();
-  if (!lossType || lossType.getRank() != 0 ||
-      !lossType.getElementType().isF32())
+  // A loss function returns one f32 scalar; a pipeline chunk returns the
+  // tensors the next chunk reads. Either way something must carry a
+  // gradient.
+  if (!llvm::any_of(fn.getResultTypes(), isFloatTensor) ||
+      !llvm::all_of(fn.getResultTypes(), llvm::IsaPred<RankedTensorType>))
     return fn.emitError() << "nn-autodiff: '" << name
                           << "' must return one f32 scalar loss (run "
-                             "-nn-append-loss first); it returns "
+                             "-nn-append-loss first) or the float tensors of "
+                             "a pipeline chunk; it returns "
                           << fn.getFunctionType().getResults();
   if (!fn.getBody().hasOneBlock())
     return fn.emitError() << "nn-autodiff: '" << name
@@ -492,6 +514,17 @@ struct NNAutodiffPass : weipipe::impl::NNAutodiffPassBase<NNAutodiffPass> {
     func::FuncOp fn = lookupFunctionWithBody(module, function, "nn-autodiff");
     if (!fn)
       return signalPassFailure();
+    auto lossType = fn.getFunctionType().getNumResults() == 1
+                        ? dyn_cast<RankedTensorType>(fn.getResultTypes()[0])
+                        : RankedTensorType();
+    if (!lossType || lossType.getRank() != 0 ||
+        !lossType.getElementType().isF32()) {
+      fn.emitError() << "nn-autodiff: '" << fn.getName()
+                     << "' must return one f32 scalar loss (run "
+                        "-nn-append-loss first); it returns "
+                     << fn.getFunctionType().getResults();
+      return signalPassFailure();
+    }
     if (failed(differentiate(fn, recompute)))
       return signalPassFailure();
   }

@@ -143,6 +143,8 @@ private:
       ++c;
     return c + 1;
   }
+  /// The first part that becomes a chunk.
+  size_t firstPart() const { return ownedEnds_ ? 1 : 0; }
   size_t chunkLayers(size_t c) const {
     return (c + 1 < firsts_.size() ? firsts_[c + 1] : s_.layerBegins.size()) -
            firsts_[c];
@@ -165,35 +167,50 @@ private:
     return constantOnly_[op] = result;
   }
 
+  /// The values that cross from part p to part p + 1, in program order:
+  /// computed in a part <= p (not from constants alone) and read by a part
+  /// > p or returned. Every boundary is complete, so the chunks form a chain:
+  /// a chunk passes on what it does not read itself, and a schedule only
+  /// ever moves activations from one chunk to the next.
+  SmallVector<Value> boundary(size_t p) {
+    Operation *ret = fn_.getBody().front().getTerminator();
+    SmallVector<Value> values;
+    for (size_t d = 0; d <= p; ++d)
+      for (Operation *op : parts_[d]) {
+        if (constantOnly(op))
+          continue;
+        for (Value r : op->getResults())
+          if (llvm::any_of(r.getUsers(), [&](Operation *u) {
+                if (u == ret)
+                  return true;
+                auto it = partOf_.find(u);
+                return it != partOf_.end() && it->second > p;
+              }))
+            values.push_back(r);
+      }
+    return values;
+  }
+
   LogicalResult buildChunk(OpBuilder &b, size_t p) {
     ArrayRef<Operation *> ops = parts_[p];
-    llvm::SetVector<Operation *> mine(ops.begin(), ops.end());
-    // Inputs: activations from outside (earlier chunks, the function's
-    // arguments), then weights, each once, in first-use order.
+    // Inputs: the boundary from the previous part, then the function's
+    // arguments it reads (token ids, targets: the trainer fills them on
+    // every rank), then weights, each once, in first-use order.
     llvm::SetVector<Value> activations;
+    if (p > firstPart())
+      for (Value v : boundary(p - 1))
+        activations.insert(v);
     llvm::MapVector<StringAttr, Value> weights;
     for (Operation *op : ops)
       for (Value v : op->getOperands()) {
         Operation *def = v.getDefiningOp();
         if (auto param = dyn_cast_or_null<nn::ParamOp>(def))
           weights.insert({param.getNameAttr().getAttr(), v});
-        else if (!def || (!mine.contains(def) && !constantOnly(def)))
+        else if (!def)
           activations.insert(v);
       }
-    // Outputs: what later chunks (unless they recompute it from constants)
-    // or the function's result read.
-    Operation *ret = fn_.getBody().front().getTerminator();
-    SmallVector<Value> outputs;
-    for (Operation *op : ops)
-      for (Value r : op->getResults())
-        if (llvm::any_of(r.getUsers(), [&](Operation *u) {
-              if (u == ret)
-                return true;
-              auto it = partOf_.find(u);
-              return it != partOf_.end() && it->second > p && !constantOnly(op);
-            }))
-          outputs.push_back(r);
-
+    // Outputs: the boundary to the next part (the loss for the last).
+    SmallVector<Value> outputs = boundary(p);
     SmallVector<Type> argTypes, resultTypes;
     for (Value v : activations)
       argTypes.push_back(v.getType());
@@ -224,8 +241,13 @@ private:
     Block *body = new Block();
     chunk.getBody().push_back(body);
     IRMapping map;
-    for (Value v : activations)
+    for (Value v : activations) {
       map.map(v, body->addArgument(v.getType(), v.getLoc()));
+      // A graph input keeps its name (nn.name): the trainer fills it.
+      if (auto arg = dyn_cast<BlockArgument>(v))
+        if (DictionaryAttr attrs = fn_.getArgAttrDict(arg.getArgNumber()))
+          chunk.setArgAttrs(body->getNumArguments() - 1, attrs);
+    }
     pipe::PipeDialect::ParamAttrHelper paramAttr(b.getContext());
     for (auto &w : weights) {
       map.map(w.second,

@@ -1,4 +1,4 @@
-//===- Artifact.h - the .wpp training artifact, format v1 -------*- C++ -*-===//
+//===- Artifact.h - the .wpp training artifact, format v2 -------*- C++ -*-===//
 //
 // Part of weipipe's runtime. The in-memory form of a compiled training program
 // and its binary encoding. The compiler (weipipe-opt --emit=artifact) fills an
@@ -36,7 +36,7 @@ namespace weipipe::rt {
 
 /// "WPPA" little-endian, the first 4 bytes of every artifact.
 constexpr uint32_t kArtifactMagic = 0x41505057u;
-constexpr uint32_t kArtifactVersion = 1;
+constexpr uint32_t kArtifactVersion = 2;
 
 enum class DType : uint8_t { F32 = 0, I64 = 1, I32 = 2, Bool = 3 };
 /// Bytes per element (Bool: 1).
@@ -143,6 +143,82 @@ struct Input {
   TensorRef ref; ///< Arena, i64
 };
 
+struct Artifact;
+
+/// A piece of the model that a pipeline places on its own: the prologue
+/// (embedding), a chunk of layers, or the epilogue (final norm, head, loss),
+/// compiled apart (pipe-autodiff) with its own arena. One arena instance
+/// holds one micro-batch of the stage from its forward to its last backward
+/// step; a rank has as many instances as it has micro-batches of the stage
+/// in flight.
+enum class StageKind : uint8_t { Prologue = 0, Layers = 1, Epilogue = 2 };
+const char *stageKindName(StageKind k);
+
+struct Stage {
+  std::string name; ///< "prologue", "chunk0", "epilogue"
+  StageKind kind = StageKind::Layers;
+  /// Function indices (-1: none).
+  int32_t forward = -1, backward = -1, backwardInput = -1, backwardWeight = -1;
+  uint64_t arenaBytes = 0;
+  std::vector<Input> inputs; ///< graph inputs it reads (token ids, targets)
+  /// The boundary with the previous stage (`in`, whose refs equal that
+  /// stage's `out` in dtype and shape) and the next (`out`). `din[i]` is the
+  /// gradient B writes for a float `in[i]`, `dout[i]` the one B reads for a
+  /// float `out[i]` (absent for integer tensors).
+  std::vector<TensorRef> in, out, din, dout;
+  TensorRef loss, dloss, logits; ///< the epilogue's (or the last chunk's)
+  std::vector<uint32_t> params;  ///< parameters it reads, ascending
+};
+
+/// One rank's program in a pipeline: the pipe.program the schedule wrote,
+/// as data. Slots are the rank's ring and transfer buffers; each action is
+/// one pipe op (see include/weipipe/Schedule/Schedule.h for the semantics).
+enum class SlotKind : uint8_t { Weights = 0, Grads = 1, Activations = 2 };
+struct Slot {
+  SlotKind kind = SlotKind::Weights;
+  std::string label;
+  uint64_t bytes = 0; ///< capacity: the largest content it ever holds
+};
+enum class ActionOp : uint8_t {
+  LoadMaster = 0,
+  Zero = 1,
+  Swap = 2,
+  AddInto = 3,
+  Forward = 4,
+  BackwardInput = 5,
+  BackwardWeight = 6,
+  Backward = 7,
+  OptimizerStep = 8,
+  Send = 9,
+  Recv = 10,
+  Wait = 11,
+};
+const char *actionOpName(ActionOp op);
+struct Action {
+  ActionOp op = ActionOp::Wait;
+  int32_t turn = 0;
+  int32_t chunk = -1, microbatch = -1;
+  int32_t weights = -1, grads = -1, in = -1, out = -1;
+  int32_t peer = -1, token = -1;
+  std::vector<int32_t> slots, tokens;
+  std::vector<uint64_t> bytes; ///< Send, Recv: bytes moved per slot
+};
+struct RankProgram {
+  std::vector<Slot> slots;
+  std::vector<Action> actions;
+};
+
+/// Where parameter k of `s.params` lives in a weights or grads slot that
+/// holds the stage (offsets in floats, each aligned to 16), and the slot's
+/// size in bytes. The compiler sizes slots and the runtime binds them with
+/// this one layout.
+uint64_t stageSlotLayout(const Artifact &a, const Stage &s,
+                         std::vector<uint64_t> *offsets);
+/// Where each of `refs` lives in an activation slot (byte offsets, each
+/// aligned to 64; absent refs take no room), and the slot's size in bytes.
+uint64_t boundaryLayout(const std::vector<TensorRef> &refs,
+                        std::vector<uint64_t> *offsets);
+
 struct Artifact {
   uint32_t version = kArtifactVersion;
   std::string producer;    ///< "weipipe-opt (weipipe 0.1)"
@@ -169,6 +245,23 @@ struct Artifact {
   std::vector<Function> functions;
   /// Indices into `functions`, run in order for every micro-batch.
   std::vector<uint32_t> microbatchProgram;
+
+  /// Pipelines (empty for a single-rank artifact): the stages in model
+  /// order (a prologue and an epilogue stage when the ends are replicated
+  /// on every rank; then the layer chunks between them), the owner rank of
+  /// each chunk, and every rank's program.
+  std::vector<Stage> stages;
+  std::vector<int32_t> owner;
+  std::vector<RankProgram> programs;
+
+  bool isPipeline() const { return !programs.empty(); }
+  /// Layer chunks (stages that are not replicated ends).
+  size_t numChunks() const;
+  /// The stage of chunk c.
+  size_t chunkStage(size_t c) const;
+  /// The replicated prologue / epilogue stage, or -1.
+  int prologueStage() const;
+  int epilogueStage() const;
 };
 
 /// The encoding (little-endian):

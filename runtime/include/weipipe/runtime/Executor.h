@@ -14,6 +14,7 @@
 #include "weipipe/runtime/Artifact.h"
 #include "weipipe/runtime/cpu/Kernels.h"
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -52,6 +53,14 @@ public:
   /// Parameter refs resolve through this table, so a pipeline rank can run
   /// the same instructions on whichever weights arrive.
   void bindParam(size_t index, float *value, float *grad);
+  /// Points every arena ref of function `function` into `base`, an arena
+  /// instance of at least the function's arena bytes (its pipeline stage's
+  /// `arenaBytes`), until the next call. A pipeline rank keeps one instance
+  /// per micro-batch of a stage in flight and runs the stage's functions on
+  /// the micro-batch's instance.
+  void bindArena(size_t function, uint8_t *base);
+  /// Runs function `function` as bound now.
+  cpu::Status runFunction(size_t function);
   /// The buffers parameter `index` is bound to now.
   float *boundValue(size_t index) const;
   float *boundGrad(size_t index) const;

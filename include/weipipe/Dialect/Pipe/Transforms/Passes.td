@@ -40,4 +40,29 @@ def PipeBuildModelPass : Pass<"pipe-build-model", "::mlir::ModuleOp"> {
   ];
 }
 
+def PipeAutodiffPass : Pass<"pipe-autodiff", "::mlir::ModuleOp"> {
+  let summary = "Differentiate every chunk of a pipe.model";
+  let description = [{
+    For each chunk of the `pipe.model` named `model`, writes a function
+    `@<model>_<chunk>` of the chunk's activations (its weights read with
+    `nn.param` again) and differentiates it as `-nn-autodiff` does:
+    `_forward`, `_backward`, `_backward_input` and `_backward_weight`, each
+    marked with its role and `nn.autodiff_of = "<model>_<chunk>"`. A chunk
+    that returns activations gets one seed argument per float output (the
+    gradient the next chunk sends back); the epilogue, which returns the
+    loss, is seeded by `dloss`. With `recompute` each chunk's backward
+    recomputes its forward from the chunk's inputs, so a rank keeps only
+    the chunk boundaries of a micro-batch in flight.
+  }];
+  let dependentDialects = ["::mlir::weipipe::nn::NNDialect",
+                           "::mlir::weipipe::pipe::PipeDialect",
+                           "::mlir::func::FuncDialect"];
+  let options = [
+    Option<"model", "model", "std::string", /*default=*/"\"main_model\"",
+           "The pipe.model">,
+    Option<"recompute", "recompute", "bool", /*default=*/"false",
+           "Recompute each chunk's forward in its backward">,
+  ];
+}
+
 #endif // WEIPIPE_DIALECT_PIPE_TRANSFORMS_PASSES_TD

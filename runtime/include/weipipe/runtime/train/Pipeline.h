@@ -1,0 +1,81 @@
+//===- Pipeline.h - training a pipeline artifact on several ranks -*- C++
+//-*-===//
+//
+// Part of weipipe's runtime. Runs every rank of a pipeline artifact (one
+// compiled with --ranks/--schedule): each rank executes its program of the
+// artifact (`Artifact::programs`), moving weights, gradients and activations
+// through a transport, and the optimizer step of the trainer's contract
+// (train/Trainer.h) over what it owns. With the `local` transport the ranks
+// are threads of this process; the OpenMP threads are divided among them.
+//
+// One optimizer step, on every rank:
+//   1. the rank's program: compute steps on arena instances of its stages
+//      (one per micro-batch in flight), the replicated prologue and epilogue
+//      next to chunk 0 and chunk C-1 of its micro-batches, transfers;
+//   2. the replicated ends' gradients summed over ranks in rank order;
+//   3. the global gradient norm from per-parameter sums of squares, each from
+//      the parameter's owner, added in parameter order (as single-rank
+//      training adds them, so the norm is the same number when the gradients
+//      are the same);
+//   4. AdamW on what the rank owns (its chunks, and its copy of the ends).
+// The loss of the step is the targets-weighted mean over all micro-batches,
+// added in micro-batch order on every rank.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef WEIPIPE_RUNTIME_TRAIN_PIPELINE_H
+#define WEIPIPE_RUNTIME_TRAIN_PIPELINE_H
+
+#include "weipipe/runtime/Executor.h"
+#include "weipipe/runtime/Status.h"
+#include "weipipe/runtime/train/Trainer.h"
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace weipipe::rt::train {
+
+/// What one rank did over the run.
+struct RankStats {
+  uint64_t bytesSent = 0;
+  uint64_t messagesSent = 0;
+  double waitSeconds = 0;      ///< blocked in transfers
+  uint64_t peakArenaBytes = 0; ///< arena instances alive at once, at most
+  uint64_t slotBytes = 0;      ///< ring and transfer buffers
+};
+
+class PipelineTrainer {
+public:
+  /// Loads one executor per rank (each with the parameters it needs) for
+  /// `a`, a pipeline artifact. `threads`: the CPU threads to divide among
+  /// the ranks (at least one each).
+  static std::unique_ptr<PipelineTrainer>
+  create(const Artifact &a, const std::string &artifactDir, Windows &windows,
+         OptimizerConfig config, int threads, std::string *error);
+  ~PipelineTrainer();
+
+  /// Runs steps [first, first + count) on all ranks; after each step rank
+  /// 0's thread calls `onStep` with the step's record (an error it returns
+  /// stops every rank). A failing rank stops all of them; the error names
+  /// the rank and the step.
+  Status train(int64_t first, int64_t count,
+               const std::function<Status(const StepRecord &)> &onStep);
+
+  /// The current value of parameter `index` (from the rank that owns it).
+  const float *paramValue(size_t index) const;
+  const std::vector<RankStats> &stats() const;
+  /// Bytes the ranks allocated together (executors, arena instances, slots,
+  /// optimizer state).
+  uint64_t bytesAllocated() const;
+
+private:
+  PipelineTrainer();
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+} // namespace weipipe::rt::train
+
+#endif // WEIPIPE_RUNTIME_TRAIN_PIPELINE_H
