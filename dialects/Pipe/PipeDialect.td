@@ -40,7 +40,8 @@ def Pipe_Dialect : Dialect {
       puts in it; the same slot holds different chunks at different turns.
     - buffer set-up: `pipe.load_master` (a copy of the rank's own master
       weights), `pipe.zero` (clear a gradient accumulator), `pipe.swap`
-      (exchange two buffers, for double buffering).
+      (exchange two buffers, for double buffering), `pipe.add_into` (add a
+      partial gradient of a chunk into its accumulator).
     - compute steps: `pipe.forward` (F), `pipe.backward_input` (B, the
       activation gradient), `pipe.backward_weight` (W, the weight gradient,
       accumulated into a grads slot), `pipe.backward` (fused B and W),
@@ -49,16 +50,20 @@ def Pipe_Dialect : Dialect {
     - transfers: `pipe.send` and `pipe.recv` move one or more slots to or from
       one peer rank and return a `!pipe.token`; `pipe.wait` blocks on tokens.
       A slot being sent must not be written, and a slot being received must
-      not be read, until the token has been waited on. A transfer carries the
-      `turn` (ring step) at which the receiver uses the data: a send and its
-      matching recv have the same turn, are between the same two ranks in
-      opposite roles, and carry slots of the same kinds in the same order.
+      not be read, until the token has been waited on. Between two ranks the
+      k-th send matches the k-th recv, which has slots of the same kinds in
+      the same order.
+
+    Every step belongs to a `turn` (a ring step or time step): transfers
+    always say theirs, any other step when it starts a new turn. A program
+    that `pipe-schedule` wrote also says the schedule's micro-batches and
+    the owner of each layers chunk.
 
     Verifiers check what one op, or one op and its parents, can show: layer
     ranges, chunk coverage, rank and peer ranges, slot kinds by role, symbol
     references. Whether the programs of all ranks fit together (every send
     has its recv, no deadlock, every gradient reaches its owner once) is the
-    job of the schedule verifier pass, which executes them together.
+    job of `pipe-verify-schedule`, which executes them together.
   }];
   let cppNamespace = "::mlir::weipipe::pipe";
   // On a chunk's weight argument: the parameter it is (pipe-build-model).

@@ -161,25 +161,41 @@ def Pipe_ProgramOp : Pipe_Op<"program", [Symbol, IsolatedFromAbove,
     that model. The body holds slots, compute steps and transfers in program
     order; slot labels are unique within a program.
 
+    A program that a schedule wrote (`pipe-schedule`) also says what the
+    schedule needs beyond its steps, the same on every rank: `microbatches`,
+    the micro-batches `N` of one iteration; `owners`, the rank that holds the
+    master weights (and the optimizer state) of each `layers` chunk of the
+    model, in layer order; `node_size`, the ranks per node (TawPipe only, 1
+    when absent). `pipe-verify-schedule` needs the first two.
+
+    Every step belongs to a `turn` (the ring step, or time step, of the
+    schedule), non-decreasing through the program. `pipe.send` and
+    `pipe.recv` always say theirs; any other step may, and a step that does
+    not is in the turn of the step before it (0 at the start).
+
     Example (WeiPipe-Interleave, rank 1 of 4, first turns):
 
     ```mlir
-    pipe.program @rank1 for @gpt rank 1 of 4 schedule "weipipe-interleave" {
+    pipe.program @rank1 for @gpt rank 1 of 4 schedule "weipipe-interleave" microbatches 4 owners [1, 2, 3, 0] {
       %F = pipe.slot "F" : !pipe.slot<weights>
       %t0 = pipe.recv %F from 0 turn(1) : !pipe.slot<weights>
       pipe.wait %t0
       pipe.forward @c0 weights(%F) microbatch(1)
       %t1 = pipe.send %F to 2 turn(2) : !pipe.slot<weights>
-      pipe.wait %t1
+      pipe.wait %t1 turn(2)
     }
     ```
   }];
   let arguments = (ins SymbolNameAttr:$sym_name, FlatSymbolRefAttr:$model,
-                       SI64Attr:$rank, SI64Attr:$ranks, StrAttr:$schedule);
+                       SI64Attr:$rank, SI64Attr:$ranks, StrAttr:$schedule,
+                       OptionalAttr<SI64Attr>:$microbatches,
+                       OptionalAttr<DenseI64ArrayAttr>:$owners,
+                       OptionalAttr<SI64Attr>:$node_size);
   let regions = (region SizedRegion<1>:$bodyRegion);
   let assemblyFormat = [{
     $sym_name `for` $model `rank` $rank `of` $ranks `schedule` $schedule
-    attr-dict-with-keyword $bodyRegion
+    (`microbatches` $microbatches^)? (`owners` $owners^)?
+    (`node_size` $node_size^)? attr-dict-with-keyword $bodyRegion
   }];
   let builders = [
     OpBuilder<(ins "::llvm::StringRef":$name, "::llvm::StringRef":$model,
@@ -250,26 +266,38 @@ def Pipe_LoadMasterOp : Pipe_ChunkStepOp<"load_master"> {
 
     ```mlir
     pipe.load_master @c1 into(%B)
+    pipe.load_master @c2 into(%M) turn(3)
     ```
   }];
-  let arguments = (ins FlatSymbolRefAttr:$chunk, Pipe_WeightsSlot:$slot);
-  let assemblyFormat = "$chunk `into` `(` $slot `)` attr-dict";
+  let arguments = (ins FlatSymbolRefAttr:$chunk, Pipe_WeightsSlot:$slot,
+                       OptionalAttr<SI64Attr>:$turn);
+  let assemblyFormat = [{
+    $chunk `into` `(` $slot `)` (`turn` `(` $turn^ `)`)? attr-dict
+  }];
+  let hasVerifier = 1;
 }
 
-def Pipe_ZeroOp : Pipe_ProgramStepOp<"zero"> {
+def Pipe_ZeroOp : Pipe_ChunkStepOp<"zero"> {
   let summary = "clears a gradient accumulator";
   let description = [{
     Sets every element of a grads slot to zero, before the first gradient is
-    accumulated into it.
+    accumulated into it. With `chunk`, the slot is from then on the
+    (empty) accumulator of that chunk, as a schedule needs to say; without,
+    it only says that the bytes are zero.
 
     Example:
 
     ```mlir
     pipe.zero %D
+    pipe.zero @c1 %D turn(2)
     ```
   }];
-  let arguments = (ins Pipe_GradsSlot:$slot);
-  let assemblyFormat = "$slot attr-dict";
+  let arguments = (ins OptionalAttr<FlatSymbolRefAttr>:$chunk,
+                       Pipe_GradsSlot:$slot, OptionalAttr<SI64Attr>:$turn);
+  let assemblyFormat = [{
+    ($chunk^)? $slot (`turn` `(` $turn^ `)`)? attr-dict
+  }];
+  let hasVerifier = 1;
 }
 
 def Pipe_SwapOp : Pipe_ProgramStepOp<"swap", [AllTypesMatch<["lhs", "rhs"]>]> {
@@ -284,10 +312,40 @@ def Pipe_SwapOp : Pipe_ProgramStepOp<"swap", [AllTypesMatch<["lhs", "rhs"]>]> {
 
     ```mlir
     pipe.swap %F, %F_next : !pipe.slot<weights>
+    pipe.swap %B, %B_next turn(4) : !pipe.slot<weights>
     ```
   }];
-  let arguments = (ins Pipe_SlotType:$lhs, Pipe_SlotType:$rhs);
-  let assemblyFormat = "$lhs `,` $rhs attr-dict `:` qualified(type($lhs))";
+  let arguments = (ins Pipe_SlotType:$lhs, Pipe_SlotType:$rhs,
+                       OptionalAttr<SI64Attr>:$turn);
+  let assemblyFormat = [{
+    $lhs `,` $rhs (`turn` `(` $turn^ `)`)? attr-dict `:` qualified(type($lhs))
+  }];
+  let hasVerifier = 1;
+}
+
+def Pipe_AddIntoOp : Pipe_ChunkStepOp<"add_into"> {
+  let summary = "adds one gradient accumulator of a chunk into another";
+  let description = [{
+    Adds the partial gradient of `chunk` in the `source` grads slot into the
+    accumulator of the same chunk in the `into` grads slot, element by
+    element. A schedule that reduces gradients to a chunk's owner receives
+    each rank's partial sum into a spare slot and adds it in. The two slots
+    differ; `source` is unchanged.
+
+    Example:
+
+    ```mlir
+    pipe.add_into @c0 %R0 into(%D)
+    pipe.add_into @c0 %R1 into(%D) turn(5)
+    ```
+  }];
+  let arguments = (ins FlatSymbolRefAttr:$chunk, Pipe_GradsSlot:$source,
+                       Pipe_GradsSlot:$accumulator,
+                       OptionalAttr<SI64Attr>:$turn);
+  let assemblyFormat = [{
+    $chunk $source `into` `(` $accumulator `)` (`turn` `(` $turn^ `)`)?
+    attr-dict
+  }];
   let hasVerifier = 1;
 }
 
@@ -310,15 +368,18 @@ def Pipe_ForwardOp : Pipe_ChunkStepOp<"forward", [AttrSizedOperandSegments]> {
     ```mlir
     pipe.forward @c0 weights(%F) microbatch(1)
     pipe.forward @c1 weights(%W) microbatch(0) in(%A) out(%A_next)
+    pipe.forward @c0 weights(%F) microbatch(3) turn(4)
     ```
   }];
   let arguments = (ins FlatSymbolRefAttr:$chunk, Pipe_WeightsSlot:$weights,
                        SI64Attr:$microbatch,
                        Optional<Pipe_ActivationsSlot>:$in,
-                       Optional<Pipe_ActivationsSlot>:$out);
+                       Optional<Pipe_ActivationsSlot>:$out,
+                       OptionalAttr<SI64Attr>:$turn);
   let assemblyFormat = [{
     $chunk `weights` `(` $weights `)` `microbatch` `(` $microbatch `)`
-    (`in` `(` $in^ `)`)? (`out` `(` $out^ `)`)? attr-dict
+    (`in` `(` $in^ `)`)? (`out` `(` $out^ `)`)? (`turn` `(` $turn^ `)`)?
+    attr-dict
   }];
   let hasVerifier = 1;
 }
@@ -344,10 +405,12 @@ def Pipe_BackwardInputOp : Pipe_ChunkStepOp<"backward_input",
   let arguments = (ins FlatSymbolRefAttr:$chunk, Pipe_WeightsSlot:$weights,
                        SI64Attr:$microbatch,
                        Optional<Pipe_ActivationsSlot>:$in,
-                       Optional<Pipe_ActivationsSlot>:$out);
+                       Optional<Pipe_ActivationsSlot>:$out,
+                       OptionalAttr<SI64Attr>:$turn);
   let assemblyFormat = [{
     $chunk `weights` `(` $weights `)` `microbatch` `(` $microbatch `)`
-    (`in` `(` $in^ `)`)? (`out` `(` $out^ `)`)? attr-dict
+    (`in` `(` $in^ `)`)? (`out` `(` $out^ `)`)? (`turn` `(` $turn^ `)`)?
+    attr-dict
   }];
   let hasVerifier = 1;
 }
@@ -367,10 +430,11 @@ def Pipe_BackwardWeightOp : Pipe_ChunkStepOp<"backward_weight"> {
     ```
   }];
   let arguments = (ins FlatSymbolRefAttr:$chunk, SI64Attr:$microbatch,
-                       Pipe_GradsSlot:$accumulate);
+                       Pipe_GradsSlot:$accumulate,
+                       OptionalAttr<SI64Attr>:$turn);
   let assemblyFormat = [{
     $chunk `microbatch` `(` $microbatch `)` `accumulate` `(` $accumulate `)`
-    attr-dict
+    (`turn` `(` $turn^ `)`)? attr-dict
   }];
   let hasVerifier = 1;
 }
@@ -392,11 +456,12 @@ def Pipe_BackwardOp : Pipe_ChunkStepOp<"backward", [AttrSizedOperandSegments]> {
   let arguments = (ins FlatSymbolRefAttr:$chunk, Pipe_WeightsSlot:$weights,
                        SI64Attr:$microbatch, Pipe_GradsSlot:$accumulate,
                        Optional<Pipe_ActivationsSlot>:$in,
-                       Optional<Pipe_ActivationsSlot>:$out);
+                       Optional<Pipe_ActivationsSlot>:$out,
+                       OptionalAttr<SI64Attr>:$turn);
   let assemblyFormat = [{
     $chunk `weights` `(` $weights `)` `microbatch` `(` $microbatch `)`
     `accumulate` `(` $accumulate `)` (`in` `(` $in^ `)`)?
-    (`out` `(` $out^ `)`)? attr-dict
+    (`out` `(` $out^ `)`)? (`turn` `(` $turn^ `)`)? attr-dict
   }];
   let hasVerifier = 1;
 }
@@ -434,8 +499,12 @@ def Pipe_OptimizerStepOp : Pipe_ChunkStepOp<"optimizer_step"> {
     pipe.optimizer_step @c0 grads(%D)
     ```
   }];
-  let arguments = (ins FlatSymbolRefAttr:$chunk, Pipe_GradsSlot:$grads);
-  let assemblyFormat = "$chunk `grads` `(` $grads `)` attr-dict";
+  let arguments = (ins FlatSymbolRefAttr:$chunk, Pipe_GradsSlot:$grads,
+                       OptionalAttr<SI64Attr>:$turn);
+  let assemblyFormat = [{
+    $chunk `grads` `(` $grads `)` (`turn` `(` $turn^ `)`)? attr-dict
+  }];
+  let hasVerifier = 1;
 }
 
 //===----------------------------------------------------------------------===//
@@ -449,9 +518,9 @@ def Pipe_SendOp : Pipe_ProgramStepOp<"send", [
     Starts sending the contents of one or more distinct slots to rank
     `peer`, another rank of the program's ring, and returns a token. The
     slots must not be written until the token has been waited on. `turn` is
-    the ring step at which the peer uses the data; the peer's matching
-    `pipe.recv` has the same turn and slots of the same kinds in the same
-    order.
+    the turn the send belongs to on this rank. Sends between two ranks match
+    receives in order: the k-th send to `peer` is the k-th `pipe.recv` from
+    this rank there, with slots of the same kinds in the same order.
 
     Example:
 
@@ -482,8 +551,8 @@ def Pipe_RecvOp : Pipe_ProgramStepOp<"recv", [
     Starts receiving into one or more distinct slots from rank `peer`,
     another rank of the program's ring, and returns a token. The slots must
     not be read or written until the token has been waited on. `turn` is the
-    ring step at which this rank uses the data, the same as on the peer's
-    matching `pipe.send`.
+    turn the receive belongs to on this rank. The k-th receive from `peer`
+    gets what the k-th `pipe.send` to this rank there sent.
 
     Example:
 
@@ -517,10 +586,12 @@ def Pipe_WaitOp : Pipe_ProgramStepOp<"wait"> {
 
     ```mlir
     pipe.wait %t0, %t1
+    pipe.wait %t2 turn(3)
     ```
   }];
-  let arguments = (ins Variadic<Pipe_TokenType>:$tokens);
-  let assemblyFormat = "$tokens attr-dict";
+  let arguments = (ins Variadic<Pipe_TokenType>:$tokens,
+                       OptionalAttr<SI64Attr>:$turn);
+  let assemblyFormat = "$tokens (`turn` `(` $turn^ `)`)? attr-dict";
   let hasVerifier = 1;
 }
 

@@ -81,9 +81,10 @@ public:
     a.slots = {x, y};
     push(r, std::move(a));
   }
-  void addInto(int r, int t, int dst, int src) {
+  void addInto(int r, int t, int dst, int src, int chunk) {
     waitSends(r, t, dst);
     Action a = make(Op::AddInto, t);
+    a.chunk = chunk;
     a.slots = {dst, src};
     push(r, std::move(a));
   }
@@ -627,7 +628,7 @@ bool genFSDP(Schedule &s) {
       post(k);
     for (size_t k = 0; k < from.size(); ++k) {
       b.wait(r, t, {tok[k]});
-      b.addInto(r, t, g[r][r], rs[k % 2]);
+      b.addInto(r, t, g[r][r], rs[k % 2], r);
       if (k + 2 < from.size())
         post(k + 2);
     }
@@ -733,7 +734,7 @@ bool genTawPipe(Schedule &s) {
   auto reduce = [&](int t) {
     for (const PendingSum &ps : sums) {
       b.wait(ps.owner, t, {ps.token});
-      b.addInto(ps.owner, t, D(ps.owner), ps.slot);
+      b.addInto(ps.owner, t, D(ps.owner), ps.slot, ps.chunk);
     }
     sums.clear();
     const int par = t % 2;
@@ -760,7 +761,7 @@ bool genTawPipe(Schedule &s) {
       for (size_t k = 0; k < members.size(); ++k) {
         b.wait(red, t, {tok[k]});
         b.addInto(red, t, acc,
-                  slotOf(red, SlotKind::Grads, "R" + std::to_string(k % 2)));
+                  slotOf(red, SlotKind::Grads, "R" + std::to_string(k % 2)), x);
         if (k + 2 < members.size())
           post(k + 2);
       }

@@ -108,6 +108,7 @@ std::string describe(const Action &a) {
     return s + " " + cm(a.chunk, a.microbatch);
   case Op::LoadMaster:
   case Op::Zero:
+  case Op::AddInto:
   case Op::OptimizerStep:
     return s + " " + std::to_string(a.chunk);
   case Op::Send:
@@ -260,6 +261,8 @@ bool Verifier::checkStatic() {
         break;
       case Op::Swap:
       case Op::AddInto:
+        if (a.op == Op::AddInto && !chunkOk())
+          return false;
         if (a.slots.size() != 2)
           return bad("expects 2 slots, got " + std::to_string(a.slots.size()));
         if (a.slots[0] == a.slots[1])
@@ -479,11 +482,12 @@ Verifier::Status Verifier::exec(int r, size_t k, Action &a) {
     Value &dv = rs.slots[d].v;
     const Value &sv = rs.slots[src].v;
     if (dv.c.kind != Content::Grads || sv.c.kind != Content::Grads ||
-        dv.c.chunk != sv.c.chunk)
+        dv.c.chunk != a.chunk || sv.c.chunk != a.chunk)
       return fail(r, k,
                   "adds " + slotName(r, src) + " (" + describe(sv) + ") into " +
                       slotName(r, d) + " (" + describe(dv) +
-                      "); both must hold accumulators of one chunk");
+                      "); both must hold accumulators of chunk " +
+                      std::to_string(a.chunk));
     for (int w = 0; w < words; ++w)
       if (uint64_t both = dv.mbs[w] & sv.mbs[w]) {
         int m = w * 64 + __builtin_ctzll(both);

@@ -115,6 +115,9 @@ struct Node {
   uint64_t bytes = 0;
   int64_t first = INT64_MAX, last = -1;
   uint64_t offset = 0;
+  /// A stage's temporary, live within one of its functions only: it lives
+  /// in the rank's scratch arena, not in the micro-batch's instance.
+  bool scratch = false;
 };
 
 /// nn.saved of a backward function: its leading arguments that the forward
@@ -154,7 +157,7 @@ private:
   llvm::StringMap<uint32_t> paramIndex;
   llvm::DenseMap<Attribute, uint32_t> ownConstants;
   llvm::DenseMap<Attribute, uint32_t> &constIndex;
-  uint64_t arenaBytes = 0;
+  uint64_t arenaBytes = 0, scratchBytes = 0;
   /// Function indices in `a.functions`, by role, once emitted.
   llvm::DenseMap<unsigned, int32_t> emitted;
   /// Stage mode: functions are not the single-rank micro-batch program.
@@ -173,6 +176,8 @@ private:
   llvm::DenseMap<Operation *, Extra> extraResult, extraOperand;
   SmallVector<func::FuncOp> program;
   int64_t position = 0;
+  /// The last position of each function of the program (liveRanges).
+  SmallVector<int64_t> functionEnds;
 
   int newNode(Type t) {
     Node n;
@@ -214,7 +219,7 @@ private:
   }
   rt::TensorRef extraRef(const Extra &e) const {
     rt::TensorRef r;
-    r.space = rt::Space::Arena;
+    r.space = nodes[e.node].scratch ? rt::Space::Scratch : rt::Space::Arena;
     r.offset = nodes[e.node].offset;
     r.dtype = rt::DType::F32;
     r.shape.assign(e.shape.begin(), e.shape.end());
@@ -227,6 +232,9 @@ private:
   void foldAccumulation();
   void liveRanges();
   void assignOffsets();
+  /// First-fit over the live ranges of the arena nodes that are (or are
+  /// not) scratch; returns the region's size.
+  uint64_t placeNodes(bool scratch);
   LogicalResult emit();
   LogicalResult checkPlan();
   /// Per seed of the backward (an output's gradient: dloss for a loss), its
@@ -564,6 +572,7 @@ void Writer::foldAccumulation() {
 
 void Writer::liveRanges() {
   position = 0;
+  functionEnds.clear();
   int64_t fwdEnd = 0;
   for (func::FuncOp f : program) {
     for (Operation &op : f.getBody().front()) {
@@ -578,6 +587,7 @@ void Writer::liveRanges() {
     }
     if (f == program.front())
       fwdEnd = position;
+    functionEnds.push_back(position);
   }
   int64_t end = position + 1;
   auto pin = [&](Value v, int64_t from, int64_t to) {
@@ -600,12 +610,35 @@ void Writer::liveRanges() {
     pin(v, 0, end);
   // The logits stay readable until the forward ends (--dump-logits).
   fwd.walk([&](nn::CrossEntropyOp ce) { pin(ce.getLogits(), 0, fwdEnd); });
+  // A stage's instance holds one micro-batch from its forward to its last
+  // backward step, while the rank runs other work in between: only what
+  // lives across its functions (inputs, outputs, saved values, gradients
+  // exchanged with the neighbours, B-to-W transfers) belongs there. The
+  // rest lives within one function, which runs alone on the rank, so one
+  // scratch arena per rank serves every stage. With recompute nearly
+  // everything is scratch: that is what recompute saves.
+  if (!stageMode)
+    return;
+  for (Node &n : nodes) {
+    if (n.space != rt::Space::Arena || n.last < 0 || n.first < 1 ||
+        n.last >= end)
+      continue;
+    auto fnOf = [&](int64_t pos) {
+      return llvm::upper_bound(functionEnds, pos - 1) - functionEnds.begin();
+    };
+    n.scratch = fnOf(n.first) == fnOf(n.last);
+  }
 }
 
 void Writer::assignOffsets() {
+  arenaBytes = placeNodes(false);
+  scratchBytes = placeNodes(true);
+}
+
+uint64_t Writer::placeNodes(bool scratch) {
   SmallVector<int> order;
   for (auto [i, n] : llvm::enumerate(nodes))
-    if (n.space == rt::Space::Arena && n.last >= 0)
+    if (n.space == rt::Space::Arena && n.last >= 0 && n.scratch == scratch)
       order.push_back(static_cast<int>(i));
   llvm::stable_sort(
       order, [&](int x, int y) { return nodes[x].first < nodes[y].first; });
@@ -636,7 +669,7 @@ void Writer::assignOffsets() {
     top = std::max(top, at + size);
     placed.push_back(id);
   }
-  arenaBytes = top;
+  return top;
 }
 
 FailureOr<rt::TensorRef> Writer::ref(Operation *at, Value v) {
@@ -647,7 +680,7 @@ FailureOr<rt::TensorRef> Writer::ref(Operation *at, Value v) {
   FailureOr<rt::DType> dt = dtypeOf(at, v.getType());
   if (failed(dt))
     return failure();
-  r.space = n.space;
+  r.space = n.scratch ? rt::Space::Scratch : n.space;
   r.index = n.index;
   r.offset = n.space == rt::Space::Arena ? n.offset : 0;
   r.dtype = *dt;
@@ -1017,7 +1050,9 @@ LogicalResult Writer::checkPlan() {
                                    "value before it is written";
         auto [b, e] = span(n);
         for (size_t w = it->second + 1; w < writes.size(); ++w)
-          if (writes[w].node != n && writes[w].begin < e && b < writes[w].end)
+          if (writes[w].node != n &&
+              nodes[writes[w].node].scratch == nodes[n].scratch &&
+              writes[w].begin < e && b < writes[w].end)
             return op.emitError()
                    << "internal error: the memory plan overwrites an operand "
                       "of this op before it is read";
@@ -1157,6 +1192,7 @@ LogicalResult Writer::runStage(rt::Stage &st) {
   if (failed(plan()))
     return failure();
   st.arenaBytes = arenaBytes;
+  st.scratchBytes = scratchBytes;
   func::FuncOp fwd = program.front(), back = program[1];
   auto nameAttr = nn::NNDialect::NameAttrHelper::getNameStr();
   SmallVector<Value> dargs = inputGradients();

@@ -211,6 +211,16 @@ LogicalResult mlir::weipipe::buildPipelineArtifact(ModuleOp module,
   ad.recompute = opt.recompute;
   pm.addPass(createPipeAutodiffPass(ad));
   pm.addPass(createCSEPass());
+  // The schedule lives in the IR: written as pipe.programs, verified there,
+  // and read back below for the artifact.
+  PipeSchedulePassOptions sp;
+  sp.schedule = opt.schedule.name;
+  sp.ranks = opt.schedule.ranks;
+  sp.microbatches = opt.schedule.microbatches;
+  sp.chunksPerRank = opt.schedule.chunksPerRank;
+  sp.nodeSize = opt.schedule.nodeSize;
+  pm.addPass(createPipeSchedulePass(sp));
+  pm.addPass(createPipeVerifySchedulePass());
   if (failed(pm.run(module)))
     return failure();
 
@@ -266,11 +276,17 @@ LogicalResult mlir::weipipe::buildPipelineArtifact(ModuleOp module,
     out.ignoreIndex = ce.getIgnoreIndexAttr().getInt();
   });
 
-  if (!sched::generateSchedule(opt.schedule, &schedule, &error))
-    return module.emitError() << error;
+  FailureOr<sched::Schedule> read = readSchedule(module, model);
+  if (failed(read))
+    return failure();
+  schedule = std::move(*read);
+  // pipe-verify-schedule passed; verifying again fills in what each
+  // transfer carries, which the lowering sizes its messages by.
   if (std::string why = sched::verifySchedule(schedule); !why.empty())
     return module.emitError() << "internal error: the " << opt.schedule.name
-                              << " schedule fails verification: " << why;
+                              << " schedule read back from the IR fails "
+                                 "verification: "
+                              << why;
   if (!lowerSchedule(schedule, out, &error))
     return module.emitError() << error;
   return success();

@@ -20,6 +20,7 @@
 //   microbatchProgram: u32 count x u32,
 //   stages: u32 count x {name str, kind u8, forward i32, backward i32,
 //           backwardInput i32, backwardWeight i32, arenaBytes u64,
+//           scratchBytes u64,
 //           inputs (as above), in, out, din, dout: u32 count x ref each,
 //           loss ref, dloss ref, logits ref, params: u32 count x u32},
 //   owner: u32 count x i32,
@@ -311,6 +312,7 @@ void writePayload(Writer &w, const Artifact &a) {
     w.i32(st.backwardInput);
     w.i32(st.backwardWeight);
     w.u64(st.arenaBytes);
+    w.u64(st.scratchBytes);
     w.inputs(st.inputs);
     refs(st.in);
     refs(st.out);
@@ -383,7 +385,7 @@ constexpr size_t kMinConstant = 1 + 4 + 8;
 constexpr size_t kMinInput = 4 + 1 + kMinRef;
 constexpr size_t kMinFunction = 4 + 1 + 4;
 constexpr size_t kMinInstruction = 4 + 1 + 4 + 4 + 4 + 4 + 4;
-constexpr size_t kMinStage = 4 + 1 + 4 * 4 + 8 + 5 * 4 + 3 * kMinRef + 4;
+constexpr size_t kMinStage = 4 + 1 + 4 * 4 + 2 * 8 + 5 * 4 + 3 * kMinRef + 4;
 
 class Decoder {
 public:
@@ -489,7 +491,7 @@ public:
     uint8_t space;
     if (!u8(space))
       return false;
-    if (space > uint8_t(Space::Const))
+    if (space > uint8_t(Space::Scratch))
       return fail("unknown tensor space " + std::to_string(space), at);
     t.space = Space(space);
     return u32(t.index) && u64(t.offset) && dtype(t.dtype) && shape(t.shape);
@@ -634,7 +636,8 @@ bool decodeStage(Decoder &d, Stage &st) {
   uint32_t n;
   if (!(d.i32(st.forward) && d.i32(st.backward) && d.i32(st.backwardInput) &&
         d.i32(st.backwardWeight) && d.u64(st.arenaBytes) &&
-        decodeInputs(d, st.inputs) && decodeRefs(d, st.in, "stage input") &&
+        d.u64(st.scratchBytes) && decodeInputs(d, st.inputs) &&
+        decodeRefs(d, st.in, "stage input") &&
         decodeRefs(d, st.out, "stage output") &&
         decodeRefs(d, st.din, "stage input gradient") &&
         decodeRefs(d, st.dout, "stage output gradient") && d.ref(st.loss) &&

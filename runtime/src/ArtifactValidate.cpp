@@ -821,9 +821,9 @@ bool InstrCheck::check() {
 }
 
 /// A ref's own validity: inside its buffer, matching its entry.
-std::string checkRef(const Artifact &a, const TensorRef &r,
-                     uint64_t arenaBytes) {
-  if (uint8_t(r.space) > uint8_t(Space::Const))
+std::string checkRef(const Artifact &a, const TensorRef &r, uint64_t arenaBytes,
+                     uint64_t scratchBytes = 0) {
+  if (uint8_t(r.space) > uint8_t(Space::Scratch))
     return "unknown tensor space " + std::to_string(unsigned(r.space));
   if (uint8_t(r.dtype) > uint8_t(DType::Bool))
     return "unknown dtype " + std::to_string(unsigned(r.dtype));
@@ -835,6 +835,15 @@ std::string checkRef(const Artifact &a, const TensorRef &r,
   const uint64_t bytes = uint64_t(n) * dtypeSize(r.dtype);
   switch (r.space) {
   case Space::None:
+    return "";
+  case Space::Scratch:
+    if (r.offset % dtypeSize(r.dtype) != 0)
+      return "scratch offset " + std::to_string(r.offset) +
+             " is not aligned for " + dtypeName(r.dtype);
+    if (r.offset > scratchBytes || bytes > scratchBytes - r.offset)
+      return "scratch bytes [" + std::to_string(r.offset) + ", " +
+             std::to_string(r.offset + bytes) + ") exceed the scratch of " +
+             std::to_string(scratchBytes) + " bytes";
     return "";
   case Space::Arena:
     if (r.offset % dtypeSize(r.dtype) != 0)
@@ -879,7 +888,7 @@ std::string checkRef(const Artifact &a, const TensorRef &r,
 bool overlap(const TensorRef &x, const TensorRef &y, bool *identical) {
   if (!x.present() || !y.present() || x.space != y.space)
     return false;
-  if (x.space != Space::Arena) { // whole buffers
+  if (x.space != Space::Arena && x.space != Space::Scratch) { // whole buffers
     *identical = true;
     return x.index == y.index;
   }
@@ -926,9 +935,9 @@ std::string checkF32Slot(const Artifact &a, const TensorRef &r, bool scalar,
 /// Stages: functions of the right kinds, refs inside the stage's arena, and
 /// the boundaries of neighbours equal.
 template <class CheckInputs>
-std::string checkStages(const Artifact &a, int64_t tokens,
-                        const CheckInputs &checkInputs,
-                        std::vector<uint64_t> *arenaOf) {
+std::string
+checkStages(const Artifact &a, int64_t tokens, const CheckInputs &checkInputs,
+            std::vector<uint64_t> *arenaOf, std::vector<uint64_t> *scratchOf) {
   std::vector<int> owner(a.functions.size(), -1);
   for (size_t i = 0; i < a.stages.size(); ++i) {
     const Stage &st = a.stages[i];
@@ -940,7 +949,8 @@ std::string checkStages(const Artifact &a, int64_t tokens,
         (st.kind == StageKind::Epilogue && i + 1 != a.stages.size()))
       return at + "a " + stageKindName(st.kind) + " stage must come " +
              (i ? "last" : "first");
-    if (st.arenaBytes > (uint64_t(1) << 62))
+    if (st.arenaBytes > (uint64_t(1) << 62) ||
+        st.scratchBytes > (uint64_t(1) << 62))
       return at + "arena of " + std::to_string(st.arenaBytes) +
              " bytes is too large";
     const std::pair<int32_t, FunctionKind> fns[] = {
@@ -963,6 +973,7 @@ std::string checkStages(const Artifact &a, int64_t tokens,
                " belongs to another stage too";
       owner[size_t(f)] = int(i);
       (*arenaOf)[size_t(f)] = st.arenaBytes;
+      (*scratchOf)[size_t(f)] = st.scratchBytes;
     }
     if (st.forward < 0 || (st.backward < 0) == (st.backwardInput < 0) ||
         (st.backwardInput < 0) != (st.backwardWeight < 0))
@@ -1206,8 +1217,10 @@ bool validateArtifact(const Artifact &a, const std::string &what,
       !e.empty())
     return fail("logits " + e);
   // Each function's arena: its stage's, or the single-rank program's.
-  std::vector<uint64_t> arenaOf(a.functions.size(), a.arenaBytes);
-  if (std::string e = checkStages(a, tokens, checkInputs, &arenaOf); !e.empty())
+  std::vector<uint64_t> arenaOf(a.functions.size(), a.arenaBytes),
+      scratchOf(a.functions.size(), 0);
+  if (std::string e = checkStages(a, tokens, checkInputs, &arenaOf, &scratchOf);
+      !e.empty())
     return fail(e);
   if (std::string e = checkPrograms(a); !e.empty())
     return fail(e);
@@ -1229,10 +1242,14 @@ bool validateArtifact(const Artifact &a, const std::string &what,
       if (!mnemonic)
         problem = "unknown opcode " + std::to_string(unsigned(in.op));
       for (size_t k = 0; problem.empty() && k < in.operands.size(); ++k)
-        if (std::string e = checkRef(a, in.operands[k], arenaOf[f]); !e.empty())
+        if (std::string e =
+                checkRef(a, in.operands[k], arenaOf[f], scratchOf[f]);
+            !e.empty())
           problem = "operand " + std::to_string(k) + ": " + e;
       for (size_t k = 0; problem.empty() && k < in.results.size(); ++k)
-        if (std::string e = checkRef(a, in.results[k], arenaOf[f]); !e.empty())
+        if (std::string e =
+                checkRef(a, in.results[k], arenaOf[f], scratchOf[f]);
+            !e.empty())
           problem = "result " + std::to_string(k) + ": " + e;
       if (problem.empty())
         problem = InstrCheck(in).problem();

@@ -266,9 +266,10 @@ ScratchNeed scratchNeed(const Instruction &I) {
 
 struct Executor::Impl {
   const Artifact &a;
-  AlignedBuffer arena, values, grads;
+  AlignedBuffer arena, values, grads, stageScratch;
   std::vector<AlignedBuffer> constants;
   uint64_t bytes = 0;
+  Executor::Allocation allocation;
   std::vector<std::vector<Step>> fns;   // by function index
   std::vector<float> scratch[kScratch]; // see ScratchNeed
   // The parameter table: where parameter i's value and gradient are now
@@ -296,6 +297,8 @@ struct Executor::Impl {
       return nullptr;
     case Space::Arena:
       return arena.data() + r.offset;
+    case Space::Scratch:
+      return stageScratch.data() + r.offset;
     case Space::Param:
       return params[r.index].value;
     case Space::Grad:
@@ -1017,6 +1020,10 @@ Executor::~Executor() = default;
 
 uint64_t Executor::bytesAllocated() const { return impl_->bytes; }
 
+const Executor::Allocation &Executor::allocation() const {
+  return impl_->allocation;
+}
+
 namespace {
 
 /// Reads every parameter's initial value from its storage file. Files are
@@ -1038,6 +1045,8 @@ std::string loadParameters(std::vector<ParamBuffers> &params,
   } closer{files};
 
   for (ParamBuffers &pb : params) {
+    if (!pb.value)
+      continue;
     const Parameter &p = *pb.desc;
     const Storage &st = p.storage;
     const std::string at = "parameter '" + p.name + "'";
@@ -1100,7 +1109,8 @@ std::string loadParameters(std::vector<ParamBuffers> &params,
 
 std::unique_ptr<Executor> Executor::create(const Artifact &a,
                                            const std::string &artifactDir,
-                                           std::string *error) {
+                                           std::string *error,
+                                           const std::vector<bool> *holds) {
   auto fail = [&](const std::string &msg) -> std::unique_ptr<Executor> {
     if (error)
       *error = msg;
@@ -1117,8 +1127,11 @@ std::unique_ptr<Executor> Executor::create(const Artifact &a,
     return x > UINT64_MAX - y ? UINT64_MAX : x + y;
   };
   uint64_t paramBytes = 0, constBytes = 0, scratchBytes = 0;
-  for (const Parameter &p : a.params)
-    paramBytes = add(paramBytes, roundUp(uint64_t(p.numel()) * sizeof(float)));
+  auto held = [&](size_t i) { return !holds || (*holds)[i]; };
+  for (size_t i = 0; i < a.params.size(); ++i)
+    if (held(i))
+      paramBytes = add(paramBytes,
+                       roundUp(uint64_t(a.params[i].numel()) * sizeof(float)));
   for (const Constant &c : a.constants)
     constBytes = add(constBytes, roundUp(c.bytes.size()));
   ScratchNeed need;
@@ -1130,9 +1143,13 @@ std::unique_ptr<Executor> Executor::create(const Artifact &a,
     }
   for (int64_t n : need.n)
     scratchBytes = add(scratchBytes, uint64_t(n) * sizeof(float));
+  // Pipeline stages' temporaries: one scratch arena for all of them.
+  uint64_t stageScratch = 0;
+  for (const Stage &st : a.stages)
+    stageScratch = std::max<uint64_t>(stageScratch, roundUp(st.scratchBytes));
   const uint64_t total = add(
       add(add(roundUp(a.arenaBytes), paramBytes), add(paramBytes, constBytes)),
-      scratchBytes);
+      add(scratchBytes, stageScratch));
   const std::string plan =
       "the plan needs " + gibText(total) + " (arena " +
       bytesText(a.arenaBytes) + ", parameters " + bytesText(paramBytes) +
@@ -1149,6 +1166,7 @@ std::unique_ptr<Executor> Executor::create(const Artifact &a,
   Impl &im = *ex->impl_;
   try {
     bool ok = im.arena.allocate(a.arenaBytes) &&
+              im.stageScratch.allocate(stageScratch) &&
               im.values.allocate(paramBytes) && im.grads.allocate(paramBytes);
     im.constants.resize(a.constants.size());
     for (size_t i = 0; ok && i < a.constants.size(); ++i)
@@ -1163,8 +1181,11 @@ std::unique_ptr<Executor> Executor::create(const Artifact &a,
                        : std::string()));
   }
   im.bytes = total;
+  im.allocation = {roundUp(a.arenaBytes), paramBytes,  paramBytes, constBytes,
+                   scratchBytes,          stageScratch};
   // Zeroed so that a read of a never-written byte is reproducible.
   std::memset(im.arena.data(), 0, size_t(a.arenaBytes));
+  std::memset(im.stageScratch.data(), 0, size_t(stageScratch));
   std::memset(im.grads.data(), 0, size_t(paramBytes));
   for (size_t i = 0; i < a.constants.size(); ++i)
     std::memcpy(im.constants[i].data(), a.constants[i].bytes.data(),
@@ -1176,6 +1197,8 @@ std::unique_ptr<Executor> Executor::create(const Artifact &a,
     ParamBuffers &pb = ex->params_[i];
     pb.desc = &a.params[i];
     pb.numel = a.params[i].numel();
+    if (!held(i)) // a pipeline rank binds it to a slot before every use
+      continue;
     pb.value = reinterpret_cast<float *>(im.values.data() + offset);
     pb.grad = reinterpret_cast<float *>(im.grads.data() + offset);
     offset += roundUp(uint64_t(pb.numel) * sizeof(float));
@@ -1231,7 +1254,8 @@ float *Executor::boundGrad(size_t index) const { return impl_->gradOf[index]; }
 void Executor::zeroGrads() {
   uint64_t bytes = 0;
   for (const ParamBuffers &pb : params_)
-    bytes += roundUp(uint64_t(pb.numel) * sizeof(float));
+    if (pb.grad)
+      bytes += roundUp(uint64_t(pb.numel) * sizeof(float));
   if (bytes)
     std::memset(impl_->grads.data(), 0, size_t(bytes));
 }
@@ -1283,6 +1307,8 @@ std::string Executor::findFirstNonFinite(const int64_t *ids,
   // A parameter that is already non-finite would be blamed on its first
   // reader; name it instead.
   for (const ParamBuffers &pb : params_) {
+    if (!pb.value)
+      continue;
     int64_t first = 0;
     if (int64_t bad = countNonFinite(pb.value, pb.numel, &first))
       return "parameter '" + pb.desc->name + "' has " + std::to_string(bad) +

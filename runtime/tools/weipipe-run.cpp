@@ -11,6 +11,7 @@
 
 #include "weipipe/runtime/Artifact.h"
 #include "weipipe/runtime/Executor.h"
+#include "weipipe/runtime/RankMemory.h"
 #include "weipipe/runtime/cpu/Kernels.h"
 #include "weipipe/runtime/train/Data.h"
 #include "weipipe/runtime/train/Json.h"
@@ -333,6 +334,14 @@ int main(int argc, char **argv) {
   // A pipeline artifact holds every rank's program; this process runs all
   // of them (ranks as threads, the local transport).
   const bool pipeline = a.isPipeline();
+  // Ranks that wait for each other must not spin: OpenMP's default active
+  // wait keeps a waiting rank's threads busy on the cores the others need.
+  // libgomp reads the policy when it loads, so set it and start again.
+  if (pipeline && a.ranks > 1 && !std::getenv("OMP_WAIT_POLICY") &&
+      ::setenv("OMP_WAIT_POLICY", "PASSIVE", 1) == 0) {
+    ::execv("/proc/self/exe", argv);
+    // Not fatal: the run is only slower.
+  }
   if (o.ranks && uint32_t(o.ranks) != a.ranks)
     fail("--ranks=" + std::to_string(o.ranks) + ", but " + o.artifact +
          " is compiled for " + std::to_string(a.ranks) + " rank(s)" +
@@ -503,17 +512,35 @@ int main(int argc, char **argv) {
     }
   }
   progress.finish();
+  if (pipe) {
+    // What each rank allocated is what the compiler planned (RankMemory.h):
+    // a difference is a runtime bug, never the user's.
+    const std::vector<RankStats> stats = pipe->stats();
+    for (size_t r = 0; r < stats.size(); ++r) {
+      const RankMemoryPlan plan = planRankMemory(a, r);
+      const RankMemoryPlan &got = stats[r].allocated;
+      if (got.total() != plan.total() || got.instances != plan.instances)
+        fail("internal error: rank " + std::to_string(r) + " allocated " +
+             std::to_string(got.total()) + " bytes, the plan says " +
+             std::to_string(plan.total()));
+    }
+  }
   if (pipe && !o.quiet) {
-    const auto &stats = pipe->stats();
+    const std::vector<RankStats> stats = pipe->stats();
     for (size_t r = 0; r < stats.size(); ++r)
       std::fprintf(stderr,
                    "weipipe-run: rank %zu: sent %llu messages, %s; waited "
-                   "%.3fs; activations peak %s; slots %s\n",
+                   "%.3fs; allocated %s (activations %s, slots %s; %llu "
+                   "bytes, as planned)\n",
                    r, (unsigned long long)stats[r].messagesSent,
                    formatBytes(stats[r].bytesSent).c_str(),
                    stats[r].waitSeconds,
-                   formatBytes(stats[r].peakArenaBytes).c_str(),
-                   formatBytes(stats[r].slotBytes).c_str());
+                   formatBytes(stats[r].allocated.total()).c_str(),
+                   formatBytes(stats[r].allocated.activationBytes +
+                               stats[r].allocated.scratchBytes)
+                       .c_str(),
+                   formatBytes(stats[r].allocated.slotBytes).c_str(),
+                   (unsigned long long)stats[r].allocated.total());
   }
 
   if (weightsOut.isOpen()) {

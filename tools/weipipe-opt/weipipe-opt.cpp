@@ -14,6 +14,7 @@
 #include "weipipe/Target/PipelineWriter.h"
 #include "weipipe/Target/TrainingSummary.h"
 #include "weipipe/runtime/Artifact.h"
+#include "weipipe/runtime/RankMemory.h"
 
 #include "mlir/Bytecode/BytecodeWriter.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -23,7 +24,9 @@
 #include "mlir/Support/FileUtilities.h"
 #include "mlir/Tools/mlir-opt/MlirOptMain.h"
 #include "mlir/Transforms/Passes.h"
+#include "llvm/ADT/StringExtras.h"
 #include "llvm/Support/CommandLine.h"
+#include "llvm/Support/FormatVariadic.h"
 #include "llvm/Support/InitLLVM.h"
 #include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/SourceMgr.h"
@@ -161,6 +164,13 @@ llvm::cl::opt<std::string> ends(
                    "ranks) or owned (inside the first and the last chunk)"),
     llvm::cl::init("replicated"), llvm::cl::cat(pipelineCategory));
 
+llvm::cl::opt<std::string> memoryLimit(
+    "memory-limit",
+    llvm::cl::desc("Refuse a plan in which a rank needs more than this many "
+                   "bytes (suffixes K, M, G, T: powers of 1024)"),
+    llvm::cl::value_desc("BYTES"), llvm::cl::init(""),
+    llvm::cl::cat(pipelineCategory));
+
 llvm::cl::opt<bool> printSchedule(
     "print-schedule",
     llvm::cl::desc("Print every rank's program as a table of turns"),
@@ -182,6 +192,55 @@ std::string formatBytes(uint64_t b) {
   else
     snprintf(buf, sizeof buf, "%.1f KiB", b / 1024.0);
   return buf;
+}
+
+/// "8G", "512M", "1.5G", "1073741824" (K, M, G, T: powers of 1024).
+std::optional<uint64_t> parseBytes(StringRef text) {
+  text = text.trim();
+  uint64_t scale = 1;
+  if (!text.empty()) {
+    switch (llvm::toUpper(text.back())) {
+    case 'K':
+      scale = 1ull << 10;
+      break;
+    case 'M':
+      scale = 1ull << 20;
+      break;
+    case 'G':
+      scale = 1ull << 30;
+      break;
+    case 'T':
+      scale = 1ull << 40;
+      break;
+    default:
+      break;
+    }
+    if (scale != 1)
+      text = text.drop_back();
+  }
+  double v;
+  if (text.empty() || text.getAsDouble(v) || !(v >= 0) || v * scale > 1e19)
+    return std::nullopt;
+  return uint64_t(v * double(scale));
+}
+
+/// The per-rank memory plan as a table.
+void printMemoryTable(const std::vector<::weipipe::rt::RankMemoryPlan> &plans,
+                      llvm::raw_ostream &os) {
+  os << llvm::formatv("    {0,4} {1,11} {2,11} {3,11} {4,11} {5,11} {6,11} "
+                      "{7}\n",
+                      "rank", "weights", "gradients", "optimizer", "ring/slots",
+                      "activations", "peak", "peak bytes");
+  for (size_t r = 0; r < plans.size(); ++r) {
+    const auto &p = plans[r];
+    os << llvm::formatv("    {0,4} {1,11} {2,11} {3,11} {4,11} {5,11} {6,11} "
+                        "{7}\n",
+                        r, formatBytes(p.parameterBytes + p.constantBytes),
+                        formatBytes(p.gradientBytes),
+                        formatBytes(p.optimizerBytes), formatBytes(p.slotBytes),
+                        formatBytes(p.activationBytes + p.scratchBytes),
+                        formatBytes(p.total()), p.total());
+  }
 }
 
 /// Writes `text` to `path` through a temporary renamed over it.
@@ -223,11 +282,39 @@ int emitPipelineArtifact(ModuleOp module, StringRef source,
   if (failed(mlir::weipipe::buildPipelineArtifact(module, options, schedule,
                                                   artifact)))
     return 1;
+  // Every rank's memory, as the runtime will allocate it (RankMemory.h).
+  std::optional<uint64_t> limit;
+  if (!memoryLimit.empty()) {
+    limit = parseBytes(memoryLimit);
+    if (!limit) {
+      llvm::WithColor::error(llvm::errs(), "weipipe-opt")
+          << "--memory-limit='" << memoryLimit
+          << "': expected a byte count such as 8G, 512M or 1073741824\n";
+      return 1;
+    }
+  }
+  std::vector<::weipipe::rt::RankMemoryPlan> plans;
+  for (size_t r = 0; r < artifact.ranks; ++r)
+    plans.push_back(::weipipe::rt::planRankMemory(artifact, r));
+  artifact.peakBytes = 0;
+  for (const auto &p : plans)
+    artifact.peakBytes = std::max(artifact.peakBytes, p.total());
   if (printSchedule)
     llvm::outs() << ::weipipe::schedule::formatTable(schedule);
   if (!exportSchedule.empty() &&
       !writeTextFile(exportSchedule, ::weipipe::schedule::formatCsv(schedule)))
     return 1;
+  if (limit)
+    for (size_t r = 0; r < plans.size(); ++r)
+      if (plans[r].total() > *limit) {
+        llvm::WithColor::error(llvm::errs(), "weipipe-opt")
+            << "rank " << r << " needs " << formatBytes(plans[r].total())
+            << " (" << plans[r].total()
+            << " bytes), over --memory-limit=" << memoryLimit << " (" << *limit
+            << " bytes); the plan of every rank:\n";
+        printMemoryTable(plans, llvm::errs());
+        return 1;
+      }
   std::string error;
   if (!::weipipe::rt::writeArtifactFile(artifact, outputFilename.str(),
                                         &error)) {
@@ -251,7 +338,8 @@ int emitPipelineArtifact(ModuleOp module, StringRef source,
     llvm::errs() << " " << st.name << " (" << n << " values, activations "
                  << formatBytes(st.arenaBytes) << ")";
   }
-  llvm::errs() << "\n";
+  llvm::errs() << "\n  memory plan per rank:\n";
+  printMemoryTable(plans, llvm::errs());
   return 0;
 }
 

@@ -57,7 +57,7 @@ enum class Op : uint8_t {
   LoadMaster,     ///< slots[0] (weights) := this rank's master of `chunk`
   Zero,           ///< slots[0] (grads) := 0, an empty accumulator of `chunk`
   Swap,           ///< exchange slots[0] and slots[1] (same kind)
-  AddInto,        ///< slots[0] (grads) += slots[1] (grads of the same chunk)
+  AddInto,        ///< slots[0] (grads) += slots[1], both of `chunk`
   Forward,        ///< F of `chunk` for `microbatch` with `weights`
   BackwardInput,  ///< B: input gradient, keeps what W needs
   BackwardWeight, ///< W: adds the weight gradient into `grads`
@@ -87,7 +87,8 @@ struct Action {
   Op op = Op::Wait;
   int turn = 0;        ///< the ring turn (or time step) it belongs to, for
                        ///< tables and traces; non-decreasing per rank
-  int chunk = -1;      ///< compute steps, LoadMaster, Zero, OptimizerStep
+  int chunk = -1;      ///< compute steps, LoadMaster, Zero, AddInto,
+                       ///< OptimizerStep
   int microbatch = -1; ///< compute steps (global index)
   int weights = -1;    ///< slot index: Forward, BackwardInput, Backward
   int grads = -1;      ///< slot index: BackwardWeight, Backward, OptimizerStep

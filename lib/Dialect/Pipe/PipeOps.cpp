@@ -2,9 +2,10 @@
 //
 // Part of weipipe. Verifiers check what one op and its parents can show: a
 // model's chunks cover its layers exactly once, chunk layer ranges and yields
-// are well formed, ranks and peers are in range, micro-batches and turns are
-// not negative, transfers carry distinct slots, and chunk symbols resolve in
-// the program's model. Slot kinds by role are ODS type constraints.
+// are well formed, ranks, peers and owners are in range, micro-batches and
+// turns are not negative, transfers carry distinct slots, and chunk symbols
+// resolve in the program's model. Slot kinds by role are ODS type
+// constraints.
 //
 //===----------------------------------------------------------------------===//
 
@@ -46,6 +47,21 @@ LogicalResult verifyNonNegative(Operation *op, int64_t value, StringRef what) {
   return success();
 }
 
+/// Checks a step's optional turn.
+LogicalResult verifyTurn(Operation *op, std::optional<int64_t> turn) {
+  if (turn)
+    return verifyNonNegative(op, *turn, "turn");
+  return success();
+}
+
+/// Checks a compute step's micro-batch and turn.
+LogicalResult verifyComputeStep(Operation *op, int64_t microbatch,
+                                std::optional<int64_t> turn) {
+  if (failed(verifyNonNegative(op, microbatch, "microbatch")))
+    return failure();
+  return verifyTurn(op, turn);
+}
+
 /// Checks that the activation slots a step reads and writes differ.
 LogicalResult verifyInOut(Operation *op, Value in, Value out) {
   if (in && in == out)
@@ -57,6 +73,8 @@ LogicalResult verifyInOut(Operation *op, Value in, Value out) {
 /// the program's model does not resolve, the program reports that.
 LogicalResult verifyChunkUse(Operation *op, FlatSymbolRefAttr chunk,
                              SymbolTableCollection &symbolTable) {
+  if (!chunk)
+    return success();
   auto program = op->getParentOfType<ProgramOp>();
   if (!program)
     return success();
@@ -324,7 +342,8 @@ void ProgramOp::build(OpBuilder &builder, OperationState &state, StringRef name,
   build(builder, state, builder.getStringAttr(name),
         FlatSymbolRefAttr::get(builder.getContext(), model),
         si64Attr(builder, rank), si64Attr(builder, ranks),
-        builder.getStringAttr(schedule));
+        builder.getStringAttr(schedule), /*microbatches=*/nullptr,
+        /*owners=*/nullptr, /*node_size=*/nullptr);
   state.regions.front()->emplaceBlock();
 }
 
@@ -347,6 +366,16 @@ LogicalResult ProgramOp::verify() {
   if (rank < 0 || rank >= ranks)
     return emitOpError() << "rank " << rank << " is out of range [0, " << ranks
                          << ")";
+  if (std::optional<int64_t> n = getMicrobatches(); n && *n < 1)
+    return emitOpError() << "expects at least one micro-batch, got " << *n;
+  if (std::optional<int64_t> n = getNodeSize(); n && *n < 1)
+    return emitOpError() << "expects a node size of at least 1, got " << *n;
+  if (std::optional<ArrayRef<int64_t>> owners = getOwners()) {
+    for (auto [chunk, owner] : llvm::enumerate(*owners))
+      if (owner < 0 || owner >= ranks)
+        return emitOpError() << "owner " << owner << " of chunk #" << chunk
+                             << " is out of range [0, " << ranks << ")";
+  }
   return success();
 }
 
@@ -386,15 +415,33 @@ void SlotOp::getAsmResultNames(OpAsmSetValueNameFn setNameFn) {
   setNameFn(getResult(), getLabel());
 }
 
+LogicalResult LoadMasterOp::verify() { return verifyTurn(*this, getTurn()); }
+
 LogicalResult
 LoadMasterOp::verifySymbolUses(SymbolTableCollection &symbolTable) {
+  return verifyChunkUse(*this, getChunkAttr(), symbolTable);
+}
+
+LogicalResult ZeroOp::verify() { return verifyTurn(*this, getTurn()); }
+
+LogicalResult ZeroOp::verifySymbolUses(SymbolTableCollection &symbolTable) {
   return verifyChunkUse(*this, getChunkAttr(), symbolTable);
 }
 
 LogicalResult SwapOp::verify() {
   if (getLhs() == getRhs())
     return emitOpError() << "expects two different slots";
-  return success();
+  return verifyTurn(*this, getTurn());
+}
+
+LogicalResult AddIntoOp::verify() {
+  if (getSource() == getAccumulator())
+    return emitOpError() << "expects two different slots";
+  return verifyTurn(*this, getTurn());
+}
+
+LogicalResult AddIntoOp::verifySymbolUses(SymbolTableCollection &symbolTable) {
+  return verifyChunkUse(*this, getChunkAttr(), symbolTable);
 }
 
 //===----------------------------------------------------------------------===//
@@ -402,7 +449,7 @@ LogicalResult SwapOp::verify() {
 //===----------------------------------------------------------------------===//
 
 LogicalResult ForwardOp::verify() {
-  if (failed(verifyNonNegative(*this, getMicrobatch(), "microbatch")))
+  if (failed(verifyComputeStep(*this, getMicrobatch(), getTurn())))
     return failure();
   return verifyInOut(*this, getIn(), getOut());
 }
@@ -412,7 +459,7 @@ LogicalResult ForwardOp::verifySymbolUses(SymbolTableCollection &symbolTable) {
 }
 
 LogicalResult BackwardInputOp::verify() {
-  if (failed(verifyNonNegative(*this, getMicrobatch(), "microbatch")))
+  if (failed(verifyComputeStep(*this, getMicrobatch(), getTurn())))
     return failure();
   return verifyInOut(*this, getIn(), getOut());
 }
@@ -423,7 +470,7 @@ BackwardInputOp::verifySymbolUses(SymbolTableCollection &symbolTable) {
 }
 
 LogicalResult BackwardWeightOp::verify() {
-  return verifyNonNegative(*this, getMicrobatch(), "microbatch");
+  return verifyComputeStep(*this, getMicrobatch(), getTurn());
 }
 
 LogicalResult
@@ -432,7 +479,7 @@ BackwardWeightOp::verifySymbolUses(SymbolTableCollection &symbolTable) {
 }
 
 LogicalResult BackwardOp::verify() {
-  if (failed(verifyNonNegative(*this, getMicrobatch(), "microbatch")))
+  if (failed(verifyComputeStep(*this, getMicrobatch(), getTurn())))
     return failure();
   return verifyInOut(*this, getIn(), getOut());
 }
@@ -444,6 +491,8 @@ LogicalResult BackwardOp::verifySymbolUses(SymbolTableCollection &symbolTable) {
 LogicalResult LossOp::verify() {
   return verifyNonNegative(*this, getMicrobatch(), "microbatch");
 }
+
+LogicalResult OptimizerStepOp::verify() { return verifyTurn(*this, getTurn()); }
 
 LogicalResult
 OptimizerStepOp::verifySymbolUses(SymbolTableCollection &symbolTable) {
@@ -473,7 +522,7 @@ void RecvOp::getAsmResultNames(OpAsmSetValueNameFn setNameFn) {
 LogicalResult WaitOp::verify() {
   if (getTokens().empty())
     return emitOpError() << "expects at least one token";
-  return success();
+  return verifyTurn(*this, getTurn());
 }
 
 #define GET_OP_CLASSES

@@ -6,6 +6,7 @@
 
 #include "weipipe/runtime/train/Pipeline.h"
 
+#include "weipipe/runtime/RankMemory.h"
 #include "weipipe/runtime/transport/Transport.h"
 
 #include <algorithm>
@@ -89,24 +90,8 @@ private:
   // Arena instances: per stage, free ones and the micro-batch's.
   std::vector<std::vector<std::unique_ptr<Buffer>>> free_;
   std::map<std::pair<size_t, int>, std::unique_ptr<Buffer>> live_;
-  uint64_t liveBytes_ = 0, instanceBytes_ = 0;
-  // Per (stage, micro-batch) instance: whether its backward has run
-  // completely, and whether its input gradient has been taken (by the
-  // previous stage on this rank, a send, or nobody needs it). It is freed
-  // when both hold.
-  struct Life {
-    bool backwardDone = false, inputGradTaken = false;
-  };
-  std::map<std::pair<size_t, int>, Life> life_;
-  void settle(size_t s, int m, bool backwardDone, bool inputGradTaken) {
-    Life &l = life_[{s, m}];
-    l.backwardDone |= backwardDone;
-    l.inputGradTaken |= inputGradTaken;
-    if (l.backwardDone && l.inputGradTaken) {
-      life_.erase({s, m});
-      release(s, m);
-    }
-  }
+  uint64_t instanceBytes_ = 0;
+  InstanceLifetimes lifetimes_;
   std::map<int, std::vector<transport::Request>> tokens_;
   std::vector<uint64_t> sendSeq_, recvSeq_; // per peer: message tags
   std::vector<float> losses_;               // per micro-batch (NaN: not ours)
@@ -132,6 +117,8 @@ private:
   Status backward(const Action &ac, bool input, bool weight,
                   const std::vector<int64_t> &counts, int64_t total);
   Status runEnd(size_t s, int m, bool input, bool weight);
+  /// Frees the instances `effects` settle for good.
+  void settle(const InstanceEffects &effects, int m);
   Status finishStep(transport::Transport &t, int64_t step,
                     const std::vector<int64_t> &counts, int64_t total,
                     StepRecord *rec);
@@ -152,7 +139,7 @@ Status Rank::init() {
     if (!b->allocate(s.bytes))
       return Status::error("cannot allocate slot '" + s.label + "' of " +
                            bytesText(s.bytes));
-    stats.slotBytes += s.bytes;
+    stats.allocated.slotBytes += s.bytes;
     slots_.push_back(b.get());
     slotStore_.push_back(std::move(b));
   }
@@ -168,17 +155,14 @@ Status Rank::init() {
     boundaryLayout(stage(s).dout, &doutLayout_[s]);
   }
   // What this rank owns: the chunks it steps, and every replicated end.
-  ownsParam.assign(a_.params.size(), false);
-  auto own = [&](size_t s) {
-    for (uint32_t p : stage(s).params)
-      ownsParam[p] = true;
-  };
-  for (const Action &ac : prog_.actions)
-    if (ac.op == ActionOp::OptimizerStep)
-      own(a_.chunkStage(size_t(ac.chunk)));
-  for (int s : {a_.prologueStage(), a_.epilogueStage()})
-    if (s >= 0)
-      own(size_t(s));
+  ownsParam = rankParameters(a_, size_t(r_));
+  stats.allocated.instances.assign(a_.stages.size(), 0);
+  const Executor::Allocation &ea = ex_.allocation();
+  stats.allocated.parameterBytes = ea.parameters;
+  stats.allocated.gradientBytes = ea.gradients;
+  stats.allocated.constantBytes = ea.constants;
+  stats.scratchBytes = ea.scratch;
+  stats.allocated.scratchBytes = ea.stageScratch;
   m_.resize(a_.params.size());
   v_.resize(a_.params.size());
   for (size_t i = 0; i < a_.params.size(); ++i)
@@ -186,6 +170,7 @@ Status Rank::init() {
       m_[i].assign(size_t(a_.params[i].numel()), 0.0f);
       v_[i].assign(size_t(a_.params[i].numel()), 0.0f);
       optimizerBytes_ += 2 * uint64_t(a_.params[i].numel()) * sizeof(float);
+      stats.allocated.optimizerBytes = optimizerBytes_;
     }
   sendSeq_.assign(a_.ranks, 0);
   recvSeq_.assign(a_.ranks, 0);
@@ -222,10 +207,10 @@ Status Rank::acquire(size_t s, int m, uint8_t **base) {
                            stage(s).name + "' (" +
                            bytesText(stage(s).arenaBytes) + ")");
     instanceBytes_ += stage(s).arenaBytes;
+    ++stats.allocated.instances[s];
+    stats.allocated.activationBytes += stage(s).arenaBytes;
   }
   *base = b->data();
-  liveBytes_ += stage(s).arenaBytes;
-  stats.peakArenaBytes = std::max(stats.peakArenaBytes, liveBytes_);
   live_[{s, m}] = std::move(b);
   return {};
 }
@@ -234,7 +219,6 @@ void Rank::release(size_t s, int m) {
   auto it = live_.find({s, m});
   if (it == live_.end())
     return;
-  liveBytes_ -= stage(s).arenaBytes;
   free_[s].push_back(std::move(it->second));
   live_.erase(it);
 }
@@ -316,18 +300,20 @@ Status Rank::forward(const Action &ac, const std::vector<int64_t> &counts,
   const size_t c = size_t(ac.chunk), C = a_.numChunks();
   const size_t s = a_.chunkStage(c);
   const int pro = a_.prologueStage(), epi = a_.epilogueStage();
-  uint8_t *base = nullptr;
-  if (c == 0 && pro >= 0 && ac.in < 0) {
-    uint8_t *pb;
-    if (Status e = acquire(size_t(pro), m, &pb); !e.ok())
+  const InstanceEffects effects = instanceEffects(a_, ac);
+  for (size_t st : effects.acquire) {
+    uint8_t *b;
+    if (Status e = acquire(st, m, &b); !e.ok())
       return e;
+  }
+  uint8_t *base = instance(s, m);
+  if (c == 0 && pro >= 0 && ac.in < 0) {
+    uint8_t *pb = instance(size_t(pro), m);
     writeInputs(size_t(pro), pb, m, ids, targets);
     bindParams(size_t(pro), nullptr, nullptr);
     if (Status e = run(size_t(pro), stage(size_t(pro)).forward, m); !e.ok())
       return e;
   }
-  if (Status e = acquire(s, m, &base); !e.ok())
-    return e;
   const Stage &st = stage(s);
   if (ac.in >= 0) {
     unpack(st.in, inLayout_[s], slots_[size_t(ac.in)]->data(), base);
@@ -356,9 +342,7 @@ Status Rank::forward(const Action &ac, const std::vector<int64_t> &counts,
   };
   if (c + 1 == C) {
     if (epi >= 0) {
-      uint8_t *eb;
-      if (Status e = acquire(size_t(epi), m, &eb); !e.ok())
-        return e;
+      uint8_t *eb = instance(size_t(epi), m);
       copyRefs(st.out, base, stage(size_t(epi)).in, eb);
       writeInputs(size_t(epi), eb, m, ids, targets);
       bindParams(size_t(epi), nullptr, nullptr);
@@ -369,12 +353,18 @@ Status Rank::forward(const Action &ac, const std::vector<int64_t> &counts,
       // only the gradient the last chunk's backward reads.
       if (Status e = runEnd(size_t(epi), m, true, true); !e.ok())
         return e;
-      settle(size_t(epi), m, true, false);
     } else {
       lossOf(s, base);
     }
   }
+  settle(effects, m);
   return {};
+}
+
+void Rank::settle(const InstanceEffects &effects, int m) {
+  for (const InstanceEffects::Settle &st : effects.settle)
+    if (lifetimes_.settle(st.stage, m, st.backwardDone, st.inputGradTaken))
+      release(st.stage, m);
 }
 
 Status Rank::backward(const Action &ac, bool input, bool weight,
@@ -405,7 +395,6 @@ Status Rank::backward(const Action &ac, bool input, bool weight,
                              " has no output gradient of micro-batch " +
                              std::to_string(m) + " on this rank");
       copyRefs(stage(s + 1).din, next, st.dout, base);
-      settle(s + 1, m, false, true);
     }
   }
   Buffer *w = ac.weights >= 0 ? slots_[size_t(ac.weights)] : nullptr;
@@ -433,15 +422,9 @@ Status Rank::backward(const Action &ac, bool input, bool weight,
       copyRefs(st.din, base, stage(size_t(pro)).dout, pb);
       if (Status e = runEnd(size_t(pro), m, true, true); !e.ok())
         return e;
-      release(size_t(pro), m);
     }
   }
-  // Done with the instance once its backward ran whole (W, or the fused
-  // backward, comes last) and its input gradient left: sent, taken by the
-  // prologue, or never needed by chunk 0 without one. Otherwise the
-  // previous chunk's backward on this rank takes it.
-  const bool taken = input && (ac.out >= 0 || c == 0);
-  settle(s, m, weight, taken);
+  settle(instanceEffects(a_, ac), m);
   return {};
 }
 
@@ -593,7 +576,7 @@ Status Rank::step(transport::Transport &t, int64_t step,
   ex_.zeroGrads();
   losses_.assign(counts.size(), std::nanf(""));
   tokens_.clear();
-  life_.clear();
+  lifetimes_.clear();
   const int C = int(a_.numChunks());
   auto where = [&](size_t k, const Action &ac) {
     std::string s = "step " + std::to_string(step) + ", action " +
@@ -726,7 +709,6 @@ struct PipelineTrainer::Impl {
   int threadsPerRank = 1;
   std::vector<std::unique_ptr<Executor>> executors;
   std::vector<std::unique_ptr<Rank>> ranks;
-  std::vector<RankStats> stats;
   Impl(const Artifact &art, Windows &w, OptimizerConfig c)
       : a(art), windows(w), config(c) {}
 };
@@ -748,7 +730,9 @@ PipelineTrainer::create(const Artifact &a, const std::string &artifactDir,
   Impl &im = *t->impl_;
   im.threadsPerRank = std::max(1, threads / int(a.ranks));
   for (uint32_t r = 0; r < a.ranks; ++r) {
-    std::unique_ptr<Executor> ex = Executor::create(a, artifactDir, error);
+    const std::vector<bool> holds = rankParameters(a, r);
+    std::unique_ptr<Executor> ex =
+        Executor::create(a, artifactDir, error, &holds);
     if (!ex) {
       *error = "rank " + std::to_string(r) + ": " + *error;
       return nullptr;
@@ -761,7 +745,6 @@ PipelineTrainer::create(const Artifact &a, const std::string &artifactDir,
     im.executors.push_back(std::move(ex));
     im.ranks.push_back(std::move(rank));
   }
-  im.stats.resize(a.ranks);
   return t;
 }
 
@@ -804,7 +787,6 @@ Status PipelineTrainer::train(
             if (Status e = onStep(rec); !e.ok())
               return e;
         }
-        im.stats[size_t(t.rank())] = rank.stats;
         return {};
       });
   return result;
@@ -817,8 +799,11 @@ const float *PipelineTrainer::paramValue(size_t index) const {
   return impl_->executors.front()->params()[index].value;
 }
 
-const std::vector<RankStats> &PipelineTrainer::stats() const {
-  return impl_->stats;
+std::vector<RankStats> PipelineTrainer::stats() const {
+  std::vector<RankStats> out;
+  for (const auto &r : impl_->ranks)
+    out.push_back(r->stats);
+  return out;
 }
 
 uint64_t PipelineTrainer::bytesAllocated() const {

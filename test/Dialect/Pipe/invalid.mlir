@@ -924,3 +924,96 @@ pipe.program @p for @m rank 0 of 2 schedule "test" {
   // expected-error @+1 {{'pipe.wait' op operand #0 must be variadic of an in-flight transfer, but got '!pipe.slot<weights>'}}
   "pipe.wait"(%w) : (!pipe.slot<weights>) -> ()
 }
+
+// -----
+
+// Tests that a program's schedule runs at least one micro-batch.
+pipe.model @m layers 1 {
+  pipe.chunk layers [0, 1) @c0() {
+    pipe.yield
+  }
+}
+// expected-error @+1 {{'pipe.program' op expects at least one micro-batch, got 0}}
+pipe.program @p for @m rank 0 of 2 schedule "test" microbatches 0 {
+}
+
+// -----
+
+// Tests that a chunk's owner is a rank of the program's schedule.
+pipe.model @m layers 1 {
+  pipe.chunk layers [0, 1) @c0() {
+    pipe.yield
+  }
+}
+// expected-error @+1 {{'pipe.program' op owner 2 of chunk #0 is out of range [0, 2)}}
+pipe.program @p for @m rank 0 of 2 schedule "test" microbatches 2 owners [2] {
+}
+
+// -----
+
+// Tests that a node has at least one rank.
+pipe.model @m layers 1 {
+  pipe.chunk layers [0, 1) @c0() {
+    pipe.yield
+  }
+}
+// expected-error @+1 {{'pipe.program' op expects a node size of at least 1, got 0}}
+pipe.program @p for @m rank 0 of 2 schedule "tawpipe" node_size 0 {
+}
+
+// -----
+
+// Tests that pipe.add_into adds one slot into another.
+pipe.model @m layers 1 {
+  pipe.chunk layers [0, 1) @c0() {
+    pipe.yield
+  }
+}
+pipe.program @p for @m rank 0 of 2 schedule "test" {
+  %d = pipe.slot "D" : !pipe.slot<grads>
+  // expected-error @+1 {{'pipe.add_into' op expects two different slots}}
+  pipe.add_into @c0 %d into(%d)
+}
+
+// -----
+
+// Tests that pipe.add_into adds gradients, not weights.
+pipe.model @m layers 1 {
+  pipe.chunk layers [0, 1) @c0() {
+    pipe.yield
+  }
+}
+pipe.program @p for @m rank 0 of 2 schedule "test" {
+  %d = pipe.slot "D" : !pipe.slot<grads>
+  %w = pipe.slot "W" : !pipe.slot<weights>
+  // expected-error @+1 {{'pipe.add_into' op operand #0 must be !pipe.slot<grads>, but got '!pipe.slot<weights>'}}
+  "pipe.add_into"(%w, %d) <{chunk = @c0}> : (!pipe.slot<weights>, !pipe.slot<grads>) -> ()
+}
+
+// -----
+
+// Tests that pipe.zero's chunk is a chunk of the program's model.
+pipe.model @m layers 1 {
+  pipe.chunk layers [0, 1) @c0() {
+    pipe.yield
+  }
+}
+pipe.program @p for @m rank 0 of 2 schedule "test" {
+  %d = pipe.slot "D" : !pipe.slot<grads>
+  // expected-error @+1 {{'pipe.zero' op @c1 does not name a pipe.chunk of model @m}}
+  pipe.zero @c1 %d
+}
+
+// -----
+
+// Tests that the turn of a step is not negative.
+pipe.model @m layers 1 {
+  pipe.chunk layers [0, 1) @c0() {
+    pipe.yield
+  }
+}
+pipe.program @p for @m rank 0 of 2 schedule "test" {
+  %w = pipe.slot "W" : !pipe.slot<weights>
+  // expected-error @+1 {{'pipe.forward' op turn -1 is negative}}
+  pipe.forward @c0 weights(%w) microbatch(0) turn(-1)
+}

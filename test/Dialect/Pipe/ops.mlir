@@ -256,3 +256,42 @@ pipe.program @naive_rank1 for @tiny rank 1 of 2 schedule "weipipe-naive" {
   pipe.backward @c0 weights(%B) microbatch(1) accumulate(%D)
   pipe.optimizer_step @c0 grads(%D)
 }
+
+// Tests what a schedule adds to a program: its micro-batches, chunk owners
+// and node size; pipe.zero naming the chunk it starts an accumulator of;
+// pipe.add_into; and the turn of any step.
+
+// CHECK-LABEL: pipe.program @scheduled for @tiny rank 1 of 2 schedule "fsdp" microbatches 4 owners [0, 1] node_size 2 {
+// CHECK-NEXT:    %W = pipe.slot "W" : !pipe.slot<weights>
+// CHECK-NEXT:    %Wn = pipe.slot "Wn" : !pipe.slot<weights>
+// CHECK-NEXT:    %D = pipe.slot "D" : !pipe.slot<grads>
+// CHECK-NEXT:    %R = pipe.slot "R" : !pipe.slot<grads>
+// CHECK-NEXT:    pipe.load_master @c1 into(%W) turn(0)
+// CHECK-NEXT:    pipe.zero @c1 %D
+// CHECK-NEXT:    pipe.swap %W, %Wn turn(1) : !pipe.slot<weights>
+// CHECK-NEXT:    pipe.forward @c1 weights(%W) microbatch(1) turn(2)
+// CHECK-NEXT:    pipe.backward_input @c1 weights(%W) microbatch(1) turn(3)
+// CHECK-NEXT:    pipe.backward_weight @c1 microbatch(1) accumulate(%D) turn(4)
+// CHECK-NEXT:    pipe.backward @c1 weights(%W) microbatch(3) accumulate(%D) turn(5)
+// CHECK-NEXT:    %[[R:.*]] = pipe.recv %R from 0 turn(6) : !pipe.slot<grads>
+// CHECK-NEXT:    pipe.wait %[[R]] turn(7)
+// CHECK-NEXT:    pipe.add_into @c1 %R into(%D) turn(8)
+// CHECK-NEXT:    pipe.optimizer_step @c1 grads(%D) turn(9)
+// CHECK-NEXT:  }
+pipe.program @scheduled for @tiny rank 1 of 2 schedule "fsdp" microbatches 4 owners [0, 1] node_size 2 {
+  %w = pipe.slot "W" : !pipe.slot<weights>
+  %wn = pipe.slot "Wn" : !pipe.slot<weights>
+  %d = pipe.slot "D" : !pipe.slot<grads>
+  %r = pipe.slot "R" : !pipe.slot<grads>
+  pipe.load_master @c1 into(%w) turn(0)
+  pipe.zero @c1 %d
+  pipe.swap %w, %wn turn(1) : !pipe.slot<weights>
+  pipe.forward @c1 weights(%w) microbatch(1) turn(2)
+  pipe.backward_input @c1 weights(%w) microbatch(1) turn(3)
+  pipe.backward_weight @c1 microbatch(1) accumulate(%d) turn(4)
+  pipe.backward @c1 weights(%w) microbatch(3) accumulate(%d) turn(5)
+  %t = pipe.recv %r from 0 turn(6) : !pipe.slot<grads>
+  pipe.wait %t turn(7)
+  pipe.add_into @c1 %r into(%d) turn(8)
+  pipe.optimizer_step @c1 grads(%d) turn(9)
+}

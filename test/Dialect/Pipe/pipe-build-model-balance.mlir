@@ -9,6 +9,18 @@
 // CHECK: pipe.chunk layers [4, 5) @chunk2(
 // CHECK: pipe.chunk layers [5, 6) @chunk3(
 // SEVEN: error: pipe-build-model: cannot cut 6 layers into 7 chunks: there are more chunks than layers
+// The four chunks scheduled on four ranks, as one pass pipeline: chunk c's
+// master is on rank c + 1 mod 4, which seeds its ring with it and steps it.
+// RUN: weipipe-opt %s -pass-pipeline='builtin.module(pipe-build-model{chunks=4},pipe-schedule{ranks=4 microbatches=4},pipe-verify-schedule)' | FileCheck %s --check-prefix=SCHED
+// SCHED-LABEL: pipe.program @rank0 for @main_model rank 0 of 4 schedule "weipipe-interleave" microbatches 4 owners [1, 2, 3, 0] {
+// SCHED:         pipe.load_master @chunk3 into(%B)
+// SCHED:         pipe.optimizer_step @chunk3 grads(%D)
+// SCHED-LABEL: pipe.program @rank1 for @main_model rank 1 of 4
+// SCHED:         pipe.optimizer_step @chunk0 grads(%D)
+// SCHED-LABEL: pipe.program @rank2 for @main_model rank 2 of 4
+// SCHED:         pipe.optimizer_step @chunk1 grads(%D)
+// SCHED-LABEL: pipe.program @rank3 for @main_model rank 3 of 4
+// SCHED:         pipe.optimizer_step @chunk2 grads(%D)
 // With the embedding and the head owned by the first and the last chunk, the
 // head's matmul (4 x a layer's FLOPs here) leaves the last chunk one layer
 // and the first, which also embeds, one: 1, 2, 2, 1. Both read the tied

@@ -50,6 +50,9 @@ enum class Space : uint8_t {
   Param = 2, ///< the value of parameter `index` (offset 0)
   Grad = 3,  ///< the gradient buffer of parameter `index` (offset 0)
   Const = 4, ///< constant `index` (offset 0)
+  /// The rank's scratch arena at `offset`: a pipeline stage's temporaries,
+  /// live within one function run (Stage::scratchBytes).
+  Scratch = 5,
 };
 
 struct TensorRef {
@@ -160,6 +163,9 @@ struct Stage {
   /// Function indices (-1: none).
   int32_t forward = -1, backward = -1, backwardInput = -1, backwardWeight = -1;
   uint64_t arenaBytes = 0;
+  /// Its functions' temporaries (Space::Scratch), shared by all instances:
+  /// a rank runs one function at a time.
+  uint64_t scratchBytes = 0;
   std::vector<Input> inputs; ///< graph inputs it reads (token ids, targets)
   /// The boundary with the previous stage (`in`, whose refs equal that
   /// stage's `out` in dtype and shape) and the next (`out`). `din[i]` is the

@@ -34,14 +34,25 @@ public:
   /// Allocates the plan (fails with the byte count when memory is short) and
   /// loads every parameter from its storage; relative storage paths resolve
   /// against `artifactDir`. The artifact must outlive the executor.
+  /// `holds` (a pipeline rank's, rankParameters()): the parameters to
+  /// allocate and load; the others have no buffers of their own and must be
+  /// bound (bindParam) before any instruction that uses them runs.
   static std::unique_ptr<Executor>
-  create(const Artifact &a, const std::string &artifactDir, std::string *error);
+  create(const Artifact &a, const std::string &artifactDir, std::string *error,
+         const std::vector<bool> *holds = nullptr);
   ~Executor();
 
   const Artifact &artifact() const { return a_; }
   std::vector<ParamBuffers> &params() { return params_; }
   /// Bytes this executor allocated (arena + params + grads + constants).
   uint64_t bytesAllocated() const;
+  /// The same, by kind (each buffer rounded up to 64 bytes).
+  struct Allocation {
+    uint64_t arena = 0, parameters = 0, gradients = 0, constants = 0,
+             scratch = 0;
+    uint64_t stageScratch = 0; ///< pipeline stages' temporaries
+  };
+  const Allocation &allocation() const;
 
   void zeroGrads();
 

@@ -65,4 +65,61 @@ def PipeAutodiffPass : Pass<"pipe-autodiff", "::mlir::ModuleOp"> {
   ];
 }
 
+def PipeSchedulePass : Pass<"pipe-schedule", "::mlir::ModuleOp"> {
+  let summary = "Write the per-rank programs of a pipeline schedule";
+  let description = [{
+    Generates the schedule `schedule` for `ranks` ranks and `microbatches`
+    micro-batches per iteration (the generators of lib/Schedule) and writes
+    it after the `pipe.model` named `model`: one `pipe.program @rank<R>` per
+    rank, with the schedule's `microbatches` and chunk `owners` (the rank
+    that steps each `layers` chunk, in layer order), its slots as
+    `pipe.slot`s and every action as its op. Chunk `c` of the schedule is
+    the model's `c`-th `layers` chunk in layer order; the prologue and
+    epilogue are not scheduled (the runtime runs replicated ends next to the
+    first and last chunk). The model must have as many `layers` chunks as
+    the schedule places (`ranks`, or `chunks-per-rank` times `ranks` for
+    interleaved-1f1b, or 1 for single): cut it with
+    `pipe-build-model{chunks=...}`. A model that already has programs is
+    refused.
+  }];
+  let dependentDialects = ["::mlir::weipipe::pipe::PipeDialect"];
+  let options = [
+    Option<"model", "model", "std::string", /*default=*/"\"main_model\"",
+           "The pipe.model">,
+    Option<"schedule", "schedule", "std::string",
+           /*default=*/"\"weipipe-interleave\"",
+           "The schedule: single, gpipe, 1f1b, interleaved-1f1b, zb-h1, fsdp, "
+           "weipipe-naive, weipipe-interleave, weipipe-zb1, weipipe-zb2, "
+           "tawpipe">,
+    Option<"ranks", "ranks", "int", /*default=*/"1", "Ranks (P)">,
+    Option<"microbatches", "microbatches", "int", /*default=*/"1",
+           "Micro-batches per iteration, all ranks together (N)">,
+    Option<"chunksPerRank", "chunks-per-rank", "int", /*default=*/"1",
+           "Chunks per rank (interleaved-1f1b only)">,
+    Option<"nodeSize", "node-size", "int", /*default=*/"1",
+           "Ranks per node (tawpipe only)">,
+  ];
+}
+
+def PipeVerifySchedulePass : Pass<"pipe-verify-schedule", "::mlir::ModuleOp"> {
+  let summary = "Check that the programs of a schedule fit together";
+  let description = [{
+    Reads the `pipe.program`s that run the `pipe.model` named `model` (one
+    per rank) and executes them together, symbolically: every send has its
+    receive, in order on each link, and no rank waits forever; a slot in
+    flight is not touched; every forward and backward finds its chunk's
+    starting weights and its inputs on its rank; every chunk's gradient
+    collects each micro-batch once and reaches the chunk's owner, which
+    steps it once. The first violation is an error on the step that
+    commits it ("rank R, step K (ACTION at turn T): REASON", K counting the
+    program's steps from 0, slots not counted), or on the program of rank 0
+    when it concerns the schedule as a whole; the pass then fails. The IR is
+    not changed.
+  }];
+  let options = [
+    Option<"model", "model", "std::string", /*default=*/"\"main_model\"",
+           "The pipe.model">,
+  ];
+}
+
 #endif // WEIPIPE_DIALECT_PIPE_TRANSFORMS_PASSES_TD

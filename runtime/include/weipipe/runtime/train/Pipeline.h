@@ -27,6 +27,7 @@
 #define WEIPIPE_RUNTIME_TRAIN_PIPELINE_H
 
 #include "weipipe/runtime/Executor.h"
+#include "weipipe/runtime/RankMemory.h"
 #include "weipipe/runtime/Status.h"
 #include "weipipe/runtime/train/Trainer.h"
 
@@ -37,13 +38,14 @@
 
 namespace weipipe::rt::train {
 
-/// What one rank did over the run.
+/// What one rank did over the run, and what it allocated (by the kinds of
+/// the compiler's memory plan, RankMemory.h, which it equals).
 struct RankStats {
   uint64_t bytesSent = 0;
   uint64_t messagesSent = 0;
-  double waitSeconds = 0;      ///< blocked in transfers
-  uint64_t peakArenaBytes = 0; ///< arena instances alive at once, at most
-  uint64_t slotBytes = 0;      ///< ring and transfer buffers
+  double waitSeconds = 0; ///< blocked in transfers
+  RankMemoryPlan allocated;
+  uint64_t scratchBytes = 0; ///< the kernels' row statistics (not planned)
 };
 
 class PipelineTrainer {
@@ -65,7 +67,7 @@ public:
 
   /// The current value of parameter `index` (from the rank that owns it).
   const float *paramValue(size_t index) const;
-  const std::vector<RankStats> &stats() const;
+  std::vector<RankStats> stats() const;
   /// Bytes the ranks allocated together (executors, arena instances, slots,
   /// optimizer state).
   uint64_t bytesAllocated() const;

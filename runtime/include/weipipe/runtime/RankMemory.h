@@ -1,0 +1,79 @@
+//===- RankMemory.h - what one rank of a pipeline holds ---------*- C++ -*-===//
+//
+// Part of weipipe's runtime. The lifetime of a stage's arena instance (one
+// micro-batch of the stage, from its forward to its last backward step) as
+// one definition that the runtime follows (train/Pipeline.cpp) and the
+// compiler's memory plan replays, so that the plan the compiler prints is
+// what each rank allocates.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef WEIPIPE_RUNTIME_RANKMEMORY_H
+#define WEIPIPE_RUNTIME_RANKMEMORY_H
+
+#include "weipipe/runtime/Artifact.h"
+
+#include <cstdint>
+#include <map>
+#include <utility>
+#include <vector>
+
+namespace weipipe::rt {
+
+/// What an action does to arena instances: the ones it needs live before it
+/// runs (acquired if new), and afterwards the facts it establishes. An
+/// instance is freed once its backward ran whole and its input gradient was
+/// taken (by the previous stage's backward on this rank, a send, or nobody:
+/// chunk 0's).
+struct InstanceEffects {
+  std::vector<size_t> acquire; ///< stages, in order (micro-batch: the action's)
+  struct Settle {
+    size_t stage;
+    bool backwardDone, inputGradTaken;
+  };
+  std::vector<Settle> settle; ///< after the action
+};
+InstanceEffects instanceEffects(const Artifact &a, const Action &ac);
+
+/// Instances alive on a rank, by (stage, micro-batch); what `settle` frees.
+class InstanceLifetimes {
+public:
+  /// Marks the facts; returns true when the instance is to be freed now.
+  bool settle(size_t stage, int microbatch, bool backwardDone,
+              bool inputGradTaken);
+  void clear() { life_.clear(); }
+
+private:
+  struct Life {
+    bool backwardDone = false, inputGradTaken = false;
+  };
+  std::map<std::pair<size_t, int>, Life> life_;
+};
+
+/// One rank's memory, as the runtime allocates it.
+struct RankMemoryPlan {
+  uint64_t parameterBytes = 0; ///< values of what the rank holds: the chunks
+                               ///< it steps and the replicated ends
+  uint64_t gradientBytes = 0;  ///< their gradient buffers
+  uint64_t optimizerBytes = 0; ///< AdamW's two moments of the same
+  uint64_t constantBytes = 0;
+  uint64_t slotBytes = 0; ///< ring and transfer buffers
+  /// Arena instances: per stage, as many as the program ever holds at once.
+  uint64_t activationBytes = 0;
+  /// The stages' temporaries: one scratch arena, the largest stage's.
+  uint64_t scratchBytes = 0;
+  std::vector<uint32_t> instances; ///< per stage: that count
+  uint64_t total() const {
+    return parameterBytes + gradientBytes + optimizerBytes + constantBytes +
+           slotBytes + activationBytes + scratchBytes;
+  }
+};
+
+/// The parameters rank `rank` holds (steps or replicates).
+std::vector<bool> rankParameters(const Artifact &a, size_t rank);
+/// Replays rank `rank`'s program.
+RankMemoryPlan planRankMemory(const Artifact &a, size_t rank);
+
+} // namespace weipipe::rt
+
+#endif // WEIPIPE_RUNTIME_RANKMEMORY_H

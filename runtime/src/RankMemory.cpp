@@ -1,0 +1,126 @@
+//===- RankMemory.cpp - what one rank of a pipeline holds -----------------===//
+//
+// Part of weipipe's runtime. See RankMemory.h.
+//
+//===----------------------------------------------------------------------===//
+
+#include "weipipe/runtime/RankMemory.h"
+
+#include <algorithm>
+
+namespace weipipe::rt {
+
+namespace {
+uint64_t roundUp64(uint64_t n) {
+  return (std::max<uint64_t>(n, 1) + 63) / 64 * 64;
+}
+} // namespace
+
+InstanceEffects instanceEffects(const Artifact &a, const Action &ac) {
+  InstanceEffects e;
+  if (ac.chunk < 0)
+    return e;
+  const size_t c = size_t(ac.chunk), C = a.numChunks();
+  const size_t s = a.chunkStage(c);
+  const int pro = a.prologueStage(), epi = a.epilogueStage();
+  switch (ac.op) {
+  case ActionOp::Forward:
+    // The replicated prologue runs next to chunk 0 of the rank's own
+    // micro-batches, the epilogue (loss and its backward at once) next to
+    // chunk C-1: the epilogue then holds only the gradient chunk C-1 takes.
+    if (c == 0 && pro >= 0 && ac.in < 0)
+      e.acquire.push_back(size_t(pro));
+    e.acquire.push_back(s);
+    if (c + 1 == C && epi >= 0) {
+      e.acquire.push_back(size_t(epi));
+      e.settle.push_back({size_t(epi), true, false});
+    }
+    break;
+  case ActionOp::BackwardInput:
+  case ActionOp::BackwardWeight:
+  case ActionOp::Backward: {
+    const bool input = ac.op != ActionOp::BackwardWeight;
+    const bool weight = ac.op != ActionOp::BackwardInput;
+    if (input && ac.in < 0 && (c + 1 < C || epi >= 0))
+      e.settle.push_back({s + 1, false, true});
+    if (input && c == 0 && pro >= 0)
+      e.settle.push_back({size_t(pro), true, true});
+    e.settle.push_back({s, weight, input && (ac.out >= 0 || c == 0)});
+    break;
+  }
+  default:
+    break;
+  }
+  return e;
+}
+
+bool InstanceLifetimes::settle(size_t stage, int microbatch, bool backwardDone,
+                               bool inputGradTaken) {
+  Life &l = life_[{stage, microbatch}];
+  l.backwardDone |= backwardDone;
+  l.inputGradTaken |= inputGradTaken;
+  if (!(l.backwardDone && l.inputGradTaken))
+    return false;
+  life_.erase({stage, microbatch});
+  return true;
+}
+
+std::vector<bool> rankParameters(const Artifact &a, size_t rank) {
+  std::vector<bool> holds(a.params.size(), false);
+  auto hold = [&](size_t s) {
+    for (uint32_t p : a.stages[s].params)
+      if (p < holds.size())
+        holds[p] = true;
+  };
+  if (rank < a.programs.size())
+    for (const Action &ac : a.programs[rank].actions)
+      if (ac.op == ActionOp::OptimizerStep && ac.chunk >= 0 &&
+          size_t(ac.chunk) < a.numChunks())
+        hold(a.chunkStage(size_t(ac.chunk)));
+  for (int s : {a.prologueStage(), a.epilogueStage()})
+    if (s >= 0)
+      hold(size_t(s));
+  return holds;
+}
+
+RankMemoryPlan planRankMemory(const Artifact &a, size_t rank) {
+  RankMemoryPlan plan;
+  const std::vector<bool> holds = rankParameters(a, rank);
+  for (size_t i = 0; i < a.params.size(); ++i)
+    if (holds[i]) {
+      const uint64_t b = roundUp64(uint64_t(a.params[i].numel()) * 4);
+      plan.parameterBytes += b;
+      plan.gradientBytes += b;
+      plan.optimizerBytes += 2 * uint64_t(a.params[i].numel()) * 4;
+    }
+  for (const Constant &c : a.constants)
+    plan.constantBytes += roundUp64(c.bytes.size());
+  for (const Stage &st : a.stages)
+    if (st.scratchBytes)
+      plan.scratchBytes =
+          std::max(plan.scratchBytes, roundUp64(st.scratchBytes));
+  plan.instances.assign(a.stages.size(), 0);
+  if (rank >= a.programs.size())
+    return plan;
+  const RankProgram &p = a.programs[rank];
+  for (const Slot &s : p.slots)
+    plan.slotBytes += s.bytes;
+  std::vector<uint32_t> live(a.stages.size(), 0);
+  InstanceLifetimes lifetimes;
+  for (const Action &ac : p.actions) {
+    InstanceEffects e = instanceEffects(a, ac);
+    for (size_t s : e.acquire)
+      plan.instances[s] = std::max(plan.instances[s], ++live[s]);
+    for (const InstanceEffects::Settle &st : e.settle)
+      if (lifetimes.settle(st.stage, ac.microbatch, st.backwardDone,
+                           st.inputGradTaken) &&
+          live[st.stage] > 0)
+        --live[st.stage];
+  }
+  for (size_t s = 0; s < a.stages.size(); ++s)
+    plan.activationBytes +=
+        uint64_t(plan.instances[s]) * a.stages[s].arenaBytes;
+  return plan;
+}
+
+} // namespace weipipe::rt
