@@ -197,12 +197,7 @@ LogicalResult mlir::weipipe::buildPipelineArtifact(ModuleOp module,
     return module.emitError() << error;
 
   PassManager pm(ctx);
-  NNTieParametersPassOptions tie;
-  tie.keepSeparate = opt.keepTiesSeparate;
-  pm.addPass(createNNTieParametersPass(tie));
-  if (opt.fuse)
-    pm.addPass(createNNFusePass());
-  pm.addPass(createNNAppendLossPass());
+  buildLossPipeline(pm, opt.keepTiesSeparate, opt.fuse);
   PipeBuildModelPassOptions build;
   build.chunks = unsigned(chunks);
   build.ends = opt.ends == "owned" ? "owned" : "chunks";

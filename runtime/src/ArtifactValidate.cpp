@@ -837,23 +837,19 @@ std::string checkRef(const Artifact &a, const TensorRef &r, uint64_t arenaBytes,
   case Space::None:
     return "";
   case Space::Scratch:
+  case Space::Arena: {
+    const bool arena = r.space == Space::Arena;
+    const char *what = arena ? "arena" : "scratch";
+    const uint64_t size = arena ? arenaBytes : scratchBytes;
     if (r.offset % dtypeSize(r.dtype) != 0)
-      return "scratch offset " + std::to_string(r.offset) +
+      return std::string(what) + " offset " + std::to_string(r.offset) +
              " is not aligned for " + dtypeName(r.dtype);
-    if (r.offset > scratchBytes || bytes > scratchBytes - r.offset)
-      return "scratch bytes [" + std::to_string(r.offset) + ", " +
-             std::to_string(r.offset + bytes) + ") exceed the scratch of " +
-             std::to_string(scratchBytes) + " bytes";
+    if (r.offset > size || bytes > size - r.offset)
+      return std::string(what) + " bytes [" + std::to_string(r.offset) +
+             ", " + std::to_string(r.offset + bytes) + ") exceed the " + what +
+             " of " + std::to_string(size) + " bytes";
     return "";
-  case Space::Arena:
-    if (r.offset % dtypeSize(r.dtype) != 0)
-      return "arena offset " + std::to_string(r.offset) +
-             " is not aligned for " + dtypeName(r.dtype);
-    if (r.offset > arenaBytes || bytes > arenaBytes - r.offset)
-      return "arena bytes [" + std::to_string(r.offset) + ", " +
-             std::to_string(r.offset + bytes) + ") exceed the arena of " +
-             std::to_string(arenaBytes) + " bytes";
-    return "";
+  }
   case Space::Param:
   case Space::Grad: {
     const char *what = r.space == Space::Param ? "parameter" : "gradient";

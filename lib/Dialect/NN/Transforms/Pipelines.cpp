@@ -13,14 +13,18 @@
 
 namespace mlir::weipipe {
 
-void buildTrainingPipeline(OpPassManager &pm,
-                           const TrainingPipelineOptions &options) {
+void buildLossPipeline(OpPassManager &pm, bool keepTiesSeparate, bool fuse) {
   NNTieParametersPassOptions tie;
-  tie.keepSeparate = options.keepTiesSeparate;
+  tie.keepSeparate = keepTiesSeparate;
   pm.addPass(createNNTieParametersPass(tie));
-  if (options.fuse)
+  if (fuse)
     pm.addPass(createNNFusePass());
   pm.addPass(createNNAppendLossPass());
+}
+
+void buildTrainingPipeline(OpPassManager &pm,
+                           const TrainingPipelineOptions &options) {
+  buildLossPipeline(pm, options.keepTiesSeparate, options.fuse);
   NNAutodiffPassOptions ad;
   ad.recompute = options.recompute;
   pm.addPass(createNNAutodiffPass(ad));

@@ -80,6 +80,9 @@ struct TrainingPipelineOptions
 /// Ties parameters, fuses, appends the loss, differentiates, and cleans up.
 void buildTrainingPipeline(OpPassManager &pm,
                            const TrainingPipelineOptions &options);
+/// Its first half, shared with the pipeline compilation: ties parameters,
+/// fuses and appends the loss (the loss function, not yet differentiated).
+void buildLossPipeline(OpPassManager &pm, bool keepTiesSeparate, bool fuse);
 
 #define GEN_PASS_REGISTRATION
 #include "weipipe/Dialect/NN/Transforms/Passes.h.inc"
