@@ -151,10 +151,32 @@ FailureOr<LayerStructure> mlir::weipipe::discoverLayers(func::FuncOp fn) {
       last = hi;
     }
   }
-  s.prologueEnd = first;
+  // The first and the last layer may carry one op more than the others
+  // (an exporter's cast or scale where a value is first or last used): a
+  // block of b + 1 ops that is its neighbour with one op inserted is a
+  // layer too, not prologue or epilogue.
+  auto oneExtra = [&](size_t x, size_t y) { // [x, x+b+1) vs block at y
+    size_t skipped = 0;
+    for (size_t i = 0, j = 0; i < b + 1; ++i) {
+      if (j < b && loose[x + i] == loose[y + j]) {
+        ++j;
+        continue;
+      }
+      if (++skipped > 1)
+        return false;
+    }
+    return skipped == 1;
+  };
+  const bool extraFirst = first >= b + 1 && oneExtra(first - b - 1, first);
+  const bool extraLast = last + b + 1 <= n && oneExtra(last, last - b);
+  if (extraFirst)
+    s.layerBegins.push_back(first - b - 1);
+  s.prologueEnd = extraFirst ? first - b - 1 : first;
   for (size_t at = first; at < last; at += b)
     s.layerBegins.push_back(at);
-  s.epilogueBegin = last;
+  if (extraLast)
+    s.layerBegins.push_back(last);
+  s.epilogueBegin = extraLast ? last + b + 1 : last;
   return s;
 }
 
@@ -201,11 +223,19 @@ std::string mlir::weipipe::describeLayers(const LayerStructure &s) {
     os << opCounts(partOps) << "; " << names.size() << " parameter(s), "
        << values << " values";
   };
-  const size_t b = s.layerEnd(0) - s.layerBegins[0];
+  // The layers' length: a middle layer's (the first and the last may have
+  // one op more).
+  const size_t L = s.layerBegins.size(), mid = L / 2;
+  const size_t b = s.layerEnd(mid) - s.layerBegins[mid];
   llvm::SetVector<StringRef> layer0, prologue, epilogue;
-  os << s.layerBegins.size() << " x layer of " << b << " ops (";
-  part(ops.slice(s.layerBegins[0], b), layer0);
-  os << " each); prologue: ";
+  os << L << " x layer of " << b << " ops (";
+  part(ops.slice(s.layerBegins[mid], b), layer0);
+  os << " each";
+  for (size_t l = 0; l < L; l = l == 0 && L > 1 ? L - 1 : L)
+    if (s.layerEnd(l) - s.layerBegins[l] != b)
+      os << "; layer " << l << ": " << s.layerEnd(l) - s.layerBegins[l]
+         << " ops";
+  os << "); prologue: ";
   part(ops.take_front(s.prologueEnd), prologue);
   os << "; epilogue: ";
   part(ops.drop_front(s.epilogueBegin), epilogue);
