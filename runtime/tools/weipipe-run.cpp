@@ -458,6 +458,18 @@ int main(int argc, char **argv) {
   const auto trainStart = std::chrono::steady_clock::now();
   double lastLoss = 0;
   uint64_t tokensDone = 0;
+  // Pipelines: each rank's bytes sent and seconds waited in this step.
+  auto rankFields = [](const StepRecord &r) -> std::string {
+    if (r.rankBytesSent.empty())
+      return "";
+    std::string sent, wait;
+    for (size_t k = 0; k < r.rankBytesSent.size(); ++k) {
+      sent += (k ? ", " : "") + std::to_string(r.rankBytesSent[k]);
+      wait += (k ? ", " : "") + json::number(r.rankWaitSeconds[k]);
+    }
+    return ", \"rank_sent_bytes\": [" + sent + "], \"rank_wait_s\": [" + wait +
+           "]";
+  };
   auto s0 = std::chrono::steady_clock::now();
   // After every step: the log line and the progress bar.
   auto record = [&](const StepRecord &r) -> Status {
@@ -479,7 +491,7 @@ int main(int argc, char **argv) {
           "], \"time_s\": " + json::number(std::round(stepS * 1e4) / 1e4) +
           ", \"ms\": " + json::number(stepS * 1e3) + ", \"tokens_per_s\": " +
           json::number(stepS > 0 ? double(tokensPerStep) / stepS : 0.0) +
-          "}\n");
+          rankFields(r) + "}\n");
       if (!logOut.flush(&error))
         fail(error);
     }

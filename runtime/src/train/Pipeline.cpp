@@ -92,6 +92,7 @@ private:
   std::map<std::pair<size_t, int>, std::unique_ptr<Buffer>> live_;
   uint64_t instanceBytes_ = 0;
   InstanceLifetimes lifetimes_;
+  RankStats stepStart_; // the figures when the step began
   std::map<int, std::vector<transport::Request>> tokens_;
   std::vector<uint64_t> sendSeq_, recvSeq_; // per peer: message tags
   std::vector<float> losses_;               // per micro-batch (NaN: not ours)
@@ -468,6 +469,24 @@ Status Rank::finishStep(transport::Transport &t, int64_t step,
   const int P = t.size();
   const size_t N = counts.size();
   std::vector<ParamBuffers> &params = ex_.params();
+  // 0. Every rank's figures of this step's program, for the log.
+  struct Figures {
+    uint64_t bytes;
+    double wait;
+  };
+  Figures mine{stats.bytesSent - stepStart_.bytesSent,
+               stats.waitSeconds - stepStart_.waitSeconds};
+  std::vector<Figures> all(static_cast<size_t>(P));
+  if (P > 1) {
+    if (Status e = exchange(t, &mine, all.data(), sizeof(Figures)); !e.ok())
+      return e;
+  } else {
+    all[0] = mine;
+  }
+  for (const Figures &f : all) {
+    rec->rankBytesSent.push_back(f.bytes);
+    rec->rankWaitSeconds.push_back(f.wait);
+  }
   // 1. The replicated ends' gradients, summed over ranks in rank order.
   std::vector<uint32_t> ends;
   for (int s : {a_.prologueStage(), a_.epilogueStage()})
@@ -574,6 +593,7 @@ Status Rank::step(transport::Transport &t, int64_t step,
                   const std::vector<std::vector<int64_t>> &targets,
                   StepRecord *rec) {
   ex_.zeroGrads();
+  stepStart_ = stats;
   losses_.assign(counts.size(), std::nanf(""));
   tokens_.clear();
   lifetimes_.clear();

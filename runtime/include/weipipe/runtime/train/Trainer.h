@@ -37,6 +37,10 @@ struct StepRecord {
   double gradNorm = 0;           ///< before clipping
   int64_t tokens = 0;            ///< counted (non-ignored) targets
   std::vector<uint64_t> windows; ///< the data windows, in order
+  /// Pipelines: per rank, the bytes its program sent this step and the
+  /// seconds it waited for transfers (empty for single-rank training).
+  std::vector<uint64_t> rankBytesSent;
+  std::vector<double> rankWaitSeconds;
 };
 
 class Trainer {
