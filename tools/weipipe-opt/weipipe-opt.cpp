@@ -259,7 +259,6 @@ bool writeTextFile(StringRef path, StringRef text) {
 /// --emit=artifact with --ranks/--schedule: chunks, stages, the schedule.
 int emitPipelineArtifact(ModuleOp module, StringRef source,
                          StringRef outputFilename) {
-  // A failing pass would print the whole module after its message.
   module.getContext()->printOpOnDiagnostic(false);
   mlir::weipipe::PipelineOptions options;
   options.schedule.name =
@@ -368,6 +367,8 @@ int emitArtifact(ModuleOp module, StringRef source, StringRef outputFilename) {
   if (ranks > 1 || !scheduleName.empty())
     return emitPipelineArtifact(module, source, outputFilename);
   MLIRContext *ctx = module.getContext();
+  // A failing pass would print the whole module after its message.
+  ctx->printOpOnDiagnostic(false);
   bool differentiated = false;
   module.walk([&](func::FuncOp f) {
     if (mlir::weipipe::nn::autodiffRole(f))

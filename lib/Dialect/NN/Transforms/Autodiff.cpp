@@ -374,9 +374,11 @@ LogicalResult differentiateBody(func::FuncOp fn, bool recompute) {
   };
 
   // Clones `ops` into `f` (whose arguments are mapped already); pulls in
-  // parameter reads and constants, and with recompute forward values.
-  auto fill = [&](func::FuncOp f, ArrayRef<Operation *> ops,
-                  IRMapping &map) -> LogicalResult {
+  // parameter reads and constants, and with recompute forward values, for
+  // the ops and for the `results` the function returns (a zero gradient of
+  // an input the loss does not read is a constant no op computes).
+  auto fill = [&](func::FuncOp f, ArrayRef<Operation *> ops, IRMapping &map,
+                  ArrayRef<Value> results) -> LogicalResult {
     OpBuilder fb = OpBuilder::atBlockEnd(&f.getBody().front());
     std::function<LogicalResult(Value)> resolve =
         [&](Value v) -> LogicalResult {
@@ -401,6 +403,9 @@ LogicalResult differentiateBody(func::FuncOp fn, bool recompute) {
           return failure();
       fb.clone(*op, map);
     }
+    for (Value v : results)
+      if (failed(resolve(v)))
+        return failure();
     return success();
   };
   auto finish = [&](func::FuncOp f, IRMapping &map, ArrayRef<Value> results) {
@@ -425,7 +430,7 @@ LogicalResult differentiateBody(func::FuncOp fn, bool recompute) {
     IRMapping map;
     for (unsigned i = 0; i < numArgs; ++i)
       map.map(body.getArgument(i), fF.getArgument(i));
-    if (failed(fill(fF, forward, map)))
+    if (failed(fill(fF, forward, map, fReturned)))
       return failure();
     finish(fF, map, fReturned);
   }
@@ -458,7 +463,7 @@ LogicalResult differentiateBody(func::FuncOp fn, bool recompute) {
         map.map(s, f.getArgument(i++));
     for (Value v : extraArgs)
       map.map(v, f.getArgument(i++));
-    if (failed(fill(f, ops, map)))
+    if (failed(fill(f, ops, map, results)))
       return nullptr;
     finish(f, map, results);
     savedAttr.setAttr(f, mb.getI64IntegerAttr(saved.size()));
