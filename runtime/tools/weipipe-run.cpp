@@ -102,7 +102,8 @@ extern "C" void onSignal(int sig) {
 
 struct Options {
   std::string artifact, data, log, saveWeights, dumpLogits;
-  int64_t steps = -1;
+  int64_t steps = 0;
+  bool stepsGiven = false; ///< --steps is required
   double lr = 1e-3, weightDecay = 0.01, beta1 = 0.9, beta2 = 0.999, eps = 1e-8,
          gradClip = 0.0, minLr = 0.0;
   int64_t warmupSteps = 0;
@@ -172,7 +173,7 @@ Options parseArgs(int argc, char **argv) {
     if (a == "--data")
       o.data = take();
     else if (a == "--steps")
-      o.steps = parseInt(a, take());
+      o.steps = parseInt(a, take()), o.stepsGiven = true;
     else if (a == "--lr")
       o.lr = parseDouble(a, take());
     else if (a == "--weight-decay")
@@ -229,7 +230,7 @@ Options parseArgs(int argc, char **argv) {
     else if (a == "--threads") {
       const int64_t t = parseInt(a, take());
       if (t < 1 || t > 4096)
-        usageError("--threads must be >= 1, got " + value);
+        usageError("--threads must be between 1 and 4096, got " + value);
       o.threads = int(t);
     } else if (a == "--ranks") {
       o.ranks = parseInt(a, take());
@@ -246,8 +247,10 @@ Options parseArgs(int argc, char **argv) {
   o.artifact = positional[0];
   if (o.data.empty())
     usageError("--data is required");
+  if (!o.stepsGiven)
+    usageError("--steps is required");
   if (o.steps < 0)
-    usageError(o.steps == -1 ? "--steps is required" : "--steps must be >= 0");
+    usageError("--steps must be >= 0, got " + std::to_string(o.steps));
   // The reference's check_config.
   if (o.warmupSteps < 0 || o.gradClip < 0 || o.lr < 0 || o.eps < 0)
     usageError("--warmup-steps, --grad-clip, --lr and --eps must be >= 0");
