@@ -476,11 +476,19 @@ std::optional<mlir::weipipe::OnnxImportOptions> importOptionsFromCL() {
 
 int main(int argc, char **argv) {
   llvm::InitLLVM y(argc, argv);
-  // libLLVM.so registers Polly's ~100 options; they say nothing about this
-  // tool and bury the import options in --help.
-  for (auto &entry : llvm::cl::getRegisteredOptions())
-    if (entry.first.starts_with("polly"))
-      entry.second->setHiddenFlag(llvm::cl::ReallyHidden);
+  // libLLVM.so registers about 450 code-generation options (AMDGPU, ARM,
+  // Polly, ...) before main runs; they say nothing about this tool and bury
+  // its own in --help. Every option registered by now that is not ours is
+  // hidden (still accepted); MLIR's options are registered below and stay.
+  for (auto &entry : llvm::cl::getRegisteredOptions()) {
+    llvm::cl::Option *opt = entry.second;
+    bool keep = false;
+    for (llvm::cl::OptionCategory *c : opt->Categories)
+      keep |= c == &importCategory || c == &trainCategory ||
+              c == &pipelineCategory || c->getName() == "Generic Options";
+    if (!keep)
+      opt->setHiddenFlag(llvm::cl::ReallyHidden);
+  }
   registerTransformsPasses();
   mlir::weipipe::registerNNPassesAndPipelines();
   mlir::weipipe::registerTargetPasses();
