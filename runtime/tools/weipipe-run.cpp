@@ -256,15 +256,6 @@ Options parseArgs(int argc, char **argv) {
     usageError("--warmup-steps, --grad-clip, --lr and --eps must be >= 0");
   if (!(o.beta1 >= 0 && o.beta1 < 1 && o.beta2 >= 0 && o.beta2 < 1))
     usageError("--betas must be in [0, 1)");
-  std::vector<std::pair<const char *, std::string *>> outs = {
-      {"--log", &o.log},
-      {"--save-weights", &o.saveWeights},
-      {"--dump-logits", &o.dumpLogits}};
-  for (size_t i = 0; i < outs.size(); ++i)
-    for (size_t j = i + 1; j < outs.size(); ++j)
-      if (!outs[i].second->empty() && *outs[i].second == *outs[j].second)
-        usageError(std::string(outs[i].first) + " and " + outs[j].first +
-                   " name the same file");
   return o;
 }
 
@@ -273,6 +264,39 @@ std::string dirName(const std::string &path) {
   if (slash == std::string::npos)
     return ".";
   return slash == 0 ? "/" : path.substr(0, slash);
+}
+
+/// No output may be another output or one of the run's inputs (the
+/// artifact, the data, the files the parameters load from): compared by
+/// identity, so "out/a" and "out/./a", links and symlinks are caught.
+void checkOutputs(const Options &o, const Artifact *a) {
+  std::vector<std::pair<std::string, std::string>> ins = {
+      {"the artifact", o.artifact}, {"the data file (--data)", o.data}};
+  if (a)
+    for (const Parameter &p : a->params)
+      ins.push_back({"the model file parameter '" + p.name + "' loads from",
+                     p.storage.file[0] == '/'
+                         ? p.storage.file
+                         : dirName(o.artifact) + "/" + p.storage.file});
+  const std::pair<const char *, const std::string *> outs[] = {
+      {"--log", &o.log},
+      {"--save-weights", &o.saveWeights},
+      {"--dump-logits", &o.dumpLogits}};
+  for (size_t i = 0; i < std::size(outs); ++i) {
+    if (outs[i].second->empty())
+      continue;
+    const std::string id = fileIdentity(*outs[i].second);
+    if (id.empty())
+      continue; // its directory does not exist: opening it will say so
+    for (size_t j = i + 1; j < std::size(outs); ++j)
+      if (!outs[j].second->empty() && fileIdentity(*outs[j].second) == id)
+        usageError(std::string(outs[i].first) + " and " + outs[j].first +
+                   " name the same file");
+    for (const auto &[what, path] : ins)
+      if (fileIdentity(path) == id)
+        usageError(std::string(outs[i].first) + " " + *outs[i].second + " is " +
+                   what + "; it would be overwritten");
+  }
 }
 
 /// The run's options as sorted JSON (the reference's "weipipe.reference"
@@ -311,7 +335,11 @@ double seconds(std::chrono::steady_clock::time_point a,
 } // namespace
 
 int main(int argc, char **argv) {
+  // With standard error closed (2>&-), the first file opened would take
+  // descriptor 2 and the progress lines would land in it.
+  reserveStandardDescriptors();
   const Options o = parseArgs(argc, argv);
+  checkOutputs(o, nullptr);
   const auto t0 = std::chrono::steady_clock::now();
 
   // Threads: the OpenMP team of the kernels (OpenBLAS stays on the calling
@@ -328,6 +356,7 @@ int main(int argc, char **argv) {
   if (!art)
     fail(error);
   const Artifact &a = *art;
+  checkOutputs(o, &a);
   const int64_t M = a.microbatches, B = a.batch, S = a.seq, V = a.vocab;
   if (M < 1 || B < 1 || S < 1 || V < 1)
     fail(o.artifact + ": needs microbatches, batch, seq and vocab >= 1 (got " +
@@ -375,8 +404,11 @@ int main(int argc, char **argv) {
   gOutputs[0] = &logOut;
   gOutputs[1] = &weightsOut;
   gOutputs[2] = &logitsOut;
-  std::signal(SIGINT, onSignal);
-  std::signal(SIGTERM, onSignal);
+  // Every signal that ends the process removes the temporaries first.
+  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGPIPE, SIGQUIT, SIGUSR1, SIGUSR2,
+                  SIGALRM, SIGVTALRM, SIGPROF, SIGXCPU, SIGXFSZ, SIGSEGV,
+                  SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGTRAP, SIGSYS})
+    std::signal(sig, onSignal);
   if (!o.log.empty() && !logOut.open(o.log, &error))
     fail(error);
   if (!o.saveWeights.empty() && !weightsOut.open(o.saveWeights, &error))

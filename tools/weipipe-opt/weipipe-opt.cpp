@@ -26,6 +26,7 @@
 #include "mlir/Transforms/Passes.h"
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/Support/CommandLine.h"
+#include "llvm/Support/FileSystem.h"
 #include "llvm/Support/FormatVariadic.h"
 #include "llvm/Support/InitLLVM.h"
 #include "llvm/Support/MemoryBuffer.h"
@@ -243,6 +244,32 @@ void printMemoryTable(const std::vector<::weipipe::rt::RankMemoryPlan> &plans,
   }
 }
 
+/// Whether writing `out` would overwrite `in` (the same file however
+/// spelled: links, "./", symlinks). A missing file overwrites nothing.
+bool sameFile(StringRef out, StringRef in) {
+  bool same = false;
+  return !llvm::sys::fs::equivalent(out, in, same) && same;
+}
+
+/// Refuses an output that is one of the compile's inputs: the model, or a
+/// file its parameters load from (external data), the only copies of the
+/// weights.
+bool refuseOverwritingInputs(StringRef out, StringRef source,
+                             const ::weipipe::rt::Artifact &a) {
+  std::vector<std::string> ins = {source.str()};
+  for (const auto &p : a.params)
+    ins.push_back(p.storage.file);
+  for (const std::string &in : ins)
+    if (sameFile(out, in)) {
+      llvm::WithColor::error(llvm::errs(), "weipipe-opt")
+          << "-o " << out << " is " << in
+          << ", an input of this compile (the model or its weights); it "
+             "would be overwritten\n";
+      return true;
+    }
+  return false;
+}
+
 /// Writes `text` to `path` through a temporary renamed over it.
 bool writeTextFile(StringRef path, StringRef text) {
   std::string error;
@@ -302,6 +329,10 @@ int emitPipelineArtifact(ModuleOp module, StringRef source,
     llvm::outs() << ::weipipe::schedule::formatTable(schedule);
   if (!exportSchedule.empty() &&
       !writeTextFile(exportSchedule, ::weipipe::schedule::formatCsv(schedule)))
+    return 1;
+  if (refuseOverwritingInputs(outputFilename, source, artifact) ||
+      (!exportSchedule.empty() &&
+       refuseOverwritingInputs(exportSchedule, source, artifact)))
     return 1;
   if (limit)
     for (size_t r = 0; r < plans.size(); ++r)
@@ -391,6 +422,8 @@ int emitArtifact(ModuleOp module, StringRef source, StringRef outputFilename) {
   options.producer = "weipipe-opt (weipipe 0.1)";
   ::weipipe::rt::Artifact artifact;
   if (failed(mlir::weipipe::buildArtifact(module, options, artifact)))
+    return 1;
+  if (refuseOverwritingInputs(outputFilename, source, artifact))
     return 1;
   std::string error;
   if (!::weipipe::rt::writeArtifactFile(artifact, outputFilename.str(),
@@ -503,6 +536,14 @@ int main(int argc, char **argv) {
                                  "  weipipe-opt input.mlir [options]\n",
                                  registry);
   MlirOptMainConfig config = MlirOptMainConfig::createFromCLOptions();
+  // `weipipe-opt m.onnx -o m.onnx` would replace the model, the only copy of
+  // its weights, with IR.
+  if (sameFile(outputFilename, inputFilename)) {
+    llvm::WithColor::error(llvm::errs(), "weipipe-opt")
+        << "-o " << outputFilename << " is the input file; it would be "
+        << "overwritten\n";
+    return 1;
+  }
 
   std::unique_ptr<llvm::MemoryBuffer> input;
   std::string errorMessage;

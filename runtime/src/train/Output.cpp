@@ -7,6 +7,7 @@
 #include "weipipe/runtime/train/Output.h"
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -22,15 +23,69 @@ bool OutputFile::failWith(std::string *error, const std::string &what,
   return false;
 }
 
+std::string weipipe::rt::train::fileIdentity(const std::string &path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) == 0)
+    return std::to_string(uint64_t(st.st_dev)) + ":" +
+           std::to_string(uint64_t(st.st_ino));
+  const size_t slash = path.rfind('/');
+  const std::string dir = slash == std::string::npos ? "."
+                          : slash == 0               ? "/"
+                                                     : path.substr(0, slash);
+  const std::string base =
+      slash == std::string::npos ? path : path.substr(slash + 1);
+  char *real = ::realpath(dir.c_str(), nullptr);
+  if (!real)
+    return "";
+  std::string id = std::string(real) + "/" + base;
+  std::free(real);
+  return id;
+}
+
+void weipipe::rt::train::reserveStandardDescriptors() {
+  for (int fd = 0; fd <= 2; ++fd)
+    if (::fcntl(fd, F_GETFD) < 0 && errno == EBADF) {
+      // open() returns the lowest free descriptor: this one.
+      const int got = ::open("/dev/null", O_RDWR);
+      if (got >= 0 && got != fd)
+        ::close(got);
+    }
+}
+
 bool OutputFile::open(const std::string &path, std::string *error) {
   discard();
   path_ = path;
+  target_ = path;
+  direct_ = false;
   struct stat st;
   if (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
     *error = "cannot write " + path + ": it is a directory";
     return false;
   }
-  tmp_ = path + ".tmp." + std::to_string(::getpid());
+  if (::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
+    // A device or a FIFO: write it in place; renaming a regular file over
+    // it would replace the device for everybody.
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0 || !(f_ = ::fdopen(fd, "wb"))) {
+      const int err = errno;
+      if (fd >= 0)
+        ::close(fd);
+      *error = "cannot write " + path + ": " + std::strerror(err);
+      return false;
+    }
+    direct_ = true;
+    writeErrno_ = 0;
+    return true;
+  }
+  struct stat lst;
+  if (::lstat(path.c_str(), &lst) == 0 && S_ISLNK(lst.st_mode)) {
+    // Write through the link: replace its target, keep the link.
+    if (char *real = ::realpath(path.c_str(), nullptr)) {
+      target_ = real;
+      std::free(real);
+    }
+  }
+  tmp_ = target_ + ".tmp." + std::to_string(::getpid());
   // 0666 through the umask, as a plain create would give the target.
   int fd = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
   if (fd < 0) {
@@ -77,12 +132,15 @@ bool OutputFile::commit(std::string *error) {
   f_ = nullptr;
   if (std::fclose(f) != 0) {
     const int err = errno;
-    ::unlink(tmp_.c_str());
+    if (!tmp_.empty())
+      ::unlink(tmp_.c_str());
     tmp_.clear();
     *error = "cannot write " + path_ + ": close failed: " + std::strerror(err);
     return false;
   }
-  if (::rename(tmp_.c_str(), path_.c_str()) != 0) {
+  if (direct_)
+    return true;
+  if (::rename(tmp_.c_str(), target_.c_str()) != 0) {
     const int err = errno;
     ::unlink(tmp_.c_str());
     tmp_.clear();

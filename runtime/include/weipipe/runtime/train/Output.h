@@ -18,8 +18,22 @@
 
 namespace weipipe::rt::train {
 
+/// Which file `path` is, for comparing paths by identity rather than by
+/// spelling ("out/a" and "out/./a", a symlink and its target, a hard link):
+/// "dev:inode" when it exists, otherwise the canonical directory and the
+/// name. Empty when even the directory cannot be resolved.
+std::string fileIdentity(const std::string &path);
+
+/// Makes descriptors 0, 1 and 2 valid (/dev/null where closed), so that no
+/// file opened later takes the place of standard error.
+void reserveStandardDescriptors();
+
 /// One output file: open() creates PATH.tmp.<pid>, commit() renames it over
 /// PATH, and an uncommitted file is removed by discard() or the destructor.
+/// A symlink is written through (the temporary goes next to its target,
+/// which the rename replaces); a target that exists and is not a regular
+/// file (a character device such as /dev/null, a FIFO) is written directly,
+/// never replaced.
 class OutputFile {
 public:
   OutputFile() = default;
@@ -48,6 +62,8 @@ private:
   bool failWith(std::string *error, const std::string &what, int err);
   std::FILE *f_ = nullptr;
   std::string path_, tmp_;
+  std::string target_;  ///< what commit() renames over (the resolved path)
+  bool direct_ = false; ///< writing a special file in place
   int writeErrno_ = 0;
 };
 
