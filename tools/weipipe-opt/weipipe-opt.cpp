@@ -316,7 +316,7 @@ int emitPipelineArtifact(ModuleOp module, StringRef source,
       llvm::WithColor::error(llvm::errs(), "weipipe-opt")
           << "--memory-limit='" << memoryLimit
           << "': expected a byte count such as 8G, 512M or 1073741824\n";
-      return 1;
+      return 2; // a usage error
     }
   }
   std::vector<::weipipe::rt::RankMemoryPlan> plans;
@@ -378,22 +378,22 @@ int emitArtifact(ModuleOp module, StringRef source, StringRef outputFilename) {
   if (outputFilename == "-" || outputFilename.empty()) {
     llvm::WithColor::error(llvm::errs(), "weipipe-opt")
         << "--emit=artifact needs an output file: -o OUT.wpp\n";
-    return 1;
+    return 2; // a usage error
   }
   if (microbatches == 0) {
     llvm::WithColor::error(llvm::errs(), "weipipe-opt")
         << "--microbatches must be at least 1\n";
-    return 1;
+    return 2; // a usage error
   }
   if (backwardKind != "fused" && backwardKind != "split") {
     llvm::WithColor::error(llvm::errs(), "weipipe-opt")
         << "--backward='" << backwardKind << "': expected fused or split\n";
-    return 1;
+    return 2; // a usage error
   }
   if (ranks == 0) {
     llvm::WithColor::error(llvm::errs(), "weipipe-opt")
         << "--ranks must be at least 1\n";
-    return 1;
+    return 2; // a usage error
   }
   if (ranks > 1 || !scheduleName.empty())
     return emitPipelineArtifact(module, source, outputFilename);
@@ -550,7 +550,7 @@ int main(int argc, char **argv) {
   if (mlir::weipipe::isOnnxFile(inputFilename)) {
     auto options = importOptionsFromCL();
     if (!options)
-      return 1;
+      return 2; // a usage error
     MLIRContext context(registry);
     context.loadAllAvailableDialects();
     // Import diagnostics read "model.onnx: error: node 'x' (Op): ...": ONNX
