@@ -84,7 +84,10 @@ std::string gibText(uint64_t b) {
 }
 
 /// MemAvailable from /proc/meminfo in bytes, or 0 if it cannot be read.
-uint64_t memAvailable() {
+uint64_t memAvailable() { return availableMemoryBytes(); }
+} // namespace
+
+uint64_t availableMemoryBytes() {
   std::ifstream f("/proc/meminfo");
   std::string key;
   uint64_t kb;
@@ -96,6 +99,8 @@ uint64_t memAvailable() {
   }
   return 0;
 }
+
+namespace {
 
 std::string shapeText(const std::vector<int64_t> &s) {
   std::string r = "[";
@@ -1110,7 +1115,8 @@ std::string loadParameters(std::vector<ParamBuffers> &params,
 std::unique_ptr<Executor> Executor::create(const Artifact &a,
                                            const std::string &artifactDir,
                                            std::string *error,
-                                           const std::vector<bool> *holds) {
+                                           const std::vector<bool> *holds,
+                                           uint64_t memoryLimit) {
   auto fail = [&](const std::string &msg) -> std::unique_ptr<Executor> {
     if (error)
       *error = msg;
@@ -1147,17 +1153,27 @@ std::unique_ptr<Executor> Executor::create(const Artifact &a,
   uint64_t stageScratch = 0;
   for (const Stage &st : a.stages)
     stageScratch = std::max<uint64_t>(stageScratch, roundUp(st.scratchBytes));
-  const uint64_t total = add(
+  const uint64_t allocated = add(
       add(add(roundUp(a.arenaBytes), paramBytes), add(paramBytes, constBytes)),
       add(scratchBytes, stageScratch));
+  // The trainer's AdamW moments (two per held value) are part of the rank's
+  // memory too: the check covers everything the rank allocates, the number
+  // the compiler prints as its peak.
+  const uint64_t optimizerBytes = add(paramBytes, paramBytes);
+  const uint64_t total = add(allocated, optimizerBytes);
   const std::string plan =
-      "the plan needs " + gibText(total) + " (arena " +
-      bytesText(a.arenaBytes) + ", parameters " + bytesText(paramBytes) +
-      ", gradients " + bytesText(paramBytes) + ", constants " +
-      bytesText(constBytes) + ", scratch " + bytesText(scratchBytes) + ")";
+      "the plan needs " + gibText(total) + " (" + std::to_string(total) +
+      " bytes: arena " + bytesText(a.arenaBytes) + ", parameters " +
+      bytesText(paramBytes) + ", gradients " + bytesText(paramBytes) +
+      ", AdamW state " + std::to_string(optimizerBytes) + " bytes, constants " +
+      bytesText(constBytes) + ", scratch " +
+      bytesText(add(scratchBytes, stageScratch)) + ")";
   if (total > (uint64_t(1) << 62))
     return fail(plan + ", more than any machine has");
   const uint64_t avail = memAvailable();
+  if (memoryLimit && total > memoryLimit)
+    return fail(plan + ", over --memory-limit (" + gibText(memoryLimit) + ", " +
+                std::to_string(memoryLimit) + " bytes)");
   if (avail != 0 && total > avail)
     return fail(plan + " but only " + gibText(avail) +
                 " of memory is available");
@@ -1180,7 +1196,7 @@ std::unique_ptr<Executor> Executor::create(const Artifact &a,
                 (avail ? " (" + gibText(avail) + " of memory available)"
                        : std::string()));
   }
-  im.bytes = total;
+  im.bytes = allocated;
   im.allocation = {roundUp(a.arenaBytes), paramBytes,  paramBytes, constBytes,
                    scratchBytes,          stageScratch};
   // Zeroed so that a read of a never-written byte is reproducible.

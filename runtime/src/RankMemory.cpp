@@ -7,6 +7,7 @@
 #include "weipipe/runtime/RankMemory.h"
 
 #include <algorithm>
+#include <cstdlib>
 
 namespace weipipe::rt {
 
@@ -15,6 +16,43 @@ uint64_t roundUp64(uint64_t n) {
   return (std::max<uint64_t>(n, 1) + 63) / 64 * 64;
 }
 } // namespace
+
+std::optional<uint64_t> parseByteCount(const std::string &text) {
+  size_t b = text.find_first_not_of(" \t"), e = text.find_last_not_of(" \t");
+  if (b == std::string::npos)
+    return std::nullopt;
+  std::string t = text.substr(b, e - b + 1);
+  double scale = 1;
+  switch (t.back()) {
+  case 'K':
+  case 'k':
+    scale = 1024.0;
+    break;
+  case 'M':
+  case 'm':
+    scale = 1024.0 * 1024;
+    break;
+  case 'G':
+  case 'g':
+    scale = 1024.0 * 1024 * 1024;
+    break;
+  case 'T':
+  case 't':
+    scale = 1024.0 * 1024 * 1024 * 1024;
+    break;
+  default:
+    break;
+  }
+  if (scale != 1)
+    t.pop_back();
+  if (t.empty() || t.find_first_not_of("0123456789.") != std::string::npos)
+    return std::nullopt;
+  char *end = nullptr;
+  const double v = std::strtod(t.c_str(), &end);
+  if (!end || *end || !(v >= 0) || v * scale > 1.8e19)
+    return std::nullopt;
+  return uint64_t(v * scale);
+}
 
 InstanceEffects instanceEffects(const Artifact &a, const Action &ac) {
   InstanceEffects e;

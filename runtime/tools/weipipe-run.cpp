@@ -68,6 +68,8 @@ contract (python/weipipe/reference/README.md).
   --threads N              kernel threads (default: the number of cores),
                            divided among the ranks of a pipeline artifact
   --ranks P                check that the artifact is compiled for P ranks
+  --memory-limit BYTES     refuse a plan (AdamW state included; all ranks of
+                           a pipeline together) over BYTES (8G, 512M, ...)
   --quiet                  no summary, no progress
   --help                   this text
 )";
@@ -113,8 +115,9 @@ struct Options {
   DataOrder order = DataOrder::Sequential;
   DataFormat format = DataFormat::Auto;
   std::optional<TokenDType> tokenDType;
-  int threads = 0;   ///< 0 = the number of cores
-  int64_t ranks = 0; ///< 0 = whatever the artifact has
+  int threads = 0;          ///< 0 = the number of cores
+  int64_t ranks = 0;        ///< 0 = whatever the artifact has
+  uint64_t memoryLimit = 0; ///< 0 = none
   bool quiet = false;
 };
 
@@ -232,6 +235,13 @@ Options parseArgs(int argc, char **argv) {
       if (t < 1 || t > 4096)
         usageError("--threads must be between 1 and 4096, got " + value);
       o.threads = int(t);
+    } else if (a == "--memory-limit") {
+      auto b = parseByteCount(take());
+      if (!b || *b == 0)
+        usageError("--memory-limit: expected a byte count such as 8G, 512M "
+                   "or 1073741824, got '" +
+                   value + "'");
+      o.memoryLimit = *b;
     } else if (a == "--ranks") {
       o.ranks = parseInt(a, take());
       if (o.ranks < 1)
@@ -431,11 +441,12 @@ int main(int argc, char **argv) {
   std::unique_ptr<PipelineTrainer> pipe;
   if (pipeline) {
     pipe = PipelineTrainer::create(a, dirName(o.artifact), *windows, optimizer,
-                                   threads, &error);
+                                   threads, &error, o.memoryLimit);
     if (!pipe)
       fail(error);
   } else {
-    ex = Executor::create(a, dirName(o.artifact), &error);
+    ex = Executor::create(a, dirName(o.artifact), &error, nullptr,
+                          o.memoryLimit);
     if (!ex)
       fail(error);
     trainer = std::make_unique<Trainer>(*ex, a, *windows, optimizer);

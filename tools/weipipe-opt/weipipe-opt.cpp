@@ -195,36 +195,6 @@ std::string formatBytes(uint64_t b) {
   return buf;
 }
 
-/// "8G", "512M", "1.5G", "1073741824" (K, M, G, T: powers of 1024).
-std::optional<uint64_t> parseBytes(StringRef text) {
-  text = text.trim();
-  uint64_t scale = 1;
-  if (!text.empty()) {
-    switch (llvm::toUpper(text.back())) {
-    case 'K':
-      scale = 1ull << 10;
-      break;
-    case 'M':
-      scale = 1ull << 20;
-      break;
-    case 'G':
-      scale = 1ull << 30;
-      break;
-    case 'T':
-      scale = 1ull << 40;
-      break;
-    default:
-      break;
-    }
-    if (scale != 1)
-      text = text.drop_back();
-  }
-  double v;
-  if (text.empty() || text.getAsDouble(v) || !(v >= 0) || v * scale > 1e19)
-    return std::nullopt;
-  return uint64_t(v * double(scale));
-}
-
 /// The per-rank memory plan as a table.
 void printMemoryTable(const std::vector<::weipipe::rt::RankMemoryPlan> &plans,
                       llvm::raw_ostream &os) {
@@ -311,7 +281,7 @@ int emitPipelineArtifact(ModuleOp module, StringRef source,
   // Every rank's memory, as the runtime will allocate it (RankMemory.h).
   std::optional<uint64_t> limit;
   if (!memoryLimit.empty()) {
-    limit = parseBytes(memoryLimit);
+    limit = ::weipipe::rt::parseByteCount(memoryLimit);
     if (!limit) {
       llvm::WithColor::error(llvm::errs(), "weipipe-opt")
           << "--memory-limit='" << memoryLimit

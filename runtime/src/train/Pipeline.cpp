@@ -739,10 +739,28 @@ PipelineTrainer::~PipelineTrainer() = default;
 std::unique_ptr<PipelineTrainer>
 PipelineTrainer::create(const Artifact &a, const std::string &artifactDir,
                         Windows &windows, OptimizerConfig config, int threads,
-                        std::string *error) {
+                        std::string *error, uint64_t memoryLimit) {
   if (!a.isPipeline()) {
     *error = "the artifact has no pipeline programs (compile with --ranks or "
              "--schedule)";
+    return nullptr;
+  }
+  // All ranks live in this process: their plans together must fit.
+  uint64_t total = 0;
+  std::string perRank;
+  for (uint32_t r = 0; r < a.ranks; ++r) {
+    const uint64_t b = planRankMemory(a, r).total();
+    total += b;
+    perRank += (r ? ", " : "") + std::to_string(b);
+  }
+  const uint64_t avail = availableMemoryBytes();
+  if ((memoryLimit && total > memoryLimit) || (avail && total > avail)) {
+    *error = "the " + std::to_string(a.ranks) + " ranks need " +
+             std::to_string(total) + " bytes together (" + perRank +
+             "), over " +
+             (memoryLimit && total > memoryLimit
+                  ? "--memory-limit (" + std::to_string(memoryLimit) + ")"
+                  : "the " + std::to_string(avail) + " bytes available");
     return nullptr;
   }
   std::unique_ptr<PipelineTrainer> t(new PipelineTrainer());

@@ -29,6 +29,9 @@ struct ParamBuffers {
   int64_t numel = 0;
 };
 
+/// The memory the system can still give (MemAvailable), or 0 if unknown.
+uint64_t availableMemoryBytes();
+
 class Executor {
 public:
   /// Allocates the plan (fails with the byte count when memory is short) and
@@ -37,9 +40,11 @@ public:
   /// `holds` (a pipeline rank's, rankParameters()): the parameters to
   /// allocate and load; the others have no buffers of their own and must be
   /// bound (bindParam) before any instruction that uses them runs.
+  /// The plan, the trainer's AdamW state included, must fit the available
+  /// memory and `memoryLimit` (bytes; 0: no limit).
   static std::unique_ptr<Executor>
   create(const Artifact &a, const std::string &artifactDir, std::string *error,
-         const std::vector<bool> *holds = nullptr);
+         const std::vector<bool> *holds = nullptr, uint64_t memoryLimit = 0);
   ~Executor();
 
   const Artifact &artifact() const { return a_; }

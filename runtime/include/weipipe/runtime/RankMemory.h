@@ -15,6 +15,8 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -68,6 +70,10 @@ struct RankMemoryPlan {
            slotBytes + activationBytes + scratchBytes;
   }
 };
+
+/// A byte count as users write it (--memory-limit): "8G", "512M", "1.5G",
+/// "1073741824" (K, M, G, T: powers of 1024); nullopt when it is not one.
+std::optional<uint64_t> parseByteCount(const std::string &text);
 
 /// The parameters rank `rank` holds (steps or replicates).
 std::vector<bool> rankParameters(const Artifact &a, size_t rank);

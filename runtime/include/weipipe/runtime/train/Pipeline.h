@@ -55,7 +55,8 @@ public:
   /// the ranks (at least one each).
   static std::unique_ptr<PipelineTrainer>
   create(const Artifact &a, const std::string &artifactDir, Windows &windows,
-         OptimizerConfig config, int threads, std::string *error);
+         OptimizerConfig config, int threads, std::string *error,
+         uint64_t memoryLimit = 0);
   ~PipelineTrainer();
 
   /// Runs steps [first, first + count) on all ranks; after each step rank
