@@ -390,7 +390,18 @@ TEST(Executor, PlanTooLargeForMemory) {
   std::string err;
   EXPECT_FALSE(Executor::create(a, t.dir, &err));
   EXPECT_HAS(err, "the plan needs ");
-  EXPECT_HAS(err, "(arena 2147483648.0 GiB, parameters 256 B, gradients 256 B");
+  EXPECT_HAS(err, "bytes: arena 2147483648.0 GiB, parameters 256 B, "
+                  "gradients 256 B, AdamW state 512 bytes");
+}
+
+TEST(Executor, MemoryLimitCoversTheOptimizerState) {
+  Tiny t = makeTiny();
+  std::string err;
+  // A limit below the plan is refused naming it; one above it passes.
+  EXPECT_FALSE(Executor::create(t.a, t.dir, &err, nullptr, 1));
+  EXPECT_HAS(err, "over --memory-limit (0.0 GiB, 1 bytes)");
+  auto ex = Executor::create(t.a, t.dir, &err, nullptr, 1 << 30);
+  EXPECT_TRUE(ex) << err;
 }
 
 TEST(Executor, DataErrorsNameTheInstruction) {
