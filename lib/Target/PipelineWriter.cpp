@@ -206,8 +206,8 @@ LogicalResult mlir::weipipe::buildPipelineArtifact(ModuleOp module,
   ad.recompute = opt.recompute;
   pm.addPass(createPipeAutodiffPass(ad));
   pm.addPass(createCSEPass());
-  // The schedule lives in the IR: written as pipe.programs, verified there,
-  // and read back below for the artifact.
+  // The schedule lives in the IR: written as pipe.programs, read back and
+  // verified below for the artifact.
   PipeSchedulePassOptions sp;
   sp.schedule = opt.schedule.name;
   sp.ranks = opt.schedule.ranks;
@@ -215,7 +215,6 @@ LogicalResult mlir::weipipe::buildPipelineArtifact(ModuleOp module,
   sp.chunksPerRank = opt.schedule.chunksPerRank;
   sp.nodeSize = opt.schedule.nodeSize;
   pm.addPass(createPipeSchedulePass(sp));
-  pm.addPass(createPipeVerifySchedulePass());
   if (failed(pm.run(module)))
     return failure();
 
@@ -271,17 +270,10 @@ LogicalResult mlir::weipipe::buildPipelineArtifact(ModuleOp module,
     out.ignoreIndex = ce.getIgnoreIndexAttr().getInt();
   });
 
-  FailureOr<sched::Schedule> read = readSchedule(module, model);
+  FailureOr<sched::Schedule> read = readVerifiedSchedule(module, model);
   if (failed(read))
     return failure();
   schedule = std::move(*read);
-  // pipe-verify-schedule passed; verifying again fills in what each
-  // transfer carries, which the lowering sizes its messages by.
-  if (std::string why = sched::verifySchedule(schedule); !why.empty())
-    return module.emitError() << "internal error: the " << opt.schedule.name
-                              << " schedule read back from the IR fails "
-                                 "verification: "
-                              << why;
   if (!lowerSchedule(schedule, out, &error))
     return module.emitError() << error;
   return success();

@@ -845,8 +845,8 @@ std::string checkRef(const Artifact &a, const TensorRef &r, uint64_t arenaBytes,
       return std::string(what) + " offset " + std::to_string(r.offset) +
              " is not aligned for " + dtypeName(r.dtype);
     if (r.offset > size || bytes > size - r.offset)
-      return std::string(what) + " bytes [" + std::to_string(r.offset) +
-             ", " + std::to_string(r.offset + bytes) + ") exceed the " + what +
+      return std::string(what) + " bytes [" + std::to_string(r.offset) + ", " +
+             std::to_string(r.offset + bytes) + ") exceed the " + what +
              " of " + std::to_string(size) + " bytes";
     return "";
   }
@@ -931,9 +931,9 @@ std::string checkF32Slot(const Artifact &a, const TensorRef &r, bool scalar,
 /// Stages: functions of the right kinds, refs inside the stage's arena, and
 /// the boundaries of neighbours equal.
 template <class CheckInputs>
-std::string
-checkStages(const Artifact &a, int64_t tokens, const CheckInputs &checkInputs,
-            std::vector<uint64_t> *arenaOf, std::vector<uint64_t> *scratchOf) {
+std::string checkStages(const Artifact &a, const CheckInputs &checkInputs,
+                        std::vector<uint64_t> *arenaOf,
+                        std::vector<uint64_t> *scratchOf) {
   std::vector<int> owner(a.functions.size(), -1);
   for (size_t i = 0; i < a.stages.size(); ++i) {
     const Stage &st = a.stages[i];
@@ -1041,7 +1041,6 @@ checkStages(const Artifact &a, int64_t tokens, const CheckInputs &checkInputs,
         return at + "parameter list entry " + std::to_string(k) +
                " is out of range or out of order";
   }
-  (void)tokens;
   return "";
 }
 
@@ -1215,7 +1214,7 @@ bool validateArtifact(const Artifact &a, const std::string &what,
   // Each function's arena: its stage's, or the single-rank program's.
   std::vector<uint64_t> arenaOf(a.functions.size(), a.arenaBytes),
       scratchOf(a.functions.size(), 0);
-  if (std::string e = checkStages(a, tokens, checkInputs, &arenaOf, &scratchOf);
+  if (std::string e = checkStages(a, checkInputs, &arenaOf, &scratchOf);
       !e.empty())
     return fail(e);
   if (std::string e = checkPrograms(a); !e.empty())

@@ -83,10 +83,9 @@ std::string gibText(uint64_t b) {
   return buf;
 }
 
-/// MemAvailable from /proc/meminfo in bytes, or 0 if it cannot be read.
-uint64_t memAvailable() { return availableMemoryBytes(); }
 } // namespace
 
+/// MemAvailable from /proc/meminfo in bytes, or 0 if it cannot be read.
 uint64_t availableMemoryBytes() {
   std::ifstream f("/proc/meminfo");
   std::string key;
@@ -1170,7 +1169,7 @@ std::unique_ptr<Executor> Executor::create(const Artifact &a,
       bytesText(add(scratchBytes, stageScratch)) + ")";
   if (total > (uint64_t(1) << 62))
     return fail(plan + ", more than any machine has");
-  const uint64_t avail = memAvailable();
+  const uint64_t avail = availableMemoryBytes();
   if (memoryLimit && total > memoryLimit)
     return fail(plan + ", over --memory-limit (" + gibText(memoryLimit) + ", " +
                 std::to_string(memoryLimit) + " bytes)");

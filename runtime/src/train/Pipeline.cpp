@@ -90,18 +90,16 @@ private:
   // Arena instances: per stage, free ones and the micro-batch's.
   std::vector<std::vector<std::unique_ptr<Buffer>>> free_;
   std::map<std::pair<size_t, int>, std::unique_ptr<Buffer>> live_;
-  uint64_t instanceBytes_ = 0;
   InstanceLifetimes lifetimes_;
   RankStats stepStart_; // the figures when the step began
   std::map<int, std::vector<transport::Request>> tokens_;
   std::vector<uint64_t> sendSeq_, recvSeq_; // per peer: message tags
   std::vector<float> losses_;               // per micro-batch (NaN: not ours)
   std::vector<std::vector<float>> m_, v_;   // AdamW state of owned params
-  uint64_t optimizerBytes_ = 0;
   std::vector<bool> gradsStaged_; // params whose step gradient is in place
 
   const Stage &stage(size_t s) const { return a_.stages[s]; }
-  Status acquire(size_t s, int m, uint8_t **base);
+  Status acquire(size_t s, int m);
   uint8_t *instance(size_t s, int m) {
     auto it = live_.find({s, m});
     return it == live_.end() ? nullptr : it->second->data();
@@ -115,8 +113,7 @@ private:
   Status forward(const Action &ac, const std::vector<int64_t> &counts,
                  int64_t total, const std::vector<std::vector<int64_t>> &ids,
                  const std::vector<std::vector<int64_t>> &targets);
-  Status backward(const Action &ac, bool input, bool weight,
-                  const std::vector<int64_t> &counts, int64_t total);
+  Status backward(const Action &ac, bool input, bool weight);
   Status runEnd(size_t s, int m, bool input, bool weight);
   /// Frees the instances `effects` settle for good.
   void settle(const InstanceEffects &effects, int m);
@@ -128,10 +125,7 @@ private:
 };
 
 uint64_t Rank::bytes() const {
-  uint64_t b = ex_.bytesAllocated() + optimizerBytes_ + instanceBytes_;
-  for (const auto &s : slotStore_)
-    b += s->size();
-  return b;
+  return stats.allocated.total() + stats.scratchBytes;
 }
 
 Status Rank::init() {
@@ -170,8 +164,8 @@ Status Rank::init() {
     if (ownsParam[i]) {
       m_[i].assign(size_t(a_.params[i].numel()), 0.0f);
       v_[i].assign(size_t(a_.params[i].numel()), 0.0f);
-      optimizerBytes_ += 2 * uint64_t(a_.params[i].numel()) * sizeof(float);
-      stats.allocated.optimizerBytes = optimizerBytes_;
+      stats.allocated.optimizerBytes +=
+          2 * uint64_t(a_.params[i].numel()) * sizeof(float);
     }
   sendSeq_.assign(a_.ranks, 0);
   recvSeq_.assign(a_.ranks, 0);
@@ -193,7 +187,7 @@ Status Rank::init() {
   return {};
 }
 
-Status Rank::acquire(size_t s, int m, uint8_t **base) {
+Status Rank::acquire(size_t s, int m) {
   if (instance(s, m))
     return Status::error("stage '" + stage(s).name + "' runs micro-batch " +
                          std::to_string(m) + " forward twice");
@@ -207,11 +201,9 @@ Status Rank::acquire(size_t s, int m, uint8_t **base) {
       return Status::error("cannot allocate an arena instance of stage '" +
                            stage(s).name + "' (" +
                            bytesText(stage(s).arenaBytes) + ")");
-    instanceBytes_ += stage(s).arenaBytes;
     ++stats.allocated.instances[s];
     stats.allocated.activationBytes += stage(s).arenaBytes;
   }
-  *base = b->data();
   live_[{s, m}] = std::move(b);
   return {};
 }
@@ -302,11 +294,9 @@ Status Rank::forward(const Action &ac, const std::vector<int64_t> &counts,
   const size_t s = a_.chunkStage(c);
   const int pro = a_.prologueStage(), epi = a_.epilogueStage();
   const InstanceEffects effects = instanceEffects(a_, ac);
-  for (size_t st : effects.acquire) {
-    uint8_t *b;
-    if (Status e = acquire(st, m, &b); !e.ok())
+  for (size_t st : effects.acquire)
+    if (Status e = acquire(st, m); !e.ok())
       return e;
-  }
   uint8_t *base = instance(s, m);
   if (c == 0 && pro >= 0 && ac.in < 0) {
     uint8_t *pb = instance(size_t(pro), m);
@@ -368,10 +358,7 @@ void Rank::settle(const InstanceEffects &effects, int m) {
       release(st.stage, m);
 }
 
-Status Rank::backward(const Action &ac, bool input, bool weight,
-                      const std::vector<int64_t> &counts, int64_t total) {
-  (void)counts;
-  (void)total;
+Status Rank::backward(const Action &ac, bool input, bool weight) {
   const int m = ac.microbatch;
   const size_t c = size_t(ac.chunk), C = a_.numChunks();
   const size_t s = a_.chunkStage(c);
@@ -647,13 +634,13 @@ Status Rank::step(transport::Transport &t, int64_t step,
       st = forward(ac, counts, total, ids, targets);
       break;
     case ActionOp::BackwardInput:
-      st = backward(ac, true, false, counts, total);
+      st = backward(ac, true, false);
       break;
     case ActionOp::BackwardWeight:
-      st = backward(ac, false, true, counts, total);
+      st = backward(ac, false, true);
       break;
     case ActionOp::Backward:
-      st = backward(ac, true, true, counts, total);
+      st = backward(ac, true, true);
       break;
     case ActionOp::OptimizerStep: {
       // The complete gradient of an owned chunk: into the executor's

@@ -27,6 +27,14 @@ std::string mlir::weipipe::chunkFunctionName(pipe::ModelOp model,
   return (model.getSymName() + "_" + chunk.getSymName()).str();
 }
 
+pipe::ModelOp mlir::weipipe::lookupModel(ModuleOp module, StringRef name,
+                                         StringRef pass) {
+  auto model = module.lookupSymbol<pipe::ModelOp>(name);
+  if (!model)
+    module.emitError() << pass << ": no pipe.model '" << name << "'";
+  return model;
+}
+
 namespace {
 
 /// `chunk` as a func.func of its activation arguments.
@@ -73,11 +81,9 @@ struct PipeAutodiffPass
 
   void runOnOperation() override {
     ModuleOp module = getOperation();
-    auto modelOp = module.lookupSymbol<pipe::ModelOp>(model);
-    if (!modelOp) {
-      module.emitError() << "pipe-autodiff: no pipe.model '" << model << "'";
+    pipe::ModelOp modelOp = lookupModel(module, model, "pipe-autodiff");
+    if (!modelOp)
       return signalPassFailure();
-    }
     OpBuilder b(module.getContext());
     b.setInsertionPointAfter(modelOp);
     for (auto chunk : modelOp.getBodyRegion().front().getOps<pipe::ChunkOp>()) {

@@ -40,11 +40,9 @@ struct PipeSchedulePass
 
   void runOnOperation() override {
     ModuleOp module = getOperation();
-    auto modelOp = module.lookupSymbol<pipe::ModelOp>(model);
-    if (!modelOp) {
-      module.emitError() << "pipe-schedule: no pipe.model '" << model << "'";
+    pipe::ModelOp modelOp = lookupModel(module, model, "pipe-schedule");
+    if (!modelOp)
       return signalPassFailure();
-    }
     for (auto program : module.getBody()->getOps<pipe::ProgramOp>()) {
       if (program.getModel() != model)
         continue;

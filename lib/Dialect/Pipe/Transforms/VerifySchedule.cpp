@@ -37,32 +37,37 @@ Operation *locate(StringRef message, ArrayRef<SmallVector<Operation *>> steps,
   return steps[rank][step];
 }
 
+} // namespace
+
+FailureOr<sched::Schedule>
+mlir::weipipe::readVerifiedSchedule(ModuleOp module, pipe::ModelOp model) {
+  SmallVector<SmallVector<Operation *>> steps;
+  FailureOr<sched::Schedule> s = readSchedule(module, model, &steps);
+  if (failed(s))
+    return failure();
+  std::string why = sched::verifySchedule(*s);
+  if (why.empty())
+    return s;
+  // readSchedule succeeded: one program per rank, in module order here.
+  SmallVector<pipe::ProgramOp> programs(size_t(s->ranks));
+  for (auto program : module.getBody()->getOps<pipe::ProgramOp>())
+    if (program.getModel() == model.getSymName())
+      programs[size_t(program.getRank())] = program;
+  locate(why, steps, programs)->emitError() << why;
+  return failure();
+}
+
+namespace {
+
 struct PipeVerifySchedulePass
     : mlir::weipipe::impl::PipeVerifySchedulePassBase<PipeVerifySchedulePass> {
   using Base::Base;
 
   void runOnOperation() override {
     ModuleOp module = getOperation();
-    auto modelOp = module.lookupSymbol<pipe::ModelOp>(model);
-    if (!modelOp) {
-      module.emitError() << "pipe-verify-schedule: no pipe.model '" << model
-                         << "'";
+    pipe::ModelOp modelOp = lookupModel(module, model, "pipe-verify-schedule");
+    if (!modelOp || failed(readVerifiedSchedule(module, modelOp)))
       return signalPassFailure();
-    }
-    SmallVector<SmallVector<Operation *>> steps;
-    FailureOr<sched::Schedule> s = readSchedule(module, modelOp, &steps);
-    if (failed(s))
-      return signalPassFailure();
-    std::string why = sched::verifySchedule(*s);
-    if (!why.empty()) {
-      // readSchedule succeeded: one program per rank, in module order here.
-      SmallVector<pipe::ProgramOp> programs(size_t(s->ranks));
-      for (auto program : module.getBody()->getOps<pipe::ProgramOp>())
-        if (program.getModel() == model)
-          programs[size_t(program.getRank())] = program;
-      locate(why, steps, programs)->emitError() << why;
-      return signalPassFailure();
-    }
     markAllAnalysesPreserved();
   }
 };

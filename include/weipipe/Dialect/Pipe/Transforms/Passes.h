@@ -28,6 +28,9 @@ class ChunkOp;
 /// `nn.autodiff_of` of its differentiated functions): "<model>_<chunk>".
 std::string chunkFunctionName(pipe::ModelOp model, pipe::ChunkOp chunk);
 
+/// The pipe.model `name` of `module`, or null after an error naming `pass`.
+pipe::ModelOp lookupModel(ModuleOp module, StringRef name, StringRef pass);
+
 //===----------------------------------------------------------------------===//
 // Schedules in the IR (ScheduleIR.cpp)
 //===----------------------------------------------------------------------===//
@@ -61,6 +64,13 @@ LogicalResult writeSchedule(OpBuilder &b, pipe::ModelOp model,
 FailureOr<::weipipe::schedule::Schedule>
 readSchedule(ModuleOp module, pipe::ModelOp model,
              SmallVectorImpl<SmallVector<Operation *>> *steps = nullptr);
+
+/// readSchedule, then the verifier (which fills in what every transfer
+/// carries); a broken schedule is an error on the op of the rank and step
+/// the verifier names. What -pipe-verify-schedule runs and the artifact
+/// writer lowers.
+FailureOr<::weipipe::schedule::Schedule>
+readVerifiedSchedule(ModuleOp module, pipe::ModelOp model);
 
 #define GEN_PASS_DECL
 #include "weipipe/Dialect/Pipe/Transforms/Passes.h.inc"
