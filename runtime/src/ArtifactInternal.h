@@ -27,8 +27,19 @@ bool validateArtifact(
     const Artifact &a, const std::string &what, std::string *error,
     const std::vector<std::vector<size_t>> *instrOffsets = nullptr);
 
-/// The element count of `s`, overflow-checked: false if a dim is negative,
-/// the rank exceeds 8, or numel * elementSize exceeds 2^62 bytes.
+/// An empty tensor's other dimensions may multiply to at most this. Kernels
+/// loop over a tensor's dimensions, so a zero dimension next to huge ones
+/// would be a loop of 2^61 turns over no data; real empty tensors (a cache
+/// of length 0) are small. With it, every loop a kernel runs is bounded by
+/// the elements of tensors that exist in memory.
+constexpr int64_t kMaxEmptyExtent = int64_t(1) << 24;
+
+/// Why shape `s` is not one the runtime can hold ("" if it is): a negative
+/// dim, rank over 8, more than 2^62 elements or numel * elementSize bytes, or
+/// an empty tensor over kMaxEmptyExtent. Sets *numel when valid.
+std::string shapeProblem(const std::vector<int64_t> &s, size_t elementSize,
+                         int64_t *numel);
+/// shapeProblem(...).empty().
 bool checkedNumel(const std::vector<int64_t> &s, size_t elementSize,
                   int64_t *numel);
 

@@ -20,22 +20,34 @@ namespace weipipe::rt::detail {
 
 using Dims = std::vector<int64_t>;
 
-bool checkedNumel(const Dims &s, size_t elementSize, int64_t *numel) {
+std::string shapeProblem(const Dims &s, size_t elementSize, int64_t *numel) {
   if (s.size() > size_t(kMaxRank))
-    return false;
+    return "rank " + std::to_string(s.size()) + " exceeds " +
+           std::to_string(kMaxRank);
   constexpr int64_t kMaxBytes = int64_t(1) << 62;
-  int64_t n = 1;
+  // n: the elements; extent: the same product with zeros taken as ones,
+  // which is what a kernel's outer loops run over.
+  int64_t n = 1, extent = 1;
   for (int64_t d : s) {
     if (d < 0)
-      return false;
-    if (d != 0 && n > kMaxBytes / d)
-      return false;
+      return "negative dimension " + std::to_string(d);
+    const int64_t e = std::max<int64_t>(d, 1);
+    if (extent > kMaxBytes / e)
+      return "more than 2^62 elements";
+    extent *= e;
     n *= d;
   }
   if (elementSize != 0 && n > kMaxBytes / int64_t(elementSize))
-    return false;
+    return "more than 2^62 bytes";
+  if (n == 0 && extent > kMaxEmptyExtent)
+    return "an empty tensor whose other dimensions multiply to " +
+           std::to_string(extent) + ", over " + std::to_string(kMaxEmptyExtent);
   *numel = n;
-  return true;
+  return "";
+}
+
+bool checkedNumel(const Dims &s, size_t elementSize, int64_t *numel) {
+  return shapeProblem(s, elementSize, numel).empty();
 }
 
 namespace {
@@ -55,6 +67,9 @@ int64_t prod(const Dims &s, size_t from, size_t to) {
 }
 
 constexpr int64_t kMaxStep = int64_t(1) << 62;
+/// Micro-batches per step: the trainer keeps per-micro-batch state, and no
+/// schedule needs more.
+constexpr uint32_t kMaxMicrobatches = 1u << 20;
 
 /// cblas_sgemm takes int sizes.
 bool gemmFits(int64_t M, int64_t K, int64_t N) {
@@ -828,10 +843,8 @@ std::string checkRef(const Artifact &a, const TensorRef &r, uint64_t arenaBytes,
   if (uint8_t(r.dtype) > uint8_t(DType::Bool))
     return "unknown dtype " + std::to_string(unsigned(r.dtype));
   int64_t n;
-  if (!checkedNumel(r.shape, dtypeSize(r.dtype), &n))
-    return "shape " + str(r.shape) +
-           " is invalid (rank > 8, a negative "
-           "dimension, or too many elements)";
+  if (std::string e = shapeProblem(r.shape, dtypeSize(r.dtype), &n); !e.empty())
+    return "shape " + str(r.shape) + " is invalid: " + e;
   const uint64_t bytes = uint64_t(n) * dtypeSize(r.dtype);
   switch (r.space) {
   case Space::None:
@@ -1154,12 +1167,28 @@ bool validateArtifact(const Artifact &a, const std::string &what,
   if (a.arenaBytes > (uint64_t(1) << 62))
     return fail("arena of " + std::to_string(a.arenaBytes) +
                 " bytes is too large");
-  if (a.microbatches == 0)
-    return fail("zero micro-batches per step");
-  int64_t tokens;
+  // The header's sizes: every one bounded, and batch x seq tied to the
+  // program below (an input of that many tokens lies in an arena), since the
+  // trainer allocates by them.
+  if (a.microbatches == 0 || a.microbatches > kMaxMicrobatches)
+    return fail(std::to_string(a.microbatches) +
+                " micro-batches per step; expected 1 to " +
+                std::to_string(kMaxMicrobatches));
+  int64_t tokens, stepTokens;
   if (!checkedNumel({a.batch, a.seq}, 8, &tokens))
     return fail("bad micro-batch size " + std::to_string(a.batch) + " x " +
                 std::to_string(a.seq));
+  if (!checkedNumel({int64_t(a.microbatches), a.batch, a.seq}, 8, &stepTokens))
+    return fail(std::to_string(a.microbatches) + " micro-batches of " +
+                std::to_string(a.batch) + " x " + std::to_string(a.seq) +
+                " tokens overflow a step");
+  if (a.vocab < 0 ||
+      (a.vocab > 0 && a.logits.present() && !a.logits.shape.empty() &&
+       a.logits.shape.back() != a.vocab))
+    return fail("vocabulary " + std::to_string(a.vocab) +
+                (a.vocab < 0 ? std::string(" is negative")
+                             : " differs from the logits' last dimension " +
+                                   std::to_string(a.logits.shape.back())));
 
   for (size_t i = 0; i < a.params.size(); ++i) {
     const Parameter &p = a.params[i];
@@ -1219,6 +1248,14 @@ bool validateArtifact(const Artifact &a, const std::string &what,
     return fail(e);
   if (std::string e = checkPrograms(a); !e.empty())
     return fail(e);
+  bool anyInput = !a.inputs.empty();
+  for (const Stage &st : a.stages)
+    anyInput |= !st.inputs.empty();
+  // (An artifact without inputs runs functions only, as in the executor's
+  // tests; weipipe-run refuses it.)
+  if (!anyInput && tokens != 0)
+    return fail("micro-batches of " + std::to_string(a.batch) + " x " +
+                std::to_string(a.seq) + " tokens, but no input reads them");
 
   for (size_t f = 0; f < a.functions.size(); ++f) {
     const Function &fn = a.functions[f];

@@ -463,6 +463,25 @@ TEST(Artifact, InvalidContentIsRejected) {
     EXPECT_HAS(structError(a), "a micro-batch is 2 x 3 tokens");
   }
   {
+    // The header's sizes: bounded, and consistent with the program.
+    Artifact a = makeArtifact();
+    a.microbatches = 1u << 21;
+    EXPECT_HAS(structError(a), "2097152 micro-batches per step; expected 1 to "
+                               "1048576");
+    a = makeArtifact();
+    a.microbatches = 1u << 20;
+    a.batch = a.seq = int64_t(1) << 20;
+    EXPECT_HAS(structError(a), "tokens overflow a step");
+    a = makeArtifact();
+    a.vocab = 9;
+    EXPECT_HAS(structError(a),
+               "vocabulary 9 differs from the logits' last dimension 8");
+    a = makeArtifact();
+    a.inputs.clear();
+    EXPECT_HAS(structError(a),
+               "micro-batches of 2 x 3 tokens, but no input reads them");
+  }
+  {
     Artifact a = makeArtifact();
     a.loss.shape = {2};
     EXPECT_HAS(structError(a), "loss must be an f32 scalar");

@@ -781,6 +781,78 @@ void reseal(std::string &b) {
 
 } // namespace
 
+// An empty tensor next to huge dimensions once passed validation and sent
+// softmax, the norms, matmul_grad, attention_grad and cross-entropy into
+// loops of 2^40 turns over no data (cross-entropy first allocated a row of
+// the vocabulary). Its other dimensions are now bounded, and at the bound
+// every such kernel runs at once.
+TEST(Executor, EmptyTensorsBoundTheWork) {
+  auto build = [](int64_t E) {
+    std::vector<Artifact> out;
+    auto one = [&](Opcode op, std::vector<std::vector<int64_t>> ins,
+                   std::vector<std::vector<int64_t>> outs,
+                   std::vector<int64_t> ints, std::vector<double> floats,
+                   std::vector<DType> inTypes = {}) {
+      Artifact a;
+      Plan p;
+      std::vector<TensorRef> operands, results;
+      for (size_t i = 0; i < ins.size(); ++i)
+        operands.push_back(
+            ins[i].empty() && i + 1 == ins.size() && op == Opcode::LayerNorm
+                ? TensorRef()
+                : p.t(i < inTypes.size() ? inTypes[i] : DType::F32, ins[i]));
+      for (auto &o : outs)
+        results.push_back(p.f32(o));
+      Function fn;
+      fn.name = "f";
+      fn.body = {instr(op, operands, results, ints, floats)};
+      a.functions = {fn};
+      a.microbatchProgram = {0};
+      exposeArena(a, p);
+      out.push_back(a);
+    };
+    const std::vector<int64_t> x = {E, 0}, c = {0};
+    one(Opcode::Softmax, {x}, {x}, {1}, {});
+    one(Opcode::LogSoftmax, {x}, {x}, {1}, {});
+    one(Opcode::SoftmaxGrad, {x, x}, {x}, {1}, {});
+    one(Opcode::LayerNorm, {x, c, {}}, {x}, {1}, {1e-5});
+    one(Opcode::RMSNorm, {x, c}, {x}, {1}, {1e-5});
+    one(Opcode::LayerNormGradInput, {x, c, x}, {x}, {1}, {1e-5});
+    one(Opcode::RMSNormGradInput, {x, c, x}, {x}, {1}, {1e-5});
+    one(Opcode::RMSNormGradScale, {x, x}, {c}, {1}, {1e-5});
+    one(Opcode::MatmulGrad, {{E, 0}, {0, 0}, {E, 0}}, {{E, 0}, {0, 0}}, {}, {});
+    const std::vector<int64_t> q = {E, 1, 0, 1};
+    one(Opcode::AttentionGrad, {q, q, q, q, q, {}}, {q, q, q}, {1, 1, 1},
+        {0.5});
+    one(Opcode::CrossEntropy, {{0, E}, {0}}, {{}}, {-100}, {},
+        {DType::F32, DType::I64});
+    one(Opcode::CrossEntropyGrad, {{0, E}, {0}, {}}, {{0, E}}, {-100}, {},
+        {DType::F32, DType::I64, DType::F32});
+    return out;
+  };
+  // The attention-gradient mask is the absent operand 5.
+  auto fixMask = [](Artifact &a) {
+    Instruction &in = a.functions[0].body[0];
+    if (in.op == Opcode::AttentionGrad)
+      in.operands[5] = TensorRef();
+  };
+  for (Artifact a : build(int64_t(1) << 40)) {
+    fixMask(a);
+    std::string err;
+    EXPECT_FALSE(Executor::create(a, "", &err))
+        << opcodeName(a.functions[0].body[0].op);
+    EXPECT_HAS(err, "an empty tensor whose other dimensions multiply to " +
+                        std::to_string(int64_t(1) << 40));
+  }
+  for (Artifact a : build(int64_t(1) << 24)) {
+    fixMask(a);
+    auto ex = create(a, "");
+    ASSERT_TRUE(ex) << opcodeName(a.functions[0].body[0].op);
+    EXPECT_TRUE(ex->runMicrobatch(nullptr, nullptr, 1.0f, nullptr).ok())
+        << opcodeName(a.functions[0].body[0].op);
+  }
+}
+
 TEST(Executor, MutatedArtifactsRunOrAreRejected) {
   // Validation must leave nothing for a kernel to abort on or to read out of
   // bounds: mutate the payload under valid checksums; whatever parses must
@@ -864,6 +936,7 @@ TEST(Trainer, StepMatchesTheCallsByHand) {
   auto ex = create(t.a, t.dir);
   ASSERT_TRUE(ex);
   train::Trainer trainer(*ex, t.a, *windows, oc);
+  ASSERT_TRUE(trainer.init().ok());
   EXPECT_EQ(trainer.optimizerBytes(), 2u * 2u * V * H * 4u);
   train::StepRecord r0, r1;
   ASSERT_TRUE(trainer.step(0, &r0).ok());

@@ -28,6 +28,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
+#include <new>
 #include <optional>
 #include <string>
 #include <unistd.h>
@@ -92,6 +94,24 @@ OutputFile *gOutputs[3] = {};
       f->discard();
   std::fprintf(stderr, "weipipe-run: error: %s\n", m.c_str());
   std::exit(1);
+}
+
+/// What the run is doing, for the message of an exception no caller turned
+/// into an error (an allocation inside a kernel's parallel region, say).
+const char *gPhase = "starting";
+
+[[noreturn]] void onTerminate() {
+  std::string what = "an unexpected error";
+  try {
+    if (std::exception_ptr e = std::current_exception())
+      std::rethrow_exception(e);
+  } catch (const std::bad_alloc &) {
+    what = "out of memory";
+  } catch (const std::exception &x) {
+    what = std::string("an unexpected error (") + x.what() + ")";
+  } catch (...) {
+  }
+  fail(what + " while " + gPhase);
 }
 
 extern "C" void onSignal(int sig) {
@@ -348,6 +368,7 @@ int main(int argc, char **argv) {
   // With standard error closed (2>&-), the first file opened would take
   // descriptor 2 and the progress lines would land in it.
   reserveStandardDescriptors();
+  std::set_terminate(onTerminate);
   const Options o = parseArgs(argc, argv);
   checkOutputs(o, nullptr);
   const auto t0 = std::chrono::steady_clock::now();
@@ -362,6 +383,7 @@ int main(int argc, char **argv) {
   cpu::set_num_threads(threads);
 
   std::string error;
+  gPhase = "reading the artifact";
   std::optional<Artifact> art = readArtifactFile(o.artifact, &error);
   if (!art)
     fail(error);
@@ -397,8 +419,17 @@ int main(int argc, char **argv) {
   if (pipeline && !o.dumpLogits.empty())
     fail("--dump-logits needs a single-rank artifact (compile without "
          "--ranks/--schedule)");
+  // Before anything is opened or trained.
+  if (!o.dumpLogits.empty() && !a.logits.present())
+    fail("--dump-logits: " + o.artifact + " keeps no logits");
+  if (!o.dumpLogits.empty() && a.logits.shape != std::vector<int64_t>{B, S, V})
+    fail("--dump-logits: " + o.artifact + ": logits have " +
+         std::to_string(a.logits.numel()) +
+         " elements, not [batch, seq, vocab] = [" + std::to_string(B) + ", " +
+         std::to_string(S) + ", " + std::to_string(V) + "]");
 
   // Data: checked against the artifact's vocabulary up front.
+  gPhase = "reading the data";
   auto tokens = TokenFile::load(o.data, V, o.tokenDType, o.format, &error);
   if (!tokens)
     fail(error);
@@ -436,6 +467,7 @@ int main(int argc, char **argv) {
   optimizer.eps = o.eps;
   optimizer.weightDecay = o.weightDecay;
   optimizer.gradClip = o.gradClip;
+  gPhase = "allocating the plan";
   std::unique_ptr<Executor> ex;
   std::unique_ptr<Trainer> trainer;
   std::unique_ptr<PipelineTrainer> pipe;
@@ -449,7 +481,9 @@ int main(int argc, char **argv) {
                           o.memoryLimit);
     if (!ex)
       fail(error);
-    trainer = std::make_unique<Trainer>(*ex, a, *windows, optimizer);
+    trainer = Trainer::create(*ex, a, *windows, optimizer, &error);
+    if (!trainer)
+      fail(error);
   }
   auto bytesAllocated = [&] {
     return pipe ? pipe->bytesAllocated()
@@ -491,15 +525,13 @@ int main(int argc, char **argv) {
     cpu::Status st = ex->runForward(ids.data(), targets.data(), &loss);
     if (!st.ok())
       fail("--dump-logits: " + st.message());
-    if (a.logits.numel() != B * S * V)
-      fail(o.artifact + ": logits have " + std::to_string(a.logits.numel()) +
-           " elements, not batch x seq x vocab = " + std::to_string(B * S * V));
     logitsOut.write(npyHeaderF32({B, S, V}));
     logitsOut.write(ex->logits(), size_t(B * S * V) * sizeof(float));
     if (!logitsOut.flush(&error))
       fail(error);
   }
 
+  gPhase = "training";
   Progress progress(stderr, !o.quiet, ::isatty(2) != 0);
   const auto trainStart = std::chrono::steady_clock::now();
   double lastLoss = 0;
@@ -601,6 +633,7 @@ int main(int argc, char **argv) {
                    (unsigned long long)stats[r].allocated.total());
   }
 
+  gPhase = "saving the weights";
   if (weightsOut.isOpen()) {
     // Every parameter under its name and each alias (transposed copies
     // transposed back to the alias's layout).

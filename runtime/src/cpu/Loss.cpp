@@ -24,17 +24,20 @@ Status cross_entropy_forward(const float *logits, const int64_t *targets,
     const int64_t t = targets[r];
     if (t != ignoreIndex && (t < 0 || t >= V))
       return Status::error("cross_entropy: target " + std::to_string(t) +
-                           " at row " + std::to_string(r) +
-                           " is outside [0, " + std::to_string(V) +
-                           ") and is not ignore_index " +
+                           " at row " + std::to_string(r) + " is outside [0, " +
+                           std::to_string(V) + ") and is not ignore_index " +
                            std::to_string(ignoreIndex));
   }
   std::vector<double> rowLoss(static_cast<size_t>(N));
 #pragma omp parallel if (N * V >= kParallelMin)
   {
-    std::vector<float> e(static_cast<size_t>(V));
+    // A row's worth per thread that gets rows, so that the scratch never
+    // exceeds the logits themselves (an empty batch allocates nothing).
+    std::vector<float> e;
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < N; ++r) {
+      if (e.empty())
+        e.resize(static_cast<size_t>(V));
       const float *x = logits + r * V;
       const float mx = row_max(x, V);
       double sum;
@@ -68,8 +71,8 @@ Status cross_entropy_forward(const float *logits, const int64_t *targets,
 }
 
 void cross_entropy_backward(const float *logits, const int64_t *targets,
-                            const float *lse, float dloss, int64_t N,
-                            int64_t V, int64_t ignoreIndex, float *dlogits) {
+                            const float *lse, float dloss, int64_t N, int64_t V,
+                            int64_t ignoreIndex, float *dlogits) {
   int64_t count = 0;
   for (int64_t r = 0; r < N; ++r)
     count += targets[r] != ignoreIndex;

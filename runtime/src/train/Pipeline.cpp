@@ -161,12 +161,20 @@ Status Rank::init() {
   m_.resize(a_.params.size());
   v_.resize(a_.params.size());
   for (size_t i = 0; i < a_.params.size(); ++i)
-    if (ownsParam[i]) {
-      m_[i].assign(size_t(a_.params[i].numel()), 0.0f);
-      v_[i].assign(size_t(a_.params[i].numel()), 0.0f);
+    if (ownsParam[i])
       stats.allocated.optimizerBytes +=
           2 * uint64_t(a_.params[i].numel()) * sizeof(float);
-    }
+  if (Status e = allocating("the AdamW state", stats.allocated.optimizerBytes,
+                            [&] {
+                              for (size_t i = 0; i < a_.params.size(); ++i)
+                                if (ownsParam[i]) {
+                                  const size_t n = size_t(a_.params[i].numel());
+                                  m_[i].assign(n, 0.0f);
+                                  v_[i].assign(n, 0.0f);
+                                }
+                            });
+      !e.ok())
+    return e;
   sendSeq_.assign(a_.ranks, 0);
   recvSeq_.assign(a_.ranks, 0);
   // A W step without weights must not read any (a recomputing W would).
@@ -784,8 +792,16 @@ Status PipelineTrainer::train(
       int(a.ranks), [&](transport::Transport &t) -> Status {
         cpu::set_num_threads(im.threadsPerRank);
         Rank &rank = *im.ranks[size_t(t.rank())];
-        std::vector<std::vector<int64_t>> ids(static_cast<size_t>(N)),
-            targets(static_cast<size_t>(N));
+        std::vector<std::vector<int64_t>> ids, targets;
+        if (Status e = allocating(
+                "the step's token ids and targets",
+                2 * uint64_t(N) * tokens * sizeof(int64_t),
+                [&] {
+                  ids.assign(size_t(N), std::vector<int64_t>(tokens));
+                  targets.assign(size_t(N), std::vector<int64_t>(tokens));
+                });
+            !e.ok())
+          return e;
         std::vector<int64_t> counts(static_cast<size_t>(N));
         for (int64_t step = first; step < first + count; ++step) {
           StepRecord rec;
@@ -793,8 +809,6 @@ Status PipelineTrainer::train(
           rec.lr = im.config.schedule.at(step);
           std::vector<uint64_t> win(static_cast<size_t>(B));
           for (int64_t m = 0; m < N; ++m) {
-            ids[size_t(m)].resize(tokens);
-            targets[size_t(m)].resize(tokens);
             im.windows.fillMicrobatch(step, m, N, B, ids[size_t(m)].data(),
                                       targets[size_t(m)].data(), win.data());
             rec.windows.insert(rec.windows.end(), win.begin(), win.end());

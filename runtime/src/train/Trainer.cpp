@@ -13,21 +13,50 @@ namespace weipipe::rt::train {
 
 Trainer::Trainer(Executor &ex, const Artifact &a, Windows &windows,
                  OptimizerConfig config)
-    : ex_(ex), a_(a), windows_(windows), config_(config) {
+    : ex_(ex), a_(a), windows_(windows), config_(config) {}
+
+cpu::Status Trainer::init() {
   std::vector<ParamBuffers> &params = ex_.params();
   m_.resize(params.size());
   v_.resize(params.size());
-  for (size_t i = 0; i < params.size(); ++i) {
-    m_[i].assign(size_t(params[i].numel), 0.0f);
-    v_[i].assign(size_t(params[i].numel), 0.0f);
-    gradPtrs_.push_back(params[i].grad);
-    gradSizes_.push_back(params[i].numel);
-    optimizerBytes_ += 2 * uint64_t(params[i].numel) * sizeof(float);
+  gradPtrs_.clear();
+  gradSizes_.clear();
+  optimizerBytes_ = 0;
+  for (const ParamBuffers &p : params) {
+    gradPtrs_.push_back(p.grad);
+    gradSizes_.push_back(p.numel);
+    optimizerBytes_ += 2 * uint64_t(p.numel) * sizeof(float);
   }
+  if (cpu::Status e =
+          allocating("the AdamW state", optimizerBytes_,
+                     [&] {
+                       for (size_t i = 0; i < params.size(); ++i) {
+                         m_[i].assign(size_t(params[i].numel), 0.0f);
+                         v_[i].assign(size_t(params[i].numel), 0.0f);
+                       }
+                     });
+      !e.ok())
+    return e;
+  // Validation bounds batch x seq by an input in the arena.
   const size_t tokens = size_t(a_.batch * a_.seq);
-  ids_.resize(tokens);
-  targets_.resize(tokens);
-  win_.resize(size_t(a_.batch));
+  return allocating("a micro-batch's token ids and targets",
+                    2 * uint64_t(tokens) * sizeof(int64_t), [&] {
+                      ids_.resize(tokens);
+                      targets_.resize(tokens);
+                      win_.resize(size_t(a_.batch));
+                    });
+}
+
+std::unique_ptr<Trainer> Trainer::create(Executor &ex, const Artifact &a,
+                                         Windows &windows,
+                                         OptimizerConfig config,
+                                         std::string *error) {
+  auto t = std::make_unique<Trainer>(ex, a, windows, config);
+  if (cpu::Status e = t->init(); !e.ok()) {
+    *error = e.message();
+    return nullptr;
+  }
+  return t;
 }
 
 cpu::Status Trainer::step(int64_t step, StepRecord *out) {

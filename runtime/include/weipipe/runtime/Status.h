@@ -8,6 +8,9 @@
 #ifndef WEIPIPE_RUNTIME_STATUS_H
 #define WEIPIPE_RUNTIME_STATUS_H
 
+#include <cstdint>
+#include <new>
+#include <stdexcept>
 #include <string>
 #include <utility>
 
@@ -31,6 +34,21 @@ private:
   }
   std::string message_;
 };
+
+/// Runs `allocate()`; an allocation that fails in it (std::bad_alloc, or a
+/// length_error from a container asked for more than it can hold) becomes an
+/// error naming `what` and its `bytes`, never an uncaught exception.
+template <class F>
+Status allocating(const std::string &what, uint64_t bytes, F &&allocate) {
+  try {
+    allocate();
+    return Status();
+  } catch (const std::bad_alloc &) {
+  } catch (const std::length_error &) {
+  }
+  return Status::error("cannot allocate " + what + " (" +
+                       std::to_string(bytes) + " bytes): out of memory");
+}
 
 } // namespace weipipe::rt
 

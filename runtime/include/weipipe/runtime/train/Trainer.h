@@ -16,6 +16,7 @@
 #include "weipipe/runtime/train/LrSchedule.h"
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -46,9 +47,18 @@ struct StepRecord {
 class Trainer {
 public:
   /// Trains `ex`'s parameters on `windows` (whose sequence length is the
-  /// artifact's). Both must outlive the trainer.
+  /// artifact's). Both must outlive the trainer. Allocates nothing: call
+  /// init() (or use create()) before step().
   Trainer(Executor &ex, const Artifact &a, Windows &windows,
           OptimizerConfig config);
+  /// Allocates the AdamW state and the micro-batch buffers; an error names
+  /// which and how many bytes.
+  cpu::Status init();
+  /// A trainer after init(), or nullptr with *error set.
+  static std::unique_ptr<Trainer> create(Executor &ex, const Artifact &a,
+                                         Windows &windows,
+                                         OptimizerConfig config,
+                                         std::string *error);
 
   /// Runs 0-based step `step`: every micro-batch's forward and backward, then
   /// the optimizer. A failing kernel or a non-finite loss (with the first
