@@ -19,6 +19,7 @@
 #include <functional>
 #include <limits>
 #include <numeric>
+#include <sstream>
 #include <stdexcept>
 
 using namespace mlir::weipipe::importer;
@@ -930,7 +931,9 @@ FoldResult Folder::run() {
     if (!input(0) || input(0)->isFloat())
       return fail(op.str() + " needs integer or bool inputs");
     auto fn = [op](int64_t x, int64_t y) {
-      return op == "BitwiseAnd" ? (x & y) : op == "BitwiseOr" ? (x | y) : (x ^ y);
+      return op == "BitwiseAnd"  ? (x & y)
+             : op == "BitwiseOr" ? (x | y)
+                                 : (x ^ y);
     };
     return binary(
         input(0)->dtype,
@@ -1185,8 +1188,35 @@ FoldResult Folder::run() {
            d = delta->getDouble(0);
     if (d == 0)
       return fail("Range delta is zero");
-    int64_t n =
-        std::max<int64_t>(0, static_cast<int64_t>(std::ceil((l - s) / d)));
+    // The count in exact arithmetic (integers) or checked (floats), so that
+    // a range past 2^63 is too large rather than wrapped to empty.
+    auto number = [](double v) {
+      std::ostringstream os;
+      os << v;
+      return os.str();
+    };
+    auto text = [&](const HostTensor &t) {
+      return t.isFloat() ? number(t.getDouble(0)) : std::to_string(t.getInt(0));
+    };
+    const std::string range = "Range from " + text(*start) + " to " +
+                              text(*limit) + " by " + text(*delta);
+    double count;
+    if (start->isFloat()) {
+      count = std::ceil((l - s) / d);
+      if (std::isnan(count))
+        return fail(range + " has no element count");
+    } else {
+      const __int128 diff = __int128(limit->getInt(0)) - start->getInt(0);
+      const __int128 step = delta->getInt(0);
+      const __int128 num = step > 0 ? diff : -diff;
+      const __int128 den = step > 0 ? step : -step;
+      count = num <= 0 ? 0.0 : double((num + den - 1) / den);
+    }
+    if (count > double(kMaxFoldedElements))
+      return fail(range + " has " + number(count) + " elements, over the " +
+                  std::to_string(kMaxFoldedElements) +
+                  " that can be computed at import time");
+    const int64_t n = count > 0 ? static_cast<int64_t>(count) : 0;
     HostTensor out(start->dtype, {n});
     for (int64_t k = 0; k < n; ++k) {
       if (out.isFloat())
@@ -1367,8 +1397,10 @@ bool addIndexTerm(const HostTensor &idx, int64_t k, int64_t t, int64_t dim,
     int64_t v = idx.getInt(p * k + t);
     int64_t norm = v < 0 ? v + dim : v;
     if (norm < 0 || norm >= dim) {
-      why = "index " + std::to_string(v) + " out of range for a dimension "
-            "of size " + std::to_string(dim);
+      why = "index " + std::to_string(v) +
+            " out of range for a dimension "
+            "of size " +
+            std::to_string(dim);
       return false;
     }
     rows.i[p] += norm * stride;
@@ -1470,6 +1502,6 @@ bool mlir::weipipe::importer::flatGatherElements(ArrayRef<int64_t> data,
       pos[d] = 0;
     }
   }
-  return !idx || addIndexTerm(*idx, 1, 0, data[axis], dataStr[axis], out.rows,
-                              why);
+  return !idx ||
+         addIndexTerm(*idx, 1, 0, data[axis], dataStr[axis], out.rows, why);
 }

@@ -9,6 +9,8 @@
 
 #include "ImporterImpl.h"
 
+#include "weipipe/runtime/Artifact.h"
+
 #include "mlir/IR/Diagnostics.h"
 #include "mlir/IR/SymbolTable.h"
 #include "mlir/IR/Verifier.h"
@@ -46,8 +48,8 @@ ArrayRef<StringRef> mlir::weipipe::supportedOnnxOps() {
     std::set<StringRef> all(emitted.begin(), emitted.end());
     for (StringRef op :
          {"Constant", "Shape", "Size", "Range", "ConstantOfShape", "Tile",
-          "CumSum", "Mod", "IsInf", "GatherND",
-          "ReduceMin", "ReduceProd", "Xor", "Flatten"})
+          "CumSum", "Mod", "IsInf", "GatherND", "ReduceMin", "ReduceProd",
+          "Xor", "Flatten"})
       all.insert(op);
     return std::vector<StringRef>(all.begin(), all.end());
   }();
@@ -102,8 +104,7 @@ Importer::Importer(MLIRContext *ctx, StringRef path,
     : ctx(ctx), path(path.str()), options(options),
       frozenRegex(options.frozenInitializers),
       trainableRegex(options.trainableInitializers),
-      dropRegex(options.dropOutputs),
-      builder(ctx), moduleBuilder(ctx) {
+      dropRegex(options.dropOutputs), builder(ctx), moduleBuilder(ctx) {
   SmallVector<char> dir(path.begin(), path.end());
   llvm::sys::path::remove_filename(dir);
   modelDir = std::string(dir.begin(), dir.end());
@@ -301,6 +302,25 @@ int32_t Importer::dtypeOf(Type elem) const {
   if (elem.isInteger(1))
     return kBool;
   return kUndefined;
+}
+
+/// Why a tensor of this type is too large for the runtime ("" if it is
+/// not): the runtime's bounds (rt::shapeProblem), so that shape arithmetic
+/// that would overflow is reported where it happens, not written.
+static std::string sizeProblem(ArrayRef<int64_t> shape, int64_t elementBytes) {
+  int64_t numel;
+  return ::weipipe::rt::shapeProblem(
+      std::vector<int64_t>(shape.begin(), shape.end()),
+      size_t(std::max<int64_t>(elementBytes, 1)), &numel);
+}
+
+static std::string sizeProblem(Type type) {
+  auto t = dyn_cast<RankedTensorType>(type);
+  if (!t || !t.hasStaticShape())
+    return "";
+  const Type e = t.getElementType();
+  const int64_t bits = e.isIntOrFloat() ? e.getIntOrFloatBitWidth() : 32;
+  return sizeProblem(t.getShape(), (bits + 7) / 8);
 }
 
 //===----------------------------------------------------------------------===//
@@ -630,8 +650,8 @@ Value Importer::materializeConstant(const HostTensor &t, Location loc) {
     // One value per diagonal, expanded by nn.band (Banded.cpp).
     HostTensor diagonals = t;
     diagonals.banded = false;
-    diagonals.shape = {static_cast<int64_t>(t.isFloat() ? t.f.size()
-                                                        : t.i.size())};
+    diagonals.shape = {
+        static_cast<int64_t>(t.isFloat() ? t.f.size() : t.i.size())};
     Value d = materializeConstant(diagonals, loc);
     return d ? nn::BandOp::create(builder, loc, type, d).getResult() : d;
   }
@@ -815,6 +835,13 @@ LogicalResult Importer::declareInputs() {
         shape.push_back(known->second);
       }
     }
+    if (std::string why = sizeProblem(shape, dtypeBytes(tt.elem_type()));
+        !why.empty())
+      return emitError(loc)
+             << "graph input '" << name << "' of shape " << shapeString(shape)
+             << (pinned != options.inputShapes.end() ? " (from --input-shape)"
+                                                     : "")
+             << " is too large for the runtime: " << why;
     if (llvm::is_contained(options.foldInputs, name)) {
       folded.push_back({in, shape});
       continue;
@@ -889,7 +916,8 @@ LogicalResult Importer::declareOutputs() {
     // inference: every dimension it fixes (or names with a pinned
     // dim_param) must agree.
     if (out.type().tensor_type().has_shape()) {
-      ArrayRef<int64_t> got = cast<RankedTensorType>(value.getType()).getShape();
+      ArrayRef<int64_t> got =
+          cast<RankedTensorType>(value.getType()).getShape();
       const auto &dims = out.type().tensor_type().shape().dim();
       bool mismatch = dims.size() != static_cast<int>(got.size());
       for (int k = 0; !mismatch && k < dims.size(); ++k) {
@@ -910,9 +938,9 @@ LogicalResult Importer::declareOutputs() {
                            ? std::to_string(dims[k].dim_value())
                            : (dims[k].has_dim_param() ? dims[k].dim_param()
                                                       : std::string("?")));
-        return emitError(loc) << "output '" << out.name()
-                              << "' is declared [" << declared
-                              << "] but computes to " << shapeString(got);
+        return emitError(loc)
+               << "output '" << out.name() << "' is declared [" << declared
+               << "] but computes to " << shapeString(got);
       }
     }
     results.push_back(value);
@@ -1082,11 +1110,18 @@ LogicalResult Importer::importNode(const onnx::NodeProto &node, int64_t index) {
   if (failed(NodeEmitter(*this, node, name, loc).emit()))
     return failure();
   auto first = last ? std::next(last->getIterator()) : block->begin();
-  for (Operation &created : llvm::make_range(first, block->end()))
+  for (Operation &created : llvm::make_range(first, block->end())) {
     if (failed(mlir::verify(&created, /*verifyRecursively=*/false)))
       return nodeError(loc, node, name)
              << "its inputs are not valid for the '" << created.getName()
              << "' op it imports to";
+    for (Type t : created.getResultTypes())
+      if (std::string why = sizeProblem(t); !why.empty())
+        return nodeError(loc, node, name)
+               << "its result "
+               << shapeString(cast<RankedTensorType>(t).getShape())
+               << " is too large for the runtime: " << why;
+  }
   return success();
 }
 
@@ -1112,8 +1147,7 @@ OwningOpRef<ModuleOp> Importer::run() {
     }
   }
   try {
-    if (failed(load()) || failed(declareInputs()) ||
-        failed(decideTrainable()))
+    if (failed(load()) || failed(declareInputs()) || failed(decideTrainable()))
       return nullptr;
     int64_t index = 0;
     for (const auto &node : model.graph().node()) {

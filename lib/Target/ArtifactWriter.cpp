@@ -231,7 +231,7 @@ private:
   }
   void foldAccumulation();
   void liveRanges();
-  void assignOffsets();
+  LogicalResult assignOffsets();
   /// First-fit over the live ranges of the arena nodes that are (or are
   /// not) scratch; returns the region's size.
   uint64_t placeNodes(bool scratch);
@@ -630,9 +630,16 @@ void Writer::liveRanges() {
   }
 }
 
-void Writer::assignOffsets() {
+LogicalResult Writer::assignOffsets() {
   arenaBytes = placeNodes(false);
   scratchBytes = placeNodes(true);
+  // Every tensor is under 2^62 bytes (ref()); their sum need not be.
+  constexpr uint64_t kMax = uint64_t(1) << 62;
+  if (arenaBytes > kMax || scratchBytes > kMax)
+    return module.emitError()
+           << "the activations need more than 2^62 bytes at once ("
+           << (arenaBytes > kMax ? "arena" : "scratch") << ")";
+  return success();
 }
 
 uint64_t Writer::placeNodes(bool scratch) {
@@ -660,16 +667,35 @@ uint64_t Writer::placeNodes(bool scratch) {
     }
     llvm::sort(busy);
     uint64_t at = 0;
+    // Saturating: an arena past 2^64 must be reported, not wrapped.
+    auto end = [&](uint64_t x) {
+      return x > UINT64_MAX - size ? UINT64_MAX : x + size;
+    };
     for (auto [b, e] : busy) {
-      if (at + size <= b)
+      if (end(at) <= b)
         break;
       at = std::max(at, e);
     }
     n.offset = at;
-    top = std::max(top, at + size);
+    top = std::max(top, end(at));
     placed.push_back(id);
   }
   return top;
+}
+
+/// A graph input the trainer fills: [batch, seq] with at least one of each,
+/// since a micro-batch without tokens trains nothing.
+LogicalResult checkMicrobatchInput(Operation *at, const rt::Input &in) {
+  const std::vector<int64_t> &s = in.ref.shape;
+  if (s.size() == 2 && s[0] >= 1 && s[1] >= 1)
+    return success();
+  std::string shape;
+  for (int64_t d : s)
+    shape += (shape.empty() ? "" : ", ") + std::to_string(d);
+  return at->emitError() << "input '" << in.name << "' is [" << shape
+                         << "]; a micro-batch needs at least one row and one "
+                            "token (--input-shape="
+                         << in.name << "=BATCH,SEQ with both >= 1)";
 }
 
 FailureOr<rt::TensorRef> Writer::ref(Operation *at, Value v) {
@@ -686,6 +712,12 @@ FailureOr<rt::TensorRef> Writer::ref(Operation *at, Value v) {
   r.dtype = *dt;
   auto shape = cast<RankedTensorType>(v.getType()).getShape();
   r.shape.assign(shape.begin(), shape.end());
+  int64_t numel;
+  if (std::string why =
+          rt::shapeProblem(r.shape, rt::dtypeSize(r.dtype), &numel);
+      !why.empty())
+    return at->emitError() << "a tensor of type " << v.getType()
+                           << " is too large for the runtime: " << why;
   return r;
 }
 
@@ -1090,8 +1122,7 @@ LogicalResult Writer::plan() {
   keepAttentionLse();
   foldAccumulation();
   liveRanges();
-  assignOffsets();
-  return success();
+  return assignOffsets();
 }
 
 LogicalResult Writer::annotate() {
@@ -1147,6 +1178,8 @@ LogicalResult Writer::run() {
     if (failed(r))
       return failure();
     in.ref = *r;
+    if (failed(checkMicrobatchInput(fwd, in)))
+      return failure();
     a.batch = type.getDimSize(0);
     a.seq = type.getDimSize(1);
     a.inputs.push_back(std::move(in));
@@ -1208,6 +1241,8 @@ LogicalResult Writer::runStage(rt::Stage &st) {
       in.role =
           in.name == "targets" ? rt::InputRole::Targets : rt::InputRole::Tokens;
       in.ref = *r;
+      if (failed(checkMicrobatchInput(fwd, in)))
+        return failure();
       st.inputs.push_back(std::move(in));
       continue;
     }

@@ -779,9 +779,10 @@ uint32_t loadU32(const uint8_t *p) {
 
 } // namespace
 
-std::optional<Artifact> parseArtifact(const void *data, size_t size,
-                                      const std::string &what,
-                                      std::string *error) {
+std::optional<Artifact>
+detail::decodeArtifact(const void *data, size_t size, const std::string &what,
+                       std::string *error,
+                       std::vector<std::vector<size_t>> *instrOffsets) {
   auto fail = [&](const std::string &msg) -> std::optional<Artifact> {
     if (error)
       *error = what + ": " + msg;
@@ -817,13 +818,22 @@ std::optional<Artifact> parseArtifact(const void *data, size_t size,
   Decoder d(data, size, what);
   d.reader().seek(kHeaderBytes);
   Artifact a;
-  std::vector<std::vector<size_t>> instrOffsets;
-  if (!decodePayload(d, a, instrOffsets)) {
+  std::vector<std::vector<size_t>> offsets;
+  if (!decodePayload(d, a, instrOffsets ? *instrOffsets : offsets)) {
     if (error)
       *error = d.error();
     return std::nullopt;
   }
-  if (!detail::validateArtifact(a, what, error, &instrOffsets))
+  return a;
+}
+
+std::optional<Artifact> parseArtifact(const void *data, size_t size,
+                                      const std::string &what,
+                                      std::string *error) {
+  std::vector<std::vector<size_t>> instrOffsets;
+  std::optional<Artifact> a =
+      detail::decodeArtifact(data, size, what, error, &instrOffsets);
+  if (!a || !detail::validateArtifact(*a, what, error, &instrOffsets))
     return std::nullopt;
   return a;
 }

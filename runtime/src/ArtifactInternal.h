@@ -27,18 +27,17 @@ bool validateArtifact(
     const Artifact &a, const std::string &what, std::string *error,
     const std::vector<std::vector<size_t>> *instrOffsets = nullptr);
 
-/// An empty tensor's other dimensions may multiply to at most this. Kernels
-/// loop over a tensor's dimensions, so a zero dimension next to huge ones
-/// would be a loop of 2^61 turns over no data; real empty tensors (a cache
-/// of length 0) are small. With it, every loop a kernel runs is bounded by
-/// the elements of tensors that exist in memory.
-constexpr int64_t kMaxEmptyExtent = int64_t(1) << 24;
+/// The decoding half of parseArtifact (which is decodeArtifact, then
+/// validateArtifact): magic, version, checksums and the payload's structure,
+/// every count bounded by the input, but none of the semantic checks. Sets
+/// *instrOffsets (see validateArtifact) when given. The artifact fuzzer's
+/// mutator decodes with it, so that it can edit artifacts that do not
+/// validate.
+std::optional<Artifact>
+decodeArtifact(const void *data, size_t size, const std::string &what,
+               std::string *error,
+               std::vector<std::vector<size_t>> *instrOffsets = nullptr);
 
-/// Why shape `s` is not one the runtime can hold ("" if it is): a negative
-/// dim, rank over 8, more than 2^62 elements or numel * elementSize bytes, or
-/// an empty tensor over kMaxEmptyExtent. Sets *numel when valid.
-std::string shapeProblem(const std::vector<int64_t> &s, size_t elementSize,
-                         int64_t *numel);
 /// shapeProblem(...).empty().
 bool checkedNumel(const std::vector<int64_t> &s, size_t elementSize,
                   int64_t *numel);

@@ -20,32 +20,6 @@ namespace weipipe::rt::detail {
 
 using Dims = std::vector<int64_t>;
 
-std::string shapeProblem(const Dims &s, size_t elementSize, int64_t *numel) {
-  if (s.size() > size_t(kMaxRank))
-    return "rank " + std::to_string(s.size()) + " exceeds " +
-           std::to_string(kMaxRank);
-  constexpr int64_t kMaxBytes = int64_t(1) << 62;
-  // n: the elements; extent: the same product with zeros taken as ones,
-  // which is what a kernel's outer loops run over.
-  int64_t n = 1, extent = 1;
-  for (int64_t d : s) {
-    if (d < 0)
-      return "negative dimension " + std::to_string(d);
-    const int64_t e = std::max<int64_t>(d, 1);
-    if (extent > kMaxBytes / e)
-      return "more than 2^62 elements";
-    extent *= e;
-    n *= d;
-  }
-  if (elementSize != 0 && n > kMaxBytes / int64_t(elementSize))
-    return "more than 2^62 bytes";
-  if (n == 0 && extent > kMaxEmptyExtent)
-    return "an empty tensor whose other dimensions multiply to " +
-           std::to_string(extent) + ", over " + std::to_string(kMaxEmptyExtent);
-  *numel = n;
-  return "";
-}
-
 bool checkedNumel(const Dims &s, size_t elementSize, int64_t *numel) {
   return shapeProblem(s, elementSize, numel).empty();
 }
@@ -1358,6 +1332,33 @@ bool normGradsFuse(const Instruction &a, const Instruction &b) {
       if (detail::overlap(r, o, &identical))
         return false;
   return true;
+}
+
+std::string shapeProblem(const std::vector<int64_t> &s, size_t elementSize,
+                         int64_t *numel) {
+  if (s.size() > size_t(kMaxRank))
+    return "rank " + std::to_string(s.size()) + " exceeds " +
+           std::to_string(kMaxRank);
+  constexpr int64_t kMaxBytes = int64_t(1) << 62;
+  // n: the elements; extent: the same product with zeros taken as ones,
+  // which is what a kernel's outer loops run over.
+  int64_t n = 1, extent = 1;
+  for (int64_t d : s) {
+    if (d < 0)
+      return "negative dimension " + std::to_string(d);
+    const int64_t e = std::max<int64_t>(d, 1);
+    if (extent > kMaxBytes / e)
+      return "more than 2^62 elements";
+    extent *= e;
+    n *= d;
+  }
+  if (elementSize != 0 && n > kMaxBytes / int64_t(elementSize))
+    return "more than 2^62 bytes";
+  if (n == 0 && extent > kMaxEmptyExtent)
+    return "an empty tensor whose other dimensions multiply to " +
+           std::to_string(extent) + ", over " + std::to_string(kMaxEmptyExtent);
+  *numel = n;
+  return "";
 }
 
 } // namespace weipipe::rt

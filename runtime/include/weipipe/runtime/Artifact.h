@@ -43,6 +43,21 @@ enum class DType : uint8_t { F32 = 0, I64 = 1, I32 = 2, Bool = 3 };
 size_t dtypeSize(DType t);
 const char *dtypeName(DType t); ///< "f32", "i64", "i32", "bool"
 
+/// An empty tensor's other dimensions may multiply to at most this. Kernels
+/// loop over a tensor's dimensions, so a zero dimension next to huge ones
+/// would be a loop of 2^61 turns over no data; real empty tensors (a cache
+/// of length 0) are small. With it, every loop a kernel runs is bounded by
+/// the elements of tensors that exist in memory.
+constexpr int64_t kMaxEmptyExtent = int64_t(1) << 24;
+
+/// Why a tensor of `shape` with `elementSize`-byte elements is not one the
+/// runtime can hold ("" if it is): a negative dimension, rank over 8, more
+/// than 2^62 elements or bytes, or an empty tensor over kMaxEmptyExtent. Sets
+/// *numel when valid. The compiler checks every tensor type against it, so
+/// that what it writes is what the runtime accepts.
+std::string shapeProblem(const std::vector<int64_t> &shape, size_t elementSize,
+                         int64_t *numel);
+
 /// Where a tensor lives.
 enum class Space : uint8_t {
   None = 0,  ///< an absent optional operand/result
