@@ -13,6 +13,7 @@
 #include "weipipe/Target/ArtifactWriter.h"
 #include "weipipe/Dialect/NN/NNOps.h"
 #include "weipipe/runtime/Artifact.h"
+#include "weipipe/runtime/Crc32c.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "llvm/ADT/TypeSwitch.h"
@@ -342,6 +343,14 @@ LogicalResult Writer::collectParameters() {
       return p.emitError() << "parameter '" << param.name << "': cannot read '"
                            << path << "': " << ec.message();
     param.storage = {std::string(path), *p.getOffset(), *p.getLength(), size};
+    // The bytes' checksum, so that an in-place edit is caught at load.
+    std::string error;
+    std::optional<uint32_t> crc = rt::crc32cOfFileRange(
+        param.storage.file, param.storage.offset, param.storage.length, &error);
+    if (!crc)
+      return p.emitError() << "parameter '" << param.name << "': " << error;
+    param.storage.checksummed = true;
+    param.storage.crc32c = *crc;
     if (auto aliases = p.getAliases()) {
       auto transposed = p.getAliasesTransposed();
       for (auto [i, name] : llvm::enumerate(*aliases))

@@ -1,4 +1,4 @@
-//===- Artifact.cpp - the .wpp training artifact, format v2 ---------------===//
+//===- Artifact.cpp - the .wpp training artifact, format v3 ---------------===//
 //
 // Part of weipipe's runtime. One encoder and one decoder for both sides.
 //
@@ -8,7 +8,7 @@
 //   schedule str, microbatches u32, batch i64, seq i64, vocab i64,
 //   ignoreIndex i64,
 //   params: u32 count x {name str, dtype u8, shape, file str, offset u64,
-//           length u64, fileSize u64, decay u8,
+//           length u64, fileSize u64, checksummed u8, crc32c u32, decay u8,
 //           aliases: u32 count x {name str, transposed u8}},
 //   constants: u32 count x {dtype u8, shape, u64 length + bytes},
 //   inputs: u32 count x {name str, role u8, ref},
@@ -252,6 +252,8 @@ void writePayload(Writer &w, const Artifact &a) {
     w.u64(p.storage.offset);
     w.u64(p.storage.length);
     w.u64(p.storage.fileSize);
+    w.u8(p.storage.checksummed ? 1 : 0);
+    w.u32(p.storage.crc32c);
     w.u8(p.decay ? 1 : 0);
     w.count(p.aliases.size());
     for (const Alias &al : p.aliases) {
@@ -515,7 +517,9 @@ bool decodeParam(Decoder &d, Parameter &p) {
   if (!(d.str(p.name) && d.dtype(p.dtype) && d.shape(p.shape) &&
         d.str(p.storage.file) && d.u64(p.storage.offset) &&
         d.u64(p.storage.length) && d.u64(p.storage.fileSize) &&
-        d.flag(p.decay, "decay") && d.count(n, kMinAlias, "alias")))
+        d.flag(p.storage.checksummed, "checksummed") &&
+        d.u32(p.storage.crc32c) && d.flag(p.decay, "decay") &&
+        d.count(n, kMinAlias, "alias")))
     return false;
   p.aliases.resize(n);
   for (Alias &al : p.aliases)

@@ -13,6 +13,7 @@
 #include "weipipe/runtime/Executor.h"
 
 #include "ArtifactInternal.h"
+#include "weipipe/runtime/Crc32c.h"
 
 #include <algorithm>
 #include <cerrno>
@@ -100,6 +101,12 @@ uint64_t availableMemoryBytes() {
 }
 
 namespace {
+
+std::string crcText(uint32_t crc) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "%08x", crc);
+  return buf;
+}
 
 std::string shapeText(const std::vector<int64_t> &s) {
   std::string r = "[";
@@ -1105,6 +1112,14 @@ std::string loadParameters(std::vector<ParamBuffers> &params,
                std::to_string(st.offset + done) + " while reading it";
       done += uint64_t(n);
     }
+    if (!st.checksummed)
+      continue;
+    if (const uint32_t got = crc32c(dst, size_t(st.length)); got != st.crc32c)
+      return at + ": bytes [" + std::to_string(st.offset) + ", " +
+             std::to_string(st.offset + st.length) + ") of " + path +
+             " differ from the ones compiled (CRC-32C " + crcText(got) +
+             ", compiled " + crcText(st.crc32c) +
+             "); the model changed since it was compiled: recompile";
   }
   return "";
 }

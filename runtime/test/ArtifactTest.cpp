@@ -47,6 +47,8 @@ Artifact makeArtifact() {
   w.name = "w";
   w.shape = {8, 4};
   w.storage = {"/abs/weights.bin", 160, 128, 0};
+  w.storage.checksummed = true;
+  w.storage.crc32c = 0x89abcdefu;
   w.decay = false;
   a.params = {emb, w};
   Constant c;
@@ -297,6 +299,9 @@ TEST(Artifact, RoundTripIsBitExact) {
   EXPECT_EQ(b->params[0].aliases.size(), 1u);
   EXPECT_EQ(b->params[0].aliases[0].name, "lm_head.weight");
   EXPECT_EQ(b->params[1].storage.offset, 160u);
+  EXPECT_FALSE(b->params[0].storage.checksummed);
+  EXPECT_TRUE(b->params[1].storage.checksummed);
+  EXPECT_EQ(b->params[1].storage.crc32c, 0x89abcdefu);
   EXPECT_FALSE(b->params[1].decay);
   EXPECT_EQ(b->constants[0].bytes, a.constants[0].bytes);
   ASSERT_EQ(b->functions.size(), 2u);
@@ -365,10 +370,10 @@ TEST(Artifact, CorruptCountsAllocateNothing) {
 
 TEST(Artifact, WrongVersionAndMagic) {
   std::string b = serializeArtifact(makeArtifact());
-  b[4] = 1; // the single-rank format before pipelines
+  b[4] = 2; // the format before parameter checksums
   reseal(b);
-  EXPECT_HAS(parseError(b), "artifact format version 1, this runtime reads "
-                            "version 2; recompile with weipipe-opt");
+  EXPECT_HAS(parseError(b), "artifact format version 2, this runtime reads "
+                            "version 3; recompile with weipipe-opt");
   b = serializeArtifact(makeArtifact());
   b[0] = 'X';
   EXPECT_HAS(parseError(b), "not a weipipe artifact");

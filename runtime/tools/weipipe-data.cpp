@@ -25,6 +25,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "weipipe/runtime/Artifact.h"
+#include "weipipe/runtime/Crc32c.h"
 #include "weipipe/runtime/train/Data.h"
 #include "weipipe/runtime/train/Json.h"
 #include "weipipe/runtime/train/Safetensors.h"
@@ -165,8 +166,11 @@ int writeTinyArtifact(const std::string &dir, int64_t B, int64_t S, int64_t V,
   const uint64_t fileSize = f->dataOffset + f->data.size();
   auto storage = [&](const char *name) {
     const SafetensorsEntry *e = f->find(name);
-    return Storage{"init.safetensors", f->dataOffset + e->begin,
-                   e->end - e->begin, fileSize};
+    Storage s{"init.safetensors", f->dataOffset + e->begin, e->end - e->begin,
+              fileSize};
+    s.checksummed = true;
+    s.crc32c = crc32c(f->data.data() + e->begin, size_t(e->end - e->begin));
+    return s;
   };
   Artifact a;
   a.producer = "weipipe-data --write-tiny-artifact";

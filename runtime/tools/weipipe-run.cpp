@@ -122,6 +122,26 @@ extern "C" void onSignal(int sig) {
   std::raise(sig);
 }
 
+/// The token file's mapping: a SIGBUS inside it is the file shrinking under
+/// the run between the trainers' checks (TokenFile::shrunk). The message is
+/// built before the handler can run; the handler only writes it.
+const char *gDataBegin = nullptr;
+size_t gDataBytes = 0;
+std::string gDataMessage;
+
+extern "C" void onBus(int sig, siginfo_t *info, void *) {
+  const char *p = static_cast<const char *>(info->si_addr);
+  if (gDataBegin && p >= gDataBegin && p < gDataBegin + gDataBytes) {
+    for (OutputFile *f : gOutputs)
+      if (f && !f->tempPath().empty())
+        ::unlink(f->tempPath().c_str());
+    ssize_t ignored = ::write(2, gDataMessage.data(), gDataMessage.size());
+    (void)ignored;
+    ::_exit(1);
+  }
+  onSignal(sig);
+}
+
 struct Options {
   std::string artifact, data, log, saveWeights, dumpLogits;
   int64_t steps = 0;
@@ -448,8 +468,18 @@ int main(int argc, char **argv) {
   // Every signal that ends the process removes the temporaries first.
   for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGPIPE, SIGQUIT, SIGUSR1, SIGUSR2,
                   SIGALRM, SIGVTALRM, SIGPROF, SIGXCPU, SIGXFSZ, SIGSEGV,
-                  SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGTRAP, SIGSYS})
+                  SIGFPE, SIGILL, SIGABRT, SIGTRAP, SIGSYS})
     std::signal(sig, onSignal);
+  gDataBegin = static_cast<const char *>(tokens->mapping());
+  gDataBytes = tokens->mappingBytes();
+  gDataMessage = "weipipe-run: error: data file " + o.data +
+                 " shrank during the run (a token past its new end was "
+                 "read); no output was written\n";
+  struct sigaction bus = {};
+  bus.sa_sigaction = onBus;
+  bus.sa_flags = SA_SIGINFO;
+  sigemptyset(&bus.sa_mask);
+  ::sigaction(SIGBUS, &bus, nullptr);
   if (!o.log.empty() && !logOut.open(o.log, &error))
     fail(error);
   if (!o.saveWeights.empty() && !weightsOut.open(o.saveWeights, &error))

