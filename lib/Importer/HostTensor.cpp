@@ -149,7 +149,10 @@ HostTensor::HostTensor(int32_t dtype, ArrayRef<int64_t> shape)
   // bound. The importer turns this into a diagnostic at the node.
   int64_t n = 1;
   for (int64_t d : shape) {
-    if (d < 0 || (d > 0 && n > kMaxFoldedElements / d))
+    if (d < 0)
+      throw std::length_error("a constant of shape " + shapeString(shape) +
+                              " has a negative dimension");
+    if (d > 0 && n > kMaxFoldedElements / d)
       throw std::length_error("a constant of shape " + shapeString(shape) +
                               " is too large to compute at import time (the "
                               "limit is " +

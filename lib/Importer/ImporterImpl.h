@@ -31,6 +31,10 @@
 
 namespace mlir::weipipe::importer {
 
+/// "element type X is not supported in computed tensors (supported: ...)",
+/// with an unknown number named as such.
+std::string elementTypeError(int32_t dtype);
+
 /// Where an inline initializer's bytes sit in the model file.
 struct RawLocation {
   uint64_t offset = 0;
@@ -78,6 +82,9 @@ public:
   OwningOpRef<ModuleOp> run();
 
   // Used by the op emitters (NodeImporter.cpp).
+  /// For a value no earlier node defines: why, if a later node does (a
+  /// cycle, or nodes out of order); "" otherwise.
+  std::string usedBeforeDefined(llvm::StringRef user, llvm::StringRef name);
   LogicalResult importNode(const onnx::NodeProto &node, int64_t index);
 
 private:
@@ -114,7 +121,9 @@ private:
 
 public:
   //--- Types ---------------------------------------------------------------
-  FailureOr<Type> elementType(int32_t dtype, Location loc);
+  /// The MLIR element type of an ONNX one, or failure (elementTypeError
+  /// says why; the caller names what has the type).
+  FailureOr<Type> elementType(int32_t dtype);
   RankedTensorType tensorType(llvm::ArrayRef<int64_t> shape, Type elem) {
     return RankedTensorType::get(shape, elem);
   }
@@ -256,8 +265,8 @@ private:
                             llvm::ArrayRef<int64_t> idxShape,
                             const HostTensor *known, bool nd,
                             int64_t axisOrBatchDims, FlatGather &g);
-  FailureOr<Value> padAxis(Value x, int64_t axis, int64_t before,
-                           int64_t after, double value);
+  FailureOr<Value> padAxis(Value x, int64_t axis, int64_t before, int64_t after,
+                           double value);
   LogicalResult concat();
   LogicalResult split();
   /// The pieces of `x` cut along `axis` into `sizes` (which must add up).

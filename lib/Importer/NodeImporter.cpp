@@ -1453,9 +1453,9 @@ LogicalResult NodeEmitter::castOp(bool like) {
   } else {
     to = attrInt(node, "to", kFloat);
   }
-  FailureOr<Type> elem = im.elementType(to, loc);
+  FailureOr<Type> elem = im.elementType(to);
   if (failed(elem))
-    return fail() << "cannot cast to " << dtypeName(to);
+    return fail() << "cannot cast: " << elementTypeError(to);
   setOut(0, castTo(x, *elem));
   return success();
 }

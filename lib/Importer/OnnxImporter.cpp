@@ -266,7 +266,7 @@ LogicalResult Importer::scanRawOffsets(StringRef bytes) {
 // Types
 //===----------------------------------------------------------------------===//
 
-FailureOr<Type> Importer::elementType(int32_t dtype, Location loc) {
+FailureOr<Type> Importer::elementType(int32_t dtype) {
   switch (dtype) {
   case kFloat:
     return Type(Float32Type::get(ctx));
@@ -281,11 +281,18 @@ FailureOr<Type> Importer::elementType(int32_t dtype, Location loc) {
   case kBool:
     return Type(IntegerType::get(ctx, 1));
   default:
-    return emitError(loc) << "element type " << dtypeName(dtype)
-                          << " is not supported in computed tensors "
-                             "(supported: float32, bfloat16, float16, int64, "
-                             "int32, bool)";
+    return failure();
   }
+}
+
+std::string importer::elementTypeError(int32_t dtype) {
+  const std::string name = dtypeName(dtype);
+  return "element type " +
+         (name == "unsupported element type"
+              ? std::to_string(dtype) + " (not an ONNX element type)"
+              : name) +
+         " is not supported in computed tensors (supported: float32, "
+         "bfloat16, float16, int64, int32, bool)";
 }
 
 int32_t Importer::dtypeOf(Type elem) const {
@@ -348,6 +355,49 @@ void Importer::setConstant(StringRef name, HostTensor t) {
   values[name] = std::move(info);
 }
 
+std::string Importer::usedBeforeDefined(StringRef user, StringRef name) {
+  const auto &nodes = model.graph().node();
+  llvm::StringMap<int> producer;
+  int userIndex = -1;
+  for (int k = 0; k < nodes.size(); ++k) {
+    for (const std::string &out : nodes[k].output())
+      if (!out.empty())
+        producer.try_emplace(out, k);
+    if (userIndex < 0 && nodeName(nodes[k], k) == user)
+      userIndex = k;
+  }
+  auto it = producer.find(name);
+  if (it == producer.end() || userIndex < 0)
+    return "";
+  const int def = it->second;
+  // Does the defining node depend on the user? Then no order can fix it.
+  std::vector<int> stack = {def};
+  std::vector<bool> seen(size_t(nodes.size()), false);
+  bool cycle = false;
+  while (!stack.empty() && !cycle) {
+    const int k = stack.back();
+    stack.pop_back();
+    if (seen[size_t(k)])
+      continue;
+    seen[size_t(k)] = true;
+    for (const std::string &in : nodes[k].input()) {
+      auto p = producer.find(in);
+      if (p == producer.end())
+        continue;
+      cycle |= p->second == userIndex;
+      stack.push_back(p->second);
+    }
+  }
+  const std::string head = "node '" + user.str() + "' uses value '" +
+                           name.str() + "', which node '" +
+                           nodeName(nodes[def], def) + "' defines";
+  if (cycle)
+    return head + " from the output of '" + user.str() +
+           "': the graph has a cycle";
+  return head + " later: the nodes are not in topological order, as ONNX "
+                "requires";
+}
+
 ValueInfo *Importer::lookup(StringRef name, Location loc) {
   auto it = values.find(name);
   std::string user = locName(loc);
@@ -355,6 +405,8 @@ ValueInfo *Importer::lookup(StringRef name, Location loc) {
     if (user.empty())
       emitError(loc) << "graph output '" << name
                      << "' is not defined by any node, input or initializer";
+    else if (std::string why = usedBeforeDefined(user, name); !why.empty())
+      emitError(loc) << why;
     else
       emitError(loc) << "node '" << user << "' uses value '" << name
                      << "' that no node, input or initializer defines";
@@ -570,9 +622,10 @@ Importer::declareParameter(const onnx::TensorProto &t, Location loc) {
                           << "' has the name of the imported function; "
                              "name the function otherwise with "
                              "--import-function-name";
-  FailureOr<Type> elem = elementType(t.data_type(), loc);
+  FailureOr<Type> elem = elementType(t.data_type());
   if (failed(elem))
-    return failure();
+    return emitError(loc) << "parameter '" << t.name()
+                          << "': " << elementTypeError(t.data_type());
   SmallVector<int64_t> shape(t.dims().begin(), t.dims().end());
   // A slice repeated along the leading axes is stored first: the parameter
   // is that slice (Trainability.cpp).
@@ -642,9 +695,11 @@ const HostTensor *Importer::constantOf(ValueInfo &v, Location loc,
 }
 
 Value Importer::materializeConstant(const HostTensor &t, Location loc) {
-  FailureOr<Type> elem = elementType(t.dtype, loc);
-  if (failed(elem))
+  FailureOr<Type> elem = elementType(t.dtype);
+  if (failed(elem)) {
+    emitError(loc) << "a constant of " << elementTypeError(t.dtype);
     return nullptr;
+  }
   auto type = RankedTensorType::get(t.shape, *elem);
   if (t.banded) {
     // One value per diagonal, expanded by nn.band (Banded.cpp).
@@ -846,10 +901,10 @@ LogicalResult Importer::declareInputs() {
       folded.push_back({in, shape});
       continue;
     }
-    FailureOr<Type> elem = elementType(tt.elem_type(), loc);
+    FailureOr<Type> elem = elementType(tt.elem_type());
     if (failed(elem))
-      return emitError(loc)
-             << "graph input '" << name << "' has an unsupported element type";
+      return emitError(loc) << "graph input '" << name
+                            << "': " << elementTypeError(tt.elem_type());
     auto type = RankedTensorType::get(shape, *elem);
     args.push_back({in, type});
     argTypes.push_back(type);

@@ -499,12 +499,32 @@ int main(int argc, char **argv) {
   DialectRegistry registry;
   mlir::weipipe::registerAllDialects(registry);
 
+  const std::string helpHeader =
+      registerCLIOptions("weipipe compiler driver\n\n"
+                         "  weipipe-opt model.onnx [options]\n"
+                         "  weipipe-opt input.mlir [options]\n",
+                         registry);
+  // LLVM's parser exits 1 on a bad flag; a usage error exits 2 here as in
+  // weipipe-run. So parse once reporting into a buffer, then, if that went
+  // well, again from a clean state through MLIR's own parse, which registers
+  // the input file and -o itself (stand-ins take their place the first time).
+  {
+    llvm::cl::list<std::string> files(llvm::cl::Positional);
+    llvm::cl::opt<std::string> output("o");
+    std::string errors;
+    llvm::raw_string_ostream os(errors);
+    const bool ok =
+        llvm::cl::ParseCommandLineOptions(argc, argv, helpHeader, &os);
+    files.removeArgument();
+    output.removeArgument();
+    if (!ok) {
+      llvm::errs() << errors;
+      return 2; // a usage error
+    }
+    llvm::cl::ResetAllOptionOccurrences();
+  }
   auto [inputFilename, outputFilename] =
-      registerAndParseCLIOptions(argc, argv,
-                                 "weipipe compiler driver\n\n"
-                                 "  weipipe-opt model.onnx [options]\n"
-                                 "  weipipe-opt input.mlir [options]\n",
-                                 registry);
+      parseCLIOptions(argc, argv, helpHeader);
   MlirOptMainConfig config = MlirOptMainConfig::createFromCLOptions();
   // `weipipe-opt m.onnx -o m.onnx` would replace the model, the only copy of
   // its weights, with IR.
