@@ -16,7 +16,7 @@
 //   weipipe-data --write-safetensors-test FILE
 //   weipipe-data --read-safetensors FILE   (prints name, dtype, shape, sum)
 //   weipipe-data --write-tiny-artifact DIR --vocab V --batch B --seq S
-//       [--microbatches M] [--hidden H]
+//       [--microbatches M] [--hidden H] [--logits keep|none]
 //     DIR/tiny.wpp and DIR/init.safetensors: a hand-built language model
 //     (embedding -> linear with bias -> cross-entropy, and its backward) so
 //     that weipipe-run's training loop can be checked against PyTorch without
@@ -53,7 +53,7 @@ const char *kUsage =
     "       weipipe-data --read-safetensors FILE\n"
     "       weipipe-data --write-tiny-artifact DIR --vocab V --batch B --seq "
     "S\n"
-    "           [--microbatches M] [--hidden H]\n";
+    "           [--microbatches M] [--hidden H] [--logits keep|none]\n";
 
 [[noreturn]] void usageError(const std::string &m) {
   std::fprintf(stderr, "weipipe-data: error: %s\n(--help for usage)\n",
@@ -147,7 +147,7 @@ std::vector<float> lcgValues(size_t n, uint64_t seed, float scale) {
 /// has the alias "lm_head.weight" and `w` [V, H] the transposed alias "w_T",
 /// so --save-weights writes five tensors; `bias` is 1-D (no weight decay).
 int writeTinyArtifact(const std::string &dir, int64_t B, int64_t S, int64_t V,
-                      int64_t H, int64_t M) {
+                      int64_t H, int64_t M, bool keepLogits) {
   using namespace weipipe::rt;
   auto emb = lcgValues(size_t(V * H), 1, 1.0f),
        w = lcgValues(size_t(V * H), 2, 0.5f),
@@ -236,7 +236,8 @@ int writeTinyArtifact(const std::string &dir, int64_t B, int64_t S, int64_t V,
               {"targets", InputRole::Targets, tgt}};
   a.loss = loss;
   a.dloss = dloss;
-  a.logits = logits;
+  if (keepLogits) // without: an artifact --dump-logits must refuse
+    a.logits = logits;
   const TensorRef E = ref(Space::Param, 0, {V, H}),
                   W = ref(Space::Param, 1, {V, H}),
                   Bi = ref(Space::Param, 2, {V});
@@ -286,7 +287,8 @@ int main(int argc, char **argv) {
                                  "--write-safetensors-test",
                                  "--read-safetensors",
                                  "--write-tiny-artifact",
-                                 "--hidden"};
+                                 "--hidden",
+                                 "--logits"};
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--help" || a == "-h") {
@@ -332,7 +334,11 @@ int main(int argc, char **argv) {
     if (V < 1 || B < 1 || S < 1 || M < 1 || H < 1)
       usageError("--vocab, --batch, --seq, --microbatches and --hidden must "
                  "be >= 1");
-    return writeTinyArtifact(opt["--write-tiny-artifact"], B, S, V, H, M);
+    const std::string logits = opt.count("--logits") ? opt["--logits"] : "keep";
+    if (logits != "keep" && logits != "none")
+      usageError("--logits: keep or none, got '" + logits + "'");
+    return writeTinyArtifact(opt["--write-tiny-artifact"], B, S, V, H, M,
+                             logits == "keep");
   }
 
   for (const char *req : {"--data", "--vocab", "--batch", "--seq", "--steps"})
