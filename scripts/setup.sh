@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything weipipe needs on a fresh Debian 12 machine, idempotently:
-#   1. the apt packages (LLVM/MLIR 22, ONNX C++, protobuf, OpenBLAS, Open MPI, GoogleTest, ...);
+#   1. the apt packages (LLVM/MLIR 22, ONNX C++, protobuf, OpenBLAS, Open MPI, GoogleTest, clang 22, ...);
 #   2. the project's Python venv from PyPI with the pinned versions in python/requirements.txt.
 # Both steps are skipped when already satisfied, so running it again costs a second.
 #
@@ -21,6 +21,7 @@ apt_packages=(
   libopenblas-dev libopenmpi-dev openmpi-bin
   libgtest-dev libgmock-dev libbenchmark-dev
   python3-venv
+  clang-22 libclang-rt-22-dev   # scripts/fuzz.sh: libFuzzer, ASan, UBSan
 )
 
 missing=()

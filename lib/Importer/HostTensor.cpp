@@ -331,6 +331,10 @@ bool mlir::weipipe::importer::reshapeTarget(ArrayRef<int64_t> in,
       why = "shape entry " + std::to_string(d) + " is negative";
       return false;
     }
+    if (d != 0 && known > std::numeric_limits<int64_t>::max() / d) {
+      why = "target shape has more than 2^63 elements";
+      return false;
+    }
     known *= d;
     out.push_back(d);
   }
@@ -1126,10 +1130,16 @@ FoldResult Folder::run() {
       for (int64_t k = 0; k < n; ++k)
         sizes.push_back(std::min(chunk, dim - k * chunk));
     }
-    for (int64_t s : sizes)
+    int64_t total = 0;
+    for (int64_t s : sizes) {
       if (s < 0)
         return fail("split sizes " + shapeString(sizes) +
                     " have a negative entry");
+      total = s > a->shape[axis] - total ? a->shape[axis] + 1 : total + s;
+    }
+    // Checked before slicing: a size past the end would read past the data.
+    if (total != a->shape[axis])
+      return fail("split sizes do not add up to the dimension");
     int64_t off = 0;
     for (int64_t s : sizes) {
       SmallVector<SliceDim> dims;
@@ -1225,7 +1235,10 @@ FoldResult Folder::run() {
       if (out.isFloat())
         out.setDouble(k, s + k * d);
       else
-        out.setInt(k, start->getInt(0) + k * delta->getInt(0));
+        // In uint64: k * delta may pass 2^63 while start + k * delta, the
+        // value, does not.
+        out.setInt(k, int64_t(uint64_t(start->getInt(0)) +
+                              uint64_t(k) * uint64_t(delta->getInt(0))));
     }
     return one(std::move(out));
   }

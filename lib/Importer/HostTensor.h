@@ -70,8 +70,19 @@ struct HostTensor {
   bool isFloat() const { return isFloatDType(dtype); }
   int64_t numel() const { return numElements(shape); }
   double getDouble(int64_t k) const { return isFloat() ? f[k] : double(i[k]); }
+  /// Floats truncate toward zero; NaN reads as 0 and values beyond int64
+  /// saturate (a cast would be undefined).
   int64_t getInt(int64_t k) const {
-    return isFloat() ? static_cast<int64_t>(f[k]) : i[k];
+    if (!isFloat())
+      return i[k];
+    const double v = f[k];
+    if (!(v == v))
+      return 0;
+    if (v >= 9223372036854775807.0)
+      return INT64_MAX;
+    if (v <= -9223372036854775808.0)
+      return INT64_MIN;
+    return static_cast<int64_t>(v);
   }
   /// Stores `v` converted to this tensor's type (rounded for floats,
   /// truncated toward zero for integers, `!= 0` for bool).

@@ -1052,6 +1052,8 @@ LogicalResult Importer::importNode(const onnx::NodeProto &node, int64_t index) {
   };
   if (!node.domain().empty() && node.domain() != "ai.onnx")
     return unsupported();
+  if (node.output_size() == 0)
+    return nodeError(loc, node, name) << "has no outputs";
 
   if (op == "Constant") {
     HostTensor t;

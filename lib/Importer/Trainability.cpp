@@ -338,8 +338,8 @@ LogicalResult Importer::decideTrainable() {
     if (!isTrainableDType(t.data_type()) && t.data_type() != kDouble)
       continue;
     Facts f{&t};
-    for (int64_t d : t.dims())
-      f.numel *= d;
+    for (int64_t d : t.dims()) // saturating: a corrupt shape, not UB
+      f.numel = (d > 0 && f.numel > INT64_MAX / d) ? INT64_MAX : f.numel * d;
     std::vector<std::string> work = {t.name()};
     std::set<std::string> seen;
     while (!work.empty()) {

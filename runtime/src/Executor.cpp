@@ -1072,7 +1072,8 @@ std::string loadParameters(std::vector<ParamBuffers> &params,
     auto it = files.find(path);
     if (it == files.end()) {
       File file;
-      file.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+      // O_NONBLOCK: opening a FIFO for reading would wait for a writer.
+      file.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
       if (file.fd < 0)
         return at + ": cannot open " + path + ": " + std::strerror(errno);
       struct stat sb;
@@ -1080,6 +1081,18 @@ std::string loadParameters(std::vector<ParamBuffers> &params,
         std::string e = std::strerror(errno);
         ::close(file.fd);
         return at + ": cannot read " + path + ": " + e;
+      }
+      // Read at offsets, with the size compiled against: a regular file.
+      if (!S_ISREG(sb.st_mode)) {
+        ::close(file.fd);
+        return at + ": " + path + " is " +
+               (S_ISDIR(sb.st_mode)    ? "a directory"
+                : S_ISFIFO(sb.st_mode) ? "a pipe (FIFO)"
+                : S_ISCHR(sb.st_mode)  ? "a character device"
+                : S_ISBLK(sb.st_mode)  ? "a block device"
+                : S_ISSOCK(sb.st_mode) ? "a socket"
+                                       : "not a regular file") +
+               ", not a regular file holding the parameters";
       }
       file.size = uint64_t(sb.st_size);
       it = files.emplace(path, file).first;

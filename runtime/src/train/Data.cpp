@@ -271,8 +271,13 @@ void weipipe::rt::train::shufflePermutation(uint64_t n, SplitMix64 &rng,
 std::optional<Windows> Windows::create(const TokenFile &tokens, int64_t seq,
                                        DataOrder order, uint64_t seed,
                                        std::string *error) {
-  if (seq < 1) {
-    *error = "sequence length must be >= 1, got " + std::to_string(seq);
+  if (seq < 1 || uint64_t(seq) >= tokens.size()) {
+    *error = seq < 1
+                 ? "sequence length must be >= 1, got " + std::to_string(seq)
+                 : "data file " + tokens.path() + " has " +
+                       std::to_string(tokens.size()) +
+                       " tokens, fewer than one window of seq+1 = " +
+                       std::to_string(uint64_t(seq) + 1);
     return std::nullopt;
   }
   Windows w(tokens, seq, order, seed);

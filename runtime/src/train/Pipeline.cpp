@@ -491,10 +491,11 @@ Status Rank::finishStep(transport::Transport &t, int64_t step,
         if (std::find(ends.begin(), ends.end(), p) == ends.end())
           ends.push_back(p);
   std::sort(ends.begin(), ends.end());
-  if (P > 1 && !ends.empty()) {
-    size_t n = 0;
-    for (uint32_t p : ends)
-      n += size_t(params[p].numel);
+  size_t n = 0;
+  for (uint32_t p : ends)
+    n += size_t(params[p].numel);
+  // n = 0 (ends of empty tensors): nothing to sum, and mine.data() is null.
+  if (P > 1 && n > 0) {
     std::vector<float> mine(n), all(n * size_t(P));
     size_t at = 0;
     for (uint32_t p : ends) {
