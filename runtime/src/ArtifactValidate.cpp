@@ -1027,6 +1027,22 @@ std::string checkStages(const Artifact &a, const CheckInputs &checkInputs,
           (k && st.params[k] <= st.params[k - 1]))
         return at + "parameter list entry " + std::to_string(k) +
                " is out of range or out of order";
+    // A rank binds only the listed parameters to its slots: any other would
+    // be read unbound.
+    for (auto [f, kind] : fns) {
+      if (f < 0)
+        continue;
+      const Function &fn = a.functions[size_t(f)];
+      for (const Instruction &in : fn.body)
+        for (const auto *refs : {&in.operands, &in.results})
+          for (const TensorRef &r : *refs)
+            if ((r.space == Space::Param || r.space == Space::Grad) &&
+                !std::binary_search(st.params.begin(), st.params.end(),
+                                    r.index))
+              return at + "function '" + fn.name + "' uses parameter " +
+                     std::to_string(r.index) +
+                     ", which the stage does not list";
+    }
   }
   return "";
 }
@@ -1116,6 +1132,51 @@ std::string checkPrograms(const Artifact &a) {
                std::to_string(wantSlots);
       if (ac.op == ActionOp::Wait && ac.tokens.empty())
         return at + "waits for nothing";
+      // What the runtime reads and writes through the slots: the chunk's
+      // function, its parameters' layout, its boundary values.
+      if (!chunked && !(ac.op == ActionOp::AddInto && ac.chunk >= 0)) {
+        if (ac.op == ActionOp::AddInto &&
+            p.slots[size_t(ac.slots[1])].bytes <
+                p.slots[size_t(ac.slots[0])].bytes)
+          return at + "adds a smaller slot into a larger one";
+        if (ac.op == ActionOp::Swap && p.slots[size_t(ac.slots[0])].bytes !=
+                                           p.slots[size_t(ac.slots[1])].bytes)
+          return at + "swaps slots of different sizes";
+        continue;
+      }
+      if (ac.chunk < 0 || size_t(ac.chunk) >= C)
+        return at + "chunk " + std::to_string(ac.chunk) + " of " +
+               std::to_string(C);
+      const Stage &st = a.stages[a.chunkStage(size_t(ac.chunk))];
+      const int32_t fn = ac.op == ActionOp::Forward          ? st.forward
+                         : ac.op == ActionOp::Backward       ? st.backward
+                         : ac.op == ActionOp::BackwardInput  ? st.backwardInput
+                         : ac.op == ActionOp::BackwardWeight ? st.backwardWeight
+                                                             : 0;
+      if (fn < 0)
+        return at + "stage '" + st.name + "' has no " + actionOpName(ac.op) +
+               " function";
+      const uint64_t params = stageSlotLayout(a, st, nullptr);
+      auto fits = [&](int32_t s, uint64_t need) {
+        return s < 0 || p.slots[size_t(s)].bytes >= need;
+      };
+      const bool backward =
+          ac.op == ActionOp::Backward || ac.op == ActionOp::BackwardInput;
+      const bool ok =
+          fits(ac.weights, params) && fits(ac.grads, params) &&
+          (ac.op == ActionOp::LoadMaster || ac.op == ActionOp::AddInto
+               ? fits(ac.slots[0], params) &&
+                     (ac.slots.size() < 2 || fits(ac.slots[1], params))
+               : true) &&
+          (ac.op == ActionOp::Forward
+               ? fits(ac.in, boundaryLayout(st.in, nullptr)) &&
+                     fits(ac.out, boundaryLayout(st.out, nullptr))
+           : backward ? fits(ac.in, boundaryLayout(st.dout, nullptr)) &&
+                            fits(ac.out, boundaryLayout(st.din, nullptr))
+                      : true);
+      if (!ok)
+        return at + "a slot is smaller than what stage '" + st.name +
+               "' keeps in it";
     }
   }
   return "";

@@ -739,4 +739,33 @@ TEST(Artifact, PipelineContentIsChecked) {
     a.programs[0].actions[1].microbatch = 1; // one micro-batch per step
     EXPECT_HAS(structError(a), "micro-batch 1 of 1");
   }
+  // Found by fuzz-artifact (test/fuzz/regressions/artifact): what a rank
+  // binds and copies through its slots must fit them.
+  {
+    Artifact a = makePipelineArtifact();
+    a.functions[0].body[0].operands[0] = entry(Space::Param, 1, {8, 4});
+    EXPECT_HAS(structError(a), "stage 0 'chunk0': function 'chunk0_forward' "
+                               "uses parameter 1, which the stage does not "
+                               "list");
+  }
+  {
+    Artifact a = makePipelineArtifact();
+    a.programs[0].slots[0].bytes = 64; // the embedding table is 128 bytes
+    EXPECT_HAS(structError(a), "rank 0, action 0 (load_master): a slot is "
+                               "smaller than what stage 'chunk0' keeps in it");
+  }
+  {
+    Artifact a = makePipelineArtifact();
+    a.programs[0].actions[1].op = ActionOp::BackwardWeight; // fused backward
+    a.programs[0].actions[1].grads = 1;
+    EXPECT_HAS(structError(a), "stage 'chunk0' has no backward_weight");
+  }
+  {
+    Artifact a = makePipelineArtifact();
+    a.programs[0].slots[2].bytes = 95; // chunk 0's output is 96 bytes
+    a.programs[0].actions[2].bytes = {95};
+    a.programs[1].slots[2].bytes = 95;
+    a.programs[1].actions[0].bytes = {95};
+    EXPECT_HAS(structError(a), "rank 0, action 1 (forward): a slot is smaller");
+  }
 }
