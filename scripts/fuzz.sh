@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Fuzzing: set up (idempotent), build the libFuzzer targets of test/fuzz with
 # clang-22, ASan and UBSan, generate their seed corpora from the test models,
-# replay the regression inputs (test/fuzz/regressions/<target>/), then run
-# every target for SECONDS each, two at a time.
+# then run every target for SECONDS each, two at a time.
 #   scripts/fuzz.sh [SECONDS]          (default 60)
 # Fails (exit 1) on any crash, sanitizer report, leak, timeout (a hang) or
-# out-of-memory, and on a regression input that fails; prints per target the
-# executions, coverage (libFuzzer's cov and ft) and what it found. A failing
-# input is kept as FUZZ_BUILD_DIR/fuzz-out/<target>/crash-* (or leak-,
-# timeout-, oom-); fixed, it belongs in test/fuzz/regressions/<target>/.
+# out-of-memory; prints per target the executions, coverage (libFuzzer's cov
+# and ft) and what it found. A failing input is kept as
+# FUZZ_BUILD_DIR/fuzz-out/<target>/crash-* (or leak-, timeout-, oom-);
+# replay it with `FUZZ_BUILD_DIR/bin/fuzz-<target> FILE`. Fixed, it becomes
+# a test of the normal suite (test/fuzz/README.md).
 #
 # Environment:
 #   FUZZ_BUILD_DIR  the instrumented build (default: build-fuzz)
@@ -101,23 +101,7 @@ declare -A min_len=([artifact]=65536 [data]=16384 [safetensors]=16384
                     [onnx]=65536 [onnx-text]=16384)
 
 status=0
-# 1. Regression inputs: each must run clean.
-for t in $targets; do
-  dir=test/fuzz/regressions/$t
-  files=()
-  [ -d "$dir" ] && mapfile -t files < <(find "$dir" -type f ! -name '*.md' | sort)
-  ((${#files[@]})) || continue
-  if "$build/bin/fuzz-$t" -timeout="$timeout" -rss_limit_mb="$rss" "${files[@]}" \
-      >"$build/fuzz-regressions-$t.log" 2>&1; then
-    log "regressions $t: ${#files[@]} inputs pass"
-  else
-    log "regressions $t: FAILED (see $build/fuzz-regressions-$t.log)"
-    tail -n 30 "$build/fuzz-regressions-$t.log"
-    status=1
-  fi
-done
-
-# 2. Fuzzing, FUZZ_PARALLEL targets at a time.
+# Fuzzing, FUZZ_PARALLEL targets at a time.
 fuzz_one() {
   local t=$1 corpus=$build/fuzz-corpus/$1 out=$build/fuzz-out/$1
   mkdir -p "$corpus" "$out"

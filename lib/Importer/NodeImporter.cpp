@@ -70,6 +70,11 @@ FailureOr<std::vector<int64_t>> NodeEmitter::intsInput(size_t k,
   const HostTensor *c = constInput(k, what);
   if (!c)
     return failure();
+  // ONNX types these int64 (some also int32); a float one would be truncated.
+  if (c->isFloat())
+    return fail() << "input " << k << " ('" << node.input(k) << "', the "
+                  << what << ") must be an integer tensor, got "
+                  << dtypeName(c->dtype);
   return c->ints();
 }
 

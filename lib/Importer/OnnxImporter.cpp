@@ -627,6 +627,9 @@ Importer::declareParameter(const onnx::TensorProto &t, Location loc) {
     return emitError(loc) << "parameter '" << t.name()
                           << "': " << elementTypeError(t.data_type());
   SmallVector<int64_t> shape(t.dims().begin(), t.dims().end());
+  if (std::string why = sizeProblem(shape, dtypeBytes(t.data_type()));
+      !why.empty())
+    return emitError(loc) << "parameter '" << t.name() << "': " << why;
   // A slice repeated along the leading axes is stored first: the parameter
   // is that slice (Trainability.cpp).
   auto fullType = RankedTensorType::get(shape, *elem);

@@ -41,9 +41,7 @@ namespace {
 
 constexpr size_t kAlign = 64;
 
-size_t roundUp(uint64_t n) {
-  return size_t((n + kAlign - 1) / kAlign * kAlign);
-}
+size_t roundUp(uint64_t n) { return size_t(alignedBytes(n)); }
 
 /// One 64-byte-aligned allocation.
 class AlignedBuffer {

@@ -11,12 +11,6 @@
 
 namespace weipipe::rt {
 
-namespace {
-uint64_t roundUp64(uint64_t n) {
-  return (std::max<uint64_t>(n, 1) + 63) / 64 * 64;
-}
-} // namespace
-
 std::optional<uint64_t> parseByteCount(const std::string &text) {
   size_t b = text.find_first_not_of(" \t"), e = text.find_last_not_of(" \t");
   if (b == std::string::npos)
@@ -126,17 +120,17 @@ RankMemoryPlan planRankMemory(const Artifact &a, size_t rank) {
   const std::vector<bool> holds = rankParameters(a, rank);
   for (size_t i = 0; i < a.params.size(); ++i)
     if (holds[i]) {
-      const uint64_t b = roundUp64(uint64_t(a.params[i].numel()) * 4);
+      const uint64_t b = alignedBytes(uint64_t(a.params[i].numel()) * 4);
       plan.parameterBytes += b;
       plan.gradientBytes += b;
       plan.optimizerBytes += 2 * uint64_t(a.params[i].numel()) * 4;
     }
   for (const Constant &c : a.constants)
-    plan.constantBytes += roundUp64(c.bytes.size());
+    plan.constantBytes += alignedBytes(c.bytes.size());
   for (const Stage &st : a.stages)
     if (st.scratchBytes)
       plan.scratchBytes =
-          std::max(plan.scratchBytes, roundUp64(st.scratchBytes));
+          std::max(plan.scratchBytes, alignedBytes(st.scratchBytes));
   plan.instances.assign(a.stages.size(), 0);
   if (rank >= a.programs.size())
     return plan;

@@ -739,7 +739,7 @@ TEST(Artifact, PipelineContentIsChecked) {
     a.programs[0].actions[1].microbatch = 1; // one micro-batch per step
     EXPECT_HAS(structError(a), "micro-batch 1 of 1");
   }
-  // Found by fuzz-artifact (test/fuzz/regressions/artifact): what a rank
+  // Found by fuzz-artifact (test/fuzz/README.md): what a rank
   // binds and copies through its slots must fit them.
   {
     Artifact a = makePipelineArtifact();

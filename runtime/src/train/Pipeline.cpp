@@ -29,7 +29,7 @@ public:
   Buffer &operator=(const Buffer &) = delete;
   ~Buffer() { std::free(p_); }
   bool allocate(uint64_t bytes) {
-    const uint64_t n = (std::max<uint64_t>(bytes, 1) + 63) / 64 * 64;
+    const uint64_t n = alignedBytes(std::max<uint64_t>(bytes, 1));
     p_ = static_cast<uint8_t *>(std::aligned_alloc(64, n));
     if (p_)
       std::memset(p_, 0, n);

@@ -10,6 +10,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdint>
 #include <cstdlib>
 #include <fstream>
 #include <numeric>
@@ -266,6 +267,12 @@ TEST_F(DataTest, WindowsSequential) {
                         " has 14 tokens, fewer than one window of seq+1 = 15");
   EXPECT_FALSE(Windows::create(*tf, 0, DataOrder::Sequential, 0, &error_));
   EXPECT_EQ(error_, "sequence length must be >= 1, got 0");
+  // seq + 1 past int64 (found by test/fuzz): refused, not wrapped.
+  EXPECT_FALSE(Windows::create(*tf, INT64_MAX, DataOrder::Sequential, 0,
+                               &error_));
+  EXPECT_EQ(error_, "data file " + tf->path() +
+                        " has 14 tokens, fewer than one window of seq+1 = "
+                        "9223372036854775808");
 }
 
 TEST_F(DataTest, WindowsShuffle) {

@@ -211,6 +211,28 @@ def files(out):
          helper.make_node("Reshape", ["y0", "shape"], ["y"], name="rs")],
         [value("x", TensorProto.FLOAT, [2, 3])], [value("y", TensorProto.FLOAT, [3, 2])], [shape]))
 
+    # Found by test/fuzz (ONNX 1.12's text format cannot write them):
+    # a node without outputs, read at output(0) ...
+    save("no-output.onnx", make_model(
+        [helper.make_node("Constant", [], [], name="c",
+                          value=numpy_helper.from_array(np.array([1.0], np.float32))),
+         helper.make_node("Relu", ["x"], ["y"], name="relu")],
+        [value("x", TensorProto.FLOAT, [2])], [value("y", TensorProto.FLOAT, [2])], []))
+    # ... an initializer whose dimensions multiply past 2^63 (8 values) ...
+    huge = helper.make_tensor("huge", TensorProto.FLOAT, [8], [0.5] * 8)
+    huge.dims[:] = [1 << 20] * 4  # 2^80 elements, past make_tensor's check
+    save("huge-initializer.onnx", make_model(
+        [helper.make_node("Mul", ["x", "huge"], ["y"], name="mul")],
+        [value("x", TensorProto.FLOAT, [2])], [value("y", TensorProto.FLOAT, [2])], [huge]))
+    # ... and Expand to a float shape holding NaN and 1e30 (ONNX wants int64;
+    # converting them to int64 was undefined behaviour).
+    for name, v in (("nan", float("nan")), ("huge", 1e30)):
+        fshape = helper.make_tensor("shape", TensorProto.FLOAT, [2], [2.0, v])
+        save(f"expand-float-{name}.onnx", make_model(
+            [helper.make_node("Expand", ["x", "shape"], ["y"], name="ex")],
+            [value("x", TensorProto.FLOAT, [2])], [value("y", TensorProto.FLOAT, [2, 2])],
+            [fshape]))
+
 
 def main():
     kind, out = sys.argv[1], sys.argv[2]

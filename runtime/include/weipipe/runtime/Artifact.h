@@ -58,6 +58,13 @@ constexpr int64_t kMaxEmptyExtent = int64_t(1) << 24;
 std::string shapeProblem(const std::vector<int64_t> &shape, size_t elementSize,
                          int64_t *numel);
 
+/// The bytes a buffer of `n` bytes counts for in every memory plan and check
+/// (the compiler's printed peak, the load-time check, what a rank reports):
+/// `n` rounded up to the 64-byte alignment buffers are allocated at, and 0
+/// for nothing (an empty parameter takes no room in its block). `n` is at
+/// most 2^62 (shapeProblem), so this cannot wrap.
+constexpr uint64_t alignedBytes(uint64_t n) { return (n + 63) / 64 * 64; }
+
 /// Where a tensor lives.
 enum class Space : uint8_t {
   None = 0,  ///< an absent optional operand/result
