@@ -14,6 +14,7 @@
 
 #include "ArtifactInternal.h"
 #include "weipipe/runtime/Crc32c.h"
+#include "weipipe/runtime/FileKind.h"
 
 #include <algorithm>
 #include <cerrno>
@@ -1083,13 +1084,7 @@ std::string loadParameters(std::vector<ParamBuffers> &params,
       // Read at offsets, with the size compiled against: a regular file.
       if (!S_ISREG(sb.st_mode)) {
         ::close(file.fd);
-        return at + ": " + path + " is " +
-               (S_ISDIR(sb.st_mode)    ? "a directory"
-                : S_ISFIFO(sb.st_mode) ? "a pipe (FIFO)"
-                : S_ISCHR(sb.st_mode)  ? "a character device"
-                : S_ISBLK(sb.st_mode)  ? "a block device"
-                : S_ISSOCK(sb.st_mode) ? "a socket"
-                                       : "not a regular file") +
+        return at + ": " + path + " is " + fileKindName(sb.st_mode) +
                ", not a regular file holding the parameters";
       }
       file.size = uint64_t(sb.st_size);

@@ -22,6 +22,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "ArtifactInternal.h"
+#include "FuzzSupport.h"
 #include "weipipe/runtime/Artifact.h"
 #include "weipipe/runtime/Crc32c.h"
 #include "weipipe/runtime/Executor.h"
@@ -62,12 +63,7 @@ std::string tokenDir;
 std::unique_ptr<train::TokenFile> tokensWide;   ///< ids 0..6, for vocab >= 7
 std::unique_ptr<train::TokenFile> tokensNarrow; ///< ids 0, for vocab >= 1
 
-void check(bool ok, const char *what) {
-  if (!ok) {
-    std::fprintf(stderr, "fuzz-artifact: property violated: %s\n", what);
-    std::abort();
-  }
-}
+using weipipe::fuzz::check;
 
 std::unique_ptr<train::TokenFile> writeTokens(const std::string &path,
                                               uint32_t modulus) {
@@ -88,14 +84,6 @@ std::unique_ptr<train::TokenFile> writeTokens(const std::string &path,
     std::exit(1);
   }
   return t;
-}
-
-void removeTokenDir() {
-  if (tokenDir.empty())
-    return;
-  std::remove((tokenDir + "/wide.bin").c_str());
-  std::remove((tokenDir + "/narrow.bin").c_str());
-  ::rmdir(tokenDir.c_str());
 }
 
 //===----------------------------------------------------------------------===//
@@ -755,17 +743,7 @@ extern "C" int LLVMFuzzerInitialize(int *, char ***) {
   if (const char *w = std::getenv("WEIPIPE_FUZZ_WEIGHTS"))
     weightsDir = w;
   verbose = std::getenv("WEIPIPE_FUZZ_VERBOSE") != nullptr;
-  // Under $TMPDIR, which scripts/fuzz.sh points into its build directory
-  // and empties: a crashing process never removes its directory.
-  const char *tmp = std::getenv("TMPDIR");
-  std::string tmpl =
-      std::string(tmp && *tmp ? tmp : "/tmp") + "/weipipe-fuzz-artifact-XXXXXX";
-  if (!::mkdtemp(tmpl.data())) {
-    std::perror("mkdtemp");
-    std::exit(1);
-  }
-  tokenDir = tmpl;
-  std::atexit(removeTokenDir);
+  tokenDir = weipipe::fuzz::makeTempDir("fuzz-artifact");
   tokensWide = writeTokens(tokenDir + "/wide.bin", 7);
   tokensNarrow = writeTokens(tokenDir + "/narrow.bin", 1);
   return 0;

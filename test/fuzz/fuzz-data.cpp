@@ -11,6 +11,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "FuzzSupport.h"
 #include "weipipe/runtime/train/Data.h"
 
 #include <cstdint>
@@ -27,33 +28,12 @@ namespace {
 
 std::string dir;
 
-void check(bool ok, const char *what) {
-  if (!ok) {
-    std::fprintf(stderr, "fuzz-data: property violated: %s\n", what);
-    std::abort();
-  }
-}
-
-void removeDir() {
-  for (const char *name : {"/tokens.bin", "/tokens.txt"})
-    std::remove((dir + name).c_str());
-  ::rmdir(dir.c_str());
-}
+using weipipe::fuzz::check;
 
 } // namespace
 
 extern "C" int LLVMFuzzerInitialize(int *, char ***) {
-  // Under $TMPDIR, which scripts/fuzz.sh points into its build directory
-  // and empties: a crashing process never removes its directory.
-  const char *tmp = std::getenv("TMPDIR");
-  std::string tmpl =
-      std::string(tmp && *tmp ? tmp : "/tmp") + "/weipipe-fuzz-data-XXXXXX";
-  if (!::mkdtemp(tmpl.data())) {
-    std::perror("mkdtemp");
-    std::exit(1);
-  }
-  dir = tmpl;
-  std::atexit(removeDir);
+  dir = weipipe::fuzz::makeTempDir("fuzz-data");
   return 0;
 }
 

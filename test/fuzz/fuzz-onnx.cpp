@@ -11,6 +11,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "FuzzSupport.h"
 #include "weipipe/Importer/OnnxImporter.h"
 
 #include "mlir/IR/Diagnostics.h"
@@ -28,23 +29,15 @@ namespace {
 
 #ifdef WEIPIPE_FUZZ_ONNX_TEXT
 constexpr const char *kName = "/model.onnxtext";
+constexpr const char *kTarget = "fuzz-onnx-text";
 #else
 constexpr const char *kName = "/model.onnx";
+constexpr const char *kTarget = "fuzz-onnx";
 #endif
 
 std::string dir;
 
-void check(bool ok, const char *what) {
-  if (!ok) {
-    std::fprintf(stderr, "fuzz-onnx: property violated: %s\n", what);
-    std::abort();
-  }
-}
-
-void removeDir() {
-  std::remove((dir + kName).c_str());
-  ::rmdir(dir.c_str());
-}
+using weipipe::fuzz::check;
 
 } // namespace
 
@@ -57,17 +50,7 @@ extern "C" const char *__asan_default_options() {
 }
 
 extern "C" int LLVMFuzzerInitialize(int *, char ***) {
-  // Under $TMPDIR, which scripts/fuzz.sh points into its build directory
-  // and empties: a crashing process never removes its directory.
-  const char *tmp = std::getenv("TMPDIR");
-  std::string tmpl =
-      std::string(tmp && *tmp ? tmp : "/tmp") + "/weipipe-fuzz-onnx-XXXXXX";
-  if (!::mkdtemp(tmpl.data())) {
-    std::perror("mkdtemp");
-    std::exit(1);
-  }
-  dir = tmpl;
-  std::atexit(removeDir);
+  dir = weipipe::fuzz::makeTempDir(kTarget);
   return 0;
 }
 

@@ -9,6 +9,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "FuzzSupport.h"
 #include "weipipe/runtime/train/Safetensors.h"
 
 #include <algorithm>
@@ -24,14 +25,14 @@ using namespace weipipe::rt::train;
 
 namespace {
 
-void check(bool ok, const char *what) {
-  if (!ok) {
-    std::fprintf(stderr, "fuzz-safetensors: property violated: %s\n", what);
-    std::abort();
-  }
-}
+using weipipe::fuzz::check;
 
 } // namespace
+
+extern "C" int LLVMFuzzerInitialize(int *, char ***) {
+  weipipe::fuzz::targetName() = "fuzz-safetensors";
+  return 0;
+}
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   const std::string bytes(reinterpret_cast<const char *>(data), size);

@@ -7,6 +7,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "weipipe/runtime/train/Data.h"
+#include "weipipe/runtime/FileKind.h"
 
 #include <cctype>
 #include <cerrno>
@@ -106,12 +107,7 @@ std::unique_ptr<TokenFile> TokenFile::load(const std::string &path,
     return "; copy it to a regular file first (cat " + path + " > tokens.bin)";
   };
   if (!S_ISREG(st.st_mode))
-    return fail(df + " is " +
-                (S_ISFIFO(st.st_mode)   ? "a pipe (FIFO)"
-                 : S_ISCHR(st.st_mode)  ? "a character device"
-                 : S_ISBLK(st.st_mode)  ? "a block device"
-                 : S_ISSOCK(st.st_mode) ? "a socket"
-                                        : "not a regular file") +
+    return fail(df + " is " + fileKindName(st.st_mode) +
                 ", not a regular file that can be memory-mapped" + copyHint());
   const uint64_t size = uint64_t(st.st_size);
   if (size == 0) {
