@@ -14,6 +14,7 @@
 #include "weipipe/Dialect/NN/NNOps.h"
 #include "weipipe/runtime/Artifact.h"
 #include "weipipe/runtime/Crc32c.h"
+#include "weipipe/runtime/RankMemory.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "llvm/ADT/TypeSwitch.h"
@@ -1220,13 +1221,8 @@ LogicalResult Writer::run() {
 
   if (failed(emit()) || failed(checkPlan()))
     return failure();
-  uint64_t paramBytes = 0, constBytes = 0;
-  for (const rt::Parameter &p : a.params)
-    paramBytes += p.numel() * 4;
-  for (const rt::Constant &c : a.constants)
-    constBytes += c.bytes.size();
-  // Values, gradients and AdamW's two moments per parameter.
-  a.peakBytes = a.arenaBytes + 4 * paramBytes + constBytes;
+  // What the runtime allocates and checks at load (one definition).
+  a.peakBytes = rt::planRankMemory(a, 0).total();
   return success();
 }
 LogicalResult Writer::runStage(rt::Stage &st) {

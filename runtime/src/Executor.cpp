@@ -15,6 +15,7 @@
 #include "ArtifactInternal.h"
 #include "weipipe/runtime/Crc32c.h"
 #include "weipipe/runtime/FileKind.h"
+#include "weipipe/runtime/RankMemory.h"
 
 #include <algorithm>
 #include <cerrno>
@@ -222,11 +223,8 @@ int64_t dimProduct(const std::vector<int64_t> &s, size_t from, size_t to) {
   return n;
 }
 
-/// Scratch floats an instruction needs: two arrays of row statistics.
+/// The kernels' two arrays of row statistics (kernelScratchFloats).
 constexpr int kScratch = 2;
-struct ScratchNeed {
-  int64_t n[kScratch] = {0, 0};
-};
 
 cpu::AttentionParams attentionParams(const Instruction &I) {
   const TensorRef &q = I.operands[0], &k = I.operands[1], &v = I.operands[2];
@@ -252,25 +250,6 @@ cpu::AttentionParams attentionParams(const Instruction &I) {
   return p;
 }
 
-ScratchNeed scratchNeed(const Instruction &I) {
-  ScratchNeed s;
-  switch (I.op) {
-  case Opcode::LayerNormGradInput:
-  case Opcode::LayerNormGradParams:
-  case Opcode::RMSNormGradInput:
-  case Opcode::RMSNormGradScale: {
-    const std::vector<int64_t> &xs = I.operands[0].shape;
-    s.n[0] = s.n[1] = dimProduct(xs, 0, size_t(I.ints[0]));
-    break;
-  }
-  case Opcode::CrossEntropyGrad:
-    s.n[0] = I.operands[1].numel();
-    break;
-  default:
-    break;
-  }
-  return s;
-}
 
 } // namespace
 
@@ -281,7 +260,7 @@ struct Executor::Impl {
   uint64_t bytes = 0;
   Executor::Allocation allocation;
   std::vector<std::vector<Step>> fns;   // by function index
-  std::vector<float> scratch[kScratch]; // see ScratchNeed
+  std::vector<float> scratch[kScratch]; // see kScratch
   // The parameter table: where parameter i's value and gradient are now
   // (bindParam), and every resolved ref that points there, to repoint.
   struct Use {
@@ -1148,46 +1127,23 @@ std::unique_ptr<Executor> Executor::create(const Artifact &a,
 
   // Sizes first, so that a plan too big for this machine fails with its
   // numbers before anything is touched.
-  // Saturating sums: an absurd plan must fail the check, not wrap around.
-  auto add = [](uint64_t x, uint64_t y) {
-    return x > UINT64_MAX - y ? UINT64_MAX : x + y;
-  };
-  uint64_t paramBytes = 0, constBytes = 0, scratchBytes = 0;
-  auto held = [&](size_t i) { return !holds || (*holds)[i]; };
-  for (size_t i = 0; i < a.params.size(); ++i)
-    if (held(i))
-      paramBytes = add(paramBytes,
-                       roundUp(uint64_t(a.params[i].numel()) * sizeof(float)));
-  for (const Constant &c : a.constants)
-    constBytes = add(constBytes, roundUp(c.bytes.size()));
-  ScratchNeed need;
-  for (const Function &f : a.functions)
-    for (const Instruction &I : f.body) {
-      ScratchNeed s = scratchNeed(I);
-      for (int k = 0; k < kScratch; ++k)
-        need.n[k] = std::max(need.n[k], s.n[k]);
-    }
-  for (int64_t n : need.n)
-    scratchBytes = add(scratchBytes, uint64_t(n) * sizeof(float));
-  // Pipeline stages' temporaries: one scratch arena for all of them.
-  uint64_t stageScratch = 0;
-  for (const Stage &st : a.stages)
-    stageScratch = std::max<uint64_t>(stageScratch, roundUp(st.scratchBytes));
-  const uint64_t allocated = add(
-      add(add(roundUp(a.arenaBytes), paramBytes), add(paramBytes, constBytes)),
-      add(scratchBytes, stageScratch));
-  // The trainer's AdamW moments (two per held value) are part of the rank's
-  // memory too: the check covers everything the rank allocates, the number
-  // the compiler prints as its peak.
-  const uint64_t optimizerBytes = add(paramBytes, paramBytes);
-  const uint64_t total = add(allocated, optimizerBytes);
+  // The check covers everything the rank allocates, the trainer's AdamW
+  // moments included: for one rank, the number the compiler prints as its
+  // peak (planRankMemory). A pipeline's trainer checks its ranks' whole plans
+  // first; here its rank's share.
+  const RankMemoryPlan need = planExecutorMemory(a, holds);
+  const uint64_t paramBytes = need.parameterBytes,
+                 constBytes = need.constantBytes,
+                 stageScratch = need.scratchBytes,
+                 total = need.total();
+  const std::array<int64_t, 2> scratchFloats = kernelScratchFloats(a);
   const std::string plan =
       "the plan needs " + gibText(total) + " (" + std::to_string(total) +
       " bytes: arena " + bytesText(a.arenaBytes) + ", parameters " +
       bytesText(paramBytes) + ", gradients " + bytesText(paramBytes) +
-      ", AdamW state " + std::to_string(optimizerBytes) + " bytes, constants " +
-      bytesText(constBytes) + ", scratch " +
-      bytesText(add(scratchBytes, stageScratch)) + ")";
+      ", AdamW state " + std::to_string(need.optimizerBytes) +
+      " bytes, constants " + bytesText(constBytes) + ", scratch " +
+      bytesText(need.kernelScratchBytes + stageScratch) + ")";
   if (total > (uint64_t(1) << 62))
     return fail(plan + ", more than any machine has");
   const uint64_t avail = availableMemoryBytes();
@@ -1208,7 +1164,7 @@ std::unique_ptr<Executor> Executor::create(const Artifact &a,
     for (size_t i = 0; ok && i < a.constants.size(); ++i)
       ok = im.constants[i].allocate(a.constants[i].bytes.size());
     for (int k = 0; ok && k < kScratch; ++k)
-      im.scratch[k].assign(size_t(need.n[k]), 0.0f);
+      im.scratch[k].assign(size_t(scratchFloats[size_t(k)]), 0.0f);
     if (!ok)
       throw std::bad_alloc();
   } catch (const std::bad_alloc &) {
@@ -1216,9 +1172,10 @@ std::unique_ptr<Executor> Executor::create(const Artifact &a,
                 (avail ? " (" + gibText(avail) + " of memory available)"
                        : std::string()));
   }
-  im.bytes = allocated;
-  im.allocation = {roundUp(a.arenaBytes), paramBytes,  paramBytes, constBytes,
-                   scratchBytes,          stageScratch};
+  im.bytes = total - need.optimizerBytes;
+  im.allocation = {need.activationBytes, paramBytes,
+                   paramBytes,           constBytes,
+                   need.kernelScratchBytes, stageScratch};
   // Zeroed so that a read of a never-written byte is reproducible.
   std::memset(im.arena.data(), 0, size_t(a.arenaBytes));
   std::memset(im.stageScratch.data(), 0, size_t(stageScratch));
@@ -1233,7 +1190,7 @@ std::unique_ptr<Executor> Executor::create(const Artifact &a,
     ParamBuffers &pb = ex->params_[i];
     pb.desc = &a.params[i];
     pb.numel = a.params[i].numel();
-    if (!held(i)) // a pipeline rank binds it to a slot before every use
+    if (holds && !(*holds)[i]) // a pipeline rank binds it to a slot first
       continue;
     pb.value = reinterpret_cast<float *>(im.values.data() + offset);
     pb.grad = reinterpret_cast<float *>(im.grads.data() + offset);

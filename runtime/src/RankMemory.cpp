@@ -115,28 +115,93 @@ std::vector<bool> rankParameters(const Artifact &a, size_t rank) {
   return holds;
 }
 
-RankMemoryPlan planRankMemory(const Artifact &a, size_t rank) {
+namespace {
+uint64_t add(uint64_t x, uint64_t y) {
+  return x > UINT64_MAX - y ? UINT64_MAX : x + y;
+}
+uint64_t mul(uint64_t x, uint64_t y) {
+  return y && x > UINT64_MAX / y ? UINT64_MAX : x * y;
+}
+} // namespace
+
+uint64_t RankMemoryPlan::total() const {
+  uint64_t t = 0;
+  for (uint64_t b : {parameterBytes, gradientBytes, optimizerBytes,
+                     constantBytes, slotBytes, activationBytes, scratchBytes,
+                     kernelScratchBytes})
+    t = add(t, b);
+  return t;
+}
+
+namespace {
+std::array<int64_t, 2> kernelScratchFloats(const Instruction &I) {
+  switch (I.op) {
+  case Opcode::LayerNormGradInput:
+  case Opcode::LayerNormGradParams:
+  case Opcode::RMSNormGradInput:
+  case Opcode::RMSNormGradScale: {
+    // One mean and one reciprocal deviation per normalized row.
+    int64_t rows = 1;
+    const std::vector<int64_t> &xs = I.operands[0].shape;
+    for (size_t i = 0; i < size_t(I.ints[0]) && i < xs.size(); ++i)
+      rows *= xs[i];
+    return {rows, rows};
+  }
+  case Opcode::CrossEntropyGrad:
+    return {I.operands[1].numel(), 0};
+  default:
+    return {0, 0};
+  }
+}
+} // namespace
+
+std::array<int64_t, 2> kernelScratchFloats(const Artifact &a) {
+  std::array<int64_t, 2> need = {0, 0};
+  for (const Function &f : a.functions)
+    for (const Instruction &I : f.body) {
+      const std::array<int64_t, 2> n = kernelScratchFloats(I);
+      for (size_t k = 0; k < need.size(); ++k)
+        need[k] = std::max(need[k], n[k]);
+    }
+  return need;
+}
+
+RankMemoryPlan planExecutorMemory(const Artifact &a,
+                                  const std::vector<bool> *holds) {
   RankMemoryPlan plan;
-  const std::vector<bool> holds = rankParameters(a, rank);
   for (size_t i = 0; i < a.params.size(); ++i)
-    if (holds[i]) {
-      const uint64_t b = alignedBytes(uint64_t(a.params[i].numel()) * 4);
-      plan.parameterBytes += b;
-      plan.gradientBytes += b;
-      plan.optimizerBytes += 2 * uint64_t(a.params[i].numel()) * 4;
+    if (!holds || (i < holds->size() && (*holds)[i])) {
+      const uint64_t n = uint64_t(a.params[i].numel());
+      const uint64_t b = alignedBytes(mul(n, sizeof(float)));
+      plan.parameterBytes = add(plan.parameterBytes, b);
+      plan.gradientBytes = add(plan.gradientBytes, b);
+      // Two moments, each a vector of n floats.
+      plan.optimizerBytes =
+          add(plan.optimizerBytes, mul(2 * sizeof(float), n));
     }
   for (const Constant &c : a.constants)
-    plan.constantBytes += alignedBytes(c.bytes.size());
+    plan.constantBytes = add(plan.constantBytes, alignedBytes(c.bytes.size()));
+  plan.activationBytes = alignedBytes(a.arenaBytes);
   for (const Stage &st : a.stages)
-    if (st.scratchBytes)
-      plan.scratchBytes =
-          std::max(plan.scratchBytes, alignedBytes(st.scratchBytes));
+    plan.scratchBytes =
+        std::max(plan.scratchBytes, alignedBytes(st.scratchBytes));
+  for (int64_t n : kernelScratchFloats(a))
+    plan.kernelScratchBytes =
+        add(plan.kernelScratchBytes, mul(uint64_t(n), sizeof(float)));
+  return plan;
+}
+
+RankMemoryPlan planRankMemory(const Artifact &a, size_t rank) {
+  if (!a.isPipeline())
+    return planExecutorMemory(a, nullptr);
+  const std::vector<bool> holds = rankParameters(a, rank);
+  RankMemoryPlan plan = planExecutorMemory(a, &holds);
   plan.instances.assign(a.stages.size(), 0);
   if (rank >= a.programs.size())
     return plan;
   const RankProgram &p = a.programs[rank];
   for (const Slot &s : p.slots)
-    plan.slotBytes += s.bytes;
+    plan.slotBytes = add(plan.slotBytes, s.bytes);
   std::vector<uint32_t> live(a.stages.size(), 0);
   InstanceLifetimes lifetimes;
   for (const Action &ac : p.actions) {
@@ -150,8 +215,8 @@ RankMemoryPlan planRankMemory(const Artifact &a, size_t rank) {
         --live[st.stage];
   }
   for (size_t s = 0; s < a.stages.size(); ++s)
-    plan.activationBytes +=
-        uint64_t(plan.instances[s]) * a.stages[s].arenaBytes;
+    plan.activationBytes = add(plan.activationBytes,
+                               mul(plan.instances[s], a.stages[s].arenaBytes));
   return plan;
 }
 

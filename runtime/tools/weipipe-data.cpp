@@ -26,6 +26,7 @@
 
 #include "weipipe/runtime/Artifact.h"
 #include "weipipe/runtime/Crc32c.h"
+#include "weipipe/runtime/RankMemory.h"
 #include "weipipe/runtime/train/Data.h"
 #include "weipipe/runtime/train/Json.h"
 #include "weipipe/runtime/train/Safetensors.h"
@@ -231,7 +232,6 @@ int writeTinyArtifact(const std::string &dir, int64_t B, int64_t S, int64_t V,
                   dh = arena(DType::F32, {B, S, H}),
                   db = arena(DType::F32, {V});
   a.arenaBytes = next;
-  a.peakBytes = next + 4 * uint64_t(2 * V * H + V) * 4;
   a.inputs = {{"input_ids", InputRole::Tokens, ids},
               {"targets", InputRole::Targets, tgt}};
   a.loss = loss;
@@ -264,6 +264,7 @@ int writeTinyArtifact(const std::string &dir, int64_t B, int64_t S, int64_t V,
                     {ref(Space::Grad, 0, {V, H})}, {}, acc, "wte")};
   a.functions = {fwd, bwd};
   a.microbatchProgram = {0, 1};
+  a.peakBytes = planRankMemory(a, 0).total(); // what weipipe-run checks
   if (!writeArtifactFile(a, dir + "/tiny.wpp", &error))
     fail(error);
   return 0;

@@ -657,7 +657,8 @@ int main(int argc, char **argv) {
                    stats[r].waitSeconds,
                    formatBytes(stats[r].allocated.total()).c_str(),
                    formatBytes(stats[r].allocated.activationBytes +
-                               stats[r].allocated.scratchBytes)
+                               stats[r].allocated.scratchBytes +
+                               stats[r].allocated.kernelScratchBytes)
                        .c_str(),
                    formatBytes(stats[r].allocated.slotBytes).c_str(),
                    (unsigned long long)stats[r].allocated.total());

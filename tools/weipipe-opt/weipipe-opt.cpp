@@ -209,7 +209,8 @@ void printMemoryTable(const std::vector<::weipipe::rt::RankMemoryPlan> &plans,
                         r, formatBytes(p.parameterBytes + p.constantBytes),
                         formatBytes(p.gradientBytes),
                         formatBytes(p.optimizerBytes), formatBytes(p.slotBytes),
-                        formatBytes(p.activationBytes + p.scratchBytes),
+                        formatBytes(p.activationBytes + p.scratchBytes +
+                                    p.kernelScratchBytes),
                         formatBytes(p.total()), p.total());
   }
 }
@@ -434,8 +435,9 @@ int emitArtifact(ModuleOp module, StringRef source, StringRef outputFilename) {
   }
   llvm::errs() << "\n  memory plan (rank 0 of 1): activations "
                << formatBytes(artifact.arenaBytes) << ", peak "
-               << formatBytes(artifact.peakBytes)
-               << " (parameters, gradients, AdamW state, activations)\n";
+               << formatBytes(artifact.peakBytes) << " (" << artifact.peakBytes
+               << " bytes: parameters, gradients, AdamW state, activations, "
+                  "constants, scratch)\n";
   return 0;
 }
 

@@ -126,7 +126,7 @@ private:
 };
 
 uint64_t Rank::bytes() const {
-  return stats.allocated.total() + stats.scratchBytes;
+  return stats.allocated.total();
 }
 
 Status Rank::init() {
@@ -157,7 +157,8 @@ Status Rank::init() {
   stats.allocated.parameterBytes = ea.parameters;
   stats.allocated.gradientBytes = ea.gradients;
   stats.allocated.constantBytes = ea.constants;
-  stats.scratchBytes = ea.scratch;
+  stats.allocated.activationBytes = ea.arena; // arena instances add to it
+  stats.allocated.kernelScratchBytes = ea.scratch;
   stats.allocated.scratchBytes = ea.stageScratch;
   m_.resize(a_.params.size());
   v_.resize(a_.params.size());

@@ -13,6 +13,7 @@
 
 #include "weipipe/runtime/Artifact.h"
 
+#include <array>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -64,12 +65,25 @@ struct RankMemoryPlan {
   uint64_t activationBytes = 0;
   /// The stages' temporaries: one scratch arena, the largest stage's.
   uint64_t scratchBytes = 0;
+  /// The kernels' row statistics (norm and cross-entropy gradients).
+  uint64_t kernelScratchBytes = 0;
   std::vector<uint32_t> instances; ///< per stage: that count
-  uint64_t total() const {
-    return parameterBytes + gradientBytes + optimizerBytes + constantBytes +
-           slotBytes + activationBytes + scratchBytes;
-  }
+  /// Saturating: an absurd artifact must fail a memory check, not wrap.
+  uint64_t total() const;
 };
+
+/// The floats of the kernels' two row-statistics arrays: the largest need
+/// of any instruction of the artifact (the executor allocates them so).
+std::array<int64_t, 2> kernelScratchFloats(const Artifact &a);
+
+/// What the executor allocates for an artifact: the arena, the values and
+/// gradients of the parameters `holds` marks (all of them when null), the
+/// constants, the kernels' and the stages' scratch; and the AdamW state of
+/// those parameters, which the trainer allocates. A single-rank run holds
+/// exactly this; a pipeline rank adds its slots and arena instances
+/// (planRankMemory).
+RankMemoryPlan planExecutorMemory(const Artifact &a,
+                                  const std::vector<bool> *holds);
 
 /// A byte count as users write it (--memory-limit): "8G", "512M", "1.5G",
 /// "1073741824" (K, M, G, T: powers of 1024); nullopt when it is not one.
@@ -77,7 +91,10 @@ std::optional<uint64_t> parseByteCount(const std::string &text);
 
 /// The parameters rank `rank` holds (steps or replicates).
 std::vector<bool> rankParameters(const Artifact &a, size_t rank);
-/// Replays rank `rank`'s program.
+/// Everything rank `rank` allocates, the number the compiler prints as its
+/// peak and the runtime checks at load: planExecutorMemory for its
+/// parameters, and for a pipeline its slots and the arena instances of its
+/// program replayed.
 RankMemoryPlan planRankMemory(const Artifact &a, size_t rank);
 
 } // namespace weipipe::rt

@@ -45,7 +45,6 @@ struct RankStats {
   uint64_t messagesSent = 0;
   double waitSeconds = 0; ///< blocked in transfers
   RankMemoryPlan allocated;
-  uint64_t scratchBytes = 0; ///< the kernels' row statistics (not planned)
 };
 
 class PipelineTrainer {
