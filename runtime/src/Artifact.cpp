@@ -37,6 +37,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "weipipe/runtime/Artifact.h"
+#include "weipipe/runtime/OutputFile.h"
 
 #include "ArtifactInternal.h"
 #include "weipipe/runtime/ByteReader.h"
@@ -813,8 +814,11 @@ detail::decodeArtifact(const void *data, size_t size, const std::string &what,
   uint64_t payloadSize =
       uint64_t(loadU32(bytes + 16)) | uint64_t(loadU32(bytes + 20)) << 32;
   if (payloadSize != size - kHeaderBytes)
-    return fail("truncated: the header announces " +
-                std::to_string(payloadSize) + " payload bytes, the input has " +
+    return fail(std::string(payloadSize > size - kHeaderBytes
+                                ? "truncated"
+                                : "trailing bytes after the payload") +
+                ": the header announces " + std::to_string(payloadSize) +
+                " payload bytes, the input has " +
                 std::to_string(size - kHeaderBytes));
   if (crc32c(bytes + kHeaderBytes, size - kHeaderBytes) != loadU32(bytes + 24))
     return fail("checksum mismatch: the file is corrupt (payload)");
@@ -848,50 +852,13 @@ std::optional<Artifact> parseArtifact(const void *data, size_t size,
 
 namespace {
 std::string errnoText() { return std::strerror(errno); }
-
-bool writeAll(int fd, const char *p, size_t n) {
-  while (n > 0) {
-    ssize_t w = ::write(fd, p, n);
-    if (w < 0) {
-      if (errno == EINTR)
-        continue;
-      return false;
-    }
-    p += w;
-    n -= size_t(w);
-  }
-  return true;
-}
 } // namespace
 
 bool writeArtifactFile(const Artifact &a, const std::string &path,
                        std::string *error) {
-  auto fail = [&](const std::string &msg) {
-    if (error)
-      *error = msg;
-    return false;
-  };
-  const std::string bytes = serializeArtifact(a);
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0)
-    return fail("cannot write " + path + ": creating " + tmp + ": " +
-                errnoText());
-  // Name the first failure; whatever happened, the temporary goes away.
-  std::string problem;
-  if (!writeAll(fd, bytes.data(), bytes.size()))
-    problem = "writing " + tmp + ": " + errnoText();
-  else if (::fsync(fd) != 0 && errno != EINVAL && errno != EROFS)
-    problem = "syncing " + tmp + ": " + errnoText();
-  if (::close(fd) != 0 && problem.empty())
-    problem = "closing " + tmp + ": " + errnoText();
-  if (problem.empty() && std::rename(tmp.c_str(), path.c_str()) != 0)
-    problem = "renaming " + tmp + " to " + path + ": " + errnoText();
-  if (!problem.empty()) {
-    ::unlink(tmp.c_str());
-    return fail("cannot write " + path + ": " + problem);
-  }
-  return true;
+  std::string ignored;
+  return writeFileAtomically(path, serializeArtifact(a),
+                             error ? error : &ignored);
 }
 
 std::optional<Artifact> readArtifactFile(const std::string &path,

@@ -323,6 +323,11 @@ TEST(Artifact, EveryTruncationIsRejected) {
   std::string cut = bytes.substr(0, bytes.size() - 5);
   reseal(cut);
   EXPECT_HAS(parseError(cut), "truncated");
+  // Bytes appended are not a truncation.
+  const std::string longer = bytes + "extra";
+  EXPECT_HAS(parseError(longer), "trailing bytes after the payload: the "
+                                 "header announces");
+  EXPECT_EQ(parseError(longer).find("truncated"), std::string::npos);
 }
 
 TEST(Artifact, ByteFlipsAreRejected) {
@@ -552,11 +557,11 @@ TEST(Artifact, Files) {
   EXPECT_HAS(err, missing);
   EXPECT_EQ(listDir(dir), std::vector<std::string>{"model.wpp"});
 
-  // Writing over a directory fails at the rename: the temporary goes away.
+  // A directory is refused before anything is written.
   const std::string sub = dir + "/sub";
   ASSERT_EQ(::mkdir(sub.c_str(), 0755), 0);
   EXPECT_FALSE(writeArtifactFile(a, sub, &err));
-  EXPECT_HAS(err, "renaming");
+  EXPECT_HAS(err, "cannot write " + sub + ": it is a directory");
   auto names = listDir(dir);
   std::sort(names.begin(), names.end());
   EXPECT_EQ(names, (std::vector<std::string>{"model.wpp", "sub"}));

@@ -302,8 +302,16 @@ Options parseArgs(int argc, char **argv) {
   if (o.steps < 0)
     usageError("--steps must be >= 0, got " + std::to_string(o.steps));
   // The reference's check_config.
-  if (o.warmupSteps < 0 || o.gradClip < 0 || o.lr < 0 || o.eps < 0)
-    usageError("--warmup-steps, --grad-clip, --lr and --eps must be >= 0");
+  for (auto [flag, v] : {std::pair<const char *, double>{"--warmup-steps",
+                                                         double(o.warmupSteps)},
+                         {"--grad-clip", o.gradClip},
+                         {"--lr", o.lr},
+                         {"--eps", o.eps}})
+    if (v < 0) {
+      char got[32];
+      std::snprintf(got, sizeof(got), "%g", v);
+      usageError(std::string(flag) + " must be >= 0, got " + got);
+    }
   if (!(o.beta1 >= 0 && o.beta1 < 1 && o.beta2 >= 0 && o.beta2 < 1))
     usageError("--betas must be in [0, 1)");
   return o;

@@ -6,6 +6,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "weipipe/Dialect/NN/NNOps.h"
 #include "weipipe/Dialect/NN/Transforms/Passes.h"
 #include "weipipe/Dialect/Pipe/Transforms/Passes.h"
 #include "weipipe/Importer/OnnxImporter.h"
@@ -14,6 +15,7 @@
 #include "weipipe/Target/PipelineWriter.h"
 #include "weipipe/Target/TrainingSummary.h"
 #include "weipipe/runtime/Artifact.h"
+#include "weipipe/runtime/OutputFile.h"
 #include "weipipe/runtime/RankMemory.h"
 
 #include "mlir/Bytecode/BytecodeWriter.h"
@@ -167,8 +169,9 @@ llvm::cl::opt<std::string> ends(
 
 llvm::cl::opt<std::string> memoryLimit(
     "memory-limit",
-    llvm::cl::desc("Refuse a plan in which a rank needs more than this many "
-                   "bytes (suffixes K, M, G, T: powers of 1024)"),
+    llvm::cl::desc("Refuse a plan in which a rank (the only one, without "
+                   "--ranks) needs more than this many bytes (suffixes K, M, "
+                   "G, T: powers of 1024); nothing is written"),
     llvm::cl::value_desc("BYTES"), llvm::cl::init(""),
     llvm::cl::cat(pipelineCategory));
 
@@ -215,43 +218,95 @@ void printMemoryTable(const std::vector<::weipipe::rt::RankMemoryPlan> &plans,
   }
 }
 
-/// Whether writing `out` would overwrite `in` (the same file however
-/// spelled: links, "./", symlinks). A missing file overwrites nothing.
+/// Whether `out` and `in` name the same file however spelled (links, "./",
+/// symlinks, dangling ones too): rt::fileIdentity, as weipipe-run compares
+/// its outputs.
 bool sameFile(StringRef out, StringRef in) {
-  bool same = false;
-  return !llvm::sys::fs::equivalent(out, in, same) && same;
+  const std::string a = ::weipipe::rt::fileIdentity(out.str());
+  return !a.empty() && a == ::weipipe::rt::fileIdentity(in.str());
 }
 
-/// Refuses an output that is one of the compile's inputs: the model, or a
-/// file its parameters load from (external data), the only copies of the
-/// weights.
-bool refuseOverwritingInputs(StringRef out, StringRef source,
-                             const ::weipipe::rt::Artifact &a) {
-  std::vector<std::string> ins = {source.str()};
-  for (const auto &p : a.params)
-    ins.push_back(p.storage.file);
-  for (const std::string &in : ins)
-    if (sameFile(out, in)) {
-      llvm::WithColor::error(llvm::errs(), "weipipe-opt")
-          << "-o " << out << " is " << in
-          << ", an input of this compile (the model or its weights); it "
-             "would be overwritten\n";
-      return true;
-    }
+/// The files a module's parameters load from (nn.parameter storage).
+std::vector<std::string> parameterFiles(ModuleOp module) {
+  std::vector<std::string> files;
+  module.walk([&](mlir::weipipe::nn::ParameterOp p) {
+    if (auto f = p.getFileAttr())
+      files.push_back(f.str());
+  });
+  return files;
+}
+
+/// The storage files an MLIR text input names (`at "FILE"[...]` of
+/// nn.parameter), found without parsing it: MlirOptMain parses it later, and
+/// the input may be one that must fail to parse (-verify-diagnostics).
+std::vector<std::string> parameterFilesInText(StringRef text) {
+  std::vector<std::string> files;
+  for (size_t at = text.find("at \""); at != StringRef::npos;
+       at = text.find("at \"", at + 4)) {
+    const size_t end = text.find('"', at + 4);
+    if (end != StringRef::npos && text.substr(end + 1).starts_with("["))
+      files.push_back(text.slice(at + 4, end).str());
+  }
+  return files;
+}
+
+/// Refuses writing `flag` `out` when it is one of the compile's inputs (the
+/// model, or a file its parameters load from: the only copies of the
+/// weights) or another of its outputs.
+bool refuseOverwriting(StringRef flag, StringRef out, StringRef source,
+                       ArrayRef<std::string> weights,
+                       ArrayRef<std::pair<StringRef, StringRef>> outputs = {}) {
+  auto refuse = [&](StringRef in, StringRef what) {
+    llvm::WithColor::error(llvm::errs(), "weipipe-opt")
+        << flag << " " << out << " is " << in << ", " << what
+        << "; it would be overwritten\n";
+    return true;
+  };
+  if (out == "-") // standard output
+    return false;
+  if (source != "-" && sameFile(out, source))
+    return refuse(source, "the model this compile reads");
+  for (const std::string &w : weights)
+    if (sameFile(out, w))
+      return refuse(w, "a file the model's parameters load from");
+  for (auto [otherFlag, other] : outputs)
+    if (sameFile(out, other))
+      return refuse(other, ("also the output of " + otherFlag).str());
   return false;
 }
 
-/// Writes `text` to `path` through a temporary renamed over it.
-bool writeTextFile(StringRef path, StringRef text) {
+std::vector<std::string>
+artifactParameterFiles(const ::weipipe::rt::Artifact &a) {
+  std::vector<std::string> files;
+  for (const auto &p : a.params)
+    files.push_back(p.storage.file);
+  return files;
+}
+
+/// Writes `bytes` to `path` through a temporary renamed over it (a device or
+/// FIFO in place); reports a failure.
+bool writeOutput(StringRef path, StringRef bytes) {
   std::string error;
-  auto out = openOutputFile(path, &error);
-  if (!out) {
-    llvm::WithColor::error(llvm::errs(), "weipipe-opt") << error << "\n";
-    return false;
+  if (::weipipe::rt::writeFileAtomically(path.str(), bytes, &error))
+    return true;
+  llvm::WithColor::error(llvm::errs(), "weipipe-opt") << error << "\n";
+  return false;
+}
+
+/// --memory-limit as bytes: nullopt without one; exits 2 (a usage error)
+/// through `usage` when it is not a byte count.
+std::optional<uint64_t> memoryLimitBytes(bool &usage) {
+  usage = false;
+  if (memoryLimit.empty())
+    return std::nullopt;
+  std::optional<uint64_t> limit = ::weipipe::rt::parseByteCount(memoryLimit);
+  if (!limit) {
+    llvm::WithColor::error(llvm::errs(), "weipipe-opt")
+        << "--memory-limit='" << memoryLimit
+        << "': expected a byte count such as 8G, 512M or 1073741824\n";
+    usage = true;
   }
-  out->os() << text;
-  out->keep();
-  return true;
+  return limit;
 }
 
 /// --emit=artifact with --ranks/--schedule: chunks, stages, the schedule.
@@ -280,16 +335,10 @@ int emitPipelineArtifact(ModuleOp module, StringRef source,
                                                   artifact)))
     return 1;
   // Every rank's memory, as the runtime will allocate it (RankMemory.h).
-  std::optional<uint64_t> limit;
-  if (!memoryLimit.empty()) {
-    limit = ::weipipe::rt::parseByteCount(memoryLimit);
-    if (!limit) {
-      llvm::WithColor::error(llvm::errs(), "weipipe-opt")
-          << "--memory-limit='" << memoryLimit
-          << "': expected a byte count such as 8G, 512M or 1073741824\n";
-      return 2; // a usage error
-    }
-  }
+  bool usage;
+  std::optional<uint64_t> limit = memoryLimitBytes(usage);
+  if (usage)
+    return 2;
   std::vector<::weipipe::rt::RankMemoryPlan> plans;
   for (size_t r = 0; r < artifact.ranks; ++r)
     plans.push_back(::weipipe::rt::planRankMemory(artifact, r));
@@ -298,12 +347,12 @@ int emitPipelineArtifact(ModuleOp module, StringRef source,
     artifact.peakBytes = std::max(artifact.peakBytes, p.total());
   if (printSchedule)
     llvm::outs() << ::weipipe::schedule::formatTable(schedule);
-  if (!exportSchedule.empty() &&
-      !writeTextFile(exportSchedule, ::weipipe::schedule::formatCsv(schedule)))
-    return 1;
-  if (refuseOverwritingInputs(outputFilename, source, artifact) ||
+  // Every check before anything is written.
+  const std::vector<std::string> weights = artifactParameterFiles(artifact);
+  if (refuseOverwriting("-o", outputFilename, source, weights) ||
       (!exportSchedule.empty() &&
-       refuseOverwritingInputs(exportSchedule, source, artifact)))
+       refuseOverwriting("--export-schedule", exportSchedule, source, weights,
+                         {{"-o", outputFilename}})))
     return 1;
   if (limit)
     for (size_t r = 0; r < plans.size(); ++r)
@@ -322,6 +371,9 @@ int emitPipelineArtifact(ModuleOp module, StringRef source,
     llvm::WithColor::error(llvm::errs(), "weipipe-opt") << error << "\n";
     return 1;
   }
+  if (!exportSchedule.empty() &&
+      !writeOutput(exportSchedule, ::weipipe::schedule::formatCsv(schedule)))
+    return 1;
   uint64_t numel = 0;
   for (const auto &p : artifact.params)
     numel += p.numel();
@@ -391,11 +443,27 @@ int emitArtifact(ModuleOp module, StringRef source, StringRef outputFilename) {
   options.splitBackward = backwardKind == "split";
   options.sourceModel = source.str();
   options.producer = "weipipe-opt (weipipe 0.1)";
+  bool usage;
+  std::optional<uint64_t> limit = memoryLimitBytes(usage);
+  if (usage)
+    return 2;
+  if (!exportSchedule.empty())
+    llvm::WithColor::note(llvm::errs(), "weipipe-opt")
+        << "--export-schedule needs --ranks or --schedule; ignored\n";
   ::weipipe::rt::Artifact artifact;
   if (failed(mlir::weipipe::buildArtifact(module, options, artifact)))
     return 1;
-  if (refuseOverwritingInputs(outputFilename, source, artifact))
+  if (refuseOverwriting("-o", outputFilename, source,
+                        artifactParameterFiles(artifact)))
     return 1;
+  if (limit && artifact.peakBytes > *limit) {
+    llvm::WithColor::error(llvm::errs(), "weipipe-opt")
+        << "the plan needs " << formatBytes(artifact.peakBytes) << " ("
+        << artifact.peakBytes << " bytes: parameters, gradients, AdamW state, "
+        << "activations, constants, scratch), over --memory-limit="
+        << memoryLimit << " (" << *limit << " bytes)\n";
+    return 1;
+  }
   std::string error;
   if (!::weipipe::rt::writeArtifactFile(artifact, outputFilename.str(),
                                         &error)) {
@@ -530,12 +598,9 @@ int main(int argc, char **argv) {
   MlirOptMainConfig config = MlirOptMainConfig::createFromCLOptions();
   // `weipipe-opt m.onnx -o m.onnx` would replace the model, the only copy of
   // its weights, with IR.
-  if (sameFile(outputFilename, inputFilename)) {
-    llvm::WithColor::error(llvm::errs(), "weipipe-opt")
-        << "-o " << outputFilename << " is the input file; it would be "
-        << "overwritten\n";
+  if (refuseOverwriting("-o", outputFilename, inputFilename, {}))
     return 1;
-  }
+  std::vector<std::string> weights; // of the IR output's model, checked below
 
   std::unique_ptr<llvm::MemoryBuffer> input;
   std::string errorMessage;
@@ -585,6 +650,7 @@ int main(int argc, char **argv) {
       return 1;
     if (emitKind == EmitKind::Artifact)
       return emitArtifact(*module, inputFilename, outputFilename);
+    weights = parameterFiles(*module);
     // Hand the module to MlirOptMain as bytecode: it keeps locations and
     // parses fast, and every mlir-opt option then works on ONNX input.
     std::string bytes;
@@ -611,15 +677,19 @@ int main(int argc, char **argv) {
         return 1;
       return emitArtifact(*module, inputFilename, outputFilename);
     }
+    weights = parameterFilesInText(input->getBuffer());
   }
 
-  auto output = openOutputFile(outputFilename, &errorMessage);
-  if (!output) {
-    llvm::WithColor::error(llvm::errs(), "weipipe-opt") << errorMessage << "\n";
+  if (outputFilename == "-")
+    return failed(MlirOptMain(llvm::outs(), std::move(input), registry,
+                              config));
+  if (refuseOverwriting("-o", outputFilename, inputFilename, weights))
     return 1;
-  }
-  if (failed(MlirOptMain(output->os(), std::move(input), registry, config)))
+  // Into memory first: the file is replaced only by a complete result, and a
+  // device or FIFO is written in place (rt::OutputFile).
+  std::string text;
+  llvm::raw_string_ostream os(text);
+  if (failed(MlirOptMain(os, std::move(input), registry, config)))
     return 1;
-  output->keep();
-  return 0;
+  return writeOutput(outputFilename, text) ? 0 : 1;
 }

@@ -192,8 +192,10 @@ def check_config(c: TrainConfig) -> None:
         raise RefError(f"--microbatches must be >= 1, got {c.microbatches}")
     if c.lr_schedule not in LR_SCHEDULES:
         raise RefError(f"unknown LR schedule {c.lr_schedule!r}; choose from {', '.join(LR_SCHEDULES)}")
-    if c.warmup_steps < 0 or c.grad_clip < 0 or c.lr < 0 or c.eps < 0:
-        raise RefError("--warmup-steps, --grad-clip, --lr and --eps must be >= 0")
+    for flag, v in (("--warmup-steps", c.warmup_steps), ("--grad-clip", c.grad_clip),
+                    ("--lr", c.lr), ("--eps", c.eps)):
+        if v < 0:
+            raise RefError(f"{flag} must be >= 0, got {v:g}")
     if not all(0.0 <= x < 1.0 for x in c.betas):
         raise RefError(f"--betas must be in [0, 1), got {c.betas}")
 

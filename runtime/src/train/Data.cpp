@@ -104,7 +104,12 @@ std::unique_ptr<TokenFile> TokenFile::load(const std::string &path,
     return fail(df + " is a directory");
   // The tokens are memory-mapped, which needs a regular file of known size.
   auto copyHint = [&] {
-    return "; copy it to a regular file first (cat " + path + " > tokens.bin)";
+    // A device (/dev/zero) may never end: copy a stated number of bytes.
+    return S_ISFIFO(st.st_mode) || S_ISREG(st.st_mode)
+               ? "; copy it to a regular file first (cat " + path +
+                     " > tokens.bin)"
+               : "; copy it to a regular file first (head -c BYTES " + path +
+                     " > tokens.bin)";
   };
   if (!S_ISREG(st.st_mode))
     return fail(df + " is " + fileKindName(st.st_mode) +

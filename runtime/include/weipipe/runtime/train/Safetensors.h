@@ -31,9 +31,13 @@
 #include <utility>
 #include <vector>
 
+namespace weipipe::rt {
+class OutputFile;
+} // namespace weipipe::rt
+
 namespace weipipe::rt::train {
 
-class OutputFile;
+using rt::OutputFile;
 
 /// A float32 tensor to write; `data` holds numel(shape) floats.
 struct F32TensorView {
