@@ -574,16 +574,17 @@ struct Folder {
   int64_t opset;
   FoldResult result;
 
+  // Moved out: a folded tensor may be a GiB (kMaxFoldedElements doubles).
   FoldResult fail(const std::string &msg) {
     result.error = msg;
-    return result;
+    return std::move(result);
   }
   const HostTensor *input(size_t k) const {
     return k < in.size() ? in[k] : nullptr;
   }
   FoldResult one(HostTensor t) {
     result.outputs.push_back(std::move(t));
-    return result;
+    return std::move(result);
   }
 
   using BinaryFn = std::function<double(double, double)>;

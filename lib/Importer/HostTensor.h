@@ -55,7 +55,10 @@ const char *dtypeName(int32_t dtype);
 int64_t numElements(llvm::ArrayRef<int64_t> shape);
 std::string shapeString(llvm::ArrayRef<int64_t> shape);
 
-/// The largest tensor the importer computes on the host.
+/// The largest tensor the importer computes on the host, and the most values
+/// all the tensors it computes may hold together (1 GiB as doubles): a model
+/// whose constants would need more is refused at the node that passes it,
+/// not allowed to take the machine's memory.
 constexpr int64_t kMaxFoldedElements = int64_t(1) << 27;
 
 struct HostTensor {

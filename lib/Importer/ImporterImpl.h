@@ -162,6 +162,8 @@ public:
   /// name: only SequenceAt at a known position reads them.
   llvm::StringMap<llvm::SmallVector<Value>> sequences;
   llvm::StringMap<nn::ParameterOp> parameters;
+  /// Values of every tensor folded so far (bounded by kMaxFoldedElements).
+  int64_t foldedValues = 0;
   /// Every floating-point initializer (and any a flag names): trained or not.
   std::map<std::string, Decision> trainability;
   std::map<std::string, int64_t> dimValues;

@@ -1146,6 +1146,13 @@ LogicalResult Importer::importNode(const onnx::NodeProto &node, int64_t index) {
       FoldResult r = foldNode(node, consts, opset);
       if (!r.ok())
         return nodeError(loc, node, name) << r.error;
+      for (const HostTensor &t : r.outputs)
+        foldedValues += int64_t(t.f.size() + t.i.size());
+      if (foldedValues > kMaxFoldedElements)
+        return nodeError(loc, node, name)
+               << "the constants computed at import would hold "
+               << foldedValues << " values together, over the "
+               << kMaxFoldedElements << " that can be";
       for (size_t k = 0;
            k < r.outputs.size() && k < static_cast<size_t>(node.output_size());
            ++k)

@@ -11,6 +11,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "ArtifactInternal.h"
+#include "weipipe/runtime/RankMemory.h"
 
 #include <algorithm>
 #include <limits>
@@ -1068,6 +1069,10 @@ std::string checkPrograms(const Artifact &a) {
     if (a.owner[c] < 0 || uint32_t(a.owner[c]) >= a.ranks)
       return "chunk " + std::to_string(c) + " is owned by rank " +
              std::to_string(a.owner[c]) + " of " + std::to_string(a.ranks);
+  // What each rank holds (RankMemory.h), once the chunks are known valid.
+  std::vector<std::vector<bool>> holds;
+  for (size_t r = 0; r < a.programs.size(); ++r)
+    holds.push_back(rankParameters(a, r));
   for (size_t r = 0; r < a.programs.size(); ++r) {
     const RankProgram &p = a.programs[r];
     for (size_t k = 0; k < p.actions.size(); ++k) {
@@ -1177,6 +1182,25 @@ std::string checkPrograms(const Artifact &a) {
       if (!ok)
         return at + "a slot is smaller than what stage '" + st.name +
                "' keeps in it";
+      // Values and gradients the action gives no slot for are the rank's
+      // own buffers (a forward's gradients always): only what it holds.
+      if (!compute)
+        continue;
+      const bool ownValues = ac.weights < 0,
+                 ownGrads = ac.grads < 0 || ac.op == ActionOp::Forward;
+      for (const Instruction &in : a.functions[size_t(fn)].body)
+        for (const auto *refs : {&in.operands, &in.results})
+          for (const TensorRef &ref : *refs) {
+            const bool value = ref.space == Space::Param && ownValues,
+                       grad = ref.space == Space::Grad && ownGrads;
+            if ((value || grad) && ref.index < a.params.size() &&
+                !holds[r][ref.index])
+              return at + "function '" + a.functions[size_t(fn)].name +
+                     "' uses the " + (value ? "value" : "gradient") +
+                     " of parameter " + std::to_string(ref.index) +
+                     ", which rank " + std::to_string(r) +
+                     " does not hold and the action gives no slot for";
+          }
     }
   }
   return "";
@@ -1291,6 +1315,9 @@ bool validateArtifact(const Artifact &a, const std::string &what,
   if (!anyInput && tokens != 0)
     return fail("micro-batches of " + std::to_string(a.batch) + " x " +
                 std::to_string(a.seq) + " tokens, but no input reads them");
+  if (anyInput && tokens == 0)
+    return fail("empty micro-batches of " + std::to_string(a.batch) + " x " +
+                std::to_string(a.seq) + " tokens");
 
   for (size_t f = 0; f < a.functions.size(); ++f) {
     const Function &fn = a.functions[f];

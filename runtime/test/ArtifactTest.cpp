@@ -773,4 +773,28 @@ TEST(Artifact, PipelineContentIsChecked) {
     a.programs[1].actions[0].bytes = {95};
     EXPECT_HAS(structError(a), "rank 0, action 1 (forward): a slot is smaller");
   }
+  {
+    // A forward binds the rank's own gradients, and rank 0 holds none.
+    Artifact a = makePipelineArtifact();
+    a.functions[0].body[0].operands[0] = entry(Space::Grad, 0, {8, 4});
+    EXPECT_HAS(structError(a), "rank 0, action 1 (forward): function "
+                               "'chunk0_forward' uses the gradient of "
+                               "parameter 0, which rank 0 does not hold and "
+                               "the action gives no slot for");
+  }
+  {
+    // The same without a weights slot for the values.
+    Artifact a = makePipelineArtifact();
+    a.programs[0].actions[1].weights = -1;
+    EXPECT_HAS(structError(a), "a slot index is out of range or of the wrong "
+                               "kind");
+  }
+  {
+    Artifact a = makePipelineArtifact();
+    a.batch = 0;
+    for (Stage &st : a.stages)
+      for (Input &in : st.inputs)
+        in.ref.shape[0] = 0;
+    EXPECT_HAS(structError(a), "empty micro-batches of 0 x 3 tokens");
+  }
 }
