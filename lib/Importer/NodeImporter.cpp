@@ -51,8 +51,13 @@ Value NodeEmitter::operand(size_t k) {
 }
 
 const HostTensor *NodeEmitter::constInput(size_t k, StringRef what) {
+  // Callers of optional inputs check in(k) first: absent here is an error.
+  if (k >= static_cast<size_t>(node.input_size()) || node.input(k).empty()) {
+    fail() << "input " << k << " (the " << what << ") is missing";
+    return nullptr;
+  }
   ValueInfo *v = in(k);
-  if (!v)
+  if (!v) // an undefined name, reported by lookup
     return nullptr;
   bool failedRead;
   const HostTensor *c = im.constantOf(*v, loc, failedRead);
