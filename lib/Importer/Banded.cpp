@@ -158,7 +158,7 @@ public:
       return constantOfShape(out);
     if (op == "Expand")
       return expand(anyBanded, out);
-    if (!anyBanded || !in[0] || !in[0]->banded)
+    if (!anyBanded || !input(0) || !input(0)->banded)
       return false;
     if (op == "Trilu")
       return trilu(out);
@@ -173,6 +173,12 @@ public:
 private:
   const onnx::NodeProto &node;
   ArrayRef<const HostTensor *> in;
+
+  /// Input k, or nullptr where the node has fewer inputs (a malformed
+  /// model reaches here before any op checks its arity).
+  const HostTensor *input(size_t k) const {
+    return k < in.size() ? in[k] : nullptr;
+  }
   int64_t opset;
   StringRef op;
 
@@ -228,8 +234,8 @@ private:
     perDiag.reserve(in.size());
     SmallVector<const HostTensor *> args(in.begin(), in.end());
     HostTensor like;
-    if (arity < in.size() && in[1]) { // CastLike: only the type matters
-      like = HostTensor(in[1]->dtype, {0});
+    if (arity < in.size() && input(1)) { // CastLike: only the type matters
+      like = HostTensor(input(1)->dtype, {0});
       args[1] = &like;
     }
     for (size_t k = 0; k < arity; ++k) {
@@ -253,13 +259,13 @@ private:
   }
 
   bool constantOfShape(FoldResult &out) {
-    if (!in[0])
+    if (!input(0))
       return false;
-    std::vector<int64_t> shape = in[0]->ints();
+    std::vector<int64_t> shape = input(0)->ints();
     if (!big(shape) || llvm::any_of(shape, [](int64_t d) { return d < 0; }))
       return false;
     HostTensor one = HostTensor::vectorInt({1}); // the value, once
-    FoldResult r = foldNode(node, {&one, in.size() > 1 ? in[1] : nullptr},
+    FoldResult r = foldNode(node, {&one, input(1)},
                             opset);
     if (!r.ok())
       return fail(out, r.error);
@@ -283,11 +289,11 @@ private:
   }
 
   bool expand(bool anyBanded, FoldResult &out) {
-    const HostTensor *x = in[0];
-    if (!x || !in[1] || in[1]->banded)
+    const HostTensor *x = input(0);
+    if (!x || !input(1) || input(1)->banded)
       return false;
     SmallVector<int64_t> shape;
-    if (!broadcastTo(x->shape, in[1]->ints(), shape))
+    if (!broadcastTo(x->shape, input(1)->ints(), shape))
       return false;
     if (!anyBanded && !big(shape))
       return false;
@@ -306,10 +312,10 @@ private:
   }
 
   bool trilu(FoldResult &out) {
-    const HostTensor &x = *in[0];
-    if (in.size() > 1 && in[1] && in[1]->numel() != 1)
+    const HostTensor &x = *input(0);
+    if (input(1) && input(1)->numel() != 1)
       return fail(out, "k must be a scalar");
-    int64_t k = in.size() > 1 && in[1] ? in[1]->getInt(0) : 0;
+    int64_t k = input(1) ? input(1)->getInt(0) : 0;
     bool upper = attrInt(node, "upper", 1) != 0;
     int64_t m = x.shape[x.shape.size() - 2];
     HostTensor t = x;
@@ -321,10 +327,10 @@ private:
   }
 
   bool reshape(FoldResult &out) {
-    const HostTensor &x = *in[0];
+    const HostTensor &x = *input(0);
     SmallVector<int64_t> shape;
     std::string why;
-    if (!reshapeLikeShape(node, x.shape, in.size() > 1 ? in[1] : nullptr,
+    if (!reshapeLikeShape(node, x.shape, input(1),
                           shape, why))
       return fail(out, why);
     if (shape.size() < 2 ||
@@ -338,15 +344,15 @@ private:
   }
 
   bool slice(FoldResult &out) {
-    const HostTensor &x = *in[0];
-    if (!in[1] || !in[2])
+    const HostTensor &x = *input(0);
+    if (!input(1) || !input(2))
       return false; // attribute form (opset < 10): not from these exporters
-    std::vector<int64_t> starts = in[1]->ints(), ends = in[2]->ints(), axes,
-                         steps;
-    if (in.size() > 3 && in[3])
-      axes = in[3]->ints();
-    if (in.size() > 4 && in[4])
-      steps = in[4]->ints();
+    std::vector<int64_t> starts = input(1)->ints(), ends = input(2)->ints(),
+                         axes, steps;
+    if (input(3))
+      axes = input(3)->ints();
+    if (input(4))
+      steps = input(4)->ints();
     SmallVector<SliceDim> dims;
     std::string why;
     if (!sliceBounds(x.shape, starts, ends, axes, steps, dims, why))
