@@ -14,7 +14,9 @@
 #   FUZZ_BUILD_DIR  the instrumented build (default: build-fuzz)
 #   FUZZ_TARGETS    which targets (default: "artifact data safetensors onnx onnx-text")
 #   FUZZ_PARALLEL   targets run at once (default: 2)
-#   FUZZ_TIMEOUT    seconds one input may take before it is a hang (default: 30)
+#   FUZZ_TIMEOUT    seconds one input may take before it is a hang (default:
+#                   120: the importer's largest legal folds take about a
+#                   minute under ASan, 3 s without)
 #   FUZZ_RSS_MB     memory limit of a fuzzer process, MB (default: 2048)
 #   FUZZ_SEEDS      regenerate the seed corpora: auto (when missing or stale), always
 #   FUZZ_KEEP_GOING 1: do not stop at the first finding (libFuzzer's fork mode
@@ -34,7 +36,7 @@ seconds=${1:-60}
 build=${FUZZ_BUILD_DIR:-build-fuzz}
 targets=${FUZZ_TARGETS:-"artifact data safetensors onnx onnx-text"}
 parallel=${FUZZ_PARALLEL:-2}
-timeout=${FUZZ_TIMEOUT:-30}
+timeout=${FUZZ_TIMEOUT:-120}
 rss=${FUZZ_RSS_MB:-2048}
 jobs=${JOBS:-$(nproc)}
 venv=${WEIPIPE_VENV:-$HOME/.cache/weipipe/venv}
@@ -114,7 +116,8 @@ fuzz_one() {
     keep=(-fork=1 -ignore_crashes=1 -ignore_timeouts=1 -ignore_ooms=1)
   "$build/bin/fuzz-$t" "$corpus" "$seeds/$t" -max_total_time="$seconds" \
     -timeout="$timeout" -rss_limit_mb="$rss" -max_len="$len" "${keep[@]}" \
-    -print_final_stats=1 -artifact_prefix="$out/" >"$build/fuzz-$t.log" 2>&1 || rc=$?
+    -print_final_stats=1 -report_slow_units=$((timeout + 1)) \
+    -artifact_prefix="$out/" >"$build/fuzz-$t.log" 2>&1 || rc=$?
   echo "$rc" >"$out.rc"
 }
 names=()
