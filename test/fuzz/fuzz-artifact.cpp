@@ -38,6 +38,7 @@
 #include <limits>
 #include <random>
 #include <string>
+#include <type_traits>
 #include <unistd.h>
 #include <vector>
 
@@ -462,30 +463,23 @@ private:
           oneIn(16) ? uint8_t(rng_()) : uint8_t(below(f.enumMax + 1));
       return;
     }
+    // An interesting value in the field's own width.
+    auto edit = [&](auto *p) {
+      *p = std::remove_reference_t<decltype(*p)>(interesting(int64_t(*p)));
+    };
     switch (f.w) {
     case Fields::I8:
-      *static_cast<uint8_t *>(f.p) =
-          uint8_t(interesting(*static_cast<uint8_t *>(f.p)));
-      return;
+      return edit(static_cast<uint8_t *>(f.p));
     case Fields::U16:
-      *static_cast<uint16_t *>(f.p) =
-          uint16_t(interesting(*static_cast<uint16_t *>(f.p)));
-      return;
+      return edit(static_cast<uint16_t *>(f.p));
     case Fields::I32:
-      *static_cast<int32_t *>(f.p) =
-          int32_t(interesting(*static_cast<int32_t *>(f.p)));
-      return;
+      return edit(static_cast<int32_t *>(f.p));
     case Fields::U32:
-      *static_cast<uint32_t *>(f.p) =
-          uint32_t(interesting(*static_cast<uint32_t *>(f.p)));
-      return;
+      return edit(static_cast<uint32_t *>(f.p));
     case Fields::I64:
-      *static_cast<int64_t *>(f.p) = interesting(*static_cast<int64_t *>(f.p));
-      return;
+      return edit(static_cast<int64_t *>(f.p));
     case Fields::U64:
-      *static_cast<uint64_t *>(f.p) =
-          uint64_t(interesting(int64_t(*static_cast<uint64_t *>(f.p))));
-      return;
+      return edit(static_cast<uint64_t *>(f.p));
     }
   }
 
