@@ -38,7 +38,7 @@ cmake -G Ninja -S . -B "$build" -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_C_FLAGS_RELEASE="-O1 -DNDEBUG" -DCMAKE_CXX_FLAGS_RELEASE="-O1 -DNDEBUG" \
   -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=address,undefined" \
   -DCMAKE_SHARED_LINKER_FLAGS="-fsanitize=address,undefined" \
-  -DWEIPIPE_PYTHON="$venv/bin/python" >/dev/null
+  -DWEIPIPE_CUDA=OFF -DWEIPIPE_PYTHON="$venv/bin/python" >/dev/null
 cmake --build "$build" -j "$jobs"
 echo "[sanitize] build: $((SECONDS - start)) s"
 # abort_on_error: a report ends the process with SIGABRT, which `not` in a

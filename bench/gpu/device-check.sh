@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Every check of the CUDA backend that needs a GPU, in one run sized to about
+# 8 minutes on one H100, for a short window of GPU time (issue 10). Run it on
+# the GPU machine from the repository root; that machine has nvcc, CMake and
+# ninja but no GoogleTest or OpenBLAS, which bench/gpu/prepare.sh puts under
+# .gpu-deps/ here, to be carried:
+#
+#   bench/gpu/prepare.sh                         # here, once
+#   device run, carry [".gpu-deps"]:  bash bench/gpu/device-check.sh
+#
+# It builds the runtime alone (cmake -S runtime: no MLIR there) for the
+# machine's architecture, runs the CUDA tests, and writes everything to $OUT
+# (the device tool's folder; ./gpu-results elsewhere): nvidia-smi.txt, one log
+# per step, cuda-tests.xml, and summary.txt with each step's exit status and
+# seconds. A failed step does not stop the later ones unless they need it.
+#
+# Environment: CUDA_ARCH (default: the GPU's, from nvidia-smi; 90 for H100 and
+# H200), JOBS (default: all cores).
+set -uo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cd "$root"
+out=${OUT:-$root/gpu-results}
+mkdir -p "$out"
+deps="$root/.gpu-deps"
+jobs=${JOBS:-$(nproc)}
+summary="$out/summary.txt"
+: >"$summary"
+
+# step NAME LIMIT_S CMD...: runs CMD under a time limit, logs to NAME.log.
+step() {
+  local name=$1 limit=$2
+  shift 2
+  local start rc
+  start=$(date +%s)
+  timeout "$limit" "$@" >"$out/$name.log" 2>&1
+  rc=$?
+  printf '%-14s rc=%-3s %4ss  %s\n' "$name" "$rc" "$(($(date +%s) - start))" \
+    "$(tail -n 1 "$out/$name.log")" | tee -a "$summary"
+  return $rc
+}
+
+nvidia-smi >"$out/nvidia-smi.txt" 2>&1
+arch=${CUDA_ARCH:-$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null |
+  head -n 1 | tr -d '. ')}
+arch=${arch:-90}
+
+cmake_args=(-G Ninja -S runtime -B build-gpu -DCMAKE_BUILD_TYPE=Release
+  "-DCMAKE_CUDA_ARCHITECTURES=$arch")
+if [ -f "$deps/googletest/CMakeLists.txt" ]; then
+  cmake_args+=("-DWEIPIPE_GTEST_SOURCE=$deps/googletest")
+fi
+if [ -f "$deps/openblas/include/cblas.h" ]; then
+  # Found by FindBLAS through the prefix (which wants the unversioned name);
+  # its libgfortran through the path.
+  ln -sf libopenblas.so.0 "$deps/openblas/lib/libopenblas.so"
+  cmake_args+=("-DCMAKE_PREFIX_PATH=$deps/openblas")
+  export LD_LIBRARY_PATH="$deps/openblas/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+fi
+
+step configure 180 cmake "${cmake_args[@]}" || exit 1
+step build 420 cmake --build build-gpu -j "$jobs" --target weipipe_cuda_tests ||
+  exit 1
+# The kernels against the CPU kernels (tolerances in the test files).
+step cuda-tests 300 build-gpu/weipipe_cuda_tests \
+  "--gtest_output=xml:$out/cuda-tests.xml"
+# Determinism and races: the tests again under compute-sanitizer's racecheck
+# would take too long here; the tests themselves compare repeated runs bit
+# for bit.
+echo "done: $(date -u +%FT%TZ)" >>"$summary"
