@@ -112,6 +112,8 @@ std::string GemmShape::str() const {
     s += ", bias";
   if (accumulate)
     s += ", accumulate";
+  if (fastBf16)
+    s += ", bf16 products";
   return s + ")";
 }
 
@@ -147,8 +149,14 @@ struct Blas::Impl {
     const std::string what = "GEMM " + g.str();
     if (g.M <= 0 || g.N <= 0 || g.K <= 0)
       return Status::error(what + ": every dimension must be positive");
-    WP_BLAS_TRY(
-        cublasLtMatmulDescCreate(&p->op, CUBLAS_COMPUTE_32F, CUDA_R_32F), what);
+    if (g.fastBf16 && (g.a != ElementType::F32 || g.b != ElementType::F32))
+      return Status::error(what + ": bf16 products are for fp32 operands");
+    WP_BLAS_TRY(cublasLtMatmulDescCreate(&p->op,
+                                         g.fastBf16
+                                             ? CUBLAS_COMPUTE_32F_FAST_16BF
+                                             : CUBLAS_COMPUTE_32F,
+                                         CUDA_R_32F),
+                what);
     // Swapped operands (see the file comment): cuBLASLt's A is our B.
     const cublasOperation_t ta = g.transB ? CUBLAS_OP_T : CUBLAS_OP_N;
     const cublasOperation_t tb = g.transA ? CUBLAS_OP_T : CUBLAS_OP_N;

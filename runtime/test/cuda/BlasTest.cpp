@@ -372,9 +372,11 @@ protected:
 
   /// The problem on the GPU against the CPU: the M x N results of every
   /// batch within `tol`, and every other element of C's buffer untouched.
-  void check(const std::string &tag, const Problem &p, double tol) {
+  /// `reference` (default: p itself) is the problem the CPU solves.
+  void check(const std::string &tag, const Problem &p, double tol,
+             const Problem *reference = nullptr) {
     const GemmShape &g = p.g;
-    const std::vector<float> want = cpuResult(p);
+    const std::vector<float> want = cpuResult(reference ? *reference : p);
     const std::vector<float> got = gpuResult(*blas_, s(), p);
     std::vector<bool> inView(want.size(), false);
     std::vector<float> gotView, wantView, gotRest, wantRest;
@@ -519,6 +521,32 @@ TEST_F(CudaBlas, Bf16InputsF32OutputMatchCpu) {
                                         ElementType::BF16, ElementType::F32);
       check("bf16 -> f32 " + shapeTag(g), makeProblem(g, seed++), kBf16InTol);
     }
+}
+
+// fp32 operands multiplied on bf16 tensor cores (--precision bf16 over fp32
+// storage): the CPU's fp32 product of the operands rounded to bf16, with the
+// bf16-input tolerance (the same products, summed in fp32). bf16 operands
+// are refused: the mode is for fp32 storage.
+TEST_F(CudaBlas, FastBf16ProductsOfF32Operands) {
+  uint32_t seed = 550;
+  for (bool transB : {false, true}) {
+    GemmShape g = cu::denseGemm(false, transB, 129, 65, 257);
+    g.fastBf16 = true;
+    const Problem p = makeProblem(g, seed++);
+    Problem rounded = p;
+    rounded.a = asStored(ElementType::BF16, p.a);
+    rounded.b = asStored(ElementType::BF16, p.b);
+    check("f32 with bf16 products " + shapeTag(g), p, kBf16InTol, &rounded);
+  }
+  GemmShape bad =
+      cu::denseGemm(false, false, 8, 8, 8, ElementType::BF16, ElementType::F32);
+  bad.fastBf16 = true;
+  Bytes a(256), b(256), c(256);
+  const Status st =
+      blas_->gemm(bad, 1.0f, a.get(), b.get(), c.get(), nullptr, s());
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("fp32 operands"), std::string::npos)
+      << st.message();
 }
 
 // bf16 result (and bias, which has C's type), with and without

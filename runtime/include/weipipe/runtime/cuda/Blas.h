@@ -4,7 +4,8 @@
 // product (llm.c's matmul.cuh is the model): row-major operands as in
 // cpu::gemm, transposes, strided batches (a stride of 0 broadcasts an
 // operand), fp32 or bf16 storage with fp32 compute and scale (no TF32: the
-// fp32 mode is the one checked tightly against the CPU), a bias epilogue,
+// fp32 mode is the one checked tightly against the CPU; bf16 tensor-core
+// products of fp32 operands on request), a bias epilogue,
 // beta = 1 accumulation, and one workspace owned by the Blas object.
 //
 // Every shape of a run is known from the artifact, so the descriptors and
@@ -42,10 +43,15 @@ struct GemmShape {
   int64_t batch = 1, strideA = 0, strideB = 0, strideC = 0;
   bool bias = false;       ///< bias has c's type
   bool accumulate = false; ///< beta = 1
+  /// fp32 operands multiplied on bf16 tensor cores (cuBLASLt's
+  /// CUBLAS_COMPUTE_32F_FAST_16BF: inputs rounded to bf16, products summed
+  /// in fp32): --precision bf16 over fp32 storage.
+  bool fastBf16 = false;
 
   auto key() const {
     return std::make_tuple(transA, transB, M, N, K, lda, ldb, ldc, a, b, c,
-                           batch, strideA, strideB, strideC, bias, accumulate);
+                           batch, strideA, strideB, strideC, bias, accumulate,
+                           fastBf16);
   }
   /// "M x N x K (bf16 x bf16 -> f32, transB, 4 batches)".
   std::string str() const;
