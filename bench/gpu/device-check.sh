@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every check of the CUDA backend that needs a GPU, in one run sized to about
-# 8 minutes on one H100, for a short window of GPU time (issue 10). Run it on
+# 9 minutes on one H100, for a short window of GPU time (issue 10). Run it on
 # the GPU machine from the repository root; that machine has nvcc, CMake and
 # ninja but no GoogleTest or OpenBLAS, which bench/gpu/prepare.sh puts under
 # .gpu-deps/ here, to be carried:
@@ -9,10 +9,12 @@
 #   device run, carry [".gpu-deps"]:  bash bench/gpu/device-check.sh
 #
 # It builds the runtime alone (cmake -S runtime: no MLIR there) for the
-# machine's architecture, runs the CUDA tests, and writes everything to $OUT
-# (the device tool's folder; ./gpu-results elsewhere): nvidia-smi.txt, one log
-# per step, cuda-tests.xml, and summary.txt with each step's exit status and
-# seconds. A failed step does not stop the later ones unless they need it.
+# machine's architecture, runs the CUDA tests and the benchmarks
+# (bench/gpu/README.md; about 3 minutes of the run), and writes everything to
+# $OUT (the device tool's folder; ./gpu-results elsewhere): nvidia-smi.txt,
+# one log per step, cuda-tests.xml, bench.md, and summary.txt with each
+# step's exit status and seconds. A failed step does not stop the later ones
+# unless they need it.
 #
 # Environment: CUDA_ARCH (default: the GPU's, from nvidia-smi; 90 for H100 and
 # H200), JOBS (default: all cores).
@@ -63,6 +65,14 @@ step build 420 cmake --build build-gpu -j "$jobs" --target weipipe_cuda_tests ||
 # The kernels against the CPU kernels (tolerances in the test files).
 step cuda-tests 300 build-gpu/weipipe_cuda_tests \
   "--gtest_output=xml:$out/cuda-tests.xml"
+# Built after the tests ran, so that a benchmark that does not build costs
+# only the benchmarks.
+step bench-build 240 cmake --build build-gpu -j "$jobs" --target bench_gpu_kernels
+# Our GEMMs against cuBLASLt's best algorithm per shape and our attention
+# against PyTorch's flash SDPA, same run (bench/gpu/README.md); bench.md is
+# the table. A missed target is reported there, not a failure.
+[ -x build-gpu/bin/bench_gpu_kernels ] && step bench 240 python3 bench/gpu/bench_gpu.py \
+  --bench build-gpu/bin/bench_gpu_kernels --out "$out/bench.md"
 # Determinism and races: the tests again under compute-sanitizer's racecheck
 # would take too long here; the tests themselves compare repeated runs bit
 # for bit.
