@@ -13,6 +13,7 @@
 #include "weipipe/runtime/Executor.h"
 
 #include "ArtifactInternal.h"
+#include "ExecutorInternal.h"
 #include "weipipe/runtime/Crc32c.h"
 #include "weipipe/runtime/FileKind.h"
 #include "weipipe/runtime/RankMemory.h"
@@ -38,6 +39,10 @@
 #endif
 
 namespace weipipe::rt {
+
+using detail::DeviceBackend;
+using detail::Ref;
+using detail::Step;
 
 namespace {
 
@@ -169,38 +174,6 @@ void castAny(DType from, const void *x, DType to, void *y, int64_t n) {
   });
 }
 
-/// A resolved TensorRef: p is nullptr when the ref is absent.
-struct Ref {
-  void *p = nullptr;
-  cpu::Shape s;
-  int64_t n = 0;
-  DType dt = DType::F32;
-  template <class T> T *as() const { return static_cast<T *>(p); }
-  float *f() const { return static_cast<float *>(p); }
-  const int64_t *ids() const { return static_cast<const int64_t *>(p); }
-};
-
-/// One instruction, resolved.
-struct Step {
-  const Instruction *ins = nullptr;
-  std::vector<Ref> in, out;
-  // A norm's input-gradient and parameter-gradient ops that the compiler
-  // marked (Instruction::kFusedWithNext): the first runs both in one kernel
-  // call (one recomputation of the statistics, one pass over the rows) and
-  // the second does nothing.
-  const Step *partner = nullptr;
-  bool doneByPrevious = false;
-  // Sizes derived once: linear M, K, N; norm rows, normSize.
-  int64_t d0 = 0, d1 = 0, d2 = 0;
-  cpu::AttentionParams attn;
-  cpu::RotaryDims rotary;
-  // Concat's inputs as the kernel's Span wants them (the one of its dtype).
-  std::vector<cpu::Shape> shapes;
-  std::tuple<std::vector<const float *>, std::vector<const int64_t *>,
-             std::vector<const int32_t *>, std::vector<const uint8_t *>>
-      ptrs;
-};
-
 /// Concat's inputs as the kernel's pointer lists, from the resolved refs.
 void concatPointers(Step &s) {
   auto fill = [&](auto &list, auto tag) {
@@ -255,8 +228,15 @@ cpu::AttentionParams attentionParams(const Instruction &I) {
 
 struct Executor::Impl {
   const Artifact &a;
-  AlignedBuffer arena, values, grads, stageScratch;
-  std::vector<AlignedBuffer> constants;
+  ExecutorOptions options;
+  // Host memory (CPU), or the device backend's (which owns it).
+  AlignedBuffer arenaHost, valuesHost, gradsHost, stageScratchHost;
+  std::vector<AlignedBuffer> constantsHost;
+  std::unique_ptr<DeviceBackend> device;
+  uint8_t *arena = nullptr, *values = nullptr, *grads = nullptr,
+          *stageScratch = nullptr;
+  std::vector<uint8_t *> constants;
+  mutable std::vector<float> logitsHost; // logits() of a device executor
   uint64_t bytes = 0;
   Executor::Allocation allocation;
   std::vector<std::vector<Step>> fns;   // by function index
@@ -285,15 +265,15 @@ struct Executor::Impl {
     case Space::None:
       return nullptr;
     case Space::Arena:
-      return arena.data() + r.offset;
+      return arena + r.offset;
     case Space::Scratch:
-      return stageScratch.data() + r.offset;
+      return stageScratch + r.offset;
     case Space::Param:
       return params[r.index].value;
     case Space::Grad:
       return params[r.index].grad;
     case Space::Const:
-      return constants[r.index].data();
+      return constants[r.index];
     }
     return nullptr;
   }
@@ -327,7 +307,19 @@ struct Executor::Impl {
   template <Opcode Op> static cpu::Status run(const Ctx &c);
   static Handler handlerFor(Opcode op);
   cpu::Status runFunction(size_t f, std::string *nonFinite);
-  void writeInputs(const int64_t *ids, const int64_t *targets);
+  Status writeInputs(const int64_t *ids, const int64_t *targets);
+  /// Host <-> executor memory (a plain copy on the CPU).
+  Status store(void *dst, const void *src, uint64_t bytes);
+  Status fetch(void *dst, const void *src, uint64_t bytes) const;
+  /// n floats at p readable on the host (p itself on the CPU, else a copy in
+  /// tmp; NaNs if the copy fails).
+  const float *hostFloats(const float *p, int64_t n,
+                          std::vector<float> &tmp) const;
+  /// The Accumulating results an instruction writes, zeroed.
+  Status zeroWritten(const Step &s);
+  /// Runs the functions of the micro-batch program, then (on a device)
+  /// waits and reports the data errors.
+  Status runProgram(std::string *nonFinite);
 };
 
 void Executor::Impl::prepare(std::vector<ParamBuffers> &params) {
@@ -340,6 +332,8 @@ void Executor::Impl::prepare(std::vector<ParamBuffers> &params) {
       const Instruction &I = fn.body[i];
       Step &s = steps[i];
       s.ins = &I;
+      s.function = uint32_t(f);
+      s.index = uint32_t(i);
       for (const TensorRef &r : I.operands)
         s.in.push_back(ref(r, params));
       for (const TensorRef &r : I.results)
@@ -913,9 +907,33 @@ Executor::Impl::Handler Executor::Impl::handlerFor(Opcode op) {
   return nullptr;
 }
 
+Status Executor::Impl::zeroWritten(const Step &s) {
+  if (!(opcodeInfo(s.ins->op)->flags & OpcodeInfo::kAccumulates) ||
+      (s.ins->flags & Instruction::kAccumulate))
+    return {};
+  for (const Ref &r : s.out)
+    if (r.p) {
+      if (!device)
+        std::memset(r.p, 0, size_t(r.n) * sizeof(float));
+      else if (Status st = device->zero(r.p, uint64_t(r.n) * sizeof(float));
+               !st.ok())
+        return st;
+    }
+  return {};
+}
+
 cpu::Status Executor::Impl::exec(Step &s) {
   if (s.doneByPrevious)
     return {};
+  if (device) {
+    // The fused norm pair runs as one call: both results zeroed first.
+    if (Status st = zeroWritten(s); !st.ok())
+      return st;
+    if (s.partner)
+      if (Status st = zeroWritten(*s.partner); !st.ok())
+        return st;
+    return device->run(s);
+  }
   zeroIfWritten(s);
   Handler run = handlerFor(s.ins->op);
   if (!run) // validation refuses unknown opcodes; never run one
@@ -951,17 +969,20 @@ cpu::Status Executor::Impl::runFunction(size_t f, std::string *nonFinite) {
     if (!st.ok())
       return cpu::Status::error(instrText(a.functions[f], i) + ": " +
                                 st.message());
+    std::vector<float> tmp;
     if (trace) {
       std::fprintf(stderr, "[trace] %s:", instrText(a.functions[f], i).c_str());
       for (const Ref &r : steps[i].out)
         if (r.p && r.dt == DType::F32)
           std::fprintf(stderr, " %.9g",
-                       std::sqrt(cpu::sum_of_squares(r.f(), r.n)));
+                       std::sqrt(cpu::sum_of_squares(
+                           hostFloats(r.f(), r.n, tmp), r.n)));
       std::fprintf(stderr, " <-");
       for (const Ref &r : steps[i].in)
         if (r.p && r.dt == DType::F32)
           std::fprintf(stderr, " %.9g",
-                       std::sqrt(cpu::sum_of_squares(r.f(), r.n)));
+                       std::sqrt(cpu::sum_of_squares(
+                           hostFloats(r.f(), r.n, tmp), r.n)));
       std::fprintf(stderr, "\n");
     }
     if (!nonFinite)
@@ -971,31 +992,59 @@ cpu::Status Executor::Impl::runFunction(size_t f, std::string *nonFinite) {
       if (!out[r].p || out[r].dt != DType::F32)
         continue;
       int64_t first = 0;
-      const int64_t bad = countNonFinite(out[r].f(), out[r].n, &first);
+      const float *host = hostFloats(out[r].f(), out[r].n, tmp);
+      const int64_t bad = countNonFinite(host, out[r].n, &first);
       if (bad == 0)
         continue;
       *nonFinite = instrText(a.functions[f], i) + ": result " +
                    std::to_string(r) + " has " + std::to_string(bad) +
                    " non-finite values (first at element " +
-                   std::to_string(first) + " = " +
-                   valueText(out[r].f()[first]) + ")";
+                   std::to_string(first) + " = " + valueText(host[first]) +
+                   ")";
       return {};
     }
   }
   return {};
 }
 
-void Executor::Impl::writeInputs(const int64_t *ids, const int64_t *targets) {
+Status Executor::Impl::writeInputs(const int64_t *ids, const int64_t *targets) {
   for (const Input &in : a.inputs) {
-    auto *dst = reinterpret_cast<int64_t *>(arena.data() + in.ref.offset);
+    auto *dst = reinterpret_cast<int64_t *>(arena + in.ref.offset);
     const int64_t n = in.ref.numel();
     const int64_t *src = in.role == InputRole::Tokens ? ids : targets;
-    if (src)
-      std::memcpy(dst, src, size_t(n) * sizeof(int64_t));
-    else // no targets (evaluating logits only): every row is ignored
-      std::fill(dst, dst + n,
-                in.role == InputRole::Targets ? a.ignoreIndex : 0);
+    std::vector<int64_t> fill;
+    if (!src) { // no targets (evaluating logits only): every row is ignored
+      fill.assign(size_t(n), in.role == InputRole::Targets ? a.ignoreIndex : 0);
+      src = fill.data();
+    }
+    if (Status st = store(dst, src, uint64_t(n) * sizeof(int64_t)); !st.ok())
+      return st;
   }
+  return {};
+}
+
+Status Executor::Impl::store(void *dst, const void *src, uint64_t bytes) {
+  if (device)
+    return device->upload(dst, src, bytes);
+  std::memcpy(dst, src, size_t(bytes));
+  return {};
+}
+
+Status Executor::Impl::fetch(void *dst, const void *src, uint64_t bytes) const {
+  if (device)
+    return device->download(dst, src, bytes);
+  std::memcpy(dst, src, size_t(bytes));
+  return {};
+}
+
+const float *Executor::Impl::hostFloats(const float *p, int64_t n,
+                                        std::vector<float> &tmp) const {
+  if (!device)
+    return p;
+  tmp.resize(size_t(n));
+  if (n > 0 && !fetch(tmp.data(), p, uint64_t(n) * sizeof(float)).ok())
+    tmp.assign(size_t(n), std::nanf(""));
+  return tmp.data();
 }
 
 //===----------------------------------------------------------------------===//
@@ -1111,11 +1160,27 @@ std::string loadParameters(std::vector<ParamBuffers> &params,
 
 } // namespace
 
+const char *deviceName(Device d) { return d == Device::Cuda ? "cuda" : "cpu"; }
+
+const char *precisionName(Precision p) {
+  return p == Precision::Bf16 ? "bf16" : "fp32";
+}
+
+#ifndef WEIPIPE_HAVE_CUDA
+std::unique_ptr<DeviceBackend> detail::makeCudaBackend(Precision,
+                                                       std::string *error) {
+  *error = "this build of weipipe has no CUDA backend (nvcc was not found "
+           "when it was configured, or -DWEIPIPE_CUDA=OFF)";
+  return nullptr;
+}
+#endif
+
 std::unique_ptr<Executor> Executor::create(const Artifact &a,
                                            const std::string &artifactDir,
                                            std::string *error,
                                            const std::vector<bool> *holds,
-                                           uint64_t memoryLimit) {
+                                           uint64_t memoryLimit,
+                                           const ExecutorOptions &options) {
   auto fail = [&](const std::string &msg) -> std::unique_ptr<Executor> {
     if (error)
       *error = msg;
@@ -1124,6 +1189,17 @@ std::unique_ptr<Executor> Executor::create(const Artifact &a,
   std::string problem;
   if (!detail::validateArtifact(a, "artifact", &problem))
     return fail(problem);
+  if (options.device == Device::Cpu && options.precision != Precision::Fp32)
+    return fail(std::string("--precision ") + precisionName(options.precision) +
+                " needs a GPU (--device cuda): the CPU computes in fp32");
+  std::unique_ptr<DeviceBackend> device;
+  if (options.device == Device::Cuda) {
+    if (holds)
+      return fail("pipeline ranks run on the CPU only for now");
+    device = detail::makeCudaBackend(options.precision, &problem);
+    if (!device)
+      return fail(problem);
+  }
 
   // Sizes first, so that a plan too big for this machine fails with its
   // numbers before anything is touched.
@@ -1146,43 +1222,76 @@ std::unique_ptr<Executor> Executor::create(const Artifact &a,
       bytesText(need.kernelScratchBytes + stageScratch) + ")";
   if (total > (uint64_t(1) << 62))
     return fail(plan + ", more than any machine has");
-  const uint64_t avail = availableMemoryBytes();
+  const uint64_t avail = device ? device->availableBytes()
+                                : availableMemoryBytes();
+  const std::string where = device ? device->describe() : "this machine";
   if (memoryLimit && total > memoryLimit)
     return fail(plan + ", over --memory-limit (" + gibText(memoryLimit) + ", " +
                 std::to_string(memoryLimit) + " bytes)");
   if (avail != 0 && total > avail)
-    return fail(plan + " but only " + gibText(avail) +
-                " of memory is available");
+    return fail(plan + " but only " + gibText(avail) + " of memory is " +
+                "available on " + where);
 
   std::unique_ptr<Executor> ex(new Executor(a));
   Impl &im = *ex->impl_;
-  try {
-    bool ok = im.arena.allocate(a.arenaBytes) &&
-              im.stageScratch.allocate(stageScratch) &&
-              im.values.allocate(paramBytes) && im.grads.allocate(paramBytes);
+  im.options = options;
+  if (device) {
+    im.device = std::move(device);
+    DeviceBackend &d = *im.device;
     im.constants.resize(a.constants.size());
-    for (size_t i = 0; ok && i < a.constants.size(); ++i)
-      ok = im.constants[i].allocate(a.constants[i].bytes.size());
-    for (int k = 0; ok && k < kScratch; ++k)
-      im.scratch[k].assign(size_t(scratchFloats[size_t(k)]), 0.0f);
-    if (!ok)
-      throw std::bad_alloc();
-  } catch (const std::bad_alloc &) {
-    return fail(plan + " but allocating it failed" +
-                (avail ? " (" + gibText(avail) + " of memory available)"
-                       : std::string()));
+    Status st = d.allocate(a.arenaBytes, "the activation arena", &im.arena);
+    if (st.ok())
+      st = d.allocate(stageScratch, "the stage scratch", &im.stageScratch);
+    if (st.ok())
+      st = d.allocate(paramBytes, "the parameters", &im.values);
+    if (st.ok())
+      st = d.allocate(paramBytes, "the gradients", &im.grads);
+    for (size_t i = 0; st.ok() && i < a.constants.size(); ++i) {
+      st = d.allocate(a.constants[i].bytes.size(), "a constant",
+                      &im.constants[i]);
+      if (st.ok())
+        st = d.upload(im.constants[i], a.constants[i].bytes.data(),
+                      a.constants[i].bytes.size());
+    }
+    if (!st.ok())
+      return fail(plan + ": " + st.message());
+  } else {
+    try {
+      bool ok = im.arenaHost.allocate(a.arenaBytes) &&
+                im.stageScratchHost.allocate(stageScratch) &&
+                im.valuesHost.allocate(paramBytes) &&
+                im.gradsHost.allocate(paramBytes);
+      im.constantsHost.resize(a.constants.size());
+      for (size_t i = 0; ok && i < a.constants.size(); ++i)
+        ok = im.constantsHost[i].allocate(a.constants[i].bytes.size());
+      for (int k = 0; ok && k < kScratch; ++k)
+        im.scratch[k].assign(size_t(scratchFloats[size_t(k)]), 0.0f);
+      if (!ok)
+        throw std::bad_alloc();
+    } catch (const std::bad_alloc &) {
+      return fail(plan + " but allocating it failed" +
+                  (avail ? " (" + gibText(avail) + " of memory available)"
+                         : std::string()));
+    }
+    im.arena = im.arenaHost.data();
+    im.stageScratch = im.stageScratchHost.data();
+    im.values = im.valuesHost.data();
+    im.grads = im.gradsHost.data();
+    // Zeroed so that a read of a never-written byte is reproducible (the
+    // device backend's memory comes zeroed).
+    std::memset(im.arena, 0, size_t(a.arenaBytes));
+    std::memset(im.stageScratch, 0, size_t(stageScratch));
+    std::memset(im.grads, 0, size_t(paramBytes));
+    for (size_t i = 0; i < a.constants.size(); ++i) {
+      im.constants.push_back(im.constantsHost[i].data());
+      std::memcpy(im.constants[i], a.constants[i].bytes.data(),
+                  a.constants[i].bytes.size());
+    }
   }
   im.bytes = total - need.optimizerBytes;
   im.allocation = {need.activationBytes, paramBytes,
                    paramBytes,           constBytes,
                    need.kernelScratchBytes, stageScratch};
-  // Zeroed so that a read of a never-written byte is reproducible.
-  std::memset(im.arena.data(), 0, size_t(a.arenaBytes));
-  std::memset(im.stageScratch.data(), 0, size_t(stageScratch));
-  std::memset(im.grads.data(), 0, size_t(paramBytes));
-  for (size_t i = 0; i < a.constants.size(); ++i)
-    std::memcpy(im.constants[i].data(), a.constants[i].bytes.data(),
-                a.constants[i].bytes.size());
 
   uint64_t offset = 0;
   ex->params_.resize(a.params.size());
@@ -1192,20 +1301,62 @@ std::unique_ptr<Executor> Executor::create(const Artifact &a,
     pb.numel = a.params[i].numel();
     if (holds && !(*holds)[i]) // a pipeline rank binds it to a slot first
       continue;
-    pb.value = reinterpret_cast<float *>(im.values.data() + offset);
-    pb.grad = reinterpret_cast<float *>(im.grads.data() + offset);
+    pb.value = reinterpret_cast<float *>(im.values + offset);
+    pb.grad = reinterpret_cast<float *>(im.grads + offset);
     offset += roundUp(uint64_t(pb.numel) * sizeof(float));
   }
-  if (std::string e = loadParameters(ex->params_, artifactDir); !e.empty())
-    return fail(e);
+  if (!im.device) {
+    if (std::string e = loadParameters(ex->params_, artifactDir); !e.empty())
+      return fail(e);
+  } else {
+    // Read into host memory laid out as on the device, then one copy.
+    std::vector<ParamBuffers> staged = ex->params_;
+    AlignedBuffer host;
+    if (!host.allocate(paramBytes))
+      return fail("cannot allocate the parameters' host staging (" +
+                  std::to_string(paramBytes) + " bytes)");
+    for (ParamBuffers &pb : staged)
+      if (pb.value)
+        pb.value = reinterpret_cast<float *>(
+            host.data() + (reinterpret_cast<uint8_t *>(pb.value) - im.values));
+    if (std::string e = loadParameters(staged, artifactDir); !e.empty())
+      return fail(e);
+    if (Status st = im.device->upload(im.values, host.data(), paramBytes);
+        !st.ok())
+      return fail("loading the parameters: " + st.message());
+  }
   im.prepare(ex->params_);
+  if (im.device)
+    if (Status st = im.device->prepare(im.fns); !st.ok())
+      return fail(st.message());
   return ex;
 }
 
 float Executor::readLoss() const {
-  return a_.loss.present() ? *reinterpret_cast<const float *>(
-                                 impl_->arena.data() + a_.loss.offset)
-                           : 0.0f;
+  float loss = 0.0f;
+  if (a_.loss.present() &&
+      !impl_->fetch(&loss, impl_->arena + a_.loss.offset, sizeof(float)).ok())
+    loss = std::nanf("");
+  return loss;
+}
+
+const ExecutorOptions &Executor::options() const { return impl_->options; }
+
+std::string Executor::deviceDescription() const {
+  return impl_->device ? impl_->device->describe() : "cpu";
+}
+
+cpu::Status
+Executor::optimizerStep(const std::vector<cpu::AdamWConfig> &configs,
+                        int64_t step, double gradClip, double *gradNorm) {
+  if (!impl_->device)
+    return cpu::Status::error(
+        "optimizerStep is the device executor's (the CPU trainer runs its "
+        "own AdamW)");
+  if (configs.size() != params_.size())
+    return cpu::Status::error("optimizerStep: one AdamW config per parameter");
+  return impl_->device->optimizerStep(params_, configs, step, gradClip,
+                                      gradNorm);
 }
 
 void Executor::bindArena(size_t function, uint8_t *base) {
@@ -1249,18 +1400,35 @@ void Executor::zeroGrads() {
   for (const ParamBuffers &pb : params_)
     if (pb.grad)
       bytes += roundUp(uint64_t(pb.numel) * sizeof(float));
-  if (bytes)
-    std::memset(impl_->grads.data(), 0, size_t(bytes));
+  if (!bytes)
+    return;
+  if (impl_->device) // an error here resurfaces at the next synchronization
+    (void)impl_->device->zero(impl_->grads, bytes);
+  else
+    std::memset(impl_->grads, 0, size_t(bytes));
+}
+
+Status Executor::Impl::runProgram(std::string *nonFinite) {
+  for (uint32_t f : a.microbatchProgram) {
+    if (Status st = runFunction(f, nonFinite); !st.ok())
+      return st;
+    if (nonFinite && !nonFinite->empty())
+      return {};
+  }
+  return device ? device->finish(a) : Status();
 }
 
 cpu::Status Executor::runMicrobatch(const int64_t *ids, const int64_t *targets,
                                     float dloss, float *loss) {
-  impl_->writeInputs(ids, targets);
+  Impl &im = *impl_;
+  if (Status st = im.writeInputs(ids, targets); !st.ok())
+    return st;
   if (a_.dloss.present())
-    std::memcpy(impl_->arena.data() + a_.dloss.offset, &dloss, sizeof(float));
-  for (uint32_t f : a_.microbatchProgram)
-    if (cpu::Status st = impl_->runFunction(f, nullptr); !st.ok())
+    if (Status st = im.store(im.arena + a_.dloss.offset, &dloss, sizeof(float));
+        !st.ok())
       return st;
+  if (Status st = im.runProgram(nullptr); !st.ok())
+    return st;
   if (loss)
     *loss = readLoss();
   return {};
@@ -1280,9 +1448,13 @@ cpu::Status Executor::runForward(const int64_t *ids, const int64_t *targets,
       f = g;
   if (f == a_.functions.size())
     return cpu::Status::error("the artifact has no forward function");
-  impl_->writeInputs(ids, targets);
+  if (Status st = impl_->writeInputs(ids, targets); !st.ok())
+    return st;
   if (cpu::Status st = impl_->runFunction(f, nullptr); !st.ok())
     return st;
+  if (impl_->device)
+    if (Status st = impl_->device->finish(a_); !st.ok())
+      return st;
   if (loss)
     *loss = readLoss();
   return {};
@@ -1291,37 +1463,40 @@ cpu::Status Executor::runForward(const int64_t *ids, const int64_t *targets,
 const float *Executor::logits() const {
   if (!a_.logits.present())
     return nullptr;
-  return reinterpret_cast<const float *>(impl_->arena.data() +
-                                         a_.logits.offset);
+  const float *p =
+      reinterpret_cast<const float *>(impl_->arena + a_.logits.offset);
+  return impl_->hostFloats(p, a_.logits.numel(), impl_->logitsHost);
 }
 
 std::string Executor::findFirstNonFinite(const int64_t *ids,
                                          const int64_t *targets, float dloss) {
   // A parameter that is already non-finite would be blamed on its first
   // reader; name it instead.
+  Impl &im = *impl_;
+  std::vector<float> tmp;
   for (const ParamBuffers &pb : params_) {
     if (!pb.value)
       continue;
     int64_t first = 0;
-    if (int64_t bad = countNonFinite(pb.value, pb.numel, &first))
+    const float *host = im.hostFloats(pb.value, pb.numel, tmp);
+    if (int64_t bad = countNonFinite(host, pb.numel, &first))
       return "parameter '" + pb.desc->name + "' has " + std::to_string(bad) +
              " non-finite values (first at element " + std::to_string(first) +
-             " = " + valueText(pb.value[first]) + ")";
+             " = " + valueText(host[first]) + ")";
   }
   // The gradients restart from zero: whatever the failed micro-batch left in
   // them would otherwise be blamed on the first instruction accumulating.
   zeroGrads();
-  impl_->writeInputs(ids, targets);
+  if (Status st = im.writeInputs(ids, targets); !st.ok())
+    return st.message();
   if (a_.dloss.present())
-    std::memcpy(impl_->arena.data() + a_.dloss.offset, &dloss, sizeof(float));
-  std::string found;
-  for (uint32_t f : a_.microbatchProgram) {
-    if (cpu::Status st = impl_->runFunction(f, &found); !st.ok())
+    if (Status st = im.store(im.arena + a_.dloss.offset, &dloss, sizeof(float));
+        !st.ok())
       return st.message();
-    if (!found.empty())
-      return found;
-  }
-  return "";
+  std::string found;
+  if (Status st = im.runProgram(&found); !st.ok())
+    return st.message();
+  return found;
 }
 
 } // namespace weipipe::rt

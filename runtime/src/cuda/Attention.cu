@@ -217,7 +217,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks)
                            T *out, float *lse) {
   constexpr int P = tilePitch(DP), PS = scorePitch(STR);
   constexpr int NC = STR / kTx, NE = DP / kTx;
-  extern __shared__ float4 smemRaw[];
+  WP_DYNAMIC_SHARED(float4, smemRaw);
   float *Qs = reinterpret_cast<float *>(smemRaw); // [64][P]
   float *Ks = Qs + kOwn * P;                      // [STR][P]
   float *Vs = Ks + STR * P;                       // [STR][P] (kOut)
@@ -357,7 +357,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks)
                               const float *Dr, T *dk, T *dv) {
   constexpr int P = tilePitch(DP), PS = scorePitch(STR);
   constexpr int NC = STR / kTx, NE = DP / kTx;
-  extern __shared__ float4 smemRaw[];
+  WP_DYNAMIC_SHARED(float4, smemRaw);
   float *Ks = reinterpret_cast<float *>(smemRaw); // [64][P]
   float *Vs = Ks + kOwn * P;                      // [64][P]
   float *Qs = Vs + kOwn * P;                      // [STR][P]
@@ -482,7 +482,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks)
                              const float *Dr, T *dq) {
   constexpr int P = tilePitch(DP), PS = scorePitch(STR);
   constexpr int NC = STR / kTx, NE = DP / kTx;
-  extern __shared__ float4 smemRaw[];
+  WP_DYNAMIC_SHARED(float4, smemRaw);
   float *Qs = reinterpret_cast<float *>(smemRaw); // [64][P]
   float *dOs = Qs + kOwn * P;                     // [64][P]
   float *Ks = dOs + kOwn * P;                     // [STR][P]
@@ -696,7 +696,7 @@ Status launchTiled(void (*kernel)(KArgs...), size_t smem, int64_t blocks,
   if (blocks <= 0)
     return Status();
   WP_TRY(allowSharedMemory(kernel, smem, name));
-  kernel<<<unsigned(blocks), kThreads, smem, stream>>>(args...);
+  launch(kernel, unsigned(blocks), kThreads, smem, stream, args...);
   return launched(name);
 }
 
@@ -733,8 +733,8 @@ Status backwardFor(const Problem &pr, const T *q, const T *k, const T *v,
     const int64_t rowsPerBlock = kThreads / kWarp;
     const int64_t drBlocks =
         std::min<int64_t>(ceilDiv(rows, rowsPerBlock), int64_t(1) << 20);
-    attentionDrKernel<T>
-        <<<unsigned(drBlocks), kThreads, 0, stream>>>(pr, out, dout, Dr);
+    launch(attentionDrKernel<T>, unsigned(drBlocks), kThreads, 0, stream, pr,
+           out, dout, Dr);
     WP_TRY(launched("attention_backward (Dr)"));
   }
   if (dk || dv)

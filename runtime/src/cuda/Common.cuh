@@ -18,6 +18,25 @@
 
 #include <cstdint>
 
+// Emulated builds (test/cuda-emu: the kernels compiled as C++ by the host
+// compiler and run on the CPU, every CI machine) include the emulator before
+// the kernel file; it supplies the CUDA built-ins and the launch. Nothing
+// below changes what nvcc compiles.
+#ifdef WEIPIPE_CUDA_EMULATION
+#ifndef WEIPIPE_CUDA_EMULATOR_H
+#error "an emulated kernel file must include test/cuda-emu/Emulator.h first"
+#endif
+#endif
+
+/// The kernel's dynamic shared memory (the launch's `smem` bytes) as
+/// `type *name`: `extern __shared__ type name[]` under nvcc.
+#ifdef WEIPIPE_CUDA_EMULATION
+#define WP_DYNAMIC_SHARED(type, name)                                          \
+  type *const name = static_cast<type *>(::weipipe::emu::dynamicShared())
+#else
+#define WP_DYNAMIC_SHARED(type, name) extern __shared__ type name[]
+#endif
+
 namespace weipipe::rt::cuda::detail {
 
 __device__ __forceinline__ float toFloat(float x) { return x; }
@@ -102,6 +121,22 @@ inline unsigned blocksFor(int64_t n, int threads, int perThread = 1) {
   if (b > (int64_t(1) << 20))
     b = int64_t(1) << 20;
   return unsigned(b);
+}
+
+/// Every kernel launch: kernel<<<grid, block, smem, stream>>>(args...), or
+/// the emulator's launch in emulated builds. The arguments are converted to
+/// the kernel's parameter types as a <<<>>> call converts them; pass the
+/// kernel with its template arguments spelled out.
+template <class... KArgs, class... Args>
+void launch(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem,
+            cudaStream_t stream, Args... args) {
+  static_assert(sizeof...(KArgs) == sizeof...(Args),
+                "launch: wrong number of kernel arguments");
+#ifdef WEIPIPE_CUDA_EMULATION
+  ::weipipe::emu::launch(kernel, grid, block, smem, stream, args...);
+#else
+  kernel<<<grid, block, smem, stream>>>(args...);
+#endif
 }
 
 /// The end of every launcher: the launch's error, if any, named.

@@ -55,7 +55,8 @@ Status map(const char *name, MapArgs<Op, In, Out, NIn, NOut> a, int64_t n,
            cudaStream_t stream, Op op = Op()) {
   if (n <= 0)
     return Status();
-  mapKernel<<<blocksFor(n, kThreads, 4), kThreads, 0, stream>>>(a, n, op);
+  launch(mapKernel<Op, In, Out, NIn, NOut>, blocksFor(n, kThreads, 4), kThreads,
+         0, stream, a, n, op);
   return launched(name);
 }
 

@@ -17,7 +17,13 @@
 
 #include "Common.cuh"
 
+#ifdef WEIPIPE_CUDA_EMULATION
+#include <algorithm>
+#include <utility>
+#include <vector>
+#else
 #include <cub/device/device_radix_sort.cuh>
+#endif
 
 namespace weipipe::rt::cuda {
 using namespace detail;
@@ -91,6 +97,29 @@ struct SortSpace {
 
 uint64_t align256(uint64_t b) { return (b + 255) & ~uint64_t(255); }
 
+/// The stable sort of (id, position) pairs by id, all 64 bits of the id:
+/// CUB's radix sort and the temporary bytes it needs. Emulated builds have no
+/// CUB: a host std::stable_sort gives the same order, and the temporary size
+/// is what a GPU-less machine computes.
+#ifdef WEIPIPE_CUDA_EMULATION
+size_t sortTempBytes(int64_t n) { return size_t(n) * 24 + (size_t(1) << 20); }
+
+cudaError_t sortPairs(void *, size_t, const int64_t *keysIn, int64_t *keysOut,
+                      const int32_t *valsIn, int32_t *valsOut, int n,
+                      cudaStream_t) {
+  std::vector<std::pair<int64_t, int32_t>> kv(size_t(n > 0 ? n : 0));
+  for (size_t i = 0; i < kv.size(); ++i)
+    kv[i] = {keysIn[i], valsIn[i]};
+  std::stable_sort(kv.begin(), kv.end(), [](const auto &a, const auto &b) {
+    return a.first < b.first;
+  });
+  for (size_t i = 0; i < kv.size(); ++i) {
+    keysOut[i] = kv[i].first;
+    valsOut[i] = kv[i].second;
+  }
+  return cudaSuccess;
+}
+#else
 size_t sortTempBytes(int64_t n) {
   size_t bytes = 0;
   if (cub::DeviceRadixSort::SortPairs<int64_t, int32_t>(
@@ -103,6 +132,15 @@ size_t sortTempBytes(int64_t n) {
   }
   return bytes;
 }
+
+cudaError_t sortPairs(void *temp, size_t tempBytes, const int64_t *keysIn,
+                      int64_t *keysOut, const int32_t *valsIn, int32_t *valsOut,
+                      int n, cudaStream_t stream) {
+  return cub::DeviceRadixSort::SortPairs(temp, tempBytes, keysIn, keysOut,
+                                         valsIn, valsOut, n, 0,
+                                         int(sizeof(int64_t) * 8), stream);
+}
+#endif
 
 SortSpace carve(void *workspace, int64_t n) {
   uint8_t *p = static_cast<uint8_t *>(workspace);
@@ -161,10 +199,9 @@ Status rotaryLaunch(const T *x, const float *cos, const float *sin, T *y,
   const int64_t rows = d.B * d.H * d.S, half = d.rotaryDim / 2;
   if (rows <= 0)
     return Status();
-  rotaryKernel<T>
-      <<<blocksFor(rows * (d.D - half), kThreads, 4), kThreads, 0, stream>>>(
-          x, cos, sin, y, rows, d.H, d.S, d.D, half, d.interleaved,
-          d.tableHasBatch, sinSign);
+  launch(rotaryKernel<T>, blocksFor(rows * (d.D - half), kThreads, 4), kThreads,
+         0, stream, x, cos, sin, y, rows, d.H, d.S, d.D, half, d.interleaved,
+         d.tableHasBatch, sinSign);
   return launched(name);
 }
 
@@ -176,9 +213,8 @@ Status embedding_forward(const T *table, const int64_t *ids, T *out,
                          cudaStream_t stream) {
   if (numIds <= 0 || H <= 0)
     return Status();
-  embeddingForward<T>
-      <<<blocksFor(numIds * H, kThreads, 4), kThreads, 0, stream>>>(
-          table, ids, out, numIds, V, H, err);
+  launch(embeddingForward<T>, blocksFor(numIds * H, kThreads, 4), kThreads, 0,
+         stream, table, ids, out, numIds, V, H, err);
   return launched("embedding_forward");
 }
 
@@ -205,14 +241,16 @@ Status embedding_backward(const int64_t *ids, const T *dout, float *dtable,
     return Status::error("embedding_backward: the workspace has " +
                          std::to_string(workspaceBytes) + " bytes, " +
                          std::to_string(need) + " needed");
-  iota<<<blocksFor(numIds, kThreads), kThreads, 0, stream>>>(sp.valsIn, numIds);
+  launch(iota, blocksFor(numIds, kThreads), kThreads, 0, stream, sp.valsIn,
+         numIds);
   WP_TRY(launched("embedding_backward (positions)"));
   // Radix sort is stable: equal ids keep their position order.
-  WP_CUDA_TRY(cub::DeviceRadixSort::SortPairs(
-      sp.temp, sp.tempBytes, ids, sp.keysOut, sp.valsIn, sp.valsOut,
-      int(numIds), 0, int(sizeof(int64_t) * 8), stream));
-  embeddingBackward<T><<<unsigned(numIds), kThreads, 0, stream>>>(
-      sp.keysOut, sp.valsOut, dout, dtable, numIds, V, H, paddingIdx, err);
+  WP_CUDA_TRY(sortPairs(sp.temp, sp.tempBytes, ids, sp.keysOut, sp.valsIn,
+                        sp.valsOut, int(numIds), stream));
+  launch(embeddingBackward<T>, unsigned(numIds), kThreads, 0, stream,
+         static_cast<const int64_t *>(sp.keysOut),
+         static_cast<const int32_t *>(sp.valsOut), dout, dtable, numIds, V, H,
+         paddingIdx, err);
   return launched("embedding_backward");
 }
 

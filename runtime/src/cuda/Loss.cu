@@ -132,12 +132,13 @@ Status cross_entropy_forward(const T *logits, const int64_t *targets, int64_t N,
     if (N > INT32_MAX)
       return Status::error("cross_entropy: " + std::to_string(N) +
                            " rows exceed the kernel's 2^31 - 1");
-    ceRows<T><<<unsigned(N), kRowThreads, 0, stream>>>(
-        logits, targets, V, ignoreIndex, lse, rowLoss, err);
+    launch(ceRows<T>, unsigned(N), kRowThreads, 0, stream, logits, targets, V,
+           ignoreIndex, lse, rowLoss, err);
     WP_TRY(launched("cross_entropy_forward"));
   }
-  ceMean<<<1, kSumThreads, 0, stream>>>(N > 0 ? rowLoss : nullptr, targets, N,
-                                        V, ignoreIndex, loss, numValid);
+  launch(ceMean, 1, kSumThreads, 0, stream,
+         static_cast<const double *>(N > 0 ? rowLoss : nullptr), targets, N, V,
+         ignoreIndex, loss, numValid);
   return launched("cross_entropy_forward (mean)");
 }
 
@@ -154,11 +155,13 @@ Status cross_entropy_backward(const T *logits, const int64_t *targets,
   int64_t *numValid =
       reinterpret_cast<int64_t *>(static_cast<uint8_t *>(workspace) +
                                   align256(uint64_t(N) * sizeof(double)));
-  ceMean<<<1, kSumThreads, 0, stream>>>(nullptr, targets, N, V, ignoreIndex,
-                                        nullptr, numValid);
+  launch(ceMean, 1, kSumThreads, 0, stream,
+         static_cast<const double *>(nullptr), targets, N, V, ignoreIndex,
+         static_cast<float *>(nullptr), numValid);
   WP_TRY(launched("cross_entropy_backward (count)"));
-  ceBackward<T><<<unsigned(N), kRowThreads, 0, stream>>>(
-      logits, targets, dloss, numValid, V, ignoreIndex, dlogits);
+  launch(ceBackward<T>, unsigned(N), kRowThreads, 0, stream, logits, targets,
+         dloss, static_cast<const int64_t *>(numValid), V, ignoreIndex,
+         dlogits);
   return launched("cross_entropy_backward");
 }
 

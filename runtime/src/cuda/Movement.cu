@@ -385,8 +385,8 @@ Status gatherView(const char *op, const DevTensor &x, const View &v,
     return Status();
   return bySize(y.t, op, [&](auto tag) {
     using E = typename decltype(tag)::type;
-    stridedGather<E><<<blocksFor(n, kThreads), kThreads, 0, stream>>>(
-        static_cast<const E *>(x.p), static_cast<E *>(y.p), v, n);
+    launch(stridedGather<E>, blocksFor(n, kThreads), kThreads, 0, stream,
+           static_cast<const E *>(x.p), static_cast<E *>(y.p), v, n);
   });
 }
 
@@ -510,8 +510,8 @@ Status concat(Span<DevTensor> inputs, int axis, DevTensor y,
     const int64_t n = sp.outer * width;
     WP_TRY(bySize(y.t, op, [&](auto tag) {
       using E = typename decltype(tag)::type;
-      concatKernel<E><<<blocksFor(n, kThreads), kThreads, 0, stream>>>(
-          g, static_cast<E *>(y.p), sp.outer, row, at, width);
+      launch(concatKernel<E>, blocksFor(n, kThreads), kThreads, 0, stream, g,
+             static_cast<E *>(y.p), sp.outer, row, at, width);
     }));
     at += width;
   }
@@ -559,8 +559,8 @@ Status slice_backward(DevTensor dy, Span<int64_t> starts, Span<int64_t> ends,
   }
   return bySize(dx.t, op, [&](auto tag) {
     using E = typename decltype(tag)::type;
-    sliceBackwardKernel<E><<<blocksFor(n, kThreads), kThreads, 0, stream>>>(
-        static_cast<const E *>(dy.p), static_cast<E *>(dx.p), m, n);
+    launch(sliceBackwardKernel<E>, blocksFor(n, kThreads), kThreads, 0, stream,
+           static_cast<const E *>(dy.p), static_cast<E *>(dx.p), m, n);
   });
 }
 
@@ -582,9 +582,9 @@ Status gather(DevTensor x, int axis, DevTensor idx, DevTensor y,
     return Status();
   return bySize(y.t, op, [&](auto tag) {
     using E = typename decltype(tag)::type;
-    gatherKernel<E><<<blocksFor(n, kThreads), kThreads, 0, stream>>>(
-        static_cast<const E *>(x.p), static_cast<const int64_t *>(idx.p),
-        static_cast<E *>(y.p), sp.outer, sp.n, numIdx, sp.inner, err);
+    launch(gatherKernel<E>, blocksFor(n, kThreads), kThreads, 0, stream,
+           static_cast<const E *>(x.p), static_cast<const int64_t *>(idx.p),
+           static_cast<E *>(y.p), sp.outer, sp.n, numIdx, sp.inner, err);
   });
 }
 
@@ -609,11 +609,10 @@ Status gather_backward(DevTensor idx, DevTensor dy, int axis, DevTensor dx,
     using TY = typename decltype(ty)::type;
     handled = byFloat(dx.t, [&](auto tx) {
       using TX = typename decltype(tx)::type;
-      gatherBackwardKernel<TY, TX>
-          <<<blocksFor(n, kThreads), kThreads, 0, stream>>>(
-              static_cast<const int64_t *>(idx.p),
-              static_cast<const TY *>(dy.p), static_cast<TX *>(dx.p), sp.outer,
-              sp.n, numIdx, sp.inner, accumulate, err);
+      launch(gatherBackwardKernel<TY, TX>, blocksFor(n, kThreads), kThreads, 0,
+             stream, static_cast<const int64_t *>(idx.p),
+             static_cast<const TY *>(dy.p), static_cast<TX *>(dx.p), sp.outer,
+             sp.n, numIdx, sp.inner, accumulate, err);
     });
   });
   if (!handled)
@@ -635,8 +634,9 @@ Status trilu(DevTensor x, bool upper, int64_t k, DevTensor y,
   const int64_t M = x.s.dims[x.s.rank - 2], N = x.s.dims[x.s.rank - 1];
   return bySize(y.t, op, [&](auto tag) {
     using E = typename decltype(tag)::type;
-    triluKernel<E><<<blocksFor(n, kThreads), kThreads, 0, stream>>>(
-        static_cast<const E *>(x.p), static_cast<E *>(y.p), M, N, upper, k, n);
+    launch(triluKernel<E>, blocksFor(n, kThreads), kThreads, 0, stream,
+           static_cast<const E *>(x.p), static_cast<E *>(y.p), M, N, upper, k,
+           n);
   });
 }
 
@@ -655,8 +655,8 @@ Status band(DevTensor diagonals, DevTensor y, cudaStream_t stream) {
                         std::to_string(diagonals.numel()));
   return bySize(y.t, op, [&](auto tag) {
     using E = typename decltype(tag)::type;
-    bandKernel<E><<<blocksFor(n, kThreads), kThreads, 0, stream>>>(
-        static_cast<const E *>(diagonals.p), static_cast<E *>(y.p), M, N, n);
+    launch(bandKernel<E>, blocksFor(n, kThreads), kThreads, 0, stream,
+           static_cast<const E *>(diagonals.p), static_cast<E *>(y.p), M, N, n);
   });
 }
 
@@ -679,9 +679,9 @@ Status topk_indices(DevTensor x, int64_t k, bool largest, DevTensor y,
     return Status();
   const bool handled = byFloat(x.t, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    topkKernel<T><<<blocksFor(rows, 128), 128, 0, stream>>>(
-        static_cast<const T *>(x.p), static_cast<int64_t *>(y.p), rows, n, k,
-        largest);
+    launch(topkKernel<T>, blocksFor(rows, 128), 128, 0, stream,
+           static_cast<const T *>(x.p), static_cast<int64_t *>(y.p), rows, n, k,
+           largest);
   });
   if (!handled)
     return fail(op,
@@ -723,9 +723,10 @@ Status scatter_elements(DevTensor data, DevTensor idx, DevTensor updates,
   }
   return bySize(y.t, op, [&](auto tag) {
     using E = typename decltype(tag)::type;
-    scatterKernel<E><<<blocksFor(n, kThreads), kThreads, 0, stream>>>(
-        static_cast<const int64_t *>(idx.p), static_cast<const E *>(updates.p),
-        static_cast<E *>(y.p), s, axis, n, err);
+    launch(scatterKernel<E>, blocksFor(n, kThreads), kThreads, 0, stream,
+           static_cast<const int64_t *>(idx.p),
+           static_cast<const E *>(updates.p), static_cast<E *>(y.p), s, axis, n,
+           err);
   });
 }
 

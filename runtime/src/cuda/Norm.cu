@@ -182,23 +182,25 @@ Status normBackward(const T *x, const T *scale, const T *dy, T *dx,
   float *rstd = mean + rows;
   float *partial = rstd + rows;
   const char *name = kRms ? "rms_norm_backward" : "layer_norm_backward";
-  normDx<kRms, T><<<rowBlocks(rows), kWarpsPerBlock * kWarp, 0, stream>>>(
-      x, scale, dy, nullptr, mean, rstd, rows, n, eps);
+  launch(normDx<kRms, T>, rowBlocks(rows), kWarpsPerBlock * kWarp, 0, stream, x,
+         scale, dy, static_cast<T *>(nullptr), mean, rstd, rows, n, eps);
   WP_TRY(launched(name));
   if (dscale || dbias) {
     const int64_t chunkRows = (rows + kChunks - 1) / kChunks;
     const int chunks = int((rows + chunkRows - 1) / chunkRows);
     const dim3 grid(blocksFor(n, kColumnThreads), unsigned(chunks));
-    normColumnPartials<kRms, T><<<grid, kColumnThreads, 0, stream>>>(
-        x, dy, mean, rstd, rows, n, chunkRows, dbias != nullptr, partial);
+    launch(normColumnPartials<kRms, T>, grid, kColumnThreads, 0, stream, x, dy,
+           static_cast<const float *>(mean), static_cast<const float *>(rstd),
+           rows, n, chunkRows, dbias != nullptr, partial);
     WP_TRY(launched(name));
-    normColumnSums<<<blocksFor(n, kColumnThreads), kColumnThreads, 0, stream>>>(
-        partial, n, chunks, dscale, dbias);
+    launch(normColumnSums, blocksFor(n, kColumnThreads), kColumnThreads, 0,
+           stream, static_cast<const float *>(partial), n, chunks, dscale,
+           dbias);
     WP_TRY(launched(name));
   }
   if (dx) {
-    normDx<kRms, T><<<rowBlocks(rows), kWarpsPerBlock * kWarp, 0, stream>>>(
-        x, scale, dy, dx, mean, rstd, rows, n, eps);
+    launch(normDx<kRms, T>, rowBlocks(rows), kWarpsPerBlock * kWarp, 0, stream,
+           x, scale, dy, dx, mean, rstd, rows, n, eps);
     WP_TRY(launched(name));
   }
   return Status();
@@ -216,8 +218,8 @@ Status layer_norm_forward(const T *x, const T *scale, const T *bias, T *y,
                           int64_t normSize, float eps, cudaStream_t stream) {
   if (rows <= 0 || normSize <= 0)
     return Status();
-  normForward<false, T><<<rowBlocks(rows), kWarpsPerBlock * kWarp, 0, stream>>>(
-      x, scale, bias, y, mean, rstd, rows, normSize, eps);
+  launch(normForward<false, T>, rowBlocks(rows), kWarpsPerBlock * kWarp, 0,
+         stream, x, scale, bias, y, mean, rstd, rows, normSize, eps);
   return launched("layer_norm_forward");
 }
 
@@ -236,8 +238,9 @@ Status rms_norm_forward(const T *x, const T *scale, T *y, float *rstd,
                         cudaStream_t stream) {
   if (rows <= 0 || normSize <= 0)
     return Status();
-  normForward<true, T><<<rowBlocks(rows), kWarpsPerBlock * kWarp, 0, stream>>>(
-      x, scale, nullptr, y, nullptr, rstd, rows, normSize, eps);
+  launch(normForward<true, T>, rowBlocks(rows), kWarpsPerBlock * kWarp, 0,
+         stream, x, scale, static_cast<const T *>(nullptr), y,
+         static_cast<float *>(nullptr), rstd, rows, normSize, eps);
   return launched("rms_norm_forward");
 }
 

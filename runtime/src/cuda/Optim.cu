@@ -98,8 +98,8 @@ Status adamw_step(float *p, const float *g, float *m, float *v, int64_t n,
                   bf16 *compute, cudaStream_t stream) {
   if (n <= 0)
     return Status();
-  adamwKernel<<<blocksFor(n, kThreads, 4), kThreads, 0, stream>>>(
-      p, g, m, v, n, c, gradScale, compute);
+  launch(adamwKernel, blocksFor(n, kThreads, 4), kThreads, 0, stream, p, g, m,
+         v, n, c, gradScale, compute);
   return launched("adamw_step");
 }
 
@@ -110,15 +110,16 @@ Status sum_of_squares(const float *x, int64_t n, double *sumsq, void *workspace,
   if (n <= 0)
     return Status();
   double *partial = static_cast<double *>(workspace);
-  squaresPartial<<<kNormBlocks, kThreads, 0, stream>>>(x, n, partial);
+  launch(squaresPartial, kNormBlocks, kThreads, 0, stream, x, n, partial);
   WP_TRY(launched("sum_of_squares"));
-  squaresTotal<<<1, kThreads, 0, stream>>>(partial, kNormBlocks, sumsq);
+  launch(squaresTotal, 1, kThreads, 0, stream,
+         static_cast<const double *>(partial), kNormBlocks, sumsq);
   return launched("sum_of_squares");
 }
 
 Status clip_scale(const double *sumsq, double maxNorm, float *scale,
                   double *norm, cudaStream_t stream) {
-  clipKernel<<<1, 1, 0, stream>>>(sumsq, maxNorm, scale, norm);
+  launch(clipKernel, 1, 1, 0, stream, sumsq, maxNorm, scale, norm);
   return launched("clip_scale");
 }
 

@@ -263,7 +263,7 @@ Status runPlan(const char *name, const Plan &p, int64_t n, cudaStream_t s,
                F f) {
   if (n <= 0)
     return Status();
-  planKernel<N><<<blocksFor(n, kThreads), kThreads, 0, s>>>(p, n, f);
+  launch(planKernel<N, F>, blocksFor(n, kThreads), kThreads, 0, s, p, n, f);
   return launched(name);
 }
 
@@ -271,7 +271,7 @@ template <class F>
 Status runMap(const char *name, int64_t n, cudaStream_t s, F f) {
   if (n <= 0)
     return Status();
-  mapKernel<<<blocksFor(n, kThreads), kThreads, 0, s>>>(n, f);
+  launch(mapKernel<F>, blocksFor(n, kThreads), kThreads, 0, s, n, f);
   return launched(name);
 }
 
@@ -803,11 +803,11 @@ Status runSoft(const char *name, DevTensor in, DevTensor in2, DevTensor out,
   const int64_t lines = outer * inner;
   if (inner == 1) {
     const int64_t grid = lines < (int64_t(1) << 20) ? lines : (1 << 20);
-    softRowKernel<K><<<unsigned(grid), kThreads, 0, stream>>>(
-        ref(in), ref(in2), ref(out), lines, n);
+    launch(softRowKernel<K>, unsigned(grid), kThreads, 0, stream, ref(in),
+           ref(in2), ref(out), lines, n);
   } else {
-    softLineKernel<K><<<blocksFor(lines, kThreads), kThreads, 0, stream>>>(
-        ref(in), ref(in2), ref(out), lines, n, inner);
+    launch(softLineKernel<K>, blocksFor(lines, kThreads), kThreads, 0, stream,
+           ref(in), ref(in2), ref(out), lines, n, inner);
   }
   return launched(name);
 }
@@ -1125,8 +1125,8 @@ Status cumsum(DevTensor x, int axis, bool exclusive, bool reverse, DevTensor y,
   if (x.numel() == 0)
     return Status();
   const int64_t lines = outer * inner;
-  cumsumKernel<<<blocksFor(lines, kThreads), kThreads, 0, stream>>>(
-      ref(x), ref(y), lines, n, inner, exclusive, reverse, isFloat(x.t));
+  launch(cumsumKernel, blocksFor(lines, kThreads), kThreads, 0, stream, ref(x),
+         ref(y), lines, n, inner, exclusive, reverse, isFloat(x.t));
   return launched("cumsum");
 }
 

@@ -27,16 +27,18 @@ cpu::Status Trainer::init() {
     gradSizes_.push_back(p.numel);
     optimizerBytes_ += 2 * uint64_t(p.numel) * sizeof(float);
   }
-  if (cpu::Status e =
-          allocating("the AdamW state", optimizerBytes_,
-                     [&] {
-                       for (size_t i = 0; i < params.size(); ++i) {
-                         m_[i].assign(size_t(params[i].numel), 0.0f);
-                         v_[i].assign(size_t(params[i].numel), 0.0f);
-                       }
-                     });
-      !e.ok())
-    return e;
+  // A device executor keeps the moments next to the parameters.
+  if (!ex_.onDevice())
+    if (cpu::Status e =
+            allocating("the AdamW state", optimizerBytes_,
+                       [&] {
+                         for (size_t i = 0; i < params.size(); ++i) {
+                           m_[i].assign(size_t(params[i].numel), 0.0f);
+                           v_[i].assign(size_t(params[i].numel), 0.0f);
+                         }
+                       });
+        !e.ok())
+      return e;
   // Validation bounds batch x seq by an input in the arena.
   const size_t tokens = size_t(a_.batch * a_.seq);
   return allocating("a micro-batch's token ids and targets",
@@ -106,18 +108,28 @@ cpu::Status Trainer::step(int64_t step, StepRecord *out) {
   }
   r.loss = lossSum / denom;
 
-  // Global norm before clipping, AdamW with the clipping factor.
-  r.gradNorm = cpu::global_norm(gradPtrs_, gradSizes_);
-  const float scale = config_.gradClip > 0
-                          ? cpu::clip_scale(r.gradNorm, config_.gradClip)
-                          : 1.0f;
+  // Global norm before clipping, AdamW with the clipping factor (decay on
+  // the parameters marked for it).
   std::vector<ParamBuffers> &params = ex_.params();
-  for (size_t i = 0; i < params.size(); ++i) {
-    ParamBuffers &p = params[i];
-    cpu::AdamWConfig c{r.lr, config_.beta1, config_.beta2, config_.eps,
-                       p.desc->decay ? config_.weightDecay : 0.0};
-    cpu::adamw_step(p.value, p.grad, m_[i].data(), v_[i].data(), p.numel, c,
-                    step + 1, scale);
+  std::vector<cpu::AdamWConfig> configs;
+  for (const ParamBuffers &p : params)
+    configs.push_back({r.lr, config_.beta1, config_.beta2, config_.eps,
+                       p.desc->decay ? config_.weightDecay : 0.0});
+  if (ex_.onDevice()) {
+    if (cpu::Status st =
+            ex_.optimizerStep(configs, step + 1, config_.gradClip, &r.gradNorm);
+        !st.ok())
+      return cpu::Status::error("step " + std::to_string(step) +
+                                ", optimizer: " + st.message());
+  } else {
+    r.gradNorm = cpu::global_norm(gradPtrs_, gradSizes_);
+    const float scale = config_.gradClip > 0
+                            ? cpu::clip_scale(r.gradNorm, config_.gradClip)
+                            : 1.0f;
+    for (size_t i = 0; i < params.size(); ++i)
+      cpu::adamw_step(params[i].value, params[i].grad, m_[i].data(),
+                      v_[i].data(), params[i].numel, configs[i], step + 1,
+                      scale);
   }
   *out = std::move(r);
   return {};

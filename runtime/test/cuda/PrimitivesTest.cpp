@@ -301,7 +301,7 @@ TEST_F(CudaPrimitives, BinaryForwardFloatBroadcasts) {
                                             {{2, 3}, {2, 3}},
                                             {{5}, {2, 1, 5}},
                                             {{}, {3}},
-                                            {{2, 1, 3, 1}, {4, 1}}};
+                                            {{2, 1, 3, 1}, {4, 1, 1}}};
   std::mt19937 rng(1);
   for (BinaryOp op : kFloatOps)
     for (const auto &[as, bs] : shapes) {

@@ -32,6 +32,20 @@ struct ParamBuffers {
 /// The memory the system can still give (MemAvailable), or 0 if unknown.
 uint64_t availableMemoryBytes();
 
+/// Where an executor's memory lives and its kernels run.
+enum class Device { Cpu, Cuda };
+/// How the GPU multiplies: fp32 throughout (checked tightly against the
+/// CPU), or bf16 tensor-core products over fp32 storage (docs/architecture.md,
+/// "The CUDA backend"). The CPU computes in fp32 only.
+enum class Precision { Fp32, Bf16 };
+const char *deviceName(Device d);       ///< "cpu", "cuda"
+const char *precisionName(Precision p); ///< "fp32", "bf16"
+
+struct ExecutorOptions {
+  Device device = Device::Cpu;
+  Precision precision = Precision::Fp32;
+};
+
 class Executor {
 public:
   /// Allocates the plan (fails with the byte count when memory is short) and
@@ -42,13 +56,30 @@ public:
   /// bound (bindParam) before any instruction that uses them runs.
   /// The plan, the trainer's AdamW state included, must fit the available
   /// memory and `memoryLimit` (bytes; 0: no limit).
+  /// On Device::Cuda every buffer is on the current GPU (the plan must fit
+  /// its free memory), `params()` hold device addresses, and the optimizer
+  /// runs there too (optimizerStep); pipeline ranks (`holds`) are CPU-only
+  /// for now.
   static std::unique_ptr<Executor>
   create(const Artifact &a, const std::string &artifactDir, std::string *error,
-         const std::vector<bool> *holds = nullptr, uint64_t memoryLimit = 0);
+         const std::vector<bool> *holds = nullptr, uint64_t memoryLimit = 0,
+         const ExecutorOptions &options = {});
   ~Executor();
 
   const Artifact &artifact() const { return a_; }
+  /// The buffers of every parameter: host addresses on the CPU, device
+  /// addresses on a GPU.
   std::vector<ParamBuffers> &params() { return params_; }
+  const ExecutorOptions &options() const;
+  bool onDevice() const { return options().device != Device::Cpu; }
+  /// "cpu" or the GPU's description ("cuda: NVIDIA H100 ... (sm_90)").
+  std::string deviceDescription() const;
+  /// On a device executor: the global gradient norm (before clipping) into
+  /// *gradNorm, then one AdamW step of every parameter with configs[i],
+  /// its gradient scaled by cpu::clip_scale(norm, gradClip) when gradClip >
+  /// 0 (the trainer's step, with the moments on the device).
+  cpu::Status optimizerStep(const std::vector<cpu::AdamWConfig> &configs,
+                            int64_t step, double gradClip, double *gradNorm);
   /// Bytes this executor allocated (arena + params + grads + constants).
   uint64_t bytesAllocated() const;
   /// The same, by kind (each buffer rounded up to 64 bytes).

@@ -1,0 +1,107 @@
+//===- ExecutorInternal.h - the executor's resolved steps -------*- C++ -*-===//
+//
+// Part of weipipe's runtime. Not installed. What the executor resolves every
+// instruction into once (pointers, kernel shapes, derived sizes), shared by
+// its CPU bindings (Executor.cpp) and a device backend's (the CUDA one,
+// src/cuda/Backend.cpp), and the interface such a backend implements: the
+// executor keeps one resolution, one parameter table and one memory plan
+// whatever runs the kernels.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef WEIPIPE_RUNTIME_EXECUTORINTERNAL_H
+#define WEIPIPE_RUNTIME_EXECUTORINTERNAL_H
+
+#include "weipipe/runtime/Artifact.h"
+#include "weipipe/runtime/Executor.h"
+#include "weipipe/runtime/cpu/Kernels.h"
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <tuple>
+#include <vector>
+
+namespace weipipe::rt::detail {
+
+/// A resolved TensorRef: p is nullptr when the ref is absent.
+struct Ref {
+  void *p = nullptr;
+  cpu::Shape s;
+  int64_t n = 0;
+  DType dt = DType::F32;
+  template <class T> T *as() const { return static_cast<T *>(p); }
+  float *f() const { return static_cast<float *>(p); }
+  const int64_t *ids() const { return static_cast<const int64_t *>(p); }
+};
+
+/// One instruction, resolved.
+struct Step {
+  const Instruction *ins = nullptr;
+  std::vector<Ref> in, out;
+  // Where it is (messages), and a device backend's record of its data
+  // errors (-1: none).
+  uint32_t function = 0, index = 0;
+  int errorSlot = -1;
+  // A norm's input-gradient and parameter-gradient ops that the compiler
+  // marked (Instruction::kFusedWithNext): the first runs both in one kernel
+  // call (one recomputation of the statistics, one pass over the rows) and
+  // the second does nothing.
+  const Step *partner = nullptr;
+  bool doneByPrevious = false;
+  // Sizes derived once: linear M, K, N; norm rows, normSize.
+  int64_t d0 = 0, d1 = 0, d2 = 0;
+  cpu::AttentionParams attn;
+  cpu::RotaryDims rotary;
+  // Concat's inputs as the kernel's Span wants them (the one of its dtype).
+  std::vector<cpu::Shape> shapes;
+  std::tuple<std::vector<const float *>, std::vector<const int64_t *>,
+             std::vector<const int32_t *>, std::vector<const uint8_t *>>
+      ptrs;
+};
+
+/// Where a device executor's buffers live and its instructions run (the CPU
+/// executor needs none of this: its memory is the host's and its bindings
+/// are in Executor.cpp). Pointers it hands out are device addresses; the
+/// executor resolves refs into them exactly as into host buffers.
+class DeviceBackend {
+public:
+  virtual ~DeviceBackend() = default;
+  /// "cuda: NVIDIA H100 80GB HBM3 (sm_90)".
+  virtual std::string describe() const = 0;
+  /// Memory the device can still give, in bytes.
+  virtual uint64_t availableBytes() const = 0;
+  /// `bytes` of zeroed device memory that lives as long as the backend.
+  virtual Status allocate(uint64_t bytes, const std::string &what,
+                          uint8_t **out) = 0;
+  /// Host -> device, device -> host (both complete before returning), and
+  /// zeroing (ordered with the instructions).
+  virtual Status upload(void *dst, const void *src, uint64_t bytes) = 0;
+  virtual Status download(void *dst, const void *src, uint64_t bytes) = 0;
+  virtual Status zero(void *dst, uint64_t bytes) = 0;
+  /// Once, after resolution: sizes workspaces, makes GEMM plans, gives the
+  /// instructions that can meet data errors their error records.
+  virtual Status prepare(std::vector<std::vector<Step>> &functions) = 0;
+  /// Enqueues one instruction (its accumulating results already zeroed
+  /// where the instruction writes them).
+  virtual Status run(Step &s) = 0;
+  /// Waits for everything enqueued; then the first data error an
+  /// instruction recorded (an id out of range), in program order, as
+  /// "function F, instruction I (NAME): ..." with the records cleared.
+  virtual Status finish(const Artifact &a) = 0;
+  /// The AdamW moments of `n` floats per parameter and the optimizer step
+  /// over the executor's parameters (the trainer's, on the device).
+  virtual Status optimizerStep(std::vector<ParamBuffers> &params,
+                               const std::vector<cpu::AdamWConfig> &configs,
+                               int64_t step, double gradClip,
+                               double *gradNorm) = 0;
+};
+
+/// The CUDA backend on the current device, or nullptr with *error set (no
+/// device, a build without CUDA).
+std::unique_ptr<DeviceBackend> makeCudaBackend(Precision precision,
+                                               std::string *error);
+
+} // namespace weipipe::rt::detail
+
+#endif // WEIPIPE_RUNTIME_EXECUTORINTERNAL_H

@@ -1,0 +1,4 @@
+// Elementwise.cu compiled for the CUDA emulator (Emulator.h).
+#include "Emulator.h"
+
+#include "../../src/cuda/Elementwise.cu"

@@ -1,0 +1,4 @@
+// Embedding.cu compiled for the CUDA emulator (Emulator.h).
+#include "Emulator.h"
+
+#include "../../src/cuda/Embedding.cu"

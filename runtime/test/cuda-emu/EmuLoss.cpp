@@ -1,0 +1,4 @@
+// Loss.cu compiled for the CUDA emulator (Emulator.h).
+#include "Emulator.h"
+
+#include "../../src/cuda/Loss.cu"

@@ -1,0 +1,4 @@
+// Movement.cu compiled for the CUDA emulator (Emulator.h).
+#include "Emulator.h"
+
+#include "../../src/cuda/Movement.cu"

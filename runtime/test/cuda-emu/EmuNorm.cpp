@@ -1,0 +1,4 @@
+// Norm.cu compiled for the CUDA emulator (Emulator.h).
+#include "Emulator.h"
+
+#include "../../src/cuda/Norm.cu"

@@ -1,0 +1,4 @@
+// Optim.cu compiled for the CUDA emulator (Emulator.h).
+#include "Emulator.h"
+
+#include "../../src/cuda/Optim.cu"

@@ -1,0 +1,4 @@
+// Primitives.cu compiled for the CUDA emulator (Emulator.h).
+#include "Emulator.h"
+
+#include "../../src/cuda/Primitives.cu"
