@@ -714,8 +714,9 @@ template <> cpu::Status Executor::Impl::run<Opcode::RMSNorm>(const Ctx &c) {
 template <> cpu::Status Executor::Impl::run<Opcode::Attention>(const Ctx &c) {
   // The log-sum-exp is kept when the artifact gives it a buffer (for the
   // backward, which otherwise recomputes it).
-  attention_forward(c.s.attn, c.in[0].f(), c.in[1].f(), c.in[2].f(),
-                    c.out[0].f(), c.out.size() > 1 ? c.out[1].f() : nullptr);
+  attention_forward(detail::attentionNow(c.s, 3), c.in[0].f(), c.in[1].f(),
+                    c.in[2].f(), c.out[0].f(),
+                    c.out.size() > 1 ? c.out[1].f() : nullptr);
   return {};
 }
 
@@ -834,7 +835,8 @@ cpu::Status Executor::Impl::run<Opcode::RMSNormGradScale>(const Ctx &c) {
 template <>
 cpu::Status Executor::Impl::run<Opcode::AttentionGrad>(const Ctx &c) {
   // Without the forward's log-sum-exp (operand 6) the kernel recomputes it.
-  attention_backward(c.s.attn, c.in[0].f(), c.in[1].f(), c.in[2].f(),
+  attention_backward(detail::attentionNow(c.s, 5), c.in[0].f(), c.in[1].f(),
+                     c.in[2].f(),
                      c.in[3].f(), c.in.size() > 6 ? c.in[6].f() : nullptr,
                      c.in[4].f(), c.out[0].f(), c.out[1].f(), c.out[2].f());
   return {};

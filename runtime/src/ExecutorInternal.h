@@ -60,6 +60,18 @@ struct Step {
       ptrs;
 };
 
+/// The step's attention problem with the mask pointer of its mask operand as
+/// bound now: a rebound arena (Executor::bindArena) moves a mask computed in
+/// it, and the problem resolved at load time would still point at the old
+/// place.
+inline cpu::AttentionParams attentionNow(const Step &s, size_t maskOperand) {
+  cpu::AttentionParams p = s.attn;
+  const Ref &m = s.in[maskOperand];
+  p.mask.additive = m.dt == DType::F32 ? m.f() : nullptr;
+  p.mask.keep = m.dt == DType::Bool ? m.as<uint8_t>() : nullptr;
+  return p;
+}
+
 /// Where a device executor's buffers live and its instructions run (the CPU
 /// executor needs none of this: its memory is the host's and its bindings
 /// are in Executor.cpp). Pointers it hands out are device addresses; the

@@ -1067,3 +1067,47 @@ TEST(Executor, RebindingReachesConcatInputs) {
   ASSERT_TRUE(ex->runForward(nullptr, nullptr, &loss).ok());
   EXPECT_EQ(std::memcmp(at<float>(*ex, out), t.emb.data(), V * H * 4), 0);
 }
+
+// A mask computed in the arena moves with the arena: attention reads it
+// through its operand as bound now, not where it was at load time (a
+// pipeline stage runs its functions on other arena instances).
+TEST(Executor, RebindingReachesAttentionMasks) {
+  Tiny t = makeTiny();
+  constexpr int64_t Sq = 4, D = 2;
+  Artifact a;
+  a.constants = {constant(DType::F32, {1, 1, Sq, D}, values(Sq * D, 61)),
+                 constant(DType::F32, {1, 1, Sq, D}, values(Sq * D, 62)),
+                 constant(DType::F32, {1, 1, Sq, D}, values(Sq * D, 63)),
+                 constant(DType::F32, {Sq, Sq},
+                          std::vector<float>(size_t(Sq * Sq), 0.0f))};
+  Plan p;
+  const TensorRef mask = p.f32({Sq, Sq});
+  const TensorRef out = p.f32({1, 1, Sq, D});
+  const TensorRef q = entry(Space::Const, 0, {1, 1, Sq, D}),
+                  k = entry(Space::Const, 1, {1, 1, Sq, D}),
+                  v = entry(Space::Const, 2, {1, 1, Sq, D});
+  Function f;
+  f.name = "forward";
+  f.body = {instr(Opcode::Copy, {entry(Space::Const, 3, {Sq, Sq})}, {mask}),
+            instr(Opcode::Attention, {q, k, v, mask}, {out}, {1, 1, 0},
+                  {0.5})};
+  a.functions = {f};
+  a.microbatchProgram = {0};
+  exposeArena(a, p);
+  auto ex = create(a, t.dir);
+  ASSERT_TRUE(ex);
+  float loss = 0;
+  ASSERT_TRUE(ex->runForward(nullptr, nullptr, &loss).ok());
+  const std::vector<float> want(at<float>(*ex, out),
+                                at<float>(*ex, out) + Sq * D);
+  std::vector<float> other(a.arenaBytes / 4 + 16, 0.0f);
+  ex->bindArena(0, reinterpret_cast<uint8_t *>(other.data()));
+  // The executor's own copy of the mask now masks every key: a stale
+  // pointer would give zeros.
+  float *own = const_cast<float *>(at<float>(*ex, mask));
+  std::fill(own, own + Sq * Sq, -std::numeric_limits<float>::infinity());
+  ASSERT_TRUE(ex->runFunction(0).ok());
+  EXPECT_EQ(std::memcmp(other.data() + out.offset / 4, want.data(),
+                        size_t(Sq * D) * 4),
+            0);
+}

@@ -31,6 +31,7 @@ namespace weipipe::rt {
 namespace cuda {
 namespace {
 
+using detail::attentionNow;
 using detail::Ref;
 using detail::Step;
 
@@ -49,16 +50,6 @@ Storage storageOf(DType t) {
 }
 
 DevTensor dev(const Ref &r) { return DevTensor{r.p, storageOf(r.dt), r.s}; }
-
-/// The attention problem with the mask pointer of the ref as bound now (a
-/// rebound arena moves it).
-AttentionParams attentionNow(const Step &s, size_t maskOperand) {
-  AttentionParams p = s.attn;
-  const Ref &m = s.in[maskOperand];
-  p.mask.additive = m.dt == DType::F32 ? m.f() : nullptr;
-  p.mask.keep = m.dt == DType::Bool ? m.as<uint8_t>() : nullptr;
-  return p;
-}
 
 bool isNormGradInput(Opcode op) {
   return op == Opcode::LayerNormGradInput || op == Opcode::RMSNormGradInput;
@@ -208,8 +199,8 @@ public:
                        opcodeName(s.ins->op);
       if (!s.ins->name.empty())
         at += " '" + s.ins->name + "'";
-      return Status::error(at + "): " +
-                           cuda::describe(got[i], errorNoun(s.ins->op)));
+      return Status::error(
+          at + "): " + cuda::describe(got[i], errorNoun(s.ins->op)));
     }
     return Status();
   }
@@ -342,8 +333,8 @@ Status matmulForward(CudaBackend &b, const Ref &a, const Ref &bm,
                      const Ref &c) {
   const MatmulDims d(a.s, bm.s);
   if (d.bCount == 1) // one GEMM over every row of a
-    return b.gemm(false, false, d.aCount * d.M, d.N, d.K, a.f(), bm.f(),
-                  c.f(), false);
+    return b.gemm(false, false, d.aCount * d.M, d.N, d.K, a.f(), bm.f(), c.f(),
+                  false);
   for (int64_t r = 0; r < d.count; ++r) {
     const int64_t ia = MatmulDims::operandBatch(d.aBatch, d.batch, r);
     const int64_t ib = MatmulDims::operandBatch(d.bBatch, d.batch, r);
@@ -480,8 +471,8 @@ template <> Status bind<Opcode::Matmul>(Ctx &c) {
 }
 template <> Status bind<Opcode::Linear>(Ctx &c) {
   // y[M, N] = x[M, K] W (W [K, N], or [N, K] used transposed) + bias.
-  return c.b.gemm(false, c.I.ints[0] != 0, c.s.d0, c.s.d2, c.s.d1,
-                  c.in[0].f(), c.in[1].f(), c.out[0].f(), false, c.in[2].f());
+  return c.b.gemm(false, c.I.ints[0] != 0, c.s.d0, c.s.d2, c.s.d1, c.in[0].f(),
+                  c.in[1].f(), c.out[0].f(), false, c.in[2].f());
 }
 template <> Status bind<Opcode::LayerNorm>(Ctx &c) {
   return layer_norm_forward<float>(c.in[0].f(), c.in[1].f(), c.in[2].f(),
@@ -494,10 +485,9 @@ template <> Status bind<Opcode::RMSNorm>(Ctx &c) {
                                  c.stream);
 }
 template <> Status bind<Opcode::Attention>(Ctx &c) {
-  return attention_forward<float>(attentionNow(c.s, 3), c.in[0].f(),
-                                  c.in[1].f(), c.in[2].f(), c.out[0].f(),
-                                  c.out.size() > 1 ? c.out[1].f() : nullptr,
-                                  c.stream);
+  return attention_forward<float>(
+      attentionNow(c.s, 3), c.in[0].f(), c.in[1].f(), c.in[2].f(), c.out[0].f(),
+      c.out.size() > 1 ? c.out[1].f() : nullptr, c.stream);
 }
 template <> Status bind<Opcode::Rotary>(Ctx &c) {
   return rotary_forward<float>(c.in[0].f(), c.in[1].f(), c.in[2].f(),
@@ -584,8 +574,8 @@ template <> Status bind<Opcode::LinearGradWeight>(Ctx &c) {
   if (c.I.ints[0] != 0)
     return c.b.gemm(true, false, N, K, M, c.in[1].f(), c.in[0].f(),
                     c.out[0].f(), true);
-  return c.b.gemm(true, false, K, N, M, c.in[0].f(), c.in[1].f(),
-                  c.out[0].f(), true);
+  return c.b.gemm(true, false, K, N, M, c.in[0].f(), c.in[1].f(), c.out[0].f(),
+                  true);
 }
 
 /// The norm gradients: an input-gradient op and its parameter-gradient
@@ -603,9 +593,9 @@ Status normGrad(Ctx &c) {
   const float eps = float(s.ins->floats[0]);
   const Opcode op = s.ins->op;
   if (op == Opcode::LayerNormGradInput || op == Opcode::LayerNormGradParams)
-    return layer_norm_backward<float>(
-        x, scale, dy, dx, dscale, gpar ? gpar->out[1].f() : nullptr, s.d0,
-        s.d1, eps, c.b.workspace(), c.stream);
+    return layer_norm_backward<float>(x, scale, dy, dx, dscale,
+                                      gpar ? gpar->out[1].f() : nullptr, s.d0,
+                                      s.d1, eps, c.b.workspace(), c.stream);
   return rms_norm_backward<float>(x, scale, dy, dx, dscale, s.d0, s.d1, eps,
                                   c.b.workspace(), c.stream);
 }
@@ -629,12 +619,12 @@ template <> Status bind<Opcode::AttentionGrad>(Ctx &c) {
       c.out[1].f(), c.out[2].f(), c.b.workspace(), c.stream);
 }
 template <> Status bind<Opcode::GeluGrad>(Ctx &c) {
-  return gelu_backward<float>(c.in[0].f(), c.in[1].f(), c.out[0].f(),
-                              c.in[0].n, GeluApprox(c.I.ints[0]), c.stream);
+  return gelu_backward<float>(c.in[0].f(), c.in[1].f(), c.out[0].f(), c.in[0].n,
+                              GeluApprox(c.I.ints[0]), c.stream);
 }
 template <> Status bind<Opcode::SiluGrad>(Ctx &c) {
-  return silu_backward<float>(c.in[0].f(), c.in[1].f(), c.out[0].f(),
-                              c.in[0].n, c.stream);
+  return silu_backward<float>(c.in[0].f(), c.in[1].f(), c.out[0].f(), c.in[0].n,
+                              c.stream);
 }
 template <> Status bind<Opcode::SwigluGrad>(Ctx &c) {
   return swiglu_backward<float>(c.in[0].f(), c.in[1].f(), c.in[2].f(),
@@ -649,10 +639,10 @@ template <> Status bind<Opcode::EmbeddingGrad>(Ctx &c) {
       embeddingBackwardWorkspaceBytes(numIds), c.b.errorOf(c.s), c.stream);
 }
 template <> Status bind<Opcode::CrossEntropyGrad>(Ctx &c) {
-  return cross_entropy_backward<float>(
-      c.in[0].f(), c.in[1].ids(), c.in[2].f(), c.in[1].n,
-      c.in[0].s[c.in[0].s.rank - 1], c.I.ints[0], c.out[0].f(),
-      c.b.workspace(), c.stream);
+  return cross_entropy_backward<float>(c.in[0].f(), c.in[1].ids(), c.in[2].f(),
+                                       c.in[1].n, c.in[0].s[c.in[0].s.rank - 1],
+                                       c.I.ints[0], c.out[0].f(),
+                                       c.b.workspace(), c.stream);
 }
 template <> Status bind<Opcode::SoftmaxGrad>(Ctx &c) {
   return softmax_backward(dev(c.in[0]), dev(c.in[1]), int(c.I.ints[0]),
@@ -706,8 +696,8 @@ Status CudaBackend::optimizerStep(std::vector<ParamBuffers> &params,
   for (const ParamBuffers &p : params)
     if (p.grad)
       WP_TRY(sum_of_squares(p.grad, p.numel, sumsq, partials, stream()));
-  WP_TRY(clip_scale(sumsq, gradClip > 0 ? gradClip : 1.0, scale, norm,
-                    stream()));
+  WP_TRY(
+      clip_scale(sumsq, gradClip > 0 ? gradClip : 1.0, scale, norm, stream()));
   for (size_t i = 0; i < params.size(); ++i) {
     ParamBuffers &p = params[i];
     if (!p.value || !p.grad || p.numel == 0)
