@@ -60,11 +60,47 @@ if [ -f "$deps/openblas/include/cblas.h" ]; then
 fi
 
 step configure 180 cmake "${cmake_args[@]}" || exit 1
-step build 420 cmake --build build-gpu -j "$jobs" --target weipipe_cuda_tests ||
-  exit 1
+step build 420 cmake --build build-gpu -j "$jobs" --target weipipe_cuda_tests \
+  weipipe-run || exit 1
 # The kernels against the CPU kernels (tolerances in the test files).
 step cuda-tests 300 build-gpu/weipipe_cuda_tests \
   "--gtest_output=xml:$out/cuda-tests.xml"
+# End to end (.gpu-deps/models, compiled by prepare.sh): the truth-test
+# models trained 10 steps on the GPU in fp32 against the CPU, losses,
+# gradient norms and every weight within 1e-5 (eps 1e-5: see
+# test/e2e/llama.test on AdamW's amplified noise); the bundled gpt2-bytes 50
+# steps in bf16 against the CPU's fp32 loss curve (compare_curves.py).
+models="$deps/models"
+run=build-gpu/bin/weipipe-run
+if [ -f "$models/done" ]; then
+  flags=(--steps 10 --lr 3e-3 --lr-schedule cosine --warmup-steps 2
+    --grad-clip 1.0 --weight-decay 0.1 --eps 1e-5 --quiet)
+  for m in gpt2 llama; do
+    for dev in cpu cuda; do
+      extra=()
+      [ "$dev" = cuda ] && extra=(--precision fp32)
+      step "$m-$dev" 120 "$run" "$models/$m.wpp" --data "$models/$m.bin" \
+        "${flags[@]}" --device "$dev" "${extra[@]}" \
+        --log "$out/$m.$dev.jsonl" --save-weights "$out/$m.$dev.safetensors"
+    done
+    step "$m-fp32-check" 60 python3 test/e2e/Inputs/compare_runs.py \
+      --ours-log "$out/$m.cuda.jsonl" --ref-log "$out/$m.cpu.jsonl" \
+      --ours-weights "$out/$m.cuda.safetensors" \
+      --ref-weights "$out/$m.cpu.safetensors" --rtol 1e-5
+  done
+  bflags=(--steps 50 --lr 3e-3 --lr-schedule cosine --warmup-steps 5
+    --grad-clip 1.0 --weight-decay 0.1 --data-order shuffle --quiet)
+  step bytes-cpu 240 "$run" "$models/gpt2-bytes.wpp" \
+    --data "$models/english.txt" "${bflags[@]}" --log "$out/bytes.cpu.jsonl"
+  step bytes-bf16 120 "$run" "$models/gpt2-bytes.wpp" \
+    --data "$models/english.txt" "${bflags[@]}" --device cuda \
+    --precision bf16 --log "$out/bytes.bf16.jsonl"
+  step bytes-check 60 python3 bench/gpu/compare_curves.py \
+    --ours "$out/bytes.bf16.jsonl" --ref "$out/bytes.cpu.jsonl"
+else
+  echo "end-to-end: skipped (no $models: run bench/gpu/prepare.sh here)" |
+    tee -a "$summary"
+fi
 # Built after the tests ran, so that a benchmark that does not build costs
 # only the benchmarks.
 step bench-build 240 cmake --build build-gpu -j "$jobs" --target bench_gpu_kernels

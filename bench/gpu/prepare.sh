@@ -5,6 +5,12 @@
 #   googletest/  Debian's GoogleTest sources (built there by the runtime's CMake)
 #   openblas/    OpenBLAS's library and cblas headers (the CPU kernels, which
 #                the GPU tests compare against, call cblas_sgemm)
+#   models/      artifacts compiled here (the GPU machine has no MLIR) for the
+#                end-to-end checks: the truth-test models gpt2 and llama at
+#                [2, 16] x 2 micro-batches with their token data, and the
+#                bundled gpt2-bytes at [8, 64] x 2 with English text. Compiled
+#                inside models/ with relative names, so that the parameters'
+#                storage paths stay valid wherever the folder is carried.
 # Idempotent; run scripts/setup.sh first (it installs both packages). About
 # 43 MB, within the 64 MiB a device call carries. Debian 12's OpenBLAS needs
 # glibc 2.34 or newer there.
@@ -37,5 +43,32 @@ if [ ! -f "$deps/openblas/include/cblas.h" ]; then
   for need in $(ldd "$lib" | awk '/=>/ {print $3}' | grep -E 'gfortran|quadmath'); do
     cp "$(readlink -f "$need")" "$deps/openblas/lib/$(basename "$need")"
   done
+fi
+if [ ! -f "$deps/models/done" ]; then
+  py=${WEIPIPE_VENV:-$HOME/.cache/weipipe/venv}/bin/python
+  opt=${BUILD_DIR:-$root/build}/bin/weipipe-opt
+  [ -x "$py" ] && [ -x "$opt" ] || {
+    echo "prepare.sh: needs the venv and build/bin/weipipe-opt: run scripts/test.sh or scripts/example.sh first" >&2
+    exit 1
+  }
+  rm -rf "$deps/models"
+  mkdir -p "$deps/models"
+  (
+    cd "$deps/models"
+    export PYTHONPATH="$root/python"
+    for m in gpt2:96 llama:128; do
+      name=${m%%:*}
+      "$py" -m weipipe.models export "$name" --no-verify -o "$name.onnx" >/dev/null 2>&1
+      "$opt" "$name.onnx" --input-shape=input_ids=2,16 --emit=artifact \
+        --microbatches=2 -o "$name.wpp" >>compile.log 2>&1
+      "$py" "$root/test/reference/Inputs/make_data.py" tokens "$name.bin" \
+        --vocab "${m##*:}" --count 4000
+    done
+    "$py" -m weipipe.models export gpt2-bytes -o gpt2-bytes.onnx >/dev/null 2>&1
+    "$opt" gpt2-bytes.onnx --input-shape=input_ids=8,64 --emit=artifact \
+      --microbatches=2 -o gpt2-bytes.wpp >>compile.log 2>&1
+    cat /usr/share/common-licenses/{GPL-3,GPL-2,LGPL-2.1,Apache-2.0} >english.txt
+  )
+  touch "$deps/models/done"
 fi
 du -sh "$deps"/* | sed 's/^/prepare.sh: /'

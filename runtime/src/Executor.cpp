@@ -1171,8 +1171,8 @@ const char *precisionName(Precision p) {
 #ifndef WEIPIPE_HAVE_CUDA
 std::unique_ptr<DeviceBackend> detail::makeCudaBackend(Precision,
                                                        std::string *error) {
-  *error = "this build of weipipe has no CUDA backend (nvcc was not found "
-           "when it was configured, or -DWEIPIPE_CUDA=OFF)";
+  *error = "--device cuda: this build of weipipe has no CUDA backend (nvcc "
+           "was not found when it was configured, or -DWEIPIPE_CUDA=OFF)";
   return nullptr;
 }
 #endif
@@ -1343,6 +1343,14 @@ float Executor::readLoss() const {
 }
 
 const ExecutorOptions &Executor::options() const { return impl_->options; }
+
+cpu::Status Executor::readParameter(size_t index, float *dst) const {
+  const ParamBuffers &p = params_.at(index);
+  if (!p.value)
+    return cpu::Status::error("parameter '" + p.desc->name +
+                              "' is not held by this executor");
+  return impl_->fetch(dst, p.value, uint64_t(p.numel) * sizeof(float));
+}
 
 std::string Executor::deviceDescription() const {
   return impl_->device ? impl_->device->describe() : "cpu";

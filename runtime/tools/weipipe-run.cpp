@@ -45,8 +45,8 @@ namespace {
 const char *kUsage =
     R"(usage: weipipe-run OUT.wpp --data FILE --steps N [options]
 
-Trains the compiled artifact OUT.wpp on the CPU under the reference trainer's
-contract (python/weipipe/reference/README.md).
+Trains the compiled artifact OUT.wpp on the CPU (or a GPU, --device cuda)
+under the reference trainer's contract (python/weipipe/reference/README.md).
 
   --data FILE              token file (raw or llm.c .bin) or text (.txt)
   --steps N                optimizer steps (0: only --dump-logits/--save-weights)
@@ -69,6 +69,11 @@ contract (python/weipipe/reference/README.md).
                            before training
   --threads N              kernel threads (default: the number of cores),
                            divided among the ranks of a pipeline artifact
+  --device D               cpu | cuda (default cpu): where the kernels run;
+                           cuda trains single-rank artifacts for now
+  --precision P            fp32 | bf16 (default: bf16 on cuda, fp32 on cpu):
+                           bf16 multiplies on bf16 tensor cores, keeping fp32
+                           weights, gradients, AdamW state and losses
   --ranks P                check that the artifact is compiled for P ranks
   --memory-limit BYTES     refuse a plan (AdamW state included; all ranks of
                            a pipeline together) over BYTES (8G, 512M, ...)
@@ -158,6 +163,8 @@ struct Options {
   int threads = 0;          ///< 0 = the number of cores
   int64_t ranks = 0;        ///< 0 = whatever the artifact has
   uint64_t memoryLimit = 0; ///< 0 = none
+  Device device = Device::Cpu;
+  std::optional<Precision> precision; ///< default: by device
   bool quiet = false;
 };
 
@@ -286,6 +293,22 @@ Options parseArgs(int argc, char **argv) {
       o.ranks = parseInt(a, take());
       if (o.ranks < 1)
         usageError("--ranks must be >= 1, got " + value);
+    } else if (a == "--device") {
+      const std::string d = take();
+      if (d == "cpu")
+        o.device = Device::Cpu;
+      else if (d == "cuda")
+        o.device = Device::Cuda;
+      else
+        usageError("--device: choose from cpu, cuda (got '" + d + "')");
+    } else if (a == "--precision") {
+      const std::string p = take();
+      if (p == "fp32")
+        o.precision = Precision::Fp32;
+      else if (p == "bf16")
+        o.precision = Precision::Bf16;
+      else
+        usageError("--precision: choose from fp32, bf16 (got '" + p + "')");
     } else
       usageError("unknown option '" + a + "'");
   }
@@ -301,6 +324,11 @@ Options parseArgs(int argc, char **argv) {
     usageError("--steps is required");
   if (o.steps < 0)
     usageError("--steps must be >= 0, got " + std::to_string(o.steps));
+  if (!o.precision)
+    o.precision = o.device == Device::Cuda ? Precision::Bf16 : Precision::Fp32;
+  if (o.device == Device::Cpu && *o.precision != Precision::Fp32)
+    usageError("--precision bf16 needs --device cuda (the CPU computes in "
+               "fp32)");
   // The reference's check_config.
   for (auto [flag, v] : {std::pair<const char *, double>{"--warmup-steps",
                                                          double(o.warmupSteps)},
@@ -444,6 +472,10 @@ int main(int argc, char **argv) {
   if (!pipeline && a.ranks != 1)
     fail(o.artifact + " is rank " + std::to_string(a.rank) + " of " +
          std::to_string(a.ranks) + " without rank programs");
+  if (pipeline && o.device != Device::Cpu)
+    fail("--device cuda trains single-rank artifacts for now; " + o.artifact +
+         " is a " + std::to_string(a.ranks) + "-rank pipeline (schedule " +
+         a.schedule + ")");
   if (pipeline && !o.dumpLogits.empty())
     fail("--dump-logits needs a single-rank artifact (compile without "
          "--ranks/--schedule)");
@@ -516,7 +548,7 @@ int main(int argc, char **argv) {
       fail(error);
   } else {
     ex = Executor::create(a, dirName(o.artifact), &error, nullptr,
-                          o.memoryLimit);
+                          o.memoryLimit, {o.device, *o.precision});
     if (!ex)
       fail(error);
     trainer = Trainer::create(*ex, a, *windows, optimizer, &error);
@@ -527,8 +559,18 @@ int main(int argc, char **argv) {
     return pipe ? pipe->bytesAllocated()
                 : ex->bytesAllocated() + trainer->optimizerBytes();
   };
+  // Host copies of a device executor's parameters, made when they are read.
+  std::vector<std::vector<float>> hostParams;
   auto paramValue = [&](size_t i) -> const float * {
-    return pipe ? pipe->paramValue(i) : ex->params()[i].value;
+    if (pipe)
+      return pipe->paramValue(i);
+    if (!ex->onDevice())
+      return ex->params()[i].value;
+    hostParams.resize(a.params.size());
+    hostParams[i].resize(size_t(ex->params()[i].numel));
+    if (cpu::Status st = ex->readParameter(i, hostParams[i].data()); !st.ok())
+      fail("reading parameter '" + a.params[i].name + "': " + st.message());
+    return hostParams[i].data();
   };
   const uint64_t tokensPerStep = uint64_t(M * B * S);
 
@@ -542,7 +584,7 @@ int main(int argc, char **argv) {
         "tokens = %llu tokens; vocabulary %lld\n"
         "weipipe-run: data %s; %llu windows of %lld (%s, seed "
         "%lld)\n"
-        "weipipe-run: %d threads; %lld steps\n",
+        "weipipe-run: %d threads; %lld steps; device %s, precision %s\n",
         o.artifact.c_str(), a.producer.c_str(), a.schedule.c_str(), a.rank,
         a.ranks, a.params.size(), (unsigned long long)paramValues,
         formatBytes(paramValues * sizeof(float)).c_str(),
@@ -551,7 +593,9 @@ int main(int argc, char **argv) {
         (unsigned long long)tokensPerStep, (long long)V,
         tokens->describe().c_str(), (unsigned long long)windows->count(),
         (long long)(S + 1), dataOrderName(o.order), (long long)dataSeed,
-        threads, (long long)o.steps);
+        threads, (long long)o.steps,
+        ex ? ex->deviceDescription().c_str() : "cpu",
+        precisionName(*o.precision));
   }
 
   std::vector<int64_t> ids(size_t(B * S)), targets(size_t(B * S));

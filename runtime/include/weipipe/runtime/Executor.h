@@ -74,6 +74,9 @@ public:
   bool onDevice() const { return options().device != Device::Cpu; }
   /// "cpu" or the GPU's description ("cuda: NVIDIA H100 ... (sm_90)").
   std::string deviceDescription() const;
+  /// Copies parameter `index`'s values (its numel floats) to host memory
+  /// `dst`, from the device on a GPU.
+  cpu::Status readParameter(size_t index, float *dst) const;
   /// On a device executor: the global gradient norm (before clipping) into
   /// *gradNorm, then one AdamW step of every parameter with configs[i],
   /// its gradient scaled by cpu::clip_scale(norm, gradClip) when gradClip >
