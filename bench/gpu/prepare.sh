@@ -8,9 +8,9 @@
 #   models/      artifacts compiled here (the GPU machine has no MLIR) for the
 #                end-to-end checks: the truth-test models gpt2 and llama at
 #                [2, 16] x 2 micro-batches with their token data, and the
-#                bundled gpt2-bytes at [8, 64] x 2 with English text. Compiled
-#                inside models/ with relative names, so that the parameters'
-#                storage paths stay valid wherever the folder is carried.
+#                bundled gpt2-bytes at [8, 64] x 2 with English text. The
+#                models sit next to their artifacts, whose storage paths are
+#                then relative: the folder works wherever it is carried.
 # Idempotent; run scripts/setup.sh first (it installs both packages). About
 # 43 MB, within the 64 MiB a device call carries. Debian 12's OpenBLAS needs
 # glibc 2.34 or newer there.

@@ -32,6 +32,7 @@
 #include "llvm/Support/FormatVariadic.h"
 #include "llvm/Support/InitLLVM.h"
 #include "llvm/Support/MemoryBuffer.h"
+#include "llvm/Support/Path.h"
 #include "llvm/Support/SourceMgr.h"
 #include "llvm/Support/ToolOutputFile.h"
 #include "llvm/Support/WithColor.h"
@@ -283,6 +284,27 @@ artifactParameterFiles(const ::weipipe::rt::Artifact &a) {
   return files;
 }
 
+/// Storage paths inside the artifact's own folder become relative to it (the
+/// runtime resolves relative paths against the artifact's folder), so that
+/// the folder can be moved, or carried to another machine, whole; a model
+/// elsewhere keeps its absolute path.
+void relativizeStorage(::weipipe::rt::Artifact &a, StringRef out) {
+  if (out == "-")
+    return;
+  SmallString<256> dir(out);
+  if (llvm::sys::fs::make_absolute(dir))
+    return;
+  llvm::sys::path::remove_filename(dir);
+  llvm::sys::path::remove_dots(dir, /*remove_dot_dot=*/true);
+  dir += llvm::sys::path::get_separator();
+  for (auto &p : a.params) {
+    SmallString<256> file(p.storage.file);
+    llvm::sys::path::remove_dots(file, /*remove_dot_dot=*/true);
+    if (StringRef(file).starts_with(dir))
+      p.storage.file = StringRef(file).drop_front(dir.size()).str();
+  }
+}
+
 /// Writes `bytes` to `path` through a temporary renamed over it (a device or
 /// FIFO in place); reports a failure.
 bool writeOutput(StringRef path, StringRef bytes) {
@@ -365,6 +387,7 @@ int emitPipelineArtifact(ModuleOp module, StringRef source,
         printMemoryTable(plans, llvm::errs());
         return 1;
       }
+  relativizeStorage(artifact, outputFilename);
   std::string error;
   if (!::weipipe::rt::writeArtifactFile(artifact, outputFilename.str(),
                                         &error)) {
@@ -464,6 +487,7 @@ int emitArtifact(ModuleOp module, StringRef source, StringRef outputFilename) {
         << memoryLimit << " (" << *limit << " bytes)\n";
     return 1;
   }
+  relativizeStorage(artifact, outputFilename);
   std::string error;
   if (!::weipipe::rt::writeArtifactFile(artifact, outputFilename.str(),
                                         &error)) {
