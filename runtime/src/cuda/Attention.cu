@@ -204,6 +204,27 @@ __device__ __forceinline__ int64_t minI64(int64_t a, int64_t b) {
   return a < b ? a : b;
 }
 
+/// The (b, h, query tile) a forward or dQ block owns (the last tiles first:
+/// under the causal mask they see the most keys), its first row, its row
+/// count and the end of the keys it sees.
+struct QueryTile {
+  int64_t b, h, hk, i0, kEnd;
+  int rows;
+};
+__device__ __forceinline__ QueryTile queryTile(const Problem &p) {
+  const int64_t nqt = (p.Sq + kOwn - 1) / kOwn;
+  const int64_t bh = int64_t(blockIdx.x) / nqt;
+  const int64_t tile = nqt - 1 - (int64_t(blockIdx.x) - bh * nqt);
+  QueryTile t;
+  t.b = bh / p.H;
+  t.h = bh % p.H;
+  t.hk = t.h / p.G;
+  t.i0 = tile * kOwn;
+  t.rows = int(minI64(kOwn, p.Sq - t.i0));
+  t.kEnd = p.causal ? minI64(p.Sk, t.i0 + t.rows) : p.Sk;
+  return t;
+}
+
 //===----------------------------------------------------------------------===//
 // Kernels
 //===----------------------------------------------------------------------===//
@@ -224,13 +245,9 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks)
   float *Ps = Vs + STR * P;                       // [64][PS] (kOut)
 
   const int ty = threadIdx.x / kTx, tx = threadIdx.x % kTx;
-  const int64_t nqt = (p.Sq + kOwn - 1) / kOwn;
-  const int64_t bh = int64_t(blockIdx.x) / nqt;
-  const int64_t tile = nqt - 1 - (int64_t(blockIdx.x) - bh * nqt);
-  const int64_t b = bh / p.H, h = bh % p.H, hk = h / p.G;
-  const int64_t i0 = tile * kOwn;
-  const int rows = int(minI64(kOwn, p.Sq - i0));
-  const int64_t kEnd = p.causal ? minI64(p.Sk, i0 + rows) : p.Sk;
+  const QueryTile qt = queryTile(p);
+  const int64_t b = qt.b, h = qt.h, hk = qt.hk, i0 = qt.i0, kEnd = qt.kEnd;
+  const int rows = qt.rows;
 
   const T *kh = k + b * p.k.b + hk * p.k.h;
   const T *vh = v + b * p.v.b + hk * p.v.h;
@@ -490,13 +507,9 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks)
   float *Ts = Vs + STR * P;                       // [64][PS]: dS
 
   const int ty = threadIdx.x / kTx, tx = threadIdx.x % kTx;
-  const int64_t nqt = (p.Sq + kOwn - 1) / kOwn;
-  const int64_t bh = int64_t(blockIdx.x) / nqt;
-  const int64_t tile = nqt - 1 - (int64_t(blockIdx.x) - bh * nqt);
-  const int64_t b = bh / p.H, h = bh % p.H, hk = h / p.G;
-  const int64_t i0 = tile * kOwn;
-  const int rows = int(minI64(kOwn, p.Sq - i0));
-  const int64_t kEnd = p.causal ? minI64(p.Sk, i0 + rows) : p.Sk;
+  const QueryTile qt = queryTile(p);
+  const int64_t b = qt.b, h = qt.h, hk = qt.hk, i0 = qt.i0, kEnd = qt.kEnd;
+  const int rows = qt.rows;
 
   const T *kh = k + b * p.k.b + hk * p.k.h;
   const T *vh = v + b * p.v.b + hk * p.v.h;
