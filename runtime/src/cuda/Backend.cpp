@@ -70,16 +70,33 @@ bool recordsErrors(Opcode op) {
   }
 }
 
-/// What the kernel's out-of-range value is called in messages.
-const char *errorNoun(Opcode op) {
-  switch (op) {
+/// A kernel's data error in the words the CPU kernel uses for it (the same
+/// bad input reads the same on either device).
+std::string dataErrorText(const Step &s, const KernelError &e) {
+  const std::string v = std::to_string(e.value),
+                    at = std::to_string(e.position),
+                    n = std::to_string(e.bound);
+  switch (s.ins->op) {
   case Opcode::Embedding:
   case Opcode::EmbeddingGrad:
-    return "id";
+    return std::string(s.ins->op == Opcode::Embedding ? "embedding"
+                                                      : "embedding backward") +
+           ": id " + v + " at position " + at + " is outside the table of " +
+           n + " rows";
   case Opcode::CrossEntropy:
-    return "target";
+    return "cross_entropy: target " + v + " at row " + at + " is outside [0, " +
+           n + ") and is not ignore_index " + std::to_string(s.ins->ints[0]);
+  case Opcode::Gather:
+  case Opcode::GatherGrad:
+    return std::string(s.ins->op == Opcode::Gather ? "gather"
+                                                   : "gather backward") +
+           ": index " + v + " at position " + at +
+           " is out of range for size " + n;
+  case Opcode::ScatterElements:
+    return "scatter_elements: index " + v + " out of range for axis " +
+           std::to_string(s.ins->ints[0]) + " of size " + n;
   default:
-    return "index";
+    return describe(e, "value");
   }
 }
 
@@ -199,8 +216,7 @@ public:
                        opcodeName(s.ins->op);
       if (!s.ins->name.empty())
         at += " '" + s.ins->name + "'";
-      return Status::error(
-          at + "): " + cuda::describe(got[i], errorNoun(s.ins->op)));
+      return Status::error(at + "): " + dataErrorText(s, got[i]));
     }
     return Status();
   }

@@ -1,0 +1,912 @@
+//===- ExecutorCudaTest.cpp - the executor on the GPU against the CPU -----===//
+//
+// Part of weipipe's runtime tests. Hand-built artifacts (as in
+// test/ExecutorTest.cpp) run on the CPU executor and on the CUDA executor
+// (ExecutorOptions{Device::Cuda, precision}, src/cuda/Backend.cpp), and
+// every result is compared: the loss, the arena (through `logits()`), every
+// gradient (device pointers, downloaded with cudaMemcpy). Also the data
+// errors of the device kernels (named as on the CPU, the executor usable
+// afterwards), the device optimizer step against the CPU trainer's
+// arithmetic, the non-finite search, and the option checks.
+//
+// Built twice: into weipipe_cuda_tests (the real backend; the tests skip
+// without a GPU) and into the emulated weipipe_cuda_emu_tests (test/cuda-emu:
+// the kernels and a cuBLASLt stand-in on the CPU), where they always run.
+//
+// Tolerances (relative to the largest reference element of each tensor):
+//  * fp32: the device sums in other orders than the CPU (cuBLASLt's or the
+//    emulation's k order against OpenBLAS's blocked FMAs; tree reductions in
+//    the loss, norm and attention kernels against the CPU's loops). Every
+//    sum here has at most a few dozen terms of values ~1, so the difference
+//    is a few ulps (2^-24 ~ 6e-8) of the partial sums: ~1e-6 of the largest
+//    element at worst; 1e-5 leaves a margin of ten.
+//  * bf16 (--precision bf16): every GEMM input is rounded to bf16 (8-bit
+//    significand: a relative error up to 2^-9 each, 2^-8 per product); the
+//    products of a sum err independently, so a sum's error is ~2^-8 of the
+//    sum of |products|, which with these sizes (K <= 8, values in [-1, 1])
+//    stays within a few times the largest result: ~4e-3 of max|ref| at the
+//    worst, and it passes through the loss and the backward GEMMs (rounded
+//    again). 2e-2 (a margin of ~5) still catches a wrong operand, transpose
+//    or missing term, each of which is O(1).
+//
+//===----------------------------------------------------------------------===//
+
+#include "weipipe/runtime/Executor.h"
+#include "weipipe/runtime/cpu/Kernels.h"
+#include "weipipe/runtime/cuda/Device.h"
+
+#include "../ArtifactTestUtil.h"
+#include "CudaTestUtil.h"
+
+#include <cuda_runtime.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <limits>
+#include <memory>
+#include <string>
+#include <unistd.h>
+#include <vector>
+
+using namespace weipipe::rt;
+using namespace weipipe::rt::test;
+namespace k = weipipe::rt::cpu;
+namespace cu = weipipe::rt::cuda;
+
+namespace {
+
+#define EXPECT_HAS(haystack, needle)                                           \
+  EXPECT_NE(std::string(haystack).find(needle), std::string::npos)             \
+      << "'" << (haystack) << "' lacks '" << (needle) << "'"
+
+constexpr double kF32Tol = 1e-5;  // see the file comment
+constexpr double kBf16Tol = 2e-2; // see the file comment
+
+//===----------------------------------------------------------------------===//
+// Artifacts by hand (as in ExecutorTest.cpp)
+//===----------------------------------------------------------------------===//
+
+/// Lays tensors out in the arena at 64-byte-aligned offsets.
+struct Plan {
+  uint64_t next = 0;
+  TensorRef t(DType dt, std::vector<int64_t> shape) {
+    TensorRef r = arenaAt(next, dt, std::move(shape));
+    next += (r.bytes() + 63) / 64 * 64;
+    return r;
+  }
+  TensorRef f32(std::vector<int64_t> shape) {
+    return t(DType::F32, std::move(shape));
+  }
+};
+
+/// Deterministic values in [-1, 1).
+std::vector<float> values(size_t n, uint64_t seed) {
+  std::vector<float> v(n);
+  for (float &x : v) {
+    seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+    x = float(double(seed >> 40) / double(1ull << 24) * 2.0 - 1.0);
+  }
+  return v;
+}
+
+template <typename T>
+Constant constant(DType dt, std::vector<int64_t> shape,
+                  const std::vector<T> &v) {
+  Constant c;
+  c.dtype = dt;
+  c.shape = std::move(shape);
+  c.bytes.assign(reinterpret_cast<const char *>(v.data()),
+                 v.size() * sizeof(T));
+  return c;
+}
+
+std::string tempDir() {
+  std::string t = ::testing::TempDir() + "wpp-exec-cuda-XXXXXX";
+  EXPECT_NE(::mkdtemp(t.data()), nullptr);
+  return t;
+}
+
+/// The whole arena, readable through logits().
+void exposeArena(Artifact &a, const Plan &p) {
+  a.arenaBytes = p.next;
+  a.logits = entry(Space::Arena, 0, {int64_t(p.next / 4)});
+}
+
+// The tiny language model: embedding -> linear (tied layout [V, H], used
+// transposed) -> cross-entropy, and its backward.
+constexpr int64_t B = 2, S = 3, V = 8, H = 4, N = B * S;
+
+struct Tiny {
+  std::string dir, file;
+  std::vector<float> emb = values(V * H, 1), w = values(V * H, 2);
+  Artifact a;
+  TensorRef ids, tgt, h, logits, loss, dloss, dlogits, dh;
+};
+
+void writeParams(Tiny &t) {
+  t.file = t.dir + "/weights.bin";
+  std::ofstream f(t.file, std::ios::binary);
+  const char junk[16] = "0123456789abcde";
+  f.write(junk, 16);
+  f.write(reinterpret_cast<const char *>(t.emb.data()), V * H * 4);
+  f.write(junk, 8);
+  f.write(reinterpret_cast<const char *>(t.w.data()), V * H * 4);
+  f.write(junk, 4);
+}
+
+void buildTiny(Tiny &t, bool accumulate) {
+  Artifact &a = t.a;
+  a.batch = B;
+  a.seq = S;
+  a.vocab = V;
+  Parameter emb, w;
+  emb.name = "emb";
+  emb.shape = {V, H};
+  emb.storage = {"weights.bin", 16, V * H * 4, 284};
+  w.name = "w";
+  w.shape = {V, H};
+  w.storage = {t.file, 152, V * H * 4, 284};
+  a.params = {emb, w};
+  Plan p;
+  t.ids = p.t(DType::I64, {B, S});
+  t.tgt = p.t(DType::I64, {B, S});
+  t.h = p.f32({B, S, H});
+  t.logits = p.f32({B, S, V});
+  t.loss = p.f32({});
+  t.dloss = p.f32({});
+  t.dlogits = p.f32({B, S, V});
+  t.dh = p.f32({B, S, H});
+  a.arenaBytes = p.next;
+  a.inputs = {{"input_ids", InputRole::Tokens, t.ids},
+              {"targets", InputRole::Targets, t.tgt}};
+  a.loss = t.loss;
+  a.dloss = t.dloss;
+  a.logits = t.logits;
+  const TensorRef pe = entry(Space::Param, 0, {V, H}),
+                  pw = entry(Space::Param, 1, {V, H});
+  const uint8_t acc = accumulate ? Instruction::kAccumulate : 0;
+  Function fwd;
+  fwd.name = "forward";
+  fwd.body = {
+      instr(Opcode::Embedding, {pe, t.ids}, {t.h}, {}, {}, "wte"),
+      instr(Opcode::Linear, {t.h, pw, TensorRef()}, {t.logits}, {1}, {},
+            "lm_head"),
+      instr(Opcode::CrossEntropy, {t.logits, t.tgt}, {t.loss}, {-100}, {},
+            "loss"),
+  };
+  Function bwd;
+  bwd.name = "backward";
+  bwd.kind = FunctionKind::Backward;
+  bwd.body = {
+      instr(Opcode::CrossEntropyGrad, {t.logits, t.tgt, t.dloss}, {t.dlogits},
+            {-100}),
+      instr(Opcode::Linear, {t.dlogits, pw, TensorRef()}, {t.dh}, {0}),
+      instr(Opcode::LinearGradWeight, {t.h, t.dlogits},
+            {entry(Space::Grad, 1, {V, H})}, {1}, {}, "", acc),
+      instr(Opcode::EmbeddingGrad, {t.ids, t.dh},
+            {entry(Space::Grad, 0, {V, H})}, {}, {}, "", acc),
+  };
+  a.functions = {fwd, bwd};
+  a.microbatchProgram = {0, 1};
+}
+
+Tiny makeTiny(bool accumulate = true) {
+  Tiny t;
+  t.dir = tempDir();
+  writeParams(t);
+  buildTiny(t, accumulate);
+  return t;
+}
+
+const std::vector<int64_t> kIds = {1, 7, 3, 3, 0, 5};
+const std::vector<int64_t> kTargets = {7, 3, -100, 0, 5, 2};
+
+//===----------------------------------------------------------------------===//
+// Running and reading both executors
+//===----------------------------------------------------------------------===//
+
+std::unique_ptr<Executor> make(const Artifact &a, const std::string &dir,
+                               Device d, Precision p = Precision::Fp32) {
+  std::string err;
+  auto ex = Executor::create(a, dir, &err, nullptr, 0, ExecutorOptions{d, p});
+  EXPECT_TRUE(ex) << deviceName(d) << ": " << err;
+  return ex;
+}
+
+/// n floats of the executor's memory at p (a device address on a GPU).
+std::vector<float> readFloats(const Executor &ex, const float *p, int64_t n) {
+  std::vector<float> v(static_cast<size_t>(n));
+  if (n == 0)
+    return v;
+  if (ex.onDevice()) {
+    const cudaError_t e =
+        cudaMemcpy(v.data(), p, size_t(n) * 4, cudaMemcpyDeviceToHost);
+    EXPECT_EQ(e, cudaSuccess) << cudaGetErrorString(e);
+  } else {
+    std::memcpy(v.data(), p, size_t(n) * 4);
+  }
+  return v;
+}
+
+void writeFloats(const Executor &ex, float *p, const std::vector<float> &v) {
+  if (v.empty())
+    return;
+  if (ex.onDevice()) {
+    const cudaError_t e =
+        cudaMemcpy(p, v.data(), v.size() * 4, cudaMemcpyHostToDevice);
+    ASSERT_EQ(e, cudaSuccess) << cudaGetErrorString(e);
+  } else {
+    std::memcpy(p, v.data(), v.size() * 4);
+  }
+}
+
+std::vector<float> grad(Executor &ex, size_t i) {
+  return readFloats(ex, ex.params()[i].grad, ex.params()[i].numel);
+}
+std::vector<float> value(Executor &ex, size_t i) {
+  return readFloats(ex, ex.params()[i].value, ex.params()[i].numel);
+}
+
+/// The bytes of an arena ref (the artifact exposes the arena as its logits;
+/// logits() is a host copy on a device executor).
+std::vector<uint8_t> arenaBytes(const Executor &ex, const TensorRef &r) {
+  const uint8_t *base = reinterpret_cast<const uint8_t *>(ex.logits());
+  return std::vector<uint8_t>(base + r.offset, base + r.offset + r.bytes());
+}
+std::vector<float> arenaFloats(const Executor &ex, const TensorRef &r) {
+  const std::vector<uint8_t> b = arenaBytes(ex, r);
+  std::vector<float> v(b.size() / 4);
+  if (!v.empty())
+    std::memcpy(v.data(), b.data(), b.size());
+  return v;
+}
+
+/// max|got - want| / max|want| <= tol (a NaN fails); printed with the
+/// allowed value.
+::testing::AssertionResult relClose(const std::string &what,
+                                    const std::vector<float> &got,
+                                    const std::vector<float> &want,
+                                    double tol) {
+  if (got.size() != want.size())
+    return ::testing::AssertionFailure()
+           << what << ": " << got.size() << " elements, want " << want.size();
+  double maxRef = 0.0, maxDiff = 0.0;
+  size_t worst = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    maxRef = std::max(maxRef, std::fabs(double(want[i])));
+    double d = std::fabs(double(got[i]) - double(want[i]));
+    if (!(d <= std::numeric_limits<double>::max()))
+      d = std::numeric_limits<double>::infinity();
+    if (d > maxDiff) {
+      maxDiff = d;
+      worst = i;
+    }
+  }
+  const double err = maxDiff / (1e-30 + maxRef);
+  std::printf("[cuda] %-48s n=%-5zu max rel err %.2e (allowed %.0e)\n",
+              what.c_str(), want.size(), err, tol);
+  if (err <= tol)
+    return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure()
+         << what << ": max|gpu - cpu| / max|cpu| = " << err << ", allowed "
+         << tol << "; worst at " << worst << ": gpu " << got[worst] << ", cpu "
+         << want[worst] << " (max|cpu| " << maxRef << ")";
+}
+
+::testing::AssertionResult sameBits(const std::string &what,
+                                    const std::vector<float> &got,
+                                    const std::vector<float> &want) {
+  if (got.size() != want.size())
+    return ::testing::AssertionFailure()
+           << what << ": " << got.size() << " elements, want " << want.size();
+  for (size_t i = 0; i < got.size(); ++i)
+    if (std::memcmp(&got[i], &want[i], 4) != 0)
+      return ::testing::AssertionFailure()
+             << what << ": element " << i << " is " << got[i] << ", want "
+             << want[i] << " (first of the differing bits)";
+  return ::testing::AssertionSuccess();
+}
+
+/// The loss as a one-element vector (for relClose).
+std::vector<float> one(float x) { return {x}; }
+
+class ExecutorCuda : public ::testing::Test {
+protected:
+  void SetUp() override {
+    std::string why;
+    if (cu::deviceCount(&why) == 0)
+      GTEST_SKIP() << why;
+  }
+};
+
+/// The tiny model on the CPU and on the GPU, one micro-batch (twice with
+/// `twice`): loss, logits, both gradients within tol.
+void compareTiny(Precision prec, double tol, const char *tag) {
+  Tiny t = makeTiny();
+  auto cpuEx = make(t.a, t.dir, Device::Cpu);
+  auto gpuEx = make(t.a, t.dir, Device::Cuda, prec);
+  ASSERT_TRUE(cpuEx && gpuEx);
+  EXPECT_EQ(gpuEx->options().precision, prec);
+  EXPECT_TRUE(gpuEx->onDevice());
+  EXPECT_HAS(gpuEx->deviceDescription(), "cuda: ");
+  // Loaded from their file offsets (uploaded bit for bit).
+  EXPECT_TRUE(sameBits("emb loaded", value(*gpuEx, 0), t.emb));
+  EXPECT_TRUE(sameBits("w loaded", value(*gpuEx, 1), t.w));
+  const std::string p = std::string(tag) + " tiny ";
+  for (int mb = 1; mb <= 2; ++mb) {
+    float lc = 0, lg = 0;
+    ASSERT_TRUE(
+        cpuEx->runMicrobatch(kIds.data(), kTargets.data(), 0.5f, &lc).ok());
+    const k::Status st =
+        gpuEx->runMicrobatch(kIds.data(), kTargets.data(), 0.5f, &lg);
+    ASSERT_TRUE(st.ok()) << st.message();
+    const std::string q = p + "mb " + std::to_string(mb) + " ";
+    EXPECT_GT(lc, 0.5f);
+    EXPECT_TRUE(relClose(q + "loss", one(lg), one(lc), tol));
+    const std::vector<float> lgts = readFloats(*cpuEx, cpuEx->logits(), N * V);
+    const float *gl = gpuEx->logits();
+    const std::vector<float> glv(gl, gl + N * V);
+    EXPECT_TRUE(relClose(q + "logits", glv, lgts, tol));
+    if (prec == Precision::Bf16) { // the bf16 products are in effect
+      double worst = 0;
+      for (size_t i = 0; i < glv.size(); ++i)
+        worst = std::max(worst, double(std::fabs(glv[i] - lgts[i])));
+      EXPECT_GT(worst, 1e-4) << "--precision bf16 changed no logit";
+    }
+    // The gradients accumulate over the two micro-batches (the flag).
+    EXPECT_TRUE(relClose(q + "d emb", grad(*gpuEx, 0), grad(*cpuEx, 0), tol));
+    EXPECT_TRUE(relClose(q + "d w", grad(*gpuEx, 1), grad(*cpuEx, 1), tol));
+  }
+  // zeroGrads on the device, then runForward alone: the same loss, no
+  // gradient.
+  gpuEx->zeroGrads();
+  float fc = 0, fg = 0;
+  ASSERT_TRUE(cpuEx->runForward(kIds.data(), kTargets.data(), &fc).ok());
+  ASSERT_TRUE(gpuEx->runForward(kIds.data(), kTargets.data(), &fg).ok());
+  EXPECT_TRUE(relClose(p + "runForward loss", one(fg), one(fc), tol));
+  for (size_t i = 0; i < 2; ++i)
+    for (float g : grad(*gpuEx, i))
+      ASSERT_EQ(g, 0.0f) << "parameter " << i << " after zeroGrads";
+}
+
+} // namespace
+
+//===----------------------------------------------------------------------===//
+// Options (no device needed)
+//===----------------------------------------------------------------------===//
+
+TEST(ExecutorOptions, Bf16OnTheCpuIsRefusedNamingPrecision) {
+  Tiny t = makeTiny();
+  std::string err;
+  EXPECT_FALSE(Executor::create(t.a, t.dir, &err, nullptr, 0,
+                                ExecutorOptions{Device::Cpu, Precision::Bf16}));
+  EXPECT_HAS(err, "--precision bf16");
+  EXPECT_HAS(err, "--device cuda");
+}
+
+//===----------------------------------------------------------------------===//
+// The tiny model
+//===----------------------------------------------------------------------===//
+
+TEST_F(ExecutorCuda, TinyModelF32MatchesCpu) {
+  compareTiny(Precision::Fp32, kF32Tol, "f32");
+}
+
+TEST_F(ExecutorCuda, TinyModelBf16MatchesCpu) {
+  compareTiny(Precision::Bf16, kBf16Tol, "bf16");
+}
+
+// Without the flag, weight-gradient instructions zero their result first;
+// the Accumulate instruction always adds.
+TEST_F(ExecutorCuda, AccumulateFlag) {
+  Tiny t = makeTiny(/*accumulate=*/false);
+  auto cpuEx = make(t.a, t.dir, Device::Cpu);
+  auto gpuEx = make(t.a, t.dir, Device::Cuda);
+  ASSERT_TRUE(cpuEx && gpuEx);
+  float loss;
+  ASSERT_TRUE(
+      cpuEx->runMicrobatch(kIds.data(), kTargets.data(), 1.0f, &loss).ok());
+  for (int rep = 0; rep < 2; ++rep)
+    ASSERT_TRUE(
+        gpuEx->runMicrobatch(kIds.data(), kTargets.data(), 1.0f, &loss).ok());
+  EXPECT_TRUE(relClose("no flag, 2 mb: d emb", grad(*gpuEx, 0), grad(*cpuEx, 0),
+                       kF32Tol));
+  EXPECT_TRUE(relClose("no flag, 2 mb: d w", grad(*gpuEx, 1), grad(*cpuEx, 1),
+                       kF32Tol));
+
+  Artifact a;
+  Parameter p;
+  p.name = "p";
+  p.shape = {4};
+  p.storage = {"weights.bin", 0, 16, 0};
+  a.params = {p};
+  const std::vector<float> g = {1.0f, -2.0f, 0.5f, 4.0f};
+  a.constants = {constant(DType::F32, {4}, g)};
+  Function f;
+  f.name = "f";
+  f.body = {instr(Opcode::Accumulate, {entry(Space::Const, 0, {4})},
+                  {entry(Space::Grad, 0, {4})})};
+  a.functions = {f};
+  a.microbatchProgram = {0};
+  auto acc = make(a, t.dir, Device::Cuda);
+  ASSERT_TRUE(acc);
+  for (int rep = 0; rep < 3; ++rep)
+    ASSERT_TRUE(acc->runMicrobatch(nullptr, nullptr, 1.0f, nullptr).ok());
+  EXPECT_EQ(grad(*acc, 0), (std::vector<float>{3.0f, -6.0f, 1.5f, 12.0f}));
+}
+
+// An id out of range is found by the device kernel, reported at the end of
+// the micro-batch naming the instruction as the CPU does, and the record is
+// cleared: the next good micro-batch succeeds and is right.
+TEST_F(ExecutorCuda, DataErrorNamesTheInstructionAndClears) {
+  Tiny t = makeTiny(/*accumulate=*/false);
+  auto cpuEx = make(t.a, t.dir, Device::Cpu);
+  auto gpuEx = make(t.a, t.dir, Device::Cuda);
+  ASSERT_TRUE(cpuEx && gpuEx);
+  std::vector<int64_t> ids = kIds;
+  ids[3] = 99;
+  // Both name the instruction and the id in the same words.
+  const std::string where = "function 'forward', instruction 0 (embedding "
+                            "'wte'): ";
+  float loss = 0;
+  k::Status st = cpuEx->runMicrobatch(ids.data(), kTargets.data(), 1.0f, &loss);
+  ASSERT_FALSE(st.ok());
+  EXPECT_HAS(st.message(), where);
+  EXPECT_HAS(st.message(), "id 99 at position 3");
+  const std::string cpuMessage = st.message();
+  st = gpuEx->runMicrobatch(ids.data(), kTargets.data(), 1.0f, &loss);
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.message(), cpuMessage);
+  EXPECT_EQ(st.message(),
+            where + "embedding: id 99 at position 3 is outside the table of "
+                    "8 rows");
+
+  // A bad target: the cross-entropy's record.
+  std::vector<int64_t> targets = kTargets;
+  targets[1] = 9;
+  st = cpuEx->runMicrobatch(kIds.data(), targets.data(), 1.0f, &loss);
+  ASSERT_FALSE(st.ok());
+  const std::string cpuTarget = st.message();
+  st = gpuEx->runMicrobatch(kIds.data(), targets.data(), 1.0f, &loss);
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.message(), cpuTarget);
+  EXPECT_HAS(st.message(),
+             "function 'forward', instruction 2 (cross_entropy 'loss')");
+  EXPECT_HAS(st.message(), "target 9 at row 1 is outside [0, 8)");
+
+  float lc = 0, lg = 0;
+  ASSERT_TRUE(
+      cpuEx->runMicrobatch(kIds.data(), kTargets.data(), 1.0f, &lc).ok());
+  st = gpuEx->runMicrobatch(kIds.data(), kTargets.data(), 1.0f, &lg);
+  ASSERT_TRUE(st.ok()) << "after a data error: " << st.message();
+  EXPECT_TRUE(relClose("after the errors: loss", one(lg), one(lc), kF32Tol));
+  EXPECT_TRUE(relClose("after the errors: d emb", grad(*gpuEx, 0),
+                       grad(*cpuEx, 0), kF32Tol));
+  EXPECT_TRUE(relClose("after the errors: d w", grad(*gpuEx, 1),
+                       grad(*cpuEx, 1), kF32Tol));
+  // And again: nothing left over.
+  st = gpuEx->runMicrobatch(kIds.data(), kTargets.data(), 1.0f, &lg);
+  EXPECT_TRUE(st.ok()) << st.message();
+}
+
+//===----------------------------------------------------------------------===//
+// The optimizer step
+//===----------------------------------------------------------------------===//
+
+// optimizerStep (the device's global norm, clipping factor and AdamW)
+// against cpu::global_norm, cpu::clip_scale and cpu::adamw_step, as the CPU
+// trainer applies them. After the same micro-batch the gradients agree
+// within the fp32 tolerance; then the CPU's gradients are copied to the
+// device, so that both sides step from identical inputs: the norm agrees to
+// double rounding and the parameters bit for bit, over two steps (the
+// moments kept on the device).
+TEST_F(ExecutorCuda, OptimizerStepMatchesTheCpuTrainer) {
+  Tiny t = makeTiny();
+  auto cpuEx = make(t.a, t.dir, Device::Cpu);
+  auto gpuEx = make(t.a, t.dir, Device::Cuda);
+  ASSERT_TRUE(cpuEx && gpuEx);
+  float loss;
+  ASSERT_TRUE(
+      cpuEx->runMicrobatch(kIds.data(), kTargets.data(), 1.0f, &loss).ok());
+  ASSERT_TRUE(
+      gpuEx->runMicrobatch(kIds.data(), kTargets.data(), 1.0f, &loss).ok());
+  for (size_t i = 0; i < 2; ++i)
+    ASSERT_TRUE(relClose("grad " + std::to_string(i) + " before the step",
+                         grad(*gpuEx, i), grad(*cpuEx, i), kF32Tol));
+
+  std::vector<ParamBuffers> &cp = cpuEx->params();
+  std::vector<k::AdamWConfig> configs(2);
+  configs[0] = {1e-2, 0.9, 0.95, 1e-8, 0.1};
+  configs[1] = {3e-3, 0.8, 0.999, 1e-6, 0.0};
+  std::vector<std::vector<float>> m(2), v(2);
+  for (size_t i = 0; i < 2; ++i) {
+    m[i].assign(size_t(cp[i].numel), 0.0f);
+    v[i].assign(size_t(cp[i].numel), 0.0f);
+  }
+  for (int64_t step = 1; step <= 2; ++step) {
+    const std::string tag = "step " + std::to_string(step) + ": ";
+    if (step == 2) { // new gradients, the same on both sides
+      for (size_t i = 0; i < 2; ++i) {
+        const std::vector<float> g = values(size_t(cp[i].numel), 40 + i);
+        std::memcpy(cp[i].grad, g.data(), g.size() * 4);
+      }
+    }
+    for (size_t i = 0; i < 2; ++i)
+      writeFloats(*gpuEx, gpuEx->params()[i].grad, grad(*cpuEx, i));
+    std::vector<const float *> ptrs = {cp[0].grad, cp[1].grad};
+    std::vector<int64_t> sizes = {cp[0].numel, cp[1].numel};
+    const double norm = k::global_norm(ptrs, sizes);
+    // Clip to half the norm: the factor is in play.
+    const double clip = 0.5 * norm;
+    const float scale = k::clip_scale(norm, clip);
+    ASSERT_LT(scale, 1.0f);
+    for (size_t i = 0; i < 2; ++i)
+      k::adamw_step(cp[i].value, cp[i].grad, m[i].data(), v[i].data(),
+                    cp[i].numel, configs[i], step, scale);
+    double gpuNorm = -1;
+    const k::Status st = gpuEx->optimizerStep(configs, step, clip, &gpuNorm);
+    ASSERT_TRUE(st.ok()) << st.message();
+    std::printf("[cuda] %sglobal norm gpu %.17g cpu %.17g\n", tag.c_str(),
+                gpuNorm, norm);
+    EXPECT_NEAR(gpuNorm, norm, 1e-12 * norm) << tag;
+    for (size_t i = 0; i < 2; ++i)
+      EXPECT_TRUE(sameBits(tag + cp[i].desc->name + " after AdamW",
+                           value(*gpuEx, i), value(*cpuEx, i)));
+  }
+  // Without clipping (gradClip 0) the norm is still reported.
+  double n0 = -1;
+  ASSERT_TRUE(gpuEx->optimizerStep(configs, 3, 0.0, &n0).ok());
+  EXPECT_GT(n0, 0.0);
+  // The CPU executor has no device optimizer.
+  EXPECT_FALSE(cpuEx->optimizerStep(configs, 1, 0.0, &n0).ok());
+}
+
+//===----------------------------------------------------------------------===//
+// The non-finite search
+//===----------------------------------------------------------------------===//
+
+TEST_F(ExecutorCuda, FindFirstNonFiniteNamesTheSameInstruction) {
+  Artifact a;
+  Plan p;
+  const std::vector<float> c = {1.0f, -1.0f, 2.0f, 3.0f};
+  a.constants = {constant(DType::F32, {4}, c)};
+  const TensorRef lg = p.f32({4}), ex = p.f32({4});
+  Function f;
+  f.name = "forward";
+  f.body = {
+      instr(Opcode::Unary, {entry(Space::Const, 0, {4})}, {lg},
+            {int64_t(k::UnaryOp::Log)}, {}, "log of c"),
+      instr(Opcode::Unary, {lg}, {ex}, {int64_t(k::UnaryOp::Exp)}, {}, "exp")};
+  a.functions = {f};
+  a.microbatchProgram = {0};
+  a.arenaBytes = p.next;
+  auto cpuEx = make(a, "", Device::Cpu);
+  auto gpuEx = make(a, "", Device::Cuda);
+  ASSERT_TRUE(cpuEx && gpuEx);
+  const std::string want =
+      "function 'forward', instruction 0 (unary 'log of c'): result 0 has 1 "
+      "non-finite values (first at element 1 = nan)";
+  EXPECT_EQ(cpuEx->findFirstNonFinite(nullptr, nullptr, 1.0f), want);
+  EXPECT_EQ(gpuEx->findFirstNonFinite(nullptr, nullptr, 1.0f), want);
+
+  // A clean run finds nothing; a non-finite parameter is named as such.
+  Tiny t = makeTiny();
+  auto tiny = make(t.a, t.dir, Device::Cuda);
+  ASSERT_TRUE(tiny);
+  EXPECT_EQ(tiny->findFirstNonFinite(kIds.data(), kTargets.data(), 1.0f), "");
+  std::vector<float> w = value(*tiny, 1);
+  w[6] = INFINITY;
+  writeFloats(*tiny, tiny->params()[1].value, w);
+  EXPECT_EQ(tiny->findFirstNonFinite(kIds.data(), kTargets.data(), 1.0f),
+            "parameter 'w' has 1 non-finite values (first at element 6 = inf)");
+}
+
+//===----------------------------------------------------------------------===//
+// Norms (the fused gradient pairs) and attention
+//===----------------------------------------------------------------------===//
+
+TEST_F(ExecutorCuda, NormAndAttentionMatchCpu) {
+  Artifact a;
+  Plan p;
+  const int64_t R = 6, C = 8; // x [2, 3, 8], normalized over the last dim
+  const auto x = values(R * C, 11), scale = values(C, 12), bias = values(C, 13),
+             dy = values(R * C, 14);
+  const int64_t Sq = 5, Sk = 5, D = 4;
+  const auto q = values(2 * Sq * D, 15), kk = values(Sk * D, 16),
+             v = values(Sk * D, 17), dout = values(2 * Sq * D, 18);
+  std::vector<uint8_t> keep(Sq * Sk);
+  for (int64_t i = 0; i < Sq; ++i)
+    for (int64_t j = 0; j < Sk; ++j)
+      keep[i * Sk + j] = (i + 2 * j) % 3 != 1 || j == 0;
+  a.constants = {
+      constant(DType::F32, {2, 3, C}, x),         // 0
+      constant(DType::F32, {C}, scale),           // 1
+      constant(DType::F32, {C}, bias),            // 2
+      constant(DType::F32, {2, 3, C}, dy),        // 3
+      constant(DType::F32, {1, 2, Sq, D}, q),     // 4
+      constant(DType::F32, {1, 1, Sk, D}, kk),    // 5
+      constant(DType::F32, {1, 1, Sk, D}, v),     // 6
+      constant(DType::F32, {1, 2, Sq, D}, dout),  // 7
+      constant(DType::Bool, {Sq, Sk}, keep),      // 8
+      constant(DType::F32, {1, Sq, 2 * D}, q),    // 9: the BSHD view
+      constant(DType::F32, {1, Sk, D}, kk),       // 10
+      constant(DType::F32, {1, Sk, D}, v),        // 11
+      constant(DType::F32, {1, Sq, 2 * D}, dout), // 12
+  };
+  auto c = [&](uint32_t i) {
+    return entry(Space::Const, i, a.constants[i].shape, a.constants[i].dtype);
+  };
+  const TensorRef y1 = p.f32({2, 3, C}), dx1 = p.f32({2, 3, C}),
+                  ds1 = p.f32({C}), db1 = p.f32({C}), y2 = p.f32({2, 3, C}),
+                  dx2 = p.f32({2, 3, C}), ds2 = p.f32({C}),
+                  o = p.f32({1, 2, Sq, D}), dq = p.f32({1, 2, Sq, D}),
+                  dk = p.f32({1, 1, Sk, D}), dv = p.f32({1, 1, Sk, D}),
+                  o3 = p.f32({1, Sq, 2 * D}), dq3 = p.f32({1, Sq, 2 * D}),
+                  dk3 = p.f32({1, Sk, D}), dv3 = p.f32({1, Sk, D}),
+                  ds4 = p.f32({C}), db4 = p.f32({C}), dx5 = p.f32({2, 3, C}),
+                  dx6 = p.f32({2, 3, C}), ds6 = p.f32({C});
+  const double eps = 1e-5;
+  Function f;
+  f.name = "f";
+  f.body = {
+      instr(Opcode::LayerNorm, {c(0), c(1), c(2)}, {y1}, {2}, {eps}),
+      // The two gradients of each norm, marked to run as one kernel call.
+      instr(Opcode::LayerNormGradInput, {c(0), c(1), c(3)}, {dx1}, {2}, {eps},
+            "", Instruction::kFusedWithNext),
+      instr(Opcode::LayerNormGradParams, {c(0), c(3)}, {ds1, db1}, {2}, {eps}),
+      instr(Opcode::RMSNorm, {c(0), c(1)}, {y2}, {2}, {eps}),
+      instr(Opcode::RMSNormGradInput, {c(0), c(1), c(3)}, {dx2}, {2}, {eps}, "",
+            Instruction::kFusedWithNext),
+      instr(Opcode::RMSNormGradScale, {c(0), c(3)}, {ds2}, {2}, {eps}),
+      instr(Opcode::Attention, {c(4), c(5), c(6), TensorRef()}, {o}, {2, 1, 1},
+            {0.5}),
+      instr(Opcode::AttentionGrad, {c(4), c(5), c(6), o, c(7), TensorRef()},
+            {dq, dk, dv}, {2, 1, 1}, {0.5}),
+      instr(Opcode::Attention, {c(9), c(10), c(11), c(8)}, {o3}, {2, 1, 0},
+            {0.5}),
+      instr(Opcode::AttentionGrad, {c(9), c(10), c(11), o3, c(12), c(8)},
+            {dq3, dk3, dv3}, {2, 1, 0}, {0.5}),
+      // The same gradients one op at a time (unmarked, each runs alone).
+      instr(Opcode::LayerNormGradParams, {c(0), c(3)}, {ds4, db4}, {2}, {eps}),
+      instr(Opcode::RMSNormGradInput, {c(0), c(1), c(3)}, {dx5}, {2}, {eps}),
+      instr(Opcode::LayerNormGradInput, {c(0), c(1), c(3)}, {dx6}, {2}, {eps}),
+      instr(Opcode::RMSNormGradScale, {c(0), c(3)}, {ds6}, {2}, {eps}),
+  };
+  a.functions = {f};
+  a.microbatchProgram = {0};
+  exposeArena(a, p);
+  auto cpuEx = make(a, "", Device::Cpu);
+  auto gpuEx = make(a, "", Device::Cuda);
+  ASSERT_TRUE(cpuEx && gpuEx);
+  ASSERT_TRUE(cpuEx->runMicrobatch(nullptr, nullptr, 1.0f, nullptr).ok());
+  // Twice on the device: the accumulating parameter gradients are zeroed
+  // by the executor (no kAccumulate flag), so a rerun gives the same.
+  for (int rep = 0; rep < 2; ++rep) {
+    const k::Status st = gpuEx->runMicrobatch(nullptr, nullptr, 1.0f, nullptr);
+    ASSERT_TRUE(st.ok()) << st.message();
+  }
+  const std::pair<const char *, TensorRef> results[] = {
+      {"layer_norm y", y1},
+      {"layer_norm dx (fused)", dx1},
+      {"layer_norm dscale (fused)", ds1},
+      {"layer_norm dbias (fused)", db1},
+      {"rms_norm y", y2},
+      {"rms_norm dx (fused)", dx2},
+      {"rms_norm dscale (fused)", ds2},
+      {"attention BHSD causal", o},
+      {"attention BHSD dq", dq},
+      {"attention BHSD dk", dk},
+      {"attention BHSD dv", dv},
+      {"attention BSHD keep mask", o3},
+      {"attention BSHD dq", dq3},
+      {"attention BSHD dk", dk3},
+      {"attention BSHD dv", dv3},
+      {"layer_norm dscale alone", ds4},
+      {"layer_norm dbias alone", db4},
+      {"rms_norm dx alone", dx5},
+      {"layer_norm dx alone", dx6},
+      {"rms_norm dscale alone", ds6},
+  };
+  for (const auto &[name, r] : results)
+    EXPECT_TRUE(relClose(name, arenaFloats(*gpuEx, r), arenaFloats(*cpuEx, r),
+                         kF32Tol));
+  // The fused pair and the ops alone compute the same on the device too.
+  EXPECT_TRUE(relClose("device: fused vs alone, ln dx",
+                       arenaFloats(*gpuEx, dx1), arenaFloats(*gpuEx, dx6),
+                       kF32Tol));
+  EXPECT_TRUE(relClose("device: fused vs alone, rms dscale",
+                       arenaFloats(*gpuEx, ds2), arenaFloats(*gpuEx, ds6),
+                       kF32Tol));
+}
+
+//===----------------------------------------------------------------------===//
+// Typed data movement: exact
+//===----------------------------------------------------------------------===//
+
+TEST_F(ExecutorCuda, TypedDataMovementMatchesCpuExactly) {
+  Artifact a;
+  Plan p;
+  a.constants = {
+      constant(DType::I64, {2, 3}, std::vector<int64_t>{0, 1, 2, 3, 4, 5}),
+      constant(DType::F32, {}, std::vector<float>{2.5f}),
+      constant(DType::F32, {}, std::vector<float>{-1.0f}),
+      constant(DType::I64, {2}, std::vector<int64_t>{1, -1}),
+      constant(DType::I64, {3}, std::vector<int64_t>{7, 8, 9}),
+  };
+  auto c = [&](uint32_t i) {
+    return entry(Space::Const, i, a.constants[i].shape, a.constants[i].dtype);
+  };
+  const TensorRef f = p.f32({2, 3}), tr = p.f32({3, 2}),
+                  lt = p.t(DType::Bool, {2, 3}), wh = p.f32({2, 3}),
+                  sum = p.f32({2}), cat = p.t(DType::I64, {4, 3}),
+                  sl = p.f32({2, 3}), ga = p.t(DType::I64, {2, 3}),
+                  i32 = p.t(DType::I32, {2, 3}), cp = p.t(DType::I64, {6}),
+                  bc = p.f32({2, 2, 3}), st = p.f32({1, 3}),
+                  tri = p.t(DType::I64, {2, 3}), cs = p.t(DType::I64, {2, 3}),
+                  csf = p.f32({2, 3}), bd = p.t(DType::I64, {2, 2, 2});
+  Function fn;
+  fn.name = "f";
+  fn.body = {
+      instr(Opcode::Cast, {c(0)}, {f}),
+      instr(Opcode::Transpose, {f}, {tr}, {1, 0}),
+      instr(Opcode::Compare, {f, c(1)}, {lt}, {int64_t(k::CompareOp::Less)}),
+      instr(Opcode::Where, {lt, f, c(2)}, {wh}),
+      instr(Opcode::Reduce, {f}, {sum}, {int64_t(k::ReduceOp::Sum), 1}),
+      instr(Opcode::Concat, {c(0), c(0)}, {cat}, {0}),
+      instr(Opcode::Slice, {f}, {sl}, {0, 2, 2, -1, 1, -1}),
+      instr(Opcode::Gather, {c(0), c(3)}, {ga}, {0}),
+      instr(Opcode::Cast, {lt}, {i32}),
+      instr(Opcode::Copy, {c(0)}, {cp}),
+      instr(Opcode::Broadcast, {f}, {bc}),
+      instr(Opcode::SumToShape, {bc}, {st}),
+      instr(Opcode::Trilu, {c(0)}, {tri}, {0, 0}),
+      instr(Opcode::CumSum, {c(0)}, {cs}, {1, 0, 0}),
+      instr(Opcode::CumSum, {f}, {csf}, {0, 1, 1}),
+      instr(Opcode::Band, {c(4)}, {bd}),
+  };
+  a.functions = {fn};
+  a.microbatchProgram = {0};
+  exposeArena(a, p);
+  auto cpuEx = make(a, "", Device::Cpu);
+  auto gpuEx = make(a, "", Device::Cuda);
+  ASSERT_TRUE(cpuEx && gpuEx);
+  ASSERT_TRUE(cpuEx->runMicrobatch(nullptr, nullptr, 1.0f, nullptr).ok());
+  const k::Status s = gpuEx->runMicrobatch(nullptr, nullptr, 1.0f, nullptr);
+  ASSERT_TRUE(s.ok()) << s.message();
+  const std::pair<const char *, TensorRef> results[] = {
+      {"cast i64->f32", f}, {"transpose", tr},   {"compare", lt},
+      {"where", wh},        {"reduce sum", sum}, {"concat", cat},
+      {"slice", sl},        {"gather", ga},      {"cast bool->i32", i32},
+      {"copy", cp},         {"broadcast", bc},   {"sum_to_shape", st},
+      {"trilu", tri},       {"cumsum i64", cs},  {"cumsum f32 excl rev", csf},
+      {"band", bd}};
+  for (const auto &[name, r] : results)
+    EXPECT_EQ(arenaBytes(*gpuEx, r), arenaBytes(*cpuEx, r)) << name;
+  // And the values themselves (the CPU's are checked in ExecutorTest.cpp).
+  EXPECT_EQ(arenaFloats(*gpuEx, st), (std::vector<float>{6, 10, 14}));
+  EXPECT_EQ(arenaFloats(*gpuEx, csf), (std::vector<float>{3, 4, 5, 0, 0, 0}));
+}
+
+//===----------------------------------------------------------------------===//
+// GEMMs: Matmul with broadcast batches, Linear, LinearGradWeight
+//===----------------------------------------------------------------------===//
+
+namespace {
+
+struct Gemms {
+  Artifact a;
+  std::vector<std::pair<std::string, TensorRef>> results;
+};
+
+/// Matmul and MatmulGrad with broadcast batch dims (the per-batch path and
+/// the one-GEMM path of an unbatched rhs), Linear with and without bias in
+/// both weight layouts, LinearGradWeight in both layouts, over constants.
+Gemms gemmArtifact() {
+  Gemms g;
+  Artifact &a = g.a;
+  Plan p;
+  const int64_t M = 3, K = 4, Nn = 5;
+  a.constants = {
+      constant(DType::F32, {2, 1, M, K}, values(2 * M * K, 21)),       // 0 a
+      constant(DType::F32, {3, K, Nn}, values(3 * K * Nn, 22)),        // 1 b
+      constant(DType::F32, {2, 3, M, Nn}, values(2 * 3 * M * Nn, 23)), // 2 dc
+      constant(DType::F32, {K, Nn}, values(K * Nn, 24)), // 3 b, unbatched
+      constant(DType::F32, {2, 1, M, Nn}, values(2 * M * Nn, 25)), // 4 dc2
+      constant(DType::F32, {2, M, K}, values(2 * M * K, 26)),      // 5 x [6, K]
+      constant(DType::F32, {K, Nn}, values(K * Nn, 27)),           // 6 W [K, N]
+      constant(DType::F32, {Nn, K}, values(Nn * K, 28)),           // 7 W [N, K]
+      constant(DType::F32, {Nn}, values(Nn, 29)),                  // 8 bias
+      constant(DType::F32, {2, M, Nn}, values(2 * M * Nn, 30)),    // 9 dy
+      // 10: a [3, 1, K] x 1: batches broadcast on the lhs's side
+      constant(DType::F32, {3, 1, M, K}, values(3 * M * K, 31)),
+      constant(DType::F32, {1, 2, K, Nn}, values(2 * K * Nn, 32)),     // 11
+      constant(DType::F32, {3, 2, M, Nn}, values(3 * 2 * M * Nn, 33)), // 12
+  };
+  auto c = [&](uint32_t i) {
+    return entry(Space::Const, i, a.constants[i].shape, a.constants[i].dtype);
+  };
+  auto out = [&](const std::string &name, std::vector<int64_t> shape) {
+    TensorRef r = p.f32(std::move(shape));
+    g.results.push_back({name, r});
+    return r;
+  };
+  const TensorRef c1 = out("matmul [2,1,3,4] x [3,4,5]", {2, 3, M, Nn}),
+                  da1 = out("matmul_grad da (summed over b's batches)",
+                            {2, 1, M, K}),
+                  db1 = out("matmul_grad db (summed over a's batches)",
+                            {3, K, Nn}),
+                  c2 =
+                      out("matmul [2,1,3,4] x [4,5] (one GEMM)", {2, 1, M, Nn}),
+                  da2 = out("matmul_grad da, unbatched rhs", {2, 1, M, K}),
+                  db2 = out("matmul_grad db, unbatched rhs", {K, Nn}),
+                  c3 = out("matmul [3,1,3,4] x [1,2,4,5]", {3, 2, M, Nn}),
+                  da3 = out("matmul_grad da, both broadcast", {3, 1, M, K}),
+                  db3 = out("matmul_grad db, both broadcast", {1, 2, K, Nn}),
+                  y1 = out("linear W [K,N]", {2, M, Nn}),
+                  y2 = out("linear W [N,K] + bias", {2, M, Nn}),
+                  y3 = out("linear W [K,N] + bias", {2, M, Nn}),
+                  dw1 = out("linear_grad_weight [K,N]", {K, Nn}),
+                  dw2 = out("linear_grad_weight [N,K]", {Nn, K}),
+                  dw3 = out("linear_grad_weight [N,K] accumulated", {Nn, K});
+  Function f;
+  f.name = "f";
+  f.body = {
+      instr(Opcode::Matmul, {c(0), c(1)}, {c1}),
+      instr(Opcode::MatmulGrad, {c(0), c(1), c(2)}, {da1, db1}),
+      instr(Opcode::Matmul, {c(0), c(3)}, {c2}),
+      instr(Opcode::MatmulGrad, {c(0), c(3), c(4)}, {da2, db2}),
+      instr(Opcode::Matmul, {c(10), c(11)}, {c3}),
+      instr(Opcode::MatmulGrad, {c(10), c(11), c(12)}, {da3, db3}),
+      instr(Opcode::Linear, {c(5), c(6), TensorRef()}, {y1}, {0}),
+      instr(Opcode::Linear, {c(5), c(7), c(8)}, {y2}, {1}),
+      instr(Opcode::Linear, {c(5), c(6), c(8)}, {y3}, {0}),
+      instr(Opcode::LinearGradWeight, {c(5), c(9)}, {dw1}, {0}),
+      instr(Opcode::LinearGradWeight, {c(5), c(9)}, {dw2}, {1}),
+      // Written twice, the second adding (kAccumulate): twice the gradient.
+      instr(Opcode::LinearGradWeight, {c(5), c(9)}, {dw3}, {1}),
+      instr(Opcode::LinearGradWeight, {c(5), c(9)}, {dw3}, {1}, {}, "",
+            Instruction::kAccumulate),
+  };
+  a.functions = {f};
+  a.microbatchProgram = {0};
+  exposeArena(a, p);
+  return g;
+}
+
+void compareGemms(Precision prec, double tol, const char *tag) {
+  const Gemms g = gemmArtifact();
+  auto cpuEx = make(g.a, "", Device::Cpu);
+  auto gpuEx = make(g.a, "", Device::Cuda, prec);
+  ASSERT_TRUE(cpuEx && gpuEx);
+  ASSERT_TRUE(cpuEx->runMicrobatch(nullptr, nullptr, 1.0f, nullptr).ok());
+  const k::Status st = gpuEx->runMicrobatch(nullptr, nullptr, 1.0f, nullptr);
+  ASSERT_TRUE(st.ok()) << st.message();
+  double worst = 0;
+  for (const auto &[name, r] : g.results) {
+    const std::vector<float> got = arenaFloats(*gpuEx, r),
+                             want = arenaFloats(*cpuEx, r);
+    EXPECT_TRUE(relClose(std::string(tag) + " " + name, got, want, tol));
+    for (size_t i = 0; i < got.size(); ++i)
+      worst = std::max(worst, double(std::fabs(got[i] - want[i])));
+  }
+  // bf16 products are in effect: some result moved by more than fp32
+  // rounding could (the inputs' rounding is ~2^-9 of values ~1).
+  if (prec == Precision::Bf16) {
+    EXPECT_GT(worst, 1e-4) << "--precision bf16 changed nothing";
+  }
+}
+
+} // namespace
+
+TEST_F(ExecutorCuda, GemmsF32MatchCpu) {
+  compareGemms(Precision::Fp32, kF32Tol, "f32");
+}
+
+TEST_F(ExecutorCuda, GemmsBf16MatchCpu) {
+  compareGemms(Precision::Bf16, kBf16Tol, "bf16");
+}
