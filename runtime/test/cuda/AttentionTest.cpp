@@ -53,6 +53,7 @@ using wcpu::AttentionParams;
 using wcpu::MaskKind;
 using wcuda::bf16;
 using weipipe::rt::Status;
+using namespace weipipe::rt::cuda::test;
 
 constexpr float kInf = std::numeric_limits<float>::infinity();
 
@@ -60,61 +61,15 @@ constexpr float kInf = std::numeric_limits<float>::infinity();
 // Host helpers
 //===----------------------------------------------------------------------===//
 
-float hostFloat(float x) { return x; }
-float hostFloat(bf16 x) { return __bfloat162float(x); }
-template <class T> T hostStore(float x);
-template <> float hostStore<float>(float x) { return x; }
-template <> bf16 hostStore<bf16>(float x) { return __float2bfloat16(x); }
-
-template <class T> const char *typeName() {
-  return std::is_same<T, bf16>::value ? "bf16" : "fp32";
+/// n elements of T on the default stream (the kernels' here), or of NaN
+/// bytes (0xFF: NaN in fp32 and in bf16).
+template <class T> Dev<T> upload(const std::vector<T> &h) {
+  return wcuda::test::upload(h, nullptr);
 }
-
-/// One device allocation, freed with the object.
-class DeviceArray {
-public:
-  DeviceArray() = default;
-  DeviceArray(const DeviceArray &) = delete;
-  DeviceArray &operator=(const DeviceArray &) = delete;
-  ~DeviceArray() {
-    if (p_)
-      cudaFree(p_);
-  }
-  cudaError_t allocate(size_t bytes) {
-    if (p_)
-      cudaFree(p_);
-    p_ = nullptr;
-    return cudaMalloc(&p_, std::max<size_t>(bytes, 1));
-  }
-  template <class T> T *as() const { return static_cast<T *>(p_); }
-
-private:
-  void *p_ = nullptr;
-};
-
-template <class T> cudaError_t upload(DeviceArray &d, const std::vector<T> &h) {
-  cudaError_t e = d.allocate(h.size() * sizeof(T));
-  if (e != cudaSuccess || h.empty())
-    return e;
-  return cudaMemcpy(d.as<void>(), h.data(), h.size() * sizeof(T),
-                    cudaMemcpyHostToDevice);
-}
-
-/// n elements of NaN bytes (0xFF: NaN in fp32 and in bf16).
-template <class T> cudaError_t allocateNaN(DeviceArray &d, size_t n) {
-  cudaError_t e = d.allocate(n * sizeof(T));
-  if (e != cudaSuccess)
-    return e;
-  return cudaMemset(d.as<void>(), 0xFF, std::max<size_t>(n * sizeof(T), 1));
-}
-
-template <class T>
-cudaError_t download(std::vector<T> &h, const DeviceArray &d, size_t n) {
-  h.resize(n);
-  if (n == 0)
-    return cudaSuccess;
-  return cudaMemcpy(h.data(), d.as<void>(), n * sizeof(T),
-                    cudaMemcpyDeviceToHost);
+template <class T> Dev<T> allocateNaN(size_t n) {
+  Dev<T> d(n);
+  wcuda::test::fill(d, 0xFF, nullptr);
+  return d;
 }
 
 /// Element offset of (b, head, row, d) in a q/k/v/out-like tensor.
@@ -146,7 +101,7 @@ void expectClose(const char *what, const std::vector<T> &got,
   size_t bad = 0, worst = 0;
   double worstErr = -1.0;
   for (size_t i = 0; i < ref.size(); ++i) {
-    const double g = hostFloat(got[i]), r = ref[i];
+    const double g = toFloat(got[i]), r = ref[i];
     const double err = std::isinf(r) ? (g == r ? 0.0 : double(kInf))
                                      : std::fabs(g - r); // NaN if g is
     if (!(err <= bound)) {
@@ -160,7 +115,7 @@ void expectClose(const char *what, const std::vector<T> &got,
   EXPECT_EQ(bad, 0u) << what << ": " << bad << " of " << ref.size()
                      << " elements off by more than " << bound << " (max |cpu| "
                      << scale << "); element " << worst << ": gpu "
-                     << (bad ? hostFloat(got[worst]) : 0.0f) << ", cpu "
+                     << (bad ? toFloat(got[worst]) : 0.0f) << ", cpu "
                      << (bad ? ref[worst] : 0.0f);
 }
 
@@ -223,8 +178,8 @@ void fill(std::mt19937 &rng, int64_t n, std::vector<T> &t,
   t.resize(size_t(n));
   f.resize(size_t(n));
   for (size_t i = 0; i < size_t(n); ++i) {
-    t[i] = hostStore<T>(uniform(rng));
-    f[i] = hostFloat(t[i]);
+    t[i] = fromFloat<T>(uniform(rng));
+    f[i] = toFloat(t[i]);
   }
 }
 
@@ -287,54 +242,47 @@ template <class T> struct GpuResult {
 template <class T>
 void runGpu(const Case &c, const Inputs<T> &in,
             const std::vector<T> &outForBackward, GpuResult<T> &r) {
-  DeviceArray q, k, v, mask, out, lse;
-  ASSERT_EQ(cudaSuccess, upload(q, in.q));
-  ASSERT_EQ(cudaSuccess, upload(k, in.k));
-  ASSERT_EQ(cudaSuccess, upload(v, in.v));
+  const Dev<T> q = upload(in.q), k = upload(in.k), v = upload(in.v);
   AttentionParams dp = in.p; // the mask on the device
+  Dev<float> additive(0);
+  Dev<uint8_t> keep(0);
   if (c.mask == MaskKind::Additive) {
-    ASSERT_EQ(cudaSuccess, upload(mask, in.additive));
-    dp.mask.additive = mask.as<float>();
+    additive = upload(in.additive);
+    dp.mask.additive = additive.get();
   } else if (c.mask == MaskKind::Keep) {
-    ASSERT_EQ(cudaSuccess, upload(mask, in.keep));
-    dp.mask.keep = mask.as<uint8_t>();
+    keep = upload(in.keep);
+    dp.mask.keep = keep.get();
   }
-  ASSERT_EQ(cudaSuccess, allocateNaN<T>(out, size_t(in.no)));
-  ASSERT_EQ(cudaSuccess, allocateNaN<float>(lse, size_t(in.nl)));
-  Status st =
-      wcuda::attention_forward<T>(dp, q.as<T>(), k.as<T>(), v.as<T>(),
-                                  out.as<T>(), lse.as<float>(), nullptr);
+  const Dev<T> out = allocateNaN<T>(size_t(in.no));
+  const Dev<float> lse = allocateNaN<float>(size_t(in.nl));
+  Status st = wcuda::attention_forward<T>(dp, q.get(), k.get(), v.get(),
+                                          out.get(), lse.get(), nullptr);
   ASSERT_TRUE(st.ok()) << st.message();
-  ASSERT_EQ(cudaSuccess, cudaDeviceSynchronize());
-  ASSERT_EQ(cudaSuccess, download(r.out, out, size_t(in.no)));
-  ASSERT_EQ(cudaSuccess, download(r.lse, lse, size_t(in.nl)));
+  r.out = download(out, nullptr);
+  r.lse = download(lse, nullptr);
 
-  DeviceArray o, dout, dq, dk, dv, ws;
-  ASSERT_EQ(cudaSuccess, upload(o, outForBackward));
-  ASSERT_EQ(cudaSuccess, upload(dout, in.dout));
-  ASSERT_EQ(cudaSuccess, allocateNaN<T>(dq, size_t(in.nq)));
-  ASSERT_EQ(cudaSuccess, allocateNaN<T>(dk, size_t(in.nk)));
-  ASSERT_EQ(cudaSuccess, allocateNaN<T>(dv, size_t(in.nv)));
+  const Dev<T> o = upload(outForBackward), dout = upload(in.dout);
+  const Dev<T> dq = allocateNaN<T>(size_t(in.nq)),
+               dk = allocateNaN<T>(size_t(in.nk)),
+               dv = allocateNaN<T>(size_t(in.nv));
   // NaN too: Dr and the recomputed lse must be written before they are read.
   const uint64_t wsBytes = wcuda::attentionBackwardWorkspaceBytes(dp);
-  ASSERT_EQ(cudaSuccess, allocateNaN<uint8_t>(ws, size_t(wsBytes)));
+  const Dev<uint8_t> ws = allocateNaN<uint8_t>(size_t(wsBytes));
   st = wcuda::attention_backward<T>(
-      dp, q.as<T>(), k.as<T>(), v.as<T>(), o.as<T>(),
-      c.giveLse ? lse.as<float>() : nullptr, dout.as<T>(),
-      c.dq ? dq.as<T>() : nullptr, c.dk ? dk.as<T>() : nullptr,
-      c.dv ? dv.as<T>() : nullptr, ws.as<void>(), nullptr);
+      dp, q.get(), k.get(), v.get(), o.get(), c.giveLse ? lse.get() : nullptr,
+      dout.get(), c.dq ? dq.get() : nullptr, c.dk ? dk.get() : nullptr,
+      c.dv ? dv.get() : nullptr, ws.get(), nullptr);
   ASSERT_TRUE(st.ok()) << st.message();
-  ASSERT_EQ(cudaSuccess, cudaDeviceSynchronize());
-  ASSERT_EQ(cudaSuccess, download(r.dq, dq, size_t(in.nq)));
-  ASSERT_EQ(cudaSuccess, download(r.dk, dk, size_t(in.nk)));
-  ASSERT_EQ(cudaSuccess, download(r.dv, dv, size_t(in.nv)));
+  r.dq = download(dq, nullptr);
+  r.dk = download(dk, nullptr);
+  r.dv = download(dv, nullptr);
 }
 
 /// The CPU's out rounded to T: the out both backward passes take.
 template <class T> std::vector<T> storedOut(const std::vector<float> &outRef) {
   std::vector<T> o(outRef.size());
   for (size_t i = 0; i < o.size(); ++i)
-    o[i] = hostStore<T>(outRef[i]);
+    o[i] = fromFloat<T>(outRef[i]);
   return o;
 }
 
@@ -349,7 +297,7 @@ template <class T> void runCase(const Case &c) {
   const std::vector<T> outT = storedOut<T>(outRef);
   std::vector<float> outF(outT.size());
   for (size_t i = 0; i < outT.size(); ++i)
-    outF[i] = hostFloat(outT[i]);
+    outF[i] = toFloat(outT[i]);
   std::vector<float> dqRef(size_t(in.nq)), dkRef(size_t(in.nk)),
       dvRef(size_t(in.nv));
   wcpu::attention_backward(p, in.qf.data(), in.kf.data(), in.vf.data(),
@@ -374,22 +322,13 @@ template <class T> void runCase(const Case &c) {
       for (int64_t h = 0; h < c.H; ++h) {
         EXPECT_EQ(r.lse[size_t((b * c.H + h) * c.Sq + c.maskedRow)], -kInf);
         for (int64_t d = 0; d < c.Dv; ++d)
-          EXPECT_EQ(hostFloat(r.out[size_t(elementIndex(p, c.H, c.Sq, c.Dv, b,
-                                                        h, c.maskedRow, d))]),
+          EXPECT_EQ(toFloat(r.out[size_t(elementIndex(p, c.H, c.Sq, c.Dv, b, h,
+                                                      c.maskedRow, d))]),
                     0.0f);
       }
 }
 
-class CudaAttentionTest : public ::testing::Test {
-protected:
-  void SetUp() override {
-    std::string why;
-    if (wcuda::deviceCount(&why) == 0)
-      GTEST_SKIP() << why;
-    Status st = wcuda::selectDevice(0);
-    ASSERT_TRUE(st.ok()) << st.message();
-  }
-};
+class CudaAttentionTest : public CudaTest {};
 
 struct Lengths {
   int64_t Sq, Sk;
@@ -519,20 +458,12 @@ TEST_F(CudaAttentionTest, ForwardWithoutLse) {
   const Inputs<bf16> in = makeInputs<bf16>(c);
   GpuResult<bf16> r;
   ASSERT_NO_FATAL_FAILURE(runGpu(c, in, in.dout, r));
-  DeviceArray q, k, v, out;
-  ASSERT_EQ(cudaSuccess, upload(q, in.q));
-  ASSERT_EQ(cudaSuccess, upload(k, in.k));
-  ASSERT_EQ(cudaSuccess, upload(v, in.v));
-  ASSERT_EQ(cudaSuccess, allocateNaN<bf16>(out, size_t(in.no)));
-  Status st = wcuda::attention_forward<bf16>(in.p, q.as<bf16>(), k.as<bf16>(),
-                                             v.as<bf16>(), out.as<bf16>(),
-                                             nullptr, nullptr);
+  const Dev<bf16> q = upload(in.q), k = upload(in.k), v = upload(in.v);
+  const Dev<bf16> out = allocateNaN<bf16>(size_t(in.no));
+  Status st = wcuda::attention_forward<bf16>(in.p, q.get(), k.get(), v.get(),
+                                             out.get(), nullptr, nullptr);
   ASSERT_TRUE(st.ok()) << st.message();
-  ASSERT_EQ(cudaSuccess, cudaDeviceSynchronize());
-  std::vector<bf16> o;
-  ASSERT_EQ(cudaSuccess, download(o, out, size_t(in.no)));
-  ASSERT_EQ(o.size(), r.out.size());
-  EXPECT_EQ(0, std::memcmp(o.data(), r.out.data(), o.size() * sizeof(bf16)));
+  EXPECT_TRUE(sameBits("out without lse", download(out, nullptr), r.out));
 }
 
 // Without lse the backward recomputes it into the workspace.
@@ -604,7 +535,7 @@ TEST_F(CudaAttentionTest, Deterministic) {
   }
   {
     const Inputs<bf16> in = makeInputs<bf16>(c);
-    const std::vector<bf16> o(size_t(in.no), hostStore<bf16>(0.01f));
+    const std::vector<bf16> o(size_t(in.no), fromFloat<bf16>(0.01f));
     GpuResult<bf16> a, b;
     ASSERT_NO_FATAL_FAILURE(runGpu(c, in, o, a));
     ASSERT_NO_FATAL_FAILURE(runGpu(c, in, o, b));
@@ -625,7 +556,7 @@ TEST_F(CudaAttentionTest, LongCausalBf16) {
   Case c;
   c.H = 2;
   c.Hkv = 1;
-  c.Sq = c.Sk = int64_t(weipipe::rt::cuda::test::sizeFor(4096, 2048));
+  c.Sq = c.Sk = int64_t(sizeFor(4096, 2048));
   c.D = c.Dv = 128;
   c.causal = true;
   runCase<bf16>(c);

@@ -12,6 +12,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "weipipe/runtime/cuda/Blas.h"
+#include "CudaTestUtil.h"
 #include "weipipe/runtime/cpu/Kernels.h"
 #include "weipipe/runtime/cuda/Device.h"
 
@@ -33,16 +34,11 @@
 
 namespace cpu = weipipe::rt::cpu;
 namespace cu = weipipe::rt::cuda;
+using cu::bf16;
 using cu::ElementType;
 using cu::GemmShape;
 using weipipe::rt::Status;
-
-/// Fails and ends the test when `expr` (a Status) is an error, naming it.
-#define ASSERT_OK(expr)                                                        \
-  do {                                                                         \
-    const ::weipipe::rt::Status wpSt_ = (expr);                                \
-    ASSERT_TRUE(wpSt_.ok()) << #expr << ": " << wpSt_.message();               \
-  } while (0)
+using namespace weipipe::rt::cuda::test;
 
 namespace {
 
@@ -76,33 +72,8 @@ constexpr double kBf16OutTol = 1e-2;
 // Device arrays and copies
 //===----------------------------------------------------------------------===//
 
-/// Ends the running test when an infrastructure call fails (GoogleTest
-/// reports the exception, with `what` and the error, as its failure).
-void must(const Status &s, const std::string &what) {
-  if (!s.ok())
-    throw std::runtime_error(what + ": " + s.message());
-}
-
 /// n device bytes (one at least).
-class Bytes {
-public:
-  explicit Bytes(size_t n) : n_(n) {
-    must(buf_.allocate(n, "a test buffer"), "allocate");
-  }
-  uint8_t *get() const { return buf_.as<uint8_t>(); }
-  size_t size() const { return n_; }
-
-private:
-  cu::DeviceBuffer buf_;
-  size_t n_;
-};
-
-void sync(cudaStream_t s) {
-  const cudaError_t e = cudaStreamSynchronize(s);
-  if (e != cudaSuccess)
-    must(cu::error(e, "cudaStreamSynchronize", __FILE__, __LINE__),
-         "synchronize");
-}
+using Bytes = Dev<uint8_t>;
 
 size_t elementBytes(ElementType t) { return t == ElementType::BF16 ? 2 : 4; }
 
@@ -110,108 +81,34 @@ size_t elementBytes(ElementType t) { return t == ElementType::BF16 ? 2 : 4; }
 Bytes uploadAs(ElementType t, const std::vector<float> &v, cudaStream_t s) {
   std::vector<uint8_t> h(v.size() * elementBytes(t));
   if (t == ElementType::BF16) {
-    for (size_t i = 0; i < v.size(); ++i) {
-      const __nv_bfloat16 b = __float2bfloat16(v[i]);
-      std::memcpy(h.data() + 2 * i, &b, 2);
-    }
+    const std::vector<bf16> b = toBf16(v);
+    if (!b.empty())
+      std::memcpy(h.data(), b.data(), h.size());
   } else if (!v.empty()) {
     std::memcpy(h.data(), v.data(), h.size());
   }
-  Bytes d(h.size());
-  if (!h.empty())
-    must(cu::copyToDevice(d.get(), h.data(), h.size(), s), "copyToDevice");
-  sync(s);
-  return d;
+  return upload(h, s);
 }
 
-/// The n elements of type t in d, widened to float.
-std::vector<float> downloadAs(ElementType t, const Bytes &d, size_t n,
-                              cudaStream_t s) {
-  sync(s); // a failed launch's asynchronous error surfaces here
-  std::vector<uint8_t> h(n * elementBytes(t));
-  if (!h.empty())
-    must(cu::copyToHost(h.data(), d.get(), h.size(), s), "copyToHost");
-  sync(s);
-  std::vector<float> v(n);
+/// The elements of type t in d, widened to float.
+std::vector<float> downloadAs(ElementType t, const Bytes &d, cudaStream_t s) {
+  const std::vector<uint8_t> h = download(d, s);
+  const size_t n = h.size() / elementBytes(t);
   if (t == ElementType::BF16) {
-    for (size_t i = 0; i < n; ++i) {
-      __nv_bfloat16 b;
-      std::memcpy(&b, h.data() + 2 * i, 2);
-      v[i] = __bfloat162float(b);
-    }
-  } else if (n) {
-    std::memcpy(v.data(), h.data(), h.size());
+    std::vector<bf16> b(n);
+    if (n)
+      std::memcpy(b.data(), h.data(), h.size());
+    return widen(b);
   }
-  return v;
-}
-
-std::vector<float> randVec(std::mt19937 &rng, size_t n, float lo, float hi) {
-  std::uniform_real_distribution<float> d(lo, hi);
   std::vector<float> v(n);
-  for (float &x : v)
-    x = d(rng);
+  if (n)
+    std::memcpy(v.data(), h.data(), h.size());
   return v;
 }
 
 /// v as type t holds it.
-std::vector<float> asStored(ElementType t, std::vector<float> v) {
-  if (t == ElementType::BF16)
-    for (float &x : v)
-      x = __bfloat162float(__float2bfloat16(x));
-  return v;
-}
-
-//===----------------------------------------------------------------------===//
-// Comparisons
-//===----------------------------------------------------------------------===//
-
-/// max|gpu - cpu| / (1e-30 + max|cpu|) <= tol (a NaN fails); printed with
-/// the allowed value.
-::testing::AssertionResult relClose(const std::string &what,
-                                    const std::vector<float> &gpu,
-                                    const std::vector<float> &ref, double tol) {
-  if (gpu.size() != ref.size())
-    return ::testing::AssertionFailure()
-           << what << ": " << gpu.size() << " elements, want " << ref.size();
-  double maxRef = 0.0, maxDiff = 0.0;
-  size_t worst = 0;
-  for (size_t i = 0; i < ref.size(); ++i) {
-    maxRef = std::max(maxRef, std::fabs(double(ref[i])));
-    double d = std::fabs(double(gpu[i]) - double(ref[i]));
-    if (!(d <= std::numeric_limits<double>::max()))
-      d = std::numeric_limits<double>::infinity();
-    if (d > maxDiff) {
-      maxDiff = d;
-      worst = i;
-    }
-  }
-  const double err = maxDiff / (1e-30 + maxRef);
-  std::printf("[cuda] %-56s n=%-7zu max rel err %.2e (allowed %.0e)\n",
-              what.c_str(), ref.size(), err, tol);
-  if (err <= tol)
-    return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure()
-         << what << ": max|gpu - cpu| / max|cpu| = " << err << ", allowed "
-         << tol << "; worst at " << worst << ": gpu " << gpu[worst] << ", cpu "
-         << ref[worst] << " (max|cpu| " << maxRef << ")";
-}
-
-::testing::AssertionResult sameBits(const std::string &what,
-                                    const std::vector<float> &got,
-                                    const std::vector<float> &want) {
-  if (got.size() != want.size())
-    return ::testing::AssertionFailure()
-           << what << ": " << got.size() << " elements, want " << want.size();
-  size_t bad = 0, first = 0;
-  for (size_t i = 0; i < got.size(); ++i)
-    if (std::memcmp(&got[i], &want[i], sizeof(float)) != 0 && bad++ == 0)
-      first = i;
-  if (bad == 0)
-    return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure()
-         << what << ": " << bad << " of " << got.size()
-         << " elements differ bitwise; first at " << first << ": " << got[first]
-         << ", want " << want[first];
+std::vector<float> storedAs(ElementType t, const std::vector<float> &v) {
+  return t == ElementType::BF16 ? asStored<bf16>(v) : v;
 }
 
 //===----------------------------------------------------------------------===//
@@ -246,11 +143,11 @@ Problem makeProblem(const GemmShape &g, uint32_t seed, size_t offA = 0,
   p.offA = offA;
   p.offB = offB;
   p.offC = offC;
-  p.a = asStored(g.a, randVec(rng, offA + spanA(g), -1.0f, 1.0f));
-  p.b = asStored(g.b, randVec(rng, offB + spanB(g), -1.0f, 1.0f));
-  p.c0 = asStored(g.c, randVec(rng, offC + spanC(g), -4.0f, 4.0f));
+  p.a = storedAs(g.a, randVec(rng, offA + spanA(g), -1.0f, 1.0f));
+  p.b = storedAs(g.b, randVec(rng, offB + spanB(g), -1.0f, 1.0f));
+  p.c0 = storedAs(g.c, randVec(rng, offC + spanC(g), -4.0f, 4.0f));
   if (g.bias)
-    p.bias = asStored(g.c, randVec(rng, size_t(g.N), -2.0f, 2.0f));
+    p.bias = storedAs(g.c, randVec(rng, size_t(g.N), -2.0f, 2.0f));
   return p;
 }
 
@@ -286,7 +183,7 @@ std::vector<float> gpuResult(cu::Blas &blas, cudaStream_t s, const Problem &p) {
                  c.get() + p.offC * elementBytes(g.c),
                  bias ? bias->get() : nullptr, s),
        "Blas::gemm");
-  return downloadAs(g.c, c, p.c0.size(), s);
+  return downloadAs(g.c, c, s);
 }
 
 const char *transName(bool transA, bool transB) {
@@ -358,17 +255,14 @@ TEST(GemmShape, DenseGemmSetsLeadingDimensions) {
 // The fixture: a device, a stream and a Blas, or a skip
 //===----------------------------------------------------------------------===//
 
-class CudaBlas : public ::testing::Test {
+class CudaBlas : public CudaTest {
 protected:
   void SetUp() override {
-    std::string why;
-    if (cu::deviceCount(&why) == 0)
-      GTEST_SKIP() << why;
-    ASSERT_OK(cu::selectDevice(0));
-    ASSERT_OK(stream_.create());
+    CudaTest::SetUp();
+    if (IsSkipped() || HasFatalFailure())
+      return;
     ASSERT_OK(cu::Blas::create(&blas_));
   }
-  cudaStream_t s() const { return stream_.get(); }
 
   /// The problem on the GPU against the CPU: the M x N results of every
   /// batch within `tol`, and every other element of C's buffer untouched.
@@ -393,12 +287,11 @@ protected:
         gotRest.push_back(got[i]);
         wantRest.push_back(p.c0[i]);
       }
-    EXPECT_TRUE(relClose(tag, gotView, wantView, tol));
+    EXPECT_TRUE(relCloseFinite(tag, gotView, wantView, tol));
     EXPECT_TRUE(sameBits(tag + ": C outside the view", gotRest, wantRest));
   }
 
-  cu::Stream stream_;
-  std::unique_ptr<cu::Blas> blas_; // destroyed before the stream
+  std::unique_ptr<cu::Blas> blas_; // destroyed before CudaTest's stream
 };
 
 //===----------------------------------------------------------------------===//
@@ -534,8 +427,8 @@ TEST_F(CudaBlas, FastBf16ProductsOfF32Operands) {
     g.fastBf16 = true;
     const Problem p = makeProblem(g, seed++);
     Problem rounded = p;
-    rounded.a = asStored(ElementType::BF16, p.a);
-    rounded.b = asStored(ElementType::BF16, p.b);
+    rounded.a = storedAs(ElementType::BF16, p.a);
+    rounded.b = storedAs(ElementType::BF16, p.b);
     check("f32 with bf16 products " + shapeTag(g), p, kBf16InTol, &rounded);
   }
   GemmShape bad =

@@ -57,6 +57,9 @@ using namespace weipipe::rt;
 using namespace weipipe::rt::test;
 namespace k = weipipe::rt::cpu;
 namespace cu = weipipe::rt::cuda;
+using weipipe::rt::cuda::test::CudaTest;
+using weipipe::rt::cuda::test::relCloseFinite;
+using weipipe::rt::cuda::test::sameBits;
 
 namespace {
 
@@ -266,63 +269,8 @@ std::vector<float> arenaFloats(const Executor &ex, const TensorRef &r) {
   return v;
 }
 
-/// max|got - want| / max|want| <= tol (a NaN fails); printed with the
-/// allowed value.
-::testing::AssertionResult relClose(const std::string &what,
-                                    const std::vector<float> &got,
-                                    const std::vector<float> &want,
-                                    double tol) {
-  if (got.size() != want.size())
-    return ::testing::AssertionFailure()
-           << what << ": " << got.size() << " elements, want " << want.size();
-  double maxRef = 0.0, maxDiff = 0.0;
-  size_t worst = 0;
-  for (size_t i = 0; i < want.size(); ++i) {
-    maxRef = std::max(maxRef, std::fabs(double(want[i])));
-    double d = std::fabs(double(got[i]) - double(want[i]));
-    if (!(d <= std::numeric_limits<double>::max()))
-      d = std::numeric_limits<double>::infinity();
-    if (d > maxDiff) {
-      maxDiff = d;
-      worst = i;
-    }
-  }
-  const double err = maxDiff / (1e-30 + maxRef);
-  std::printf("[cuda] %-48s n=%-5zu max rel err %.2e (allowed %.0e)\n",
-              what.c_str(), want.size(), err, tol);
-  if (err <= tol)
-    return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure()
-         << what << ": max|gpu - cpu| / max|cpu| = " << err << ", allowed "
-         << tol << "; worst at " << worst << ": gpu " << got[worst] << ", cpu "
-         << want[worst] << " (max|cpu| " << maxRef << ")";
-}
-
-::testing::AssertionResult sameBits(const std::string &what,
-                                    const std::vector<float> &got,
-                                    const std::vector<float> &want) {
-  if (got.size() != want.size())
-    return ::testing::AssertionFailure()
-           << what << ": " << got.size() << " elements, want " << want.size();
-  for (size_t i = 0; i < got.size(); ++i)
-    if (std::memcmp(&got[i], &want[i], 4) != 0)
-      return ::testing::AssertionFailure()
-             << what << ": element " << i << " is " << got[i] << ", want "
-             << want[i] << " (first of the differing bits)";
-  return ::testing::AssertionSuccess();
-}
-
-/// The loss as a one-element vector (for relClose).
-std::vector<float> one(float x) { return {x}; }
-
-class ExecutorCuda : public ::testing::Test {
-protected:
-  void SetUp() override {
-    std::string why;
-    if (cu::deviceCount(&why) == 0)
-      GTEST_SKIP() << why;
-  }
-};
+/// CudaTest: skips where deviceCount() finds no GPU (device 0 otherwise).
+class ExecutorCuda : public CudaTest {};
 
 /// The tiny model on the CPU and on the GPU, one micro-batch (twice with
 /// `twice`): loss, logits, both gradients within tol.
@@ -347,11 +295,11 @@ void compareTiny(Precision prec, double tol, const char *tag) {
     ASSERT_TRUE(st.ok()) << st.message();
     const std::string q = p + "mb " + std::to_string(mb) + " ";
     EXPECT_GT(lc, 0.5f);
-    EXPECT_TRUE(relClose(q + "loss", one(lg), one(lc), tol));
+    EXPECT_TRUE(relCloseFinite(q + "loss", lg, lc, tol));
     const std::vector<float> lgts = readFloats(*cpuEx, cpuEx->logits(), N * V);
     const float *gl = gpuEx->logits();
     const std::vector<float> glv(gl, gl + N * V);
-    EXPECT_TRUE(relClose(q + "logits", glv, lgts, tol));
+    EXPECT_TRUE(relCloseFinite(q + "logits", glv, lgts, tol));
     if (prec == Precision::Bf16) { // the bf16 products are in effect
       double worst = 0;
       for (size_t i = 0; i < glv.size(); ++i)
@@ -359,8 +307,10 @@ void compareTiny(Precision prec, double tol, const char *tag) {
       EXPECT_GT(worst, 1e-4) << "--precision bf16 changed no logit";
     }
     // The gradients accumulate over the two micro-batches (the flag).
-    EXPECT_TRUE(relClose(q + "d emb", grad(*gpuEx, 0), grad(*cpuEx, 0), tol));
-    EXPECT_TRUE(relClose(q + "d w", grad(*gpuEx, 1), grad(*cpuEx, 1), tol));
+    EXPECT_TRUE(
+        relCloseFinite(q + "d emb", grad(*gpuEx, 0), grad(*cpuEx, 0), tol));
+    EXPECT_TRUE(
+        relCloseFinite(q + "d w", grad(*gpuEx, 1), grad(*cpuEx, 1), tol));
   }
   // zeroGrads on the device, then runForward alone: the same loss, no
   // gradient.
@@ -368,7 +318,7 @@ void compareTiny(Precision prec, double tol, const char *tag) {
   float fc = 0, fg = 0;
   ASSERT_TRUE(cpuEx->runForward(kIds.data(), kTargets.data(), &fc).ok());
   ASSERT_TRUE(gpuEx->runForward(kIds.data(), kTargets.data(), &fg).ok());
-  EXPECT_TRUE(relClose(p + "runForward loss", one(fg), one(fc), tol));
+  EXPECT_TRUE(relCloseFinite(p + "runForward loss", fg, fc, tol));
   for (size_t i = 0; i < 2; ++i)
     for (float g : grad(*gpuEx, i))
       ASSERT_EQ(g, 0.0f) << "parameter " << i << " after zeroGrads";
@@ -414,10 +364,10 @@ TEST_F(ExecutorCuda, AccumulateFlag) {
   for (int rep = 0; rep < 2; ++rep)
     ASSERT_TRUE(
         gpuEx->runMicrobatch(kIds.data(), kTargets.data(), 1.0f, &loss).ok());
-  EXPECT_TRUE(relClose("no flag, 2 mb: d emb", grad(*gpuEx, 0), grad(*cpuEx, 0),
-                       kF32Tol));
-  EXPECT_TRUE(relClose("no flag, 2 mb: d w", grad(*gpuEx, 1), grad(*cpuEx, 1),
-                       kF32Tol));
+  EXPECT_TRUE(relCloseFinite("no flag, 2 mb: d emb", grad(*gpuEx, 0),
+                             grad(*cpuEx, 0), kF32Tol));
+  EXPECT_TRUE(relCloseFinite("no flag, 2 mb: d w", grad(*gpuEx, 1),
+                             grad(*cpuEx, 1), kF32Tol));
 
   Artifact a;
   Parameter p;
@@ -484,11 +434,11 @@ TEST_F(ExecutorCuda, DataErrorNamesTheInstructionAndClears) {
       cpuEx->runMicrobatch(kIds.data(), kTargets.data(), 1.0f, &lc).ok());
   st = gpuEx->runMicrobatch(kIds.data(), kTargets.data(), 1.0f, &lg);
   ASSERT_TRUE(st.ok()) << "after a data error: " << st.message();
-  EXPECT_TRUE(relClose("after the errors: loss", one(lg), one(lc), kF32Tol));
-  EXPECT_TRUE(relClose("after the errors: d emb", grad(*gpuEx, 0),
-                       grad(*cpuEx, 0), kF32Tol));
-  EXPECT_TRUE(relClose("after the errors: d w", grad(*gpuEx, 1),
-                       grad(*cpuEx, 1), kF32Tol));
+  EXPECT_TRUE(relCloseFinite("after the errors: loss", lg, lc, kF32Tol));
+  EXPECT_TRUE(relCloseFinite("after the errors: d emb", grad(*gpuEx, 0),
+                             grad(*cpuEx, 0), kF32Tol));
+  EXPECT_TRUE(relCloseFinite("after the errors: d w", grad(*gpuEx, 1),
+                             grad(*cpuEx, 1), kF32Tol));
   // And again: nothing left over.
   st = gpuEx->runMicrobatch(kIds.data(), kTargets.data(), 1.0f, &lg);
   EXPECT_TRUE(st.ok()) << st.message();
@@ -516,8 +466,8 @@ TEST_F(ExecutorCuda, OptimizerStepMatchesTheCpuTrainer) {
   ASSERT_TRUE(
       gpuEx->runMicrobatch(kIds.data(), kTargets.data(), 1.0f, &loss).ok());
   for (size_t i = 0; i < 2; ++i)
-    ASSERT_TRUE(relClose("grad " + std::to_string(i) + " before the step",
-                         grad(*gpuEx, i), grad(*cpuEx, i), kF32Tol));
+    ASSERT_TRUE(relCloseFinite("grad " + std::to_string(i) + " before the step",
+                               grad(*gpuEx, i), grad(*cpuEx, i), kF32Tol));
 
   std::vector<ParamBuffers> &cp = cpuEx->params();
   std::vector<k::AdamWConfig> configs(2);
@@ -713,15 +663,15 @@ TEST_F(ExecutorCuda, NormAndAttentionMatchCpu) {
       {"rms_norm dscale alone", ds6},
   };
   for (const auto &[name, r] : results)
-    EXPECT_TRUE(relClose(name, arenaFloats(*gpuEx, r), arenaFloats(*cpuEx, r),
-                         kF32Tol));
+    EXPECT_TRUE(relCloseFinite(name, arenaFloats(*gpuEx, r),
+                               arenaFloats(*cpuEx, r), kF32Tol));
   // The fused pair and the ops alone compute the same on the device too.
-  EXPECT_TRUE(relClose("device: fused vs alone, ln dx",
-                       arenaFloats(*gpuEx, dx1), arenaFloats(*gpuEx, dx6),
-                       kF32Tol));
-  EXPECT_TRUE(relClose("device: fused vs alone, rms dscale",
-                       arenaFloats(*gpuEx, ds2), arenaFloats(*gpuEx, ds6),
-                       kF32Tol));
+  EXPECT_TRUE(relCloseFinite("device: fused vs alone, ln dx",
+                             arenaFloats(*gpuEx, dx1), arenaFloats(*gpuEx, dx6),
+                             kF32Tol));
+  EXPECT_TRUE(relCloseFinite("device: fused vs alone, rms dscale",
+                             arenaFloats(*gpuEx, ds2), arenaFloats(*gpuEx, ds6),
+                             kF32Tol));
 }
 
 //===----------------------------------------------------------------------===//
@@ -890,7 +840,7 @@ void compareGemms(Precision prec, double tol, const char *tag) {
   for (const auto &[name, r] : g.results) {
     const std::vector<float> got = arenaFloats(*gpuEx, r),
                              want = arenaFloats(*cpuEx, r);
-    EXPECT_TRUE(relClose(std::string(tag) + " " + name, got, want, tol));
+    EXPECT_TRUE(relCloseFinite(std::string(tag) + " " + name, got, want, tol));
     for (size_t i = 0; i < got.size(); ++i)
       worst = std::max(worst, double(std::fabs(got[i] - want[i])));
   }

@@ -13,6 +13,8 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "CudaTestUtil.h"
+
 #include "weipipe/runtime/cpu/Kernels.h"
 #include "weipipe/runtime/cuda/Device.h"
 #include "weipipe/runtime/cuda/Kernels.h"
@@ -39,13 +41,7 @@ using cu::bf16;
 using cu::KernelError;
 using weipipe::rt::GeluApprox;
 using weipipe::rt::Status;
-
-/// Fails and ends the test when `expr` (a Status) is an error, naming it.
-#define ASSERT_OK(expr)                                                        \
-  do {                                                                         \
-    const ::weipipe::rt::Status wpSt_ = (expr);                                \
-    ASSERT_TRUE(wpSt_.ok()) << #expr << ": " << wpSt_.message();               \
-  } while (0)
+using namespace weipipe::rt::cuda::test;
 
 namespace {
 
@@ -73,214 +69,6 @@ constexpr double kBf16Tol = 1e-2;
 constexpr float kEps = 1e-5f;
 constexpr int64_t kIgnore = -100;
 
-//===----------------------------------------------------------------------===//
-// Device arrays and copies
-//===----------------------------------------------------------------------===//
-
-/// Ends the running test when an infrastructure call (an allocation, a copy,
-/// a synchronization, a launch inside a helper that returns a value) fails:
-/// GoogleTest reports the exception, with `what` and the error, as a
-/// failure of that test.
-void must(const Status &s, const std::string &what) {
-  if (!s.ok())
-    throw std::runtime_error(what + ": " + s.message());
-}
-
-Status cudaStatus(cudaError_t e, const char *call) {
-  return e == cudaSuccess ? Status() : cu::error(e, call, __FILE__, __LINE__);
-}
-
-/// n device elements of T (one byte at least, so get() is never null).
-template <class T> class Dev {
-public:
-  explicit Dev(size_t n) : n_(n) {
-    must(buf_.allocate(uint64_t(n) * sizeof(T), "a test buffer"), "allocate");
-  }
-  T *get() const { return buf_.as<T>(); }
-  size_t size() const { return n_; }
-  uint64_t bytes() const { return uint64_t(n_) * sizeof(T); }
-
-private:
-  cu::DeviceBuffer buf_;
-  size_t n_;
-};
-
-/// Waits for the stream; a failed kernel's asynchronous error surfaces here.
-void sync(cudaStream_t s) {
-  must(cudaStatus(cudaStreamSynchronize(s), "cudaStreamSynchronize"),
-       "synchronize");
-}
-
-/// d = h (sizes equal); returns once the copy is done, so h may change.
-template <class T>
-void put(const Dev<T> &d, const std::vector<T> &h, cudaStream_t s) {
-  if (h.size() != d.size())
-    throw std::logic_error("put: " + std::to_string(h.size()) +
-                           " elements into " + std::to_string(d.size()));
-  if (!h.empty())
-    must(cu::copyToDevice(d.get(), h.data(), d.bytes(), s), "copyToDevice");
-  sync(s);
-}
-
-template <class T> Dev<T> upload(const std::vector<T> &h, cudaStream_t s) {
-  Dev<T> d(h.size());
-  put(d, h, s);
-  return d;
-}
-
-/// The array after everything enqueued on `s` so far.
-template <class T> std::vector<T> download(const Dev<T> &d, cudaStream_t s) {
-  sync(s);
-  std::vector<T> h(d.size());
-  if (!h.empty())
-    must(cu::copyToHost(h.data(), d.get(), d.bytes(), s), "copyToHost");
-  sync(s);
-  return h;
-}
-
-/// Zeroes d on the stream (cudaMemsetAsync: the stream is non-blocking, so
-/// the legacy-stream cudaMemset would not be ordered before its kernels).
-template <class T> void zero(const Dev<T> &d, cudaStream_t s) {
-  must(cudaStatus(cudaMemsetAsync(d.get(), 0, d.bytes(), s), "cudaMemsetAsync"),
-       "zero");
-}
-
-/// A zeroed device KernelError, as the executor provides one.
-Dev<KernelError> zeroedError(cudaStream_t s) {
-  Dev<KernelError> e(1);
-  zero(e, s);
-  return e;
-}
-
-KernelError readError(const Dev<KernelError> &e, cudaStream_t s) {
-  return download(e, s)[0];
-}
-
-//===----------------------------------------------------------------------===//
-// bf16 on the host, inputs
-//===----------------------------------------------------------------------===//
-
-std::vector<bf16> toBf16(const std::vector<float> &v) {
-  std::vector<bf16> r(v.size());
-  for (size_t i = 0; i < v.size(); ++i)
-    r[i] = __float2bfloat16(v[i]);
-  return r;
-}
-
-std::vector<float> widen(const std::vector<float> &v) { return v; }
-std::vector<float> widen(const std::vector<bf16> &v) {
-  std::vector<float> r(v.size());
-  for (size_t i = 0; i < v.size(); ++i)
-    r[i] = __bfloat162float(v[i]);
-  return r;
-}
-
-/// v in storage type T.
-template <class T> std::vector<T> store(const std::vector<float> &v) {
-  if constexpr (std::is_same_v<T, bf16>)
-    return toBf16(v);
-  else
-    return v;
-}
-
-/// v as T holds it: the inputs that both the GPU and the CPU reference see.
-template <class T> std::vector<float> asStored(const std::vector<float> &v) {
-  return widen(store<T>(v));
-}
-
-template <class T> const char *typeName() {
-  return std::is_same_v<T, bf16> ? "bf16" : "f32";
-}
-
-std::vector<float> randVec(std::mt19937 &rng, size_t n, float lo, float hi) {
-  std::uniform_real_distribution<float> d(lo, hi);
-  std::vector<float> v(n);
-  for (float &x : v)
-    x = d(rng);
-  return v;
-}
-
-/// n integers uniform in [lo, hi].
-std::vector<int64_t> randInts(std::mt19937 &rng, size_t n, int64_t lo,
-                              int64_t hi) {
-  std::uniform_int_distribution<int64_t> d(lo, hi);
-  std::vector<int64_t> v(n);
-  for (int64_t &x : v)
-    x = d(rng);
-  return v;
-}
-
-//===----------------------------------------------------------------------===//
-// Comparisons
-//===----------------------------------------------------------------------===//
-
-/// maxRelErr = max|gpu - cpu| / (1e-30 + max|cpu|) <= tol: the error on the
-/// scale of the tensor, so that elements that cancel to ~0 are judged by the
-/// magnitudes that produced them. A NaN or infinity where the reference has
-/// none fails. Prints the error and the allowed value.
-::testing::AssertionResult relClose(const std::string &what,
-                                    const std::vector<float> &gpu,
-                                    const std::vector<float> &ref, double tol) {
-  if (gpu.size() != ref.size())
-    return ::testing::AssertionFailure()
-           << what << ": " << gpu.size() << " elements, want " << ref.size();
-  double maxRef = 0.0, maxDiff = 0.0;
-  size_t worst = 0;
-  for (size_t i = 0; i < ref.size(); ++i) {
-    if (std::isfinite(ref[i]))
-      maxRef = std::max(maxRef, std::fabs(double(ref[i])));
-    double d =
-        gpu[i] == ref[i] ? 0.0 : std::fabs(double(gpu[i]) - double(ref[i]));
-    if (!std::isfinite(d))
-      d = std::isnan(gpu[i]) && std::isnan(ref[i])
-              ? 0.0
-              : std::numeric_limits<double>::infinity();
-    if (d > maxDiff) {
-      maxDiff = d;
-      worst = i;
-    }
-  }
-  const double err = maxDiff / (1e-30 + maxRef);
-  std::printf("[cuda] %-52s n=%-8zu max rel err %.2e (allowed %.0e)\n",
-              what.c_str(), ref.size(), err, tol);
-  if (err <= tol)
-    return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure()
-         << what << ": max|gpu - cpu| / max|cpu| = " << err << ", allowed "
-         << tol << "; worst at " << worst << ": gpu " << gpu[worst] << ", cpu "
-         << ref[worst] << " (max|cpu| " << maxRef << ")";
-}
-
-::testing::AssertionResult relClose(const std::string &what, float gpu,
-                                    float ref, double tol) {
-  return relClose(what, std::vector<float>{gpu}, std::vector<float>{ref}, tol);
-}
-
-double shown(float v) { return v; }
-double shown(double v) { return v; }
-double shown(bf16 v) { return __bfloat162float(v); }
-
-/// Element-for-element identical bits (results that must not depend on
-/// scheduling, copies, and exactly specified roundings).
-template <class T>
-::testing::AssertionResult sameBits(const std::string &what,
-                                    const std::vector<T> &got,
-                                    const std::vector<T> &want) {
-  if (got.size() != want.size())
-    return ::testing::AssertionFailure()
-           << what << ": " << got.size() << " elements, want " << want.size();
-  size_t bad = 0, first = 0;
-  for (size_t i = 0; i < got.size(); ++i)
-    if (std::memcmp(&got[i], &want[i], sizeof(T)) != 0 && bad++ == 0)
-      first = i;
-  if (bad == 0)
-    return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure()
-         << what << ": " << bad << " of " << got.size()
-         << " elements differ bitwise; first at " << first << ": "
-         << shown(got[first]) << ", want " << shown(want[first]);
-}
-
 uint16_t bitsOf(bf16 b) {
   uint16_t u;
   std::memcpy(&u, &b, sizeof u);
@@ -289,23 +77,8 @@ uint16_t bitsOf(bf16 b) {
 
 } // namespace
 
-//===----------------------------------------------------------------------===//
-// The fixture: a device and a stream, or a skip
-//===----------------------------------------------------------------------===//
-
-class CudaKernels : public ::testing::Test {
-protected:
-  void SetUp() override {
-    std::string why;
-    if (cu::deviceCount(&why) == 0)
-      GTEST_SKIP() << why;
-    ASSERT_OK(cu::selectDevice(0));
-    ASSERT_OK(stream_.create());
-  }
-  cudaStream_t s() const { return stream_.get(); }
-
-  cu::Stream stream_;
-};
+/// The device tests' fixture: a device and a stream, or a skip.
+class CudaKernels : public CudaTest {};
 
 //===----------------------------------------------------------------------===//
 // KernelError, describe(): no device needed

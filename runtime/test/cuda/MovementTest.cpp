@@ -18,6 +18,8 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "CudaTestUtil.h"
+
 #include "weipipe/runtime/cpu/Kernels.h"
 #include "weipipe/runtime/cuda/Device.h"
 #include "weipipe/runtime/cuda/Primitives.h"
@@ -44,35 +46,13 @@ using cu::DevTensor;
 using cu::KernelError;
 using cu::Storage;
 using weipipe::rt::Status;
-
-/// Fails and ends the test when `expr` (a Status) is an error, naming it.
-#define ASSERT_OK(expr)                                                        \
-  do {                                                                         \
-    const ::weipipe::rt::Status wpSt_ = (expr);                                \
-    ASSERT_TRUE(wpSt_.ok()) << #expr << ": " << wpSt_.message();               \
-  } while (0)
+using namespace weipipe::rt::cuda::test;
 
 namespace {
 
 //===----------------------------------------------------------------------===//
 // Device arrays and copies
 //===----------------------------------------------------------------------===//
-
-/// Ends the running test when an infrastructure call fails (GoogleTest
-/// reports the exception as a failure of that test).
-void must(const Status &s, const std::string &what) {
-  if (!s.ok())
-    throw std::runtime_error(what + ": " + s.message());
-}
-
-void mustCuda(cudaError_t e, const char *call) {
-  if (e != cudaSuccess)
-    must(cu::error(e, call, __FILE__, __LINE__), call);
-}
-
-void sync(cudaStream_t s) {
-  mustCuda(cudaStreamSynchronize(s), "cudaStreamSynchronize");
-}
 
 template <class T> Storage storageOf() {
   if constexpr (std::is_same_v<T, float>)
@@ -85,17 +65,6 @@ template <class T> Storage storageOf() {
     return Storage::I32;
   else
     return Storage::Bool;
-}
-
-template <class T> const char *typeName() {
-  if constexpr (std::is_same_v<T, float>)
-    return "f32";
-  else if constexpr (std::is_same_v<T, bf16>)
-    return "bf16";
-  else if constexpr (std::is_same_v<T, int64_t>)
-    return "i64";
-  else
-    return "bool";
 }
 
 /// A device tensor of T and the allocation behind it.
@@ -146,31 +115,9 @@ template <class T> std::vector<T> down(const Arr<T> &a, cudaStream_t st) {
   return h;
 }
 
-Arr<KernelError> zeroedError(cudaStream_t st) {
-  Arr<KernelError> e(Shape{1}, st);
-  mustCuda(cudaMemsetAsync(e.get(), 0, sizeof(KernelError), st),
-           "cudaMemsetAsync");
-  sync(st);
-  return e;
-}
-
 //===----------------------------------------------------------------------===//
 // Data
 //===----------------------------------------------------------------------===//
-
-/// v as a float (exact), and a float as T (bf16: rounded to nearest even).
-template <class T> float toF(T v) {
-  if constexpr (std::is_same_v<T, bf16>)
-    return __bfloat162float(v);
-  else
-    return float(v);
-}
-template <class T> T fromF(float v) {
-  if constexpr (std::is_same_v<T, bf16>)
-    return __float2bfloat16(v);
-  else
-    return T(v);
-}
 
 /// n random elements of T (f32 and bf16 in [-4, 4), wide i64s, bools 0/1).
 template <class T> std::vector<T> randomData(std::mt19937 &rng, size_t n) {
@@ -178,7 +125,7 @@ template <class T> std::vector<T> randomData(std::mt19937 &rng, size_t n) {
   if constexpr (std::is_same_v<T, float> || std::is_same_v<T, bf16>) {
     std::uniform_real_distribution<float> d(-4.0f, 4.0f);
     for (T &x : v)
-      x = fromF<T>(d(rng));
+      x = fromFloat<T>(d(rng));
   } else if constexpr (std::is_same_v<T, int64_t>) {
     std::uniform_int_distribution<int64_t> d(-(int64_t(1) << 40), int64_t(1)
                                                                       << 40);
@@ -192,32 +139,6 @@ template <class T> std::vector<T> randomData(std::mt19937 &rng, size_t n) {
   return v;
 }
 
-/// got == want byte for byte, naming the first differing element.
-template <class T>
-::testing::AssertionResult bitwise(const std::string &what,
-                                   const std::vector<T> &got,
-                                   const std::vector<T> &want) {
-  if (got.size() != want.size())
-    return ::testing::AssertionFailure()
-           << what << ": " << got.size() << " elements, want " << want.size();
-  size_t bad = 0, first = 0;
-  for (size_t i = 0; i < got.size(); ++i)
-    if (std::memcmp(&got[i], &want[i], sizeof(T)) != 0 && bad++ == 0)
-      first = i;
-  if (bad == 0)
-    return ::testing::AssertionSuccess();
-  auto show = [](const T &v) {
-    if constexpr (std::is_same_v<T, bf16>)
-      return double(__bfloat162float(v));
-    else
-      return double(v);
-  };
-  return ::testing::AssertionFailure()
-         << what << ": " << bad << " of " << got.size()
-         << " elements differ; first at " << first << ": gpu "
-         << show(got[first]) << ", cpu " << show(want[first]);
-}
-
 std::string str(const std::vector<int64_t> &v) {
   std::string s = "{";
   for (size_t i = 0; i < v.size(); ++i)
@@ -225,18 +146,8 @@ std::string str(const std::vector<int64_t> &v) {
   return s + "}";
 }
 
-class CudaMovement : public ::testing::Test {
+class CudaMovement : public CudaTest {
 protected:
-  void SetUp() override {
-    std::string why;
-    if (cu::deviceCount(&why) == 0)
-      GTEST_SKIP() << why;
-    ASSERT_OK(cu::selectDevice(0));
-    ASSERT_OK(stream_.create());
-  }
-  cudaStream_t s() const { return stream_.get(); }
-
-  cu::Stream stream_;
   std::mt19937 rng_{1234};
 };
 
@@ -256,7 +167,7 @@ void checkTranspose(std::mt19937 &rng, cudaStream_t st, const Shape &xs,
   Arr<T> x = up(xh, xs, st);
   Arr<T> y(ys, st);
   ASSERT_OK(cu::transpose(x.t(), perm, y.t(), st));
-  EXPECT_TRUE(bitwise("transpose", down(y, st), ref));
+  EXPECT_TRUE(sameBits("transpose", down(y, st), ref));
 }
 
 template <class T>
@@ -269,7 +180,7 @@ void checkBroadcast(std::mt19937 &rng, cudaStream_t st, const Shape &xs,
   Arr<T> x = up(xh, xs, st);
   Arr<T> y(ys, st);
   ASSERT_OK(cu::broadcast_to(x.t(), y.t(), st));
-  EXPECT_TRUE(bitwise("broadcast_to", down(y, st), ref));
+  EXPECT_TRUE(sameBits("broadcast_to", down(y, st), ref));
 }
 
 /// Inputs of shape `base` with dim `axis` = extents[i].
@@ -303,7 +214,7 @@ void checkConcat(std::mt19937 &rng, cudaStream_t st, const Shape &base,
               ref.data());
   Arr<T> y(ys, st);
   ASSERT_OK(cu::concat(cu::Span<DevTensor>(tensors), axis, y.t(), st));
-  EXPECT_TRUE(bitwise("concat", down(y, st), ref));
+  EXPECT_TRUE(sameBits("concat", down(y, st), ref));
 }
 
 struct SliceCase {
@@ -338,7 +249,7 @@ void checkSlice(std::mt19937 &rng, cudaStream_t st, const SliceCase &c) {
   Arr<T> x = up(xh, c.xs, st);
   Arr<T> y(ys, st);
   ASSERT_OK(cu::slice(x.t(), c.starts, c.ends, c.steps, y.t(), st));
-  EXPECT_TRUE(bitwise("slice", down(y, st), ref));
+  EXPECT_TRUE(sameBits("slice", down(y, st), ref));
 }
 
 /// T float or bf16: against the fp32 CPU kernel on the stored dy.
@@ -350,7 +261,7 @@ void checkSliceBackward(std::mt19937 &rng, cudaStream_t st,
   const std::vector<T> dyh = randomData<T>(rng, size_t(ys.numel()));
   std::vector<float> dyf(dyh.size());
   for (size_t i = 0; i < dyh.size(); ++i)
-    dyf[i] = toF(dyh[i]);
+    dyf[i] = toFloat(dyh[i]);
   std::vector<float> ref(size_t(c.xs.numel()));
   cpu::slice_backward(dyf.data(), c.xs, c.starts, c.ends, c.steps, ref.data());
   Arr<T> dy = up(dyh, ys, st);
@@ -359,8 +270,8 @@ void checkSliceBackward(std::mt19937 &rng, cudaStream_t st,
   const std::vector<T> got = down(dx, st);
   std::vector<float> gotf(got.size());
   for (size_t i = 0; i < got.size(); ++i)
-    gotf[i] = toF(got[i]);
-  EXPECT_TRUE(bitwise("slice_backward", gotf, ref));
+    gotf[i] = toFloat(got[i]);
+  EXPECT_TRUE(sameBits("slice_backward", gotf, ref));
 }
 
 template <class T>
@@ -383,10 +294,10 @@ void checkGather(std::mt19937 &rng, cudaStream_t st, const Shape &xs, int axis,
   Arr<T> x = up(xh, xs, st);
   Arr<int64_t> id = up(idx, is, st);
   Arr<T> y(ys, st);
-  Arr<KernelError> err = zeroedError(st);
+  Dev<KernelError> err = zeroedError(st);
   ASSERT_OK(cu::gather(x.t(), axis, id.t(), y.t(), err.get(), st));
-  EXPECT_TRUE(bitwise("gather", down(y, st), ref));
-  EXPECT_EQ(down(err, st)[0].code, KernelError::None);
+  EXPECT_TRUE(sameBits("gather", down(y, st), ref));
+  EXPECT_EQ(readError(err, st).code, KernelError::None);
 }
 
 template <class T>
@@ -400,7 +311,7 @@ void checkTrilu(std::mt19937 &rng, cudaStream_t st, const Shape &xs, bool upper,
   Arr<T> x = up(xh, xs, st);
   Arr<T> y(xs, st);
   ASSERT_OK(cu::trilu(x.t(), upper, k, y.t(), st));
-  EXPECT_TRUE(bitwise("trilu", down(y, st), ref));
+  EXPECT_TRUE(sameBits("trilu", down(y, st), ref));
 }
 
 template <class T>
@@ -414,7 +325,7 @@ void checkBand(std::mt19937 &rng, cudaStream_t st, const Shape &ys) {
   Arr<T> d = up(dh, ds, st);
   Arr<T> y(ys, st);
   ASSERT_OK(cu::band(d.t(), y.t(), st));
-  EXPECT_TRUE(bitwise("band", down(y, st), ref));
+  EXPECT_TRUE(sameBits("band", down(y, st), ref));
 }
 
 /// Indices in [-size, size) for scatter_elements along `axis`.
@@ -439,10 +350,10 @@ void checkScatter(std::mt19937 &rng, cudaStream_t st, const Shape &ds,
   Arr<T> u = up(uh, is, st);
   Arr<T> yOwn(ds, st);
   const DevTensor y = inPlace ? d.t() : yOwn.t();
-  Arr<KernelError> err = zeroedError(st);
+  Dev<KernelError> err = zeroedError(st);
   ASSERT_OK(cu::scatter_elements(d.t(), id.t(), u.t(), axis, y, err.get(), st));
-  EXPECT_TRUE(bitwise("scatter_elements", down(inPlace ? d : yOwn, st), ref));
-  EXPECT_EQ(down(err, st)[0].code, KernelError::None);
+  EXPECT_TRUE(sameBits("scatter_elements", down(inPlace ? d : yOwn, st), ref));
+  EXPECT_EQ(readError(err, st).code, KernelError::None);
 }
 
 } // namespace
@@ -579,10 +490,10 @@ TEST_F(CudaMovement, GatherOutOfRangeRecordsErrorAndZero) {
     Arr<float> x = up(xh, xs, s());
     Arr<int64_t> id = up(idx, Shape{3}, s());
     Arr<float> y(ys, s());
-    Arr<KernelError> err = zeroedError(s());
+    Dev<KernelError> err = zeroedError(s());
     ASSERT_OK(cu::gather(x.t(), axis, id.t(), y.t(), err.get(), s()));
-    EXPECT_TRUE(bitwise("gather", down(y, s()), ref));
-    const KernelError e = down(err, s())[0];
+    EXPECT_TRUE(sameBits("gather", down(y, s()), ref));
+    const KernelError e = readError(err, s());
     EXPECT_EQ(e.code, KernelError::IndexOutOfRange);
     EXPECT_EQ(e.value, badValue);
     EXPECT_EQ(e.position, 1);
@@ -607,22 +518,22 @@ void checkGatherBackward(std::mt19937 &rng, cudaStream_t st, const Shape &xs,
   const std::vector<TX> dx0 = randomData<TX>(rng, size_t(xs.numel()));
   std::vector<float> dyf(dyh.size()), ref(dx0.size());
   for (size_t i = 0; i < dyh.size(); ++i)
-    dyf[i] = toF(dyh[i]);
+    dyf[i] = toFloat(dyh[i]);
   for (size_t i = 0; i < dx0.size(); ++i)
-    ref[i] = toF(dx0[i]);
+    ref[i] = toFloat(dx0[i]);
   ASSERT_OK(cpu::gather_backward(dyf.data(), xs, axis, idx.data(),
                                  int64_t(idx.size()), ref.data(), accumulate));
   std::vector<TX> want(ref.size());
   for (size_t i = 0; i < ref.size(); ++i)
-    want[i] = fromF<TX>(ref[i]);
+    want[i] = fromFloat<TX>(ref[i]);
   Arr<int64_t> id = up(idx, Shape{int64_t(idx.size())}, st);
   Arr<TY> dy = up(dyh, dys, st);
   Arr<TX> dx = up(dx0, xs, st);
-  Arr<KernelError> err = zeroedError(st);
+  Dev<KernelError> err = zeroedError(st);
   ASSERT_OK(cu::gather_backward(id.t(), dy.t(), axis, dx.t(), accumulate,
                                 err.get(), st));
-  EXPECT_TRUE(bitwise("gather_backward", down(dx, st), want));
-  EXPECT_EQ(down(err, st)[0].code, KernelError::None);
+  EXPECT_TRUE(sameBits("gather_backward", down(dx, st), want));
+  EXPECT_EQ(readError(err, st).code, KernelError::None);
 }
 
 } // namespace
@@ -650,11 +561,11 @@ TEST_F(CudaMovement, GatherBackwardOutOfRangeRecordsError) {
   Arr<int64_t> id = up(idx, Shape{3}, s());
   Arr<float> dy = up(dyh, Shape{2, 3}, s());
   Arr<float> dx(xs, s());
-  Arr<KernelError> err = zeroedError(s());
+  Dev<KernelError> err = zeroedError(s());
   ASSERT_OK(
       cu::gather_backward(id.t(), dy.t(), 1, dx.t(), false, err.get(), s()));
-  EXPECT_TRUE(bitwise("gather_backward", down(dx, s()), ref));
-  const KernelError e = down(err, s())[0];
+  EXPECT_TRUE(sameBits("gather_backward", down(dx, s()), ref));
+  const KernelError e = readError(err, s());
   EXPECT_EQ(e.code, KernelError::IndexOutOfRange);
   EXPECT_EQ(e.value, 9);
   EXPECT_EQ(e.position, 1);
@@ -689,8 +600,8 @@ void checkTopk(cudaStream_t st, const std::vector<float> &xf, const Shape &xs,
   std::vector<T> xh(xf.size());
   std::vector<float> stored(xf.size());
   for (size_t i = 0; i < xf.size(); ++i) {
-    xh[i] = fromF<T>(xf[i]);
-    stored[i] = toF(xh[i]);
+    xh[i] = fromFloat<T>(xf[i]);
+    stored[i] = toFloat(xh[i]);
   }
   Shape ys = xs;
   ys.dims[ys.rank - 1] = k;
@@ -699,7 +610,7 @@ void checkTopk(cudaStream_t st, const std::vector<float> &xf, const Shape &xs,
   Arr<T> x = up(xh, xs, st);
   Arr<int64_t> y(ys, st);
   ASSERT_OK(cu::topk_indices(x.t(), k, largest, y.t(), st));
-  EXPECT_TRUE(bitwise("topk_indices", down(y, st), ref));
+  EXPECT_TRUE(sameBits("topk_indices", down(y, st), ref));
 }
 
 } // namespace
@@ -756,11 +667,11 @@ TEST_F(CudaMovement, ScatterElementsOutOfRangeRecordsError) {
   Arr<int64_t> id = up(idx, is, s());
   Arr<int64_t> u = up(uh, is, s());
   Arr<int64_t> y(ds, s());
-  Arr<KernelError> err = zeroedError(s());
+  Dev<KernelError> err = zeroedError(s());
   ASSERT_OK(
       cu::scatter_elements(d.t(), id.t(), u.t(), 1, y.t(), err.get(), s()));
-  EXPECT_TRUE(bitwise("scatter_elements", down(y, s()), ref));
-  const KernelError e = down(err, s())[0];
+  EXPECT_TRUE(sameBits("scatter_elements", down(y, s()), ref));
+  const KernelError e = readError(err, s());
   EXPECT_EQ(e.code, KernelError::IndexOutOfRange);
   EXPECT_EQ(e.value, -5);
   EXPECT_EQ(e.position, 4);

@@ -14,6 +14,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "weipipe/runtime/cuda/Primitives.h"
+#include "CudaTestUtil.h"
 #include "weipipe/runtime/cpu/Kernels.h"
 #include "weipipe/runtime/cuda/Device.h"
 
@@ -45,12 +46,7 @@ using weipipe::rt::LogicOp;
 using weipipe::rt::ReduceOp;
 using weipipe::rt::Status;
 using weipipe::rt::UnaryOp;
-
-#define ASSERT_OK(expr)                                                        \
-  do {                                                                         \
-    const ::weipipe::rt::Status wpSt_ = (expr);                                \
-    ASSERT_TRUE(wpSt_.ok()) << #expr << ": " << wpSt_.message();               \
-  } while (0)
+using namespace weipipe::rt::cuda::test;
 
 namespace {
 
@@ -64,20 +60,6 @@ constexpr double kF32Tol = 1e-5;
 /// bf16 inputs, f32 outputs: both sides see the same bf16-rounded inputs and
 /// compute in fp32, so the f32 tolerance holds unchanged.
 constexpr double kBf16InTol = kF32Tol;
-
-void must(const Status &s, const std::string &what) {
-  if (!s.ok())
-    throw std::runtime_error(what + ": " + s.message());
-}
-
-Status cudaStatus(cudaError_t e, const char *call) {
-  return e == cudaSuccess ? Status() : cu::error(e, call, __FILE__, __LINE__);
-}
-
-void sync(cudaStream_t s) {
-  must(cudaStatus(cudaStreamSynchronize(s), "cudaStreamSynchronize"),
-       "synchronize");
-}
 
 /// A device tensor that owns its buffer.
 struct DT {
@@ -102,21 +84,6 @@ DT uploadBytes(const void *h, Storage t, const Shape &s, cudaStream_t st) {
   if (bytes)
     must(cu::copyToDevice(r.d.p, h, bytes, st), "copyToDevice");
   sync(st);
-  return r;
-}
-
-std::vector<bf16> toBf16(const std::vector<float> &v) {
-  std::vector<bf16> r(v.size());
-  for (size_t i = 0; i < v.size(); ++i)
-    r[i] = __float2bfloat16(v[i]);
-  return r;
-}
-
-/// v as bf16 holds it.
-std::vector<float> roundBf16(const std::vector<float> &v) {
-  std::vector<float> r(v.size());
-  for (size_t i = 0; i < v.size(); ++i)
-    r[i] = __bfloat162float(__float2bfloat16(v[i]));
   return r;
 }
 
@@ -146,22 +113,9 @@ template <class T> std::vector<T> downRaw(const DT &x, cudaStream_t st) {
 }
 
 std::vector<float> downF(const DT &x, cudaStream_t st) {
-  if (x.d.t == Storage::BF16) {
-    const auto b = downRaw<bf16>(x, st);
-    std::vector<float> r(b.size());
-    for (size_t i = 0; i < b.size(); ++i)
-      r[i] = __bfloat162float(b[i]);
-    return r;
-  }
+  if (x.d.t == Storage::BF16)
+    return widen(downRaw<bf16>(x, st));
   return downRaw<float>(x, st);
-}
-
-std::vector<float> randVec(std::mt19937 &rng, size_t n, float lo, float hi) {
-  std::uniform_real_distribution<float> d(lo, hi);
-  std::vector<float> v(n);
-  for (float &x : v)
-    x = d(rng);
-  return v;
 }
 
 /// Small integers as floats: ties and exact equalities occur.
@@ -173,84 +127,13 @@ std::vector<float> randSmall(std::mt19937 &rng, size_t n, int lo, int hi) {
   return v;
 }
 
-template <class T>
-std::vector<T> randInts(std::mt19937 &rng, size_t n, int64_t lo, int64_t hi) {
-  std::uniform_int_distribution<int64_t> d(lo, hi);
-  std::vector<T> v(n);
-  for (T &x : v)
-    x = T(d(rng));
-  return v;
-}
-
 size_t count(const Shape &s) { return size_t(s.numel()); }
-
-/// max|gpu - cpu| / max|cpu| <= tol; NaN matches NaN only.
-::testing::AssertionResult relClose(const std::string &what,
-                                    const std::vector<float> &gpu,
-                                    const std::vector<float> &ref, double tol) {
-  if (gpu.size() != ref.size())
-    return ::testing::AssertionFailure()
-           << what << ": " << gpu.size() << " elements, want " << ref.size();
-  double maxRef = 0.0, maxDiff = 0.0;
-  size_t worst = 0;
-  for (size_t i = 0; i < ref.size(); ++i) {
-    if (std::isfinite(ref[i]))
-      maxRef = std::max(maxRef, std::fabs(double(ref[i])));
-    double d =
-        gpu[i] == ref[i] ? 0.0 : std::fabs(double(gpu[i]) - double(ref[i]));
-    if (!std::isfinite(d))
-      d = std::isnan(gpu[i]) && std::isnan(ref[i])
-              ? 0.0
-              : std::numeric_limits<double>::infinity();
-    if (d > maxDiff) {
-      maxDiff = d;
-      worst = i;
-    }
-  }
-  const double err = maxDiff / (1e-30 + maxRef);
-  std::printf("[cuda] %-52s n=%-8zu max rel err %.2e (allowed %.0e)\n",
-              what.c_str(), ref.size(), err, tol);
-  if (err <= tol)
-    return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure()
-         << what << ": max rel err " << err << ", allowed " << tol
-         << "; worst at " << worst << ": gpu " << gpu[worst] << ", cpu "
-         << ref[worst];
-}
-
-template <class T>
-::testing::AssertionResult same(const std::string &what,
-                                const std::vector<T> &gpu,
-                                const std::vector<T> &ref) {
-  if (gpu.size() != ref.size())
-    return ::testing::AssertionFailure()
-           << what << ": " << gpu.size() << " elements, want " << ref.size();
-  for (size_t i = 0; i < ref.size(); ++i)
-    if (std::memcmp(&gpu[i], &ref[i], sizeof(T)) != 0)
-      return ::testing::AssertionFailure()
-             << what << ": element " << i << " differs (gpu " << double(gpu[i])
-             << ", cpu " << double(ref[i]) << ")";
-  return ::testing::AssertionSuccess();
-}
 
 std::string opName(const char *family, int op) {
   return std::string(family) + " " + std::to_string(op);
 }
 
-class CudaPrimitives : public ::testing::Test {
-protected:
-  void SetUp() override {
-    std::string why;
-    if (cu::deviceCount(&why) == 0)
-      GTEST_SKIP() << why;
-    ASSERT_OK(cu::selectDevice(0));
-    ASSERT_OK(stream_.create());
-  }
-  cudaStream_t s() const { return stream_.get(); }
-
-private:
-  cu::Stream stream_;
-};
+class CudaPrimitives : public CudaTest {};
 
 const BinaryOp kFloatOps[] = {BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul,
                               BinaryOp::Div, BinaryOp::Pow, BinaryOp::Max,
@@ -326,8 +209,8 @@ TEST_F(CudaPrimitives, BinaryForwardBf16InputsF32Output) {
   for (BinaryOp op : kFloatOps) {
     std::vector<float> a, b;
     binaryInputs(op, rng, count(as), count(bs), &a, &b);
-    a = roundBf16(a);
-    b = roundBf16(b);
+    a = asStored<bf16>(a);
+    b = asStored<bf16>(b);
     std::vector<float> want(count(os));
     cpu::binary_forward<float>(op, a.data(), as, b.data(), bs, want.data());
     auto da = upF(a, as, s(), Storage::BF16),
@@ -354,8 +237,8 @@ TEST_F(CudaPrimitives, BinaryForwardIntegersExact) {
     auto da = up(a, Storage::I64, as, s()), db = up(b, Storage::I64, bs, s());
     auto out = alloc(Storage::I64, os);
     ASSERT_OK(cu::binary_forward(op, da.d, db.d, out.d, s()));
-    EXPECT_TRUE(
-        same(opName("binary i64", int(op)), downRaw<int64_t>(out, s()), want));
+    EXPECT_TRUE(sameBits(opName("binary i64", int(op)),
+                         downRaw<int64_t>(out, s()), want));
 
     std::vector<int32_t> a32(a.begin(), a.end()), b32(b.begin(), b.end());
     std::vector<int32_t> want32(count(os));
@@ -365,8 +248,8 @@ TEST_F(CudaPrimitives, BinaryForwardIntegersExact) {
          eb = up(b32, Storage::I32, bs, s());
     auto out32 = alloc(Storage::I32, os);
     ASSERT_OK(cu::binary_forward(op, ea.d, eb.d, out32.d, s()));
-    EXPECT_TRUE(same(opName("binary i32", int(op)),
-                     downRaw<int32_t>(out32, s()), want32));
+    EXPECT_TRUE(sameBits(opName("binary i32", int(op)),
+                         downRaw<int32_t>(out32, s()), want32));
   }
 }
 
@@ -416,8 +299,8 @@ TEST_F(CudaPrimitives, CompareOnFloatIntBool) {
     auto da = upF(a, as, s()), db = upF(b, bs, s());
     auto out = alloc(Storage::Bool, os);
     ASSERT_OK(cu::compare_forward(op, da.d, db.d, out.d, s()));
-    EXPECT_TRUE(
-        same(opName("compare f32", int(op)), downRaw<uint8_t>(out, s()), want));
+    EXPECT_TRUE(sameBits(opName("compare f32", int(op)),
+                         downRaw<uint8_t>(out, s()), want));
 
     const auto ai = randInts<int64_t>(rng, count(as), -3, 3),
                bi = randInts<int64_t>(rng, count(bs), -3, 3);
@@ -425,8 +308,8 @@ TEST_F(CudaPrimitives, CompareOnFloatIntBool) {
                                   want.data());
     auto ea = up(ai, Storage::I64, as, s()), eb = up(bi, Storage::I64, bs, s());
     ASSERT_OK(cu::compare_forward(op, ea.d, eb.d, out.d, s()));
-    EXPECT_TRUE(
-        same(opName("compare i64", int(op)), downRaw<uint8_t>(out, s()), want));
+    EXPECT_TRUE(sameBits(opName("compare i64", int(op)),
+                         downRaw<uint8_t>(out, s()), want));
   }
   const auto ab = randInts<uint8_t>(rng, count(as), 0, 1),
              bb = randInts<uint8_t>(rng, count(bs), 0, 1);
@@ -436,7 +319,7 @@ TEST_F(CudaPrimitives, CompareOnFloatIntBool) {
   auto da = up(ab, Storage::Bool, as, s()), db = up(bb, Storage::Bool, bs, s());
   auto out = alloc(Storage::Bool, os);
   ASSERT_OK(cu::compare_forward(CompareOp::Equal, da.d, db.d, out.d, s()));
-  EXPECT_TRUE(same("compare bool equal", downRaw<uint8_t>(out, s()), want));
+  EXPECT_TRUE(sameBits("compare bool equal", downRaw<uint8_t>(out, s()), want));
 }
 
 TEST_F(CudaPrimitives, LogicNotIsNan) {
@@ -452,13 +335,13 @@ TEST_F(CudaPrimitives, LogicNotIsNan) {
     auto out = alloc(Storage::Bool, os);
     ASSERT_OK(cu::logic_forward(op, da.d, db.d, out.d, s()));
     EXPECT_TRUE(
-        same(opName("logic", int(op)), downRaw<uint8_t>(out, s()), want));
+        sameBits(opName("logic", int(op)), downRaw<uint8_t>(out, s()), want));
   }
   std::vector<uint8_t> wantNot(count(as));
   cpu::not_forward(a.data(), wantNot.data(), int64_t(a.size()));
   auto notOut = alloc(Storage::Bool, as);
   ASSERT_OK(cu::not_forward(da.d, notOut.d, s()));
-  EXPECT_TRUE(same("not", downRaw<uint8_t>(notOut, s()), wantNot));
+  EXPECT_TRUE(sameBits("not", downRaw<uint8_t>(notOut, s()), wantNot));
 
   std::vector<float> x = randVec(rng, 64, -1.0f, 1.0f);
   for (size_t i = 0; i < x.size(); i += 3)
@@ -470,8 +353,8 @@ TEST_F(CudaPrimitives, LogicNotIsNan) {
     auto dx = upF(x, Shape{64}, s(), t);
     auto out = alloc(Storage::Bool, Shape{64});
     ASSERT_OK(cu::is_nan_forward(dx.d, out.d, s()));
-    EXPECT_TRUE(same(std::string("is_nan ") + cu::storageName(t),
-                     downRaw<uint8_t>(out, s()), wantNan));
+    EXPECT_TRUE(sameBits(std::string("is_nan ") + cu::storageName(t),
+                         downRaw<uint8_t>(out, s()), wantNan));
   }
 }
 
@@ -489,7 +372,7 @@ TEST_F(CudaPrimitives, WhereForwardBackwardBroadcastCond) {
     auto da = upF(a, as, s()), db = upF(b, bs, s());
     auto out = alloc(Storage::F32, os);
     ASSERT_OK(cu::where_forward(dc.d, da.d, db.d, out.d, s()));
-    EXPECT_TRUE(same("where f32", downRaw<float>(out, s()), want));
+    EXPECT_TRUE(sameBits("where f32", downRaw<float>(out, s()), want));
   }
   {
     const auto a = randInts<int64_t>(rng, count(as), -100, 100),
@@ -500,7 +383,7 @@ TEST_F(CudaPrimitives, WhereForwardBackwardBroadcastCond) {
     auto da = up(a, Storage::I64, as, s()), db = up(b, Storage::I64, bs, s());
     auto out = alloc(Storage::I64, os);
     ASSERT_OK(cu::where_forward(dc.d, da.d, db.d, out.d, s()));
-    EXPECT_TRUE(same("where i64", downRaw<int64_t>(out, s()), want));
+    EXPECT_TRUE(sameBits("where i64", downRaw<int64_t>(out, s()), want));
   }
   const auto g = randVec(rng, count(os), -1, 1);
   std::vector<float> wa(count(as)), wb(count(bs));
@@ -606,9 +489,9 @@ TEST_F(CudaPrimitives, CastAnyAllStoragePairsBitwise) {
           downRaw<uint8_t>(DT{nullptr, DevTensor{dy.d.p, Storage::Bool,
                                                  Shape{int64_t(want.size())}}},
                            s());
-      EXPECT_TRUE(same(std::string("cast ") + cu::storageName(from) + " -> " +
-                           cu::storageName(to),
-                       got, want));
+      EXPECT_TRUE(sameBits(std::string("cast ") + cu::storageName(from) +
+                               " -> " + cu::storageName(to),
+                           got, want));
     }
   // Against the CPU casts themselves, on values that need truncation.
   const std::vector<float> x = {0.0f, -0.0f, 1.9f, -1.9f, 3.5f, -1e6f, 7e8f};
@@ -618,13 +501,13 @@ TEST_F(CudaPrimitives, CastAnyAllStoragePairsBitwise) {
   auto dy = alloc(Storage::I64, Shape{int64_t(x.size())});
   ASSERT_OK(cu::cast_any(dx.d, dy.d, s()));
   EXPECT_TRUE(
-      same("cast f32 -> i64 (cpu::cast)", downRaw<int64_t>(dy, s()), want));
+      sameBits("cast f32 -> i64 (cpu::cast)", downRaw<int64_t>(dy, s()), want));
   std::vector<uint8_t> wantB(x.size());
   cpu::cast(x.data(), wantB.data(), int64_t(x.size()));
   auto db = alloc(Storage::Bool, Shape{int64_t(x.size())});
   ASSERT_OK(cu::cast_any(dx.d, db.d, s()));
-  EXPECT_TRUE(
-      same("cast f32 -> bool (cpu::cast)", downRaw<uint8_t>(db, s()), wantB));
+  EXPECT_TRUE(sameBits("cast f32 -> bool (cpu::cast)",
+                       downRaw<uint8_t>(db, s()), wantB));
 }
 
 TEST_F(CudaPrimitives, UnaryForwardBackwardEveryOp) {
@@ -679,7 +562,7 @@ TEST_F(CudaPrimitives, ReduceForwardFloatAndInt) {
   const std::vector<int32_t> xi32(xi.begin(), xi.end());
   auto dx = upF(x, xs, s());
   auto dxb = upF(x, xs, s(), Storage::BF16);
-  const auto xr = roundBf16(x);
+  const auto xr = asStored<bf16>(x);
   auto di = up(xi, Storage::I64, xs, s());
   auto di32 = up(xi32, Storage::I32, xs, s());
   for (const auto &axes : axesSets) {
@@ -702,15 +585,15 @@ TEST_F(CudaPrimitives, ReduceForwardFloatAndInt) {
       cpu::reduce_forward_int<int64_t>(op, xi.data(), xs, axes, want.data());
       auto y = alloc(Storage::I64, ys);
       ASSERT_OK(cu::reduce_forward(op, di.d, axes, y.d, s()));
-      EXPECT_TRUE(
-          same(opName("reduce i64", int(op)), downRaw<int64_t>(y, s()), want));
+      EXPECT_TRUE(sameBits(opName("reduce i64", int(op)),
+                           downRaw<int64_t>(y, s()), want));
       std::vector<int32_t> want32(count(ys));
       cpu::reduce_forward_int<int32_t>(op, xi32.data(), xs, axes,
                                        want32.data());
       auto y32 = alloc(Storage::I32, ys);
       ASSERT_OK(cu::reduce_forward(op, di32.d, axes, y32.d, s()));
-      EXPECT_TRUE(same(opName("reduce i32", int(op)),
-                       downRaw<int32_t>(y32, s()), want32));
+      EXPECT_TRUE(sameBits(opName("reduce i32", int(op)),
+                           downRaw<int32_t>(y32, s()), want32));
     }
   }
 }
@@ -786,7 +669,7 @@ TEST_F(CudaPrimitives, SoftmaxLastAndMiddleAxes) {
         relClose("log_softmax_backward " + w, downF(out, s()), ld, kF32Tol));
 
     // bf16 input, f32 output.
-    const auto xr = roundBf16(x);
+    const auto xr = asStored<bf16>(x);
     cpu::softmax_forward(xr.data(), sh, axis, y.data());
     auto dXb = upF(x, sh, s(), Storage::BF16);
     ASSERT_OK(cu::softmax_forward(dXb.d, axis, out.d, s()));
@@ -837,13 +720,13 @@ TEST_F(CudaPrimitives, CumsumFloatAndIntAllModes) {
                              wantI.data());
         auto yi = alloc(Storage::I64, xs);
         ASSERT_OK(cu::cumsum(di.d, axis, exclusive, reverse, yi.d, s()));
-        EXPECT_TRUE(same(w + " i64", downRaw<int64_t>(yi, s()), wantI));
+        EXPECT_TRUE(sameBits(w + " i64", downRaw<int64_t>(yi, s()), wantI));
 
         std::vector<int32_t> want32(count(xs));
         cpu::cumsum<int32_t>(xi32.data(), xs, axis, exclusive, reverse,
                              want32.data());
         auto y32 = alloc(Storage::I32, xs);
         ASSERT_OK(cu::cumsum(di32.d, axis, exclusive, reverse, y32.d, s()));
-        EXPECT_TRUE(same(w + " i32", downRaw<int32_t>(y32, s()), want32));
+        EXPECT_TRUE(sameBits(w + " i32", downRaw<int32_t>(y32, s()), want32));
       }
 }
