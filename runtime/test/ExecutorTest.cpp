@@ -17,7 +17,7 @@
 #include "weipipe/runtime/Crc32c.h"
 #include "weipipe/runtime/train/Trainer.h"
 
-#include "ArtifactTestUtil.h"
+#include "ExecutorTestArtifacts.h"
 
 #include <gtest/gtest.h>
 
@@ -35,155 +35,11 @@ namespace k = weipipe::rt::cpu;
 
 namespace {
 
-#define EXPECT_HAS(haystack, needle)                                           \
-  EXPECT_NE(std::string(haystack).find(needle), std::string::npos)             \
-      << "'" << (haystack) << "' lacks '" << (needle) << "'"
-
-/// Lays tensors out in the arena at 64-byte-aligned offsets.
-struct Plan {
-  uint64_t next = 0;
-  TensorRef t(DType dt, std::vector<int64_t> shape) {
-    TensorRef r = arenaAt(next, dt, std::move(shape));
-    next += (r.bytes() + 63) / 64 * 64;
-    return r;
-  }
-  TensorRef f32(std::vector<int64_t> shape) {
-    return t(DType::F32, std::move(shape));
-  }
-};
-
-/// Deterministic values in [-1, 1).
-std::vector<float> values(size_t n, uint64_t seed) {
-  std::vector<float> v(n);
-  for (float &x : v) {
-    seed = seed * 6364136223846793005ull + 1442695040888963407ull;
-    x = float(double(seed >> 40) / double(1ull << 24) * 2.0 - 1.0);
-  }
-  return v;
-}
-
-template <typename T>
-Constant constant(DType dt, std::vector<int64_t> shape,
-                  const std::vector<T> &v) {
-  Constant c;
-  c.dtype = dt;
-  c.shape = std::move(shape);
-  c.bytes.assign(reinterpret_cast<const char *>(v.data()),
-                 v.size() * sizeof(T));
-  return c;
-}
-
-std::string tempDir() {
-  std::string t = ::testing::TempDir() + "wpp-exec-XXXXXX";
-  EXPECT_NE(::mkdtemp(t.data()), nullptr);
-  return t;
-}
-
-/// The whole arena, readable through logits().
-void exposeArena(Artifact &a, const Plan &p) {
-  a.arenaBytes = p.next;
-  a.logits = entry(Space::Arena, 0, {int64_t(p.next / 4)});
-}
-
 template <typename T = float>
 const T *at(const Executor &ex, const TensorRef &r) {
   return reinterpret_cast<const T *>(
       reinterpret_cast<const char *>(ex.logits()) + r.offset);
 }
-
-//===----------------------------------------------------------------------===//
-// The tiny language model: embedding -> linear (tied layout [V, H], used
-// transposed) -> cross-entropy, and its backward.
-//===----------------------------------------------------------------------===//
-
-constexpr int64_t B = 2, S = 3, V = 8, H = 4, N = B * S;
-
-struct Tiny {
-  std::string dir;
-  std::string file; // the parameter file
-  std::vector<float> emb = values(V * H, 1), w = values(V * H, 2);
-  Artifact a;
-  TensorRef ids, tgt, h, logits, loss, dloss, dlogits, dh;
-};
-
-/// Parameters sit at offsets 16 and 152 of a 284-byte file, between junk.
-void writeParams(Tiny &t) {
-  t.file = t.dir + "/weights.bin";
-  std::ofstream f(t.file, std::ios::binary);
-  const char junk[16] = "0123456789abcde";
-  f.write(junk, 16);
-  f.write(reinterpret_cast<const char *>(t.emb.data()), V * H * 4);
-  f.write(junk, 8);
-  f.write(reinterpret_cast<const char *>(t.w.data()), V * H * 4);
-  f.write(junk, 4);
-}
-
-void buildTiny(Tiny &t, bool accumulate) {
-  Artifact &a = t.a;
-  a.batch = B;
-  a.seq = S;
-  a.vocab = V;
-  Parameter emb, w;
-  emb.name = "emb";
-  emb.shape = {V, H};
-  emb.storage = {"weights.bin", 16, V * H * 4, 284}; // relative
-  w.name = "w";
-  w.shape = {V, H};
-  w.storage = {t.file, 152, V * H * 4, 284}; // absolute
-  a.params = {emb, w};
-  Plan p;
-  t.ids = p.t(DType::I64, {B, S});
-  t.tgt = p.t(DType::I64, {B, S});
-  t.h = p.f32({B, S, H});
-  t.logits = p.f32({B, S, V});
-  t.loss = p.f32({});
-  t.dloss = p.f32({});
-  t.dlogits = p.f32({B, S, V});
-  t.dh = p.f32({B, S, H});
-  a.arenaBytes = p.next;
-  a.inputs = {{"input_ids", InputRole::Tokens, t.ids},
-              {"targets", InputRole::Targets, t.tgt}};
-  a.loss = t.loss;
-  a.dloss = t.dloss;
-  a.logits = t.logits;
-  const TensorRef pe = entry(Space::Param, 0, {V, H}),
-                  pw = entry(Space::Param, 1, {V, H});
-  const uint8_t acc = accumulate ? Instruction::kAccumulate : 0;
-  Function fwd;
-  fwd.name = "forward";
-  fwd.body = {
-      instr(Opcode::Embedding, {pe, t.ids}, {t.h}, {}, {}, "wte"),
-      instr(Opcode::Linear, {t.h, pw, TensorRef()}, {t.logits}, {1}, {},
-            "lm_head"),
-      instr(Opcode::CrossEntropy, {t.logits, t.tgt}, {t.loss}, {-100}, {},
-            "loss"),
-  };
-  Function bwd;
-  bwd.name = "backward";
-  bwd.kind = FunctionKind::Backward;
-  bwd.body = {
-      instr(Opcode::CrossEntropyGrad, {t.logits, t.tgt, t.dloss}, {t.dlogits},
-            {-100}),
-      instr(Opcode::Linear, {t.dlogits, pw, TensorRef()}, {t.dh}, {0}),
-      instr(Opcode::LinearGradWeight, {t.h, t.dlogits},
-            {entry(Space::Grad, 1, {V, H})}, {1}, {}, "", acc),
-      instr(Opcode::EmbeddingGrad, {t.ids, t.dh},
-            {entry(Space::Grad, 0, {V, H})}, {}, {}, "", acc),
-  };
-  a.functions = {fwd, bwd};
-  a.microbatchProgram = {0, 1};
-}
-
-Tiny makeTiny(bool accumulate = true) {
-  Tiny t;
-  t.dir = tempDir();
-  writeParams(t);
-  buildTiny(t, accumulate);
-  return t;
-}
-
-const std::vector<int64_t> kIds = {1, 7, 3, 3, 0, 5};
-const std::vector<int64_t> kTargets = {7, 3, -100, 0, 5, 2};
 
 struct Reference {
   float loss = 0;
@@ -315,20 +171,8 @@ TEST(Executor, AccumulateFlag) {
   }
 
   // Accumulate always adds: dst += g.
-  Artifact a;
-  Parameter p;
-  p.name = "p";
-  p.shape = {4};
-  p.storage = {"weights.bin", 0, 16, 0};
-  a.params = {p};
   const std::vector<float> g = {1.0f, -2.0f, 0.5f, 4.0f};
-  a.constants = {constant(DType::F32, {4}, g)};
-  Function f;
-  f.name = "f";
-  f.body = {instr(Opcode::Accumulate, {entry(Space::Const, 0, {4})},
-                  {entry(Space::Grad, 0, {4})})};
-  a.functions = {f};
-  a.microbatchProgram = {0};
+  const Artifact a = accumulateArtifact(g);
   auto acc = create(a, t.dir);
   ASSERT_TRUE(acc);
   for (int rep = 0; rep < 3; ++rep)
@@ -426,20 +270,7 @@ TEST(Executor, DataErrorsNameTheInstruction) {
 }
 
 TEST(Executor, FindFirstNonFinite) {
-  Artifact a;
-  Plan p;
-  const std::vector<float> c = {1.0f, -1.0f, 2.0f, 3.0f};
-  a.constants = {constant(DType::F32, {4}, c)};
-  const TensorRef lg = p.f32({4}), ex = p.f32({4});
-  Function f;
-  f.name = "forward";
-  f.body = {
-      instr(Opcode::Unary, {entry(Space::Const, 0, {4})}, {lg},
-            {int64_t(k::UnaryOp::Log)}, {}, "log of c"),
-      instr(Opcode::Unary, {lg}, {ex}, {int64_t(k::UnaryOp::Exp)}, {}, "exp")};
-  a.functions = {f};
-  a.microbatchProgram = {0};
-  a.arenaBytes = p.next;
+  const Artifact a = nonFiniteArtifact();
   auto x = create(a, "");
   ASSERT_TRUE(x);
   EXPECT_EQ(x->findFirstNonFinite(nullptr, nullptr, 1.0f),
@@ -459,77 +290,20 @@ TEST(Executor, FindFirstNonFinite) {
 TEST(Executor, NormAndAttentionMatchKernels) {
   // Operands are constants; the backward instructions recompute their
   // statistics, which must agree with the forward's saved ones bit for bit.
-  Artifact a;
-  Plan p;
-  const int64_t R = 6, C = 8; // x [2, 3, 8], normalized over the last dim
-  const auto x = values(R * C, 11), scale = values(C, 12), bias = values(C, 13),
-             dy = values(R * C, 14);
-  // Attention: BHSD with GQA (H 2, Hkv 1), causal; BSHD with a keep mask.
-  const int64_t Sq = 5, Sk = 5, D = 4;
-  const auto q = values(2 * Sq * D, 15), kk = values(Sk * D, 16),
-             v = values(Sk * D, 17), dout = values(2 * Sq * D, 18);
-  std::vector<uint8_t> keep(Sq * Sk);
-  for (int64_t i = 0; i < Sq; ++i)
-    for (int64_t j = 0; j < Sk; ++j)
-      keep[i * Sk + j] = (i + 2 * j) % 3 != 1 || j == 0;
-  a.constants = {
-      constant(DType::F32, {2, 3, C}, x),         // 0
-      constant(DType::F32, {C}, scale),           // 1
-      constant(DType::F32, {C}, bias),            // 2
-      constant(DType::F32, {2, 3, C}, dy),        // 3
-      constant(DType::F32, {1, 2, Sq, D}, q),     // 4
-      constant(DType::F32, {1, 1, Sk, D}, kk),    // 5
-      constant(DType::F32, {1, 1, Sk, D}, v),     // 6
-      constant(DType::F32, {1, 2, Sq, D}, dout),  // 7
-      constant(DType::Bool, {Sq, Sk}, keep),      // 8
-      constant(DType::F32, {1, Sq, 2 * D}, q),    // 9: the BSHD view
-      constant(DType::F32, {1, Sk, D}, kk),       // 10
-      constant(DType::F32, {1, Sk, D}, v),        // 11
-      constant(DType::F32, {1, Sq, 2 * D}, dout), // 12
-  };
-  auto c = [&](uint32_t i) {
-    return entry(Space::Const, i, a.constants[i].shape, a.constants[i].dtype);
-  };
-  const TensorRef y1 = p.f32({2, 3, C}), dx1 = p.f32({2, 3, C}),
-                  ds1 = p.f32({C}), db1 = p.f32({C}), y2 = p.f32({2, 3, C}),
-                  dx2 = p.f32({2, 3, C}), ds2 = p.f32({C}),
-                  o = p.f32({1, 2, Sq, D}), dq = p.f32({1, 2, Sq, D}),
-                  dk = p.f32({1, 1, Sk, D}), dv = p.f32({1, 1, Sk, D}),
-                  o3 = p.f32({1, Sq, 2 * D}), dq3 = p.f32({1, Sq, 2 * D}),
-                  dk3 = p.f32({1, Sk, D}), dv3 = p.f32({1, Sk, D}),
-                  ds4 = p.f32({C}), db4 = p.f32({C}), dx5 = p.f32({2, 3, C}),
-                  dx6 = p.f32({2, 3, C}), ds6 = p.f32({C});
-  const double eps = 1e-5;
-  Function f;
-  f.name = "f";
-  f.body = {
-      instr(Opcode::LayerNorm, {c(0), c(1), c(2)}, {y1}, {2}, {eps}),
-      // The two gradients of each norm, marked to run as one kernel call.
-      instr(Opcode::LayerNormGradInput, {c(0), c(1), c(3)}, {dx1}, {2}, {eps},
-            "", Instruction::kFusedWithNext),
-      instr(Opcode::LayerNormGradParams, {c(0), c(3)}, {ds1, db1}, {2}, {eps}),
-      instr(Opcode::RMSNorm, {c(0), c(1)}, {y2}, {2}, {eps}),
-      instr(Opcode::RMSNormGradInput, {c(0), c(1), c(3)}, {dx2}, {2}, {eps}, "",
-            Instruction::kFusedWithNext),
-      instr(Opcode::RMSNormGradScale, {c(0), c(3)}, {ds2}, {2}, {eps}),
-      instr(Opcode::Attention, {c(4), c(5), c(6), TensorRef()}, {o}, {2, 1, 1},
-            {0.5}),
-      instr(Opcode::AttentionGrad, {c(4), c(5), c(6), o, c(7), TensorRef()},
-            {dq, dk, dv}, {2, 1, 1}, {0.5}),
-      instr(Opcode::Attention, {c(9), c(10), c(11), c(8)}, {o3}, {2, 1, 0},
-            {0.5}),
-      instr(Opcode::AttentionGrad, {c(9), c(10), c(11), o3, c(12), c(8)},
-            {dq3, dk3, dv3}, {2, 1, 0}, {0.5}),
-      // The same gradients one op at a time (unmarked, each runs alone).
-      instr(Opcode::LayerNormGradParams, {c(0), c(3)}, {ds4, db4}, {2}, {eps}),
-      instr(Opcode::RMSNormGradInput, {c(0), c(1), c(3)}, {dx5}, {2}, {eps}),
-      instr(Opcode::LayerNormGradInput, {c(0), c(1), c(3)}, {dx6}, {2}, {eps}),
-      instr(Opcode::RMSNormGradScale, {c(0), c(3)}, {ds6}, {2}, {eps}),
-  };
-  a.functions = {f};
-  a.microbatchProgram = {0};
-  exposeArena(a, p);
-  auto ex = create(a, "");
+  const NormAttention n = normAttentionArtifact();
+  constexpr int64_t R = NormAttention::R, C = NormAttention::C,
+                    Sq = NormAttention::Sq, Sk = NormAttention::Sk,
+                    D = NormAttention::D;
+  constexpr double eps = NormAttention::eps;
+  const auto &x = n.x, &scale = n.scale, &bias = n.bias, &dy = n.dy, &q = n.q,
+             &kk = n.kk, &v = n.v, &dout = n.dout;
+  const std::vector<uint8_t> &keep = n.keep;
+  const TensorRef &y1 = n.y1, &dx1 = n.dx1, &ds1 = n.ds1, &db1 = n.db1,
+                  &y2 = n.y2, &dx2 = n.dx2, &ds2 = n.ds2, &o = n.o, &dq = n.dq,
+                  &dk = n.dk, &dv = n.dv, &o3 = n.o3, &dq3 = n.dq3,
+                  &dk3 = n.dk3, &dv3 = n.dv3, &ds4 = n.ds4, &db4 = n.db4,
+                  &dx5 = n.dx5, &dx6 = n.dx6, &ds6 = n.ds6;
+  auto ex = create(n.a, "");
   ASSERT_TRUE(ex);
   ASSERT_TRUE(ex->runMicrobatch(nullptr, nullptr, 1.0f, nullptr).ok());
 
@@ -596,51 +370,12 @@ TEST(Executor, NormAndAttentionMatchKernels) {
 
 TEST(Executor, TypedDataMovement) {
   // Integer, bool and float paths of the typed ops, checked by hand.
-  Artifact a;
-  Plan p;
-  a.constants = {
-      constant(DType::I64, {2, 3}, std::vector<int64_t>{0, 1, 2, 3, 4, 5}),
-      constant(DType::F32, {}, std::vector<float>{2.5f}),
-      constant(DType::F32, {}, std::vector<float>{-1.0f}),
-      constant(DType::I64, {2}, std::vector<int64_t>{1, -1}),
-      constant(DType::I64, {3}, std::vector<int64_t>{7, 8, 9}),
-  };
-  auto c = [&](uint32_t i) {
-    return entry(Space::Const, i, a.constants[i].shape, a.constants[i].dtype);
-  };
-  const TensorRef f = p.f32({2, 3}), tr = p.f32({3, 2}),
-                  lt = p.t(DType::Bool, {2, 3}), wh = p.f32({2, 3}),
-                  sum = p.f32({2}), cat = p.t(DType::I64, {4, 3}),
-                  sl = p.f32({2, 3}), ga = p.t(DType::I64, {2, 3}),
-                  i32 = p.t(DType::I32, {2, 3}), cp = p.t(DType::I64, {6}),
-                  bc = p.f32({2, 2, 3}), st = p.f32({1, 3}),
-                  tri = p.t(DType::I64, {2, 3}), cs = p.t(DType::I64, {2, 3}),
-                  csf = p.f32({2, 3}), bd = p.t(DType::I64, {2, 2, 2});
-  Function fn;
-  fn.name = "f";
-  fn.body = {
-      instr(Opcode::Cast, {c(0)}, {f}),
-      instr(Opcode::Transpose, {f}, {tr}, {1, 0}),
-      instr(Opcode::Compare, {f, c(1)}, {lt}, {int64_t(k::CompareOp::Less)}),
-      instr(Opcode::Where, {lt, f, c(2)}, {wh}),
-      instr(Opcode::Reduce, {f}, {sum}, {int64_t(k::ReduceOp::Sum), 1}),
-      instr(Opcode::Concat, {c(0), c(0)}, {cat}, {0}),
-      instr(Opcode::Slice, {f}, {sl}, {0, 2, 2, -1, 1, -1}),
-      instr(Opcode::Gather, {c(0), c(3)}, {ga}, {0}),
-      instr(Opcode::Cast, {lt}, {i32}),
-      instr(Opcode::Copy, {c(0)}, {cp}),
-      instr(Opcode::Broadcast, {f}, {bc}),
-      instr(Opcode::SumToShape, {bc}, {st}),
-      instr(Opcode::Trilu, {c(0)}, {tri}, {0, 0}),
-      instr(Opcode::CumSum, {c(0)}, {cs}, {1, 0, 0}),
-      instr(Opcode::CumSum, {f}, {csf}, {0, 1, 1}),
-      // A [2, 2, 2] band from the 3 diagonal values of constant 4.
-      instr(Opcode::Band, {c(4)}, {bd}),
-  };
-  a.functions = {fn};
-  a.microbatchProgram = {0};
-  exposeArena(a, p);
-  auto ex = create(a, "");
+  const TypedMovement m = typedMovementArtifact();
+  const TensorRef &f = m.f, &tr = m.tr, &lt = m.lt, &wh = m.wh, &sum = m.sum,
+                  &cat = m.cat, &sl = m.sl, &ga = m.ga, &i32 = m.i32,
+                  &cp = m.cp, &bc = m.bc, &st = m.st, &tri = m.tri, &cs = m.cs,
+                  &csf = m.csf, &bd = m.bd;
+  auto ex = create(m.a, "");
   ASSERT_TRUE(ex);
   ASSERT_TRUE(ex->runMicrobatch(nullptr, nullptr, 1.0f, nullptr).ok());
   auto vec = [&](const TensorRef &r, auto tag) {
