@@ -458,15 +458,6 @@ void zeroIfWritten(const Step &s) {
       std::memset(r.p, 0, size_t(r.n) * sizeof(float));
 }
 
-bool isNormGradInput(Opcode op) {
-  return op == Opcode::LayerNormGradInput || op == Opcode::RMSNormGradInput;
-}
-
-/// dy of a norm gradient op: (x, scale, dy) or (x, dy).
-const Ref &normDy(const Step &s) {
-  return s.in[isNormGradInput(s.ins->op) ? 2 : 1];
-}
-
 } // namespace
 
 void Executor::Impl::pairNormGrads(std::vector<Step> &steps) {
@@ -482,25 +473,18 @@ void Executor::Impl::pairNormGrads(std::vector<Step> &steps) {
 void Executor::Impl::normGrad(const Step &s) {
   using namespace cpu;
   // The forward saved no statistics: recompute them.
-  const Step *gin = isNormGradInput(s.ins->op) ? &s : s.partner;
-  const Step *gpar = isNormGradInput(s.ins->op) ? s.partner : &s;
   if (s.partner)
     zeroIfWritten(*s.partner);
-  const float *x = s.in[0].f(), *dy = normDy(s).f();
-  const float *scale = gin ? gin->in[1].f() : nullptr;
-  float *dx = gin ? gin->out[0].f() : nullptr;
-  float *dscale = gpar ? gpar->out[0].f() : nullptr;
-  const float eps = float(s.ins->floats[0]);
+  const detail::NormGradCall c = detail::normGradCall(s);
   float *stat0 = scratch[0].data(), *stat1 = scratch[1].data();
-  const Opcode op = s.ins->op;
-  if (op == Opcode::LayerNormGradInput || op == Opcode::LayerNormGradParams) {
-    layer_norm_forward(x, nullptr, nullptr, nullptr, stat0, stat1, s.d0, s.d1,
-                       eps);
-    layer_norm_backward(x, scale, stat0, stat1, dy, dx, dscale,
-                        gpar ? gpar->out[1].f() : nullptr, s.d0, s.d1);
+  if (c.layerNorm) {
+    layer_norm_forward(c.x, nullptr, nullptr, nullptr, stat0, stat1, s.d0,
+                       s.d1, c.eps);
+    layer_norm_backward(c.x, c.scale, stat0, stat1, c.dy, c.dx, c.dscale,
+                        c.dbias, s.d0, s.d1);
   } else {
-    rms_norm_forward(x, nullptr, nullptr, stat0, s.d0, s.d1, eps);
-    rms_norm_backward(x, scale, stat0, dy, dx, dscale, s.d0, s.d1);
+    rms_norm_forward(c.x, nullptr, nullptr, stat0, s.d0, s.d1, c.eps);
+    rms_norm_backward(c.x, c.scale, stat0, c.dy, c.dx, c.dscale, s.d0, s.d1);
   }
 }
 

@@ -72,6 +72,35 @@ inline cpu::AttentionParams attentionNow(const Step &s, size_t maskOperand) {
   return p;
 }
 
+/// What a norm-gradient kernel call takes, from an input-gradient op
+/// (x, scale, dy) -> dx or a parameter-gradient op (x, dy) -> (dscale[,
+/// dbias]) and its fused partner (Instruction::kFusedWithNext), which the
+/// one call also computes. Absent results are nullptr.
+struct NormGradCall {
+  bool layerNorm = false;
+  const float *x = nullptr, *scale = nullptr, *dy = nullptr;
+  float *dx = nullptr, *dscale = nullptr, *dbias = nullptr;
+  float eps = 0.0f;
+};
+inline NormGradCall normGradCall(const Step &s) {
+  const Opcode op = s.ins->op;
+  const bool input =
+      op == Opcode::LayerNormGradInput || op == Opcode::RMSNormGradInput;
+  const Step *gin = input ? &s : s.partner;
+  const Step *gpar = input ? s.partner : &s;
+  NormGradCall c;
+  c.layerNorm =
+      op == Opcode::LayerNormGradInput || op == Opcode::LayerNormGradParams;
+  c.x = s.in[0].f();
+  c.dy = s.in[input ? 2 : 1].f();
+  c.scale = gin ? gin->in[1].f() : nullptr;
+  c.dx = gin ? gin->out[0].f() : nullptr;
+  c.dscale = gpar ? gpar->out[0].f() : nullptr;
+  c.dbias = gpar && c.layerNorm ? gpar->out[1].f() : nullptr;
+  c.eps = float(s.ins->floats[0]);
+  return c;
+}
+
 /// Where a device executor's buffers live and its instructions run (the CPU
 /// executor needs none of this: its memory is the host's and its bindings
 /// are in Executor.cpp). Pointers it hands out are device addresses; the

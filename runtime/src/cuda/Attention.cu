@@ -578,8 +578,6 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks)
 
 int64_t ceilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-uint64_t align256(uint64_t bytes) { return (bytes + 255) / 256 * 256; }
-
 /// Shared memory of each kernel, in bytes (the layouts in the kernels).
 constexpr size_t forwardSmem(int DP, bool out) {
   const int P = tilePitch(DP), STR = streamRows(DP);

@@ -51,10 +51,6 @@ Storage storageOf(DType t) {
 
 DevTensor dev(const Ref &r) { return DevTensor{r.p, storageOf(r.dt), r.s}; }
 
-bool isNormGradInput(Opcode op) {
-  return op == Opcode::LayerNormGradInput || op == Opcode::RMSNormGradInput;
-}
-
 /// Whether an instruction's kernel records data errors.
 bool recordsErrors(Opcode op) {
   switch (op) {
@@ -598,22 +594,13 @@ template <> Status bind<Opcode::LinearGradWeight>(Ctx &c) {
 /// partner (Instruction::kFusedWithNext) run as one call, which recomputes
 /// the statistics once.
 Status normGrad(Ctx &c) {
-  const Step &s = c.s;
-  const Step *gin = isNormGradInput(s.ins->op) ? &s : s.partner;
-  const Step *gpar = isNormGradInput(s.ins->op) ? s.partner : &s;
-  const float *x = s.in[0].f();
-  const float *dy = s.in[isNormGradInput(s.ins->op) ? 2 : 1].f();
-  const float *scale = gin ? gin->in[1].f() : nullptr;
-  float *dx = gin ? gin->out[0].f() : nullptr;
-  float *dscale = gpar ? gpar->out[0].f() : nullptr;
-  const float eps = float(s.ins->floats[0]);
-  const Opcode op = s.ins->op;
-  if (op == Opcode::LayerNormGradInput || op == Opcode::LayerNormGradParams)
-    return layer_norm_backward<float>(x, scale, dy, dx, dscale,
-                                      gpar ? gpar->out[1].f() : nullptr, s.d0,
-                                      s.d1, eps, c.b.workspace(), c.stream);
-  return rms_norm_backward<float>(x, scale, dy, dx, dscale, s.d0, s.d1, eps,
-                                  c.b.workspace(), c.stream);
+  const detail::NormGradCall n = detail::normGradCall(c.s);
+  if (n.layerNorm)
+    return layer_norm_backward<float>(n.x, n.scale, n.dy, n.dx, n.dscale,
+                                      n.dbias, c.s.d0, c.s.d1, n.eps,
+                                      c.b.workspace(), c.stream);
+  return rms_norm_backward<float>(n.x, n.scale, n.dy, n.dx, n.dscale, c.s.d0,
+                                  c.s.d1, n.eps, c.b.workspace(), c.stream);
 }
 template <> Status bind<Opcode::LayerNormGradInput>(Ctx &c) {
   return normGrad(c);

@@ -139,6 +139,10 @@ void launch(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem,
 #endif
 }
 
+/// `bytes` rounded up to 256: the alignment of each part of a workspace
+/// (cudaMalloc's own).
+inline uint64_t align256(uint64_t bytes) { return (bytes + 255) / 256 * 256; }
+
 /// The end of every launcher: the launch's error, if any, named.
 inline Status launched(const char *kernel) {
   cudaError_t e = cudaGetLastError();

@@ -95,8 +95,6 @@ struct SortSpace {
   size_t tempBytes;
 };
 
-uint64_t align256(uint64_t b) { return (b + 255) & ~uint64_t(255); }
-
 /// The stable sort of (id, position) pairs by id, all 64 bits of the id:
 /// CUB's radix sort and the temporary bytes it needs. Emulated builds have no
 /// CUB: a host std::stable_sort gives the same order, and the temporary size

@@ -112,8 +112,6 @@ __global__ void ceBackward(const T *logits, const int64_t *targets,
   }
 }
 
-uint64_t align256(uint64_t b) { return (b + 255) & ~uint64_t(255); }
-
 } // namespace
 
 uint64_t crossEntropyWorkspaceBytes(int64_t N) {
