@@ -21,6 +21,12 @@ llvm_config.with_environment("PATH", config.llvm_tools_dir, append_path=True)
 llvm_config.add_tool_substitutions(
     ["weipipe-opt", "weipipe-data", "weipipe-run"],
     [config.weipipe_tools_dir, config.llvm_tools_dir])
+# weipipe-run on the emulated GPU (runtime/test/cuda-emu), built wherever the
+# CUDA headers are (every machine of this project).
+if os.path.exists(os.path.join(config.weipipe_tools_dir, "weipipe-run-emu")):
+    config.available_features.add("cuda-emu")
+    llvm_config.add_tool_substitutions(["weipipe-run-emu"],
+                                       [config.weipipe_tools_dir])
 
 config.environment["FILECHECK_OPTS"] = "--enable-var-scope"
 # use_default_substitutions() already maps %python to lit's own interpreter,

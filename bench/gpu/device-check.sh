@@ -88,6 +88,23 @@ if [ -f "$models/done" ]; then
       --ours-weights "$out/$m.cuda.safetensors" \
       --ref-weights "$out/$m.cpu.safetensors" --rtol 1e-5
   done
+  # Pipelines on one GPU (the 4 ranks' streams run concurrently there, which
+  # the CI's emulation cannot show): 4-rank WeiPipe-Interleave against
+  # single-rank on the GPU, to the last bit (--rtol 0) as on the CPU, in
+  # fp32 and in bf16 (the same kernels on the same shapes either way).
+  for prec in fp32 bf16; do
+    for m in single4 wi4; do
+      step "pipe-$m-$prec" 120 "$run" "$models/llama-$m.wpp" \
+        --data "$models/llama.bin" "${flags[@]}" --device cuda \
+        --precision "$prec" --log "$out/pipe-$m.$prec.jsonl" \
+        --save-weights "$out/pipe-$m.$prec.safetensors"
+    done
+    step "pipe-check-$prec" 60 python3 test/e2e/Inputs/compare_runs.py \
+      --ours-log "$out/pipe-wi4.$prec.jsonl" \
+      --ref-log "$out/pipe-single4.$prec.jsonl" \
+      --ours-weights "$out/pipe-wi4.$prec.safetensors" \
+      --ref-weights "$out/pipe-single4.$prec.safetensors" --rtol 0
+  done
   bflags=(--steps 50 --lr 3e-3 --lr-schedule cosine --warmup-steps 5
     --grad-clip 1.0 --weight-decay 0.1 --data-order shuffle --quiet)
   step bytes-cpu 240 "$run" "$models/gpt2-bytes.wpp" \

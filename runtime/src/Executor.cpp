@@ -1180,8 +1180,6 @@ std::unique_ptr<Executor> Executor::create(const Artifact &a,
                 " needs a GPU (--device cuda): the CPU computes in fp32");
   std::unique_ptr<DeviceBackend> device;
   if (options.device == Device::Cuda) {
-    if (holds)
-      return fail("pipeline ranks run on the CPU only for now");
     device = detail::makeCudaBackend(options.precision, &problem);
     if (!device)
       return fail(problem);
@@ -1367,6 +1365,14 @@ void Executor::bindArena(size_t function, uint8_t *base) {
 
 cpu::Status Executor::runFunction(size_t function) {
   return impl_->runFunction(function, nullptr);
+}
+
+cpu::Status Executor::synchronize() {
+  return impl_->device ? impl_->device->finish(a_) : cpu::Status();
+}
+
+detail::DeviceBackend *detail::deviceBackend(Executor &e) {
+  return e.impl_->device.get();
 }
 
 void Executor::bindParam(size_t index, float *value, float *grad) {

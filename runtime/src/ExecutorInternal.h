@@ -136,6 +136,46 @@ public:
                                const std::vector<cpu::AdamWConfig> &configs,
                                int64_t step, double gradClip,
                                double *gradNorm) = 0;
+
+  // What a pipeline rank on the device needs besides the instructions
+  // (train/Pipeline.cpp): its slots and arena instances are device buffers
+  // from allocate(), moved and combined on the compute stream, in order
+  // with the instructions.
+
+  /// dst := src (device to device), dst += src (n floats).
+  virtual Status copy(void *dst, const void *src, uint64_t bytes) = 0;
+  virtual Status accumulate(float *dst, const float *src, int64_t n) = 0;
+  /// sums[i] := the sum of squares of tensors[i] (n[i] floats), each as
+  /// the single-rank optimizer's norm adds it; waits for the result.
+  virtual Status sumsOfSquares(const std::vector<const float *> &tensors,
+                               const std::vector<int64_t> &n,
+                               std::vector<double> *sums) = 0;
+  /// One AdamW step of the parameters with a value and a gradient, their
+  /// gradients scaled by `scale` (the clipping factor the ranks agreed on).
+  virtual Status adamw(std::vector<ParamBuffers> &params,
+                       const std::vector<cpu::AdamWConfig> &configs,
+                       int64_t step, float scale) = 0;
+
+  /// Transfers between ranks on one device (the `local` transport's device
+  /// side): a second stream per rank carries them, ordered against the
+  /// compute stream by events; the host never waits for either.
+  /// A fence: everything enqueued before it (an event), complete when it
+  /// is; shared by the ranks that wait for it.
+  using Fence = std::shared_ptr<void>;
+  /// *out: everything enqueued on the compute stream so far.
+  virtual Status fence(Fence *out) = 0;
+  /// Makes the compute stream wait for `f` (null: nothing).
+  virtual Status await(const Fence &f) = 0;
+  /// After everything enqueued on the compute stream so far: copies `bytes`
+  /// at `src` into a new device buffer (*staging), on the transfer stream;
+  /// *done: the copy's fence.
+  virtual Status stageOut(const void *src, uint64_t bytes, void **staging,
+                          Fence *done) = 0;
+  /// After the fences `after` (another rank's stageOut; the point from
+  /// which `dst` was free): copies `staging` into `dst` and frees it, on
+  /// the transfer stream; *done: the copy's fence.
+  virtual Status stageIn(void *dst, void *staging, uint64_t bytes,
+                         const std::vector<Fence> &after, Fence *done) = 0;
 };
 
 /// The CUDA backend on the current device, or nullptr with *error set (no

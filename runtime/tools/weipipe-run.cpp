@@ -70,7 +70,8 @@ under the reference trainer's contract (python/weipipe/reference/README.md).
   --threads N              kernel threads (default: the number of cores),
                            divided among the ranks of a pipeline artifact
   --device D               cpu | cuda (default cpu): where the kernels run;
-                           cuda trains single-rank artifacts for now
+                           on cuda every rank of a pipeline shares the one
+                           GPU (LOCAL_RANK picks it)
   --precision P            fp32 | bf16 (default: bf16 on cuda, fp32 on cpu):
                            bf16 multiplies on bf16 tensor cores, keeping fp32
                            weights, gradients, AdamW state and losses
@@ -472,10 +473,6 @@ int main(int argc, char **argv) {
   if (!pipeline && a.ranks != 1)
     fail(o.artifact + " is rank " + std::to_string(a.rank) + " of " +
          std::to_string(a.ranks) + " without rank programs");
-  if (pipeline && o.device != Device::Cpu)
-    fail("--device cuda trains single-rank artifacts for now; " + o.artifact +
-         " is a " + std::to_string(a.ranks) + "-rank pipeline (schedule " +
-         a.schedule + ")");
   if (pipeline && !o.dumpLogits.empty())
     fail("--dump-logits needs a single-rank artifact (compile without "
          "--ranks/--schedule)");
@@ -543,7 +540,8 @@ int main(int argc, char **argv) {
   std::unique_ptr<PipelineTrainer> pipe;
   if (pipeline) {
     pipe = PipelineTrainer::create(a, dirName(o.artifact), *windows, optimizer,
-                                   threads, &error, o.memoryLimit);
+                                   threads, &error, o.memoryLimit,
+                                   {o.device, *o.precision});
     if (!pipe)
       fail(error);
   } else {
@@ -559,16 +557,17 @@ int main(int argc, char **argv) {
     return pipe ? pipe->bytesAllocated()
                 : ex->bytesAllocated() + trainer->optimizerBytes();
   };
-  // Host copies of a device executor's parameters, made when they are read.
+  // Host copies of the parameters of a device executor or of a pipeline's
+  // ranks, made when they are read.
   std::vector<std::vector<float>> hostParams;
   auto paramValue = [&](size_t i) -> const float * {
-    if (pipe)
-      return pipe->paramValue(i);
-    if (!ex->onDevice())
+    if (!pipe && !ex->onDevice())
       return ex->params()[i].value;
     hostParams.resize(a.params.size());
-    hostParams[i].resize(size_t(ex->params()[i].numel));
-    if (cpu::Status st = ex->readParameter(i, hostParams[i].data()); !st.ok())
+    hostParams[i].resize(size_t(a.params[i].numel()));
+    cpu::Status st = pipe ? pipe->readParameter(i, hostParams[i].data())
+                          : ex->readParameter(i, hostParams[i].data());
+    if (!st.ok())
       fail("reading parameter '" + a.params[i].name + "': " + st.message());
     return hostParams[i].data();
   };
@@ -594,7 +593,7 @@ int main(int argc, char **argv) {
         tokens->describe().c_str(), (unsigned long long)windows->count(),
         (long long)(S + 1), dataOrderName(o.order), (long long)dataSeed,
         threads, (long long)o.steps,
-        ex ? ex->deviceDescription().c_str() : "cpu",
+        (ex ? ex->deviceDescription() : pipe->deviceDescription()).c_str(),
         precisionName(*o.precision));
   }
 

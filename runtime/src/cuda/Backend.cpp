@@ -22,7 +22,9 @@
 #include "weipipe/runtime/cuda/Primitives.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdlib>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -222,6 +224,54 @@ public:
                        int64_t step, double gradClip,
                        double *gradNorm) override;
 
+  Status copy(void *dst, const void *src, uint64_t bytes) override {
+    if (bytes && dst != src)
+      WP_CUDA_TRY(
+          cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream()));
+    return Status();
+  }
+
+  Status accumulate(float *dst, const float *src, int64_t n) override {
+    return cuda::accumulate(src, dst, n, stream());
+  }
+
+  Status sumsOfSquares(const std::vector<const float *> &tensors,
+                       const std::vector<int64_t> &n,
+                       std::vector<double> *sums) override;
+  Status adamw(std::vector<ParamBuffers> &params,
+               const std::vector<cpu::AdamWConfig> &configs, int64_t step,
+               float scale) override;
+
+  Status fence(Fence *out) override { return fence(stream(), out); }
+
+  Status await(const Fence &f) override {
+    return f ? static_cast<const Event *>(f.get())->makeWait(stream())
+             : Status();
+  }
+
+  Status stageOut(const void *src, uint64_t bytes, void **staging,
+                  Fence *done) override {
+    Fence computed;
+    WP_TRY(fence(&computed));
+    WP_TRY(transferAfter({computed}));
+    WP_CUDA_TRY(cudaMallocAsync(staging, std::max<uint64_t>(bytes, 1),
+                                transfer_.get()));
+    if (bytes)
+      WP_CUDA_TRY(cudaMemcpyAsync(*staging, src, bytes,
+                                  cudaMemcpyDeviceToDevice, transfer_.get()));
+    return fence(transfer_.get(), done);
+  }
+
+  Status stageIn(void *dst, void *staging, uint64_t bytes,
+                 const std::vector<Fence> &after, Fence *done) override {
+    WP_TRY(transferAfter(after));
+    if (bytes)
+      WP_CUDA_TRY(cudaMemcpyAsync(dst, staging, bytes, cudaMemcpyDeviceToDevice,
+                                  transfer_.get()));
+    WP_CUDA_TRY(cudaFreeAsync(staging, transfer_.get()));
+    return fence(transfer_.get(), done);
+  }
+
   cudaStream_t stream() const { return stream_.get(); }
   Blas &blas() { return *blas_; }
   bool fastBf16() const { return precision_ == Precision::Bf16; }
@@ -247,6 +297,44 @@ public:
   }
 
 private:
+  /// A fence of everything enqueued on `on` so far.
+  static Status fence(cudaStream_t on, Fence *out) {
+    auto e = std::make_shared<Event>();
+    WP_TRY(e->create());
+    WP_TRY(e->record(on));
+    *out = std::move(e);
+    return Status();
+  }
+  /// The transfer stream (made at the first transfer) waits for `after`.
+  Status transferAfter(const std::vector<Fence> &after) {
+    if (!transfer_.get()) {
+      WP_TRY(transfer_.createUrgent());
+      // Staging buffers come from the device's stream-ordered pool; keep
+      // what it frees instead of returning it at every synchronization.
+      cudaMemPool_t pool;
+      WP_CUDA_TRY(cudaDeviceGetDefaultMemPool(&pool, info_.index));
+      uint64_t keep = UINT64_MAX;
+      WP_CUDA_TRY(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold,
+                                          &keep));
+    }
+    for (const Fence &f : after)
+      if (f)
+        WP_TRY(static_cast<const Event *>(f.get())->makeWait(transfer_.get()));
+    return Status();
+  }
+  /// The AdamW moments of the parameters with values, laid out as they
+  /// are (64-byte aligned each): m at moments_ + at[i], v `floats` later.
+  Status momentLayout(const std::vector<ParamBuffers> &params,
+                      std::vector<uint64_t> *at, uint64_t *floats);
+  /// The norm's scratch: the squared norm (double), the clipping factor,
+  /// the norm, then the partial sums.
+  Status normSpace();
+  /// AdamW over every parameter with a value and a gradient, the gradient
+  /// scaled by *scale (device; nullptr: 1).
+  Status adamwAll(std::vector<ParamBuffers> &params,
+                  const std::vector<cpu::AdamWConfig> &configs, int64_t step,
+                  const float *scale);
+
   uint64_t workspaceFor(const Step &s) const {
     switch (s.ins->op) {
     case Opcode::LayerNormGradInput:
@@ -269,6 +357,7 @@ private:
   Precision precision_ = Precision::Fp32;
   DeviceInfo info_;
   Stream stream_;
+  Stream transfer_; // made at the first transfer
   std::unique_ptr<Blas> blas_;
   std::vector<DeviceBuffer> buffers_;
   void *workspace_ = nullptr;
@@ -278,6 +367,7 @@ private:
   // scratch, made on the first step.
   float *moments_ = nullptr;
   uint8_t *normSpace_ = nullptr;
+  DeviceBuffer sumsBuffer_; // a pipeline rank's per-parameter sums
 };
 
 //===----------------------------------------------------------------------===//
@@ -670,26 +760,53 @@ Status CudaBackend::run(Step &s) {
   return Status::error("unknown opcode " + std::to_string(unsigned(s.ins->op)));
 }
 
+Status CudaBackend::momentLayout(const std::vector<ParamBuffers> &params,
+                                 std::vector<uint64_t> *at, uint64_t *floats) {
+  *floats = 0;
+  for (const ParamBuffers &p : params) {
+    at->push_back(*floats);
+    if (p.value) // a pipeline rank's parameters of other ranks have none
+      *floats += uint64_t(p.numel + 15) / 16 * 16; // 64-byte aligned
+  }
+  if (!moments_) {
+    uint8_t *m = nullptr;
+    WP_TRY(allocate(2 * std::max<uint64_t>(*floats, 1) * sizeof(float),
+                    "the AdamW state", &m));
+    moments_ = reinterpret_cast<float *>(m);
+  }
+  return Status();
+}
+
+Status CudaBackend::normSpace() {
+  if (!normSpace_)
+    WP_TRY(allocate(256 + sumOfSquaresWorkspaceBytes(), "the gradient norm",
+                    &normSpace_));
+  return Status();
+}
+
+Status CudaBackend::adamwAll(std::vector<ParamBuffers> &params,
+                             const std::vector<cpu::AdamWConfig> &configs,
+                             int64_t step, const float *scale) {
+  std::vector<uint64_t> at;
+  uint64_t floats = 0;
+  WP_TRY(momentLayout(params, &at, &floats));
+  for (size_t i = 0; i < params.size(); ++i) {
+    ParamBuffers &p = params[i];
+    if (!p.value || !p.grad || p.numel == 0)
+      continue;
+    float *m = moments_ + at[i], *v = moments_ + floats + at[i];
+    WP_TRY(adamw_step(p.value, p.grad, m, v, p.numel,
+                      adamwCoefficients(configs[i], step), scale, nullptr,
+                      stream()));
+  }
+  return Status();
+}
+
 Status CudaBackend::optimizerStep(std::vector<ParamBuffers> &params,
                                   const std::vector<cpu::AdamWConfig> &configs,
                                   int64_t step, double gradClip,
                                   double *gradNorm) {
-  // Offsets of each parameter's moments, laid out as the parameters.
-  std::vector<uint64_t> at;
-  uint64_t floats = 0;
-  for (const ParamBuffers &p : params) {
-    at.push_back(floats);
-    floats += uint64_t(p.numel + 15) / 16 * 16; // 64-byte aligned
-  }
-  if (!moments_) {
-    uint8_t *m = nullptr;
-    WP_TRY(allocate(2 * std::max<uint64_t>(floats, 1) * sizeof(float),
-                    "the AdamW state", &m));
-    moments_ = reinterpret_cast<float *>(m);
-    // The squared norm (double), the clipping factor, the norm, partials.
-    WP_TRY(allocate(256 + sumOfSquaresWorkspaceBytes(), "the gradient norm",
-                    &normSpace_));
-  }
+  WP_TRY(normSpace());
   double *sumsq = reinterpret_cast<double *>(normSpace_);
   float *scale = reinterpret_cast<float *>(normSpace_ + 8);
   double *norm = reinterpret_cast<double *>(normSpace_ + 16);
@@ -701,17 +818,41 @@ Status CudaBackend::optimizerStep(std::vector<ParamBuffers> &params,
       WP_TRY(sum_of_squares(p.grad, p.numel, sumsq, partials, stream()));
   WP_TRY(
       clip_scale(sumsq, gradClip > 0 ? gradClip : 1.0, scale, norm, stream()));
-  for (size_t i = 0; i < params.size(); ++i) {
-    ParamBuffers &p = params[i];
-    if (!p.value || !p.grad || p.numel == 0)
-      continue;
-    float *m = moments_ + at[i], *v = moments_ + floats + at[i];
-    WP_TRY(adamw_step(p.value, p.grad, m, v, p.numel,
-                      adamwCoefficients(configs[i], step),
-                      gradClip > 0 ? scale : nullptr, nullptr, stream()));
-  }
+  WP_TRY(adamwAll(params, configs, step, gradClip > 0 ? scale : nullptr));
   WP_TRY(download(gradNorm, norm, sizeof(double)));
   return Status();
+}
+
+Status CudaBackend::sumsOfSquares(const std::vector<const float *> &tensors,
+                                  const std::vector<int64_t> &n,
+                                  std::vector<double> *sums) {
+  sums->assign(tensors.size(), 0.0);
+  if (tensors.empty())
+    return Status();
+  WP_TRY(normSpace());
+  if (sumsBuffer_.bytes() < tensors.size() * sizeof(double))
+    WP_TRY(sumsBuffer_.allocate(tensors.size() * sizeof(double),
+                                "the gradients' sums of squares"));
+  double *dev = sumsBuffer_.as<double>();
+  WP_TRY(zero(dev, tensors.size() * sizeof(double)));
+  // Each into its own zeroed double: the total the single-rank norm adds to
+  // its running sum, so the host adds the same numbers in the same order.
+  for (size_t i = 0; i < tensors.size(); ++i)
+    WP_TRY(
+        sum_of_squares(tensors[i], n[i], dev + i, normSpace_ + 256, stream()));
+  return download(sums->data(), dev, tensors.size() * sizeof(double));
+}
+
+Status CudaBackend::adamw(std::vector<ParamBuffers> &params,
+                          const std::vector<cpu::AdamWConfig> &configs,
+                          int64_t step, float scale) {
+  float *dev = nullptr;
+  if (scale != 1.0f) {
+    WP_TRY(normSpace());
+    dev = reinterpret_cast<float *>(normSpace_ + 8);
+    WP_TRY(upload(dev, &scale, sizeof scale));
+  }
+  return adamwAll(params, configs, step, dev);
 }
 
 } // namespace

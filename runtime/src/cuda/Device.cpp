@@ -122,6 +122,14 @@ Status Stream::create() {
   return Status();
 }
 
+Status Stream::createUrgent() {
+  int least = 0, greatest = 0;
+  WP_CUDA_TRY(cudaDeviceGetStreamPriorityRange(&least, &greatest));
+  WP_CUDA_TRY(
+      cudaStreamCreateWithPriority(&s_, cudaStreamNonBlocking, greatest));
+  return Status();
+}
+
 Status Stream::synchronize() const {
   WP_CUDA_TRY(cudaStreamSynchronize(s_));
   return Status();

@@ -104,17 +104,20 @@ size_t sortTempBytes(int64_t n) { return size_t(n) * 24 + (size_t(1) << 20); }
 
 cudaError_t sortPairs(void *, size_t, const int64_t *keysIn, int64_t *keysOut,
                       const int32_t *valsIn, int32_t *valsOut, int n,
-                      cudaStream_t) {
-  std::vector<std::pair<int64_t, int32_t>> kv(size_t(n > 0 ? n : 0));
-  for (size_t i = 0; i < kv.size(); ++i)
-    kv[i] = {keysIn[i], valsIn[i]};
-  std::stable_sort(kv.begin(), kv.end(), [](const auto &a, const auto &b) {
-    return a.first < b.first;
+                      cudaStream_t stream) {
+  // In stream order, as CUB's kernels would run.
+  ::weipipe::emu::enqueue(stream, [=] {
+    std::vector<std::pair<int64_t, int32_t>> kv(size_t(n > 0 ? n : 0));
+    for (size_t i = 0; i < kv.size(); ++i)
+      kv[i] = {keysIn[i], valsIn[i]};
+    std::stable_sort(kv.begin(), kv.end(), [](const auto &a, const auto &b) {
+      return a.first < b.first;
+    });
+    for (size_t i = 0; i < kv.size(); ++i) {
+      keysOut[i] = kv[i].first;
+      valsOut[i] = kv[i].second;
+    }
   });
-  for (size_t i = 0; i < kv.size(); ++i) {
-    keysOut[i] = kv[i].first;
-    valsOut[i] = kv[i].second;
-  }
   return cudaSuccess;
 }
 #else

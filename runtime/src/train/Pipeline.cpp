@@ -6,6 +6,7 @@
 
 #include "weipipe/runtime/train/Pipeline.h"
 
+#include "../ExecutorInternal.h"
 #include "weipipe/runtime/RankMemory.h"
 #include "weipipe/runtime/transport/Transport.h"
 
@@ -21,36 +22,103 @@ namespace weipipe::rt::train {
 
 namespace {
 
-/// A 64-byte aligned block of bytes, zero-filled.
-class Buffer {
+/// A block of a rank's memory (a slot, an arena instance): host memory, or
+/// device memory that the executor's backend owns. Memory allocates it.
+struct Buffer {
+  uint8_t *p = nullptr;
+  uint64_t size = 0;
+  uint8_t *data() const { return p; }
+  float *f() const { return reinterpret_cast<float *>(p); }
+};
+
+/// Where a rank's blocks live and how their bytes move: host memory and
+/// memcpy, or the GPU of the rank's executor (detail::DeviceBackend), where
+/// every copy is enqueued on its compute stream in order with the
+/// instructions and the host does not wait.
+class Memory {
 public:
-  Buffer() = default;
-  Buffer(const Buffer &) = delete;
-  Buffer &operator=(const Buffer &) = delete;
-  ~Buffer() { std::free(p_); }
-  bool allocate(uint64_t bytes) {
-    const uint64_t n = alignedBytes(std::max<uint64_t>(bytes, 1));
-    p_ = static_cast<uint8_t *>(std::aligned_alloc(64, n));
-    if (p_)
-      std::memset(p_, 0, n);
-    size_ = bytes;
-    return p_ != nullptr;
+  explicit Memory(detail::DeviceBackend *device) : dev_(device) {}
+  Memory(const Memory &) = delete;
+  Memory &operator=(const Memory &) = delete;
+  ~Memory() {
+    for (void *p : host_)
+      std::free(p);
   }
-  uint8_t *data() const { return p_; }
-  float *f() const { return reinterpret_cast<float *>(p_); }
-  uint64_t size() const { return size_; }
+  detail::DeviceBackend *device() const { return dev_; }
+
+  /// `bytes` zeroed bytes, 64-byte aligned (256 on a device).
+  Status allocate(uint64_t bytes, const std::string &what, Buffer *b) {
+    b->size = bytes;
+    if (dev_)
+      return dev_->allocate(std::max<uint64_t>(bytes, 1), what, &b->p);
+    const uint64_t n = alignedBytes(std::max<uint64_t>(bytes, 1));
+    b->p = static_cast<uint8_t *>(std::aligned_alloc(64, n));
+    if (!b->p)
+      return Status::error("cannot allocate " + what + " of " +
+                           std::to_string(bytes) + " bytes");
+    host_.push_back(b->p);
+    std::memset(b->p, 0, n);
+    return {};
+  }
+  Status copy(void *dst, const void *src, uint64_t bytes) {
+    if (dev_)
+      return dev_->copy(dst, src, bytes);
+    if (bytes)
+      std::memmove(dst, src, size_t(bytes));
+    return {};
+  }
+  Status zero(void *dst, uint64_t bytes) {
+    if (dev_)
+      return dev_->zero(dst, bytes);
+    std::memset(dst, 0, size_t(bytes));
+    return {};
+  }
+  /// dst[i] += src[i] for n floats.
+  Status add(float *dst, const float *src, uint64_t n) {
+    if (dev_)
+      return dev_->accumulate(dst, src, int64_t(n));
+    for (uint64_t i = 0; i < n; ++i)
+      dst[i] += src[i];
+    return {};
+  }
+  /// Host memory into the rank's, and back; both complete on return.
+  Status upload(void *dst, const void *host, uint64_t bytes) {
+    return dev_ ? dev_->upload(dst, host, bytes) : copy(dst, host, bytes);
+  }
+  Status download(void *host, const void *src, uint64_t bytes) {
+    return dev_ ? dev_->download(host, src, bytes) : copy(host, src, bytes);
+  }
 
 private:
-  uint8_t *p_ = nullptr;
-  uint64_t size_ = 0;
+  detail::DeviceBackend *dev_;
+  std::vector<void *> host_;
+};
+
+/// What a device rank sends through the transport in place of the bytes:
+/// a staged copy of them on the same GPU, and the fence of that copy,
+/// which the receiver takes over (detail::DeviceBackend::stageOut).
+struct Handoff {
+  void *staging = nullptr;
+  uint64_t bytes = 0;
+  detail::DeviceBackend::Fence *ready = nullptr; ///< owned by the receiver
+};
+
+/// One posted transfer of a program (a token): its requests and, on a
+/// device, where its receives go and what its sends must finish before the
+/// slots they read are written again.
+struct Transfer {
+  std::vector<transport::Request> reqs;
+  std::vector<Handoff> handoffs; ///< a device receive's, filled by the wait
+  std::vector<Buffer *> into;
+  std::vector<uint64_t> bytes;
+  std::vector<detail::DeviceBackend::Fence> fences; ///< sends' copies
+  detail::DeviceBackend::Fence posted; ///< receives: the slots were free
 };
 
 double seconds(std::chrono::steady_clock::time_point a,
                std::chrono::steady_clock::time_point b) {
   return std::chrono::duration<double>(b - a).count();
 }
-
-std::string bytesText(uint64_t b) { return std::to_string(b) + " bytes"; }
 
 } // namespace
 
@@ -59,7 +127,7 @@ class Rank {
 public:
   Rank(const Artifact &a, int rank, Executor &ex, OptimizerConfig config)
       : a_(a), r_(rank), prog_(a.programs[size_t(rank)]), ex_(ex),
-        config_(config) {}
+        config_(config), mem_(detail::deviceBackend(ex)) {}
 
   Status init();
   /// One optimizer step; `counts[m]` the targets micro-batch m counts, the
@@ -82,6 +150,7 @@ private:
   const RankProgram &prog_;
   Executor &ex_;
   OptimizerConfig config_;
+  Memory mem_;
   std::vector<std::unique_ptr<Buffer>> slotStore_;
   std::vector<Buffer *> slots_; // what each slot label holds now (Swap)
   std::vector<std::vector<uint64_t>> layout_; // per stage: slot offsets
@@ -93,8 +162,14 @@ private:
   std::map<std::pair<size_t, int>, std::unique_ptr<Buffer>> live_;
   InstanceLifetimes lifetimes_;
   RankStats stepStart_; // the figures when the step began
-  std::map<int, std::vector<transport::Request>> tokens_;
+  std::map<int, Transfer> tokens_;
   std::vector<uint64_t> sendSeq_, recvSeq_; // per peer: message tags
+  // The step's data in the rank's memory, written once per step: every
+  // micro-batch's token ids and targets, its loss weight (its share of the
+  // step's targets), and the losses the forwards compute.
+  Buffer stepData_;
+  uint64_t idsAt_ = 0, targetsAt_ = 0, weightsAt_ = 0, lossesAt_ = 0;
+  std::vector<bool> lossHere_;              // per micro-batch: ours
   std::vector<float> losses_;               // per micro-batch (NaN: not ours)
   std::vector<std::vector<float>> m_, v_;   // AdamW state of owned params
   std::vector<bool> gradsStaged_; // params whose step gradient is in place
@@ -107,15 +182,26 @@ private:
   }
   void release(size_t s, int m);
   void bindParams(size_t s, Buffer *weights, Buffer *grads);
-  void writeInputs(size_t s, uint8_t *base, int m,
-                   const std::vector<std::vector<int64_t>> &ids,
-                   const std::vector<std::vector<int64_t>> &targets);
+  Status writeInputs(size_t s, uint8_t *base, int m);
   Status run(size_t s, int32_t fn, int m);
-  Status forward(const Action &ac, const std::vector<int64_t> &counts,
-                 int64_t total, const std::vector<std::vector<int64_t>> &ids,
-                 const std::vector<std::vector<int64_t>> &targets);
+  /// Copies `fromRefs` of the instance at `from` into `to` at the places of
+  /// `toRefs` (another stage's, equal shapes).
+  Status copyRefs(const std::vector<TensorRef> &fromRefs, const uint8_t *from,
+                  const std::vector<TensorRef> &toRefs, uint8_t *to);
+  /// Packs `refs` of an instance into a slot laid out by `layout`, or back.
+  Status pack(const std::vector<TensorRef> &refs,
+              const std::vector<uint64_t> &layout, const uint8_t *base,
+              uint8_t *slot);
+  Status unpack(const std::vector<TensorRef> &refs,
+                const std::vector<uint64_t> &layout, const uint8_t *slot,
+                uint8_t *base);
+  Status forward(const Action &ac);
   Status backward(const Action &ac, bool input, bool weight);
   Status runEnd(size_t s, int m, bool input, bool weight);
+  /// Posts the sends or receives of a Send/Recv action.
+  Status post(transport::Transport &t, const Action &ac);
+  /// Completes a token's transfers.
+  Status complete(transport::Transport &t, Transfer &x);
   /// Frees the instances `effects` settle for good.
   void settle(const InstanceEffects &effects, int m);
   Status finishStep(transport::Transport &t, int64_t step,
@@ -132,9 +218,9 @@ uint64_t Rank::bytes() const {
 Status Rank::init() {
   for (const Slot &s : prog_.slots) {
     auto b = std::make_unique<Buffer>();
-    if (!b->allocate(s.bytes))
-      return Status::error("cannot allocate slot '" + s.label + "' of " +
-                           bytesText(s.bytes));
+    if (Status e = mem_.allocate(s.bytes, "slot '" + s.label + "'", b.get());
+        !e.ok())
+      return e;
     stats.allocated.slotBytes += s.bytes;
     slots_.push_back(b.get());
     slotStore_.push_back(std::move(b));
@@ -166,15 +252,28 @@ Status Rank::init() {
     if (ownsParam[i])
       stats.allocated.optimizerBytes +=
           2 * uint64_t(a_.params[i].numel()) * sizeof(float);
-  if (Status e = allocating("the AdamW state", stats.allocated.optimizerBytes,
-                            [&] {
-                              for (size_t i = 0; i < a_.params.size(); ++i)
-                                if (ownsParam[i]) {
-                                  const size_t n = size_t(a_.params[i].numel());
-                                  m_[i].assign(n, 0.0f);
-                                  v_[i].assign(n, 0.0f);
-                                }
-                            });
+  // On a device the backend keeps the moments (made at the first step).
+  if (!mem_.device())
+    if (Status e = allocating("the AdamW state", stats.allocated.optimizerBytes,
+                              [&] {
+                                for (size_t i = 0; i < a_.params.size(); ++i)
+                                  if (ownsParam[i]) {
+                                    const size_t n =
+                                        size_t(a_.params[i].numel());
+                                    m_[i].assign(n, 0.0f);
+                                    v_[i].assign(n, 0.0f);
+                                  }
+                              });
+        !e.ok())
+      return e;
+  const uint64_t N = a_.microbatches, T = uint64_t(a_.batch * a_.seq);
+  idsAt_ = 0;
+  targetsAt_ = alignedBytes(N * T * sizeof(int64_t));
+  weightsAt_ = targetsAt_ + alignedBytes(N * T * sizeof(int64_t));
+  lossesAt_ = weightsAt_ + alignedBytes(N * sizeof(float));
+  if (Status e =
+          mem_.allocate(lossesAt_ + N * sizeof(float),
+                        "the step's token ids, targets and losses", &stepData_);
       !e.ok())
     return e;
   sendSeq_.assign(a_.ranks, 0);
@@ -207,10 +306,11 @@ Status Rank::acquire(size_t s, int m) {
     free_[s].pop_back();
   } else {
     b = std::make_unique<Buffer>();
-    if (!b->allocate(stage(s).arenaBytes))
-      return Status::error("cannot allocate an arena instance of stage '" +
-                           stage(s).name + "' (" +
-                           bytesText(stage(s).arenaBytes) + ")");
+    if (Status e = mem_.allocate(
+            stage(s).arenaBytes,
+            "an arena instance of stage '" + stage(s).name + "'", b.get());
+        !e.ok())
+      return e;
     ++stats.allocated.instances[s];
     stats.allocated.activationBytes += stage(s).arenaBytes;
   }
@@ -234,15 +334,17 @@ void Rank::bindParams(size_t s, Buffer *weights, Buffer *grads) {
                   grads ? grads->f() + layout_[s][k] : nullptr);
 }
 
-void Rank::writeInputs(size_t s, uint8_t *base, int m,
-                       const std::vector<std::vector<int64_t>> &ids,
-                       const std::vector<std::vector<int64_t>> &targets) {
+Status Rank::writeInputs(size_t s, uint8_t *base, int m) {
+  const uint64_t T = uint64_t(a_.batch * a_.seq);
   for (const Input &in : stage(s).inputs) {
-    const std::vector<int64_t> &src =
-        in.role == InputRole::Tokens ? ids[size_t(m)] : targets[size_t(m)];
-    std::memcpy(base + in.ref.offset, src.data(),
-                size_t(in.ref.numel()) * sizeof(int64_t));
+    const uint64_t at = (in.role == InputRole::Tokens ? idsAt_ : targetsAt_) +
+                        uint64_t(m) * T * sizeof(int64_t);
+    if (Status e = mem_.copy(base + in.ref.offset, stepData_.data() + at,
+                             uint64_t(in.ref.numel()) * sizeof(int64_t));
+        !e.ok())
+      return e;
   }
+  return {};
 }
 
 Status Rank::run(size_t s, int32_t fn, int m) {
@@ -256,30 +358,40 @@ Status Rank::run(size_t s, int32_t fn, int m) {
   return ex_.runFunction(size_t(fn));
 }
 
-/// Copies `refs` of the instance at `from` into `to` at the same refs'
-/// places of another stage (`toRefs`, equal shapes).
-void copyRefs(const std::vector<TensorRef> &fromRefs, const uint8_t *from,
-              const std::vector<TensorRef> &toRefs, uint8_t *to) {
+Status Rank::copyRefs(const std::vector<TensorRef> &fromRefs,
+                      const uint8_t *from, const std::vector<TensorRef> &toRefs,
+                      uint8_t *to) {
   for (size_t k = 0; k < fromRefs.size() && k < toRefs.size(); ++k)
     if (fromRefs[k].present() && toRefs[k].present())
-      std::memcpy(to + toRefs[k].offset, from + fromRefs[k].offset,
-                  fromRefs[k].bytes());
+      if (Status e = mem_.copy(to + toRefs[k].offset, from + fromRefs[k].offset,
+                               fromRefs[k].bytes());
+          !e.ok())
+        return e;
+  return {};
 }
 
-/// Packs `refs` of an instance into a slot laid out by `layout`, or back.
-void pack(const std::vector<TensorRef> &refs,
-          const std::vector<uint64_t> &layout, const uint8_t *base,
-          uint8_t *slot) {
+Status Rank::pack(const std::vector<TensorRef> &refs,
+                  const std::vector<uint64_t> &layout, const uint8_t *base,
+                  uint8_t *slot) {
   for (size_t k = 0; k < refs.size(); ++k)
     if (refs[k].present())
-      std::memcpy(slot + layout[k], base + refs[k].offset, refs[k].bytes());
+      if (Status e = mem_.copy(slot + layout[k], base + refs[k].offset,
+                               refs[k].bytes());
+          !e.ok())
+        return e;
+  return {};
 }
-void unpack(const std::vector<TensorRef> &refs,
-            const std::vector<uint64_t> &layout, const uint8_t *slot,
-            uint8_t *base) {
+
+Status Rank::unpack(const std::vector<TensorRef> &refs,
+                    const std::vector<uint64_t> &layout, const uint8_t *slot,
+                    uint8_t *base) {
   for (size_t k = 0; k < refs.size(); ++k)
     if (refs[k].present())
-      std::memcpy(base + refs[k].offset, slot + layout[k], refs[k].bytes());
+      if (Status e = mem_.copy(base + refs[k].offset, slot + layout[k],
+                               refs[k].bytes());
+          !e.ok())
+        return e;
+  return {};
 }
 
 Status Rank::runEnd(size_t s, int m, bool input, bool weight) {
@@ -295,10 +407,7 @@ Status Rank::runEnd(size_t s, int m, bool input, bool weight) {
   return {};
 }
 
-Status Rank::forward(const Action &ac, const std::vector<int64_t> &counts,
-                     int64_t total,
-                     const std::vector<std::vector<int64_t>> &ids,
-                     const std::vector<std::vector<int64_t>> &targets) {
+Status Rank::forward(const Action &ac) {
   const int m = ac.microbatch;
   const size_t c = size_t(ac.chunk), C = a_.numChunks();
   const size_t s = a_.chunkStage(c);
@@ -310,14 +419,18 @@ Status Rank::forward(const Action &ac, const std::vector<int64_t> &counts,
   uint8_t *base = instance(s, m);
   if (c == 0 && pro >= 0 && ac.in < 0) {
     uint8_t *pb = instance(size_t(pro), m);
-    writeInputs(size_t(pro), pb, m, ids, targets);
+    if (Status e = writeInputs(size_t(pro), pb, m); !e.ok())
+      return e;
     bindParams(size_t(pro), nullptr, nullptr);
     if (Status e = run(size_t(pro), stage(size_t(pro)).forward, m); !e.ok())
       return e;
   }
   const Stage &st = stage(s);
   if (ac.in >= 0) {
-    unpack(st.in, inLayout_[s], slots_[size_t(ac.in)]->data(), base);
+    if (Status e =
+            unpack(st.in, inLayout_[s], slots_[size_t(ac.in)]->data(), base);
+        !e.ok())
+      return e;
   } else if (s > 0) {
     uint8_t *prev = instance(s - 1, m);
     if (!prev)
@@ -325,37 +438,49 @@ Status Rank::forward(const Action &ac, const std::vector<int64_t> &counts,
                            std::to_string(m) +
                            " has no input: its previous stage did not run "
                            "here");
-    copyRefs(stage(s - 1).out, prev, st.in, base);
+    if (Status e = copyRefs(stage(s - 1).out, prev, st.in, base); !e.ok())
+      return e;
   }
-  writeInputs(s, base, m, ids, targets);
+  if (Status e = writeInputs(s, base, m); !e.ok())
+    return e;
   bindParams(s, slots_[size_t(ac.weights)], nullptr);
   if (Status e = run(s, st.forward, m); !e.ok())
     return e;
   if (ac.out >= 0)
-    pack(st.out, outLayout_[s], base, slots_[size_t(ac.out)]->data());
-  const float weight =
-      float(double(counts[size_t(m)]) / double(std::max<int64_t>(total, 1)));
-  auto lossOf = [&](size_t ls, uint8_t *lb) {
-    float loss;
-    std::memcpy(&loss, lb + stage(ls).loss.offset, sizeof loss);
-    losses_[size_t(m)] = loss;
-    std::memcpy(lb + stage(ls).dloss.offset, &weight, sizeof weight);
+    if (Status e =
+            pack(st.out, outLayout_[s], base, slots_[size_t(ac.out)]->data());
+        !e.ok())
+      return e;
+  // The loss into the step's losses; the loss's gradient seed (this
+  // micro-batch's share of the step's targets) from the step's weights.
+  auto lossOf = [&](size_t ls, uint8_t *lb) -> Status {
+    lossHere_[size_t(m)] = true;
+    uint8_t *d = stepData_.data();
+    if (Status e = mem_.copy(d + lossesAt_ + size_t(m) * sizeof(float),
+                             lb + stage(ls).loss.offset, sizeof(float));
+        !e.ok())
+      return e;
+    return mem_.copy(lb + stage(ls).dloss.offset,
+                     d + weightsAt_ + size_t(m) * sizeof(float), sizeof(float));
   };
   if (c + 1 == C) {
     if (epi >= 0) {
       uint8_t *eb = instance(size_t(epi), m);
-      copyRefs(st.out, base, stage(size_t(epi)).in, eb);
-      writeInputs(size_t(epi), eb, m, ids, targets);
+      if (Status e = copyRefs(st.out, base, stage(size_t(epi)).in, eb); !e.ok())
+        return e;
+      if (Status e = writeInputs(size_t(epi), eb, m); !e.ok())
+        return e;
       bindParams(size_t(epi), nullptr, nullptr);
       if (Status e = run(size_t(epi), stage(size_t(epi)).forward, m); !e.ok())
         return e;
-      lossOf(size_t(epi), eb);
+      if (Status e = lossOf(size_t(epi), eb); !e.ok())
+        return e;
       // The loss's gradient right away: the epilogue's instance then holds
       // only the gradient the last chunk's backward reads.
       if (Status e = runEnd(size_t(epi), m, true, true); !e.ok())
         return e;
-    } else {
-      lossOf(s, base);
+    } else if (Status e = lossOf(s, base); !e.ok()) {
+      return e;
     }
   }
   settle(effects, m);
@@ -385,14 +510,18 @@ Status Rank::backward(const Action &ac, bool input, bool weight) {
     // The output's gradient: received, from the next stage here, or the
     // loss's (written at the forward when this stage ends the model).
     if (ac.in >= 0) {
-      unpack(st.dout, doutLayout_[s], slots_[size_t(ac.in)]->data(), base);
+      if (Status e = unpack(st.dout, doutLayout_[s],
+                            slots_[size_t(ac.in)]->data(), base);
+          !e.ok())
+        return e;
     } else if (c + 1 < C || epi >= 0) {
       uint8_t *next = instance(s + 1, m);
       if (!next)
         return Status::error("chunk " + std::to_string(c) +
                              " has no output gradient of micro-batch " +
                              std::to_string(m) + " on this rank");
-      copyRefs(stage(s + 1).din, next, st.dout, base);
+      if (Status e = copyRefs(stage(s + 1).din, next, st.dout, base); !e.ok())
+        return e;
     }
   }
   Buffer *w = ac.weights >= 0 ? slots_[size_t(ac.weights)] : nullptr;
@@ -411,18 +540,111 @@ Status Rank::backward(const Action &ac, bool input, bool weight) {
   }
   if (input) {
     if (ac.out >= 0)
-      pack(st.din, dinLayout_[s], base, slots_[size_t(ac.out)]->data());
+      if (Status e =
+              pack(st.din, dinLayout_[s], base, slots_[size_t(ac.out)]->data());
+          !e.ok())
+        return e;
     if (c == 0 && pro >= 0) {
       uint8_t *pb = instance(size_t(pro), m);
       if (!pb)
         return Status::error("no prologue of micro-batch " + std::to_string(m) +
                              " on this rank");
-      copyRefs(st.din, base, stage(size_t(pro)).dout, pb);
+      if (Status e = copyRefs(st.din, base, stage(size_t(pro)).dout, pb);
+          !e.ok())
+        return e;
       if (Status e = runEnd(size_t(pro), m, true, true); !e.ok())
         return e;
     }
   }
   settle(instanceEffects(a_, ac), m);
+  return {};
+}
+
+Status Rank::post(transport::Transport &t, const Action &ac) {
+  if (tokens_.count(ac.token))
+    return Status::error("posts token " + std::to_string(ac.token) +
+                         " again before waiting for it");
+  Transfer &x = tokens_[ac.token];
+  const size_t n = ac.slots.size();
+  x.reqs.resize(n);
+  x.handoffs.resize(n);
+  x.into.assign(n, nullptr);
+  x.bytes = ac.bytes;
+  detail::DeviceBackend *dev = mem_.device();
+  // A device receive's slots are free from here on (the schedule neither
+  // reads nor writes them until the wait): its copy may land any time.
+  if (dev && ac.op == ActionOp::Recv)
+    if (Status e = dev->fence(&x.posted); !e.ok())
+      return e;
+  for (size_t i = 0; i < n; ++i) {
+    Buffer *b = slots_[size_t(ac.slots[i])];
+    const uint64_t bytes = ac.bytes[i];
+    Status st;
+    if (ac.op == ActionOp::Recv) {
+      x.into[i] = b;
+      st = dev ? t.recv(ac.peer, recvSeq_[size_t(ac.peer)]++, &x.handoffs[i],
+                        sizeof(Handoff), &x.reqs[i])
+               : t.recv(ac.peer, recvSeq_[size_t(ac.peer)]++, b->data(),
+                        size_t(bytes), &x.reqs[i]);
+    } else if (dev) {
+      // The bytes staged on the transfer stream after what the compute
+      // stream wrote; the receiver copies them out.
+      Handoff h;
+      detail::DeviceBackend::Fence done;
+      st = dev->stageOut(b->data(), bytes, &h.staging, &done);
+      if (st.ok()) {
+        h.bytes = bytes;
+        h.ready = new detail::DeviceBackend::Fence(done);
+        x.fences.push_back(std::move(done));
+        st = t.send(ac.peer, sendSeq_[size_t(ac.peer)]++, &h, sizeof h,
+                    &x.reqs[i]);
+        if (!st.ok())
+          delete h.ready;
+      }
+    } else {
+      st = t.send(ac.peer, sendSeq_[size_t(ac.peer)]++, b->data(),
+                  size_t(bytes), &x.reqs[i]);
+    }
+    if (!st.ok())
+      return st;
+    if (ac.op == ActionOp::Send) {
+      stats.bytesSent += bytes;
+      ++stats.messagesSent;
+    }
+  }
+  return {};
+}
+
+Status Rank::complete(transport::Transport &t, Transfer &x) {
+  detail::DeviceBackend *dev = mem_.device();
+  for (size_t i = 0; i < x.reqs.size(); ++i) {
+    if (Status e = t.wait(x.reqs[i]); !e.ok())
+      return e;
+    if (!dev || !x.into[i])
+      continue;
+    // A device receive: copy the staged bytes into the slot, then the
+    // compute stream waits for that copy (the host does not).
+    Handoff &h = x.handoffs[i];
+    std::unique_ptr<detail::DeviceBackend::Fence> ready(h.ready);
+    h.ready = nullptr;
+    if (!ready || h.bytes != x.bytes[i])
+      return Status::error("rank " + std::to_string(r_) + " received " +
+                           std::to_string(h.bytes) + " bytes from rank " +
+                           std::to_string(x.reqs[i].peer) + " (tag " +
+                           std::to_string(x.reqs[i].tag) + "), expected " +
+                           std::to_string(x.bytes[i]));
+    detail::DeviceBackend::Fence done;
+    if (Status e = dev->stageIn(x.into[i]->data(), h.staging, h.bytes,
+                                {*ready, x.posted}, &done);
+        !e.ok())
+      return e;
+    if (Status e = dev->await(done); !e.ok())
+      return e;
+  }
+  // A sent slot may be written after the wait: once its bytes are staged.
+  for (const detail::DeviceBackend::Fence &f : x.fences)
+    if (Status e = dev->await(f); !e.ok())
+      return e;
   return {};
 }
 
@@ -466,6 +688,7 @@ Status Rank::finishStep(transport::Transport &t, int64_t step,
   const int P = t.size();
   const size_t N = counts.size();
   std::vector<ParamBuffers> &params = ex_.params();
+  detail::DeviceBackend *dev = mem_.device();
   // 0. Every rank's figures of this step's program, for the log.
   struct Figures {
     uint64_t bytes;
@@ -500,23 +723,27 @@ Status Rank::finishStep(transport::Transport &t, int64_t step,
     std::vector<float> mine(n), all(n * size_t(P));
     size_t at = 0;
     for (uint32_t p : ends) {
-      std::memcpy(mine.data() + at, params[p].grad,
-                  size_t(params[p].numel) * sizeof(float));
-      at += size_t(params[p].numel);
+      const size_t k = size_t(params[p].numel);
+      if (Status e = mem_.download(mine.data() + at, params[p].grad,
+                                   k * sizeof(float));
+          !e.ok())
+        return e;
+      at += k;
     }
     if (Status e = exchange(t, mine.data(), all.data(), n * sizeof(float));
         !e.ok())
       return e;
     at = 0;
     for (uint32_t p : ends) {
-      float *g = params[p].grad;
       const size_t k = size_t(params[p].numel);
-      std::memcpy(g, all.data() + at, k * sizeof(float));
+      float *g = all.data() + at; // rank 0's, then the others' added
       for (int q = 1; q < P; ++q) {
         const float *o = all.data() + size_t(q) * n + at;
         for (size_t i = 0; i < k; ++i)
           g[i] += o[i];
       }
+      if (Status e = mem_.upload(params[p].grad, g, k * sizeof(float)); !e.ok())
+        return e;
       at += k;
     }
   }
@@ -524,12 +751,36 @@ Status Rank::finishStep(transport::Transport &t, int64_t step,
   //    added in parameter order.
   const size_t np = params.size();
   std::vector<double> ss(np, 0.0), allSs(np * size_t(P), 0.0);
+  std::vector<size_t> mineSs;
   for (size_t i = 0; i < np; ++i) {
     const bool end = std::binary_search(ends.begin(), ends.end(), uint32_t(i));
     if (ownsParam[i] && (!end || r_ == 0))
+      mineSs.push_back(i);
+  }
+  if (dev) {
+    std::vector<const float *> grads;
+    std::vector<int64_t> sizes;
+    for (size_t i : mineSs) {
+      grads.push_back(params[i].grad);
+      sizes.push_back(params[i].numel);
+    }
+    std::vector<double> sums;
+    if (Status e = dev->sumsOfSquares(grads, sizes, &sums); !e.ok())
+      return e;
+    for (size_t k = 0; k < mineSs.size(); ++k)
+      ss[mineSs[k]] = sums[k];
+  } else {
+    for (size_t i : mineSs)
       ss[i] = cpu::sum_of_squares(params[i].grad, params[i].numel);
   }
   // 3. The losses of the micro-batches, from whichever rank ran them.
+  if (Status e = mem_.download(losses_.data(), stepData_.data() + lossesAt_,
+                               N * sizeof(float));
+      !e.ok())
+    return e;
+  for (size_t m = 0; m < N; ++m)
+    if (!lossHere_[m])
+      losses_[m] = std::nanf("");
   std::vector<float> allLoss(N * size_t(P));
   if (P > 1) {
     if (Status e = exchange(t, ss.data(), allSs.data(), np * sizeof(double));
@@ -573,14 +824,18 @@ Status Rank::finishStep(transport::Transport &t, int64_t step,
   const float scale = config_.gradClip > 0
                           ? cpu::clip_scale(rec->gradNorm, config_.gradClip)
                           : 1.0f;
+  std::vector<cpu::AdamWConfig> configs;
+  for (const ParamBuffers &p : params)
+    configs.push_back({rec->lr, config_.beta1, config_.beta2, config_.eps,
+                       p.desc->decay ? config_.weightDecay : 0.0});
+  if (dev) // the backend steps the parameters this rank holds: its own
+    return dev->adamw(params, configs, step + 1, scale);
   for (size_t i = 0; i < np; ++i) {
     if (!ownsParam[i])
       continue;
     ParamBuffers &p = params[i];
-    cpu::AdamWConfig c{rec->lr, config_.beta1, config_.beta2, config_.eps,
-                       p.desc->decay ? config_.weightDecay : 0.0};
-    cpu::adamw_step(p.value, p.grad, m_[i].data(), v_[i].data(), p.numel, c,
-                    step + 1, scale);
+    cpu::adamw_step(p.value, p.grad, m_[i].data(), v_[i].data(), p.numel,
+                    configs[i], step + 1, scale);
   }
   return {};
 }
@@ -593,8 +848,26 @@ Status Rank::step(transport::Transport &t, int64_t step,
   ex_.zeroGrads();
   stepStart_ = stats;
   losses_.assign(counts.size(), std::nanf(""));
+  lossHere_.assign(counts.size(), false);
   tokens_.clear();
   lifetimes_.clear();
+  // The step's data into the rank's memory, once.
+  {
+    const size_t T = size_t(a_.batch * a_.seq);
+    std::vector<uint8_t> host(size_t(lossesAt_), 0);
+    for (size_t m = 0; m < counts.size(); ++m) {
+      std::memcpy(host.data() + idsAt_ + m * T * sizeof(int64_t), ids[m].data(),
+                  T * sizeof(int64_t));
+      std::memcpy(host.data() + targetsAt_ + m * T * sizeof(int64_t),
+                  targets[m].data(), T * sizeof(int64_t));
+      const float w =
+          float(double(counts[m]) / double(std::max<int64_t>(total, 1)));
+      std::memcpy(host.data() + weightsAt_ + m * sizeof(float), &w, sizeof w);
+    }
+    if (Status e = mem_.upload(stepData_.data(), host.data(), host.size());
+        !e.ok())
+      return Status::error("step " + std::to_string(step) + ": " + e.message());
+  }
   const int C = int(a_.numChunks());
   auto where = [&](size_t k, const Action &ac) {
     std::string s = "step " + std::to_string(step) + ", action " +
@@ -613,16 +886,16 @@ Status Rank::step(transport::Transport &t, int64_t step,
       const size_t s = a_.chunkStage(size_t(ac.chunk));
       Buffer *dst = slots_[size_t(ac.slots[0])];
       const std::vector<ParamBuffers> &params = ex_.params();
-      for (size_t i = 0; i < stage(s).params.size(); ++i) {
+      for (size_t i = 0; i < stage(s).params.size() && st.ok(); ++i) {
         const ParamBuffers &p = params[stage(s).params[i]];
-        std::memcpy(dst->f() + layout_[s][i], p.value,
-                    size_t(p.numel) * sizeof(float));
+        st = mem_.copy(dst->f() + layout_[s][i], p.value,
+                       uint64_t(p.numel) * sizeof(float));
       }
       break;
     }
     case ActionOp::Zero: {
       Buffer *b = slots_[size_t(ac.slots[0])];
-      std::memset(b->data(), 0, b->size());
+      st = mem_.zero(b->data(), b->size);
       break;
     }
     case ActionOp::Swap:
@@ -635,14 +908,13 @@ Status Rank::step(transport::Transport &t, int64_t step,
           (ac.chunk >= 0 && ac.chunk < C
                ? stageSlotLayout(a_, stage(a_.chunkStage(size_t(ac.chunk))),
                                  nullptr)
-               : dst->size()) /
+               : dst->size) /
           sizeof(float);
-      for (uint64_t i = 0; i < n; ++i)
-        dst->f()[i] += src->f()[i];
+      st = mem_.add(dst->f(), src->f(), n);
       break;
     }
     case ActionOp::Forward:
-      st = forward(ac, counts, total, ids, targets);
+      st = forward(ac);
       break;
     case ActionOp::BackwardInput:
       st = backward(ac, true, false);
@@ -659,31 +931,17 @@ Status Rank::step(transport::Transport &t, int64_t step,
       const size_t s = a_.chunkStage(size_t(ac.chunk));
       const Buffer *g = slots_[size_t(ac.grads)];
       std::vector<ParamBuffers> &params = ex_.params();
-      for (size_t i = 0; i < stage(s).params.size(); ++i) {
+      for (size_t i = 0; i < stage(s).params.size() && st.ok(); ++i) {
         ParamBuffers &p = params[stage(s).params[i]];
-        std::memcpy(p.grad, g->f() + layout_[s][i],
-                    size_t(p.numel) * sizeof(float));
+        st = mem_.copy(p.grad, g->f() + layout_[s][i],
+                       uint64_t(p.numel) * sizeof(float));
       }
       break;
     }
     case ActionOp::Send:
-    case ActionOp::Recv: {
-      std::vector<transport::Request> &reqs = tokens_[ac.token];
-      reqs.resize(ac.slots.size());
-      for (size_t i = 0; i < ac.slots.size() && st.ok(); ++i) {
-        Buffer *b = slots_[size_t(ac.slots[i])];
-        if (ac.op == ActionOp::Send) {
-          st = t.send(ac.peer, sendSeq_[size_t(ac.peer)]++, b->data(),
-                      size_t(ac.bytes[i]), &reqs[i]);
-          stats.bytesSent += ac.bytes[i];
-          ++stats.messagesSent;
-        } else {
-          st = t.recv(ac.peer, recvSeq_[size_t(ac.peer)]++, b->data(),
-                      size_t(ac.bytes[i]), &reqs[i]);
-        }
-      }
+    case ActionOp::Recv:
+      st = post(t, ac);
       break;
-    }
     case ActionOp::Wait: {
       const auto w0 = std::chrono::steady_clock::now();
       for (int32_t tok : ac.tokens) {
@@ -693,10 +951,10 @@ Status Rank::step(transport::Transport &t, int64_t step,
                              ", which no transfer posted");
           break;
         }
-        for (transport::Request &rq : it->second)
-          if (st.ok())
-            st = t.wait(rq);
+        st = complete(t, it->second);
         tokens_.erase(it);
+        if (!st.ok())
+          break;
       }
       stats.waitSeconds += seconds(w0, std::chrono::steady_clock::now());
       break;
@@ -713,6 +971,9 @@ Status Rank::step(transport::Transport &t, int64_t step,
                          std::to_string(live_.size()) +
                          " micro-batch(es) still hold activations after the "
                          "program (a backward never ran)");
+  // On a device: the program ran asynchronously; its data errors now.
+  if (Status e = ex_.synchronize(); !e.ok())
+    return Status::error("step " + std::to_string(step) + ": " + e.message());
   return finishStep(t, step, counts, total, rec);
 }
 
@@ -738,7 +999,8 @@ PipelineTrainer::~PipelineTrainer() = default;
 std::unique_ptr<PipelineTrainer>
 PipelineTrainer::create(const Artifact &a, const std::string &artifactDir,
                         Windows &windows, OptimizerConfig config, int threads,
-                        std::string *error, uint64_t memoryLimit) {
+                        std::string *error, uint64_t memoryLimit,
+                        const ExecutorOptions &options) {
   if (!a.isPipeline()) {
     *error = "the artifact has no pipeline programs (compile with --ranks or "
              "--schedule)";
@@ -752,7 +1014,10 @@ PipelineTrainer::create(const Artifact &a, const std::string &artifactDir,
     total += b;
     perRank += (r ? ", " : "") + std::to_string(b);
   }
-  const uint64_t avail = availableMemoryBytes();
+  // On a GPU each rank's executor checks its share against the device's
+  // free memory when it is made.
+  const uint64_t avail =
+      options.device == Device::Cpu ? availableMemoryBytes() : 0;
   if ((memoryLimit && total > memoryLimit) || (avail && total > avail)) {
     *error = "the " + std::to_string(a.ranks) + " ranks need " +
              std::to_string(total) + " bytes together (" + perRank +
@@ -769,7 +1034,7 @@ PipelineTrainer::create(const Artifact &a, const std::string &artifactDir,
   for (uint32_t r = 0; r < a.ranks; ++r) {
     const std::vector<bool> holds = rankParameters(a, r);
     std::unique_ptr<Executor> ex =
-        Executor::create(a, artifactDir, error, &holds);
+        Executor::create(a, artifactDir, error, &holds, 0, options);
     if (!ex) {
       *error = "rank " + std::to_string(r) + ": " + *error;
       return nullptr;
@@ -840,11 +1105,15 @@ Status PipelineTrainer::train(
   return result;
 }
 
-const float *PipelineTrainer::paramValue(size_t index) const {
+Status PipelineTrainer::readParameter(size_t index, float *dst) const {
   for (const auto &r : impl_->ranks)
     if (r->ownsParam[index])
-      return r->executor().params()[index].value;
-  return impl_->executors.front()->params()[index].value;
+      return r->executor().readParameter(index, dst);
+  return impl_->executors.front()->readParameter(index, dst);
+}
+
+std::string PipelineTrainer::deviceDescription() const {
+  return impl_->executors.front()->deviceDescription();
 }
 
 std::vector<RankStats> PipelineTrainer::stats() const {

@@ -36,6 +36,8 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "EmuStreams.h"
+
 #include <cublasLt.h>
 #include <cuda_bf16.h>
 
@@ -221,6 +223,13 @@ void store(void *base, cudaDataType_t t, uint64_t at, float v) {
 }
 
 float toBf16(float v) { return __bfloat162float(__float2bfloat16(v)); }
+
+/// D = alpha op(A) op(B) + beta C (+ bias), column-major (cublasLtMatmul's
+/// computation, run when the stream gets to it).
+void matmul(const MatmulDesc &opv, const Layout &av, const Layout &bv,
+            const Layout &cv, const Layout &dv, float al, float be, bool bias,
+            cudaDataType_t biasType, const void *A, const void *B,
+            const void *C, void *D, uint64_t m, uint64_t n, uint64_t k);
 
 } // namespace
 
@@ -451,15 +460,13 @@ cublasStatus_t cublasLtMatmulAlgoGetHeuristic(
   return CUBLAS_STATUS_SUCCESS;
 }
 
-cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle,
-                              cublasLtMatmulDesc_t opDesc, const void *alpha,
-                              const void *A, cublasLtMatrixLayout_t aDesc,
-                              const void *B, cublasLtMatrixLayout_t bDesc,
-                              const void *beta, const void *C,
-                              cublasLtMatrixLayout_t cDesc, void *D,
-                              cublasLtMatrixLayout_t dDesc,
-                              const cublasLtMatmulAlgo_t *algo, void *workspace,
-                              size_t workspaceBytes, cudaStream_t) {
+cublasStatus_t
+cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t opDesc,
+               const void *alpha, const void *A, cublasLtMatrixLayout_t aDesc,
+               const void *B, cublasLtMatrixLayout_t bDesc, const void *beta,
+               const void *C, cublasLtMatrixLayout_t cDesc, void *D,
+               cublasLtMatrixLayout_t dDesc, const cublasLtMatmulAlgo_t *algo,
+               void *workspace, size_t workspaceBytes, cudaStream_t stream) {
   if (!handle)
     return refuse(CUBLAS_STATUS_NOT_INITIALIZED, "cublasLtMatmul: null handle");
   if (!alpha || !beta || !A || !B || !D)
@@ -518,6 +525,25 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle,
     return refuse(CUBLAS_STATUS_NOT_SUPPORTED,
                   "cublasLtMatmul: misaligned bias");
 
+  // Computed when the stream gets to it (EmuStreams.h), from copies of
+  // the descriptors (the caller may destroy its own).
+  weipipe::emu::enqueue(stream, [=, opv = *op, av = *a, bv = *b, cv = *c,
+                                 dv = *d] {
+    matmul(opv, av, bv, cv, dv, al, be, bias, biasType, A, B, C, D, m, n, k);
+  });
+  return CUBLAS_STATUS_SUCCESS;
+}
+
+} // extern "C"
+
+namespace {
+
+void matmul(const MatmulDesc &opv, const Layout &av, const Layout &bv,
+            const Layout &cv, const Layout &dv, float al, float be, bool bias,
+            cudaDataType_t biasType, const void *A, const void *B,
+            const void *C, void *D, uint64_t m, uint64_t n, uint64_t k) {
+  const MatmulDesc *op = &opv;
+  const Layout *a = &av, *b = &bv, *c = &cv, *d = &dv;
   const bool ta = op->transA == CUBLAS_OP_T, tb = op->transB == CUBLAS_OP_T;
   const bool fast = op->compute == CUBLAS_COMPUTE_32F_FAST_16BF;
   auto batchOffset = [](const Layout *l, int32_t t) {
@@ -549,7 +575,6 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle,
         store(D, d->type, od + i + j * uint64_t(d->ld), r);
       }
   }
-  return CUBLAS_STATUS_SUCCESS;
 }
 
-} // extern "C"
+} // namespace

@@ -14,7 +14,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
+#include <functional>
 #include <map>
+#include <mutex>
 #include <string>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -338,7 +341,17 @@ void runBlock(bool reverse) {
 // The runtime's state
 //===----------------------------------------------------------------------===//
 
-cudaError_t lastError = cudaSuccess;
+// Per host thread, as the CUDA runtime's.
+thread_local cudaError_t lastError = cudaSuccess;
+
+// Several host threads may use the emulated device at once (pipeline ranks
+// on one GPU): one kernel runs at a time (the scheduler's block, the
+// built-ins and __shared__ statics are global), and the memory map and the
+// copies are guarded alike. Recursive: a launch's body may allocate.
+std::recursive_mutex &deviceMutex() {
+  static std::recursive_mutex m;
+  return m;
+}
 
 cudaError_t setError(cudaError_t e) {
   if (e != cudaSuccess)
@@ -398,10 +411,9 @@ void installFaultHandler() {
 // What Emulator.h declares
 //===----------------------------------------------------------------------===//
 
-void run(const void *kernel, const char *signature, dim3 grid, dim3 block,
-         size_t smem, void (*body)(void *), void *ctx) {
-  Block &b = blk();
-  if (b.running >= 0)
+bool launchable(const void *kernel, dim3 grid, dim3 block, size_t smem) {
+  std::lock_guard<std::recursive_mutex> lock(deviceMutex());
+  if (blk().running >= 0)
     fail("a kernel launched from a kernel (dynamic parallelism is not "
          "emulated)");
   const unsigned long long threads =
@@ -411,7 +423,7 @@ void run(const void *kernel, const char *signature, dim3 grid, dim3 block,
       block.y > 1024 || block.z > 64 || grid.x > 0x7fffffffu ||
       grid.y > 65535 || grid.z > 65535) {
     setError(cudaErrorInvalidConfiguration);
-    return;
+    return false;
   }
   int allowed = kSmemDefault;
   const auto it = smemOptIn().find(kernel);
@@ -419,8 +431,19 @@ void run(const void *kernel, const char *signature, dim3 grid, dim3 block,
     allowed = std::max(allowed, it->second);
   if (smem > size_t(allowed)) {
     setError(cudaErrorInvalidValue);
-    return;
+    return false;
   }
+  return true;
+}
+
+void run(const void *kernel, const char *signature, dim3 grid, dim3 block,
+         size_t smem, void (*body)(void *), void *ctx) {
+  std::lock_guard<std::recursive_mutex> lock(deviceMutex());
+  if (!launchable(kernel, grid, block, smem))
+    return;
+  Block &b = blk();
+  const unsigned long long threads =
+      (unsigned long long)block.x * block.y * block.z;
   installFaultHandler();
   b.signature = signature;
   b.body = body;
@@ -527,6 +550,7 @@ size_t pageBytes() { return size_t(sysconf(_SC_PAGESIZE)); }
 /// Memory of `bytes` (rounded up to 256) whose end touches an unmapped
 /// page; 256-byte aligned as cudaMalloc's; NaN bytes until written.
 cudaError_t allocate(void **p, size_t bytes) {
+  std::lock_guard<std::recursive_mutex> lock(emu::deviceMutex());
   if (!p)
     return emu::setError(cudaErrorInvalidValue);
   const size_t page = pageBytes();
@@ -551,6 +575,7 @@ cudaError_t allocate(void **p, size_t bytes) {
 cudaError_t release(void *p) {
   if (!p)
     return cudaSuccess;
+  std::lock_guard<std::recursive_mutex> lock(emu::deviceMutex());
   auto it = allocations().find(p);
   if (it == allocations().end())
     return emu::setError(cudaErrorInvalidValue);
@@ -559,12 +584,112 @@ cudaError_t release(void *p) {
   return cudaSuccess;
 }
 
-/// Streams and events: distinct non-null handles, never dereferenced.
+//===----------------------------------------------------------------------===//
+// Streams (EmuStreams.h): each a queue of work run when something needs it
+//===----------------------------------------------------------------------===//
+
+struct StreamState {
+  std::deque<std::pair<uint64_t, std::function<void()>>> work;
+  uint64_t enqueued = 0; // the number of the last work enqueued
+  int priority = 0;      // 0: the default; less: more urgent
+};
+/// What an event captured when it was recorded: its stream's work so far.
+struct EventState {
+  StreamState *stream = nullptr;
+  uint64_t upTo = 0;
+};
+
+/// Every stream ever made (never freed: an event may still name one), the
+/// legacy default stream first.
+std::vector<StreamState *> &streams() {
+  static std::vector<StreamState *> v{new StreamState};
+  return v;
+}
+
+StreamState *stateOf(cudaStream_t s) {
+  if (!s || s == cudaStreamLegacy || s == cudaStreamPerThread)
+    return streams()[0];
+  return reinterpret_cast<StreamState *>(s);
+}
+
+/// WEIPIPE_CUDA_EMU_STREAMS (EmuStreams.h): which streams run their work
+/// at once rather than late.
+enum class Mode { Late, Eager, Split, SplitReverse };
+Mode mode() {
+  static const Mode m = [] {
+    const char *v = std::getenv("WEIPIPE_CUDA_EMU_STREAMS");
+    const std::string s = v ? v : "";
+    if (s == "eager")
+      return Mode::Eager;
+    if (s == "split")
+      return Mode::Split;
+    if (s == "split-reverse")
+      return Mode::SplitReverse;
+    if (!s.empty() && s != "late") {
+      std::fprintf(stderr,
+                   "weipipe CUDA emulator: WEIPIPE_CUDA_EMU_STREAMS="
+                   "%s: choose late, eager, split or split-reverse\n",
+                   s.c_str());
+      std::abort();
+    }
+    return Mode::Late;
+  }();
+  return m;
+}
+
+bool runsAtOnce(const StreamState *s) {
+  switch (mode()) {
+  case Mode::Late:
+    return false;
+  case Mode::Eager:
+    return true;
+  case Mode::Split:
+    return s->priority == 0;
+  case Mode::SplitReverse:
+    return s->priority != 0;
+  }
+  return false;
+}
+
+/// Runs `s`'s work numbered up to `upTo`, in order. Work may drain other
+/// streams (a wait on an event); each is taken off its queue before it runs.
+void drain(StreamState *s, uint64_t upTo) {
+  std::lock_guard<std::recursive_mutex> lock(emu::deviceMutex());
+  while (!s->work.empty() && s->work.front().first <= upTo) {
+    std::function<void()> w = std::move(s->work.front().second);
+    s->work.pop_front();
+    w();
+  }
+}
+
+/// What the synchronous calls (cudaMemcpy, cudaMemset, cudaFree,
+/// cudaDeviceSynchronize) wait for: everything.
+void drainAll() {
+  std::lock_guard<std::recursive_mutex> lock(emu::deviceMutex());
+  for (size_t i = 0; i < streams().size(); ++i)
+    drain(streams()[i], UINT64_MAX);
+}
+
+/// Distinct non-null handles, never dereferenced (memory pools).
 char handles[4096];
 int handleCount = 0;
-void *newHandle() { return handles + (handleCount++ % 4096); }
+void *newHandle() {
+  std::lock_guard<std::recursive_mutex> lock(emu::deviceMutex());
+  return handles + (handleCount++ % 4096);
+}
 
 } // namespace
+
+void weipipe::emu::enqueue(cudaStream_t stream, std::function<void()> work) {
+  std::lock_guard<std::recursive_mutex> lock(deviceMutex());
+  StreamState *s = stateOf(stream);
+  if (runsAtOnce(s)) { // nothing of it is queued: in order
+    ++s->enqueued;
+    work();
+    return;
+  }
+  s->work.emplace_back(++s->enqueued, std::move(work));
+}
 
 extern "C" {
 
@@ -708,11 +833,14 @@ const char *cudaGetErrorString(cudaError_t e) {
 }
 
 cudaError_t cudaMalloc(void **p, size_t bytes) { return allocate(p, bytes); }
-cudaError_t cudaFree(void *p) { return release(p); }
+cudaError_t cudaFree(void *p) {
+  drainAll(); // cudaFree waits for the device
+  return release(p);
+}
 cudaError_t cudaMallocHost(void **p, size_t bytes) {
   return allocate(p, bytes);
 }
-cudaError_t cudaFreeHost(void *p) { return release(p); }
+cudaError_t cudaFreeHost(void *p) { return cudaFree(p); }
 
 cudaError_t cudaMemGetInfo(size_t *freeBytes, size_t *total) {
   if (freeBytes)
@@ -722,60 +850,142 @@ cudaError_t cudaMemGetInfo(size_t *freeBytes, size_t *total) {
   return cudaSuccess;
 }
 
-// Streams run everything at once: copies and launches complete on return.
+// The synchronous forms wait for every stream (more than the runtime does
+// for non-blocking streams: lenient, never stricter); the async forms run
+// when their stream gets to them.
 cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes,
                        cudaMemcpyKind) {
   if (bytes && (!dst || !src))
     return emu::setError(cudaErrorInvalidValue);
+  drainAll();
   if (bytes)
     std::memmove(dst, src, bytes);
   return cudaSuccess;
 }
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes,
-                            cudaMemcpyKind kind, cudaStream_t) {
-  return cudaMemcpy(dst, src, bytes, kind);
+                            cudaMemcpyKind, cudaStream_t stream) {
+  if (bytes && (!dst || !src))
+    return emu::setError(cudaErrorInvalidValue);
+  if (bytes)
+    emu::enqueue(stream, [=] { std::memmove(dst, src, bytes); });
+  return cudaSuccess;
 }
 cudaError_t cudaMemset(void *dst, int value, size_t bytes) {
   if (bytes && !dst)
     return emu::setError(cudaErrorInvalidValue);
+  drainAll();
   if (bytes)
     std::memset(dst, value, bytes);
   return cudaSuccess;
 }
-cudaError_t cudaMemsetAsync(void *dst, int value, size_t bytes, cudaStream_t) {
-  return cudaMemset(dst, value, bytes);
+cudaError_t cudaMemsetAsync(void *dst, int value, size_t bytes,
+                            cudaStream_t stream) {
+  if (bytes && !dst)
+    return emu::setError(cudaErrorInvalidValue);
+  if (bytes)
+    emu::enqueue(stream, [=] { std::memset(dst, value, bytes); });
+  return cudaSuccess;
 }
 
-cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
+// Stream-ordered allocation: at once, like everything here.
+cudaError_t cudaMallocAsync(void **p, size_t bytes, cudaStream_t) {
+  return allocate(p, bytes);
+}
+cudaError_t cudaFreeAsync(void *p, cudaStream_t stream) {
+  // Unmapped when the stream gets there: a copy still queued before it
+  // works, one ordered after it faults.
+  emu::enqueue(stream, [p] { release(p); });
+  return cudaSuccess;
+}
+cudaError_t cudaDeviceGetDefaultMemPool(cudaMemPool_t *pool, int device) {
+  if (!pool || device != 0)
+    return emu::setError(!pool ? cudaErrorInvalidValue
+                               : cudaErrorInvalidDevice);
+  *pool = static_cast<cudaMemPool_t>(newHandle());
+  return cudaSuccess;
+}
+cudaError_t cudaMemPoolSetAttribute(cudaMemPool_t, cudaMemPoolAttr, void *) {
+  return cudaSuccess;
+}
+
+cudaError_t cudaDeviceSynchronize(void) {
+  drainAll();
+  return cudaSuccess;
+}
 cudaError_t cudaDeviceReset(void) { return cudaSuccess; }
 
 cudaError_t cudaStreamCreate(cudaStream_t *s) {
   if (!s)
     return emu::setError(cudaErrorInvalidValue);
-  *s = static_cast<cudaStream_t>(newHandle());
+  std::lock_guard<std::recursive_mutex> lock(emu::deviceMutex());
+  streams().push_back(new StreamState);
+  *s = reinterpret_cast<cudaStream_t>(streams().back());
   return cudaSuccess;
 }
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned) {
   return cudaStreamCreate(s);
 }
-cudaError_t cudaStreamDestroy(cudaStream_t) { return cudaSuccess; }
-cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
-cudaError_t cudaStreamWaitEvent(cudaStream_t, cudaEvent_t, unsigned) {
+cudaError_t cudaStreamCreateWithPriority(cudaStream_t *s, unsigned,
+                                         int priority) {
+  if (cudaError_t e = cudaStreamCreate(s); e != cudaSuccess)
+    return e;
+  stateOf(*s)->priority = priority;
+  return cudaSuccess;
+}
+cudaError_t cudaDeviceGetStreamPriorityRange(int *least, int *greatest) {
+  if (least)
+    *least = 0;
+  if (greatest)
+    *greatest = -5; // an H100's range
+  return cudaSuccess;
+}
+cudaError_t cudaStreamDestroy(cudaStream_t s) {
+  // Its work still completes (the runtime's promise); the state stays.
+  drain(stateOf(s), UINT64_MAX);
+  return cudaSuccess;
+}
+cudaError_t cudaStreamSynchronize(cudaStream_t s) {
+  drain(stateOf(s), UINT64_MAX);
+  return cudaSuccess;
+}
+cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned) {
+  if (!e)
+    return emu::setError(cudaErrorInvalidResourceHandle);
+  const EventState at = *reinterpret_cast<EventState *>(e);
+  if (at.stream)
+    emu::enqueue(s, [at] { drain(at.stream, at.upTo); });
   return cudaSuccess;
 }
 
 cudaError_t cudaEventCreate(cudaEvent_t *e) {
   if (!e)
     return emu::setError(cudaErrorInvalidValue);
-  *e = static_cast<cudaEvent_t>(newHandle());
+  *e = reinterpret_cast<cudaEvent_t>(new EventState);
   return cudaSuccess;
 }
 cudaError_t cudaEventCreateWithFlags(cudaEvent_t *e, unsigned) {
   return cudaEventCreate(e);
 }
-cudaError_t cudaEventDestroy(cudaEvent_t) { return cudaSuccess; }
-cudaError_t cudaEventRecord(cudaEvent_t, cudaStream_t) { return cudaSuccess; }
-cudaError_t cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }
+cudaError_t cudaEventDestroy(cudaEvent_t e) {
+  delete reinterpret_cast<EventState *>(e);
+  return cudaSuccess;
+}
+cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) {
+  if (!e)
+    return emu::setError(cudaErrorInvalidResourceHandle);
+  std::lock_guard<std::recursive_mutex> lock(emu::deviceMutex());
+  StreamState *st = stateOf(s);
+  *reinterpret_cast<EventState *>(e) = EventState{st, st->enqueued};
+  return cudaSuccess;
+}
+cudaError_t cudaEventSynchronize(cudaEvent_t e) {
+  if (!e)
+    return emu::setError(cudaErrorInvalidResourceHandle);
+  const EventState at = *reinterpret_cast<EventState *>(e);
+  if (at.stream)
+    drain(at.stream, at.upTo);
+  return cudaSuccess;
+}
 cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t, cudaEvent_t) {
   if (ms)
     *ms = 0.0f;

@@ -4,7 +4,9 @@
 // (src/cuda/*.cu) as plain C++ with the host compiler and runs them on the
 // CPU, so that their tests run on machines without a GPU (every CI machine):
 //
-//  * A launch runs its blocks one after the other. A block's threads run as
+//  * A launch runs when its stream gets to it (EmuStreams.h: streams run
+//    late, so that a missing event between streams shows), its blocks one
+//    after the other. A block's threads run as
 //    fibers (cooperative user-space threads) on one host thread; a thread
 //    runs until it reaches a barrier, then the next one runs.
 //  * Every __syncthreads is a block-wide barrier and every warp shuffle a
@@ -43,11 +45,14 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include "EmuStreams.h"
+
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <math.h> // isnan, isinf, ... in the global namespace, as nvcc has them
+#include <memory>
 #include <tuple>
 #include <type_traits>
 
@@ -76,33 +81,40 @@ struct Builtins {
 };
 extern Builtins current;
 
-/// Runs body(ctx) as every thread of every block of the grid; validates the
-/// configuration as the CUDA runtime does (a bad one sets the last error and
-/// runs nothing).
+/// Whether a launch's configuration is one the CUDA runtime accepts; a bad
+/// one sets the last error (at the launch, as the runtime reports it).
+bool launchable(const void *kernel, dim3 grid, dim3 block, size_t smem);
+/// Runs body(ctx) as every thread of every block of the grid (a launchable
+/// configuration).
 void run(const void *kernel, const char *signature, dim3 grid, dim3 block,
          size_t smem, void (*body)(void *), void *ctx);
 
 template <class... KArgs, class... Args>
 void launch(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem,
-            cudaStream_t, Args... args) {
+            cudaStream_t stream, Args... args) {
   static_assert(sizeof...(KArgs) == sizeof...(Args),
                 "launch: wrong number of kernel arguments");
-  // Converted once to the parameter types, as a <<<>>> launch does; each
-  // thread gets its own copy (its parameters).
+  if (!launchable(reinterpret_cast<const void *>(kernel), grid, block, smem))
+    return;
+  // Converted once to the parameter types, as a <<<>>> launch does, and
+  // kept until the stream runs the kernel; each thread gets its own copy
+  // (its parameters).
   using Params = std::tuple<std::decay_t<KArgs>...>;
-  Params params(args...);
-  struct Ctx {
-    void (*kernel)(KArgs...);
-    Params *params;
-  } ctx{kernel, &params};
-  run(
-      reinterpret_cast<const void *>(kernel), __PRETTY_FUNCTION__, grid, block,
-      smem,
-      [](void *c) {
-        Ctx *x = static_cast<Ctx *>(c);
-        std::apply(x->kernel, *x->params);
-      },
-      &ctx);
+  auto params = std::make_shared<Params>(args...);
+  const char *signature = __PRETTY_FUNCTION__;
+  enqueue(stream, [kernel, params, grid, block, smem, signature] {
+    struct Ctx {
+      void (*kernel)(KArgs...);
+      Params *params;
+    } ctx{kernel, params.get()};
+    run(
+        reinterpret_cast<const void *>(kernel), signature, grid, block, smem,
+        [](void *c) {
+          Ctx *x = static_cast<Ctx *>(c);
+          std::apply(x->kernel, *x->params);
+        },
+        &ctx);
+  });
 }
 
 /// The launch's dynamic shared memory (16-byte aligned).

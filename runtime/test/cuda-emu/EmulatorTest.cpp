@@ -4,7 +4,8 @@
 // kernels rely on (dim3 grids and blocks, barriers, shuffles, dynamic shared
 // memory, launch limits) and catches what it claims to catch: divergent
 // __syncthreads, shuffles in divergent code, a missing barrier (the two
-// thread orders give different results), out-of-bounds device accesses.
+// thread orders give different results), out-of-bounds device accesses, and
+// a missing event between two streams (streams run late).
 //
 //===----------------------------------------------------------------------===//
 
@@ -13,6 +14,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <vector>
 
 namespace {
@@ -138,6 +140,56 @@ TEST(CudaEmulator, MissingBarrierShowsInOneOfTheOrders) {
   cudaFree(dy);
 }
 
+__global__ void fill(float *x, float v) { x[threadIdx.x] = v; }
+__global__ void copyOf(const float *x, float *y) {
+  y[threadIdx.x] = x[threadIdx.x];
+}
+
+// Streams run late: a reader on another stream that does not wait for the
+// writer's event sees what was there before; one that waits sees the write.
+// (The pipeline's transfer streams are checked by exactly this.)
+TEST(CudaEmulator, StreamsNeedEventsBetweenThem) {
+  if (std::getenv("WEIPIPE_CUDA_EMU_STREAMS"))
+    GTEST_SKIP() << "WEIPIPE_CUDA_EMU_STREAMS set: streams run at once";
+  float *x = nullptr, *y = nullptr;
+  cudaMalloc(reinterpret_cast<void **>(&x), 32 * sizeof(float));
+  cudaMalloc(reinterpret_cast<void **>(&y), 32 * sizeof(float));
+  cudaMemset(x, 0, 32 * sizeof(float));
+  cudaStream_t writer, reader;
+  cudaStreamCreate(&writer);
+  cudaStreamCreate(&reader);
+  cudaEvent_t written;
+  cudaEventCreate(&written);
+
+  weipipe::emu::launch(fill, 1, 32, 0, writer, x, 1.0f);
+  weipipe::emu::launch(copyOf, 1, 32, 0, reader, static_cast<const float *>(x),
+                       y);
+  cudaStreamSynchronize(reader); // the reader alone: no order with the writer
+  EXPECT_EQ(down(y, 32)[5], 0.0f) << "the unordered read saw the write";
+
+  weipipe::emu::launch(fill, 1, 32, 0, writer, x, 2.0f);
+  cudaEventRecord(written, writer);
+  weipipe::emu::launch(fill, 1, 32, 0, writer, x, 3.0f); // after the event
+  cudaStreamWaitEvent(reader, written, 0);
+  weipipe::emu::launch(copyOf, 1, 32, 0, reader, static_cast<const float *>(x),
+                       y);
+  cudaStreamSynchronize(reader);
+  EXPECT_EQ(down(y, 32)[5], 2.0f) << "the read after the event";
+
+  // A stream-ordered free happens when its stream gets there.
+  float *z = nullptr;
+  cudaMallocAsync(reinterpret_cast<void **>(&z), 32 * sizeof(float), writer);
+  weipipe::emu::launch(fill, 1, 32, 0, writer, z, 4.0f);
+  cudaFreeAsync(z, writer);
+  cudaStreamSynchronize(writer);
+
+  cudaEventDestroy(written);
+  cudaStreamDestroy(writer);
+  cudaStreamDestroy(reader);
+  cudaFree(x);
+  cudaFree(y);
+}
+
 TEST(CudaEmulator, LaunchLimits) {
   int *d = nullptr;
   cudaMalloc(reinterpret_cast<void **>(&d), 4096 * sizeof(int));
@@ -167,16 +219,25 @@ protected:
 TEST_F(CudaEmulatorDeathTest, DivergentSyncthreads) {
   int *d = nullptr;
   cudaMalloc(reinterpret_cast<void **>(&d), 64 * sizeof(int));
-  EXPECT_DEATH(weipipe::emu::launch(divergentSync, 1, 64, 0, nullptr, d),
-               "__syncthreads not reached by every thread");
+  // A launch runs when its stream is drained (EmuStreams.h).
+  EXPECT_DEATH(
+      {
+        weipipe::emu::launch(divergentSync, 1, 64, 0, nullptr, d);
+        cudaDeviceSynchronize();
+      },
+      "__syncthreads not reached by every thread");
   cudaFree(d);
 }
 
 TEST_F(CudaEmulatorDeathTest, ShuffleInDivergentCode) {
   float *d = nullptr;
   cudaMalloc(reinterpret_cast<void **>(&d), 64 * sizeof(float));
-  EXPECT_DEATH(weipipe::emu::launch(divergentShuffle, 1, 64, 0, nullptr, d),
-               "divergent warp");
+  EXPECT_DEATH(
+      {
+        weipipe::emu::launch(divergentShuffle, 1, 64, 0, nullptr, d);
+        cudaDeviceSynchronize();
+      },
+      "divergent warp");
   cudaFree(d);
 }
 
@@ -188,10 +249,14 @@ TEST_F(CudaEmulatorDeathTest, OutOfBoundsRead) {
                        int64_t(999), out);
   EXPECT_EQ(cudaGetLastError(), cudaSuccess);
   EXPECT_TRUE(std::isnan(down(out, 1)[0])); // allocations start as NaN
-  EXPECT_DEATH(weipipe::emu::launch(readAt, 1, 1, 0, nullptr,
-                                    static_cast<const float *>(d),
-                                    int64_t(1000 + 1024), out),
-               "invalid memory access");
+  EXPECT_DEATH(
+      {
+        weipipe::emu::launch(readAt, 1, 1, 0, nullptr,
+                             static_cast<const float *>(d),
+                             int64_t(1000 + 1024), out);
+        cudaDeviceSynchronize();
+      },
+      "invalid memory access");
   cudaFree(d);
   cudaFree(out);
 }

@@ -41,6 +41,14 @@ enum class Precision { Fp32, Bf16 };
 const char *deviceName(Device d);       ///< "cpu", "cuda"
 const char *precisionName(Precision p); ///< "fp32", "bf16"
 
+class Executor;
+namespace detail {
+class DeviceBackend;
+/// A device executor's backend (nullptr on the CPU): the runtime's own
+/// pipeline ranks move their slots with it (train/Pipeline.cpp).
+DeviceBackend *deviceBackend(Executor &e);
+} // namespace detail
+
 struct ExecutorOptions {
   Device device = Device::Cpu;
   Precision precision = Precision::Fp32;
@@ -58,8 +66,8 @@ public:
   /// memory and `memoryLimit` (bytes; 0: no limit).
   /// On Device::Cuda every buffer is on the current GPU (the plan must fit
   /// its free memory), `params()` hold device addresses, and the optimizer
-  /// runs there too (optimizerStep); pipeline ranks (`holds`) are CPU-only
-  /// for now.
+  /// runs there too (optimizerStep); a pipeline rank's slots and arena
+  /// instances must be device memory too (detail::deviceBackend).
   static std::unique_ptr<Executor>
   create(const Artifact &a, const std::string &artifactDir, std::string *error,
          const std::vector<bool> *holds = nullptr, uint64_t memoryLimit = 0,
@@ -109,8 +117,13 @@ public:
   /// per micro-batch of a stage in flight and runs the stage's functions on
   /// the micro-batch's instance.
   void bindArena(size_t function, uint8_t *base);
-  /// Runs function `function` as bound now.
+  /// Runs function `function` as bound now (on a device: enqueues it).
   cpu::Status runFunction(size_t function);
+  /// On a device: waits for everything enqueued, then reports the first
+  /// data error an instruction recorded (an id out of range), as
+  /// runMicrobatch does. Nothing to do on the CPU, whose kernels report
+  /// them as they run.
+  cpu::Status synchronize();
   /// The buffers parameter `index` is bound to now.
   float *boundValue(size_t index) const;
   float *boundGrad(size_t index) const;
@@ -137,6 +150,7 @@ public:
                                  float dloss);
 
 private:
+  friend detail::DeviceBackend *detail::deviceBackend(Executor &e);
   explicit Executor(const Artifact &a);
   /// The loss the last forward wrote (0 if the artifact has none).
   float readLoss() const;

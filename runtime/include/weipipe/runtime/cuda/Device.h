@@ -89,6 +89,10 @@ public:
   Stream &operator=(const Stream &) = delete;
   ~Stream();
   Status create();
+  /// A stream the device schedules ahead of default-priority ones (the
+  /// highest priority it has): transfers, so that compute does not starve
+  /// them.
+  Status createUrgent();
   cudaStream_t get() const { return s_; }
   Status synchronize() const;
 

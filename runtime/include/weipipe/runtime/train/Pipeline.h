@@ -7,6 +7,12 @@
 // through a transport, and the optimizer step of the trainer's contract
 // (train/Trainer.h) over what it owns. With the `local` transport the ranks
 // are threads of this process; the OpenMP threads are divided among them.
+// On a GPU (ExecutorOptions::device) every rank's executor, slots and arena
+// instances live on the one device, each rank with its own compute stream and
+// transfer stream; the transfers are device-to-device copies ordered by
+// events (train/Pipeline.cpp, detail::DeviceBackend), and the host waits only
+// where the schedule waits for a message to be posted and at the end of the
+// step (the losses, the norm, the replicated ends' gradients).
 //
 // One optimizer step, on every rank:
 //   1. the rank's program: compute steps on arena instances of its stages
@@ -51,11 +57,12 @@ class PipelineTrainer {
 public:
   /// Loads one executor per rank (each with the parameters it needs) for
   /// `a`, a pipeline artifact. `threads`: the CPU threads to divide among
-  /// the ranks (at least one each).
+  /// the ranks (at least one each). `options`: where the ranks run (all on
+  /// the CPU, or all on the current GPU).
   static std::unique_ptr<PipelineTrainer>
   create(const Artifact &a, const std::string &artifactDir, Windows &windows,
          OptimizerConfig config, int threads, std::string *error,
-         uint64_t memoryLimit = 0);
+         uint64_t memoryLimit = 0, const ExecutorOptions &options = {});
   ~PipelineTrainer();
 
   /// Runs steps [first, first + count) on all ranks; after each step rank
@@ -65,9 +72,12 @@ public:
   Status train(int64_t first, int64_t count,
                const std::function<Status(const StepRecord &)> &onStep);
 
-  /// The current value of parameter `index` (from the rank that owns it).
-  const float *paramValue(size_t index) const;
+  /// Copies the current value of parameter `index` (from the rank that
+  /// owns it; its numel floats) into host memory at `dst`.
+  Status readParameter(size_t index, float *dst) const;
   std::vector<RankStats> stats() const;
+  /// Where the ranks run: "cpu", or the GPU's description.
+  std::string deviceDescription() const;
   /// Bytes the ranks allocated together (executors, arena instances, slots,
   /// optimizer state).
   uint64_t bytesAllocated() const;
