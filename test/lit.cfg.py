@@ -35,6 +35,9 @@ config.substitutions = [
     (key, value) for key, value in config.substitutions if key != "%python"
 ]
 config.substitutions.append(("%python", config.weipipe_python))
+# The venv's torchrun, to start worlds of processes as users do.
+config.substitutions.append(
+    ("%torchrun", os.path.join(os.path.dirname(config.weipipe_python), "torchrun")))
 llvm_config.with_environment(
     "PYTHONPATH", os.path.join(config.weipipe_src_root, "python"), append_path=True)
 # torch and friends read these; keep runs reproducible and quiet.

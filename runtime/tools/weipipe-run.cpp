@@ -76,6 +76,15 @@ under the reference trainer's contract (python/weipipe/reference/README.md).
                            bf16 multiplies on bf16 tensor cores, keeping fp32
                            weights, gradients, AdamW state and losses
   --ranks P                check that the artifact is compiled for P ranks
+  --transport T            local | tcp (default: tcp where WORLD_SIZE is set,
+                           else local): local runs every rank of a pipeline
+                           as threads of this process; tcp runs one rank per
+                           process, started as torchrun starts them (RANK,
+                           WORLD_SIZE, MASTER_ADDR, MASTER_PORT; e.g.
+                           torchrun --no-python --nproc-per-node 4
+                           weipipe-run m.wpp ...); rank 0 writes the outputs
+  --timeout S              tcp: seconds to wait for the other processes at
+                           start-up and for any message (default 600)
   --memory-limit BYTES     refuse a plan (AdamW state included; all ranks of
                            a pipeline together) over BYTES (8G, 512M, ...)
   --quiet                  no summary, no progress
@@ -93,12 +102,21 @@ under the reference trainer's contract (python/weipipe/reference/README.md).
 /// The open outputs: std::exit skips destructors, and a signal skips
 /// everything, so both remove the temporaries through this list.
 OutputFile *gOutputs[3] = {};
+/// The world of processes (--transport tcp): a failure here is told to the
+/// other ranks before this process ends, so that none waits for it.
+std::unique_ptr<transport::Transport> gWorld;
+std::string gRankPrefix; ///< "rank R: " in a world of processes
 
 [[noreturn]] void fail(const std::string &m) {
   for (OutputFile *f : gOutputs)
     if (f)
       f->discard();
-  std::fprintf(stderr, "weipipe-run: error: %s\n", m.c_str());
+  std::fprintf(stderr, "weipipe-run: %serror: %s\n", gRankPrefix.c_str(),
+               m.c_str());
+  if (gWorld) {
+    gWorld->abort(m);
+    gWorld.reset(); // flushes the abort to the peers (bounded)
+  }
   std::exit(1);
 }
 
@@ -166,6 +184,8 @@ struct Options {
   uint64_t memoryLimit = 0; ///< 0 = none
   Device device = Device::Cpu;
   std::optional<Precision> precision; ///< default: by device
+  std::string transport;              ///< "local" or "tcp"
+  double timeout = 600;
   bool quiet = false;
 };
 
@@ -294,6 +314,15 @@ Options parseArgs(int argc, char **argv) {
       o.ranks = parseInt(a, take());
       if (o.ranks < 1)
         usageError("--ranks must be >= 1, got " + value);
+    } else if (a == "--transport") {
+      o.transport = take();
+      if (o.transport != "local" && o.transport != "tcp")
+        usageError("--transport: choose from local, tcp (got '" + o.transport +
+                   "')");
+    } else if (a == "--timeout") {
+      o.timeout = parseDouble(a, take());
+      if (o.timeout <= 0)
+        usageError("--timeout must be > 0 seconds, got " + value);
     } else if (a == "--device") {
       const std::string d = take();
       if (d == "cpu")
@@ -327,6 +356,8 @@ Options parseArgs(int argc, char **argv) {
     usageError("--steps must be >= 0, got " + std::to_string(o.steps));
   if (!o.precision)
     o.precision = o.device == Device::Cuda ? Precision::Bf16 : Precision::Fp32;
+  if (o.transport.empty())
+    o.transport = std::getenv("WORLD_SIZE") ? "tcp" : "local";
   if (o.device == Device::Cpu && *o.precision != Precision::Fp32)
     usageError("--precision bf16 needs --device cuda (the CPU computes in "
                "fp32)");
@@ -473,6 +504,33 @@ int main(int argc, char **argv) {
   if (!pipeline && a.ranks != 1)
     fail(o.artifact + " is rank " + std::to_string(a.rank) + " of " +
          std::to_string(a.ranks) + " without rank programs");
+  // A world of processes: this one runs rank RANK; rank 0 writes the
+  // outputs and reports, the others only their own errors and figures.
+  const bool tcp = o.transport == "tcp";
+  transport::WorldEnv world;
+  if (tcp) {
+    if (!pipeline)
+      fail("--transport tcp runs one rank of a pipeline artifact per "
+           "process; " +
+           o.artifact + " is single-rank (compile with --ranks/--schedule)");
+    if (Status st = transport::worldFromEnv(&world); !st.ok())
+      fail("--transport tcp: " + st.message());
+    if (uint32_t(world.size) != a.ranks)
+      fail("WORLD_SIZE=" + std::to_string(world.size) + ", but " + o.artifact +
+           " is compiled for " + std::to_string(a.ranks) + " ranks (schedule " +
+           a.schedule + ")");
+    gRankPrefix = "rank " + std::to_string(world.rank) + ": ";
+    if (!o.quiet && world.rank == 0)
+      std::fprintf(stderr,
+                   "weipipe-run: waiting for %d processes at %s:%d "
+                   "(--timeout %g s)\n",
+                   world.size, world.masterAddr.c_str(), world.masterPort,
+                   o.timeout);
+    gPhase = "connecting to the other ranks";
+    if (Status st = transport::connectTcp(world, o.timeout, &gWorld); !st.ok())
+      fail(st.message());
+  }
+  const bool leader = !tcp || world.rank == 0;
   if (pipeline && !o.dumpLogits.empty())
     fail("--dump-logits needs a single-rank artifact (compile without "
          "--ranks/--schedule)");
@@ -517,9 +575,10 @@ int main(int argc, char **argv) {
   bus.sa_flags = SA_SIGINFO;
   sigemptyset(&bus.sa_mask);
   ::sigaction(SIGBUS, &bus, nullptr);
-  if (!o.log.empty() && !logOut.open(o.log, &error))
+  if (leader && !o.log.empty() && !logOut.open(o.log, &error))
     fail(error);
-  if (!o.saveWeights.empty() && !weightsOut.open(o.saveWeights, &error))
+  if (leader && !o.saveWeights.empty() &&
+      !weightsOut.open(o.saveWeights, &error))
     fail(error);
   if (!o.dumpLogits.empty() && !logitsOut.open(o.dumpLogits, &error))
     fail(error);
@@ -539,9 +598,10 @@ int main(int argc, char **argv) {
   std::unique_ptr<Trainer> trainer;
   std::unique_ptr<PipelineTrainer> pipe;
   if (pipeline) {
-    pipe = PipelineTrainer::create(a, dirName(o.artifact), *windows, optimizer,
-                                   threads, &error, o.memoryLimit,
-                                   {o.device, *o.precision});
+    const std::vector<uint32_t> mine{uint32_t(world.rank)};
+    pipe = PipelineTrainer::create(
+        a, dirName(o.artifact), *windows, optimizer, threads, &error,
+        o.memoryLimit, {o.device, *o.precision}, tcp ? &mine : nullptr);
     if (!pipe)
       fail(error);
   } else {
@@ -573,7 +633,7 @@ int main(int argc, char **argv) {
   };
   const uint64_t tokensPerStep = uint64_t(M * B * S);
 
-  if (!o.quiet) {
+  if (!o.quiet && leader) {
     std::fprintf(
         stderr,
         "weipipe-run: %s: %s, schedule %s, rank %u of %u\n"
@@ -613,7 +673,7 @@ int main(int argc, char **argv) {
   }
 
   gPhase = "training";
-  Progress progress(stderr, !o.quiet, ::isatty(2) != 0);
+  Progress progress(stderr, !o.quiet && leader, ::isatty(2) != 0);
   const auto trainStart = std::chrono::steady_clock::now();
   double lastLoss = 0;
   uint64_t tokensDone = 0;
@@ -667,8 +727,9 @@ int main(int argc, char **argv) {
     return {};
   };
   if (pipe) {
-    if (Status st = pipe->train(0, o.steps, record); !st.ok()) {
+    if (Status st = pipe->train(0, o.steps, record, gWorld.get()); !st.ok()) {
       progress.finish();
+      gWorld.reset(); // the trainer told the others already
       fail(st.message());
     }
   } else {
@@ -687,9 +748,10 @@ int main(int argc, char **argv) {
     // What each rank allocated is what the compiler planned (RankMemory.h):
     // a difference is a runtime bug, never the user's.
     const std::vector<RankStats> stats = pipe->stats();
-    for (size_t r = 0; r < stats.size(); ++r) {
+    for (size_t k = 0; k < stats.size(); ++k) {
+      const uint32_t r = pipe->localRanks()[k];
       const RankMemoryPlan plan = planRankMemory(a, r);
-      const RankMemoryPlan &got = stats[r].allocated;
+      const RankMemoryPlan &got = stats[k].allocated;
       if (got.total() != plan.total() || got.instances != plan.instances)
         fail("internal error: rank " + std::to_string(r) + " allocated " +
              std::to_string(got.total()) + " bytes, the plan says " +
@@ -699,23 +761,28 @@ int main(int argc, char **argv) {
   if (pipe && !o.quiet) {
     const std::vector<RankStats> stats = pipe->stats();
     for (size_t r = 0; r < stats.size(); ++r)
-      std::fprintf(stderr,
-                   "weipipe-run: rank %zu: sent %llu messages, %s; waited "
-                   "%.3fs; allocated %s (activations %s, slots %s; %llu "
-                   "bytes, as planned)\n",
-                   r, (unsigned long long)stats[r].messagesSent,
-                   formatBytes(stats[r].bytesSent).c_str(),
-                   stats[r].waitSeconds,
-                   formatBytes(stats[r].allocated.total()).c_str(),
-                   formatBytes(stats[r].allocated.activationBytes +
-                               stats[r].allocated.scratchBytes +
-                               stats[r].allocated.kernelScratchBytes)
-                       .c_str(),
-                   formatBytes(stats[r].allocated.slotBytes).c_str(),
-                   (unsigned long long)stats[r].allocated.total());
+      std::fprintf(
+          stderr,
+          "weipipe-run: rank %u: sent %llu messages, %s; waited "
+          "%.3fs; allocated %s (activations %s, slots %s; %llu "
+          "bytes, as planned)\n",
+          pipe->localRanks()[r], (unsigned long long)stats[r].messagesSent,
+          formatBytes(stats[r].bytesSent).c_str(), stats[r].waitSeconds,
+          formatBytes(stats[r].allocated.total()).c_str(),
+          formatBytes(stats[r].allocated.activationBytes +
+                      stats[r].allocated.scratchBytes +
+                      stats[r].allocated.kernelScratchBytes)
+              .c_str(),
+          formatBytes(stats[r].allocated.slotBytes).c_str(),
+          (unsigned long long)stats[r].allocated.total());
   }
 
   gPhase = "saving the weights";
+  // Over processes, rank 0 saves what every rank owns.
+  std::vector<std::vector<float>> gathered;
+  if (tcp && !o.saveWeights.empty())
+    if (Status st = pipe->gatherParameters(*gWorld, &gathered); !st.ok())
+      fail("gathering the weights: " + st.message());
   if (weightsOut.isOpen()) {
     // Every parameter under its name and each alias (transposed copies
     // transposed back to the alias's layout).
@@ -724,7 +791,8 @@ int main(int argc, char **argv) {
     std::vector<F32TensorView> views;
     for (size_t pi = 0; pi < a.params.size(); ++pi) {
       const Parameter &d = a.params[pi];
-      const float *value = paramValue(pi);
+      const float *value =
+          gathered.empty() ? paramValue(pi) : gathered[pi].data();
       views.push_back({d.name, d.shape, value});
       for (const Alias &al : d.aliases) {
         if (!al.transposed) {
@@ -752,8 +820,10 @@ int main(int argc, char **argv) {
   for (OutputFile *f : {&logitsOut, &logOut, &weightsOut})
     if (f->isOpen() && !f->commit(&error))
       fail(error);
+  gPhase = "waiting for the other ranks to finish";
+  gWorld.reset();
 
-  if (!o.quiet) {
+  if (!o.quiet && leader) {
     const double total = seconds(t0, std::chrono::steady_clock::now());
     char buf[96];
     std::snprintf(buf, sizeof(buf), "%lld steps in %.1fs", (long long)o.steps,

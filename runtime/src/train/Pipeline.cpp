@@ -986,8 +986,16 @@ struct PipelineTrainer::Impl {
   Windows &windows;
   OptimizerConfig config;
   int threadsPerRank = 1;
-  std::vector<std::unique_ptr<Executor>> executors;
+  std::vector<uint32_t> local; ///< the ranks this process runs
+  std::vector<std::unique_ptr<Executor>> executors; // local's order
   std::vector<std::unique_ptr<Rank>> ranks;
+  /// The local rank `r` (nullptr: another process's).
+  Rank *rank(uint32_t r) {
+    for (size_t k = 0; k < local.size(); ++k)
+      if (local[k] == r)
+        return ranks[k].get();
+    return nullptr;
+  }
   std::mutex dataMutex; ///< guards `windows`, which every rank reads
   Impl(const Artifact &art, Windows &w, OptimizerConfig c)
       : a(art), windows(w), config(c) {}
@@ -1000,28 +1008,50 @@ std::unique_ptr<PipelineTrainer>
 PipelineTrainer::create(const Artifact &a, const std::string &artifactDir,
                         Windows &windows, OptimizerConfig config, int threads,
                         std::string *error, uint64_t memoryLimit,
-                        const ExecutorOptions &options) {
+                        const ExecutorOptions &options,
+                        const std::vector<uint32_t> *localRanks) {
   if (!a.isPipeline()) {
     *error = "the artifact has no pipeline programs (compile with --ranks or "
              "--schedule)";
     return nullptr;
   }
-  // All ranks live in this process: their plans together must fit.
+  std::vector<uint32_t> local;
+  if (localRanks) {
+    local = *localRanks;
+  } else {
+    for (uint32_t r = 0; r < a.ranks; ++r)
+      local.push_back(r);
+  }
+  for (size_t k = 0; k < local.size(); ++k)
+    if (local[k] >= a.ranks || (k && local[k] <= local[k - 1])) {
+      *error = "rank " + std::to_string(local[k]) + " is not one of the " +
+               std::to_string(a.ranks) + " ranks, or is given twice";
+      return nullptr;
+    }
+  if (local.empty()) {
+    *error = "no rank to run here";
+    return nullptr;
+  }
+  // The local ranks live in this process: their plans together must fit.
   uint64_t total = 0;
   std::string perRank;
-  for (uint32_t r = 0; r < a.ranks; ++r) {
+  for (uint32_t r : local) {
     const uint64_t b = planRankMemory(a, r).total();
     total += b;
-    perRank += (r ? ", " : "") + std::to_string(b);
+    perRank += (perRank.empty() ? "" : ", ") + std::to_string(b);
   }
   // On a GPU each rank's executor checks its share against the device's
   // free memory when it is made.
   const uint64_t avail =
       options.device == Device::Cpu ? availableMemoryBytes() : 0;
   if ((memoryLimit && total > memoryLimit) || (avail && total > avail)) {
-    *error = "the " + std::to_string(a.ranks) + " ranks need " +
-             std::to_string(total) + " bytes together (" + perRank +
-             "), over " +
+    *error = (local.size() == a.ranks
+                  ? "the " + std::to_string(a.ranks) + " ranks need "
+                  : "rank " + std::to_string(local[0]) + " needs ") +
+             std::to_string(total) +
+             (local.size() > 1 ? " bytes together (" + perRank + ")"
+                               : std::string(" bytes")) +
+             ", over " +
              (memoryLimit && total > memoryLimit
                   ? "--memory-limit (" + std::to_string(memoryLimit) + ")"
                   : "the " + std::to_string(avail) + " bytes available");
@@ -1030,8 +1060,9 @@ PipelineTrainer::create(const Artifact &a, const std::string &artifactDir,
   std::unique_ptr<PipelineTrainer> t(new PipelineTrainer());
   t->impl_ = std::make_unique<Impl>(a, windows, config);
   Impl &im = *t->impl_;
-  im.threadsPerRank = std::max(1, threads / int(a.ranks));
-  for (uint32_t r = 0; r < a.ranks; ++r) {
+  im.threadsPerRank = std::max(1, threads / int(local.size()));
+  im.local = local;
+  for (uint32_t r : local) {
     const std::vector<bool> holds = rankParameters(a, r);
     std::unique_ptr<Executor> ex =
         Executor::create(a, artifactDir, error, &holds, 0, options);
@@ -1050,59 +1081,135 @@ PipelineTrainer::create(const Artifact &a, const std::string &artifactDir,
   return t;
 }
 
-Status PipelineTrainer::train(
-    int64_t first, int64_t count,
-    const std::function<Status(const StepRecord &)> &onStep) {
+Status
+PipelineTrainer::train(int64_t first, int64_t count,
+                       const std::function<Status(const StepRecord &)> &onStep,
+                       transport::Transport *world) {
   Impl &im = *impl_;
   const Artifact &a = im.a;
   const int64_t N = a.microbatches, B = a.batch;
   const size_t tokens = size_t(a.batch * a.seq);
-  Status result = transport::runLocalRanks(
-      int(a.ranks), [&](transport::Transport &t) -> Status {
-        cpu::set_num_threads(im.threadsPerRank);
-        Rank &rank = *im.ranks[size_t(t.rank())];
-        std::vector<std::vector<int64_t>> ids, targets;
-        if (Status e = allocating(
-                "the step's token ids and targets",
-                2 * uint64_t(N) * tokens * sizeof(int64_t),
-                [&] {
-                  ids.assign(size_t(N), std::vector<int64_t>(tokens));
-                  targets.assign(size_t(N), std::vector<int64_t>(tokens));
-                });
+  auto body = [&](transport::Transport &t) -> Status {
+    cpu::set_num_threads(im.threadsPerRank);
+    Rank *here = im.rank(uint32_t(t.rank()));
+    if (!here)
+      return Status::error("rank " + std::to_string(t.rank()) +
+                           " does not run in this process");
+    Rank &rank = *here;
+    std::vector<std::vector<int64_t>> ids, targets;
+    if (Status e = allocating(
+            "the step's token ids and targets",
+            2 * uint64_t(N) * tokens * sizeof(int64_t),
+            [&] {
+              ids.assign(size_t(N), std::vector<int64_t>(tokens));
+              targets.assign(size_t(N), std::vector<int64_t>(tokens));
+            });
+        !e.ok())
+      return e;
+    std::vector<int64_t> counts(static_cast<size_t>(N));
+    for (int64_t step = first; step < first + count; ++step) {
+      StepRecord rec;
+      rec.step = step;
+      rec.lr = im.config.schedule.at(step);
+      std::vector<uint64_t> win(static_cast<size_t>(B));
+      // Windows caches the epoch's permutation: one rank at a time.
+      std::unique_lock<std::mutex> data(im.dataMutex);
+      if (std::string e = im.windows.tokens().shrunk(); !e.empty())
+        return Status::error("step " + std::to_string(step) + ": " + e);
+      for (int64_t m = 0; m < N; ++m) {
+        im.windows.fillMicrobatch(step, m, N, B, ids[size_t(m)].data(),
+                                  targets[size_t(m)].data(), win.data());
+        rec.windows.insert(rec.windows.end(), win.begin(), win.end());
+        int64_t c = 0;
+        for (int64_t v : targets[size_t(m)])
+          c += v != a.ignoreIndex;
+        counts[size_t(m)] = c;
+        rec.tokens += c;
+      }
+      data.unlock();
+      if (Status e = rank.step(t, step, counts, rec.tokens, ids, targets, &rec);
+          !e.ok())
+        return e;
+      if (t.rank() == 0)
+        if (Status e = onStep(rec); !e.ok())
+          return e;
+    }
+    return {};
+  };
+  if (!world) {
+    if (im.local.size() != a.ranks)
+      return Status::error("this process runs " +
+                           std::to_string(im.local.size()) + " of the " +
+                           std::to_string(a.ranks) +
+                           " ranks: the others need a world of processes");
+    return transport::runLocalRanks(int(a.ranks), body);
+  }
+  if (world->size() != int(a.ranks))
+    return Status::error("a world of " + std::to_string(world->size()) +
+                         " processes for an artifact of " +
+                         std::to_string(a.ranks) + " ranks");
+  Status st = body(*world);
+  if (!st.ok()) {
+    world->abort(st.message());
+    return Status::error("rank " + std::to_string(world->rank()) + ": " +
+                         st.message());
+  }
+  return st;
+}
+
+const std::vector<uint32_t> &PipelineTrainer::localRanks() const {
+  return impl_->local;
+}
+
+Status
+PipelineTrainer::gatherParameters(transport::Transport &world,
+                                  std::vector<std::vector<float>> *values) {
+  const Artifact &a = impl_->a;
+  const int me = world.rank();
+  Rank *rank = impl_->rank(uint32_t(me));
+  if (!rank)
+    return Status::error("rank " + std::to_string(me) +
+                         " does not run in this process");
+  // Each parameter from its first owner; tags past any a step uses.
+  std::vector<int> owner(a.params.size(), -1);
+  for (uint32_t r = 0; r < a.ranks; ++r) {
+    const std::vector<bool> owns = rankParameters(a, r);
+    for (size_t i = 0; i < owner.size(); ++i)
+      if (owns[i] && owner[i] < 0)
+        owner[i] = int(r);
+  }
+  const uint64_t base = uint64_t(1) << 62;
+  values->clear();
+  if (me == 0)
+    values->resize(a.params.size());
+  std::vector<transport::Request> reqs(a.params.size());
+  std::vector<std::vector<float>> mine(a.params.size());
+  for (size_t i = 0; i < a.params.size(); ++i) {
+    const size_t n = size_t(a.params[i].numel());
+    if (owner[i] == me) {
+      std::vector<float> &v = me == 0 ? (*values)[i] : mine[i];
+      v.resize(n);
+      if (Status e = rank->executor().readParameter(i, v.data()); !e.ok())
+        return e;
+      reqs[i].done = me == 0; // nothing to move
+      if (me != 0)
+        if (Status e =
+                world.send(0, base + i, v.data(), n * sizeof(float), &reqs[i]);
             !e.ok())
           return e;
-        std::vector<int64_t> counts(static_cast<size_t>(N));
-        for (int64_t step = first; step < first + count; ++step) {
-          StepRecord rec;
-          rec.step = step;
-          rec.lr = im.config.schedule.at(step);
-          std::vector<uint64_t> win(static_cast<size_t>(B));
-          // Windows caches the epoch's permutation: one rank at a time.
-          std::unique_lock<std::mutex> data(im.dataMutex);
-          if (std::string e = im.windows.tokens().shrunk(); !e.empty())
-            return Status::error("step " + std::to_string(step) + ": " + e);
-          for (int64_t m = 0; m < N; ++m) {
-            im.windows.fillMicrobatch(step, m, N, B, ids[size_t(m)].data(),
-                                      targets[size_t(m)].data(), win.data());
-            rec.windows.insert(rec.windows.end(), win.begin(), win.end());
-            int64_t c = 0;
-            for (int64_t v : targets[size_t(m)])
-              c += v != a.ignoreIndex;
-            counts[size_t(m)] = c;
-            rec.tokens += c;
-          }
-          data.unlock();
-          if (Status e =
-                  rank.step(t, step, counts, rec.tokens, ids, targets, &rec);
-              !e.ok())
-            return e;
-          if (t.rank() == 0)
-            if (Status e = onStep(rec); !e.ok())
-              return e;
-        }
-        return {};
-      });
-  return result;
+    } else if (me == 0) {
+      (*values)[i].resize(n);
+      if (Status e = world.recv(owner[i], base + i, (*values)[i].data(),
+                                n * sizeof(float), &reqs[i]);
+          !e.ok())
+        return e;
+    }
+  }
+  for (size_t i = 0; i < a.params.size(); ++i)
+    if (owner[i] == me || me == 0)
+      if (Status e = world.wait(reqs[i]); !e.ok())
+        return e;
+  return {};
 }
 
 Status PipelineTrainer::readParameter(size_t index, float *dst) const {

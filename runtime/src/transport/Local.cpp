@@ -26,6 +26,36 @@ namespace weipipe::rt::transport {
 
 Transport::~Transport() = default;
 
+Status Transport::checkPeer(int peer) const {
+  if (peer < 0 || peer >= size() || peer == rank())
+    return Status::error("rank " + std::to_string(rank()) + ": no peer rank " +
+                         std::to_string(peer) + " in a world of " +
+                         std::to_string(size()));
+  return {};
+}
+
+Status Transport::recv(int peer, uint64_t tag, void *data, size_t bytes,
+                       Request *req) {
+  if (Status st = checkPeer(peer); !st.ok())
+    return st;
+  *req = Request{peer, tag, data, bytes, false};
+  return {};
+}
+
+Status Transport::complete(Request &req,
+                           const std::vector<uint8_t> &msg) const {
+  if (msg.size() != req.bytes)
+    return Status::error("rank " + std::to_string(rank()) + " received " +
+                         std::to_string(msg.size()) + " bytes from rank " +
+                         std::to_string(req.peer) + " (tag " +
+                         std::to_string(req.tag) + "), expected " +
+                         std::to_string(req.bytes));
+  if (!msg.empty())
+    std::memcpy(req.recvData, msg.data(), msg.size());
+  req.done = true;
+  return {};
+}
+
 namespace {
 
 using Key = std::tuple<int, int, uint64_t>; // source, destination, tag
@@ -111,14 +141,6 @@ public:
     return {};
   }
 
-  Status recv(int peer, uint64_t tag, void *data, size_t bytes,
-              Request *req) override {
-    if (Status st = checkPeer(peer); !st.ok())
-      return st;
-    *req = Request{peer, tag, data, bytes, false};
-    return {};
-  }
-
   Status wait(Request &req) override {
     if (req.done)
       return {};
@@ -131,16 +153,7 @@ public:
       if (!box.empty()) {
         std::vector<uint8_t> msg = std::move(box.front());
         box.pop_front();
-        if (msg.size() != req.bytes)
-          return Status::error("rank " + std::to_string(rank_) + " received " +
-                               std::to_string(msg.size()) +
-                               " bytes from rank " + std::to_string(req.peer) +
-                               " (tag " + std::to_string(req.tag) +
-                               "), expected " + std::to_string(req.bytes));
-        if (!msg.empty())
-          std::memcpy(req.recvData, msg.data(), msg.size());
-        req.done = true;
-        return {};
+        return complete(req, msg);
       }
       w_.awaiting[size_t(rank_)] = key;
       if (w_.detectDeadlock()) {
@@ -155,14 +168,6 @@ public:
   void abort(const std::string &why) override { w_.fail(rank_, why); }
 
 private:
-  Status checkPeer(int peer) const {
-    if (peer < 0 || peer >= w_.size || peer == rank_)
-      return Status::error("rank " + std::to_string(rank_) + ": no peer rank " +
-                           std::to_string(peer) + " in a world of " +
-                           std::to_string(w_.size));
-    return {};
-  }
-
   World &w_;
   const int rank_;
 };

@@ -10,6 +10,8 @@
 
 #include "weipipe/runtime/transport/Transport.h"
 
+#include "TransportTestBodies.h"
+
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -23,66 +25,13 @@ using namespace weipipe::rt::transport;
 
 TEST(LocalTransport, RingsOfEverySize) {
   for (int P : {1, 2, 3, 4, 8}) {
-    std::vector<std::vector<int64_t>> got(static_cast<size_t>(P));
-    Status st = runLocalRanks(P, [&](Transport &t) -> Status {
-      const int r = t.rank(), next = (r + 1) % P, prev = (r + P - 1) % P;
-      // P - 1 turns of a ring: each rank passes on what it last received,
-      // as weights travel in WeiPipe; rank r ends up having seen every
-      // other rank's value.
-      int64_t value = 100 + r;
-      for (int turn = 0; turn + 1 < P; ++turn) {
-        Request s, q;
-        int64_t in = -1;
-        if (Status e = t.recv(prev, uint64_t(turn), &in, sizeof in, &q);
-            !e.ok())
-          return e;
-        if (Status e = t.send(next, uint64_t(turn), &value, sizeof value, &s);
-            !e.ok())
-          return e;
-        value = -2; // the send captured the bytes already
-        if (Status e = t.wait(q); !e.ok())
-          return e;
-        if (Status e = t.wait(s); !e.ok())
-          return e;
-        got[size_t(r)].push_back(in);
-        value = in;
-      }
-      return {};
-    });
-    ASSERT_TRUE(st.ok()) << "P = " << P << ": " << st.message();
-    for (int r = 0; r < P; ++r) {
-      ASSERT_EQ(got[size_t(r)].size(), size_t(P - 1));
-      for (int turn = 0; turn + 1 < P; ++turn)
-        EXPECT_EQ(got[size_t(r)][size_t(turn)],
-                  100 + (r - 1 - turn + 2 * P) % P)
-            << "P = " << P << ", rank " << r << ", turn " << turn;
-    }
+    Status st = runLocalRanks(P, test::ring);
+    EXPECT_TRUE(st.ok()) << "P = " << P << ": " << st.message();
   }
 }
 
 TEST(LocalTransport, MessagesKeepTheirOrderPerLinkAndTag) {
-  Status st = runLocalRanks(2, [](Transport &t) -> Status {
-    if (t.rank() == 0) {
-      for (int64_t i = 0; i < 100; ++i) {
-        Request s;
-        if (Status e = t.send(1, 7, &i, sizeof i, &s); !e.ok())
-          return e;
-      }
-      return {};
-    }
-    for (int64_t i = 0; i < 100; ++i) {
-      Request q;
-      int64_t x = -1;
-      if (Status e = t.recv(0, 7, &x, sizeof x, &q); !e.ok())
-        return e;
-      if (Status e = t.wait(q); !e.ok())
-        return e;
-      if (x != i)
-        return Status::error("message " + std::to_string(i) + " arrived as " +
-                             std::to_string(x));
-    }
-    return {};
-  });
+  Status st = runLocalRanks(2, test::fifo);
   EXPECT_TRUE(st.ok()) << st.message();
 }
 

@@ -36,6 +36,7 @@
 #include "weipipe/runtime/RankMemory.h"
 #include "weipipe/runtime/Status.h"
 #include "weipipe/runtime/train/Trainer.h"
+#include "weipipe/runtime/transport/Transport.h"
 
 #include <functional>
 #include <memory>
@@ -58,23 +59,38 @@ public:
   /// Loads one executor per rank (each with the parameters it needs) for
   /// `a`, a pipeline artifact. `threads`: the CPU threads to divide among
   /// the ranks (at least one each). `options`: where the ranks run (all on
-  /// the CPU, or all on the current GPU).
+  /// the CPU, or all on the current GPU). `localRanks`: the ranks this
+  /// process runs (default: all, as threads); one rank when the others are
+  /// processes of a `tcp` world.
   static std::unique_ptr<PipelineTrainer>
   create(const Artifact &a, const std::string &artifactDir, Windows &windows,
          OptimizerConfig config, int threads, std::string *error,
-         uint64_t memoryLimit = 0, const ExecutorOptions &options = {});
+         uint64_t memoryLimit = 0, const ExecutorOptions &options = {},
+         const std::vector<uint32_t> *localRanks = nullptr);
   ~PipelineTrainer();
 
   /// Runs steps [first, first + count) on all ranks; after each step rank
-  /// 0's thread calls `onStep` with the step's record (an error it returns
-  /// stops every rank). A failing rank stops all of them; the error names
-  /// the rank and the step.
+  /// 0 calls `onStep` with the step's record (an error it returns stops
+  /// every rank). A failing rank stops all of them; the error names the
+  /// rank and the step. `world`: null runs every rank here as threads of a
+  /// `local` world; otherwise this process's one rank (create's
+  /// localRanks) over it, aborting it when the rank fails.
   Status train(int64_t first, int64_t count,
-               const std::function<Status(const StepRecord &)> &onStep);
+               const std::function<Status(const StepRecord &)> &onStep,
+               transport::Transport *world = nullptr);
+  /// The ranks this process runs, ascending.
+  const std::vector<uint32_t> &localRanks() const;
+  /// Over a world of processes, after training: every rank sends rank 0 the
+  /// parameters it owns, and rank 0 fills `values` (numel floats per
+  /// parameter); the other ranks' `values` stay empty.
+  Status gatherParameters(transport::Transport &world,
+                          std::vector<std::vector<float>> *values);
 
   /// Copies the current value of parameter `index` (from the rank that
-  /// owns it; its numel floats) into host memory at `dst`.
+  /// owns it, which must be local; its numel floats) into host memory at
+  /// `dst`.
   Status readParameter(size_t index, float *dst) const;
+  /// What each local rank did (localRanks()'s order).
   std::vector<RankStats> stats() const;
   /// Where the ranks run: "cpu", or the GPU's description.
   std::string deviceDescription() const;

@@ -2,8 +2,8 @@
 //
 // Part of weipipe's runtime. The one interface through which pipeline ranks
 // exchange weights, gradients and activations; `local` (ranks as threads of
-// one process) implements it here, MPI and NCCL next. Kept small: post a
-// send or a receive, wait for it, abort.
+// one process) and `tcp` (ranks as processes) implement it here, NCCL next.
+// Kept small: post a send or a receive, wait for it, abort.
 //
 // The contract every implementation keeps:
 //   * messages between two ranks with the same tag arrive in the order they
@@ -12,7 +12,10 @@
 //   * nothing hangs: when a rank fails (abort, or its thread ends with an
 //     error) every other rank's pending and later operations fail with a
 //     message naming it; a local world where every live rank waits on a
-//     receive nobody will send is a deadlock, reported to each rank.
+//     receive nobody will send is a deadlock, reported to each rank (a tcp
+//     world, whose ranks cannot see each other's waits, reports a wait
+//     that hears nothing from its peer for the timeout, and a peer that
+//     finished or whose process ended).
 //
 //===----------------------------------------------------------------------===//
 
@@ -26,6 +29,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace weipipe::rt::transport {
 
@@ -50,16 +54,46 @@ public:
   virtual Status send(int peer, uint64_t tag, const void *data, size_t bytes,
                       Request *req) = 0;
   /// Posts a receive of exactly `bytes` bytes from `peer` into `data`, which
-  /// must stay valid until the wait returns.
+  /// must stay valid until the wait returns. (The request is all there is
+  /// to post where the wait finds the message: the default.)
   virtual Status recv(int peer, uint64_t tag, void *data, size_t bytes,
-                      Request *req) = 0;
+                      Request *req);
   /// Blocks until `req` completes. Errors: a failed rank (named), a
   /// deadlock, a message of another size than the receive expects.
   virtual Status wait(Request &req) = 0;
   /// This rank failed: every rank's operations fail from now on with
   /// "rank R failed: WHY".
   virtual void abort(const std::string &why) = 0;
+
+protected:
+  /// What every implementation does alike: `peer` must be another rank of
+  /// the world; a message completes a receive (the error of another size
+  /// names both ends).
+  Status checkPeer(int peer) const;
+  Status complete(Request &req, const std::vector<uint8_t> &msg) const;
 };
+
+/// This process's place in a world of processes, as torchrun describes it
+/// (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT).
+struct WorldEnv {
+  int rank = 0, size = 1, localRank = 0;
+  std::string masterAddr;
+  int masterPort = 0;
+};
+/// Reads the variables; an error names the one missing or malformed. Rank 0
+/// listens at MASTER_PORT, or the next port where torchrun's agent holds
+/// that one (TORCHELASTIC_USE_AGENT_STORE=True), or WEIPIPE_MASTER_PORT.
+Status worldFromEnv(WorldEnv *w);
+
+/// The `tcp` transport (one rank per process, any hosts): connects this
+/// process to the others of `w` (rank 0 listens at MASTER_ADDR:MASTER_PORT,
+/// the others find each other through it; see Tcp.cpp) and returns it.
+/// Fails naming the ranks that could not be reached within `timeoutSeconds`,
+/// which also bounds how long a wait hears nothing from its peer. The
+/// transport sends its peers "finished" when destroyed, after waiting for
+/// them to finish too.
+Status connectTcp(const WorldEnv &w, double timeoutSeconds,
+                  std::unique_ptr<Transport> *out);
 
 /// Runs `body` on `ranks` ranks of one process, each on its own thread with
 /// a `local` transport, and returns the first failure ("rank R: MESSAGE"),
