@@ -109,6 +109,9 @@ struct Handoff {
 struct Transfer {
   std::vector<transport::Request> reqs;
   std::vector<Handoff> handoffs; ///< a device receive's, filled by the wait
+  /// A device receive over another process's transport: the bytes, which
+  /// the wait uploads.
+  std::vector<std::vector<uint8_t>> host;
   std::vector<Buffer *> into;
   std::vector<uint64_t> bytes;
   std::vector<detail::DeviceBackend::Fence> fences; ///< sends' copies
@@ -568,24 +571,40 @@ Status Rank::post(transport::Transport &t, const Action &ac) {
   const size_t n = ac.slots.size();
   x.reqs.resize(n);
   x.handoffs.resize(n);
+  x.host.resize(n);
   x.into.assign(n, nullptr);
   x.bytes = ac.bytes;
   detail::DeviceBackend *dev = mem_.device();
+  // Device slots between processes travel through host memory: the send
+  // downloads (waiting for the compute that wrote the slot), the wait
+  // uploads. Between ranks of one process, as handoffs on the device.
+  const bool viaHost = dev && !t.sharesAddressSpace();
   // A device receive's slots are free from here on (the schedule neither
   // reads nor writes them until the wait): its copy may land any time.
-  if (dev && ac.op == ActionOp::Recv)
+  if (dev && !viaHost && ac.op == ActionOp::Recv)
     if (Status e = dev->fence(&x.posted); !e.ok())
       return e;
   for (size_t i = 0; i < n; ++i) {
     Buffer *b = slots_[size_t(ac.slots[i])];
     const uint64_t bytes = ac.bytes[i];
+    const uint64_t tag = ac.op == ActionOp::Recv ? recvSeq_[size_t(ac.peer)]++
+                                                 : sendSeq_[size_t(ac.peer)]++;
     Status st;
     if (ac.op == ActionOp::Recv) {
       x.into[i] = b;
-      st = dev ? t.recv(ac.peer, recvSeq_[size_t(ac.peer)]++, &x.handoffs[i],
-                        sizeof(Handoff), &x.reqs[i])
-               : t.recv(ac.peer, recvSeq_[size_t(ac.peer)]++, b->data(),
-                        size_t(bytes), &x.reqs[i]);
+      if (viaHost) {
+        x.host[i].resize(size_t(bytes));
+        st = t.recv(ac.peer, tag, x.host[i].data(), size_t(bytes), &x.reqs[i]);
+      } else {
+        st = dev ? t.recv(ac.peer, tag, &x.handoffs[i], sizeof(Handoff),
+                          &x.reqs[i])
+                 : t.recv(ac.peer, tag, b->data(), size_t(bytes), &x.reqs[i]);
+      }
+    } else if (viaHost) {
+      std::vector<uint8_t> bytesHere(static_cast<size_t>(bytes));
+      st = mem_.download(bytesHere.data(), b->data(), bytes);
+      if (st.ok())
+        st = t.send(ac.peer, tag, bytesHere.data(), size_t(bytes), &x.reqs[i]);
     } else if (dev) {
       // The bytes staged on the transfer stream after what the compute
       // stream wrote; the receiver copies them out.
@@ -596,14 +615,12 @@ Status Rank::post(transport::Transport &t, const Action &ac) {
         h.bytes = bytes;
         h.ready = new detail::DeviceBackend::Fence(done);
         x.fences.push_back(std::move(done));
-        st = t.send(ac.peer, sendSeq_[size_t(ac.peer)]++, &h, sizeof h,
-                    &x.reqs[i]);
+        st = t.send(ac.peer, tag, &h, sizeof h, &x.reqs[i]);
         if (!st.ok())
           delete h.ready;
       }
     } else {
-      st = t.send(ac.peer, sendSeq_[size_t(ac.peer)]++, b->data(),
-                  size_t(bytes), &x.reqs[i]);
+      st = t.send(ac.peer, tag, b->data(), size_t(bytes), &x.reqs[i]);
     }
     if (!st.ok())
       return st;
@@ -622,6 +639,13 @@ Status Rank::complete(transport::Transport &t, Transfer &x) {
       return e;
     if (!dev || !x.into[i])
       continue;
+    if (!t.sharesAddressSpace()) { // from another process, in host memory
+      if (Status e =
+              mem_.upload(x.into[i]->data(), x.host[i].data(), x.bytes[i]);
+          !e.ok())
+        return e;
+      continue;
+    }
     // A device receive: copy the staged bytes into the slot, then the
     // compute stream waits for that copy (the host does not).
     Handoff &h = x.handoffs[i];
@@ -1149,11 +1173,8 @@ PipelineTrainer::train(int64_t first, int64_t count,
                          " processes for an artifact of " +
                          std::to_string(a.ranks) + " ranks");
   Status st = body(*world);
-  if (!st.ok()) {
+  if (!st.ok())
     world->abort(st.message());
-    return Status::error("rank " + std::to_string(world->rank()) + ": " +
-                         st.message());
-  }
   return st;
 }
 

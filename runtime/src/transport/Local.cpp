@@ -124,6 +124,7 @@ public:
   LocalTransport(World &w, int rank) : w_(w), rank_(rank) {}
   int rank() const override { return rank_; }
   int size() const override { return w_.size; }
+  bool sharesAddressSpace() const override { return true; }
 
   Status send(int peer, uint64_t tag, const void *data, size_t bytes,
               Request *req) override {

@@ -1,6 +1,6 @@
 """Start the ranks of a world of processes as torchrun does, for the tests.
 
-  launch.py --world P [--ranks 0,1,...] [--kill R:SECONDS] -- COMMAND ...
+  launch.py --world P [--ranks 0,1,...] [--kill R:SECONDS] [--one-gpu] -- COMMAND ...
 
 Starts COMMAND once per rank in --ranks (default: all P) with RANK,
 WORLD_SIZE, LOCAL_RANK, MASTER_ADDR=127.0.0.1 and a free MASTER_PORT set;
@@ -21,6 +21,8 @@ p = argparse.ArgumentParser()
 p.add_argument("--world", type=int, required=True)
 p.add_argument("--ranks", default="")
 p.add_argument("--kill", default="")
+p.add_argument("--one-gpu", action="store_true",
+               help="LOCAL_RANK=0 for every rank (all on one GPU)")
 p.add_argument("command", nargs=argparse.REMAINDER)
 a = p.parse_args()
 cmd = [x for x in a.command if x != "--"] if a.command[:1] == ["--"] else a.command
@@ -32,7 +34,7 @@ with socket.socket() as s:
 
 procs = {}
 for r in ranks:
-    env = dict(os.environ, RANK=str(r), WORLD_SIZE=str(a.world), LOCAL_RANK=str(r),
+    env = dict(os.environ, RANK=str(r), WORLD_SIZE=str(a.world), LOCAL_RANK=str(0 if a.one_gpu else r),
                MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     procs[r] = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, text=True)

@@ -49,6 +49,9 @@ public:
   virtual ~Transport();
   virtual int rank() const = 0;
   virtual int size() const = 0;
+  /// Whether every rank is in this process (so a message may carry a
+  /// pointer to this process's memory, a device's included).
+  virtual bool sharesAddressSpace() const { return false; }
   /// Posts a send of `bytes` bytes at `data` to `peer`. The bytes are
   /// captured before this returns (the buffer may be reused at once).
   virtual Status send(int peer, uint64_t tag, const void *data, size_t bytes,
