@@ -105,6 +105,28 @@ if [ -f "$models/done" ]; then
       --ours-weights "$out/pipe-wi4.$prec.safetensors" \
       --ref-weights "$out/pipe-single4.$prec.safetensors" --rtol 0
   done
+  # The ranks as processes on the one GPU (tcp: slots through host memory),
+  # against the same ranks as threads: to the last bit.
+  step pipe-procs 180 python3 test/pipeline/Inputs/launch.py --world 4 \
+    --one-gpu -- "$run" "$models/llama-wi4.wpp" --data "$models/llama.bin" \
+    "${flags[@]}" --device cuda --precision fp32 --threads 2 \
+    --save-weights "$out/pipe-procs.safetensors"
+  step pipe-procs-check 10 cmp "$out/pipe-procs.safetensors" \
+    "$out/pipe-wi4.fp32.safetensors"
+  # NCCL at one rank (NCCL refuses two ranks on one GPU): a world of one
+  # over --transport nccl against --transport local, to the last bit.
+  step nccl-local 120 "$run" "$models/llama-p1.wpp" --data "$models/llama.bin" \
+    "${flags[@]}" --device cuda --precision fp32 \
+    --log "$out/nccl-local.jsonl" --save-weights "$out/nccl-local.safetensors"
+  step nccl-one 120 env RANK=0 WORLD_SIZE=1 LOCAL_RANK=0 \
+    MASTER_ADDR=127.0.0.1 MASTER_PORT=29517 "$run" "$models/llama-p1.wpp" \
+    --data "$models/llama.bin" "${flags[@]}" --device cuda --precision fp32 \
+    --transport nccl --log "$out/nccl-one.jsonl" \
+    --save-weights "$out/nccl-one.safetensors"
+  step nccl-check 60 python3 test/e2e/Inputs/compare_runs.py \
+    --ours-log "$out/nccl-one.jsonl" --ref-log "$out/nccl-local.jsonl" \
+    --ours-weights "$out/nccl-one.safetensors" \
+    --ref-weights "$out/nccl-local.safetensors" --rtol 0
   bflags=(--steps 50 --lr 3e-3 --lr-schedule cosine --warmup-steps 5
     --grad-clip 1.0 --weight-decay 0.1 --data-order shuffle --quiet)
   step bytes-cpu 240 "$run" "$models/gpt2-bytes.wpp" \

@@ -44,7 +44,7 @@ if [ ! -f "$deps/openblas/include/cblas.h" ]; then
     cp "$(readlink -f "$need")" "$deps/openblas/lib/$(basename "$need")"
   done
 fi
-if [ ! -f "$deps/models/done" ] || [ ! -f "$deps/models/llama-wi4.wpp" ]; then
+if [ ! -f "$deps/models/done" ] || [ ! -f "$deps/models/llama-p1.wpp" ]; then
   py=${WEIPIPE_VENV:-$HOME/.cache/weipipe/venv}/bin/python
   opt=${BUILD_DIR:-$root/build}/bin/weipipe-opt
   [ -x "$py" ] && [ -x "$opt" ] || {
@@ -72,6 +72,10 @@ if [ ! -f "$deps/models/done" ] || [ ! -f "$deps/models/llama-wi4.wpp" ]; then
     "$opt" llama.onnx --input-shape=input_ids=2,16 --emit=artifact \
       --microbatches=4 --ranks=4 --schedule=weipipe-interleave --ends=owned \
       -o llama-wi4.wpp >>compile.log 2>&1
+    # NCCL at one rank: a one-rank pipeline (no links; the world's sums).
+    "$opt" llama.onnx --input-shape=input_ids=2,16 --emit=artifact \
+      --microbatches=2 --ranks=1 --schedule=1f1b -o llama-p1.wpp \
+      >>compile.log 2>&1
     "$py" -m weipipe.models export gpt2-bytes -o gpt2-bytes.onnx >/dev/null 2>&1
     "$opt" gpt2-bytes.onnx --input-shape=input_ids=8,64 --emit=artifact \
       --microbatches=2 -o gpt2-bytes.wpp >>compile.log 2>&1

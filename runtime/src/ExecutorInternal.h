@@ -17,6 +17,7 @@
 #include "weipipe/runtime/cpu/Kernels.h"
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <tuple>
@@ -176,6 +177,30 @@ public:
   /// the transfer stream; *done: the copy's fence.
   virtual Status stageIn(void *dst, void *staging, uint64_t bytes,
                          const std::vector<Fence> &after, Fence *done) = 0;
+
+  /// Transfers between processes, one GPU each (the `nccl` transport;
+  /// cuda/Channels.h): channels opened from unique ids the processes
+  /// exchanged (newChannelId on one end), all at once; a send after
+  /// everything enqueued on the compute stream so far, a receive after
+  /// `after`; each with its fence, which the compute stream awaits where
+  /// the schedule waits.
+  virtual Status newChannelId(std::vector<uint8_t> *id) = 0;
+  virtual Status openChannels(const std::vector<std::vector<uint8_t>> &ids,
+                              const std::vector<int> &sizes,
+                              const std::vector<int> &index) = 0;
+  virtual Status channelSend(int channel, const void *src, uint64_t bytes,
+                             Fence *done) = 0;
+  virtual Status channelRecv(int channel, void *dst, uint64_t bytes,
+                             const Fence &after, Fence *done) = 0;
+  /// Host doubles summed over channel c's ranks (through the device).
+  virtual Status channelSum(int channel, double *host, size_t n) = 0;
+  /// Waits for the compute stream without trusting it to finish: every
+  /// 100 ms `check` (the host side of the world: a peer that failed) and
+  /// the channels' own errors are read, and after `timeoutSeconds` without
+  /// finishing, or on an error, the channels are aborted (their pending
+  /// transfers end) and the error returned.
+  virtual Status drain(const std::function<Status()> &check,
+                       double timeoutSeconds) = 0;
 };
 
 /// The CUDA backend on the current device, or nullptr with *error set (no

@@ -76,15 +76,19 @@ under the reference trainer's contract (python/weipipe/reference/README.md).
                            bf16 multiplies on bf16 tensor cores, keeping fp32
                            weights, gradients, AdamW state and losses
   --ranks P                check that the artifact is compiled for P ranks
-  --transport T            local | tcp (default: tcp where WORLD_SIZE is set,
-                           else local): local runs every rank of a pipeline
-                           as threads of this process; tcp runs one rank per
-                           process, started as torchrun starts them (RANK,
-                           WORLD_SIZE, MASTER_ADDR, MASTER_PORT; e.g.
-                           torchrun --no-python --nproc-per-node 4
-                           weipipe-run m.wpp ...); rank 0 writes the outputs
-  --timeout S              tcp: seconds to wait for the other processes at
-                           start-up and for any message (default 600)
+  --transport T            local | tcp | nccl (default: tcp where WORLD_SIZE
+                           is set, else local): local runs every rank of a
+                           pipeline as threads of this process; tcp runs one
+                           rank per process, started as torchrun starts them
+                           (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR,
+                           MASTER_PORT; e.g. torchrun --no-python
+                           --nproc-per-node 4 weipipe-run -- m.wpp ...);
+                           nccl too, moving the GPU's slots with NCCL (one GPU
+                           per process, --device cuda); rank 0 writes the
+                           outputs
+  --timeout S              tcp, nccl: seconds to wait for the other processes
+                           at start-up, for any message, and for the GPU at
+                           the end of a step (default 600)
   --memory-limit BYTES     refuse a plan (AdamW state included; all ranks of
                            a pipeline together) over BYTES (8G, 512M, ...)
   --quiet                  no summary, no progress
@@ -316,9 +320,10 @@ Options parseArgs(int argc, char **argv) {
         usageError("--ranks must be >= 1, got " + value);
     } else if (a == "--transport") {
       o.transport = take();
-      if (o.transport != "local" && o.transport != "tcp")
-        usageError("--transport: choose from local, tcp (got '" + o.transport +
-                   "')");
+      if (o.transport != "local" && o.transport != "tcp" &&
+          o.transport != "nccl")
+        usageError("--transport: choose from local, tcp, nccl (got '" +
+                   o.transport + "')");
     } else if (a == "--timeout") {
       o.timeout = parseDouble(a, take());
       if (o.timeout <= 0)
@@ -358,6 +363,9 @@ Options parseArgs(int argc, char **argv) {
     o.precision = o.device == Device::Cuda ? Precision::Bf16 : Precision::Fp32;
   if (o.transport.empty())
     o.transport = std::getenv("WORLD_SIZE") ? "tcp" : "local";
+  if (o.transport == "nccl" && o.device != Device::Cuda)
+    usageError("--transport nccl moves GPU memory: add --device cuda (or "
+               "use --transport tcp)");
   if (o.device == Device::Cpu && *o.precision != Precision::Fp32)
     usageError("--precision bf16 needs --device cuda (the CPU computes in "
                "fp32)");
@@ -506,15 +514,15 @@ int main(int argc, char **argv) {
          std::to_string(a.ranks) + " without rank programs");
   // A world of processes: this one runs rank RANK; rank 0 writes the
   // outputs and reports, the others only their own errors and figures.
-  const bool tcp = o.transport == "tcp";
+  const bool tcp = o.transport == "tcp" || o.transport == "nccl";
   transport::WorldEnv world;
   if (tcp) {
     if (!pipeline)
-      fail("--transport tcp runs one rank of a pipeline artifact per "
-           "process; " +
-           o.artifact + " is single-rank (compile with --ranks/--schedule)");
+      fail("--transport " + o.transport +
+           " runs one rank of a pipeline artifact per process; " + o.artifact +
+           " is single-rank (compile with --ranks/--schedule)");
     if (Status st = transport::worldFromEnv(&world); !st.ok())
-      fail("--transport tcp: " + st.message());
+      fail("--transport " + o.transport + ": " + st.message());
     if (uint32_t(world.size) != a.ranks)
       fail("WORLD_SIZE=" + std::to_string(world.size) + ", but " + o.artifact +
            " is compiled for " + std::to_string(a.ranks) + " ranks (schedule " +
@@ -727,7 +735,9 @@ int main(int argc, char **argv) {
     return {};
   };
   if (pipe) {
-    if (Status st = pipe->train(0, o.steps, record, gWorld.get()); !st.ok()) {
+    if (Status st = pipe->train(0, o.steps, record, gWorld.get(),
+                                {o.transport == "nccl", o.timeout});
+        !st.ok()) {
       progress.finish();
       gWorld.reset(); // the trainer told the others already
       fail(st.message());

@@ -17,15 +17,18 @@
 
 #include "../ExecutorInternal.h"
 #include "weipipe/runtime/cuda/Blas.h"
+#include "weipipe/runtime/cuda/Channels.h"
 #include "weipipe/runtime/cuda/Device.h"
 #include "weipipe/runtime/cuda/Kernels.h"
 #include "weipipe/runtime/cuda/Primitives.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <cstdlib>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace weipipe::rt {
@@ -296,6 +299,65 @@ public:
     return blas_->gemm(g, 1.0f, A, B, C, bias, stream());
   }
 
+  Status newChannelId(std::vector<uint8_t> *id) override {
+    return Channels::newId(id);
+  }
+  Status openChannels(const std::vector<std::vector<uint8_t>> &ids,
+                      const std::vector<int> &sizes,
+                      const std::vector<int> &index) override {
+    return channels_.open(ids, sizes, index);
+  }
+  Status channelSend(int channel, const void *src, uint64_t bytes,
+                     Fence *done) override {
+    return channelTransfer(channel, src, nullptr, bytes, nullptr, done);
+  }
+  Status channelRecv(int channel, void *dst, uint64_t bytes, const Fence &after,
+                     Fence *done) override {
+    return channelTransfer(channel, nullptr, dst, bytes, after, done);
+  }
+  Status channelSum(int channel, double *host, size_t n) override {
+    if (sumsBuffer_.bytes() < n * sizeof(double))
+      WP_TRY(sumsBuffer_.allocate(n * sizeof(double), "the summed numbers"));
+    WP_TRY(upload(sumsBuffer_.data(), host, n * sizeof(double)));
+    WP_TRY(channels_.sum(channel, sumsBuffer_.as<double>(), n, stream()));
+    return download(host, sumsBuffer_.data(), n * sizeof(double));
+  }
+  Status drain(const std::function<Status()> &check,
+               double timeoutSeconds) override {
+    const auto start = std::chrono::steady_clock::now();
+    auto last = start;
+    for (;;) {
+      const cudaError_t q = cudaStreamQuery(stream());
+      if (q == cudaSuccess)
+        return Status();
+      if (q != cudaErrorNotReady) {
+        channels_.abort();
+        WP_CUDA_TRY(q);
+      }
+      const auto now = std::chrono::steady_clock::now();
+      if (now - last >= std::chrono::milliseconds(100)) {
+        last = now;
+        Status st = check();
+        if (st.ok())
+          st = channels_.check();
+        if (st.ok() &&
+            now - start > std::chrono::duration<double>(timeoutSeconds))
+          st = Status::error(
+              "the GPU did not finish the step's work within " +
+              std::to_string(int(timeoutSeconds)) +
+              " s (a transfer whose peer never came?); the NCCL channels "
+              "were aborted");
+        if (!st.ok()) {
+          channels_.abort();
+          (void)stream_.synchronize(); // the aborted transfers end
+          cudaGetLastError();
+          return st;
+        }
+      }
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+  }
+
 private:
   /// A fence of everything enqueued on `on` so far.
   static Status fence(cudaStream_t on, Fence *out) {
@@ -303,6 +365,20 @@ private:
     WP_TRY(e->create());
     WP_TRY(e->record(on));
     *out = std::move(e);
+    return Status();
+  }
+  /// A channel's send (src) or receive (dst) after `after` (null: the
+  /// compute stream so far); *done: its fence.
+  Status channelTransfer(int channel, const void *src, void *dst,
+                         uint64_t bytes, Fence after, Fence *done) {
+    if (!after)
+      WP_TRY(fence(&after));
+    auto e = std::make_shared<Event>();
+    WP_TRY(e->create());
+    const cudaEvent_t a = static_cast<const Event *>(after.get())->get();
+    WP_TRY(src ? channels_.send(channel, src, bytes, a, e->get())
+               : channels_.recv(channel, dst, bytes, a, e->get()));
+    *done = std::move(e);
     return Status();
   }
   /// The transfer stream (made at the first transfer) waits for `after`.
@@ -358,6 +434,7 @@ private:
   DeviceInfo info_;
   Stream stream_;
   Stream transfer_; // made at the first transfer
+  Channels channels_; // NCCL, between processes
   std::unique_ptr<Blas> blas_;
   std::vector<DeviceBuffer> buffers_;
   void *workspace_ = nullptr;

@@ -17,6 +17,7 @@
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <set>
 
 namespace weipipe::rt::train {
 
@@ -141,6 +142,10 @@ public:
               const std::vector<std::vector<int64_t>> &targets,
               StepRecord *rec);
 
+  /// Moves device slots over NCCL channels (opened at the first step) in a
+  /// world of processes.
+  void useChannels(const WorldOptions &w) { world_ = w; }
+
   RankStats stats;
   /// Whether this rank updates parameter i (and so holds its current value).
   std::vector<bool> ownsParam;
@@ -154,6 +159,10 @@ private:
   Executor &ex_;
   OptimizerConfig config_;
   Memory mem_;
+  WorldOptions world_;
+  bool channelsOpen_ = false;
+  std::map<int, int> sendChannel_, recvChannel_; // by peer
+  int worldChannel_ = -1;
   std::vector<std::unique_ptr<Buffer>> slotStore_;
   std::vector<Buffer *> slots_; // what each slot label holds now (Swap)
   std::vector<std::vector<uint64_t>> layout_; // per stage: slot offsets
@@ -201,6 +210,14 @@ private:
   Status forward(const Action &ac);
   Status backward(const Action &ac, bool input, bool weight);
   Status runEnd(size_t s, int m, bool input, bool weight);
+  /// Opens the NCCL channels: the ids of the links this rank sends on and
+  /// of the world's (rank 0's) go to the other ends over `t`.
+  Status openChannels(transport::Transport &t);
+  /// The step's per-parameter sums of squares, and each micro-batch's loss
+  /// (NaN where another rank computed it), summed over the ranks on the
+  /// device: each entry is one rank's number and zeros elsewhere, so the
+  /// sum is that number exactly.
+  Status channelSums(std::vector<double> *ss, std::vector<float> *losses);
   /// Posts the sends or receives of a Send/Recv action.
   Status post(transport::Transport &t, const Action &ac);
   /// Completes a token's transfers.
@@ -563,6 +580,105 @@ Status Rank::backward(const Action &ac, bool input, bool weight) {
   return {};
 }
 
+Status Rank::openChannels(transport::Transport &t) {
+  detail::DeviceBackend *dev = mem_.device();
+  if (!dev)
+    return Status::error("NCCL moves GPU memory: the ranks must run on a GPU "
+                         "(--device cuda)");
+  std::set<int> to, from;
+  for (const Action &ac : prog_.actions) {
+    if (ac.op == ActionOp::Send)
+      to.insert(ac.peer);
+    if (ac.op == ActionOp::Recv)
+      from.insert(ac.peer);
+  }
+  const int P = t.size();
+  // Tags past any a step or the gathering uses.
+  const uint64_t linkTag = (uint64_t(1) << 61), worldTag = linkTag + 1;
+  constexpr size_t kId = 128;
+  std::vector<std::vector<uint8_t>> ids;
+  std::vector<int> sizes, index;
+  std::vector<transport::Request> reqs;
+  reqs.reserve(to.size() + from.size() + size_t(P));
+  // The world's communicator: rank 0 makes its id.
+  std::vector<uint8_t> worldId(kId);
+  if (r_ == 0) {
+    if (Status e = dev->newChannelId(&worldId); !e.ok())
+      return e;
+    for (int p = 1; p < P; ++p) {
+      reqs.emplace_back();
+      if (Status e = t.send(p, worldTag, worldId.data(), kId, &reqs.back());
+          !e.ok())
+        return e;
+    }
+  } else {
+    reqs.emplace_back();
+    if (Status e = t.recv(0, worldTag, worldId.data(), kId, &reqs.back());
+        !e.ok())
+      return e;
+  }
+  // A link's sender makes its id.
+  std::vector<std::vector<uint8_t>> fromIds(from.size(),
+                                            std::vector<uint8_t>(kId));
+  std::vector<std::vector<uint8_t>> toIds;
+  for (int p : to) {
+    toIds.emplace_back();
+    if (Status e = dev->newChannelId(&toIds.back()); !e.ok())
+      return e;
+    reqs.emplace_back();
+    if (Status e = t.send(p, linkTag, toIds.back().data(), kId, &reqs.back());
+        !e.ok())
+      return e;
+  }
+  size_t k = 0;
+  for (int p : from) {
+    reqs.emplace_back();
+    if (Status e = t.recv(p, linkTag, fromIds[k++].data(), kId, &reqs.back());
+        !e.ok())
+      return e;
+  }
+  for (transport::Request &q : reqs)
+    if (Status e = t.wait(q); !e.ok())
+      return e;
+  ids.push_back(worldId);
+  sizes.push_back(P);
+  index.push_back(r_);
+  worldChannel_ = 0;
+  k = 0;
+  for (int p : to) {
+    sendChannel_[p] = int(ids.size());
+    ids.push_back(toIds[k++]);
+    sizes.push_back(2);
+    index.push_back(0);
+  }
+  k = 0;
+  for (int p : from) {
+    recvChannel_[p] = int(ids.size());
+    ids.push_back(fromIds[k++]);
+    sizes.push_back(2);
+    index.push_back(1);
+  }
+  return dev->openChannels(ids, sizes, index);
+}
+
+Status Rank::channelSums(std::vector<double> *ss, std::vector<float> *losses) {
+  const size_t np = ss->size(), N = losses->size();
+  std::vector<double> x(np + 2 * N, 0.0);
+  std::copy(ss->begin(), ss->end(), x.begin());
+  for (size_t m = 0; m < N; ++m)
+    if (!std::isnan((*losses)[m])) {
+      x[np + m] = double((*losses)[m]); // exact: a float as a double
+      x[np + N + m] = 1.0;
+    }
+  if (Status e = mem_.device()->channelSum(worldChannel_, x.data(), x.size());
+      !e.ok())
+    return e;
+  std::copy(x.begin(), x.begin() + long(np), ss->begin());
+  for (size_t m = 0; m < N; ++m)
+    (*losses)[m] = x[np + N + m] > 0 ? float(x[np + m]) : std::nanf("");
+  return {};
+}
+
 Status Rank::post(transport::Transport &t, const Action &ac) {
   if (tokens_.count(ac.token))
     return Status::error("posts token " + std::to_string(ac.token) +
@@ -578,12 +694,40 @@ Status Rank::post(transport::Transport &t, const Action &ac) {
   // Device slots between processes travel through host memory: the send
   // downloads (waiting for the compute that wrote the slot), the wait
   // uploads. Between ranks of one process, as handoffs on the device.
-  const bool viaHost = dev && !t.sharesAddressSpace();
+  const bool viaHost = dev && !t.sharesAddressSpace() && !world_.nccl;
+  const bool channel = dev && world_.nccl;
   // A device receive's slots are free from here on (the schedule neither
   // reads nor writes them until the wait): its copy may land any time.
   if (dev && !viaHost && ac.op == ActionOp::Recv)
     if (Status e = dev->fence(&x.posted); !e.ok())
       return e;
+  if (channel) {
+    auto &links = ac.op == ActionOp::Send ? sendChannel_ : recvChannel_;
+    auto link = links.find(ac.peer);
+    if (link == links.end())
+      return Status::error(
+          "no NCCL channel " +
+          std::string(ac.op == ActionOp::Send ? "to" : "from") + " rank " +
+          std::to_string(ac.peer));
+    for (size_t i = 0; i < n; ++i) {
+      Buffer *b = slots_[size_t(ac.slots[i])];
+      detail::DeviceBackend::Fence done;
+      Status st =
+          ac.op == ActionOp::Send
+              ? dev->channelSend(link->second, b->data(), ac.bytes[i], &done)
+              : dev->channelRecv(link->second, b->data(), ac.bytes[i], x.posted,
+                                 &done);
+      if (!st.ok())
+        return st;
+      x.fences.push_back(std::move(done));
+      x.reqs[i] = transport::Request{ac.peer, 0, nullptr, ac.bytes[i], true};
+      if (ac.op == ActionOp::Send) {
+        stats.bytesSent += ac.bytes[i];
+        ++stats.messagesSent;
+      }
+    }
+    return {};
+  }
   for (size_t i = 0; i < n; ++i) {
     Buffer *b = slots_[size_t(ac.slots[i])];
     const uint64_t bytes = ac.bytes[i];
@@ -639,6 +783,8 @@ Status Rank::complete(transport::Transport &t, Transfer &x) {
       return e;
     if (!dev || !x.into[i])
       continue;
+    if (world_.nccl) // the channel's fence, with the sends' below
+      continue;
     if (!t.sharesAddressSpace()) { // from another process, in host memory
       if (Status e =
               mem_.upload(x.into[i]->data(), x.host[i].data(), x.bytes[i]);
@@ -665,7 +811,8 @@ Status Rank::complete(transport::Transport &t, Transfer &x) {
     if (Status e = dev->await(done); !e.ok())
       return e;
   }
-  // A sent slot may be written after the wait: once its bytes are staged.
+  // A sent slot may be written after the wait: once its bytes are staged
+  // (or, over NCCL, sent; a received one read once it has arrived).
   for (const detail::DeviceBackend::Fence &f : x.fences)
     if (Status e = dev->await(f); !e.ok())
       return e;
@@ -806,7 +953,15 @@ Status Rank::finishStep(transport::Transport &t, int64_t step,
     if (!lossHere_[m])
       losses_[m] = std::nanf("");
   std::vector<float> allLoss(N * size_t(P));
-  if (P > 1) {
+  if (world_.nccl) {
+    // Summed on the devices: rank 0's block holds the totals, the others
+    // stay zero (NaN for the losses), which the reading below expects.
+    if (Status e = channelSums(&ss, &losses_); !e.ok())
+      return e;
+    std::fill(allLoss.begin(), allLoss.end(), std::nanf(""));
+    std::copy(ss.begin(), ss.end(), allSs.begin());
+    std::copy(losses_.begin(), losses_.end(), allLoss.begin());
+  } else if (P > 1) {
     if (Status e = exchange(t, ss.data(), allSs.data(), np * sizeof(double));
         !e.ok())
       return e;
@@ -869,6 +1024,11 @@ Status Rank::step(transport::Transport &t, int64_t step,
                   const std::vector<std::vector<int64_t>> &ids,
                   const std::vector<std::vector<int64_t>> &targets,
                   StepRecord *rec) {
+  if (world_.nccl && !channelsOpen_) {
+    if (Status e = openChannels(t); !e.ok())
+      return Status::error("opening the NCCL channels: " + e.message());
+    channelsOpen_ = true;
+  }
   ex_.zeroGrads();
   stepStart_ = stats;
   losses_.assign(counts.size(), std::nanf(""));
@@ -996,6 +1156,12 @@ Status Rank::step(transport::Transport &t, int64_t step,
                          " micro-batch(es) still hold activations after the "
                          "program (a backward never ran)");
   // On a device: the program ran asynchronously; its data errors now.
+  // Over NCCL the GPU may wait for a peer that is gone: not forever.
+  if (world_.nccl)
+    if (Status e = mem_.device()->drain([&] { return t.check(); },
+                                        world_.timeoutSeconds);
+        !e.ok())
+      return Status::error("step " + std::to_string(step) + ": " + e.message());
   if (Status e = ex_.synchronize(); !e.ok())
     return Status::error("step " + std::to_string(step) + ": " + e.message());
   return finishStep(t, step, counts, total, rec);
@@ -1108,7 +1274,8 @@ PipelineTrainer::create(const Artifact &a, const std::string &artifactDir,
 Status
 PipelineTrainer::train(int64_t first, int64_t count,
                        const std::function<Status(const StepRecord &)> &onStep,
-                       transport::Transport *world) {
+                       transport::Transport *world,
+                       const WorldOptions &worldOptions) {
   Impl &im = *impl_;
   const Artifact &a = im.a;
   const int64_t N = a.microbatches, B = a.batch;
@@ -1172,6 +1339,9 @@ PipelineTrainer::train(int64_t first, int64_t count,
     return Status::error("a world of " + std::to_string(world->size()) +
                          " processes for an artifact of " +
                          std::to_string(a.ranks) + " ranks");
+  if (worldOptions.nccl)
+    for (auto &r : im.ranks)
+      r->useChannels(worldOptions);
   Status st = body(*world);
   if (!st.ok())
     world->abort(st.message());

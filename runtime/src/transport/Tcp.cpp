@@ -309,6 +309,11 @@ public:
     }
   }
 
+  Status check() const override {
+    std::lock_guard<std::mutex> lock(mu_);
+    return failure_.empty() ? Status() : Status::error(failure_);
+  }
+
   void abort(const std::string &why) override {
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -530,7 +535,7 @@ private:
 
   const int rank_, size_;
   const double timeout_;
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::condition_variable cv_;
   std::vector<Peer> peers_;
   std::map<std::pair<int, uint64_t>, std::deque<std::vector<uint8_t>>> boxes_;

@@ -54,6 +54,17 @@ struct RankStats {
   RankMemoryPlan allocated;
 };
 
+/// How the ranks of a world of processes move device memory.
+struct WorldOptions {
+  /// GPU slots over NCCL (cuda/Channels.h: a communicator per link the
+  /// program uses, one of the world for the step's sums), the host messages
+  /// over the world's transport; else through host memory over it.
+  bool nccl = false;
+  /// How long the end of a step waits for the GPU before it gives up on
+  /// the NCCL transfers (a peer that never came).
+  double timeoutSeconds = 600;
+};
+
 class PipelineTrainer {
 public:
   /// Loads one executor per rank (each with the parameters it needs) for
@@ -77,7 +88,8 @@ public:
   /// localRanks) over it, aborting it when the rank fails.
   Status train(int64_t first, int64_t count,
                const std::function<Status(const StepRecord &)> &onStep,
-               transport::Transport *world = nullptr);
+               transport::Transport *world = nullptr,
+               const WorldOptions &worldOptions = {});
   /// The ranks this process runs, ascending.
   const std::vector<uint32_t> &localRanks() const;
   /// Over a world of processes, after training: every rank sends rank 0 the

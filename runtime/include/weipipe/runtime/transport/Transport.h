@@ -67,6 +67,9 @@ public:
   /// This rank failed: every rank's operations fail from now on with
   /// "rank R failed: WHY".
   virtual void abort(const std::string &why) = 0;
+  /// The world's failure if one is known already (without waiting), else
+  /// ok: for a rank that waits on something else (a GPU) to look up.
+  virtual Status check() const { return {}; }
 
 protected:
   /// What every implementation does alike: `peer` must be another rank of
