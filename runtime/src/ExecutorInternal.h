@@ -111,6 +111,10 @@ public:
   virtual ~DeviceBackend() = default;
   /// "cuda: NVIDIA H100 80GB HBM3 (sm_90)".
   virtual std::string describe() const = 0;
+  /// Makes the backend's device the calling thread's current one (CUDA's
+  /// current device is per thread: a pipeline rank's thread is not the
+  /// one that made its executor).
+  virtual Status bindThread() = 0;
   /// Memory the device can still give, in bytes.
   virtual uint64_t availableBytes() const = 0;
   /// `bytes` of zeroed device memory that lives as long as the backend.

@@ -137,6 +137,11 @@ public:
            std::to_string(info_.index) + ")";
   }
 
+  Status bindThread() override {
+    WP_CUDA_TRY(cudaSetDevice(info_.index));
+    return Status();
+  }
+
   uint64_t availableBytes() const override {
     size_t freeBytes = 0, total = 0;
     if (cudaMemGetInfo(&freeBytes, &total) != cudaSuccess) {

@@ -1287,6 +1287,9 @@ PipelineTrainer::train(int64_t first, int64_t count,
       return Status::error("rank " + std::to_string(t.rank()) +
                            " does not run in this process");
     Rank &rank = *here;
+    if (detail::DeviceBackend *dev = detail::deviceBackend(rank.executor()))
+      if (Status e = dev->bindThread(); !e.ok())
+        return e;
     std::vector<std::vector<int64_t>> ids, targets;
     if (Status e = allocating(
             "the step's token ids and targets",
