@@ -184,10 +184,11 @@ public:
 
   /// Transfers between processes, one GPU each (the `nccl` transport;
   /// cuda/Channels.h): channels opened from unique ids the processes
-  /// exchanged (newChannelId on one end), all at once; a send after
-  /// everything enqueued on the compute stream so far, a receive after
-  /// `after`; each with its fence, which the compute stream awaits where
-  /// the schedule waits.
+  /// exchanged (newChannelId on one end), all at once. A send is buffered,
+  /// as the transport contract wants: its bytes are copied on the compute
+  /// stream into scratch that the channel sends and frees, and its fence
+  /// is that copy; a receive runs after `after` and its fence is the
+  /// arrival. The compute stream awaits them where the schedule waits.
   virtual Status newChannelId(std::vector<uint8_t> *id) = 0;
   virtual Status openChannels(const std::vector<std::vector<uint8_t>> &ids,
                               const std::vector<int> &sizes,
@@ -196,8 +197,13 @@ public:
                              Fence *done) = 0;
   virtual Status channelRecv(int channel, void *dst, uint64_t bytes,
                              const Fence &after, Fence *done) = 0;
-  /// Host doubles summed over channel c's ranks (through the device).
-  virtual Status channelSum(int channel, double *host, size_t n) = 0;
+  /// Host doubles summed over channel c's ranks (through the device),
+  /// waited for as drain() waits.
+  virtual Status channelSum(int channel, double *host, size_t n,
+                            const std::function<Status()> &check,
+                            double timeoutSeconds) = 0;
+  /// Ends every channel's pending transfers (a rank that fails).
+  virtual void abortChannels() = 0;
   /// Waits for the compute stream without trusting it to finish: every
   /// 100 ms `check` (the host side of the world: a peer that failed) and
   /// the channels' own errors are read, and after `timeoutSeconds` without

@@ -314,19 +314,34 @@ public:
   }
   Status channelSend(int channel, const void *src, uint64_t bytes,
                      Fence *done) override {
-    return channelTransfer(channel, src, nullptr, bytes, nullptr, done);
+    // Buffered: a copy of the bytes goes, so the slot is free once copied
+    // and the sender never waits for its receiver.
+    void *scratch = nullptr;
+    WP_CUDA_TRY(
+        cudaMallocAsync(&scratch, std::max<uint64_t>(bytes, 1), stream()));
+    if (bytes)
+      WP_CUDA_TRY(cudaMemcpyAsync(scratch, src, bytes, cudaMemcpyDeviceToDevice,
+                                  stream()));
+    WP_TRY(fence(done));
+    Fence sent;
+    WP_TRY(channelTransfer(channel, scratch, nullptr, bytes, *done, &sent));
+    return channels_.release(channel, scratch);
   }
   Status channelRecv(int channel, void *dst, uint64_t bytes, const Fence &after,
                      Fence *done) override {
     return channelTransfer(channel, nullptr, dst, bytes, after, done);
   }
-  Status channelSum(int channel, double *host, size_t n) override {
+  Status channelSum(int channel, double *host, size_t n,
+                    const std::function<Status()> &check,
+                    double timeoutSeconds) override {
     if (sumsBuffer_.bytes() < n * sizeof(double))
       WP_TRY(sumsBuffer_.allocate(n * sizeof(double), "the summed numbers"));
     WP_TRY(upload(sumsBuffer_.data(), host, n * sizeof(double)));
     WP_TRY(channels_.sum(channel, sumsBuffer_.as<double>(), n, stream()));
+    WP_TRY(drain(check, timeoutSeconds)); // a peer may never join the sum
     return download(host, sumsBuffer_.data(), n * sizeof(double));
   }
+  void abortChannels() override { channels_.abort(); }
   Status drain(const std::function<Status()> &check,
                double timeoutSeconds) override {
     const auto start = std::chrono::steady_clock::now();

@@ -115,6 +115,11 @@ Status Channels::recv(int c, void *dst, uint64_t bytes, cudaEvent_t after,
   return transfer(*impl_, c, nullptr, dst, bytes, after, done);
 }
 
+Status Channels::release(int c, void *p) {
+  WP_CUDA_TRY(cudaFreeAsync(p, impl_->channels.at(size_t(c))->stream.get()));
+  return Status();
+}
+
 Status Channels::sum(int c, double *x, size_t n, cudaStream_t stream) {
   Impl::Channel &ch = *impl_->channels.at(size_t(c));
   WP_NCCL_TRY(ncclAllReduce(x, x, n, ncclFloat64, ncclSum, ch.comm, stream));
@@ -162,6 +167,7 @@ Status Channels::send(int, const void *, uint64_t, cudaEvent_t, cudaEvent_t) {
 Status Channels::recv(int, void *, uint64_t, cudaEvent_t, cudaEvent_t) {
   return Status::error(unavailable());
 }
+Status Channels::release(int, void *) { return Status::error(unavailable()); }
 Status Channels::sum(int, double *, size_t, cudaStream_t) {
   return Status::error(unavailable());
 }

@@ -217,7 +217,8 @@ private:
   /// (NaN where another rank computed it), summed over the ranks on the
   /// device: each entry is one rank's number and zeros elsewhere, so the
   /// sum is that number exactly.
-  Status channelSums(std::vector<double> *ss, std::vector<float> *losses);
+  Status channelSums(transport::Transport &t, std::vector<double> *ss,
+                     std::vector<float> *losses);
   /// Posts the sends or receives of a Send/Recv action.
   Status post(transport::Transport &t, const Action &ac);
   /// Completes a token's transfers.
@@ -296,6 +297,24 @@ Status Rank::init() {
                         "the step's token ids, targets and losses", &stepData_);
       !e.ok())
     return e;
+  // On a device every arena instance the plan counts is made now: an
+  // allocation synchronizes the device, which a step must not do (a rank
+  // would wait there for transfers its peers have not posted yet).
+  if (mem_.device()) {
+    const RankMemoryPlan plan = planRankMemory(a_, size_t(r_));
+    for (size_t s = 0; s < a_.stages.size() && s < plan.instances.size(); ++s)
+      for (uint32_t k = 0; k < plan.instances[s]; ++k) {
+        auto b = std::make_unique<Buffer>();
+        if (Status e = mem_.allocate(
+                stage(s).arenaBytes,
+                "an arena instance of stage '" + stage(s).name + "'", b.get());
+            !e.ok())
+          return e;
+        ++stats.allocated.instances[s];
+        stats.allocated.activationBytes += stage(s).arenaBytes;
+        free_[s].push_back(std::move(b));
+      }
+  }
   sendSeq_.assign(a_.ranks, 0);
   recvSeq_.assign(a_.ranks, 0);
   // A W step without weights must not read any (a recomputing W would).
@@ -661,7 +680,8 @@ Status Rank::openChannels(transport::Transport &t) {
   return dev->openChannels(ids, sizes, index);
 }
 
-Status Rank::channelSums(std::vector<double> *ss, std::vector<float> *losses) {
+Status Rank::channelSums(transport::Transport &t, std::vector<double> *ss,
+                         std::vector<float> *losses) {
   const size_t np = ss->size(), N = losses->size();
   std::vector<double> x(np + 2 * N, 0.0);
   std::copy(ss->begin(), ss->end(), x.begin());
@@ -670,7 +690,9 @@ Status Rank::channelSums(std::vector<double> *ss, std::vector<float> *losses) {
       x[np + m] = double((*losses)[m]); // exact: a float as a double
       x[np + N + m] = 1.0;
     }
-  if (Status e = mem_.device()->channelSum(worldChannel_, x.data(), x.size());
+  if (Status e = mem_.device()->channelSum(
+          worldChannel_, x.data(), x.size(), [&] { return t.check(); },
+          world_.timeoutSeconds);
       !e.ok())
     return e;
   std::copy(x.begin(), x.begin() + long(np), ss->begin());
@@ -956,7 +978,7 @@ Status Rank::finishStep(transport::Transport &t, int64_t step,
   if (world_.nccl) {
     // Summed on the devices: rank 0's block holds the totals, the others
     // stay zero (NaN for the losses), which the reading below expects.
-    if (Status e = channelSums(&ss, &losses_); !e.ok())
+    if (Status e = channelSums(t, &ss, &losses_); !e.ok())
       return e;
     std::fill(allLoss.begin(), allLoss.end(), std::nanf(""));
     std::copy(ss.begin(), ss.end(), allSs.begin());
@@ -1346,8 +1368,13 @@ PipelineTrainer::train(int64_t first, int64_t count,
     for (auto &r : im.ranks)
       r->useChannels(worldOptions);
   Status st = body(*world);
-  if (!st.ok())
+  if (!st.ok()) {
     world->abort(st.message());
+    // Transfers this rank posted would wait for peers that stop now.
+    for (auto &r : im.ranks)
+      if (detail::DeviceBackend *dev = detail::deviceBackend(r->executor()))
+        dev->abortChannels();
+  }
   return st;
 }
 

@@ -281,6 +281,7 @@ public:
     if (Status st = checkPeer(req.peer); !st.ok()) // never posted
       return st;
     const auto key = std::make_pair(req.peer, req.tag);
+    const auto started = Clock::now();
     std::unique_lock<std::mutex> lock(mu_);
     for (;;) {
       if (!failure_.empty())
@@ -297,14 +298,16 @@ public:
                              " waits for rank " + std::to_string(req.peer) +
                              " (tag " + std::to_string(req.tag) +
                              "), which finished without sending it");
-      const auto heard = lastHeard_[req.peer];
+      // Silence since this wait began or the peer's last bytes, whichever
+      // is later (a rank that was busy itself does not blame its peer).
+      const auto heard = std::max(lastHeard_[req.peer], started);
       if (Clock::now() - heard > std::chrono::duration<double>(timeout_))
         return Status::error(
             "rank " + std::to_string(rank_) + " waited " +
             std::to_string(int(timeout_)) + " s for rank " +
             std::to_string(req.peer) + " (tag " + std::to_string(req.tag) +
             ") and heard nothing: a hang, or a rank much slower than the "
-            "others (WEIPIPE_TIMEOUT sets the limit in seconds)");
+            "others (--timeout sets the limit in seconds)");
       cv_.wait_for(lock, std::chrono::milliseconds(500));
     }
   }
@@ -447,8 +450,12 @@ private:
       }
       fds.push_back({wake_[0], POLLIN, 0});
       const int n = ::poll(fds.data(), fds.size(), 200);
-      if (n < 0 && errno != EINTR)
+      if (n < 0 && errno != EINTR) {
+        std::lock_guard<std::mutex> lock(mu_);
+        fail(sysError("rank " + std::to_string(rank_) +
+                      ": the transport's poll failed"));
         return;
+      }
       if (fds.back().revents & POLLIN) {
         char buf[64];
         while (::read(wake_[0], buf, sizeof buf) > 0) {
@@ -490,6 +497,7 @@ private:
         return;
       }
       peer.inAt += size_t(k);
+      lastHeard_[p] = Clock::now(); // bytes of a long message count too
       if (peer.inAt == sizeof(Header)) {
         if (peer.in.bytes > (uint64_t(1) << 40)) {
           fail("rank " + std::to_string(rank_) +

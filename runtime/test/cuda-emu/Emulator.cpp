@@ -599,16 +599,22 @@ struct EventState {
   uint64_t upTo = 0;
 };
 
+/// The legacy default stream.
+StreamState *legacyStream() {
+  static StreamState *s = new StreamState;
+  return s;
+}
+
 /// Every stream ever made (never freed: an event may still name one), the
-/// legacy default stream first.
+/// legacy default stream first. Guarded by the device lock.
 std::vector<StreamState *> &streams() {
-  static std::vector<StreamState *> v{new StreamState};
+  static std::vector<StreamState *> v{legacyStream()};
   return v;
 }
 
 StreamState *stateOf(cudaStream_t s) {
   if (!s || s == cudaStreamLegacy || s == cudaStreamPerThread)
-    return streams()[0];
+    return legacyStream();
   return reinterpret_cast<StreamState *>(s);
 }
 

@@ -47,6 +47,9 @@ public:
               cudaEvent_t done);
   Status recv(int c, void *dst, uint64_t bytes, cudaEvent_t after,
               cudaEvent_t done);
+  /// Frees `p` (from cudaMallocAsync) once channel c's stream has done
+  /// what is enqueued on it so far.
+  Status release(int c, void *p);
   /// x[0..n) := the sum over channel c's ranks, on `stream`.
   Status sum(int c, double *x, size_t n, cudaStream_t stream);
   /// The first asynchronous error of any communicator (a peer gone), or ok.
