@@ -200,13 +200,11 @@ private:
   /// `toRefs` (another stage's, equal shapes).
   Status copyRefs(const std::vector<TensorRef> &fromRefs, const uint8_t *from,
                   const std::vector<TensorRef> &toRefs, uint8_t *to);
-  /// Packs `refs` of an instance into a slot laid out by `layout`, or back.
-  Status pack(const std::vector<TensorRef> &refs,
-              const std::vector<uint64_t> &layout, const uint8_t *base,
-              uint8_t *slot);
-  Status unpack(const std::vector<TensorRef> &refs,
-                const std::vector<uint64_t> &layout, const uint8_t *slot,
-                uint8_t *base);
+  /// Copies `refs` of the instance at `base` into a slot laid out by
+  /// `layout` (intoSlot), or back.
+  Status boundary(const std::vector<TensorRef> &refs,
+                  const std::vector<uint64_t> &layout, uint8_t *base,
+                  uint8_t *slot, bool intoSlot);
   Status forward(const Action &ac);
   Status backward(const Action &ac, bool input, bool weight);
   Status runEnd(size_t s, int m, bool input, bool weight);
@@ -409,27 +407,18 @@ Status Rank::copyRefs(const std::vector<TensorRef> &fromRefs,
   return {};
 }
 
-Status Rank::pack(const std::vector<TensorRef> &refs,
-                  const std::vector<uint64_t> &layout, const uint8_t *base,
-                  uint8_t *slot) {
-  for (size_t k = 0; k < refs.size(); ++k)
-    if (refs[k].present())
-      if (Status e = mem_.copy(slot + layout[k], base + refs[k].offset,
-                               refs[k].bytes());
-          !e.ok())
-        return e;
-  return {};
-}
-
-Status Rank::unpack(const std::vector<TensorRef> &refs,
-                    const std::vector<uint64_t> &layout, const uint8_t *slot,
-                    uint8_t *base) {
-  for (size_t k = 0; k < refs.size(); ++k)
-    if (refs[k].present())
-      if (Status e = mem_.copy(base + refs[k].offset, slot + layout[k],
-                               refs[k].bytes());
-          !e.ok())
-        return e;
+Status Rank::boundary(const std::vector<TensorRef> &refs,
+                      const std::vector<uint64_t> &layout, uint8_t *base,
+                      uint8_t *slot, bool intoSlot) {
+  for (size_t k = 0; k < refs.size(); ++k) {
+    if (!refs[k].present())
+      continue;
+    uint8_t *inSlot = slot + layout[k], *inBase = base + refs[k].offset;
+    if (Status e = mem_.copy(intoSlot ? inSlot : inBase,
+                             intoSlot ? inBase : inSlot, refs[k].bytes());
+        !e.ok())
+      return e;
+  }
   return {};
 }
 
@@ -466,8 +455,8 @@ Status Rank::forward(const Action &ac) {
   }
   const Stage &st = stage(s);
   if (ac.in >= 0) {
-    if (Status e =
-            unpack(st.in, inLayout_[s], slots_[size_t(ac.in)]->data(), base);
+    if (Status e = boundary(st.in, inLayout_[s], base,
+                            slots_[size_t(ac.in)]->data(), false);
         !e.ok())
       return e;
   } else if (s > 0) {
@@ -486,8 +475,8 @@ Status Rank::forward(const Action &ac) {
   if (Status e = run(s, st.forward, m); !e.ok())
     return e;
   if (ac.out >= 0)
-    if (Status e =
-            pack(st.out, outLayout_[s], base, slots_[size_t(ac.out)]->data());
+    if (Status e = boundary(st.out, outLayout_[s], base,
+                            slots_[size_t(ac.out)]->data(), true);
         !e.ok())
       return e;
   // The loss into the step's losses; the loss's gradient seed (this
@@ -549,8 +538,8 @@ Status Rank::backward(const Action &ac, bool input, bool weight) {
     // The output's gradient: received, from the next stage here, or the
     // loss's (written at the forward when this stage ends the model).
     if (ac.in >= 0) {
-      if (Status e = unpack(st.dout, doutLayout_[s],
-                            slots_[size_t(ac.in)]->data(), base);
+      if (Status e = boundary(st.dout, doutLayout_[s], base,
+                              slots_[size_t(ac.in)]->data(), false);
           !e.ok())
         return e;
     } else if (c + 1 < C || epi >= 0) {
@@ -579,8 +568,8 @@ Status Rank::backward(const Action &ac, bool input, bool weight) {
   }
   if (input) {
     if (ac.out >= 0)
-      if (Status e =
-              pack(st.din, dinLayout_[s], base, slots_[size_t(ac.out)]->data());
+      if (Status e = boundary(st.din, dinLayout_[s], base,
+                              slots_[size_t(ac.out)]->data(), true);
           !e.ok())
         return e;
     if (c == 0 && pro >= 0) {
