@@ -12,8 +12,9 @@
 //
 //   bench_gpu_kernels attention [--cases B:H:HKV:S:D,...] [--target-ms MS]
 //                               [--repeats R] [--list]
-//     cuda::attention_forward and forward + attention_backward, bf16,
-//     causal. The peer (PyTorch's flash SDPA) is bench_gpu.py's.
+//     cuda::attention_forward and forward + attention_backward, bf16 on
+//     tensor cores (what --precision bf16 runs), causal. The peer
+//     (PyTorch's flash SDPA) is bench_gpu.py's.
 //
 // Timing (every measurement): one warm-up call, one timed call to size N
 // (the iterations of a sample, about --target-ms of GPU time), then
@@ -559,8 +560,11 @@ void runAttention(cudaStream_t stream, const Options &opt,
   Timer timer(stream);
   Pattern pattern;
   pattern.make(stream);
+  // What --precision bf16 runs.
+  constexpr cu::AttentionMath kMath = cu::AttentionMath::TensorCoresBf16;
   out("attention: cuda::attention_forward (with lse) and forward + "
-      "attention_backward, bf16, causal; FLOPs: forward 4 B H S^2 D / 2, "
+      "attention_backward, bf16 on tensor cores, causal; FLOPs: forward 4 B H "
+      "S^2 D / 2, "
       "backward 2.5x forward; median of %d samples of N calls, ~%.0f ms each "
       "(one sample when a call takes over 2 s)\n",
       opt.repeats, opt.targetMs);
@@ -600,7 +604,7 @@ void runAttention(cudaStream_t stream, const Options &opt,
     auto fwd = [&] {
       check(cu::attention_forward<bf16>(p, q.as<bf16>(), k.as<bf16>(),
                                         v.as<bf16>(), o.as<bf16>(),
-                                        lse.as<float>(), stream),
+                                        lse.as<float>(), stream, kMath),
             "attention_forward");
     };
     auto fwdBwd = [&] {
@@ -608,7 +612,7 @@ void runAttention(cudaStream_t stream, const Options &opt,
       check(cu::attention_backward<bf16>(
                 p, q.as<bf16>(), k.as<bf16>(), v.as<bf16>(), o.as<bf16>(),
                 lse.as<float>(), dout.as<bf16>(), dq.as<bf16>(), dk.as<bf16>(),
-                dv.as<bf16>(), ws.p, stream),
+                dv.as<bf16>(), ws.p, stream, kMath),
             "attention_backward");
     };
     const double flopF = 4.0 * double(c.B) * double(c.H) * double(c.S) *

@@ -31,7 +31,10 @@
 // is padded to DP = 32, 64 or 128 (zeros, which add exactly nothing), Bc =
 // 64 for DP <= 64 and 32 for DP = 128, which keeps the largest kernel (dK/dV
 // at DP = 128) at 109 KiB of dynamic shared memory: two blocks per H100 SM,
-// one per A100 SM. The products are fp32 FMA loops (no tensor cores yet).
+// one per A100 SM. The products are fp32 FMA loops: this is the attention
+// of --precision fp32 (AttentionMath::Fp32), held to the CPU's; --precision
+// bf16 runs the tensor-core kernels of AttentionMma.cu (same algorithm,
+// same Dr pass and entry points here).
 // Supported (attentionSupported): D, Dv <= 128, any Sq and Sk (tile tails
 // are zero-filled and masked), both layouts, GQA; element offsets are
 // int64, so B H S D may exceed 2^31.
@@ -42,7 +45,7 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "Common.cuh"
+#include "AttentionCommon.cuh"
 
 #include <algorithm>
 #include <climits>
@@ -57,34 +60,11 @@ namespace {
 constexpr int kThreads = 256;
 /// Threads per row of the thread grid (16 x 16): a half-warp.
 constexpr int kTx = 16;
-/// Rows a block owns: query rows (forward, dQ) or keys (dK/dV).
-constexpr int kOwn = 64;
 /// Owned rows per thread.
 constexpr int kNA = kOwn / kTx;
-constexpr int kMaxHeadDim = 128;
 /// Blocks per SM the tiled kernels are compiled for: what their shared
 /// memory allows on an H100 (at most 128 registers a thread, no spills).
 constexpr int kMinBlocks = 2;
-
-enum MaskCode : int { kNoMask = 0, kAdditive = 1, kKeep = 2 };
-
-/// Element offsets of one tensor: batch, head and row (sequence) strides.
-struct HeadStrides {
-  int64_t b = 0, h = 0, s = 0;
-};
-
-/// The problem as the kernels see it (passed by value).
-struct Problem {
-  int64_t B, H, Hkv, G, Sq, Sk;
-  int D, Dv;
-  HeadStrides q, k, v, o; // dq, dk, dv share q, k, v's; out and dout o's
-  float scale;
-  bool causal;
-  int mask;
-  const float *additive;
-  const uint8_t *keep;
-  int64_t mb, mh, mq, mk; // mask strides, 0 where broadcast
-};
 
 /// Streamed rows per tile (Bc) for a padded head dim; see the file comment.
 __host__ __device__ constexpr int streamRows(int DP) {
@@ -113,27 +93,6 @@ __device__ __forceinline__ float halfWarpSum(float v) {
   for (int o = kTx / 2; o > 0; o /= 2)
     v += __shfl_xor_sync(0xffffffffu, v, o);
   return v;
-}
-
-/// The scaled score s of query i against key j after the causal rule and the
-/// mask; -inf where the key is not allowed, and for rows and keys past the
-/// ends (the zero-filled tails of the tiles, whose mask must not be read).
-__device__ __forceinline__ float maskedScore(const Problem &p, int64_t b,
-                                             int64_t h, int64_t i, int64_t j,
-                                             float s) {
-  if (i >= p.Sq || j >= p.Sk || (p.causal && j > i))
-    return -INFINITY;
-  if (p.mask == kAdditive)
-    return s + p.additive[b * p.mb + h * p.mh + i * p.mq + j * p.mk];
-  if (p.mask == kKeep && !p.keep[b * p.mb + h * p.mh + i * p.mq + j * p.mk])
-    return -INFINITY;
-  return s;
-}
-
-/// exp(s - lse): 0 for a masked score and for a row without allowed keys
-/// (lse = -inf, where s - lse would be NaN).
-__device__ __forceinline__ float probability(float s, float lse) {
-  return (s == -INFINITY || lse == -INFINITY) ? 0.0f : expf(s - lse);
 }
 
 /// Rows [row0, row0 + N) of one head (`valid` of them exist, `dim` columns
@@ -198,31 +157,6 @@ __device__ __forceinline__ void mulTile(float (&acc)[NA][NE], const float *X,
       for (int e = 0; e < NE; ++e)
         acc[a][e] = fmaf(x[a], y[e], acc[a][e]);
   }
-}
-
-__device__ __forceinline__ int64_t minI64(int64_t a, int64_t b) {
-  return a < b ? a : b;
-}
-
-/// The (b, h, query tile) a forward or dQ block owns (the last tiles first:
-/// under the causal mask they see the most keys), its first row, its row
-/// count and the end of the keys it sees.
-struct QueryTile {
-  int64_t b, h, hk, i0, kEnd;
-  int rows;
-};
-__device__ __forceinline__ QueryTile queryTile(const Problem &p) {
-  const int64_t nqt = (p.Sq + kOwn - 1) / kOwn;
-  const int64_t bh = int64_t(blockIdx.x) / nqt;
-  const int64_t tile = nqt - 1 - (int64_t(blockIdx.x) - bh * nqt);
-  QueryTile t;
-  t.b = bh / p.H;
-  t.h = bh % p.H;
-  t.hk = t.h / p.G;
-  t.i0 = tile * kOwn;
-  t.rows = int(minI64(kOwn, p.Sq - t.i0));
-  t.kEnd = p.causal ? minI64(p.Sk, t.i0 + t.rows) : p.Sk;
-  return t;
 }
 
 //===----------------------------------------------------------------------===//
@@ -576,7 +510,6 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks)
 // Launchers
 //===----------------------------------------------------------------------===//
 
-int64_t ceilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 /// Shared memory of each kernel, in bytes (the layouts in the kernels).
 constexpr size_t forwardSmem(int DP, bool out) {
@@ -680,35 +613,12 @@ Problem makeProblem(const AttentionParams &p) {
   return k;
 }
 
-/// Allows `bytes` of dynamic shared memory for `kernel` (above the default
-/// 48 KiB it must be asked for), or an error when the device has less.
-template <class Kernel>
-Status allowSharedMemory(Kernel kernel, size_t bytes, const char *name) {
-  if (bytes <= 48 * 1024)
-    return Status();
-  int device = 0, optin = 0;
-  WP_CUDA_TRY(cudaGetDevice(&device));
-  WP_CUDA_TRY(cudaDeviceGetAttribute(
-      &optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
-  if (bytes > size_t(optin))
-    return Status::error(std::string(name) + " needs " + std::to_string(bytes) +
-                         " bytes of shared memory per block; the device "
-                         "allows " +
-                         std::to_string(optin));
-  WP_CUDA_TRY(cudaFuncSetAttribute(
-      kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
-  return Status();
-}
 
 /// Launches `blocks` blocks of kThreads (none: nothing to do).
 template <class... KArgs, class... Args>
 Status launchTiled(void (*kernel)(KArgs...), size_t smem, int64_t blocks,
                    cudaStream_t stream, const char *name, Args... args) {
-  if (blocks <= 0)
-    return Status();
-  WP_TRY(allowSharedMemory(kernel, smem, name));
-  launch(kernel, unsigned(blocks), kThreads, smem, stream, args...);
-  return launched(name);
+  return launchBlocks(kernel, kThreads, smem, blocks, stream, name, args...);
 }
 
 template <class T, int DP>
@@ -725,11 +635,50 @@ Status forwardFor(const Problem &pr, const T *q, const T *k, const T *v, T *out,
                      k, v, out, lse);
 }
 
+/// The forward (out may be nullptr: lse alone) with either math.
+template <class T>
+Status forward(const Problem &pr, int DP, AttentionMath math, const T *q,
+               const T *k, const T *v, T *out, float *lse, cudaStream_t stream,
+               const char *statsName) {
+  if (math == AttentionMath::TensorCoresBf16)
+    return mmaAttentionForward(pr, q, k, v, out, lse, stream,
+                               out ? "attention_forward (tensor cores)"
+                                   : statsName);
+  switch (DP) {
+  case 32:
+    return forwardFor<T, 32>(pr, q, k, v, out, lse, stream, statsName);
+  case 64:
+    return forwardFor<T, 64>(pr, q, k, v, out, lse, stream, statsName);
+  default:
+    return forwardFor<T, 128>(pr, q, k, v, out, lse, stream, statsName);
+  }
+}
+
 template <class T, int DP>
 Status backwardFor(const Problem &pr, const T *q, const T *k, const T *v,
-                   const T *out, const float *lse, const T *dout, T *dq, T *dk,
-                   T *dv, void *workspace, cudaStream_t stream) {
+                   const T *dout, const float *lse, const float *Dr, T *dq,
+                   T *dk, T *dv, cudaStream_t stream) {
   constexpr int STR = streamRows(DP);
+  if (dk || dv)
+    WP_TRY(launchTiled(attentionBackwardKvKernel<T, DP, STR>,
+                       backwardKvSmem(DP), pr.B * pr.Hkv * ceilDiv(pr.Sk, kOwn),
+                       stream, "attention_backward (dK, dV)", pr, q, k, v, dout,
+                       lse, Dr, dk, dv));
+  if (dq)
+    WP_TRY(launchTiled(attentionBackwardQKernel<T, DP, STR>, backwardQSmem(DP),
+                       pr.B * pr.H * ceilDiv(pr.Sq, kOwn), stream,
+                       "attention_backward (dQ)", pr, q, k, v, dout, lse, Dr,
+                       dq));
+  return Status();
+}
+
+/// The backward: lse (when not given) and Dr into the workspace, then the
+/// dK/dV and dQ passes with either math.
+template <class T>
+Status backward(const Problem &pr, int DP, AttentionMath math, const T *q,
+                const T *k, const T *v, const T *out, const float *lse,
+                const T *dout, T *dq, T *dk, T *dv, void *workspace,
+                cudaStream_t stream) {
   const int64_t rows = pr.B * pr.H * pr.Sq;
   float *Dr = static_cast<float *>(workspace);
   if (rows > 0) {
@@ -737,8 +686,8 @@ Status backwardFor(const Problem &pr, const T *q, const T *k, const T *v,
       float *lseWs =
           reinterpret_cast<float *>(static_cast<char *>(workspace) +
                                     align256(uint64_t(rows) * sizeof(float)));
-      WP_TRY((forwardFor<T, DP>(pr, q, k, v, static_cast<T *>(nullptr), lseWs,
-                                stream, "attention_backward (lse)")));
+      WP_TRY(forward(pr, DP, math, q, k, v, static_cast<T *>(nullptr), lseWs,
+                     stream, "attention_backward (lse)"));
       lse = lseWs;
     }
     const int64_t rowsPerBlock = kThreads / kWarp;
@@ -748,17 +697,18 @@ Status backwardFor(const Problem &pr, const T *q, const T *k, const T *v,
            out, dout, Dr);
     WP_TRY(launched("attention_backward (Dr)"));
   }
-  if (dk || dv)
-    WP_TRY(launchTiled(attentionBackwardKvKernel<T, DP, STR>,
-                       backwardKvSmem(DP), pr.B * pr.Hkv * ceilDiv(pr.Sk, kOwn),
-                       stream, "attention_backward (dK, dV)", pr, q, k, v, dout,
-                       lse, static_cast<const float *>(Dr), dk, dv));
-  if (dq)
-    WP_TRY(launchTiled(attentionBackwardQKernel<T, DP, STR>, backwardQSmem(DP),
-                       pr.B * pr.H * ceilDiv(pr.Sq, kOwn), stream,
-                       "attention_backward (dQ)", pr, q, k, v, dout, lse,
-                       static_cast<const float *>(Dr), dq));
-  return Status();
+  if (math == AttentionMath::TensorCoresBf16)
+    return mmaAttentionBackward(pr, q, k, v, dout, lse,
+                                static_cast<const float *>(Dr), dq, dk, dv,
+                                stream);
+  switch (DP) {
+  case 32:
+    return backwardFor<T, 32>(pr, q, k, v, dout, lse, Dr, dq, dk, dv, stream);
+  case 64:
+    return backwardFor<T, 64>(pr, q, k, v, dout, lse, Dr, dq, dk, dv, stream);
+  default:
+    return backwardFor<T, 128>(pr, q, k, v, dout, lse, Dr, dq, dk, dv, stream);
+  }
 }
 
 } // namespace
@@ -810,27 +760,20 @@ uint64_t attentionBackwardWorkspaceBytes(const AttentionParams &p) {
 
 template <class T>
 Status attention_forward(const AttentionParams &p, const T *q, const T *k,
-                         const T *v, T *out, float *lse, cudaStream_t stream) {
+                         const T *v, T *out, float *lse, cudaStream_t stream,
+                         AttentionMath math) {
   WP_TRY(attentionSupported(p));
   if (!out && !lse)
     return Status();
-  const Problem pr = makeProblem(p);
-  const char *stats = "attention_forward (lse)";
-  switch (paddedHeadDim(p)) {
-  case 32:
-    return forwardFor<T, 32>(pr, q, k, v, out, lse, stream, stats);
-  case 64:
-    return forwardFor<T, 64>(pr, q, k, v, out, lse, stream, stats);
-  default:
-    return forwardFor<T, 128>(pr, q, k, v, out, lse, stream, stats);
-  }
+  return forward(makeProblem(p), paddedHeadDim(p), math, q, k, v, out, lse,
+                 stream, "attention_forward (lse)");
 }
 
 template <class T>
 Status attention_backward(const AttentionParams &p, const T *q, const T *k,
                           const T *v, const T *out, const float *lse,
                           const T *dout, T *dq, T *dk, T *dv, void *workspace,
-                          cudaStream_t stream) {
+                          cudaStream_t stream, AttentionMath math) {
   WP_TRY(attentionSupported(p));
   if (!dq && !dk && !dv)
     return Status();
@@ -838,36 +781,26 @@ Status attention_backward(const AttentionParams &p, const T *q, const T *k,
     return Status::error("attention_backward needs a workspace of " +
                          std::to_string(attentionBackwardWorkspaceBytes(p)) +
                          " bytes");
-  const Problem pr = makeProblem(p);
-  switch (paddedHeadDim(p)) {
-  case 32:
-    return backwardFor<T, 32>(pr, q, k, v, out, lse, dout, dq, dk, dv,
-                              workspace, stream);
-  case 64:
-    return backwardFor<T, 64>(pr, q, k, v, out, lse, dout, dq, dk, dv,
-                              workspace, stream);
-  default:
-    return backwardFor<T, 128>(pr, q, k, v, out, lse, dout, dq, dk, dv,
-                               workspace, stream);
-  }
+  return backward(makeProblem(p), paddedHeadDim(p), math, q, k, v, out, lse,
+                  dout, dq, dk, dv, workspace, stream);
 }
 
 template Status attention_forward<float>(const AttentionParams &, const float *,
                                          const float *, const float *, float *,
-                                         float *, cudaStream_t);
+                                         float *, cudaStream_t, AttentionMath);
 template Status attention_forward<bf16>(const AttentionParams &, const bf16 *,
                                         const bf16 *, const bf16 *, bf16 *,
-                                        float *, cudaStream_t);
+                                        float *, cudaStream_t, AttentionMath);
 template Status attention_backward<float>(const AttentionParams &,
                                           const float *, const float *,
                                           const float *, const float *,
                                           const float *, const float *, float *,
                                           float *, float *, void *,
-                                          cudaStream_t);
+                                          cudaStream_t, AttentionMath);
 template Status attention_backward<bf16>(const AttentionParams &, const bf16 *,
                                          const bf16 *, const bf16 *,
                                          const bf16 *, const float *,
                                          const bf16 *, bf16 *, bf16 *, bf16 *,
-                                         void *, cudaStream_t);
+                                         void *, cudaStream_t, AttentionMath);
 
 } // namespace weipipe::rt::cuda

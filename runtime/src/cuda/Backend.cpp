@@ -283,6 +283,10 @@ public:
   cudaStream_t stream() const { return stream_.get(); }
   Blas &blas() { return *blas_; }
   bool fastBf16() const { return precision_ == Precision::Bf16; }
+  /// Attention multiplies as the GEMMs do: bf16 tensor cores, or fp32.
+  AttentionMath attentionMath() const {
+    return fastBf16() ? AttentionMath::TensorCoresBf16 : AttentionMath::Fp32;
+  }
   void *workspace() const { return workspace_; }
   KernelError *errorOf(const Step &s) const {
     return s.errorSlot < 0 ? nullptr : errors_ + s.errorSlot;
@@ -686,7 +690,7 @@ template <> Status bind<Opcode::RMSNorm>(Ctx &c) {
 template <> Status bind<Opcode::Attention>(Ctx &c) {
   return attention_forward<float>(
       attentionNow(c.s, 3), c.in[0].f(), c.in[1].f(), c.in[2].f(), c.out[0].f(),
-      c.out.size() > 1 ? c.out[1].f() : nullptr, c.stream);
+      c.out.size() > 1 ? c.out[1].f() : nullptr, c.stream, c.b.attentionMath());
 }
 template <> Status bind<Opcode::Rotary>(Ctx &c) {
   return rotary_forward<float>(c.in[0].f(), c.in[1].f(), c.in[2].f(),
@@ -806,7 +810,8 @@ template <> Status bind<Opcode::AttentionGrad>(Ctx &c) {
   return attention_backward<float>(
       attentionNow(c.s, 5), c.in[0].f(), c.in[1].f(), c.in[2].f(), c.in[3].f(),
       c.in.size() > 6 ? c.in[6].f() : nullptr, c.in[4].f(), c.out[0].f(),
-      c.out[1].f(), c.out[2].f(), c.b.workspace(), c.stream);
+      c.out[1].f(), c.out[2].f(), c.b.workspace(), c.stream,
+      c.b.attentionMath());
 }
 template <> Status bind<Opcode::GeluGrad>(Ctx &c) {
   return gelu_backward<float>(c.in[0].f(), c.in[1].f(), c.out[0].f(), c.in[0].n,

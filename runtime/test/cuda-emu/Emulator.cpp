@@ -72,7 +72,7 @@ enum class State { Runnable, AtSync, AtShuffle, Done };
 
 constexpr size_t kStackBytes = 256 * 1024;
 constexpr int kMaxThreads = 1024;
-constexpr size_t kSlotBytes = 16;
+constexpr size_t kSlotBytes = 32; // a shuffle's value, or an mma's operands
 
 struct Fiber {
   char *stack = nullptr; // kStackBytes above a guard page
@@ -498,11 +498,18 @@ void syncThreads() {
   yieldToScheduler();
 }
 
-void shuffle(unsigned mask, const void *value, void *out, size_t bytes, int src,
-             const char *what) {
+namespace {
+/// Publishes `bytes` of `value` as the calling lane's slot and waits until
+/// every lane of its warp has (runWarp checks that they all take part);
+/// returns the calling thread and the slots' parity.
+std::pair<unsigned, int> publish(unsigned mask, const void *value, size_t bytes,
+                                 const char *what) {
   Block &b = blk();
   if (b.running < 0)
     fail(std::string(what) + " outside a kernel");
+  if (bytes > kSlotBytes)
+    fail(std::string(what) + " exchanges more than " +
+         std::to_string(kSlotBytes) + " bytes a lane");
   const unsigned t = unsigned(b.running);
   Fiber &f = b.fibers[t];
   const int parity = int(f.shuffles & 1);
@@ -512,8 +519,14 @@ void shuffle(unsigned mask, const void *value, void *out, size_t bytes, int src,
   f.shuffleWhat = what;
   f.state = State::AtShuffle;
   yieldToScheduler();
-  // Every lane of the warp has published its value (runWarp checked that
-  // they all exist and take part).
+  return {t, parity};
+}
+} // namespace
+
+void shuffle(unsigned mask, const void *value, void *out, size_t bytes, int src,
+             const char *what) {
+  Block &b = blk();
+  const auto [t, parity] = publish(mask, value, bytes, what);
   if (src < 0) {
     std::memcpy(out, value, bytes);
     return;
@@ -523,6 +536,56 @@ void shuffle(unsigned mask, const void *value, void *out, size_t bytes, int src,
     fail(threadName(t) + ": " + what + " reads lane " + std::to_string(src) +
          ", which is not in the warp's mask or does not exist");
   std::memcpy(out, b.slots[parity][from], bytes);
+}
+
+void gather(const void *value, void *all, size_t bytes, const char *what) {
+  Block &b = blk();
+  const auto [t, parity] = publish(0xffffffffu, value, bytes, what);
+  const unsigned first = t / 32 * 32;
+  if (first + 32 > b.threads)
+    fail(threadName(t) + ": " + what + " needs a whole warp of 32 threads");
+  for (unsigned l = 0; l < 32; ++l)
+    std::memcpy(static_cast<unsigned char *>(all) + l * bytes,
+                b.slots[parity][first + l], bytes);
+}
+
+namespace {
+float bf16Bits(uint32_t bits) {
+  const uint32_t x = bits << 16;
+  float f;
+  std::memcpy(&f, &x, sizeof f);
+  return f;
+}
+} // namespace
+
+void mmaBf16(float c[4], const uint32_t a[4], const uint32_t b[2]) {
+  struct Operands {
+    uint32_t a[4], b[2];
+  } mine, all[32];
+  std::memcpy(mine.a, a, sizeof mine.a);
+  std::memcpy(mine.b, b, sizeof mine.b);
+  gather(&mine, all, sizeof mine, "mma.sync.m16n8k16.bf16");
+  // The PTX ISA's fragments (group g = lane / 4, t = lane % 4; the lower
+  // half of a register is the lower index): A row-major 16 x 16, register
+  // r of lane (g, t) holds row g + 8 (r & 1), columns 2t + 8 (r >> 1) and
+  // one more; B 16 x 8, register r holds rows 2t + 8r and one more of
+  // column g; C 16 x 8, c[i] is row g + 8 (i >> 1), column 2t + (i & 1).
+  auto half = [](uint32_t reg, int k) {
+    return bf16Bits((reg >> (16 * (k & 1))) & 0xffffu);
+  };
+  const int g = int(lane()) / 4, t = int(lane()) % 4;
+  for (int i = 0; i < 4; ++i) {
+    const int row = g + 8 * (i >> 1), col = 2 * t + (i & 1);
+    // Products of bf16 values are exact in fp32; the device adds them in an
+    // unspecified order and precision, this in k order.
+    float acc = c[i];
+    for (int k = 0; k < 16; ++k) {
+      const Operands &x = all[(row % 8) * 4 + (k % 8) / 2];
+      const Operands &y = all[col * 4 + (k % 8) / 2];
+      acc += half(x.a[(row / 8) + 2 * (k / 8)], k) * half(y.b[k / 8], k);
+    }
+    c[i] = acc;
+  }
 }
 
 } // namespace weipipe::emu

@@ -128,6 +128,16 @@ void syncThreads();
 void shuffle(unsigned mask, const void *value, void *out, size_t bytes, int src,
              const char *what);
 
+/// A whole-warp exchange: publishes `bytes` (at most 32) of `value`, waits
+/// for the warp, copies every lane's value into `all` (32 x bytes, in lane
+/// order).
+void gather(const void *value, void *all, size_t bytes, const char *what);
+
+/// mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 of the calling warp:
+/// c += A B on the PTX ISA's fragment layouts (a: 4 registers of bf16 pairs,
+/// b: 2, c: 4 floats), every lane of the warp taking part.
+void mmaBf16(float c[4], const uint32_t a[4], const uint32_t b[2]);
+
 /// The calling thread's lane (threadIdx linearized, mod 32).
 unsigned lane();
 

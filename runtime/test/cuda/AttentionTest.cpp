@@ -133,6 +133,9 @@ struct Case {
   bool giveLse = true;    ///< backward with the forward's lse, or nullptr
   bool dq = true, dk = true, dv = true;
   uint32_t seed = 1;
+  /// Tensor cores: the inputs are drawn as bf16 values whatever T is (the
+  /// kernels round fp32 ones to bf16), so the CPU computes on what they read.
+  wcuda::AttentionMath math = wcuda::AttentionMath::Fp32;
 
   std::string str() const {
     std::string s = "B=" + std::to_string(B) + " H=" + std::to_string(H) +
@@ -153,7 +156,12 @@ struct Case {
       s += " noLse";
     s += std::string(" grads:") + (dq ? " dq" : "") + (dk ? " dk" : "") +
          (dv ? " dv" : "");
+    if (tensorCores())
+      s += " tensor cores";
     return s;
+  }
+  bool tensorCores() const {
+    return math == wcuda::AttentionMath::TensorCoresBf16;
   }
 };
 
@@ -172,13 +180,15 @@ float uniform(std::mt19937 &rng) {
   return float(double(rng()) * (2.0 / 4294967296.0) - 1.0);
 }
 
+/// n values in [-1, 1), rounded to bf16 first where `asBf16`.
 template <class T>
 void fill(std::mt19937 &rng, int64_t n, std::vector<T> &t,
-          std::vector<float> &f) {
+          std::vector<float> &f, bool asBf16) {
   t.resize(size_t(n));
   f.resize(size_t(n));
   for (size_t i = 0; i < size_t(n); ++i) {
-    t[i] = fromFloat<T>(uniform(rng));
+    const float x = uniform(rng);
+    t[i] = fromFloat<T>(asBf16 ? toFloat(fromFloat<bf16>(x)) : x);
     f[i] = toFloat(t[i]);
   }
 }
@@ -202,10 +212,11 @@ template <class T> Inputs<T> makeInputs(const Case &c) {
   in.no = c.B * c.H * c.Sq * c.Dv;
   in.nl = c.B * c.H * c.Sq;
   std::mt19937 rng(c.seed);
-  fill(rng, in.nq, in.q, in.qf);
-  fill(rng, in.nk, in.k, in.kf);
-  fill(rng, in.nv, in.v, in.vf);
-  fill(rng, in.no, in.dout, in.doutf);
+  const bool asBf16 = c.tensorCores();
+  fill(rng, in.nq, in.q, in.qf, asBf16);
+  fill(rng, in.nk, in.k, in.kf, asBf16);
+  fill(rng, in.nv, in.v, in.vf, asBf16);
+  fill(rng, in.no, in.dout, in.doutf, asBf16);
   if (c.mask != MaskKind::None) {
     p.mask.kind = c.mask;
     p.mask.shape = wcpu::Shape(c.maskShape);
@@ -255,8 +266,8 @@ void runGpu(const Case &c, const Inputs<T> &in,
   }
   const Dev<T> out = allocateNaN<T>(size_t(in.no));
   const Dev<float> lse = allocateNaN<float>(size_t(in.nl));
-  Status st = wcuda::attention_forward<T>(dp, q.get(), k.get(), v.get(),
-                                          out.get(), lse.get(), nullptr);
+  Status st = wcuda::attention_forward<T>(
+      dp, q.get(), k.get(), v.get(), out.get(), lse.get(), nullptr, c.math);
   ASSERT_TRUE(st.ok()) << st.message();
   r.out = download(out, nullptr);
   r.lse = download(lse, nullptr);
@@ -271,7 +282,7 @@ void runGpu(const Case &c, const Inputs<T> &in,
   st = wcuda::attention_backward<T>(
       dp, q.get(), k.get(), v.get(), o.get(), c.giveLse ? lse.get() : nullptr,
       dout.get(), c.dq ? dq.get() : nullptr, c.dk ? dk.get() : nullptr,
-      c.dv ? dv.get() : nullptr, ws.get(), nullptr);
+      c.dv ? dv.get() : nullptr, ws.get(), nullptr, c.math);
   ASSERT_TRUE(st.ok()) << st.message();
   r.dq = download(dq, nullptr);
   r.dk = download(dk, nullptr);
@@ -307,7 +318,7 @@ template <class T> void runCase(const Case &c) {
 
   GpuResult<T> r;
   ASSERT_NO_FATAL_FAILURE(runGpu(c, in, outT, r));
-  const Tolerance tol = storageTolerance<T>();
+  const Tolerance tol = c.tensorCores() ? kBf16Tol : storageTolerance<T>();
   expectClose("out", r.out, outRef, tol);
   expectClose("lse", r.lse, lseRef, kFp32Tol);
   if (c.dq)
@@ -326,6 +337,13 @@ template <class T> void runCase(const Case &c) {
                                                       c.maskedRow, d))]),
                     0.0f);
       }
+}
+
+/// The case with fp32 math, then on tensor cores (--precision bf16).
+template <class T> void runBoth(Case c) {
+  runCase<T>(c);
+  c.math = wcuda::AttentionMath::TensorCoresBf16;
+  runCase<T>(c);
 }
 
 class CudaAttentionTest : public CudaTest {};
@@ -349,9 +367,9 @@ TEST_F(CudaAttentionTest, SequenceLengths) {
     c.Hkv = 1;
     c.Sq = n.Sq;
     c.Sk = n.Sk;
-    runCase<float>(c);
+    runBoth<float>(c);
     if (n.Sq != 64)
-      runCase<bf16>(c);
+      runBoth<bf16>(c);
   }
 }
 
@@ -369,8 +387,8 @@ TEST_F(CudaAttentionTest, Causal) {
       c.D = c.Dv = 128;
       c.layout = l;
       c.causal = true;
-      runCase<float>(c);
-      runCase<bf16>(c);
+      runBoth<float>(c);
+      runBoth<bf16>(c);
     }
 }
 
@@ -386,8 +404,8 @@ TEST_F(CudaAttentionTest, HeadDims) {
       c.Dv = d[1];
       c.causal = causal;
       c.layout = causal ? AttentionLayout::BSHD : AttentionLayout::BHSD;
-      runCase<float>(c);
-      runCase<bf16>(c);
+      runBoth<float>(c);
+      runBoth<bf16>(c);
     }
 }
 
@@ -403,8 +421,8 @@ TEST_F(CudaAttentionTest, GqaGroups) {
       c.Sk = 150;
       c.causal = causal;
       c.layout = hkv == 2 ? AttentionLayout::BSHD : AttentionLayout::BHSD;
-      runCase<float>(c);
-      runCase<bf16>(c);
+      runBoth<float>(c);
+      runBoth<bf16>(c);
     }
 }
 
@@ -422,10 +440,10 @@ TEST_F(CudaAttentionTest, AdditiveMask) {
       c.maskShape = rank2 ? std::vector<int64_t>{c.Sq, c.Sk}
                           : std::vector<int64_t>{1, 1, c.Sq, c.Sk};
       c.maskedRow = 37;
-      runCase<float>(c);
-      runCase<bf16>(c);
+      runBoth<float>(c);
+      runBoth<bf16>(c);
       c.giveLse = false;
-      runCase<float>(c);
+      runBoth<float>(c);
     }
 }
 
@@ -442,28 +460,33 @@ TEST_F(CudaAttentionTest, KeepMask) {
     c.layout = AttentionLayout::BSHD;
     c.mask = MaskKind::Keep;
     c.maskShape = {c.B, 1, 1, c.Sk};
-    runCase<float>(c);
-    runCase<bf16>(c);
+    runBoth<float>(c);
+    runBoth<bf16>(c);
   }
 }
 
 // lse may be nullptr in the forward: the same out, bitwise.
 TEST_F(CudaAttentionTest, ForwardWithoutLse) {
-  Case c;
-  c.H = 4;
-  c.Hkv = 2;
-  c.Sq = 150;
-  c.Sk = 200;
-  c.causal = true;
-  const Inputs<bf16> in = makeInputs<bf16>(c);
-  GpuResult<bf16> r;
-  ASSERT_NO_FATAL_FAILURE(runGpu(c, in, in.dout, r));
-  const Dev<bf16> q = upload(in.q), k = upload(in.k), v = upload(in.v);
-  const Dev<bf16> out = allocateNaN<bf16>(size_t(in.no));
-  Status st = wcuda::attention_forward<bf16>(in.p, q.get(), k.get(), v.get(),
-                                             out.get(), nullptr, nullptr);
-  ASSERT_TRUE(st.ok()) << st.message();
-  EXPECT_TRUE(sameBits("out without lse", download(out, nullptr), r.out));
+  for (wcuda::AttentionMath math :
+       {wcuda::AttentionMath::Fp32, wcuda::AttentionMath::TensorCoresBf16}) {
+    Case c;
+    c.H = 4;
+    c.Hkv = 2;
+    c.Sq = 150;
+    c.Sk = 200;
+    c.causal = true;
+    c.math = math;
+    SCOPED_TRACE(c.str());
+    const Inputs<bf16> in = makeInputs<bf16>(c);
+    GpuResult<bf16> r;
+    ASSERT_NO_FATAL_FAILURE(runGpu(c, in, in.dout, r));
+    const Dev<bf16> q = upload(in.q), k = upload(in.k), v = upload(in.v);
+    const Dev<bf16> out = allocateNaN<bf16>(size_t(in.no));
+    Status st = wcuda::attention_forward<bf16>(
+        in.p, q.get(), k.get(), v.get(), out.get(), nullptr, nullptr, math);
+    ASSERT_TRUE(st.ok()) << st.message();
+    EXPECT_TRUE(sameBits("out without lse", download(out, nullptr), r.out));
+  }
 }
 
 // Without lse the backward recomputes it into the workspace.
@@ -476,8 +499,8 @@ TEST_F(CudaAttentionTest, BackwardWithoutLse) {
     c.Sk = 600;
     c.causal = causal;
     c.giveLse = false;
-    runCase<float>(c);
-    runCase<bf16>(c);
+    runBoth<float>(c);
+    runBoth<bf16>(c);
   }
 }
 
@@ -500,7 +523,7 @@ TEST_F(CudaAttentionTest, PartialGradients) {
       c.dk = s[1];
       c.dv = s[2];
       c.giveLse = giveLse;
-      runCase<float>(c);
+      runBoth<float>(c);
     }
 }
 
@@ -509,43 +532,48 @@ TEST_F(CudaAttentionTest, EmptySequences) {
   Case c;
   c.Sq = 5;
   c.Sk = 0;
-  runCase<float>(c);
+  runBoth<float>(c);
   c.Sq = 0;
   c.Sk = 7;
-  runCase<float>(c);
+  runBoth<float>(c);
 }
 
 // Bitwise the same results from run to run (no atomics).
 TEST_F(CudaAttentionTest, Deterministic) {
-  Case c;
-  c.B = 2;
-  c.H = 4;
-  c.Hkv = 1;
-  c.Sq = 300;
-  c.Sk = 300;
-  c.causal = true;
-  {
-    const Inputs<float> in = makeInputs<float>(c);
-    const std::vector<float> o(size_t(in.no), 0.01f);
-    GpuResult<float> a, b;
-    ASSERT_NO_FATAL_FAILURE(runGpu(c, in, o, a));
-    ASSERT_NO_FATAL_FAILURE(runGpu(c, in, o, b));
-    EXPECT_TRUE(a.out == b.out && a.lse == b.lse && a.dq == b.dq &&
-                a.dk == b.dk && a.dv == b.dv);
-  }
-  {
-    const Inputs<bf16> in = makeInputs<bf16>(c);
-    const std::vector<bf16> o(size_t(in.no), fromFloat<bf16>(0.01f));
-    GpuResult<bf16> a, b;
-    ASSERT_NO_FATAL_FAILURE(runGpu(c, in, o, a));
-    ASSERT_NO_FATAL_FAILURE(runGpu(c, in, o, b));
-    auto same = [](const std::vector<bf16> &x, const std::vector<bf16> &y) {
-      return x.size() == y.size() &&
-             (x.empty() ||
-              std::memcmp(x.data(), y.data(), x.size() * sizeof(bf16)) == 0);
-    };
-    EXPECT_TRUE(same(a.out, b.out) && a.lse == b.lse && same(a.dq, b.dq) &&
-                same(a.dk, b.dk) && same(a.dv, b.dv));
+  for (wcuda::AttentionMath math :
+       {wcuda::AttentionMath::Fp32, wcuda::AttentionMath::TensorCoresBf16}) {
+    Case c;
+    c.B = 2;
+    c.H = 4;
+    c.Hkv = 1;
+    c.Sq = 300;
+    c.Sk = 300;
+    c.causal = true;
+    c.math = math;
+    SCOPED_TRACE(c.str());
+    {
+      const Inputs<float> in = makeInputs<float>(c);
+      const std::vector<float> o(size_t(in.no), 0.01f);
+      GpuResult<float> a, b;
+      ASSERT_NO_FATAL_FAILURE(runGpu(c, in, o, a));
+      ASSERT_NO_FATAL_FAILURE(runGpu(c, in, o, b));
+      EXPECT_TRUE(a.out == b.out && a.lse == b.lse && a.dq == b.dq &&
+                  a.dk == b.dk && a.dv == b.dv);
+    }
+    {
+      const Inputs<bf16> in = makeInputs<bf16>(c);
+      const std::vector<bf16> o(size_t(in.no), fromFloat<bf16>(0.01f));
+      GpuResult<bf16> a, b;
+      ASSERT_NO_FATAL_FAILURE(runGpu(c, in, o, a));
+      ASSERT_NO_FATAL_FAILURE(runGpu(c, in, o, b));
+      auto same = [](const std::vector<bf16> &x, const std::vector<bf16> &y) {
+        return x.size() == y.size() &&
+               (x.empty() ||
+                std::memcmp(x.data(), y.data(), x.size() * sizeof(bf16)) == 0);
+      };
+      EXPECT_TRUE(same(a.out, b.out) && a.lse == b.lse && same(a.dq, b.dq) &&
+                  same(a.dk, b.dk) && same(a.dv, b.dv));
+    }
   }
 }
 
@@ -559,7 +587,7 @@ TEST_F(CudaAttentionTest, LongCausalBf16) {
   c.Sq = c.Sk = int64_t(sizeFor(4096, 1024));
   c.D = c.Dv = 128;
   c.causal = true;
-  runCase<bf16>(c);
+  runBoth<bf16>(c);
 }
 
 // The support check needs no device.

@@ -434,6 +434,26 @@ TEST_F(ExecutorCuda, NormAndAttentionMatchCpu) {
   for (const auto &[name, r] : results)
     EXPECT_TRUE(relCloseFinite(name, arenaFloats(*gpuEx, r),
                                arenaFloats(*cpuEx, r), kF32Tol));
+  // --precision bf16: attention on tensor cores (bf16 operands), within the
+  // bf16 tolerance of the CPU, and not the fp32 kernels' result.
+  auto bf16Ex = make(a, "", Device::Cuda, Precision::Bf16);
+  ASSERT_TRUE(bf16Ex);
+  {
+    const k::Status st = bf16Ex->runMicrobatch(nullptr, nullptr, 1.0f, nullptr);
+    ASSERT_TRUE(st.ok()) << st.message();
+  }
+  double changed = 0.0;
+  for (const auto &[name, r] : results) {
+    if (std::string(name).rfind("attention", 0) != 0)
+      continue;
+    const std::vector<float> b = arenaFloats(*bf16Ex, r),
+                             f = arenaFloats(*gpuEx, r);
+    EXPECT_TRUE(relCloseFinite(std::string("bf16 ") + name, b,
+                               arenaFloats(*cpuEx, r), kBf16Tol));
+    for (size_t i = 0; i < b.size() && i < f.size(); ++i)
+      changed = std::max(changed, double(std::fabs(b[i] - f[i])));
+  }
+  EXPECT_GT(changed, 1e-4) << "--precision bf16 left attention in fp32";
   // The fused pair and the ops alone compute the same on the device too.
   EXPECT_TRUE(relCloseFinite("device: fused vs alone, ln dx",
                              arenaFloats(*gpuEx, dx1), arenaFloats(*gpuEx, dx6),

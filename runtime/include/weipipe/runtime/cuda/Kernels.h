@@ -166,19 +166,27 @@ Status rotary_backward(const T *dy, const float *cos, const float *sin, T *dx,
 /// The CPU kernels' AttentionParams with the mask pointers on the device.
 using AttentionParams = cpu::AttentionParams;
 
+/// How attention multiplies. Fp32: fp32 FMA, the CPU's arithmetic (to
+/// ~1e-6, --precision fp32). TensorCoresBf16: bf16 tensor cores with fp32
+/// accumulation (--precision bf16): Q, K, V, dO, and P and dS before their
+/// products, rounded to bf16; softmax statistics, lse and accumulators fp32.
+enum class AttentionMath { Fp32, TensorCoresBf16 };
+
 /// cpu::attention_forward: out T, lse fp32 [B, H, Sq] (may be nullptr). A row
 /// with no allowed key gets out = 0, lse = -inf. Head dims up to 128.
 template <class T>
 Status attention_forward(const AttentionParams &p, const T *q, const T *k,
-                         const T *v, T *out, float *lse, cudaStream_t stream);
+                         const T *v, T *out, float *lse, cudaStream_t stream,
+                         AttentionMath math = AttentionMath::Fp32);
 /// cpu::attention_backward: dq, dk, dv WRITTEN (any may be nullptr); dk/dv
 /// sum the GQA group's query heads in head order. Without lse the backward
-/// recomputes it into the workspace.
+/// recomputes it into the workspace (with the same math).
 template <class T>
 Status attention_backward(const AttentionParams &p, const T *q, const T *k,
                           const T *v, const T *out, const float *lse,
                           const T *dout, T *dq, T *dk, T *dv, void *workspace,
-                          cudaStream_t stream);
+                          cudaStream_t stream,
+                          AttentionMath math = AttentionMath::Fp32);
 uint64_t attentionBackwardWorkspaceBytes(const AttentionParams &p);
 /// Whether the kernels take this problem (head dims, sizes); the message
 /// says what is not supported.
