@@ -54,6 +54,14 @@ fi
 if [ -f "$deps/openblas/include/cblas.h" ]; then
   # Found by FindBLAS through the prefix (which wants the unversioned name);
   # its libgfortran through the path.
+  # prepare.sh carries the library xz-compressed (Python's lzma: no xz tool
+  # needed here).
+  xzlib="$deps/openblas/lib/libopenblas.so.0.xz"
+  if [ -f "$xzlib" ] && [ ! -f "$deps/openblas/lib/libopenblas.so.0" ]; then
+    python3 -c 'import lzma, shutil, sys
+with lzma.open(sys.argv[1]) as i, open(sys.argv[2], "wb") as o:
+    shutil.copyfileobj(i, o)' "$xzlib" "$deps/openblas/lib/libopenblas.so.0"
+  fi
   ln -sf libopenblas.so.0 "$deps/openblas/lib/libopenblas.so"
   cmake_args+=("-DCMAKE_PREFIX_PATH=$deps/openblas")
   export LD_LIBRARY_PATH="$deps/openblas/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
@@ -148,6 +156,14 @@ step bench-build 240 cmake --build build-gpu -j "$jobs" --target bench_gpu_kerne
 # the table. A missed target is reported there, not a failure.
 [ -x build-gpu/bin/bench_gpu_kernels ] && step bench 240 python3 bench/gpu/bench_gpu.py \
   --bench build-gpu/bin/bench_gpu_kernels --out "$out/bench.md"
+# Whole-model training tokens/s on the sdpa model: ours single-rank and
+# 4-rank WeiPipe-Interleave (the pipeline's overhead on one GPU, target
+# <= 10 %) against PyTorch eager and torch.compile, MFU against the GEMM
+# peak above; model.md is the table. Last: the longest to cut short.
+if [ -f "$models/sdpa4-wi4.wpp" ] && [ -x "$run" ]; then
+  step model-bench 240 python3 bench/gpu/bench_model.py --run "$run" \
+    --models "$models" --out "$out/model.md" --peak-log "$out/bench.log"
+fi
 # Determinism and races: the tests again under compute-sanitizer's racecheck
 # would take too long here; the tests themselves compare repeated runs bit
 # for bit.

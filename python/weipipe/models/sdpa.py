@@ -64,9 +64,9 @@ class SdpaLM(nn.Module):
         return self.lm_head(self.ln_f(x))
 
 
-def build(seed: int = 0) -> SdpaLM:
+def build(seed: int = 0, layers: int | None = None) -> SdpaLM:
     torch.manual_seed(seed)
-    m = SdpaLM(SdpaConfig())
+    m = SdpaLM(SdpaConfig() if layers is None else SdpaConfig(num_layers=layers))
     # Distinct 1-D parameters: exporters merge bitwise-equal initializers
     # (fresh LayerNorm weights of ones), which would tie them.
     with torch.no_grad():
