@@ -37,6 +37,7 @@
 #include "weipipe/runtime/cuda/Blas.h"
 #include "weipipe/runtime/cuda/Device.h"
 #include "weipipe/runtime/cuda/Kernels.h"
+#include "weipipe/runtime/cuda/Primitives.h"
 
 #include <cublasLt.h>
 #include <cuda_runtime.h>
@@ -160,6 +161,19 @@ public:
       const size_t chunk = std::min(n - done, kElems - offset_);
       CHECK(cudaMemcpyAsync(d + done * 2, buf_.as<char>() + offset_ * 2,
                             chunk * 2, cudaMemcpyDeviceToDevice, s));
+      done += chunk;
+    }
+  }
+
+  /// n fp32 elements at dst (the pattern's bf16 values, widened).
+  void fillF32(float *dst, size_t n, cudaStream_t s) {
+    size_t done = 0;
+    while (done < n) {
+      offset_ = (offset_ + 7919) % (kElems / 2);
+      const size_t chunk = std::min(n - done, kElems - offset_);
+      check(cu::cast(buf_.as<cu::bf16>() + offset_, dst + done, int64_t(chunk),
+                     s),
+            "widening the pattern");
       done += chunk;
     }
   }
@@ -635,6 +649,301 @@ void runAttention(cudaStream_t stream, const Options &opt,
 }
 
 //===----------------------------------------------------------------------===//
+// layer
+//===----------------------------------------------------------------------===//
+
+struct LayerCase {
+  int64_t H, S, G; ///< hidden, tokens, query heads per kv head
+};
+
+std::string layerName(const LayerCase &c) {
+  return "h" + std::to_string(c.H) + "_s" + std::to_string(c.S) + "_g" +
+         std::to_string(c.G);
+}
+
+/// A Llama layer's sizes: head dim 128, MLP width 8/3 H rounded up to 256.
+struct LayerDims {
+  int64_t T, H, nh, nkv, D = 128, F;
+  explicit LayerDims(const LayerCase &c)
+      : T(c.S), H(c.H), nh(c.H / 128), nkv(c.H / 128 / c.G),
+        F((8 * c.H / 3 + 255) / 256 * 256) {}
+  /// Model FLOPs of forward + backward: 3x the forward's GEMMs (2 M N K
+  /// each), 3.5x its causal attention (4 S^2 D per head, halved).
+  double flops() const {
+    const double gemm = 2.0 * double(T) *
+                        (double(H) * double(nh * D + 2 * nkv * D) +
+                         double(nh * D) * double(H) + 3.0 * double(H) * F);
+    const double attn = 4.0 * double(T) * double(T) * double(D) * nh / 2;
+    return 3.0 * gemm + 3.5 * attn;
+  }
+};
+
+/// One Llama-style layer, forward then backward, as the executor runs
+/// --precision bf16 today: fp32 activations and weights in memory, every
+/// product on bf16 tensor cores (GemmShape::fastBf16, attention's
+/// TensorCoresBf16), the layer's ops as the compiler emits them (rms_norm,
+/// linear q/k/v, reshape+transpose to [B, H, S, D], rotate-half rotary,
+/// causal GQA attention, transpose back, linear, residual add, rms_norm,
+/// gate/up linears, swiglu, down linear, add) and their gradients
+/// (dX = dY W, dW += dY^T X).
+class LayerRun {
+public:
+  LayerRun(cudaStream_t s, Pattern &pat, const LayerCase &c) : s_(s), d_(c) {
+    check(cu::Blas::create(&blas_, kWorkspaceBytes), "Blas::create");
+    const int64_t T = d_.T, H = d_.H, Q = d_.nh * d_.D, KV = d_.nkv * d_.D,
+                  F = d_.F;
+    struct Alloc {
+      Buffer *b;
+      int64_t n;
+      const char *name;
+    };
+    const Alloc all[] = {
+        {&x_, T * H, "x"},
+        {&w1_, H, "w1"},
+        {&w2_, H, "w2"},
+        {&wq_, Q * H, "wq"},
+        {&wk_, KV * H, "wk"},
+        {&wv_, KV * H, "wv"},
+        {&wo_, H * Q, "wo"},
+        {&wg_, F * H, "wg"},
+        {&wu_, F * H, "wu"},
+        {&wd_, H * F, "wd"},
+        {&cos_, T * d_.D / 2, "cos"},
+        {&sin_, T * d_.D / 2, "sin"},
+        {&dy_, T * H, "dy"},
+        {&h1_, T * H, "h1"},
+        {&q_, T * Q, "q"},
+        {&k_, T * KV, "k"},
+        {&v_, T * KV, "v"},
+        {&qt_, T * Q, "qT"},
+        {&kt_, T * KV, "kT"},
+        {&vt_, T * KV, "vT"},
+        {&ot_, T * Q, "oT"},
+        {&lse_, d_.nh * T, "lse"},
+        {&o_, T * Q, "o"},
+        {&x2_, T * H, "x2"},
+        {&h2_, T * H, "h2"},
+        {&gate_, T * F, "gate"},
+        {&up_, T * F, "up"},
+        {&act_, T * F, "act"},
+        {&y_, T * H, "y"},
+        {&dact_, T * F, "dact"},
+        {&dgate_, T * F, "dgate"},
+        {&dup_, T * F, "dup"},
+        {&dh_, T * H, "dh"},
+        {&dx2_, T * H, "dx2"},
+        {&do_, T * Q, "do"},
+        {&dot_, T * Q, "doT"},
+        {&dqt_, T * Q, "dqT"},
+        {&dkt_, T * KV, "dkT"},
+        {&dvt_, T * KV, "dvT"},
+        {&dq_, T * Q, "dq"},
+        {&dk_, T * KV, "dk"},
+        {&dv_, T * KV, "dv"},
+        {&dx_, T * H, "dx"},
+        {&dw1_, H, "dw1"},
+        {&dw2_, H, "dw2"},
+        {&dwq_, Q * H, "dwq"},
+        {&dwk_, KV * H, "dwk"},
+        {&dwv_, KV * H, "dwv"},
+        {&dwo_, H * Q, "dwo"},
+        {&dwg_, F * H, "dwg"},
+        {&dwu_, F * H, "dwu"},
+        {&dwd_, H * F, "dwd"},
+    };
+    for (const Alloc &a : all) {
+      a.b->allocate(size_t(a.n) * 4, a.name);
+      pat.fillF32(a.b->as<float>(), size_t(a.n), s);
+    }
+    attn_.B = 1;
+    attn_.H = d_.nh;
+    attn_.Hkv = d_.nkv;
+    attn_.Sq = attn_.Sk = T;
+    attn_.D = attn_.Dv = d_.D;
+    attn_.layout = weipipe::rt::cpu::AttentionLayout::BHSD;
+    attn_.causal = true;
+    attn_.scale = 1.0f / std::sqrt(float(d_.D));
+    check(cu::attentionSupported(attn_), layerName(c).c_str());
+    rot_.B = 1;
+    rot_.S = T;
+    rot_.D = d_.D;
+    rot_.rotaryDim = d_.D;
+    ws_.allocate(std::max({cu::attentionBackwardWorkspaceBytes(attn_),
+                           cu::normBackwardWorkspaceBytes(T, H), uint64_t(1)}),
+                 "the workspace");
+    CHECK(cudaStreamSynchronize(s));
+  }
+
+  void forward() {
+    const int64_t T = d_.T, H = d_.H, Q = d_.nh * d_.D, KV = d_.nkv * d_.D;
+    rms(x_, w1_, h1_);
+    linear(h1_, wq_, q_, T, Q, H);
+    linear(h1_, wk_, k_, T, KV, H);
+    linear(h1_, wv_, v_, T, KV, H);
+    toHeads(q_, qt_, d_.nh);
+    toHeads(k_, kt_, d_.nkv);
+    toHeads(v_, vt_, d_.nkv);
+    rotary(qt_, d_.nh, false);
+    rotary(kt_, d_.nkv, false);
+    check(cu::attention_forward<float>(attn_, qt_.as<float>(), kt_.as<float>(),
+                                       vt_.as<float>(), ot_.as<float>(),
+                                       lse_.as<float>(), s_, kMath),
+          "attention_forward");
+    fromHeads(ot_, o_, d_.nh);
+    linear(o_, wo_, x2_, T, H, Q);
+    add(x_, x2_, T * H); // x2 = x + o Wo^T
+    rms(x2_, w2_, h2_);
+    linear(h2_, wg_, gate_, T, d_.F, H);
+    linear(h2_, wu_, up_, T, d_.F, H);
+    check(cu::swiglu_forward<float>(gate_.as<float>(), up_.as<float>(),
+                                    act_.as<float>(), T * d_.F, s_),
+          "swiglu_forward");
+    linear(act_, wd_, y_, T, H, d_.F);
+    add(x2_, y_, T * H);
+  }
+
+  void backward() {
+    const int64_t T = d_.T, H = d_.H, Q = d_.nh * d_.D, KV = d_.nkv * d_.D,
+                  F = d_.F;
+    // MLP: dact = dy Wd, dWd += dy^T act; swiglu; dh2 = dgate Wg + dup Wu.
+    linearGrads(dy_, act_, wd_, dact_, dwd_, T, H, F, false);
+    check(cu::swiglu_backward<float>(gate_.as<float>(), up_.as<float>(),
+                                     dact_.as<float>(), dgate_.as<float>(),
+                                     dup_.as<float>(), T * F, s_),
+          "swiglu_backward");
+    linearGrads(dgate_, h2_, wg_, dh_, dwg_, T, F, H, false);
+    linearGrads(dup_, h2_, wu_, dh_, dwu_, T, F, H, true);
+    rmsGrad(x2_, w2_, dh_, dx2_, dw2_);
+    add(dy_, dx2_, T * H); // the residual
+    // Attention: do = dx2 Wo, dWo += dx2^T o; to heads; attention; rotary.
+    linearGrads(dx2_, o_, wo_, do_, dwo_, T, H, Q, false);
+    toHeads(do_, dot_, d_.nh);
+    check(cu::attention_backward<float>(attn_, qt_.as<float>(), kt_.as<float>(),
+                                        vt_.as<float>(), ot_.as<float>(),
+                                        lse_.as<float>(), dot_.as<float>(),
+                                        dqt_.as<float>(), dkt_.as<float>(),
+                                        dvt_.as<float>(), ws_.p, s_, kMath),
+          "attention_backward");
+    rotary(dqt_, d_.nh, true);
+    rotary(dkt_, d_.nkv, true);
+    fromHeads(dqt_, dq_, d_.nh);
+    fromHeads(dkt_, dk_, d_.nkv);
+    fromHeads(dvt_, dv_, d_.nkv);
+    linearGrads(dq_, h1_, wq_, dh_, dwq_, T, Q, H, false);
+    linearGrads(dk_, h1_, wk_, dh_, dwk_, T, KV, H, true);
+    linearGrads(dv_, h1_, wv_, dh_, dwv_, T, KV, H, true);
+    rmsGrad(x_, w1_, dh_, dx_, dw1_);
+    add(dx2_, dx_, T * H);
+  }
+
+  const LayerDims &dims() const { return d_; }
+
+private:
+  static constexpr cu::AttentionMath kMath = cu::AttentionMath::TensorCoresBf16;
+
+  /// y[M, N] = x[M, K] W^T (W [N, K]).
+  void linear(const Buffer &x, const Buffer &w, Buffer &y, int64_t M, int64_t N,
+              int64_t K) {
+    GemmShape g = cu::denseGemm(false, true, M, N, K);
+    g.fastBf16 = true;
+    check(blas_->gemm(g, 1.0f, x.p, w.p, y.p, nullptr, s_), "linear");
+  }
+  /// dx[M, K] (+)= dy[M, N] W (W [N, K]); dW[N, K] += dy^T x.
+  void linearGrads(const Buffer &dy, const Buffer &x, const Buffer &w,
+                   Buffer &dx, Buffer &dw, int64_t M, int64_t N, int64_t K,
+                   bool accumulateDx) {
+    GemmShape g = cu::denseGemm(false, false, M, K, N);
+    g.fastBf16 = true;
+    g.accumulate = accumulateDx;
+    check(blas_->gemm(g, 1.0f, dy.p, w.p, dx.p, nullptr, s_), "linear dX");
+    GemmShape gw = cu::denseGemm(true, false, N, K, M);
+    gw.fastBf16 = true;
+    gw.accumulate = true;
+    check(blas_->gemm(gw, 1.0f, dy.p, x.p, dw.p, nullptr, s_), "linear dW");
+  }
+  void rms(const Buffer &x, const Buffer &w, Buffer &y) {
+    check(cu::rms_norm_forward<float>(x.as<float>(), w.as<float>(),
+                                      y.as<float>(), nullptr, d_.T, d_.H, 1e-5f,
+                                      s_),
+          "rms_norm_forward");
+  }
+  void rmsGrad(const Buffer &x, const Buffer &w, const Buffer &dy, Buffer &dx,
+               Buffer &dw) {
+    check(cu::rms_norm_backward<float>(
+              x.as<float>(), w.as<float>(), dy.as<float>(), dx.as<float>(),
+              dw.as<float>(), d_.T, d_.H, 1e-5f, ws_.p, s_),
+          "rms_norm_backward");
+  }
+  void add(const Buffer &src, Buffer &dst, int64_t n) {
+    check(cu::accumulate(src.as<float>(), dst.as<float>(), n, s_), "add");
+  }
+  /// [1, T, heads, D] <-> [1, heads, T, D].
+  void toHeads(const Buffer &x, Buffer &y, int64_t heads) {
+    move(x, y, {1, d_.T, heads, d_.D}, {1, heads, d_.T, d_.D});
+  }
+  void fromHeads(const Buffer &x, Buffer &y, int64_t heads) {
+    move(x, y, {1, heads, d_.T, d_.D}, {1, d_.T, heads, d_.D});
+  }
+  void move(const Buffer &x, Buffer &y, weipipe::rt::cpu::Shape from,
+            weipipe::rt::cpu::Shape to) {
+    cu::DevTensor a{x.p, cu::Storage::F32, from}, b{y.p, cu::Storage::F32, to};
+    check(cu::transpose(a, {0, 2, 1, 3}, b, s_), "transpose");
+  }
+  void rotary(Buffer &x, int64_t heads, bool backward) {
+    rot_.H = heads;
+    if (backward)
+      check(cu::rotary_backward<float>(x.as<float>(), cos_.as<float>(),
+                                       sin_.as<float>(), x.as<float>(), rot_,
+                                       s_),
+            "rotary_backward");
+    else
+      check(cu::rotary_forward<float>(x.as<float>(), cos_.as<float>(),
+                                      sin_.as<float>(), x.as<float>(), rot_,
+                                      s_),
+            "rotary_forward");
+  }
+
+  cudaStream_t s_;
+  LayerDims d_;
+  std::unique_ptr<cu::Blas> blas_;
+  cu::AttentionParams attn_;
+  weipipe::rt::cpu::RotaryDims rot_;
+  Buffer x_, w1_, w2_, wq_, wk_, wv_, wo_, wg_, wu_, wd_, cos_, sin_, dy_, h1_,
+      q_, k_, v_, qt_, kt_, vt_, ot_, lse_, o_, x2_, h2_, gate_, up_, act_, y_,
+      dact_, dgate_, dup_, dh_, dx2_, do_, dot_, dqt_, dkt_, dvt_, dq_, dk_,
+      dv_, dx_, dw1_, dw2_, dwq_, dwk_, dwv_, dwo_, dwg_, dwu_, dwd_, ws_;
+};
+
+void runLayer(cudaStream_t stream, const Options &opt,
+              const std::vector<LayerCase> &cases) {
+  Timer timer(stream);
+  Pattern pattern;
+  pattern.make(stream);
+  out("layer: a Llama layer (head dim 128, MLP 8/3 H), forward + backward, "
+      "batch 1, fp32 activations, bf16 tensor cores (--precision bf16); "
+      "FLOPs: 3x the forward GEMMs + 3.5x causal attention; median of %d "
+      "samples of N calls, ~%.0f ms each\n",
+      opt.repeats, opt.targetMs);
+  out("%-24s %4s %12s %9s\n", "shape", "N", "fwd+bwd ms", "TF/s");
+  for (const LayerCase &c : cases) {
+    const std::string name = layerName(c);
+    LayerRun layer(stream, pattern, c);
+    const Timing t = measure(timer, {[&] {
+                               layer.forward();
+                               layer.backward();
+                             }},
+                             opt)[0];
+    const double flop = layer.dims().flops();
+    out("RESULT kind=layer_fwdbwd shape=%s ms=%.4f tflops=%.2f iters=%d "
+        "repeats=%zu min_ms=%.4f max_ms=%.4f\n",
+        name.c_str(), t.median(), tflops(flop, t.median()), t.iters,
+        t.samples.size(), t.min(), t.max());
+    out("%-24s %4d %12.3f %9.1f\n", name.c_str(), t.iters, t.median(),
+        tflops(flop, t.median()));
+  }
+}
+
+//===----------------------------------------------------------------------===//
 // Arguments
 //===----------------------------------------------------------------------===//
 
@@ -643,9 +952,12 @@ const char *kUsage =
     "[--target-ms MS] [--repeats R] [--finalists F] [--list]\n"
     "       bench_gpu_kernels attention [--cases B:H:HKV:S:D,...] "
     "[--target-ms MS] [--repeats R] [--list]\n"
+    "       bench_gpu_kernels layer [--cases H:S:G,...] [--target-ms MS] "
+    "[--repeats R] [--list]\n"
     "--list prints the problems and exits (no device needed)\n"
     "defaults: --layers 2048:4096,4096:16384; --cases "
-    "1:16:4:4096:128,1:32:32:16384:128,1:32:32:65536:128; --target-ms 200; "
+    "1:16:4:4096:128,1:32:32:16384:128,1:32:32:65536:128 (attention), "
+    "2048:4096:4,4096:16384:1,4096:65536:1 (layer); --target-ms 200; "
     "--repeats 3; --finalists 2\n";
 
 std::vector<std::vector<int64_t>> parseList(const std::string &s, size_t n,
@@ -695,7 +1007,7 @@ int run(int argc, char **argv) {
     return argc < 2 ? 2 : 0;
   }
   const std::string cmd = argv[1];
-  if (cmd != "gemm" && cmd != "attention")
+  if (cmd != "gemm" && cmd != "attention" && cmd != "layer")
     throw UsageError("unknown subcommand '" + cmd + "'");
   Options opt;
   bool peak = true, list = false;
@@ -703,6 +1015,8 @@ int run(int argc, char **argv) {
   std::vector<AttnCase> cases = {{1, 16, 4, 4096, 128},
                                  {1, 32, 32, 16384, 128},
                                  {1, 32, 32, 65536, 128}};
+  std::vector<LayerCase> layerCases = {
+      {2048, 4096, 4}, {4096, 16384, 1}, {4096, 65536, 1}};
   for (int i = 2; i < argc; ++i) {
     const std::string a = argv[i];
     auto value = [&]() -> const char * {
@@ -735,6 +1049,14 @@ int run(int argc, char **argv) {
           throw UsageError("--cases: H must be a multiple of HKV");
         cases.push_back({v[0], v[1], v[2], v[3], v[4]});
       }
+    } else if (cmd == "layer" && a == "--cases") {
+      layerCases.clear();
+      for (const auto &v : parseList(value(), 3, "--cases")) {
+        if (v[0] % 128 != 0 || (v[0] / 128) % v[2] != 0)
+          throw UsageError("--cases: H must be a multiple of 128 whose heads "
+                           "(H / 128) G divides");
+        layerCases.push_back({v[0], v[1], v[2]});
+      }
     } else
       throw UsageError("unknown option '" + a + "' for " + cmd);
   }
@@ -746,9 +1068,16 @@ int run(int argc, char **argv) {
       for (const LayerConfig &c : layers)
         for (const NamedGemm &ng : layerGemms(c))
           out("%-26s %s\n", ng.name.c_str(), ng.g.str().c_str());
-    else
+    else if (cmd == "attention")
       for (const AttnCase &c : cases)
         out("%s\n", attnName(c).c_str());
+    else
+      for (const LayerCase &c : layerCases) {
+        const LayerDims d(c);
+        out("%s: %lld heads, %lld kv heads, MLP %lld, %.3g FLOPs\n",
+            layerName(c).c_str(), (long long)d.nh, (long long)d.nkv,
+            (long long)d.F, d.flops());
+      }
     return 0;
   }
   std::string why;
@@ -788,8 +1117,10 @@ int run(int argc, char **argv) {
     cx.ltWorkspace.allocate(kWorkspaceBytes, "cuBLASLt's workspace");
     cx.pattern.make(stream);
     runGemm(cx, layers, peak);
-  } else {
+  } else if (cmd == "attention") {
     runAttention(stream, opt, cases);
+  } else {
+    runLayer(stream, opt, layerCases);
   }
   CHECK(cudaStreamSynchronize(stream));
   CHECK(cudaGetLastError());

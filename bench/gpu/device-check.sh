@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
-# Every check of the CUDA backend that needs a GPU, in one run sized to about
-# 9 minutes on one H100, for a short window of GPU time (issue 10). Run it on
-# the GPU machine from the repository root; that machine has nvcc, CMake and
-# ninja but no GoogleTest or OpenBLAS, which bench/gpu/prepare.sh puts under
-# .gpu-deps/ here, to be carried:
+# Every check of the CUDA backend that needs a GPU, for a short window of
+# GPU time (issue 10). Run it on the GPU machine from the repository root;
+# that machine has nvcc, CMake and ninja but no GoogleTest or OpenBLAS, which
+# bench/gpu/prepare.sh puts under .gpu-deps/ here, to be carried:
 #
 #   bench/gpu/prepare.sh                         # here, once
-#   device run, carry [".gpu-deps"]:  bash bench/gpu/device-check.sh
+#   device run, carry [".gpu-deps"]:  bash bench/gpu/device-check.sh tests
+#   device run, carry [".gpu-deps"]:  bash bench/gpu/device-check.sh bench
+#
+# `tests` (about 6 minutes on one H100: the build, the CUDA tests, the end to
+# end and pipeline checks) and `bench` (about 6 more: the benchmarks, the
+# build reused when the machine is still warm) fit the device tool's 10
+# minutes a command each; `all` (the default) runs both in one go.
 #
 # It builds the runtime alone (cmake -S runtime: no MLIR there) for the
 # machine's architecture, runs the CUDA tests and the benchmarks
@@ -19,6 +24,14 @@
 # Environment: CUDA_ARCH (default: the GPU's, from nvidia-smi; 90 for H100 and
 # H200), JOBS (default: all cores).
 set -uo pipefail
+part=${1:-all}
+case "$part" in
+all | tests | bench) ;;
+*)
+  echo "usage: device-check.sh [all|tests|bench]" >&2
+  exit 2
+  ;;
+esac
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$root"
 out=${OUT:-$root/gpu-results}
@@ -70,6 +83,9 @@ fi
 step configure 180 cmake "${cmake_args[@]}" || exit 1
 step build 420 cmake --build build-gpu -j "$jobs" --target weipipe_cuda_tests \
   weipipe-run || exit 1
+models="$deps/models"
+run=build-gpu/bin/weipipe-run
+if [ "$part" != bench ]; then
 # The kernels against the CPU kernels (tolerances in the test files).
 step cuda-tests 300 build-gpu/weipipe_cuda_tests \
   "--gtest_output=xml:$out/cuda-tests.xml"
@@ -78,8 +94,6 @@ step cuda-tests 300 build-gpu/weipipe_cuda_tests \
 # gradient norms and every weight within 1e-5 (eps 1e-5: see
 # test/e2e/llama.test on AdamW's amplified noise); the bundled gpt2-bytes 50
 # steps in bf16 against the CPU's fp32 loss curve (compare_curves.py).
-models="$deps/models"
-run=build-gpu/bin/weipipe-run
 if [ -f "$models/done" ]; then
   flags=(--steps 10 --lr 3e-3 --lr-schedule cosine --warmup-steps 2
     --grad-clip 1.0 --weight-decay 0.1 --eps 1e-5 --quiet)
@@ -148,6 +162,8 @@ else
   echo "end-to-end: skipped (no $models: run bench/gpu/prepare.sh here)" |
     tee -a "$summary"
 fi
+fi # tests
+if [ "$part" != tests ]; then
 # Built after the tests ran, so that a benchmark that does not build costs
 # only the benchmarks.
 step bench-build 240 cmake --build build-gpu -j "$jobs" --target bench_gpu_kernels
@@ -156,6 +172,11 @@ step bench-build 240 cmake --build build-gpu -j "$jobs" --target bench_gpu_kerne
 # the table. A missed target is reported there, not a failure.
 [ -x build-gpu/bin/bench_gpu_kernels ] && step bench 240 python3 bench/gpu/bench_gpu.py \
   --bench build-gpu/bin/bench_gpu_kernels --out "$out/bench.md"
+# A Llama layer's forward + backward at issue 10's three shapes against
+# PyTorch eager (bench_layer.py; layer.md is the table).
+[ -x build-gpu/bin/bench_gpu_kernels ] && step layer-bench 240 python3 \
+  bench/gpu/bench_layer.py --bench build-gpu/bin/bench_gpu_kernels \
+  --out "$out/layer.md"
 # Whole-model training tokens/s on the sdpa model: ours single-rank and
 # 4-rank WeiPipe-Interleave (the pipeline's overhead on one GPU, target
 # <= 10 %) against PyTorch eager and torch.compile, MFU against the GEMM
@@ -164,6 +185,7 @@ if [ -f "$models/sdpa4-wi4.wpp" ] && [ -x "$run" ]; then
   step model-bench 240 python3 bench/gpu/bench_model.py --run "$run" \
     --models "$models" --out "$out/model.md" --peak-log "$out/bench.log"
 fi
+fi # bench
 # Determinism and races: the tests again under compute-sanitizer's racecheck
 # would take too long here; the tests themselves compare repeated runs bit
 # for bit.
