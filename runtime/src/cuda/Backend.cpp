@@ -132,9 +132,13 @@ public:
   }
 
   std::string describe() const override {
-    return "cuda: " + info_.name + " (sm_" + std::to_string(info_.major) +
-           std::to_string(info_.minor) + ", device " +
-           std::to_string(info_.index) + ")";
+    std::string d = "cuda: " + info_.name + " (sm_" +
+                    std::to_string(info_.major) + std::to_string(info_.minor) +
+                    ", device " + std::to_string(info_.index) + ")";
+    if (geluEpilogues_)
+      d += "; " + std::to_string(geluEpilogues_) +
+           " linear + gelu pair(s) on cuBLASLt's GELU epilogue";
+    return d;
   }
 
   Status bindThread() override {
@@ -184,6 +188,13 @@ public:
 
   Status prepare(std::vector<std::vector<Step>> &functions) override {
     uint64_t ws = 0;
+    for (std::vector<Step> &steps : functions)
+      for (size_t i = 0; i + 1 < steps.size(); ++i)
+        if (geluEpilogueFits(steps[i], steps[i + 1])) {
+          steps[i].partner = &steps[i + 1];
+          steps[i + 1].doneByPrevious = true;
+          ++geluEpilogues_;
+        }
     for (std::vector<Step> &steps : functions)
       for (Step &s : steps) {
         ws = std::max(ws, workspaceFor(s));
@@ -280,6 +291,38 @@ public:
     return fence(transfer_.get(), done);
   }
 
+  /// Whether `gelu` (the next step) can run as the GELU epilogue of the
+  /// GEMM of `linear`: --precision bf16 (fp32 keeps the CPU's GELU to the
+  /// last bits), the tanh approximation (cuBLASLt's), gelu reading exactly
+  /// linear's result, and an output that is none of linear's operands (it
+  /// is written at linear's turn). N a multiple of 8 (the aux rule);
+  /// the binding checks the pointers again, as bound then.
+  bool geluEpilogueFits(const Step &linear, const Step &gelu) const {
+    if (!fastBf16() || linear.ins->op != Opcode::Linear ||
+        gelu.ins->op != Opcode::Gelu || linear.partner ||
+        linear.doneByPrevious ||
+        GeluApprox(gelu.ins->ints[0]) != GeluApprox::Tanh ||
+        gelu.in[0].p != linear.out[0].p || gelu.in[0].n != linear.out[0].n ||
+        linear.d0 <= 0 || linear.d1 <= 0 || linear.d2 % 8 != 0)
+      return false;
+    return geluOutputIsFree(linear, gelu);
+  }
+  static bool geluOutputIsFree(const Step &linear, const Step &gelu) {
+    const Ref &y = gelu.out[0];
+    auto overlaps = [&](const Ref &r) {
+      if (!r.p || !y.p)
+        return false;
+      const char *a = static_cast<const char *>(y.p),
+                 *b = static_cast<const char *>(r.p);
+      return a < b + r.n * 4 && b < a + y.n * 4;
+    };
+    for (const Ref &r : linear.in)
+      if (overlaps(r))
+        return false;
+    return !overlaps(linear.out[0]) &&
+           reinterpret_cast<uintptr_t>(linear.out[0].p) % 16 == 0;
+  }
+
   cudaStream_t stream() const { return stream_.get(); }
   Blas &blas() { return *blas_; }
   bool fastBf16() const { return precision_ == Precision::Bf16; }
@@ -292,10 +335,11 @@ public:
     return s.errorSlot < 0 ? nullptr : errors_ + s.errorSlot;
   }
 
-  /// A dense row-major GEMM with this run's precision.
+  /// A dense row-major GEMM with this run's precision; with `geluOut`, C
+  /// is the pre-activation and geluOut gets gelu(C) (the epilogue).
   Status gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K,
               const float *A, const float *B, float *C, bool accumulate,
-              const float *bias = nullptr) {
+              const float *bias = nullptr, float *geluOut = nullptr) {
     if (M <= 0 || N <= 0)
       return Status();
     if (K <= 0) // C = 0 (or C unchanged with accumulate)
@@ -305,6 +349,10 @@ public:
     g.accumulate = accumulate;
     g.bias = bias != nullptr;
     g.fastBf16 = fastBf16();
+    g.geluAux = geluOut != nullptr;
+    // cuBLASLt's D is the epilogue's output, its aux the value before it.
+    if (geluOut)
+      return blas_->gemm(g, 1.0f, A, B, geluOut, bias, stream(), C);
     return blas_->gemm(g, 1.0f, A, B, C, bias, stream());
   }
 
@@ -463,6 +511,7 @@ private:
   std::vector<DeviceBuffer> buffers_;
   void *workspace_ = nullptr;
   KernelError *errors_ = nullptr;
+  size_t geluEpilogues_ = 0; // linear + gelu pairs fused (prepare)
   std::vector<const Step *> slots_;
   // The optimizer's: the moments (laid out as the parameters) and the norm's
   // scratch, made on the first step.
@@ -673,9 +722,18 @@ template <> Status bind<Opcode::Matmul>(Ctx &c) {
   return matmulForward(c.b, c.in[0], c.in[1], c.out[0]);
 }
 template <> Status bind<Opcode::Linear>(Ctx &c) {
-  // y[M, N] = x[M, K] W (W [K, N], or [N, K] used transposed) + bias.
-  return c.b.gemm(false, c.I.ints[0] != 0, c.s.d0, c.s.d2, c.s.d1, c.in[0].f(),
-                  c.in[1].f(), c.out[0].f(), false, c.in[2].f());
+  // y[M, N] = x[M, K] W (W [K, N], or [N, K] used transposed) + bias; with
+  // a partner, the gelu after it on the GEMM's epilogue (prepare chose it;
+  // the pointers as bound now decide).
+  const Step *gelu = c.s.partner;
+  const bool fused = gelu && CudaBackend::geluOutputIsFree(c.s, *gelu);
+  WP_TRY(c.b.gemm(false, c.I.ints[0] != 0, c.s.d0, c.s.d2, c.s.d1, c.in[0].f(),
+                  c.in[1].f(), c.out[0].f(), false, c.in[2].f(),
+                  fused ? gelu->out[0].f() : nullptr));
+  if (!gelu || fused)
+    return Status();
+  return gelu_forward<float>(gelu->in[0].f(), gelu->out[0].f(), gelu->in[0].n,
+                             GeluApprox::Tanh, c.stream);
 }
 template <> Status bind<Opcode::LayerNorm>(Ctx &c) {
   return layer_norm_forward<float>(c.in[0].f(), c.in[1].f(), c.in[2].f(),

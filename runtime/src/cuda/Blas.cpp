@@ -114,6 +114,8 @@ std::string GemmShape::str() const {
     s += ", accumulate";
   if (fastBf16)
     s += ", bf16 products";
+  if (geluAux)
+    s += ", gelu epilogue";
   return s + ")";
 }
 
@@ -166,15 +168,30 @@ struct Blas::Impl {
     WP_BLAS_TRY(cublasLtMatmulDescSetAttribute(
                     p->op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb)),
                 what);
-    if (g.bias) {
-      const cublasLtEpilogue_t e = CUBLASLT_EPILOGUE_BIAS;
+    if (g.geluAux && (g.batch != 1 || g.accumulate || g.ldc % 8 != 0))
+      return Status::error(what + ": the gelu epilogue takes an unbatched, "
+                                  "non-accumulating product with ldc a "
+                                  "multiple of 8");
+    if (g.bias || g.geluAux) {
+      const cublasLtEpilogue_t e = !g.geluAux ? CUBLASLT_EPILOGUE_BIAS
+                                   : g.bias   ? CUBLASLT_EPILOGUE_GELU_AUX_BIAS
+                                              : CUBLASLT_EPILOGUE_GELU_AUX;
       WP_BLAS_TRY(cublasLtMatmulDescSetAttribute(
                       p->op, CUBLASLT_MATMUL_DESC_EPILOGUE, &e, sizeof(e)),
                   what);
+    }
+    if (g.bias) {
       const cudaDataType_t bt = dataType(g.c);
       WP_BLAS_TRY(
           cublasLtMatmulDescSetAttribute(
               p->op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof(bt)),
+          what);
+    }
+    if (g.geluAux) { // aux laid out as D (column-major N x M, ld = ldc)
+      const int64_t ld = g.ldc;
+      WP_BLAS_TRY(
+          cublasLtMatmulDescSetAttribute(
+              p->op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &ld, sizeof(ld)),
           what);
     }
     // Stored shapes, column-major: our B is [K, N] row-major = N x K here
@@ -246,14 +263,20 @@ Status Blas::plan(const GemmShape &g, unsigned alignment) {
 size_t Blas::planCount() const { return impl_->plans.size(); }
 
 Status Blas::gemm(const GemmShape &g, float alpha, const void *A, const void *B,
-                  void *C, const void *bias, cudaStream_t stream) {
+                  void *C, const void *bias, cudaStream_t stream, void *aux) {
   if (g.bias != (bias != nullptr))
     return Status::error("GEMM " + g.str() +
                          (g.bias ? ": no bias given" : ": unexpected bias"));
+  if (g.geluAux != (aux != nullptr))
+    return Status::error(
+        "GEMM " + g.str() +
+        (g.geluAux ? ": no aux output given" : ": unexpected aux output"));
   unsigned al = std::min(alignmentOf(A), alignmentOf(B));
   al = std::min(al, alignmentOf(C));
   if (bias)
     al = std::min(al, alignmentOf(bias));
+  if (aux)
+    al = std::min(al, alignmentOf(aux));
   Plan *p = nullptr;
   WP_TRY(impl_->planFor(g, al, &p));
   // (The name is only built on failure: no allocation per call.)
@@ -262,6 +285,11 @@ Status Blas::gemm(const GemmShape &g, float alpha, const void *A, const void *B,
         cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
                                        &bias, sizeof(bias)),
         "GEMM " + g.str());
+  if (aux)
+    WP_BLAS_TRY(cublasLtMatmulDescSetAttribute(
+                    p->op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux,
+                    sizeof(aux)),
+                "GEMM " + g.str());
   const float beta = g.accumulate ? 1.0f : 0.0f;
   WP_BLAS_TRY(cublasLtMatmul(impl_->handle, p->op, &alpha, B, p->a, A, p->b,
                              &beta, C, p->c, C, p->c, &p->algo,

@@ -24,7 +24,9 @@
 // Arguments are checked as cuBLASLt checks them (CUBLAS_STATUS_INVALID_VALUE
 // for a null or impossible argument: ld < rows, mismatched dimensions,
 // types or batch counts, an attribute of the wrong size, an in-place C == D
-// with different layouts, a bias epilogue without a bias), and a little
+// with different layouts, a bias epilogue without a bias, a GELU_AUX one
+// without its aux or with an aux leading dimension that is not a multiple
+// of 8), and a little
 // more strictly where a real GPU would misbehave silently: an algorithm is
 // bound to the problem it was found for (its fingerprint is checked by
 // cublasLtMatmul) and to the pointer alignment its preference promised (256
@@ -42,6 +44,7 @@
 #include <cuda_bf16.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -60,7 +63,17 @@ struct MatmulDesc {
   uint32_t epilogue = CUBLASLT_EPILOGUE_DEFAULT;
   const void *bias = nullptr;
   int32_t biasType = -1; // -1: unset (D's type)
+  void *aux = nullptr;   // GELU_AUX(_BIAS): the pre-activation, D's type
+  int64_t auxLd = 0;
 };
+
+bool hasBias(uint32_t e) {
+  return e == CUBLASLT_EPILOGUE_BIAS || e == CUBLASLT_EPILOGUE_GELU_AUX_BIAS;
+}
+bool hasGeluAux(uint32_t e) {
+  return e == CUBLASLT_EPILOGUE_GELU_AUX ||
+         e == CUBLASLT_EPILOGUE_GELU_AUX_BIAS;
+}
 
 struct Layout {
   cudaDataType_t type = CUDA_R_32F;
@@ -115,8 +128,8 @@ cublasStatus_t checkProblem(const MatmulDesc *op, const Layout *a,
   for (int32_t t : {op->transA, op->transB})
     if (t != CUBLAS_OP_N && t != CUBLAS_OP_T)
       return invalid("transpose " + std::to_string(t));
-  if (op->epilogue != CUBLASLT_EPILOGUE_DEFAULT &&
-      op->epilogue != CUBLASLT_EPILOGUE_BIAS)
+  if (op->epilogue != CUBLASLT_EPILOGUE_DEFAULT && !hasBias(op->epilogue) &&
+      !hasGeluAux(op->epilogue))
     return refuse(CUBLAS_STATUS_NOT_SUPPORTED,
                   "epilogue " + std::to_string(op->epilogue) +
                       " is not emulated");
@@ -163,8 +176,18 @@ cublasStatus_t checkProblem(const MatmulDesc *op, const Layout *a,
   } else if (a->type == CUDA_R_32F && d->type != CUDA_R_32F) {
     return invalid("fp32 A and B need an fp32 D");
   }
-  if (op->epilogue == CUBLASLT_EPILOGUE_BIAS && op->biasType != -1 &&
-      op->biasType != d->type && op->biasType != CUDA_R_32F)
+  if (hasGeluAux(op->epilogue)) {
+    // The documented rules for the aux matrix (laid out as D).
+    if (op->auxLd < int64_t(d->rows) || op->auxLd % 8 != 0)
+      return invalid("CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD " +
+                     std::to_string(op->auxLd) +
+                     ": below D's rows or not a multiple of 8");
+    if (d->batch != 1)
+      return refuse(CUBLAS_STATUS_NOT_SUPPORTED,
+                    "a batched GELU_AUX epilogue is not emulated");
+  }
+  if (hasBias(op->epilogue) && op->biasType != -1 && op->biasType != d->type &&
+      op->biasType != CUDA_R_32F)
     return invalid("bias type " + std::to_string(op->biasType));
   // D's batches must not overlap (each is written once).
   if (d->batch > 1 &&
@@ -189,6 +212,7 @@ uint64_t fingerprint(const MatmulDesc *op, const Layout *const *ls) {
   mix(uint64_t(op->transB));
   mix(uint64_t(op->epilogue));
   mix(uint64_t(int64_t(op->biasType)));
+  mix(uint64_t(op->auxLd));
   for (int i = 0; i < 4; ++i) {
     mix(uint64_t(ls[i]->type));
     mix(ls[i]->rows);
@@ -327,6 +351,12 @@ cublasStatus_t cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t desc,
   case CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE:
     return setValue(&d->biasType, buf, size,
                     "CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE");
+  case CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER:
+    return setValue(&d->aux, buf, size,
+                    "CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER");
+  case CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD:
+    return setValue(&d->auxLd, buf, size,
+                    "CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD");
   default:
     return refuse(CUBLAS_STATUS_NOT_SUPPORTED,
                   "matmul attribute " + std::to_string(int(attr)) +
@@ -493,10 +523,15 @@ cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t opDesc,
                  c->batch != d->batch ||
                  (d->batch > 1 && c->stride != d->stride)))
     return invalid("cublasLtMatmul: C == D with different layouts");
-  const bool bias = op->epilogue == CUBLASLT_EPILOGUE_BIAS;
+  const bool bias = hasBias(op->epilogue);
   if (bias && !op->bias)
-    return invalid("cublasLtMatmul: CUBLASLT_EPILOGUE_BIAS without a bias "
+    return invalid("cublasLtMatmul: a bias epilogue without a bias pointer");
+  if (hasGeluAux(op->epilogue) && !op->aux)
+    return invalid("cublasLtMatmul: a GELU_AUX epilogue without an aux "
                    "pointer");
+  if (hasGeluAux(op->epilogue) && reinterpret_cast<uintptr_t>(op->aux) % 16)
+    return refuse(CUBLAS_STATUS_NOT_SUPPORTED,
+                  "cublasLtMatmul: aux is not 16-byte aligned");
   const cudaDataType_t biasType =
       op->biasType == -1 ? d->type : cudaDataType_t(op->biasType);
   // The algorithm: found for this problem, and its alignment promise kept.
@@ -572,6 +607,11 @@ void matmul(const MatmulDesc &opv, const Layout &av, const Layout &bv,
           r = r + be * load(C, c->type, oc + i + j * uint64_t(c->ld));
         if (bias)
           r = r + load(op->bias, biasType, i);
+        if (hasGeluAux(op->epilogue)) { // the tanh approximation
+          store(op->aux, d->type, i + j * uint64_t(op->auxLd), r);
+          const float u = 0.7978845608f * (r + 0.044715f * r * r * r);
+          r = 0.5f * r * (1.0f + std::tanh(u));
+        }
         store(D, d->type, od + i + j * uint64_t(d->ld), r);
       }
   }

@@ -528,6 +528,8 @@ Gemms gemmArtifact() {
       constant(DType::F32, {3, 1, M, K}, values(3 * M * K, 31)),
       constant(DType::F32, {1, 2, K, Nn}, values(2 * K * Nn, 32)),     // 11
       constant(DType::F32, {3, 2, M, Nn}, values(3 * 2 * M * Nn, 33)), // 12
+      constant(DType::F32, {8, K}, values(8 * K, 34)), // 13 W [8, K]
+      constant(DType::F32, {8}, values(8, 35)),        // 14 bias [8]
   };
   auto c = [&](uint32_t i) {
     return entry(Space::Const, i, a.constants[i].shape, a.constants[i].dtype);
@@ -554,7 +556,11 @@ Gemms gemmArtifact() {
                   y3 = out("linear W [K,N] + bias", {2, M, Nn}),
                   dw1 = out("linear_grad_weight [K,N]", {K, Nn}),
                   dw2 = out("linear_grad_weight [N,K]", {Nn, K}),
-                  dw3 = out("linear_grad_weight [N,K] accumulated", {Nn, K});
+                  dw3 = out("linear_grad_weight [N,K] accumulated", {Nn, K}),
+                  p1 = out("linear N 8 + bias, before gelu", {2, M, 8}),
+                  g1 = out("gelu (tanh) of it", {2, M, 8}),
+                  p2 = out("linear N 8, before gelu", {2, M, 8}),
+                  g2 = out("gelu (tanh) of it, no bias", {2, M, 8});
   Function f;
   f.name = "f";
   f.body = {
@@ -573,6 +579,11 @@ Gemms gemmArtifact() {
       instr(Opcode::LinearGradWeight, {c(5), c(9)}, {dw3}, {1}),
       instr(Opcode::LinearGradWeight, {c(5), c(9)}, {dw3}, {1}, {}, "",
             Instruction::kAccumulate),
+      // Linear then tanh gelu: cuBLASLt's GELU epilogue under bf16.
+      instr(Opcode::Linear, {c(5), c(13), c(14)}, {p1}, {1}),
+      instr(Opcode::Gelu, {p1}, {g1}, {int64_t(GeluApprox::Tanh)}),
+      instr(Opcode::Linear, {c(5), c(13), TensorRef()}, {p2}, {1}),
+      instr(Opcode::Gelu, {p2}, {g2}, {int64_t(GeluApprox::Tanh)}),
   };
   a.functions = {f};
   a.microbatchProgram = {0};
@@ -601,6 +612,12 @@ void compareGemms(Precision prec, double tol, const char *tag) {
   if (prec == Precision::Bf16) {
     EXPECT_GT(worst, 1e-4) << "--precision bf16 changed nothing";
   }
+  // Both linear + gelu pairs on the GELU epilogue under bf16 only (fp32
+  // keeps the CPU's gelu to the last bits).
+  const bool fused = gpuEx->deviceDescription().find(
+                         "2 linear + gelu pair(s) on cuBLASLt's GELU "
+                         "epilogue") != std::string::npos;
+  EXPECT_EQ(fused, prec == Precision::Bf16) << gpuEx->deviceDescription();
 }
 
 } // namespace

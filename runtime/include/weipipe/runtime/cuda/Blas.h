@@ -47,11 +47,16 @@ struct GemmShape {
   /// CUBLAS_COMPUTE_32F_FAST_16BF: inputs rounded to bf16, products summed
   /// in fp32): --precision bf16 over fp32 storage.
   bool fastBf16 = false;
+  /// cuBLASLt's GELU epilogue (the tanh approximation) after the bias: C
+  /// gets gelu(A B + bias), `aux` (the gemm's argument, laid out as C) the
+  /// value before it, which the backward needs. Unbatched, not
+  /// accumulating, ldc a multiple of 8 (cuBLASLt's rule for aux).
+  bool geluAux = false;
 
   auto key() const {
     return std::make_tuple(transA, transB, M, N, K, lda, ldb, ldc, a, b, c,
                            batch, strideA, strideB, strideC, bias, accumulate,
-                           fastBf16);
+                           fastBf16, geluAux);
   }
   /// "M x N x K (bf16 x bf16 -> f32, transB, 4 batches)".
   std::string str() const;
@@ -75,9 +80,11 @@ public:
   Blas &operator=(const Blas &) = delete;
 
   /// Enqueues the product on `stream`. Fails (never falls back) when
-  /// cuBLASLt has no algorithm for the shape, naming it.
+  /// cuBLASLt has no algorithm for the shape, naming it. `aux`: the
+  /// pre-activation of a geluAux product (nullptr otherwise).
   Status gemm(const GemmShape &g, float alpha, const void *A, const void *B,
-              void *C, const void *bias, cudaStream_t stream);
+              void *C, const void *bias, cudaStream_t stream,
+              void *aux = nullptr);
   /// Makes the plan of a shape whose pointers are `alignment`-byte aligned
   /// (the artifact's 64) ahead of the first call; plans tell alignments
   /// apart only up to 16 bytes, so it serves every buffer aligned that much.
