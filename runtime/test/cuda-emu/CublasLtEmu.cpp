@@ -26,13 +26,12 @@
 // types or batch counts, an attribute of the wrong size, an in-place C == D
 // with different layouts, a bias epilogue without a bias, a GELU_AUX one
 // without its aux or with an aux leading dimension that is not a multiple
-// of 8), and a little
-// more strictly where a real GPU would misbehave silently: an algorithm is
-// bound to the problem it was found for (its fingerprint is checked by
-// cublasLtMatmul) and to the pointer alignment its preference promised (256
-// bytes unless the MIN_ALIGNMENT preferences say less; a less aligned
-// pointer gives CUBLAS_STATUS_NOT_SUPPORTED), and the batches of D must not
-// overlap. Unsupported attributes and epilogues give
+// of 8), and a little more strictly where a real GPU would misbehave
+// silently: an algorithm is bound to the problem it was found for (its
+// fingerprint is checked by cublasLtMatmul) and to the pointer alignment its
+// preference promised (256 bytes unless the MIN_ALIGNMENT preferences say
+// less; a less aligned pointer gives CUBLAS_STATUS_NOT_SUPPORTED), and the
+// batches of D must not overlap. Unsupported attributes and epilogues give
 // CUBLAS_STATUS_NOT_SUPPORTED. Every failure is also printed to stderr
 // ("cuBLASLt emulation: ..."), to say which check refused it.
 //
