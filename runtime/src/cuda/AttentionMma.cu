@@ -128,13 +128,15 @@ __device__ __forceinline__ void mma(float (&c)[4], const u32 (&a)[4],
                                     const u32 (&b)[2]) {
 #ifdef WEIPIPE_CUDA_EMULATION
   ::weipipe::emu::mmaBf16(c, a, b);
-#elif defined(__CUDA_ARCH__)
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
                "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
                "{%0, %1, %2, %3};\n"
                : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
                : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]),
                  "r"(b[1]));
+#elif defined(__CUDA_ARCH__)
+  __trap(); // bf16 mma needs sm_80: the build targets sm_80 and up
 #endif
 }
 

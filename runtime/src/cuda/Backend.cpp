@@ -303,11 +303,25 @@ public:
         linear.doneByPrevious ||
         GeluApprox(gelu.ins->ints[0]) != GeluApprox::Tanh ||
         gelu.in[0].p != linear.out[0].p || gelu.in[0].n != linear.out[0].n ||
-        linear.d0 <= 0 || linear.d1 <= 0 || linear.d2 % 8 != 0)
+        linear.d0 <= 0 || linear.d1 <= 0 || linear.d2 % 8 != 0 ||
+        !geluOutputIsFree(linear, gelu))
       return false;
-    return geluOutputIsFree(linear, gelu);
+    // cuBLASLt may have no algorithm with this epilogue for the shape: then
+    // the pair runs as two instructions.
+    GemmShape g = linearShape(linear);
+    g.geluAux = true;
+    return blas_->plan(g, 16).ok();
+  }
+  /// The GEMM of a linear step with this run's precision.
+  GemmShape linearShape(const Step &s) const {
+    GemmShape g = denseGemm(false, s.ins->ints[0] != 0, s.d0, s.d2, s.d1);
+    g.bias = s.in.size() > 2 && s.in[2].p;
+    g.fastBf16 = fastBf16();
+    return g;
   }
   static bool geluOutputIsFree(const Step &linear, const Step &gelu) {
+    if (gelu.in[0].p != linear.out[0].p)
+      return false;
     const Ref &y = gelu.out[0];
     auto overlaps = [&](const Ref &r) {
       if (!r.p || !y.p)

@@ -275,8 +275,10 @@ Status Blas::gemm(const GemmShape &g, float alpha, const void *A, const void *B,
   al = std::min(al, alignmentOf(C));
   if (bias)
     al = std::min(al, alignmentOf(bias));
-  if (aux)
-    al = std::min(al, alignmentOf(aux));
+  if (aux && alignmentOf(aux) < 16)
+    return Status::error("GEMM " + g.str() +
+                         ": the gelu epilogue's aux output must be 16-byte "
+                         "aligned");
   Plan *p = nullptr;
   WP_TRY(impl_->planFor(g, al, &p));
   // (The name is only built on failure: no allocation per call.)
