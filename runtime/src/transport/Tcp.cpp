@@ -157,6 +157,45 @@ int listenOn(int port, std::string *error, int *boundPort) {
   return s;
 }
 
+/// connect(2) giving up at `deadline`: a peer whose SYNs go unanswered (a
+/// full accept queue, a filtered port, a host that is down) holds a
+/// blocking connect for the kernel's SYN retries, about two minutes,
+/// whatever --timeout says. errno says why on failure.
+bool connectBy(int fd, const sockaddr *addr, socklen_t len,
+               Clock::time_point deadline) {
+  const int flags = ::fcntl(fd, F_GETFL);
+  if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0)
+    return false;
+  if (::connect(fd, addr, len) != 0) {
+    if (errno != EINPROGRESS)
+      return false;
+    for (;;) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - Clock::now());
+      if (left.count() <= 0) {
+        errno = ETIMEDOUT;
+        return false;
+      }
+      pollfd pf{fd, POLLOUT, 0};
+      const int r = ::poll(&pf, 1, int(std::min<int64_t>(left.count(), 1000)));
+      if (r < 0 && errno != EINTR)
+        return false;
+      if (r <= 0)
+        continue;
+      int err = 0;
+      socklen_t el = sizeof err;
+      if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) != 0)
+        return false;
+      if (err != 0) {
+        errno = err;
+        return false;
+      }
+      break;
+    }
+  }
+  return ::fcntl(fd, F_SETFL, flags) == 0;
+}
+
 /// Connects to host:port, retrying until `deadline` (the peer may not
 /// listen yet).
 int connectTo(const std::string &host, int port, Clock::time_point deadline,
@@ -175,7 +214,7 @@ int connectTo(const std::string &host, int port, Clock::time_point deadline,
     for (addrinfo *p = res; p && fd < 0; p = p->ai_next) {
       fd =
           ::socket(p->ai_family, p->ai_socktype | SOCK_CLOEXEC, p->ai_protocol);
-      if (fd >= 0 && ::connect(fd, p->ai_addr, p->ai_addrlen) != 0) {
+      if (fd >= 0 && !connectBy(fd, p->ai_addr, p->ai_addrlen, deadline)) {
         *error =
             sysError("cannot connect to " + host + ":" + std::to_string(port));
         ::close(fd);

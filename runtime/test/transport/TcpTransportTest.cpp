@@ -19,6 +19,7 @@
 #include <gtest/gtest.h>
 
 #include <arpa/inet.h>
+#include <chrono>
 #include <cstdlib>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -206,6 +207,46 @@ TEST(TcpTransport, NoRankZeroIsNamed) {
       runTcpRanks(2, [](Transport &) { return Status(); }, /*timeout=*/1, {1});
   ASSERT_FALSE(st[1].ok());
   EXPECT_HAS(st[1].message(), "rank 1 of 2: cannot reach rank 0 at 127.0.0.1:");
+}
+
+// Rank 0's address answers no SYN (a listener with a full accept queue
+// drops them, as a filtered port or a dead host does): the connect gives up
+// at the timeout instead of waiting out the kernel's retries (~2 minutes).
+TEST(TcpTransport, AnUnansweredConnectEndsAtTheTimeout) {
+  const int lfd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(lfd, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(lfd, reinterpret_cast<sockaddr *>(&a), sizeof a), 0);
+  socklen_t len = sizeof a;
+  ::getsockname(lfd, reinterpret_cast<sockaddr *>(&a), &len);
+  ASSERT_EQ(::listen(lfd, 0), 0);
+  // Fill the accept queue (never accepted): later SYNs are dropped.
+  std::vector<int> fillers;
+  for (int i = 0; i < 3; ++i) {
+    const int f = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    ::connect(f, reinterpret_cast<sockaddr *>(&a), sizeof a);
+    fillers.push_back(f);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  WorldEnv w;
+  w.rank = 1;
+  w.size = 2;
+  w.masterAddr = "127.0.0.1";
+  w.masterPort = ntohs(a.sin_port);
+  std::unique_ptr<Transport> t;
+  const auto start = std::chrono::steady_clock::now();
+  Status st = connectTcp(w, /*timeout=*/1.5, &t);
+  const double took =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+          .count();
+  for (int f : fillers)
+    ::close(f);
+  ::close(lfd);
+  ASSERT_FALSE(st.ok());
+  EXPECT_HAS(st.message(), "rank 1 of 2: cannot reach rank 0 at 127.0.0.1:");
+  EXPECT_LT(took, 6.0) << st.message();
 }
 
 TEST(TcpTransport, TheEnvironmentIsCheckedVariableByVariable) {
