@@ -49,6 +49,35 @@ def attn_flops(b, h, s, d):
 # The PyTorch peer (child process: --torch-peer)
 # ---------------------------------------------------------------------------
 
+def torch_measure(fn, target_ms, repeats):
+    """bench_gpu_kernels' protocol for PyTorch calls, timed by CUDA events on
+    the current stream: a warm-up call, a sizing call, then `repeats` samples
+    of N calls (about target_ms each; one sample when a call takes over 2 s).
+    Returns (median ms per call, N, samples)."""
+    import torch
+
+    def time_calls(n):
+        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(n):
+            fn()
+        stop.record()
+        stop.synchronize()
+        return start.elapsed_time(stop) / n
+
+    time_calls(1)
+    est = time_calls(1)
+    iters = int(min(max(target_ms / max(est, 1e-3), 1), 1e5))
+    samples, want = [], repeats
+    if iters == 1:
+        samples.append(est)
+        if est > 2000:
+            want = 1
+    while len(samples) < want:
+        samples.append(time_calls(iters))
+    return statistics.median(samples), iters, len(samples)
+
+
 def torch_peer(cases, target_ms, repeats):
     """Prints RESULT lines like bench_gpu_kernels'; returns the exit status."""
     import torch
@@ -60,28 +89,8 @@ def torch_peer(cases, target_ms, repeats):
     print("peer: F.scaled_dot_product_attention, flash backend forced, bf16, causal; "
           f"median of {repeats} samples of N calls, ~{target_ms:.0f} ms each", flush=True)
 
-    def time_calls(fn, n):
-        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        for _ in range(n):
-            fn()
-        stop.record()
-        stop.synchronize()
-        return start.elapsed_time(stop) / n
-
     def measure(fn):
-        """bench_gpu_kernels' protocol: warm-up, sizing call, samples, median."""
-        time_calls(fn, 1)
-        est = time_calls(fn, 1)
-        iters = int(min(max(target_ms / max(est, 1e-3), 1), 1e5))
-        samples, want = [], repeats
-        if iters == 1:
-            samples.append(est)
-            if est > 2000:
-                want = 1
-        while len(samples) < want:
-            samples.append(time_calls(fn, iters))
-        return statistics.median(samples), iters, len(samples)
+        return torch_measure(fn, target_ms, repeats)
 
     failed = False
     for (b, h, hkv, s, d) in cases:

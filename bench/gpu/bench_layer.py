@@ -22,10 +22,13 @@ out of memory is reported as OOM.
 from __future__ import annotations
 
 import argparse
+import os
 import re
-import statistics
 import subprocess
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_gpu import torch_measure  # noqa: E402 - the same protocol
 
 CASES = [(2048, 4096, 4), (4096, 16384, 1), (4096, 65536, 1)]
 TARGET = 1.0
@@ -100,26 +103,7 @@ def torch_layer(h, s, g, target_ms, repeats):
                 y = layer(x, cos, sin)
             y.backward(dy)
 
-        def time_calls(n):
-            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            a.record()
-            for _ in range(n):
-                call()
-            b.record()
-            b.synchronize()
-            return a.elapsed_time(b) / n
-
-        time_calls(1)
-        est = time_calls(1)
-        iters = int(min(max(target_ms / max(est, 1e-3), 1), 1e5))
-        samples, want = [], repeats
-        if iters == 1:
-            samples.append(est)
-            if est > 2000:
-                want = 1
-        while len(samples) < want:
-            samples.append(time_calls(iters))
-        return statistics.median(samples), iters, len(samples)
+        return torch_measure(call, target_ms, repeats)
     except torch.cuda.OutOfMemoryError:
         return "OOM"
     finally:

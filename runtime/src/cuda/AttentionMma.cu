@@ -257,6 +257,19 @@ maskScores(float (&s)[NN][4], const Problem &p, int64_t b, int64_t h,
     }
 }
 
+/// Queries [q0, q0 + nq) against keys [k0, k0 + nk): whether the causal
+/// rule allows no pair (a warp skips such a tile), and whether every pair
+/// exists and is allowed with no mask (scaling is all).
+__device__ __forceinline__ bool seesNone(const Problem &p, int64_t q0, int nq,
+                                         int64_t k0) {
+  return p.causal && k0 > q0 + nq - 1;
+}
+__device__ __forceinline__ bool plainBlock(const Problem &p, int64_t q0,
+                                           int nq, int64_t k0, int nk) {
+  return p.mask == kNoMask && q0 + nq <= p.Sq && k0 + nk <= p.Sk &&
+         !(p.causal && k0 + nk - 1 > q0);
+}
+
 //===----------------------------------------------------------------------===//
 // Kernels
 //===----------------------------------------------------------------------===//
@@ -295,16 +308,14 @@ __global__ void __launch_bounds__(kMmaThreads)
     if (kOut)
       loadTile<T, DP, BN>(nullptr, Vt, vh, p.v.s, j0, nk, p.Dv);
     __syncthreads();
-    if (!warpRows || (p.causal && j0 > w0 + kWarpRows - 1))
+    if (!warpRows || seesNone(p, w0, kWarpRows, j0))
       continue; // no row of the warp sees a key of this tile
 
     float s[NN][4];
     zero(s);
     mmaTiles<KD, NN, P, P>(s, Qs, warp * kWarpRows, Ks);
-    const bool plain = p.mask == kNoMask && j0 + BN <= p.Sk &&
-                       w0 + kWarpRows <= p.Sq &&
-                       !(p.causal && j0 + BN - 1 > w0);
-    maskScores(s, p, b, h, rows, j0, false, plain);
+    maskScores(s, p, b, h, rows, j0, false,
+               plainBlock(p, w0, kWarpRows, j0, BN));
 
     // Online softmax over the row's keys (the 4 lanes of a quad).
     float alpha[2];
@@ -421,17 +432,15 @@ __global__ void __launch_bounds__(kMmaThreads)
         DrS[threadIdx.x] = in ? DrH[i0 + threadIdx.x] : 0.0f;
       }
       __syncthreads();
-      if (!warpKeys || (p.causal && i0 + BQ - 1 < w0))
+      if (!warpKeys || seesNone(p, i0, BQ, w0))
         continue; // no query of the tile sees a key of the warp
 
       // P^T[key][query] = exp(scale K Q^T + mask - lse).
       float pt[NQ][4];
       zero(pt);
       mmaTiles<KD, NQ, P, P>(pt, Ks, warp * kWarpRows, Qs);
-      const bool plain = p.mask == kNoMask && i0 + BQ <= p.Sq &&
-                         w0 + kWarpRows <= p.Sk &&
-                         !(p.causal && w0 + kWarpRows - 1 > i0);
-      maskScores(pt, p, b, h, keys, i0, true, plain);
+      maskScores(pt, p, b, h, keys, i0, true,
+                 plainBlock(p, i0, BQ, w0, kWarpRows));
 #pragma unroll
       for (int n = 0; n < NQ; ++n)
 #pragma unroll
@@ -518,7 +527,7 @@ __global__ void __launch_bounds__(kMmaThreads)
     loadTile<T, DP, BK>(Ks, Kt, kh, p.k.s, j0, nk, p.D);
     loadTile<T, DP, BK>(Vs, nullptr, vh, p.v.s, j0, nk, p.Dv);
     __syncthreads();
-    if (!warpRows || (p.causal && j0 > w0 + kWarpRows - 1))
+    if (!warpRows || seesNone(p, w0, kWarpRows, j0))
       continue;
 
     float s[NK][4], dp[NK][4];
@@ -526,10 +535,8 @@ __global__ void __launch_bounds__(kMmaThreads)
     zero(dp);
     mmaTiles<KD, NK, P, P>(s, Qs, warp * kWarpRows, Ks);
     mmaTiles<KD, NK, P, P>(dp, dOs, warp * kWarpRows, Vs);
-    const bool plain = p.mask == kNoMask && j0 + BK <= p.Sk &&
-                       w0 + kWarpRows <= p.Sq &&
-                       !(p.causal && j0 + BK - 1 > w0);
-    maskScores(s, p, b, h, rows, j0, false, plain);
+    maskScores(s, p, b, h, rows, j0, false,
+               plainBlock(p, w0, kWarpRows, j0, BK));
 #pragma unroll
     for (int n = 0; n < NK; ++n)
 #pragma unroll
