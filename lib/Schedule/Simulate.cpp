@@ -1,0 +1,208 @@
+//===- Simulate.cpp - timing simulation of per-rank programs --------------===//
+//
+// Part of weipipe. See include/weipipe/Schedule/Simulate.h for the timing
+// semantics. Ranks advance in turn, each until it waits on a receive whose
+// matching send is not posted yet; a round in which no rank advances is a
+// deadlock (which verifySchedule rules out, so it means a schedule that was
+// not verified). A send's timing depends only on its own rank's clock and
+// its link's earlier messages, so the order in which ranks advance does not
+// change any time.
+//
+//===----------------------------------------------------------------------===//
+
+#include "weipipe/Schedule/Simulate.h"
+
+#include <algorithm>
+#include <map>
+#include <utility>
+
+namespace weipipe::schedule {
+
+CostModel CostModel::uniform(int chunks, double tf, double tb, double tw) {
+  CostModel m;
+  const size_t c = size_t(std::max(chunks, 0));
+  m.forward.assign(c, chunks > 0 ? tf / chunks : 0.0);
+  m.backwardInput.assign(c, chunks > 0 ? tb / chunks : 0.0);
+  m.backwardWeight.assign(c, chunks > 0 ? tw / chunks : 0.0);
+  m.optimizerStep.assign(c, 0.0);
+  m.weightBytes.assign(c, 0.0);
+  m.activationBytes.assign(c, 0.0);
+  return m;
+}
+
+namespace {
+
+std::string where(const Schedule &s, int r, size_t k) {
+  const Action &a = s.programs[size_t(r)].actions[k];
+  return "rank " + std::to_string(r) + ", step " + std::to_string(k) + " (" +
+         opName(a.op) + " at turn " + std::to_string(a.turn) + ")";
+}
+
+/// The compute cost of `a`, or -1 for an action that is not computation.
+double computeCost(const Action &a, const CostModel &m) {
+  const size_t c = size_t(a.chunk);
+  switch (a.op) {
+  case Op::Forward:
+    return m.forward[c];
+  case Op::BackwardInput:
+    return m.backwardInput[c];
+  case Op::BackwardWeight:
+    return m.backwardWeight[c];
+  case Op::Backward:
+    return m.backwardInput[c] + m.backwardWeight[c];
+  case Op::OptimizerStep:
+    return m.optimizerStep[c];
+  default:
+    return -1;
+  }
+}
+
+double contentBytes(const Content &c, const CostModel &m) {
+  switch (c.kind) {
+  case Content::Weights:
+  case Content::Grads:
+    return m.weightBytes[size_t(c.chunk)];
+  case Content::Activation: // chunk's output
+    return m.activationBytes[size_t(c.chunk)];
+  case Content::ActivationGrad: // of chunk's input: chunk - 1's output
+    return c.chunk > 0 ? m.activationBytes[size_t(c.chunk - 1)] : 0;
+  default:
+    return 0;
+  }
+}
+
+struct RankState {
+  size_t pc = 0;
+  double clock = 0;
+  /// Token -> (peer, index among the receives from that peer), or a send's
+  /// post time (peer -1).
+  std::map<int, std::pair<int, size_t>> recvs;
+  std::map<int, double> sendPosted;
+  std::vector<size_t> recvCount; ///< per peer
+};
+
+} // namespace
+
+std::string simulateSchedule(const Schedule &s, const CostModel &m,
+                             Simulation *out) {
+  const int P = s.ranks;
+  const size_t C = size_t(std::max(s.chunks, 0));
+  if (P < 1 || s.programs.size() != size_t(P))
+    return "the schedule has " + std::to_string(s.programs.size()) +
+           " programs for " + std::to_string(P) + " ranks";
+  for (const std::vector<double> *v :
+       {&m.forward, &m.backwardInput, &m.backwardWeight, &m.optimizerStep,
+        &m.weightBytes, &m.activationBytes})
+    if (v->size() != C)
+      return "the cost model has " + std::to_string(v->size()) +
+             " entries where the schedule has " + std::to_string(C) +
+             " chunks";
+  for (int r = 0; r < P; ++r)
+    for (size_t k = 0; k < s.programs[size_t(r)].actions.size(); ++k) {
+      const Action &a = s.programs[size_t(r)].actions[k];
+      const bool chunked = computeCost(a, m) >= 0;
+      if (chunked && (a.chunk < 0 || size_t(a.chunk) >= C))
+        return where(s, r, k) + ": chunk " + std::to_string(a.chunk) +
+               " is out of range";
+      if ((a.op == Op::Send || a.op == Op::Recv) &&
+          (a.peer < 0 || a.peer >= P || a.peer == r))
+        return where(s, r, k) + ": bad peer " + std::to_string(a.peer);
+      if (a.op == Op::Send && a.contents.size() != a.slots.size())
+        return where(s, r, k) +
+               ": what the message carries is unknown (verify the schedule "
+               "first)";
+    }
+
+  Simulation sim;
+  sim.busy.assign(size_t(P), 0);
+  sim.finish.assign(size_t(P), 0);
+  sim.linkBytes.assign(size_t(P) * size_t(P), 0);
+  std::vector<double> linkFree(size_t(P) * size_t(P), 0);
+  // Arrival times of the messages on each directed link, in order.
+  std::vector<std::vector<double>> arrivals(size_t(P) * size_t(P));
+  std::vector<RankState> ranks(static_cast<size_t>(P));
+  for (RankState &st : ranks)
+    st.recvCount.assign(size_t(P), 0);
+
+  size_t done = 0;
+  while (done < size_t(P)) {
+    bool progress = false;
+    done = 0;
+    for (int r = 0; r < P; ++r) {
+      RankState &st = ranks[size_t(r)];
+      const std::vector<Action> &acts = s.programs[size_t(r)].actions;
+      while (st.pc < acts.size()) {
+        const Action &a = acts[st.pc];
+        if (double cost = computeCost(a, m); cost >= 0) {
+          sim.compute.push_back(
+              {r, st.pc, -1, 0, st.clock, st.clock + cost});
+          st.clock += cost;
+          sim.busy[size_t(r)] += cost;
+        } else if (a.op == Op::Send) {
+          double bytes = 0;
+          for (const Content &c : a.contents)
+            bytes += contentBytes(c, m);
+          const size_t link = size_t(r) * size_t(P) + size_t(a.peer);
+          const double start = std::max(st.clock, linkFree[link]);
+          const double end =
+              start + m.latency + (m.bandwidth > 0 ? bytes / m.bandwidth : 0);
+          linkFree[link] = end;
+          arrivals[link].push_back(end);
+          sim.linkBytes[link] += bytes;
+          sim.transfers.push_back({r, st.pc, a.peer, bytes, start, end});
+          st.sendPosted[a.token] = st.clock;
+        } else if (a.op == Op::Recv) {
+          st.recvs[a.token] = {a.peer, st.recvCount[size_t(a.peer)]++};
+        } else if (a.op == Op::Wait) {
+          double ready = st.clock;
+          bool blocked = false;
+          for (int t : a.tokens) {
+            if (st.sendPosted.count(t))
+              continue; // buffered: complete when posted
+            auto it = st.recvs.find(t);
+            if (it == st.recvs.end())
+              return where(s, r, st.pc) + ": token " + std::to_string(t) +
+                     " was never posted";
+            const auto &[peer, index] = it->second;
+            const std::vector<double> &arr =
+                arrivals[size_t(peer) * size_t(P) + size_t(r)];
+            if (index >= arr.size()) {
+              blocked = true; // the matching send is not posted yet
+              break;
+            }
+            ready = std::max(ready, arr[index]);
+          }
+          if (blocked)
+            break;
+          st.clock = ready;
+        }
+        ++st.pc;
+        progress = true;
+      }
+      if (st.pc == acts.size()) {
+        sim.finish[size_t(r)] = st.clock;
+        ++done;
+      }
+    }
+    if (done < size_t(P) && !progress) { // every rank still running waits
+      std::string stuck;
+      for (int r = 0; r < P; ++r)
+        if (ranks[size_t(r)].pc < s.programs[size_t(r)].actions.size())
+          stuck += (stuck.empty() ? "" : "; ") +
+                   where(s, r, ranks[size_t(r)].pc) +
+                   ": waits for a receive that no send matches";
+      return "deadlock: " + stuck;
+    }
+  }
+  double total = 0;
+  for (int r = 0; r < P; ++r) {
+    sim.iterationTime = std::max(sim.iterationTime, sim.finish[size_t(r)]);
+    total += sim.busy[size_t(r)];
+  }
+  sim.bubbleRatio =
+      sim.iterationTime > 0 ? 1.0 - total / (P * sim.iterationTime) : 0.0;
+  *out = std::move(sim);
+  return "";
+}
+
+} // namespace weipipe::schedule
