@@ -262,7 +262,7 @@ private:
     if (!input(0))
       return false;
     std::vector<int64_t> shape = input(0)->ints();
-    if (!big(shape) || llvm::any_of(shape, [](int64_t d) { return d < 0; }))
+    if (llvm::any_of(shape, [](int64_t d) { return d < 0; }) || !big(shape))
       return false;
     HostTensor one = HostTensor::vectorInt({1}); // the value, once
     FoldResult r = foldNode(node, {&one, input(1)},

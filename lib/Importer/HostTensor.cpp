@@ -108,9 +108,12 @@ const char *mlir::weipipe::importer::dtypeName(int32_t dt) {
 }
 
 int64_t mlir::weipipe::importer::numElements(ArrayRef<int64_t> shape) {
+  // Shapes come from hostile models: a product past int64 saturates (every
+  // caller refuses it as too big; negative dimensions are refused apart).
   int64_t n = 1;
   for (int64_t d : shape)
-    n *= d;
+    if (__builtin_mul_overflow(n, d, &n))
+      return std::numeric_limits<int64_t>::max();
   return n;
 }
 

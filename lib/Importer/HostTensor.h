@@ -52,6 +52,7 @@ bool isIntegerDType(int32_t dtype); // excludes bool
 int64_t dtypeBytes(int32_t dtype);
 const char *dtypeName(int32_t dtype);
 
+/// The product of the dimensions, saturating at INT64_MAX where it overflows.
 int64_t numElements(llvm::ArrayRef<int64_t> shape);
 std::string shapeString(llvm::ArrayRef<int64_t> shape);
 
