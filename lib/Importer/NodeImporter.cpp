@@ -1245,6 +1245,16 @@ namespace {
 SmallVector<int64_t> fullStarts(int64_t rank) {
   return SmallVector<int64_t>(rank, 0);
 }
+
+/// Whether `sizes`, none negative, add up to `dim` (hostile sizes may
+/// overflow int64 on the way: then they do not).
+bool cutsExactly(ArrayRef<int64_t> sizes, int64_t dim) {
+  int64_t total = 0;
+  for (int64_t s : sizes)
+    if (s < 0 || __builtin_add_overflow(total, s, &total))
+      return false;
+  return total == dim;
+}
 } // namespace
 
 LogicalResult NodeEmitter::split() {
@@ -1269,9 +1279,7 @@ LogicalResult NodeEmitter::split() {
     for (int64_t k = 0; k < n; ++k)
       sizes.push_back(std::max<int64_t>(0, std::min(chunk, dim - k * chunk)));
   }
-  if (static_cast<int64_t>(sizes.size()) != n ||
-      llvm::any_of(sizes, [](int64_t s) { return s < 0; }) ||
-      std::accumulate(sizes.begin(), sizes.end(), int64_t(0)) != dim)
+  if (static_cast<int64_t>(sizes.size()) != n || !cutsExactly(sizes, dim))
     return fail() << "split sizes " << shapeString(sizes) << " do not cut "
                   << "dimension " << axis << " of size " << dim << " into " << n
                   << " outputs";
@@ -1287,8 +1295,7 @@ FailureOr<SmallVector<Value>> NodeEmitter::cut(Value x, int64_t axis,
                                                ArrayRef<int64_t> sizes) {
   ArrayRef<int64_t> in = typeOf(x).getShape();
   int64_t rank = in.size(), dim = in[axis];
-  if (llvm::any_of(sizes, [](int64_t s) { return s < 0; }) ||
-      std::accumulate(sizes.begin(), sizes.end(), int64_t(0)) != dim)
+  if (!cutsExactly(sizes, dim))
     return fail() << "split sizes " << shapeString(sizes) << " do not add up "
                   << "to dimension " << axis << " of size " << dim;
   SmallVector<Value> parts;
