@@ -78,6 +78,18 @@ def torch_measure(fn, target_ms, repeats):
     return statistics.median(samples), iters, len(samples)
 
 
+def finish_report(path, lines, errors):
+    """Writes a benchmark's markdown (its lines, then its errors) to `path`,
+    prints it, and returns the exit status: 1 when anything failed."""
+    if errors:
+        lines = lines + ["", "## Errors", ""] + [f"- {e}" for e in errors]
+    text = "\n".join(lines) + "\n"
+    with open(path, "w") as fh:
+        fh.write(text)
+    print(text, end="")
+    return 1 if errors else 0
+
+
 def torch_peer(cases, target_ms, repeats):
     """Prints RESULT lines like bench_gpu_kernels'; returns the exit status."""
     import torch

@@ -28,7 +28,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_gpu import torch_measure  # noqa: E402 - the same protocol
+from bench_gpu import finish_report, torch_measure  # noqa: E402 - shared
 
 CASES = [(2048, 4096, 4), (4096, 16384, 1), (4096, 65536, 1)]
 TARGET = 1.0
@@ -163,13 +163,7 @@ def main() -> int:
         out.append(f"| {n} | {f:.3g} | {f'{o:.2f}' if o else 'failed'} | {tf(o)} "
                    f"| {p if isinstance(p, str) else (f'{pms:.2f}' if pms else '—')} | {tf(pms)} "
                    f"| {f'{ratio:.3f}x' if ratio else '—'} | {met} |")
-    if errors:
-        out += ["", "## Errors", ""] + [f"- {e}" for e in errors]
-    text = "\n".join(out) + "\n"
-    with open(a.out, "w") as fh:
-        fh.write(text)
-    print(text, end="")
-    return 1 if errors else 0
+    return finish_report(a.out, out, errors)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,9 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_gpu import finish_report  # noqa: E402 - shared with bench_layer.py
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LAYERS, MICRO, BATCH, SEQ = 4, 4, 2, 4096
 OVERHEAD_TARGET = 0.10
@@ -179,13 +182,7 @@ def main() -> int:
         verdict = "met" if over <= OVERHEAD_TARGET else "**missed**"
         out.append(f"4-rank WeiPipe-Interleave on one GPU against single-rank: overhead "
                    f"{100 * over:+.1f}% (target <= {100 * OVERHEAD_TARGET:.0f}%): {verdict}.")
-    if errors:
-        out += ["", "## Errors", ""] + [f"- {e}" for e in errors]
-    text = "\n".join(out) + "\n"
-    with open(a.out, "w") as f:
-        f.write(text)
-    print(text, end="")
-    return 1 if errors else 0
+    return finish_report(a.out, out, errors)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <map>
+#include <set>
 #include <utility>
 
 namespace weipipe::schedule {
@@ -74,10 +75,10 @@ double contentBytes(const Content &c, const CostModel &m) {
 struct RankState {
   size_t pc = 0;
   double clock = 0;
-  /// Token -> (peer, index among the receives from that peer), or a send's
-  /// post time (peer -1).
+  /// Receive token -> (peer, index among the receives from that peer); the
+  /// send tokens posted (complete at once).
   std::map<int, std::pair<int, size_t>> recvs;
-  std::map<int, double> sendPosted;
+  std::set<int> sends;
   std::vector<size_t> recvCount; ///< per peer
 };
 
@@ -150,14 +151,14 @@ std::string simulateSchedule(const Schedule &s, const CostModel &m,
           arrivals[link].push_back(end);
           sim.linkBytes[link] += bytes;
           sim.transfers.push_back({r, st.pc, a.peer, bytes, start, end});
-          st.sendPosted[a.token] = st.clock;
+          st.sends.insert(a.token);
         } else if (a.op == Op::Recv) {
           st.recvs[a.token] = {a.peer, st.recvCount[size_t(a.peer)]++};
         } else if (a.op == Op::Wait) {
           double ready = st.clock;
           bool blocked = false;
           for (int t : a.tokens) {
-            if (st.sendPosted.count(t))
+            if (st.sends.count(t))
               continue; // buffered: complete when posted
             auto it = st.recvs.find(t);
             if (it == st.recvs.end())

@@ -350,11 +350,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks)
       __syncthreads(); // the previous tile's Q, dO, P^T, dS^T are not read
       loadTile<T, DP, STR>(Qs, qh, p.q.s, i0, nq, p.D);
       loadTile<T, DP, STR>(dOs, oh, p.o.s, i0, nq, p.Dv);
-      if (threadIdx.x < STR) {
-        const bool in = int(threadIdx.x) < nq;
-        lseS[threadIdx.x] = in ? lseH[i0 + threadIdx.x] : -INFINITY;
-        DrS[threadIdx.x] = in ? DrH[i0 + threadIdx.x] : 0.0f;
-      }
+      loadRowStats<STR>(lseS, DrS, lseH, DrH, i0, nq);
       __syncthreads();
 
       // P^T[key][query] = exp(scale K Q^T + mask - lse).

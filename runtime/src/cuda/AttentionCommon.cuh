@@ -86,6 +86,20 @@ __device__ __forceinline__ QueryTile queryTile(const Problem &p) {
   return t;
 }
 
+/// lse and Dr of query rows [i0, i0 + N) into shared memory (-inf and 0
+/// past the `valid` rows): threads [0, N) of the block load one each.
+template <int N>
+__device__ __forceinline__ void loadRowStats(float *lseS, float *DrS,
+                                             const float *lseH,
+                                             const float *DrH, int64_t i0,
+                                             int valid) {
+  if (int(threadIdx.x) < N) {
+    const bool in = int(threadIdx.x) < valid;
+    lseS[threadIdx.x] = in ? lseH[i0 + threadIdx.x] : -INFINITY;
+    DrS[threadIdx.x] = in ? DrH[i0 + threadIdx.x] : 0.0f;
+  }
+}
+
 inline int64_t ceilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 /// Allows `bytes` of dynamic shared memory for `kernel` (above the default

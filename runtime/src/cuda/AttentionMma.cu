@@ -426,11 +426,7 @@ __global__ void __launch_bounds__(kMmaThreads)
       __syncthreads(); // the previous tile is no longer read
       loadTile<T, DP, BQ>(Qs, Qt, qh, p.q.s, i0, nq, p.D);
       loadTile<T, DP, BQ>(dOs, dOt, oh, p.o.s, i0, nq, p.Dv);
-      if (int(threadIdx.x) < BQ) {
-        const bool in = int(threadIdx.x) < nq;
-        lseS[threadIdx.x] = in ? lseH[i0 + threadIdx.x] : -INFINITY;
-        DrS[threadIdx.x] = in ? DrH[i0 + threadIdx.x] : 0.0f;
-      }
+      loadRowStats<BQ>(lseS, DrS, lseH, DrH, i0, nq);
       __syncthreads();
       if (!warpKeys || seesNone(p, i0, BQ, w0))
         continue; // no query of the tile sees a key of the warp

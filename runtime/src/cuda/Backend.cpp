@@ -312,10 +312,17 @@ public:
     g.geluAux = true;
     return blas_->plan(g, 16).ok();
   }
-  /// The GEMM of a linear step with this run's precision.
+  /// The GEMM of a linear step.
   GemmShape linearShape(const Step &s) const {
-    GemmShape g = denseGemm(false, s.ins->ints[0] != 0, s.d0, s.d2, s.d1);
-    g.bias = s.in.size() > 2 && s.in[2].p;
+    return gemmShape(false, s.ins->ints[0] != 0, s.d0, s.d2, s.d1, false,
+                     s.in.size() > 2 && s.in[2].p);
+  }
+  /// A dense row-major GEMM with this run's precision.
+  GemmShape gemmShape(bool transA, bool transB, int64_t M, int64_t N, int64_t K,
+                      bool accumulate, bool bias) const {
+    GemmShape g = denseGemm(transA, transB, M, N, K);
+    g.accumulate = accumulate;
+    g.bias = bias;
     g.fastBf16 = fastBf16();
     return g;
   }
@@ -359,10 +366,8 @@ public:
     if (K <= 0) // C = 0 (or C unchanged with accumulate)
       return accumulate ? Status()
                         : zero(C, uint64_t(M) * uint64_t(N) * sizeof(float));
-    GemmShape g = denseGemm(transA, transB, M, N, K);
-    g.accumulate = accumulate;
-    g.bias = bias != nullptr;
-    g.fastBf16 = fastBf16();
+    GemmShape g =
+        gemmShape(transA, transB, M, N, K, accumulate, bias != nullptr);
     g.geluAux = geluOut != nullptr;
     // cuBLASLt's D is the epilogue's output, its aux the value before it.
     if (geluOut)

@@ -188,6 +188,8 @@ private:
 
   const Stage &stage(size_t s) const { return a_.stages[s]; }
   Status acquire(size_t s, int m);
+  /// A new arena instance of stage s, counted in the stats.
+  Status newInstance(size_t s, std::unique_ptr<Buffer> *out);
   uint8_t *instance(size_t s, int m) {
     auto it = live_.find({s, m});
     return it == live_.end() ? nullptr : it->second->data();
@@ -302,14 +304,9 @@ Status Rank::init() {
     const RankMemoryPlan plan = planRankMemory(a_, size_t(r_));
     for (size_t s = 0; s < a_.stages.size() && s < plan.instances.size(); ++s)
       for (uint32_t k = 0; k < plan.instances[s]; ++k) {
-        auto b = std::make_unique<Buffer>();
-        if (Status e = mem_.allocate(
-                stage(s).arenaBytes,
-                "an arena instance of stage '" + stage(s).name + "'", b.get());
-            !e.ok())
+        std::unique_ptr<Buffer> b;
+        if (Status e = newInstance(s, &b); !e.ok())
           return e;
-        ++stats.allocated.instances[s];
-        stats.allocated.activationBytes += stage(s).arenaBytes;
         free_[s].push_back(std::move(b));
       }
   }
@@ -341,17 +338,23 @@ Status Rank::acquire(size_t s, int m) {
   if (!free_[s].empty()) {
     b = std::move(free_[s].back());
     free_[s].pop_back();
-  } else {
-    b = std::make_unique<Buffer>();
-    if (Status e = mem_.allocate(
-            stage(s).arenaBytes,
-            "an arena instance of stage '" + stage(s).name + "'", b.get());
-        !e.ok())
-      return e;
-    ++stats.allocated.instances[s];
-    stats.allocated.activationBytes += stage(s).arenaBytes;
+  } else if (Status e = newInstance(s, &b); !e.ok()) {
+    return e;
   }
   live_[{s, m}] = std::move(b);
+  return {};
+}
+
+Status Rank::newInstance(size_t s, std::unique_ptr<Buffer> *out) {
+  auto b = std::make_unique<Buffer>();
+  if (Status e = mem_.allocate(
+          stage(s).arenaBytes,
+          "an arena instance of stage '" + stage(s).name + "'", b.get());
+      !e.ok())
+    return e;
+  ++stats.allocated.instances[s];
+  stats.allocated.activationBytes += stage(s).arenaBytes;
+  *out = std::move(b);
   return {};
 }
 
