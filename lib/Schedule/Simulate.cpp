@@ -50,7 +50,8 @@ double computeCost(const Action &a, const CostModel &m) {
   case Op::BackwardWeight:
     return m.backwardWeight[c];
   case Op::Backward:
-    return m.backwardInput[c] + m.backwardWeight[c];
+    return m.backward.empty() ? m.backwardInput[c] + m.backwardWeight[c]
+                              : m.backward[c];
   case Op::OptimizerStep:
     return m.optimizerStep[c];
   default:
@@ -93,8 +94,8 @@ std::string simulateSchedule(const Schedule &s, const CostModel &m,
            " programs for " + std::to_string(P) + " ranks";
   for (const std::vector<double> *v :
        {&m.forward, &m.backwardInput, &m.backwardWeight, &m.optimizerStep,
-        &m.weightBytes, &m.activationBytes})
-    if (v->size() != C)
+        &m.weightBytes, &m.activationBytes, &m.backward})
+    if (v->size() != C && !(v == &m.backward && v->empty()))
       return "the cost model has " + std::to_string(v->size()) +
              " entries where the schedule has " + std::to_string(C) +
              " chunks";
@@ -118,7 +119,20 @@ std::string simulateSchedule(const Schedule &s, const CostModel &m,
   sim.busy.assign(size_t(P), 0);
   sim.finish.assign(size_t(P), 0);
   sim.linkBytes.assign(size_t(P) * size_t(P), 0);
-  std::vector<double> linkFree(size_t(P) * size_t(P), 0);
+  // Channels: one per ordered pair, then one per node for a shared
+  // intra-node link, then one per node for a shared inter-node link.
+  const int perNode = m.ranksPerNode > 0 ? m.ranksPerNode : P;
+  const size_t nodes = size_t((P + perNode - 1) / perNode);
+  std::vector<double> channelFree(size_t(P) * size_t(P) + 2 * nodes, 0);
+  auto route = [&](int from,
+                   int to) -> std::pair<size_t, const CostModel::Link *> {
+    const size_t node = size_t(from / perNode);
+    const bool inside = node == size_t(to / perNode);
+    const CostModel::Link &l = inside ? m.intraNode : m.interNode;
+    if (!l.shared)
+      return {size_t(from) * size_t(P) + size_t(to), &l};
+    return {size_t(P) * size_t(P) + (inside ? 0 : nodes) + node, &l};
+  };
   // Arrival times of the messages on each directed link, in order.
   std::vector<std::vector<double>> arrivals(size_t(P) * size_t(P));
   std::vector<RankState> ranks(static_cast<size_t>(P));
@@ -144,10 +158,11 @@ std::string simulateSchedule(const Schedule &s, const CostModel &m,
           for (const Content &c : a.contents)
             bytes += contentBytes(c, m);
           const size_t link = size_t(r) * size_t(P) + size_t(a.peer);
-          const double start = std::max(st.clock, linkFree[link]);
-          const double end =
-              start + m.latency + (m.bandwidth > 0 ? bytes / m.bandwidth : 0);
-          linkFree[link] = end;
+          const auto [channel, l] = route(r, a.peer);
+          const double start = std::max(st.clock, channelFree[channel]);
+          const double end = start + l->latency +
+                             (l->bandwidth > 0 ? bytes / l->bandwidth : 0);
+          channelFree[channel] = end;
           arrivals[link].push_back(end);
           sim.linkBytes[link] += bytes;
           sim.transfers.push_back({r, st.pc, a.peer, bytes, start, end});
@@ -200,6 +215,7 @@ std::string simulateSchedule(const Schedule &s, const CostModel &m,
     sim.iterationTime = std::max(sim.iterationTime, sim.finish[size_t(r)]);
     total += sim.busy[size_t(r)];
   }
+  sim.iterationTime += m.tail;
   sim.bubbleRatio =
       sim.iterationTime > 0 ? 1.0 - total / (P * sim.iterationTime) : 0.0;
   *out = std::move(sim);

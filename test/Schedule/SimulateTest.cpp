@@ -120,8 +120,8 @@ TEST(SimulateTransfers, LatencyAndBandwidth) {
   const Schedule s = verified("1f1b", 2, 1);
   CostModel m = CostModel::uniform(2, 2, 4, 0); // F 1, B 2 per chunk
   m.activationBytes = {300, 0};
-  m.latency = 0.5;
-  m.bandwidth = 100;
+  m.intraNode.latency = 0.5;
+  m.intraNode.bandwidth = 100;
   Simulation sim;
   ASSERT_EQ(simulateSchedule(s, m, &sim), "");
   // F0 [0,1], send [1,4.5], F1+B1 [4.5,7.5], send [7.5,11], B0 [11,13].
@@ -143,7 +143,7 @@ TEST(SimulateTransfers, ALinkCarriesOneMessageAtATime) {
   const Schedule s = verified("gpipe", 2, 3);
   CostModel m = CostModel::uniform(2, 2, 4, 0);
   m.activationBytes = {10, 0};
-  m.bandwidth = 2; // 5 per message, F takes 1
+  m.intraNode.bandwidth = 2; // 5 per message, F takes 1
   Simulation sim;
   ASSERT_EQ(simulateSchedule(s, m, &sim), "");
   std::vector<double> ends;
@@ -154,6 +154,65 @@ TEST(SimulateTransfers, ALinkCarriesOneMessageAtATime) {
   EXPECT_DOUBLE_EQ(ends[0], 6.0);  // posted at 1
   EXPECT_DOUBLE_EQ(ends[1], 11.0); // posted at 2, waits for the link
   EXPECT_DOUBLE_EQ(ends[2], 16.0);
+}
+
+// Ranks 0-1 and 2-3 are two nodes: GPipe's activations 1 -> 2 and the
+// gradients 2 -> 1 take the inter-node link, the others the intra-node one.
+TEST(SimulateTransfers, NodesPickTheLink) {
+  const Schedule s = verified("gpipe", 4, 1);
+  CostModel m = CostModel::uniform(4, 4, 4, 0);
+  m.activationBytes = {10, 10, 10, 0};
+  m.ranksPerNode = 2;
+  m.intraNode.bandwidth = 10; // 1 per message
+  m.interNode.bandwidth = 1;  // 10 per message
+  m.interNode.latency = 0.5;
+  Simulation sim;
+  ASSERT_EQ(simulateSchedule(s, m, &sim), "");
+  ASSERT_EQ(sim.transfers.size(), 6u);
+  for (const TimedAction &t : sim.transfers) {
+    const bool crosses = t.rank / 2 != t.peer / 2;
+    EXPECT_DOUBLE_EQ(t.end - t.start, crosses ? 10.5 : 1.0)
+        << t.rank << " -> " << t.peer;
+  }
+}
+
+// A shared link is one channel per sending node: WeiPipe-Interleave's two
+// rings between the 2 ranks of one node take turns on it, so no two of
+// its messages overlap, and the iteration is no shorter than with a
+// channel per direction.
+TEST(SimulateTransfers, ASharedLinkCarriesOneMessageAtATime) {
+  const Schedule s = verified("weipipe-interleave", 2, 4);
+  CostModel m = CostModel::uniform(2, 2, 4, 0);
+  m.weightBytes = {8, 8};
+  m.intraNode.bandwidth = 4; // 2 per chunk, as long as a forward
+  Simulation apart, shared;
+  ASSERT_EQ(simulateSchedule(s, m, &apart), "");
+  m.intraNode.shared = true;
+  ASSERT_EQ(simulateSchedule(s, m, &shared), "");
+  std::vector<std::pair<double, double>> spans;
+  bool overlapApart = false;
+  for (size_t i = 0; i < apart.transfers.size(); ++i)
+    for (size_t j = 0; j < i; ++j)
+      overlapApart |= apart.transfers[i].start < apart.transfers[j].end &&
+                      apart.transfers[j].start < apart.transfers[i].end;
+  EXPECT_TRUE(overlapApart); // else the test shows nothing
+  for (size_t i = 0; i < shared.transfers.size(); ++i)
+    for (size_t j = 0; j < i; ++j)
+      EXPECT_FALSE(shared.transfers[i].start < shared.transfers[j].end &&
+                   shared.transfers[j].start < shared.transfers[i].end)
+          << "transfers " << j << " and " << i << " overlap";
+  EXPECT_GE(shared.iterationTime, apart.iterationTime);
+}
+
+// The tail (the collectives that close an iteration) adds to its time.
+TEST(SimulateTransfers, TheTailEndsTheIteration) {
+  const Schedule s = verified("1f1b", 2, 2);
+  CostModel m = CostModel::uniform(2, 2, 4, 0);
+  Simulation without, with;
+  ASSERT_EQ(simulateSchedule(s, m, &without), "");
+  m.tail = 3;
+  ASSERT_EQ(simulateSchedule(s, m, &with), "");
+  EXPECT_DOUBLE_EQ(with.iterationTime, without.iterationTime + 3);
 }
 
 TEST(SimulateErrors, NamesWhatStopsIt) {

@@ -11,6 +11,7 @@
 #include "weipipe/Dialect/Pipe/Transforms/Passes.h"
 #include "weipipe/Importer/OnnxImporter.h"
 #include "weipipe/InitAllDialects.h"
+#include "weipipe/Simulate/Predict.h"
 #include "weipipe/Target/ArtifactWriter.h"
 #include "weipipe/Target/PipelineWriter.h"
 #include "weipipe/Target/TrainingSummary.h"
@@ -188,6 +189,35 @@ llvm::cl::opt<std::string> exportSchedule(
     llvm::cl::value_desc("FILE.csv"), llvm::cl::init(""),
     llvm::cl::cat(pipelineCategory));
 
+llvm::cl::OptionCategory simulateCategory(
+    "Simulation options",
+    "Apply with --emit=artifact: predict an iteration's time on a machine "
+    "model (machines/README.md)");
+
+llvm::cl::opt<std::string> simulateMachine(
+    "simulate",
+    llvm::cl::desc("Simulate one iteration of the compiled per-rank programs "
+                   "on a machine model and print the report (iteration time, "
+                   "tokens/s per device, bubble ratio, bytes per link, peak "
+                   "memory); a shipped model's name (a800-nvlink-10gbe, "
+                   "a800-pcie-10gbe, a800-nvlink-8, h100-nvlink-ib, "
+                   "cpu-local) or a file's path. -o is then optional"),
+    llvm::cl::value_desc("MACHINE"), llvm::cl::init(""),
+    llvm::cl::cat(simulateCategory));
+
+llvm::cl::opt<std::string> simulateTrace(
+    "simulate-trace",
+    llvm::cl::desc("With --simulate: write the simulated timeline as a Chrome "
+                   "trace (open in Perfetto or chrome://tracing)"),
+    llvm::cl::value_desc("FILE.json"), llvm::cl::init(""),
+    llvm::cl::cat(simulateCategory));
+
+llvm::cl::opt<std::string> simulatePrecision(
+    "simulate-precision",
+    llvm::cl::desc("With --simulate: bf16 or fp32 compute (default: the "
+                   "machine's default_precision)"),
+    llvm::cl::init(""), llvm::cl::cat(simulateCategory));
+
 std::string formatBytes(uint64_t b) {
   char buf[32];
   if (b >= (1ull << 30))
@@ -333,11 +363,14 @@ std::optional<uint64_t> memoryLimitBytes(bool &usage) {
 
 /// --emit=artifact with --ranks/--schedule: chunks, stages, the schedule.
 int emitPipelineArtifact(ModuleOp module, StringRef source,
-                         StringRef outputFilename) {
+                         StringRef outputFilename,
+                         const ::weipipe::simulate::Machine *machine,
+                         ::weipipe::simulate::Precision precision) {
   module.getContext()->printOpOnDiagnostic(false);
   mlir::weipipe::PipelineOptions options;
-  options.schedule.name =
-      scheduleName.empty() ? std::string("weipipe-interleave") : scheduleName;
+  options.schedule.name = !scheduleName.empty() ? scheduleName.getValue()
+                          : ranks > 1 ? std::string("weipipe-interleave")
+                                      : std::string("single");
   options.schedule.ranks = int(ranks);
   options.schedule.microbatches = int(microbatches);
   options.schedule.chunksPerRank = int(chunksPerRank);
@@ -371,10 +404,16 @@ int emitPipelineArtifact(ModuleOp module, StringRef source,
     llvm::outs() << ::weipipe::schedule::formatTable(schedule);
   // Every check before anything is written.
   const std::vector<std::string> weights = artifactParameterFiles(artifact);
-  if (refuseOverwriting("-o", outputFilename, source, weights) ||
+  const bool writeArtifact = !outputFilename.empty() && outputFilename != "-";
+  if ((writeArtifact &&
+       refuseOverwriting("-o", outputFilename, source, weights)) ||
       (!exportSchedule.empty() &&
        refuseOverwriting("--export-schedule", exportSchedule, source, weights,
-                         {{"-o", outputFilename}})))
+                         {{"-o", outputFilename}})) ||
+      (!simulateTrace.empty() &&
+       refuseOverwriting(
+           "--simulate-trace", simulateTrace, source, weights,
+           {{"-o", outputFilename}, {"--export-schedule", exportSchedule}})))
     return 1;
   if (limit)
     for (size_t r = 0; r < plans.size(); ++r)
@@ -387,6 +426,43 @@ int emitPipelineArtifact(ModuleOp module, StringRef source,
         printMemoryTable(plans, llvm::errs());
         return 1;
       }
+  if (machine) {
+    std::vector<uint64_t> peaks;
+    for (const auto &p : plans)
+      peaks.push_back(p.total());
+    ::weipipe::simulate::Prediction prediction;
+    std::string error = ::weipipe::simulate::predict(
+        artifact, schedule, *machine, precision, std::move(peaks), &prediction);
+    if (!error.empty()) {
+      llvm::WithColor::error(llvm::errs(), "weipipe-opt")
+          << "--simulate=" << simulateMachine << ": " << error << "\n";
+      return 1;
+    }
+    llvm::outs() << ::weipipe::simulate::formatPrediction(prediction, schedule);
+    if (!simulateTrace.empty() &&
+        !writeOutput(
+            simulateTrace,
+            ::weipipe::rt::train::chromeTrace(
+                ::weipipe::simulate::traceEvents(prediction, schedule),
+                int(artifact.ranks),
+                {{"source", "simulator"},
+                 {"machine", machine->name},
+                 {"precision", ::weipipe::simulate::precisionName(precision)},
+                 {"schedule", artifact.schedule},
+                 {"model", source.str()},
+                 {"iteration_seconds",
+                  std::to_string(prediction.sim.iterationTime)},
+                 {"bubble_ratio",
+                  std::to_string(prediction.sim.bubbleRatio)}})))
+      return 1;
+    if (!writeArtifact) {
+      if (!exportSchedule.empty() &&
+          !writeOutput(exportSchedule,
+                       ::weipipe::schedule::formatCsv(schedule)))
+        return 1;
+      return 0;
+    }
+  }
   relativizeStorage(artifact, outputFilename);
   std::string error;
   if (!::weipipe::rt::writeArtifactFile(artifact, outputFilename.str(),
@@ -421,10 +497,41 @@ int emitPipelineArtifact(ModuleOp module, StringRef source,
 
 /// --emit=artifact: the training pipeline, then the artifact writer.
 int emitArtifact(ModuleOp module, StringRef source, StringRef outputFilename) {
-  if (outputFilename == "-" || outputFilename.empty()) {
+  if ((outputFilename == "-" || outputFilename.empty()) &&
+      simulateMachine.empty()) {
     llvm::WithColor::error(llvm::errs(), "weipipe-opt")
         << "--emit=artifact needs an output file: -o OUT.wpp\n";
     return 2; // a usage error
+  }
+  // The machine model before the compile: a typo fails at once.
+  std::optional<::weipipe::simulate::Machine> machine;
+  ::weipipe::simulate::Precision precision =
+      ::weipipe::simulate::Precision::Bf16;
+  if (!simulateMachine.empty()) {
+    machine.emplace();
+    if (std::string e =
+            ::weipipe::simulate::loadMachine(simulateMachine, &*machine);
+        !e.empty()) {
+      llvm::WithColor::error(llvm::errs(), "weipipe-opt")
+          << "--simulate: " << e << "\n";
+      return 1;
+    }
+    precision = machine->defaultPrecision;
+    if (simulatePrecision == "bf16" || simulatePrecision == "fp32") {
+      precision = simulatePrecision == "bf16"
+                      ? ::weipipe::simulate::Precision::Bf16
+                      : ::weipipe::simulate::Precision::Fp32;
+    } else if (!simulatePrecision.empty()) {
+      llvm::WithColor::error(llvm::errs(), "weipipe-opt")
+          << "--simulate-precision='" << simulatePrecision
+          << "': expected bf16 or fp32\n";
+      return 2;
+    }
+  } else if (!simulateTrace.empty() || !simulatePrecision.empty()) {
+    llvm::WithColor::error(llvm::errs(), "weipipe-opt")
+        << (simulateTrace.empty() ? "--simulate-precision" : "--simulate-trace")
+        << " needs --simulate=MACHINE\n";
+    return 2;
   }
   if (microbatches == 0) {
     llvm::WithColor::error(llvm::errs(), "weipipe-opt")
@@ -441,8 +548,9 @@ int emitArtifact(ModuleOp module, StringRef source, StringRef outputFilename) {
         << "--ranks must be at least 1\n";
     return 2; // a usage error
   }
-  if (ranks > 1 || !scheduleName.empty())
-    return emitPipelineArtifact(module, source, outputFilename);
+  if (ranks > 1 || !scheduleName.empty() || machine)
+    return emitPipelineArtifact(module, source, outputFilename,
+                                machine ? &*machine : nullptr, precision);
   MLIRContext *ctx = module.getContext();
   // A failing pass would print the whole module after its message.
   ctx->printOpOnDiagnostic(false);

@@ -11,11 +11,15 @@
 //     fused backward and OptimizerStep take their cost from the model;
 //     LoadMaster, Zero, Swap and AddInto take none (memory operations).
 //   * Send posts the slots' bytes on the link to its peer and does not
-//     block (sends are buffered: the bytes are captured at once). A link
+//     block (sends are buffered: the bytes are captured at once). A channel
 //     carries its messages one after the other in posting order (FIFO), each
 //     taking latency + bytes / bandwidth from when it is posted or when the
-//     link frees, whichever is later; the two directions of a link are
-//     independent.
+//     channel frees, whichever is later. A message between two ranks of one
+//     node takes the intra-node link, otherwise the inter-node one; a link
+//     that is not shared gives every ordered pair of ranks its own channel
+//     (NVLink through a switch, one NIC per GPU), a shared one gives each
+//     node one channel for all such messages it sends (PCIe through the
+//     host, one NIC per node).
 //   * Recv posts a receive; its transfer completes when the matching send
 //     (the k-th from that peer) has arrived. Wait blocks the rank until all
 //     its tokens are complete (a send's at once).
@@ -44,9 +48,21 @@ struct CostModel {
   /// one micro-batch's activation at its output (and of that activation's
   /// gradient, which chunk + 1's backward sends).
   std::vector<double> weightBytes, activationBytes;
-  /// Every link: a message takes latency + bytes / bandwidth (bandwidth in
-  /// bytes per time unit; 0: transfers take latency alone).
-  double latency = 0, bandwidth = 0;
+  /// Per chunk, the fused backward when it differs from B + W (a stage
+  /// compiled both ways); empty: B + W.
+  std::vector<double> backward;
+  /// A message takes latency + bytes / bandwidth (bandwidth in bytes per
+  /// time unit; 0: transfers take latency alone).
+  struct Link {
+    double latency = 0, bandwidth = 0;
+    bool shared = false; ///< one channel per sending node, not per pair
+  };
+  /// Rank r is on node r / ranksPerNode (0: every rank on one node).
+  Link intraNode, interNode;
+  int ranksPerNode = 0;
+  /// Time after the last rank finishes that still belongs to the iteration
+  /// (the collectives that close it: the replicated ends' gradients).
+  double tail = 0;
 
   /// Whole-model pass times T_F, T_B, T_W split evenly over `chunks`;
   /// transfers free, optimizer steps free.
@@ -63,7 +79,7 @@ struct TimedAction {
 };
 
 struct Simulation {
-  double iterationTime = 0; ///< when the last rank finishes
+  double iterationTime = 0; ///< when the last rank finishes, plus the tail
   /// 1 - (compute time of all ranks) / (ranks x iterationTime).
   double bubbleRatio = 0;
   std::vector<double> busy;   ///< per rank: its compute time

@@ -1,0 +1,63 @@
+//===- Cost.h - the time of compiled programs on a machine model -*- C++
+//-*-===//
+//
+// Part of weipipe. Turns an artifact's instructions into times on a machine
+// model: a product (linear, matmul and their gradients) costs its FLOPs at
+// the machine's GEMM rate times its efficiency at that size, attention its
+// FLOPs at the attention efficiency for its key length, every other
+// instruction the bytes it reads and writes at the memory bandwidth; each
+// adds the launch overhead. A stage's function is the sum of its
+// instructions (the runtime runs them one after the other); a pipeline's
+// chunk times, message sizes and closing collectives make the simulator's
+// CostModel.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef WEIPIPE_SIMULATE_COST_H
+#define WEIPIPE_SIMULATE_COST_H
+
+#include "weipipe/Schedule/Simulate.h"
+#include "weipipe/Simulate/Machine.h"
+#include "weipipe/runtime/Artifact.h"
+
+namespace weipipe::simulate {
+
+struct OpCost {
+  enum Kind { Gemm, Attention, Memory } kind = Memory;
+  double flops = 0;          ///< products and attention: multiply-adds x 2
+  double attentionFlops = 0; ///< the part of `flops` in attention (sums)
+  double bytes = 0;          ///< operands read and results written
+  double seconds = 0;        ///< on the machine, launch overhead included
+};
+
+OpCost instructionCost(const rt::Instruction &I, const Machine &m, Precision p);
+
+/// The sum over a function's instructions.
+OpCost functionCost(const rt::Function &f, const Machine &m, Precision p);
+
+/// What an iteration of a pipeline artifact costs, per chunk.
+struct PipelineCost {
+  schedule::CostModel model;
+  /// FLOPs of one iteration, all ranks (forward and backward of every
+  /// micro-batch; the optimizer's element-wise work not counted).
+  double flops = 0;
+  double gemmFlops = 0, attentionFlops = 0; ///< the parts of `flops`
+  /// Bytes all-reduced after the iteration (the replicated ends'
+  /// gradients) and the time that takes (model.tail).
+  double allReduceBytes = 0;
+};
+
+/// The cost model of `a` (a pipeline artifact) on `m`: the chunks' F, B, W
+/// and fused backward from their functions (the replicated prologue's
+/// forward added to chunk 0's forward and its backward to chunk 0's B, the
+/// epilogue's forward and backward to the last chunk's forward, where the
+/// runtime runs them), AdamW over each chunk's parameters, weight and
+/// activation bytes as the runtime's slots hold them, the links of `m`, and
+/// a ring all-reduce of the ends' gradients as the tail. Returns "" or what
+/// does not fit (more ranks than the machine has nodes for).
+std::string pipelineCost(const rt::Artifact &a, const Machine &m, Precision p,
+                         PipelineCost *out);
+
+} // namespace weipipe::simulate
+
+#endif // WEIPIPE_SIMULATE_COST_H

@@ -1,0 +1,46 @@
+//===- Trace.h - timelines as Chrome trace JSON -----------------*- C++ -*-===//
+//
+// Part of weipipe's runtime. The one timeline format of the project: the
+// simulator writes a planned iteration in it (weipipe-opt --simulate-trace)
+// and weipipe-run a measured one, so that the two open side by side in
+// Perfetto or chrome://tracing and the plotting scripts read either.
+//
+// The file is Chrome's trace event format (a JSON object with
+// "traceEvents"): one process per rank ("rank R"), thread 0 its compute and
+// thread 1 its sends; every event a complete event ("ph": "X", "ts" and
+// "dur" in microseconds) whose "cat" is the action (forward,
+// backward_input, backward_weight, backward, optimizer_step, send) and
+// whose "args" hold chunk, microbatch, turn and, for a send, peer and bytes.
+// "otherData" says where it came from ("source": "simulator" or
+// "weipipe-run") and what it ran.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef WEIPIPE_RUNTIME_TRAIN_TRACE_H
+#define WEIPIPE_RUNTIME_TRAIN_TRACE_H
+
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace weipipe::rt::train {
+
+struct TraceEvent {
+  int rank = 0;
+  bool transfer = false; ///< a send (thread 1), else compute (thread 0)
+  std::string name;      ///< "F c2 m5", "send -> 3"
+  std::string category;  ///< the action: "forward", "send", ...
+  double start = 0, duration = 0; ///< seconds
+  int chunk = -1, microbatch = -1, turn = -1;
+  int peer = -1;    ///< a send's receiver
+  double bytes = 0; ///< a send's size
+};
+
+/// The trace file's text. `info` becomes "otherData" (string values).
+std::string
+chromeTrace(const std::vector<TraceEvent> &events, int ranks,
+            const std::vector<std::pair<std::string, std::string>> &info);
+
+} // namespace weipipe::rt::train
+
+#endif // WEIPIPE_RUNTIME_TRAIN_TRACE_H
