@@ -152,14 +152,7 @@ std::vector<rt::train::TraceEvent> traceEvents(const Prediction &pr,
       e.bytes = t.bytes;
       e.name = "send -> " + std::to_string(t.peer);
     } else {
-      static const char *letter[] = {"F", "B", "W", "BW", "opt"};
-      const int k = a.op == schedule::Op::Forward          ? 0
-                    : a.op == schedule::Op::BackwardInput  ? 1
-                    : a.op == schedule::Op::BackwardWeight ? 2
-                    : a.op == schedule::Op::Backward       ? 3
-                                                           : 4;
-      e.name = std::string(letter[k]) + " c" + std::to_string(a.chunk) +
-               (a.microbatch >= 0 ? " m" + std::to_string(a.microbatch) : "");
+      e.name = rt::train::traceActionName(e.category, a.chunk, a.microbatch);
     }
     events.push_back(std::move(e));
   };
@@ -167,6 +160,18 @@ std::vector<rt::train::TraceEvent> traceEvents(const Prediction &pr,
     event(t, false);
   for (const schedule::TimedAction &t : pr.sim.transfers)
     event(t, true);
+  // The tail on every rank, after the last one finishes (as weipipe-run
+  // records its closing reductions and optimizer).
+  if (pr.cost.model.tail > 0)
+    for (int r = 0; r < s.ranks; ++r) {
+      rt::train::TraceEvent e;
+      e.rank = r;
+      e.name = "all-reduce + AdamW";
+      e.category = "all_reduce";
+      e.duration = pr.cost.model.tail;
+      e.start = pr.sim.iterationTime - e.duration;
+      events.push_back(std::move(e));
+    }
   return events;
 }
 

@@ -20,8 +20,10 @@
 #include "weipipe/runtime/train/Pipeline.h"
 #include "weipipe/runtime/train/Progress.h"
 #include "weipipe/runtime/train/Safetensors.h"
+#include "weipipe/runtime/train/Trace.h"
 #include "weipipe/runtime/train/Trainer.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <csignal>
@@ -67,6 +69,11 @@ under the reference trainer's contract (python/weipipe/reference/README.md).
   --save-weights FILE      final parameters as .safetensors (ONNX names)
   --dump-logits FILE.npy   logits [B, S, V] of step 0's first micro-batch,
                            before training
+  --trace FILE.json        the last step's timeline as a Chrome trace (every
+                           rank's compute actions and sends, with bytes; the
+                           format of weipipe-opt --simulate-trace): a
+                           pipeline artifact (--schedule=single for one
+                           rank), --device cpu, --transport local
   --threads N              kernel threads (default: the number of cores),
                            divided among the ranks of a pipeline artifact
   --device D               cpu | cuda (default cpu): where the kernels run;
@@ -105,7 +112,7 @@ under the reference trainer's contract (python/weipipe/reference/README.md).
 
 /// The open outputs: std::exit skips destructors, and a signal skips
 /// everything, so both remove the temporaries through this list.
-OutputFile *gOutputs[3] = {};
+OutputFile *gOutputs[4] = {};
 /// The world of processes (--transport tcp): a failure here is told to the
 /// other ranks before this process ends, so that none waits for it.
 std::unique_ptr<transport::Transport> gWorld;
@@ -171,7 +178,7 @@ extern "C" void onBus(int sig, siginfo_t *info, void *) {
 }
 
 struct Options {
-  std::string artifact, data, log, saveWeights, dumpLogits;
+  std::string artifact, data, log, saveWeights, dumpLogits, trace;
   int64_t steps = 0;
   bool stepsGiven = false; ///< --steps is required
   double lr = 1e-3, weightDecay = 0.01, beta1 = 0.9, beta2 = 0.999, eps = 1e-8,
@@ -302,6 +309,8 @@ Options parseArgs(int argc, char **argv) {
       o.saveWeights = take();
     else if (a == "--dump-logits")
       o.dumpLogits = take();
+    else if (a == "--trace")
+      o.trace = take();
     else if (a == "--threads") {
       const int64_t t = parseInt(a, take());
       if (t < 1 || t > 4096)
@@ -407,7 +416,8 @@ void checkOutputs(const Options &o, const Artifact *a) {
   const std::pair<const char *, const std::string *> outs[] = {
       {"--log", &o.log},
       {"--save-weights", &o.saveWeights},
-      {"--dump-logits", &o.dumpLogits}};
+      {"--dump-logits", &o.dumpLogits},
+      {"--trace", &o.trace}};
   for (size_t i = 0; i < std::size(outs); ++i) {
     if (outs[i].second->empty())
       continue;
@@ -515,6 +525,15 @@ int main(int argc, char **argv) {
   // A world of processes: this one runs rank RANK; rank 0 writes the
   // outputs and reports, the others only their own errors and figures.
   const bool tcp = o.transport == "tcp" || o.transport == "nccl";
+  if (!o.trace.empty() && !pipeline)
+    fail("--trace records the actions of a pipeline artifact; " + o.artifact +
+         " is single-rank (compile with --schedule=single for one rank)");
+  if (!o.trace.empty() && o.device != Device::Cpu)
+    fail("--trace times actions on the host clock, which on --device cuda "
+         "would time the kernels' launches, not the kernels: use --device "
+         "cpu");
+  if (!o.trace.empty() && tcp)
+    fail("--trace records the ranks of one process: use --transport local");
   transport::WorldEnv world;
   if (tcp) {
     if (!pipeline)
@@ -564,10 +583,11 @@ int main(int argc, char **argv) {
 
   // Outputs: temporaries opened now, so that an unwritable path fails before
   // any training; renamed into place only at the very end.
-  OutputFile logOut, weightsOut, logitsOut;
+  OutputFile logOut, weightsOut, logitsOut, traceOut;
   gOutputs[0] = &logOut;
   gOutputs[1] = &weightsOut;
   gOutputs[2] = &logitsOut;
+  gOutputs[3] = &traceOut;
   // Every signal that ends the process removes the temporaries first.
   for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGPIPE, SIGQUIT, SIGUSR1, SIGUSR2,
                   SIGALRM, SIGVTALRM, SIGPROF, SIGXCPU, SIGXFSZ, SIGSEGV,
@@ -589,6 +609,8 @@ int main(int argc, char **argv) {
       !weightsOut.open(o.saveWeights, &error))
     fail(error);
   if (!o.dumpLogits.empty() && !logitsOut.open(o.dumpLogits, &error))
+    fail(error);
+  if (!o.trace.empty() && !traceOut.open(o.trace, &error))
     fail(error);
 
   uint64_t paramValues = 0;
@@ -735,6 +757,7 @@ int main(int argc, char **argv) {
     return {};
   };
   if (pipe) {
+    pipe->recordTimeline(traceOut.isOpen());
     if (Status st = pipe->train(0, o.steps, record, gWorld.get(),
                                 {o.transport == "nccl", o.timeout});
         !st.ok()) {
@@ -826,8 +849,23 @@ int main(int argc, char **argv) {
                           &error))
       fail(error);
   }
+  if (traceOut.isOpen()) {
+    const std::vector<TraceEvent> events = pipe->timeline();
+    double end = 0;
+    for (const TraceEvent &e : events)
+      end = std::max(end, e.start + e.duration);
+    const std::string text = chromeTrace(
+        events, int(a.ranks),
+        {{"source", "weipipe-run"},
+         {"artifact", o.artifact},
+         {"schedule", a.schedule},
+         {"step", std::to_string(std::max<int64_t>(o.steps - 1, 0))},
+         {"threads", std::to_string(threads)},
+         {"iteration_seconds", std::to_string(end)}});
+    traceOut.write(text);
+  }
   // Everything is written: rename the outputs into place.
-  for (OutputFile *f : {&logitsOut, &logOut, &weightsOut})
+  for (OutputFile *f : {&logitsOut, &logOut, &weightsOut, &traceOut})
     if (f->isOpen() && !f->commit(&error))
       fail(error);
   gPhase = "waiting for the other ranks to finish";

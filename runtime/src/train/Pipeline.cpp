@@ -126,6 +126,13 @@ double seconds(std::chrono::steady_clock::time_point a,
 
 } // namespace
 
+/// Seconds on the steady clock, the timeline's time base.
+double clockSeconds() {
+  return std::chrono::duration<double>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
 /// One rank: its executor, slots, arena instances and program.
 class Rank {
 public:
@@ -147,6 +154,12 @@ public:
   void useChannels(const WorldOptions &w) { world_ = w; }
 
   RankStats stats;
+  /// Whether step() records its timeline (compute actions, sends and the
+  /// closing reductions and optimizer, in steady_clock seconds); each step
+  /// replaces the last one's.
+  bool tracing = false;
+  std::vector<TraceEvent> timeline;
+  double timelineBegin = 0; ///< when the traced step began
   /// Whether this rank updates parameter i (and so holds its current value).
   std::vector<bool> ownsParam;
   Executor &executor() { return ex_; }
@@ -187,6 +200,9 @@ private:
   std::vector<bool> gradsStaged_; // params whose step gradient is in place
 
   const Stage &stage(size_t s) const { return a_.stages[s]; }
+  /// Appends action `ac`, begun at `begin`, to the timeline if it is one
+  /// the trace shows.
+  void record(const Action &ac, double begin);
   Status acquire(size_t s, int m);
   /// A new arena instance of stage s, counted in the stats.
   Status newInstance(size_t s, std::unique_ptr<Buffer> *out);
@@ -1043,6 +1059,11 @@ Status Rank::step(transport::Transport &t, int64_t step,
       return Status::error("opening the NCCL channels: " + e.message());
     channelsOpen_ = true;
   }
+  const double begin = clockSeconds();
+  if (tracing) {
+    timeline.clear();
+    timelineBegin = begin;
+  }
   ex_.zeroGrads();
   stepStart_ = stats;
   losses_.assign(counts.size(), std::nanf(""));
@@ -1078,6 +1099,7 @@ Status Rank::step(transport::Transport &t, int64_t step,
   };
   for (size_t k = 0; k < prog_.actions.size(); ++k) {
     const Action &ac = prog_.actions[k];
+    const double actionBegin = tracing ? clockSeconds() : 0;
     Status st;
     switch (ac.op) {
     case ActionOp::LoadMaster: {
@@ -1160,6 +1182,8 @@ Status Rank::step(transport::Transport &t, int64_t step,
     }
     if (!st.ok())
       return Status::error(where(k, ac) + ": " + st.message());
+    if (tracing)
+      record(ac, actionBegin);
   }
   // Every rank leaves the executor bound to its own buffers.
   for (size_t i = 0; i < a_.params.size(); ++i)
@@ -1178,7 +1202,46 @@ Status Rank::step(transport::Transport &t, int64_t step,
       return Status::error("step " + std::to_string(step) + ": " + e.message());
   if (Status e = ex_.synchronize(); !e.ok())
     return Status::error("step " + std::to_string(step) + ": " + e.message());
-  return finishStep(t, step, counts, total, rec);
+  const double closing = clockSeconds();
+  Status done = finishStep(t, step, counts, total, rec);
+  if (tracing && done.ok()) {
+    TraceEvent e;
+    e.rank = r_;
+    e.name = "all-reduce + AdamW";
+    e.category = "all_reduce";
+    e.start = closing;
+    e.duration = clockSeconds() - closing;
+    timeline.push_back(std::move(e));
+  }
+  return done;
+}
+
+void Rank::record(const Action &ac, double begin) {
+  const bool send = ac.op == ActionOp::Send;
+  const bool compute =
+      ac.op == ActionOp::Forward || ac.op == ActionOp::BackwardInput ||
+      ac.op == ActionOp::BackwardWeight || ac.op == ActionOp::Backward ||
+      ac.op == ActionOp::OptimizerStep;
+  if (!send && !compute)
+    return;
+  TraceEvent e;
+  e.rank = r_;
+  e.transfer = send;
+  e.category = actionOpName(ac.op);
+  e.start = begin;
+  e.duration = clockSeconds() - begin;
+  e.turn = ac.turn;
+  if (send) {
+    e.peer = ac.peer;
+    for (uint64_t b : ac.bytes)
+      e.bytes += double(b);
+    e.name = "send -> " + std::to_string(ac.peer);
+  } else {
+    e.chunk = ac.chunk;
+    e.microbatch = ac.microbatch;
+    e.name = traceActionName(e.category, ac.chunk, ac.microbatch);
+  }
+  timeline.push_back(std::move(e));
 }
 
 //===----------------------------------------------------------------------===//
@@ -1434,6 +1497,28 @@ Status PipelineTrainer::readParameter(size_t index, float *dst) const {
 
 std::string PipelineTrainer::deviceDescription() const {
   return impl_->executors.front()->deviceDescription();
+}
+
+void PipelineTrainer::recordTimeline(bool on) {
+  for (const auto &r : impl_->ranks)
+    r->tracing = on;
+}
+
+std::vector<TraceEvent> PipelineTrainer::timeline() const {
+  double begin = 0;
+  bool any = false;
+  for (const auto &r : impl_->ranks)
+    if (!r->timeline.empty()) {
+      begin = any ? std::min(begin, r->timelineBegin) : r->timelineBegin;
+      any = true;
+    }
+  std::vector<TraceEvent> out;
+  for (const auto &r : impl_->ranks)
+    for (TraceEvent e : r->timeline) {
+      e.start -= begin;
+      out.push_back(std::move(e));
+    }
+  return out;
 }
 
 std::vector<RankStats> PipelineTrainer::stats() const {

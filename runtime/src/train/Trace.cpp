@@ -10,6 +10,17 @@
 
 using namespace weipipe::rt::train;
 
+std::string weipipe::rt::train::traceActionName(const std::string &category,
+                                                int chunk, int microbatch) {
+  const char *letter = category == "forward"           ? "F"
+                       : category == "backward_input"  ? "B"
+                       : category == "backward_weight" ? "W"
+                       : category == "backward"        ? "BW"
+                                                       : "opt";
+  return std::string(letter) + " c" + std::to_string(chunk) +
+         (microbatch >= 0 ? " m" + std::to_string(microbatch) : "");
+}
+
 std::string weipipe::rt::train::chromeTrace(
     const std::vector<TraceEvent> &events, int ranks,
     const std::vector<std::pair<std::string, std::string>> &info) {

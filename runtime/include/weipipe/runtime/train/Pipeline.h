@@ -35,6 +35,7 @@
 #include "weipipe/runtime/Executor.h"
 #include "weipipe/runtime/RankMemory.h"
 #include "weipipe/runtime/Status.h"
+#include "weipipe/runtime/train/Trace.h"
 #include "weipipe/runtime/train/Trainer.h"
 #include "weipipe/runtime/transport/Transport.h"
 
@@ -102,6 +103,13 @@ public:
   /// owns it, which must be local; its numel floats) into host memory at
   /// `dst`.
   Status readParameter(size_t index, float *dst) const;
+  /// Whether train() records each step's timeline on the local ranks
+  /// (every compute action, every send's posting, the closing reductions
+  /// and optimizer; host clock, so on the CPU backend only).
+  void recordTimeline(bool on);
+  /// The last step's timeline of the local ranks, times from the earliest
+  /// rank's start of that step.
+  std::vector<TraceEvent> timeline() const;
   /// What each local rank did (localRanks()'s order).
   std::vector<RankStats> stats() const;
   /// Where the ranks run: "cpu", or the GPU's description.

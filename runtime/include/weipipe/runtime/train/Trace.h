@@ -36,6 +36,11 @@ struct TraceEvent {
   double bytes = 0; ///< a send's size
 };
 
+/// A compute event's name: "F c2 m5" (forward), "B" (backward_input), "W"
+/// (backward_weight), "BW" (backward), "opt c2" (optimizer_step).
+std::string traceActionName(const std::string &category, int chunk,
+                            int microbatch);
+
 /// The trace file's text. `info` becomes "otherData" (string values).
 std::string
 chromeTrace(const std::vector<TraceEvent> &events, int ranks,
