@@ -1,0 +1,1 @@
+"""Pictures of timelines, loss curves and schedule comparisons (README.md)."""
