@@ -163,10 +163,19 @@ std::string simulateSchedule(const Schedule &s, const CostModel &m,
           const double end = start + l->latency +
                              (l->bandwidth > 0 ? bytes / l->bandwidth : 0);
           channelFree[channel] = end;
+          if (l->synchronous)
+            st.clock = end;
           arrivals[link].push_back(end);
           sim.linkBytes[link] += bytes;
           sim.transfers.push_back({r, st.pc, a.peer, bytes, start, end});
           st.sends.insert(a.token);
+        } else if (a.op == Op::LoadMaster || a.op == Op::Zero ||
+                   a.op == Op::AddInto) {
+          if (m.memoryBandwidth > 0 && a.chunk >= 0 && size_t(a.chunk) < C)
+            st.clock += (a.op == Op::Zero         ? 1
+                         : a.op == Op::LoadMaster ? 2
+                                                  : 3) *
+                        m.weightBytes[size_t(a.chunk)] / m.memoryBandwidth;
         } else if (a.op == Op::Recv) {
           st.recvs[a.token] = {a.peer, st.recvCount[size_t(a.peer)]++};
         } else if (a.op == Op::Wait) {

@@ -100,16 +100,113 @@ OpCost instructionCost(const Instruction &I, const Machine &m, Precision p) {
 }
 
 OpCost functionCost(const rt::Function &f, const Machine &m, Precision p) {
-  OpCost total;
+  const Work w = functionWork(f, m, p);
+  OpCost c;
+  c.flops = w.flops;
+  c.attentionFlops = w.attentionFlops;
+  c.seconds = w.seconds(m);
+  for (const Instruction &I : f.body)
+    c.bytes += instructionCost(I, m, p).bytes;
+  return c;
+}
+
+Work &Work::operator+=(const Work &o) {
+  gemm += o.gemm;
+  attention += o.attention;
+  memory += o.memory;
+  instructions += o.instructions;
+  flops += o.flops;
+  gemmFlops += o.gemmFlops;
+  attentionFlops += o.attentionFlops;
+  return *this;
+}
+
+Work functionWork(const rt::Function &f, const Machine &m, Precision p) {
+  Work w;
   for (const Instruction &I : f.body) {
     const OpCost c = instructionCost(I, m, p);
-    (c.kind == OpCost::Attention ? total.attentionFlops : total.flops) +=
-        c.flops;
-    total.bytes += c.bytes;
-    total.seconds += c.seconds;
+    const double t = c.seconds - m.launchOverhead;
+    w.instructions += 1;
+    w.flops += c.flops;
+    switch (c.kind) {
+    case OpCost::Gemm:
+      w.gemm += t;
+      w.gemmFlops += c.flops;
+      break;
+    case OpCost::Attention:
+      w.attention += t;
+      w.attentionFlops += c.flops;
+      break;
+    case OpCost::Memory:
+      w.memory += t;
+      break;
+    }
   }
-  total.flops += total.attentionFlops;
-  return total;
+  return w;
+}
+
+namespace {
+
+double paramBytes(const rt::Artifact &a, const rt::Stage &st) {
+  double n = 0;
+  for (uint32_t i : st.params)
+    n += double(a.params[i].numel()) * 4;
+  return n;
+}
+
+/// A memory-bound pass over `bytes` as one instruction.
+Work memoryPass(double bytes, const Machine &m) {
+  Work w;
+  w.memory = bytes / (m.memoryBandwidth * m.elementwiseEfficiency);
+  w.instructions = 1;
+  return w;
+}
+
+} // namespace
+
+std::vector<ChunkWork> chunkWork(const rt::Artifact &a, const Machine &m,
+                                 Precision p) {
+  auto work = [&](int32_t fn) {
+    return fn >= 0 ? functionWork(a.functions[size_t(fn)], m, p) : Work{};
+  };
+  // A stage's forward, B, W and fused backward (B + W when it has no fused
+  // function; B the fused one when it has no split).
+  auto stageWork = [&](const rt::Stage &st) {
+    ChunkWork w{work(st.forward),
+                work(st.backwardInput),
+                work(st.backwardWeight),
+                work(st.backward),
+                {}};
+    if (st.backwardInput < 0 && st.backwardWeight < 0)
+      w.backwardInput = w.backward;
+    if (st.backward < 0) {
+      w.backward = w.backwardInput;
+      w.backward += w.backwardWeight;
+    }
+    return w;
+  };
+  const size_t C = a.numChunks();
+  std::vector<ChunkWork> chunks;
+  for (size_t c = 0; c < C; ++c) {
+    const rt::Stage &st = a.stages[a.chunkStage(c)];
+    chunks.push_back(stageWork(st));
+    // A copy out of the slot: read and write the chunk's gradient.
+    chunks.back().optimizerStep = memoryPass(2 * paramBytes(a, st), m);
+  }
+  if (C == 0)
+    return chunks;
+  if (int s = a.prologueStage(); s >= 0) {
+    const ChunkWork pro = stageWork(a.stages[size_t(s)]);
+    chunks[0].forward += pro.forward;
+    chunks[0].backwardInput += pro.backward;
+    chunks[0].backward += pro.backward;
+  }
+  if (int s = a.epilogueStage(); s >= 0) {
+    const ChunkWork epi = stageWork(a.stages[size_t(s)]);
+    chunks[C - 1].forward += epi.forward;
+    chunks[C - 1].forward += epi.backward;
+  }
+  return chunks;
 }
 
 std::string pipelineCost(const rt::Artifact &a, const Machine &m, Precision p,
@@ -121,74 +218,29 @@ std::string pipelineCost(const rt::Artifact &a, const Machine &m, Precision p,
            "not " + std::to_string(P);
   PipelineCost pc;
   schedule::CostModel &cm = pc.model;
-  for (std::vector<double> *v :
-       {&cm.forward, &cm.backwardInput, &cm.backwardWeight, &cm.backward,
-        &cm.optimizerStep, &cm.weightBytes, &cm.activationBytes})
-    v->assign(C, 0.0);
-  auto time = [&](int32_t fn) -> OpCost {
-    return fn >= 0 ? functionCost(a.functions[size_t(fn)], m, p) : OpCost{};
-  };
-  // Forward and fused backward of stage s, and its B and W (the fused one
-  // when the stage has no split).
-  struct StageTimes {
-    OpCost f, bw, b, w;
-  };
-  auto stageTimes = [&](const rt::Stage &st) {
-    StageTimes t{time(st.forward), time(st.backward), time(st.backwardInput),
-                 time(st.backwardWeight)};
-    if (st.backwardInput < 0 && st.backwardWeight < 0)
-      t.b = t.bw;
-    if (st.backward < 0) {
-      t.bw.seconds = t.b.seconds + t.w.seconds;
-      t.bw.flops = t.b.flops + t.w.flops;
-      t.bw.attentionFlops = t.b.attentionFlops + t.w.attentionFlops;
-    }
-    return t;
-  };
+  const std::vector<ChunkWork> work = chunkWork(a, m, p);
   const double microbatches = double(a.microbatches);
-  // Every micro-batch runs each stage's forward and backward once.
-  auto count = [&](const StageTimes &t) {
-    const double attention = t.f.attentionFlops + t.bw.attentionFlops;
-    pc.flops += microbatches * (t.f.flops + t.bw.flops);
-    pc.attentionFlops += microbatches * attention;
-    pc.gemmFlops += microbatches * (t.f.flops + t.bw.flops - attention);
-  };
-  auto paramBytes = [&](const rt::Stage &st) {
-    double n = 0;
-    for (uint32_t i : st.params)
-      n += double(a.params[i].numel()) * 4;
-    return n;
-  };
   for (size_t c = 0; c < C; ++c) {
+    const ChunkWork &w = work[c];
+    cm.forward.push_back(w.forward.seconds(m));
+    cm.backwardInput.push_back(w.backwardInput.seconds(m));
+    cm.backwardWeight.push_back(w.backwardWeight.seconds(m));
+    cm.backward.push_back(w.backward.seconds(m));
+    cm.optimizerStep.push_back(w.optimizerStep.seconds(m));
+    // Every micro-batch runs each chunk's forward and backward once (the
+    // ends are folded into chunk 0's B and the last chunk's forward).
+    Work iteration = w.forward;
+    iteration += w.backward;
+    pc.flops += microbatches * iteration.flops;
+    pc.gemmFlops += microbatches * iteration.gemmFlops;
+    pc.attentionFlops += microbatches * iteration.attentionFlops;
     const rt::Stage &st = a.stages[a.chunkStage(c)];
-    const StageTimes t = stageTimes(st);
-    cm.forward[c] = t.f.seconds;
-    cm.backwardInput[c] = t.b.seconds;
-    cm.backwardWeight[c] = t.w.seconds;
-    cm.backward[c] = t.bw.seconds;
-    count(t);
-    // AdamW reads value, gradient and both moments and writes three of them.
-    cm.optimizerStep[c] =
-        7 * paramBytes(st) / (m.memoryBandwidth * m.elementwiseEfficiency) +
-        m.launchOverhead;
-    cm.weightBytes[c] = double(rt::stageSlotLayout(a, st, nullptr));
-    cm.activationBytes[c] = double(rt::boundaryLayout(st.out, nullptr));
+    cm.weightBytes.push_back(double(rt::stageSlotLayout(a, st, nullptr)));
+    cm.activationBytes.push_back(double(rt::boundaryLayout(st.out, nullptr)));
   }
-  // The replicated ends run next to the first and the last chunk.
-  if (int s = a.prologueStage(); s >= 0 && C > 0) {
-    const StageTimes t = stageTimes(a.stages[size_t(s)]);
-    cm.forward[0] += t.f.seconds;
-    cm.backwardInput[0] += t.bw.seconds;
-    cm.backward[0] += t.bw.seconds;
-    count(t);
-    pc.allReduceBytes += paramBytes(a.stages[size_t(s)]);
-  }
-  if (int s = a.epilogueStage(); s >= 0 && C > 0) {
-    const StageTimes t = stageTimes(a.stages[size_t(s)]);
-    cm.forward[C - 1] += t.f.seconds + t.bw.seconds;
-    count(t);
-    pc.allReduceBytes += paramBytes(a.stages[size_t(s)]);
-  }
+  for (int s : {a.prologueStage(), a.epilogueStage()})
+    if (s >= 0)
+      pc.allReduceBytes += paramBytes(a, a.stages[size_t(s)]);
   const size_t perNode = size_t(std::max(m.ranksPerNode, 1));
   cm.ranksPerNode = int(perNode);
   auto link = [](const LinkModel &l) {
@@ -196,26 +248,33 @@ std::string pipelineCost(const rt::Artifact &a, const Machine &m, Precision p,
     k.latency = l.latency;
     k.bandwidth = l.bandwidth;
     k.shared = l.shared;
+    k.synchronous = l.synchronous;
     return k;
   };
+  cm.memoryBandwidth = m.memoryBandwidth * m.elementwiseEfficiency;
   cm.intraNode = link(m.intraNode);
   cm.interNode = link(m.hasInterNode ? m.interNode : m.intraNode);
-  // A ring all-reduce moves 2 (P-1)/P of the bytes over its slowest hop in
-  // 2 (P-1) steps; then the global gradient norm's scalar (latency alone).
+  // The tail. A ring all-reduce moves 2 (P-1)/P of the bytes over its
+  // slowest hop in 2 (P-1) steps; the norm's sums of squares are one more
+  // exchange of a few bytes.
   if (P > 1) {
-    const LinkModel &slow = P > perNode ? m.interNode : m.intraNode;
+    const LinkModel &slow =
+        P > perNode && m.hasInterNode ? m.interNode : m.intraNode;
     const double steps = 2.0 * double(P - 1);
-    cm.tail = steps * slow.latency +
+    cm.tail = 2 * steps * slow.latency +
               (slow.bandwidth > 0
                    ? steps / double(P) * pc.allReduceBytes / slow.bandwidth
-                   : 0) +
-              steps * slow.latency;
+                   : 0);
   }
-  // Every rank then steps the ends' replicated AdamW.
-  if (pc.allReduceBytes > 0)
-    cm.tail +=
-        7 * pc.allReduceBytes / (m.memoryBandwidth * m.elementwiseEfficiency) +
-        m.launchOverhead;
+  // AdamW reads value, gradient and both moments and writes three of them,
+  // over what each rank owns (its chunks' masters and the ends); the
+  // busiest rank ends the iteration.
+  std::vector<double> owned(P, pc.allReduceBytes);
+  for (size_t c = 0; c < C && c < a.owner.size(); ++c)
+    if (a.owner[c] >= 0 && size_t(a.owner[c]) < P)
+      owned[size_t(a.owner[c])] += paramBytes(a, a.stages[a.chunkStage(c)]);
+  cm.tail += memoryPass(7 * *std::max_element(owned.begin(), owned.end()), m)
+                 .seconds(m);
   *out = std::move(pc);
   return "";
 }

@@ -190,7 +190,8 @@ bool readLink(Fields &parent, llvm::StringRef key, const llvm::json::Object &o,
             f.number("bandwidth_gb_s", &gbs, 0, 1e6) &&
             f.number("efficiency", &efficiency, 0, 1) &&
             f.number("latency_us", &us, 0, 1e6, false) &&
-            f.boolean("shared", &out->shared) && f.noOthers();
+            f.boolean("shared", &out->shared) &&
+            f.boolean("synchronous", &out->synchronous) && f.noOthers();
   out->bandwidth = gbs * 1e9 * efficiency;
   out->latency = us * 1e-6;
   return ok;

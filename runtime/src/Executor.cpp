@@ -20,6 +20,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -229,6 +230,8 @@ cpu::AttentionParams attentionParams(const Instruction &I) {
 struct Executor::Impl {
   const Artifact &a;
   ExecutorOptions options;
+  bool profiling = false;
+  std::vector<std::vector<Executor::InstructionTime>> profile;
   // Host memory (CPU), or the device backend's (which owns it).
   AlignedBuffer arenaHost, valuesHost, gradsHost, stageScratchHost;
   std::vector<AlignedBuffer> constantsHost;
@@ -951,7 +954,18 @@ cpu::Status Executor::Impl::runFunction(size_t f, std::string *nonFinite) {
   // result: the first place to look when a gradient disagrees.
   static const bool trace = std::getenv("WEIPIPE_TRACE") != nullptr;
   for (size_t i = 0; i < steps.size(); ++i) {
+    const auto begin = profiling ? std::chrono::steady_clock::now()
+                                 : std::chrono::steady_clock::time_point();
     cpu::Status st = exec(steps[i]);
+    if (profiling) {
+      Executor::InstructionTime &t = profile[f][i];
+      const double s = std::chrono::duration<double>(
+                           std::chrono::steady_clock::now() - begin)
+                           .count();
+      t.fastest = t.runs ? std::min(t.fastest, s) : s;
+      t.seconds += s;
+      ++t.runs;
+    }
     if (!st.ok())
       return cpu::Status::error(instrText(a.functions[f], i) + ": " +
                                 st.message());
@@ -1365,6 +1379,25 @@ void Executor::bindArena(size_t function, uint8_t *base) {
 
 cpu::Status Executor::runFunction(size_t function) {
   return impl_->runFunction(function, nullptr);
+}
+
+void Executor::profileInstructions(bool on) {
+  Impl &im = *impl_;
+  im.profiling = on;
+  if (on && im.profile.empty())
+    resetInstructionTimes();
+}
+
+void Executor::resetInstructionTimes() {
+  Impl &im = *impl_;
+  im.profile.assign(a_.functions.size(), {});
+  for (size_t f = 0; f < a_.functions.size(); ++f)
+    im.profile[f].resize(a_.functions[f].body.size());
+}
+
+const std::vector<std::vector<Executor::InstructionTime>> &
+Executor::instructionTimes() const {
+  return impl_->profile;
 }
 
 cpu::Status Executor::synchronize() {

@@ -71,7 +71,9 @@ under the reference trainer's contract (python/weipipe/reference/README.md).
                            before training
   --trace FILE.json        the last step's timeline as a Chrome trace (every
                            rank's compute actions and sends, with bytes; the
-                           format of weipipe-opt --simulate-trace): a
+                           format of weipipe-opt --simulate-trace) and every
+                           instruction's time (steps after the first, for
+                           weipipe-opt --calibrate-from): a
                            pipeline artifact (--schedule=single for one
                            rank), --device cpu, --transport local
   --threads N              kernel threads (default: the number of cores),
@@ -861,7 +863,8 @@ int main(int argc, char **argv) {
          {"schedule", a.schedule},
          {"step", std::to_string(std::max<int64_t>(o.steps - 1, 0))},
          {"threads", std::to_string(threads)},
-         {"iteration_seconds", std::to_string(end)}});
+         {"iteration_seconds", std::to_string(end)}},
+        pipe->instructionTimes());
     traceOut.write(text);
   }
   // Everything is written: rename the outputs into place.

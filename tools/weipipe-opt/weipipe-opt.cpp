@@ -11,6 +11,7 @@
 #include "weipipe/Dialect/Pipe/Transforms/Passes.h"
 #include "weipipe/Importer/OnnxImporter.h"
 #include "weipipe/InitAllDialects.h"
+#include "weipipe/Simulate/Calibrate.h"
 #include "weipipe/Simulate/Predict.h"
 #include "weipipe/Target/ArtifactWriter.h"
 #include "weipipe/Target/PipelineWriter.h"
@@ -209,6 +210,21 @@ llvm::cl::opt<std::string> simulateTrace(
     "simulate-trace",
     llvm::cl::desc("With --simulate: write the simulated timeline as a Chrome "
                    "trace (open in Perfetto or chrome://tracing)"),
+    llvm::cl::value_desc("FILE.json"), llvm::cl::init(""),
+    llvm::cl::cat(simulateCategory));
+
+llvm::cl::opt<std::string> calibrateFrom(
+    "calibrate-from",
+    llvm::cl::desc("With --simulate: first fit the machine model to a trace "
+                   "of this artifact measured on the machine (weipipe-run "
+                   "--trace), then simulate with the fitted model"),
+    llvm::cl::value_desc("TRACE.json"), llvm::cl::init(""),
+    llvm::cl::cat(simulateCategory));
+
+llvm::cl::opt<std::string> calibratedMachine(
+    "calibrated-machine",
+    llvm::cl::desc("With --calibrate-from: write the fitted machine model "
+                   "(a machine file for --simulate)"),
     llvm::cl::value_desc("FILE.json"), llvm::cl::init(""),
     llvm::cl::cat(simulateCategory));
 
@@ -413,7 +429,14 @@ int emitPipelineArtifact(ModuleOp module, StringRef source,
       (!simulateTrace.empty() &&
        refuseOverwriting(
            "--simulate-trace", simulateTrace, source, weights,
-           {{"-o", outputFilename}, {"--export-schedule", exportSchedule}})))
+           {{"-o", outputFilename}, {"--export-schedule", exportSchedule}})) ||
+      (!calibratedMachine.empty() &&
+       refuseOverwriting("--calibrated-machine", calibratedMachine, source,
+                         weights,
+                         {{"-o", outputFilename},
+                          {"--export-schedule", exportSchedule},
+                          {"--simulate-trace", simulateTrace},
+                          {"--calibrate-from", calibrateFrom}})))
     return 1;
   if (limit)
     for (size_t r = 0; r < plans.size(); ++r)
@@ -426,6 +449,26 @@ int emitPipelineArtifact(ModuleOp module, StringRef source,
         printMemoryTable(plans, llvm::errs());
         return 1;
       }
+  ::weipipe::simulate::Calibration calibration;
+  if (machine && !calibrateFrom.empty()) {
+    ::weipipe::simulate::MeasuredRun measured;
+    std::string error =
+        ::weipipe::simulate::readTrace(calibrateFrom, &measured);
+    if (error.empty())
+      error = ::weipipe::simulate::calibrate(
+          artifact, measured, *machine, precision, calibrateFrom, &calibration);
+    if (!error.empty()) {
+      llvm::WithColor::error(llvm::errs(), "weipipe-opt")
+          << "--calibrate-from=" << calibrateFrom << ": " << error << "\n";
+      return 1;
+    }
+    llvm::errs() << calibration.summary;
+    machine = &calibration.machine;
+    if (!calibratedMachine.empty() &&
+        !writeOutput(calibratedMachine,
+                     ::weipipe::simulate::formatMachine(*machine)))
+      return 1;
+  }
   if (machine) {
     std::vector<uint64_t> peaks;
     for (const auto &p : plans)
@@ -527,10 +570,18 @@ int emitArtifact(ModuleOp module, StringRef source, StringRef outputFilename) {
           << "': expected bf16 or fp32\n";
       return 2;
     }
-  } else if (!simulateTrace.empty() || !simulatePrecision.empty()) {
+  } else if (!simulateTrace.empty() || !simulatePrecision.empty() ||
+             !calibrateFrom.empty()) {
     llvm::WithColor::error(llvm::errs(), "weipipe-opt")
-        << (simulateTrace.empty() ? "--simulate-precision" : "--simulate-trace")
+        << (!simulateTrace.empty()   ? "--simulate-trace"
+            : !calibrateFrom.empty() ? "--calibrate-from"
+                                     : "--simulate-precision")
         << " needs --simulate=MACHINE\n";
+    return 2;
+  }
+  if (!calibratedMachine.empty() && calibrateFrom.empty()) {
+    llvm::WithColor::error(llvm::errs(), "weipipe-opt")
+        << "--calibrated-machine needs --calibrate-from=TRACE.json\n";
     return 2;
   }
   if (microbatches == 0) {

@@ -8,8 +8,11 @@
 //
 // Timing semantics, the runtime's (src/train/Pipeline.cpp):
 //   * A rank runs its actions in order, one at a time. Forward, B, W, the
-//     fused backward and OptimizerStep take their cost from the model;
-//     LoadMaster, Zero, Swap and AddInto take none (memory operations).
+//     fused backward and OptimizerStep take their cost from the model
+//     (compute). LoadMaster (a copy of the chunk's weight bytes), Zero (a
+//     write) and AddInto (two reads and a write) take those bytes at the
+//     model's memory bandwidth, Swap nothing; they are not compute, so the
+//     bubble ratio counts them as time not computing.
 //   * Send posts the slots' bytes on the link to its peer and does not
 //     block (sends are buffered: the bytes are captured at once). A channel
 //     carries its messages one after the other in posting order (FIFO), each
@@ -19,7 +22,9 @@
 //     that is not shared gives every ordered pair of ranks its own channel
 //     (NVLink through a switch, one NIC per GPU), a shared one gives each
 //     node one channel for all such messages it sends (PCIe through the
-//     host, one NIC per node).
+//     host, one NIC per node). A synchronous link's sender moves the bytes
+//     itself (the local transport's copy on the CPU): its rank is busy until
+//     the message has arrived.
 //   * Recv posts a receive; its transfer completes when the matching send
 //     (the k-th from that peer) has arrived. Wait blocks the rank until all
 //     its tokens are complete (a send's at once).
@@ -56,10 +61,14 @@ struct CostModel {
   struct Link {
     double latency = 0, bandwidth = 0;
     bool shared = false; ///< one channel per sending node, not per pair
+    bool synchronous = false; ///< the sender waits until it arrives
   };
   /// Rank r is on node r / ranksPerNode (0: every rank on one node).
   Link intraNode, interNode;
   int ranksPerNode = 0;
+  /// LoadMaster, Zero and AddInto move their chunk's weight bytes at this
+  /// rate (bytes per time unit; 0: they take no time).
+  double memoryBandwidth = 0;
   /// Time after the last rank finishes that still belongs to the iteration
   /// (the collectives that close it: the replicated ends' gradients).
   double tail = 0;

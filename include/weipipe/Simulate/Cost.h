@@ -35,6 +35,31 @@ OpCost instructionCost(const rt::Instruction &I, const Machine &m, Precision p);
 /// The sum over a function's instructions.
 OpCost functionCost(const rt::Function &f, const Machine &m, Precision p);
 
+/// Time split by what bounds it, on one machine: the features calibration
+/// fits (Calibrate.h). `seconds()` is what the cost model charges.
+struct Work {
+  double gemm = 0, attention = 0, memory = 0; ///< seconds, overhead apart
+  double instructions = 0;                    ///< launches
+  double flops = 0, gemmFlops = 0, attentionFlops = 0;
+  double seconds(const Machine &m) const {
+    return gemm + attention + memory + instructions * m.launchOverhead;
+  }
+  Work &operator+=(const Work &o);
+};
+Work functionWork(const rt::Function &f, const Machine &m, Precision p);
+
+/// What each pipeline action of chunk c runs, where the runtime runs it
+/// (train/Pipeline.cpp): the replicated prologue's forward with chunk 0's
+/// forward and its backward with chunk 0's B; the epilogue's forward and
+/// backward with the last chunk's forward. OptimizerStep copies the
+/// chunk's gradient out of its slot (AdamW itself runs after the program,
+/// in the tail).
+struct ChunkWork {
+  Work forward, backwardInput, backwardWeight, backward, optimizerStep;
+};
+std::vector<ChunkWork> chunkWork(const rt::Artifact &a, const Machine &m,
+                                 Precision p);
+
 /// What an iteration of a pipeline artifact costs, per chunk.
 struct PipelineCost {
   schedule::CostModel model;
@@ -47,14 +72,13 @@ struct PipelineCost {
   double allReduceBytes = 0;
 };
 
-/// The cost model of `a` (a pipeline artifact) on `m`: the chunks' F, B, W
-/// and fused backward from their functions (the replicated prologue's
-/// forward added to chunk 0's forward and its backward to chunk 0's B, the
-/// epilogue's forward and backward to the last chunk's forward, where the
-/// runtime runs them), AdamW over each chunk's parameters, weight and
-/// activation bytes as the runtime's slots hold them, the links of `m`, and
-/// a ring all-reduce of the ends' gradients as the tail. Returns "" or what
-/// does not fit (more ranks than the machine has nodes for).
+/// The cost model of `a` (a pipeline artifact) on `m`: every action's time
+/// from chunkWork, weight and activation bytes as the runtime's slots hold
+/// them, the links of `m`, and as the tail what the runtime does after the
+/// program: a ring all-reduce of the replicated ends' gradients, the
+/// gradient norm's exchange, and AdamW over what the busiest rank owns.
+/// Returns "" or what does not fit (more ranks than one node of `m` holds
+/// when it has no inter-node link).
 std::string pipelineCost(const rt::Artifact &a, const Machine &m, Precision p,
                          PipelineCost *out);
 

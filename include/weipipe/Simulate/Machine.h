@@ -28,10 +28,11 @@ struct EfficiencyCurve {
 };
 
 struct LinkModel {
-  std::string kind;     ///< "nvlink", "pcie", "infiniband", "ethernet", ...
-  double bandwidth = 0; ///< bytes/s per direction, achievable
-  double latency = 0;   ///< seconds per message
-  bool shared = false;  ///< one channel per node, not per pair of ranks
+  std::string kind;         ///< "nvlink", "pcie", "infiniband", "ethernet", ...
+  double bandwidth = 0;     ///< bytes/s per direction, achievable
+  double latency = 0;       ///< seconds per message
+  bool shared = false;      ///< one channel per node, not per pair of ranks
+  bool synchronous = false; ///< the sender's thread moves the bytes
 };
 
 struct Machine {

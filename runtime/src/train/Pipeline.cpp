@@ -160,6 +160,7 @@ public:
   bool tracing = false;
   std::vector<TraceEvent> timeline;
   double timelineBegin = 0; ///< when the traced step began
+  int tracedSteps = 0;      ///< steps traced so far
   /// Whether this rank updates parameter i (and so holds its current value).
   std::vector<bool> ownsParam;
   Executor &executor() { return ex_; }
@@ -1063,6 +1064,11 @@ Status Rank::step(transport::Transport &t, int64_t step,
   if (tracing) {
     timeline.clear();
     timelineBegin = begin;
+    // Instruction times add up over every traced step but the first (which
+    // allocates and warms the caches): less noise to fit.
+    ex_.profileInstructions(true);
+    if (tracedSteps++ < 2)
+      ex_.resetInstructionTimes();
   }
   ex_.zeroGrads();
   stepStart_ = stats;
@@ -1519,6 +1525,35 @@ std::vector<TraceEvent> PipelineTrainer::timeline() const {
       out.push_back(std::move(e));
     }
   return out;
+}
+
+std::vector<InstructionSample> PipelineTrainer::instructionTimes() const {
+  std::vector<InstructionSample> out;
+  for (const auto &ex : impl_->executors) {
+    const auto &times = ex->instructionTimes();
+    for (size_t f = 0; f < times.size(); ++f)
+      for (size_t i = 0; i < times[f].size(); ++i)
+        if (times[f][i].runs)
+          out.push_back({int(f), int(i), times[f][i].seconds, times[f][i].runs,
+                         times[f][i].fastest});
+  }
+  // The ranks run the same functions: one sample per instruction.
+  std::sort(out.begin(), out.end(),
+            [](const InstructionSample &x, const InstructionSample &y) {
+              return std::make_pair(x.function, x.instruction) <
+                     std::make_pair(y.function, y.instruction);
+            });
+  std::vector<InstructionSample> merged;
+  for (const InstructionSample &s : out)
+    if (!merged.empty() && merged.back().function == s.function &&
+        merged.back().instruction == s.instruction) {
+      merged.back().seconds += s.seconds;
+      merged.back().runs += s.runs;
+      merged.back().fastest = std::min(merged.back().fastest, s.fastest);
+    } else {
+      merged.push_back(s);
+    }
+  return merged;
 }
 
 std::vector<RankStats> PipelineTrainer::stats() const {

@@ -23,14 +23,27 @@ std::string weipipe::rt::train::traceActionName(const std::string &category,
 
 std::string weipipe::rt::train::chromeTrace(
     const std::vector<TraceEvent> &events, int ranks,
-    const std::vector<std::pair<std::string, std::string>> &info) {
+    const std::vector<std::pair<std::string, std::string>> &info,
+    const std::vector<InstructionSample> &instructions) {
   using json::number;
   using json::quote;
   std::string out = "{\"displayTimeUnit\": \"ms\", \"otherData\": {";
   for (size_t i = 0; i < info.size(); ++i)
     out +=
         (i ? ", " : "") + quote(info[i].first) + ": " + quote(info[i].second);
-  out += "},\n\"traceEvents\": [\n";
+  out += "},\n";
+  if (!instructions.empty()) {
+    out += "\"weipipeInstructions\": [";
+    for (size_t i = 0; i < instructions.size(); ++i)
+      out += std::string(i ? ",\n  [" : "\n  [") +
+             std::to_string(instructions[i].function) + ", " +
+             std::to_string(instructions[i].instruction) + ", " +
+             number(instructions[i].seconds) + ", " +
+             std::to_string(instructions[i].runs) + ", " +
+             number(instructions[i].fastest) + "]";
+    out += "],\n";
+  }
+  out += "\"traceEvents\": [\n";
   bool first = true;
   auto add = [&](const std::string &event) {
     out += (first ? "" : ",\n") + event;

@@ -124,6 +124,19 @@ public:
   /// runMicrobatch does. Nothing to do on the CPU, whose kernels report
   /// them as they run.
   cpu::Status synchronize();
+  /// Times every instruction it runs from now on (host clock, so the CPU
+  /// backend only; a device enqueues), adding up per instruction: what
+  /// calibrates the simulator's machine model (weipipe-run --trace).
+  void profileInstructions(bool on);
+  struct InstructionTime {
+    double seconds = 0; ///< all runs together
+    uint64_t runs = 0;
+    double fastest = 0; ///< the fastest run
+  };
+  /// Starts the sums over.
+  void resetInstructionTimes();
+  /// Per function, per instruction, since profiling was turned on or reset.
+  const std::vector<std::vector<InstructionTime>> &instructionTimes() const;
   /// The buffers parameter `index` is bound to now.
   float *boundValue(size_t index) const;
   float *boundGrad(size_t index) const;

@@ -105,11 +105,16 @@ public:
   Status readParameter(size_t index, float *dst) const;
   /// Whether train() records each step's timeline on the local ranks
   /// (every compute action, every send's posting, the closing reductions
-  /// and optimizer; host clock, so on the CPU backend only).
+  /// and optimizer) and times every instruction (host clock, so on the CPU
+  /// backend only).
   void recordTimeline(bool on);
   /// The last step's timeline of the local ranks, times from the earliest
   /// rank's start of that step.
   std::vector<TraceEvent> timeline() const;
+  /// The time of every instruction run while recording, summed over the
+  /// local ranks and over the steps after the first traced one (all of
+  /// them when only one was).
+  std::vector<InstructionSample> instructionTimes() const;
   /// What each local rank did (localRanks()'s order).
   std::vector<RankStats> stats() const;
   /// Where the ranks run: "cpu", or the GPU's description.
