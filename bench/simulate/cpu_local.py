@@ -6,10 +6,10 @@ simulator's predicted iteration time of every schedule to a measured
      token data.
   2. Calibrate: compile WeiPipe-Interleave at P = 2 (its sends are whole
      weight chunks, megabytes: they fit the link), run 6 steps with --trace,
-     and fit the
-     machine model to the instruction times of steps 1..5 and the sends
-     (weipipe-opt --calibrate-from ... --calibrated-machine). With --write
-     the result replaces machines/cpu-local.json.
+     and fit the machine model to the instruction times of steps 1..5 and
+     the sends (weipipe-opt --calibrate-from ... --calibrated-machine). With
+     --write the result replaces machines/cpu-local.json if the check
+     passes.
   3. Check: for every schedule at P = 2 (one rank per core: --threads 2),
      compile with --simulate=<calibrated model> and run --steps 8; the
      measured time is the fastest of steps 1..7 (step 0 allocates; this
@@ -117,7 +117,9 @@ def main():
     for name, n, pred, meas, err in rows:
         print(f"| {name} | {n} | {pred * 1e3:.1f} | {meas * 1e3:.1f} | {err * 100:+.1f} % |")
     print(f"\nworst error {worst * 100:.1f} % (tolerance {args.tolerance * 100:.0f} %)")
-    if args.write:
+    if args.write and worst > args.tolerance:
+        print("not written: the check failed")
+    elif args.write:
         dst = os.path.join(ROOT, "machines", "cpu-local.json")
         with open(machine) as f:
             text = f.read()

@@ -1,12 +1,12 @@
 //===- Simulate.cpp - timing simulation of per-rank programs --------------===//
 //
 // Part of weipipe. See include/weipipe/Schedule/Simulate.h for the timing
-// semantics. Ranks advance in turn, each until it waits on a receive whose
-// matching send is not posted yet; a round in which no rank advances is a
-// deadlock (which verifySchedule rules out, so it means a schedule that was
-// not verified). A send's timing depends only on its own rank's clock and
-// its link's earlier messages, so the order in which ranks advance does not
-// change any time.
+// semantics. One action at a time, always of the rank with the earliest
+// clock among those not waiting for a receive whose matching send is not
+// posted yet, so that a channel several ranks share takes their messages in
+// the order they are posted. No rank able to go on is a deadlock (which
+// verifySchedule rules out, so it means a schedule that was not
+// verified).
 //
 //===----------------------------------------------------------------------===//
 
@@ -139,77 +139,94 @@ std::string simulateSchedule(const Schedule &s, const CostModel &m,
   for (RankState &st : ranks)
     st.recvCount.assign(size_t(P), 0);
 
-  size_t done = 0;
-  while (done < size_t(P)) {
-    bool progress = false;
-    done = 0;
-    for (int r = 0; r < P; ++r) {
-      RankState &st = ranks[size_t(r)];
-      const std::vector<Action> &acts = s.programs[size_t(r)].actions;
-      while (st.pc < acts.size()) {
-        const Action &a = acts[st.pc];
-        if (double cost = computeCost(a, m); cost >= 0) {
-          sim.compute.push_back(
-              {r, st.pc, -1, 0, st.clock, st.clock + cost});
-          st.clock += cost;
-          sim.busy[size_t(r)] += cost;
-        } else if (a.op == Op::Send) {
-          double bytes = 0;
-          for (const Content &c : a.contents)
-            bytes += contentBytes(c, m);
-          const size_t link = size_t(r) * size_t(P) + size_t(a.peer);
-          const auto [channel, l] = route(r, a.peer);
-          const double start = std::max(st.clock, channelFree[channel]);
-          const double end = start + l->latency +
-                             (l->bandwidth > 0 ? bytes / l->bandwidth : 0);
-          channelFree[channel] = end;
-          if (l->synchronous)
-            st.clock = end;
-          arrivals[link].push_back(end);
-          sim.linkBytes[link] += bytes;
-          sim.transfers.push_back({r, st.pc, a.peer, bytes, start, end});
-          st.sends.insert(a.token);
-        } else if (a.op == Op::LoadMaster || a.op == Op::Zero ||
-                   a.op == Op::AddInto) {
-          if (m.memoryBandwidth > 0 && a.chunk >= 0 && size_t(a.chunk) < C)
-            st.clock += (a.op == Op::Zero         ? 1
-                         : a.op == Op::LoadMaster ? 2
-                                                  : 3) *
-                        m.weightBytes[size_t(a.chunk)] / m.memoryBandwidth;
-        } else if (a.op == Op::Recv) {
-          st.recvs[a.token] = {a.peer, st.recvCount[size_t(a.peer)]++};
-        } else if (a.op == Op::Wait) {
-          double ready = st.clock;
-          bool blocked = false;
-          for (int t : a.tokens) {
-            if (st.sends.count(t))
-              continue; // buffered: complete when posted
-            auto it = st.recvs.find(t);
-            if (it == st.recvs.end())
-              return where(s, r, st.pc) + ": token " + std::to_string(t) +
-                     " was never posted";
-            const auto &[peer, index] = it->second;
-            const std::vector<double> &arr =
-                arrivals[size_t(peer) * size_t(P) + size_t(r)];
-            if (index >= arr.size()) {
-              blocked = true; // the matching send is not posted yet
-              break;
-            }
-            ready = std::max(ready, arr[index]);
-          }
-          if (blocked)
-            break;
-          st.clock = ready;
-        }
-        ++st.pc;
-        progress = true;
+  // Whether rank r's next action is a Wait for a receive whose matching
+  // send is not posted yet; an error for a token never posted.
+  std::string error;
+  auto blocked = [&](int r) {
+    const RankState &st = ranks[size_t(r)];
+    const Action &a = s.programs[size_t(r)].actions[st.pc];
+    if (a.op != Op::Wait)
+      return false;
+    for (int t : a.tokens) {
+      if (st.sends.count(t))
+        continue; // buffered: complete when posted
+      auto it = st.recvs.find(t);
+      if (it == st.recvs.end()) {
+        error = where(s, r, st.pc) + ": token " + std::to_string(t) +
+                " was never posted";
+        return true;
       }
-      if (st.pc == acts.size()) {
-        sim.finish[size_t(r)] = st.clock;
-        ++done;
-      }
+      const auto &[peer, index] = it->second;
+      if (index >= arrivals[size_t(peer) * size_t(P) + size_t(r)].size())
+        return true;
     }
-    if (done < size_t(P) && !progress) { // every rank still running waits
+    return false;
+  };
+  // One action of rank r (not blocked).
+  auto advance = [&](int r) {
+    RankState &st = ranks[size_t(r)];
+    const Action &a = s.programs[size_t(r)].actions[st.pc];
+    if (double cost = computeCost(a, m); cost >= 0) {
+      sim.compute.push_back({r, st.pc, -1, 0, st.clock, st.clock + cost});
+      st.clock += cost;
+      sim.busy[size_t(r)] += cost;
+    } else if (a.op == Op::Send) {
+      double bytes = 0;
+      for (const Content &c : a.contents)
+        bytes += contentBytes(c, m);
+      const size_t link = size_t(r) * size_t(P) + size_t(a.peer);
+      const auto [channel, l] = route(r, a.peer);
+      const double start = std::max(st.clock, channelFree[channel]);
+      const double end =
+          start + l->latency + (l->bandwidth > 0 ? bytes / l->bandwidth : 0);
+      channelFree[channel] = end;
+      if (l->synchronous)
+        st.clock = end;
+      arrivals[link].push_back(end);
+      sim.linkBytes[link] += bytes;
+      sim.transfers.push_back({r, st.pc, a.peer, bytes, start, end});
+      st.sends.insert(a.token);
+    } else if (a.op == Op::LoadMaster || a.op == Op::Zero ||
+               a.op == Op::AddInto) {
+      if (m.memoryBandwidth > 0 && a.chunk >= 0 && size_t(a.chunk) < C)
+        st.clock += (a.op == Op::Zero         ? 1
+                     : a.op == Op::LoadMaster ? 2
+                                              : 3) *
+                    m.weightBytes[size_t(a.chunk)] / m.memoryBandwidth;
+    } else if (a.op == Op::Recv) {
+      st.recvs[a.token] = {a.peer, st.recvCount[size_t(a.peer)]++};
+    } else if (a.op == Op::Wait) {
+      double ready = st.clock;
+      for (int t : a.tokens)
+        if (auto it = st.recvs.find(t); it != st.recvs.end())
+          ready =
+              std::max(ready, arrivals[size_t(it->second.first) * size_t(P) +
+                                       size_t(r)][it->second.second]);
+      st.clock = ready;
+    }
+    ++st.pc;
+  };
+  // Always the rank with the earliest clock among those that can go on:
+  // shared channels then take messages in the order they are posted.
+  while (true) {
+    int next = -1;
+    bool running = false;
+    for (int r = 0; r < P; ++r) {
+      const RankState &st = ranks[size_t(r)];
+      if (st.pc >= s.programs[size_t(r)].actions.size())
+        continue;
+      running = true;
+      if (blocked(r)) {
+        if (!error.empty())
+          return error;
+        continue;
+      }
+      if (next < 0 || st.clock < ranks[size_t(next)].clock)
+        next = r;
+    }
+    if (!running)
+      break;
+    if (next < 0) { // every rank still running waits
       std::string stuck;
       for (int r = 0; r < P; ++r)
         if (ranks[size_t(r)].pc < s.programs[size_t(r)].actions.size())
@@ -218,7 +235,10 @@ std::string simulateSchedule(const Schedule &s, const CostModel &m,
                    ": waits for a receive that no send matches";
       return "deadlock: " + stuck;
     }
+    advance(next);
   }
+  for (int r = 0; r < P; ++r)
+    sim.finish[size_t(r)] = ranks[size_t(r)].clock;
   double total = 0;
   for (int r = 0; r < P; ++r) {
     sim.iterationTime = std::max(sim.iterationTime, sim.finish[size_t(r)]);

@@ -201,10 +201,14 @@ std::string calibrate(const rt::Artifact &a, const MeasuredRun &run,
              " of function " + std::to_string(m.function) +
              ", which the artifact does not have: trace and artifact must "
              "come from the same compile";
-    if (m.runs == 0)
+    const rt::Function &fn = a.functions[size_t(m.function)];
+    bool partner = false;
+    const OpCost cost = stepCost(fn, size_t(m.instruction), base, p, &partner);
+    // A fused norm-gradient partner runs no kernel of its own (its time is
+    // its predecessor's); a time of 0 is below the clock's resolution.
+    if (m.runs == 0 || partner || !(m.fastest > 0))
       continue;
-    const rt::Instruction &I =
-        a.functions[size_t(m.function)].body[size_t(m.instruction)];
+    const rt::Instruction &I = fn.body[size_t(m.instruction)];
     const double keys =
         I.op == rt::Opcode::Attention || I.op == rt::Opcode::AttentionGrad
             ? double(
@@ -212,7 +216,7 @@ std::string calibrate(const rt::Artifact &a, const MeasuredRun &run,
             : 0;
     // The fastest run: the machine is shared, and interference only ever
     // slows an instruction down.
-    samples.push_back({instructionCost(I, base, p), m.fastest, keys});
+    samples.push_back({cost, m.fastest, keys});
   }
   Machine m = base;
   // Memory-bound instructions: t = launch + bytes / bandwidth.
@@ -327,23 +331,26 @@ std::string calibrate(const rt::Artifact &a, const MeasuredRun &run,
   // A model calibrated again says only how it was calibrated last.
   m.sources.erase(std::remove_if(m.sources.begin(), m.sources.end(),
                                  [](const std::string &s) {
-                                   return s.rfind("Calibrated by ", 0) == 0;
+                                   return s.rfind("Calibrated ", 0) == 0;
                                  }),
                   m.sources.end());
-  m.sources.push_back("Calibrated by weipipe-opt --calibrate-from=" + from +
-                      " (" + std::to_string(samples.size()) +
+  m.sources.push_back("Calibrated at " + std::string(precisionName(p)) +
+                      " (the other precision's figures fit nothing) by "
+                      "weipipe-opt --calibrate-from=" +
+                      from + " (" + std::to_string(samples.size()) +
                       " instructions, " + std::to_string(sendX.size()) +
                       " sends): " + fitted + ".");
   out->summary =
       "calibrated " + m.name + " from " + from + ": " +
       std::to_string(samples.size()) + " instructions, " +
       std::to_string(sendX.size()) + " sends\n  now: " + fitted + "\n" +
-      (actions ? fmt("  its compute actions: predicted %.4g s in all, "
-                     "measured %.4g s (%+.1f %%); the worst single action "
-                     "off by %.0f %%\n",
-                     predicted, actual, 100 * (predicted - actual) / actual,
-                     100 * worst)
-               : std::string());
+      (actions && actual > 0
+           ? fmt("  its compute actions: predicted %.4g s in all, "
+                 "measured %.4g s (%+.1f %%); the worst single action "
+                 "off by %.0f %%\n",
+                 predicted, actual, 100 * (predicted - actual) / actual,
+                 100 * worst)
+           : std::string());
   out->machine = std::move(m);
   return "";
 }

@@ -86,6 +86,7 @@ OpCost instructionCost(const Instruction &I, const Machine &m, Precision p) {
     c.flops = I.op == Opcode::Attention
                   ? f
                   : f * 2.5 + (I.operands.size() > 6 ? 0 : f / 2);
+    c.attentionFlops = c.flops;
     c.seconds = c.flops / (peak * m.attentionEfficiency.at(keyLength(I)));
     break;
   }
@@ -99,14 +100,35 @@ OpCost instructionCost(const Instruction &I, const Machine &m, Precision p) {
   return c;
 }
 
+OpCost stepCost(const rt::Function &f, size_t i, const Machine &m, Precision p,
+                bool *skipped) {
+  const bool partner =
+      i > 0 && (f.body[i - 1].flags & Instruction::kFusedWithNext);
+  if (skipped)
+    *skipped = partner;
+  if (partner)
+    return OpCost{};
+  OpCost c = instructionCost(f.body[i], m, p);
+  if ((f.body[i].flags & Instruction::kFusedWithNext) &&
+      i + 1 < f.body.size()) {
+    // One pass over the rows for both gradients: the partner's results are
+    // the only bytes it adds (it reads the same x and dy).
+    for (const rt::TensorRef &t : f.body[i + 1].results)
+      c.bytes += t.present() ? double(t.bytes()) : 0;
+    c.seconds = c.bytes / (m.memoryBandwidth * m.elementwiseEfficiency) +
+                m.launchOverhead;
+  }
+  return c;
+}
+
 OpCost functionCost(const rt::Function &f, const Machine &m, Precision p) {
   const Work w = functionWork(f, m, p);
   OpCost c;
   c.flops = w.flops;
   c.attentionFlops = w.attentionFlops;
   c.seconds = w.seconds(m);
-  for (const Instruction &I : f.body)
-    c.bytes += instructionCost(I, m, p).bytes;
+  for (size_t i = 0; i < f.body.size(); ++i)
+    c.bytes += stepCost(f, i, m, p).bytes;
   return c;
 }
 
@@ -123,8 +145,11 @@ Work &Work::operator+=(const Work &o) {
 
 Work functionWork(const rt::Function &f, const Machine &m, Precision p) {
   Work w;
-  for (const Instruction &I : f.body) {
-    const OpCost c = instructionCost(I, m, p);
+  for (size_t i = 0; i < f.body.size(); ++i) {
+    bool skipped = false;
+    const OpCost c = stepCost(f, i, m, p, &skipped);
+    if (skipped)
+      continue;
     const double t = c.seconds - m.launchOverhead;
     w.instructions += 1;
     w.flops += c.flops;
@@ -147,11 +172,27 @@ Work functionWork(const rt::Function &f, const Machine &m, Precision p) {
 
 namespace {
 
-double paramBytes(const rt::Artifact &a, const rt::Stage &st) {
+double paramBytes(const rt::Artifact &a, const std::vector<uint32_t> &params) {
   double n = 0;
-  for (uint32_t i : st.params)
+  for (uint32_t i : params)
     n += double(a.params[i].numel()) * 4;
   return n;
+}
+
+double paramBytes(const rt::Artifact &a, const rt::Stage &st) {
+  return paramBytes(a, st.params);
+}
+
+/// The replicated ends' parameters, each once (a tied embedding and head
+/// is one parameter of both), as finishStep sums them.
+std::vector<uint32_t> endParams(const rt::Artifact &a) {
+  std::vector<uint32_t> ends;
+  for (int s : {a.prologueStage(), a.epilogueStage()})
+    if (s >= 0)
+      for (uint32_t p : a.stages[size_t(s)].params)
+        if (std::find(ends.begin(), ends.end(), p) == ends.end())
+          ends.push_back(p);
+  return ends;
 }
 
 /// A memory-bound pass over `bytes` as one instruction.
@@ -238,9 +279,7 @@ std::string pipelineCost(const rt::Artifact &a, const Machine &m, Precision p,
     cm.weightBytes.push_back(double(rt::stageSlotLayout(a, st, nullptr)));
     cm.activationBytes.push_back(double(rt::boundaryLayout(st.out, nullptr)));
   }
-  for (int s : {a.prologueStage(), a.epilogueStage()})
-    if (s >= 0)
-      pc.allReduceBytes += paramBytes(a, a.stages[size_t(s)]);
+  pc.allReduceBytes = paramBytes(a, endParams(a));
   const size_t perNode = size_t(std::max(m.ranksPerNode, 1));
   cm.ranksPerNode = int(perNode);
   auto link = [](const LinkModel &l) {
@@ -254,17 +293,21 @@ std::string pipelineCost(const rt::Artifact &a, const Machine &m, Precision p,
   cm.memoryBandwidth = m.memoryBandwidth * m.elementwiseEfficiency;
   cm.intraNode = link(m.intraNode);
   cm.interNode = link(m.hasInterNode ? m.interNode : m.intraNode);
-  // The tail. A ring all-reduce moves 2 (P-1)/P of the bytes over its
-  // slowest hop in 2 (P-1) steps; the norm's sums of squares are one more
-  // exchange of a few bytes.
+  // The tail, as finishStep runs it. Every rank sends its gradient of the
+  // ends to each other rank (a rank's messages one after the other; on a
+  // shared link behind those of the other ranks of its node), then sums
+  // P blocks on the host; then three exchanges of a few bytes.
   if (P > 1) {
     const LinkModel &slow =
         P > perNode && m.hasInterNode ? m.interNode : m.intraNode;
-    const double steps = 2.0 * double(P - 1);
-    cm.tail = 2 * steps * slow.latency +
-              (slow.bandwidth > 0
-                   ? steps / double(P) * pc.allReduceBytes / slow.bandwidth
-                   : 0);
+    const double senders = slow.shared ? double(std::min(perNode, P)) : 1.0;
+    const double message =
+        slow.latency +
+        (slow.bandwidth > 0 ? pc.allReduceBytes / slow.bandwidth : 0);
+    cm.tail = double(P - 1) * senders * message +
+              3 * double(P - 1) * senders * slow.latency;
+    if (pc.allReduceBytes > 0)
+      cm.tail += memoryPass(double(P + 1) * pc.allReduceBytes, m).seconds(m);
   }
   // AdamW reads value, gradient and both moments and writes three of them,
   // over what each rank owns (its chunks' masters and the ends); the

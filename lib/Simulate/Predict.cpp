@@ -87,8 +87,8 @@ std::string formatPrediction(const Prediction &pr,
        std::to_string(s.microbatches) + " micro-batch(es), " +
        std::to_string(s.chunks) + " chunk(s)\n";
   o += "  iteration time: " + seconds(sim.iterationTime) + " (" +
-       printf("%.0f", pr.tokens) +
-       " tokens; the replicated ends' all-reduce and AdamW " +
+       printf("%.0f", pr.tokens) + " tokens; after the program, " +
+       (P > 1 ? "the ends' gradient exchange and AdamW " : "AdamW ") +
        seconds(pr.cost.model.tail) + ")\n";
   o += "  tokens/s per device: " + printf("%.1f", pr.tokensPerDevice()) + "\n";
   o += "  bubble ratio: " + printf("%.4f", sim.bubbleRatio) + "\n";
@@ -98,13 +98,14 @@ std::string formatPrediction(const Prediction &pr,
        printf("%.1f", 100 * pr.mfu()) + " % of " +
        printf("%.1f", m.peakFlops[int(pr.precision)] / 1e12) +
        " TFLOP/s per device)\n";
-  o += "  per rank:\n    rank      compute         idle   peak memory\n";
+  o += "  per rank (not computing: waits, copies, the tail):\n"
+       "    rank      compute  not computing   peak memory\n";
   for (int r = 0; r < P; ++r) {
     const double busy = sim.busy[size_t(r)];
     const double mem =
         size_t(r) < pr.peakBytes.size() ? double(pr.peakBytes[size_t(r)]) : 0;
     char line[160];
-    std::snprintf(line, sizeof line, "    %4d %12s %12s %13s%s\n", r,
+    std::snprintf(line, sizeof line, "    %4d %12s %14s %13s%s\n", r,
                   seconds(busy).c_str(),
                   seconds(sim.iterationTime - busy).c_str(), bytes(mem).c_str(),
                   mem > m.memoryBytes ? "  OUT OF MEMORY" : "");

@@ -204,6 +204,58 @@ TEST(SimulateTransfers, ASharedLinkCarriesOneMessageAtATime) {
   EXPECT_GE(shared.iterationTime, apart.iterationTime);
 }
 
+// A shared channel takes messages in the order they are posted, whichever
+// rank posts them: rank 1 sends at once, rank 0 after a forward of 10, both
+// on their node's one channel (10 per message). Rank 1's goes first.
+TEST(SimulateTransfers, ASharedChannelGoesByPostingTime) {
+  Schedule s;
+  s.name = "hand-made";
+  s.ranks = 2;
+  s.chunks = 1;
+  s.owner = {0};
+  Content act{Content::Activation, 0, 0};
+  auto send = [&](int peer) {
+    Action a;
+    a.op = Op::Send;
+    a.slots = {0};
+    a.peer = peer;
+    a.token = 0;
+    a.contents = {act};
+    return a;
+  };
+  auto recv = [&](int peer) {
+    Action a;
+    a.op = Op::Recv;
+    a.slots = {1};
+    a.peer = peer;
+    a.token = 1;
+    return a;
+  };
+  Action wait;
+  wait.op = Op::Wait;
+  wait.tokens = {0, 1};
+  Action forward;
+  forward.op = Op::Forward;
+  forward.chunk = 0;
+  forward.microbatch = 0;
+  const std::vector<Slot> slots = {{SlotKind::Activations, "A"},
+                                   {SlotKind::Activations, "B"}};
+  s.programs = {{slots, {forward, send(1), recv(1), wait}},
+                {slots, {send(0), recv(0), wait}}};
+  CostModel m = CostModel::uniform(1, 10, 0, 0);
+  m.activationBytes = {10};
+  m.intraNode.bandwidth = 1;
+  m.intraNode.shared = true;
+  Simulation sim;
+  ASSERT_EQ(simulateSchedule(s, m, &sim), "");
+  ASSERT_EQ(sim.transfers.size(), 2u);
+  for (const TimedAction &t : sim.transfers) {
+    EXPECT_DOUBLE_EQ(t.start, t.rank == 1 ? 0.0 : 10.0) << "rank " << t.rank;
+    EXPECT_DOUBLE_EQ(t.end, t.rank == 1 ? 10.0 : 20.0) << "rank " << t.rank;
+  }
+  EXPECT_DOUBLE_EQ(sim.iterationTime, 20.0);
+}
+
 // The tail (the collectives that close an iteration) adds to its time.
 TEST(SimulateTransfers, TheTailEndsTheIteration) {
   const Schedule s = verified("1f1b", 2, 2);

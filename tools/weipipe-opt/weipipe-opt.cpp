@@ -427,9 +427,10 @@ int emitPipelineArtifact(ModuleOp module, StringRef source,
        refuseOverwriting("--export-schedule", exportSchedule, source, weights,
                          {{"-o", outputFilename}})) ||
       (!simulateTrace.empty() &&
-       refuseOverwriting(
-           "--simulate-trace", simulateTrace, source, weights,
-           {{"-o", outputFilename}, {"--export-schedule", exportSchedule}})) ||
+       refuseOverwriting("--simulate-trace", simulateTrace, source, weights,
+                         {{"-o", outputFilename},
+                          {"--export-schedule", exportSchedule},
+                          {"--calibrate-from", calibrateFrom}})) ||
       (!calibratedMachine.empty() &&
        refuseOverwriting("--calibrated-machine", calibratedMachine, source,
                          weights,
@@ -464,10 +465,18 @@ int emitPipelineArtifact(ModuleOp module, StringRef source,
     }
     llvm::errs() << calibration.summary;
     machine = &calibration.machine;
-    if (!calibratedMachine.empty() &&
-        !writeOutput(calibratedMachine,
-                     ::weipipe::simulate::formatMachine(*machine)))
+    // What is written must load: a fit gone wrong is an error, not a file
+    // the next --simulate refuses.
+    ::weipipe::simulate::Machine reread;
+    if (std::string e = ::weipipe::simulate::parseMachine(
+            ::weipipe::simulate::formatMachine(*machine), calibratedMachine,
+            &reread);
+        !e.empty()) {
+      llvm::WithColor::error(llvm::errs(), "weipipe-opt")
+          << "--calibrate-from=" << calibrateFrom
+          << ": the fitted model is not valid: " << e << "\n";
       return 1;
+    }
   }
   if (machine) {
     std::vector<uint64_t> peaks;
@@ -497,6 +506,10 @@ int emitPipelineArtifact(ModuleOp module, StringRef source,
                   std::to_string(prediction.sim.iterationTime)},
                  {"bubble_ratio",
                   std::to_string(prediction.sim.bubbleRatio)}})))
+      return 1;
+    if (!calibratedMachine.empty() &&
+        !writeOutput(calibratedMachine,
+                     ::weipipe::simulate::formatMachine(*machine)))
       return 1;
     if (!writeArtifact) {
       if (!exportSchedule.empty() &&
@@ -599,6 +612,12 @@ int emitArtifact(ModuleOp module, StringRef source, StringRef outputFilename) {
         << "--ranks must be at least 1\n";
     return 2; // a usage error
   }
+  if (machine && ranks == 1 && scheduleName.empty() &&
+      !outputFilename.empty() && outputFilename != "-")
+    llvm::WithColor::note(llvm::errs(), "weipipe-opt")
+        << "--simulate simulates pipeline programs: -o gets the one-rank "
+           "pipeline artifact of --schedule=single (weipipe-run trains it "
+           "the same way)\n";
   if (ranks > 1 || !scheduleName.empty() || machine)
     return emitPipelineArtifact(module, source, outputFilename,
                                 machine ? &*machine : nullptr, precision);

@@ -25,12 +25,19 @@ namespace weipipe::simulate {
 struct OpCost {
   enum Kind { Gemm, Attention, Memory } kind = Memory;
   double flops = 0;          ///< products and attention: multiply-adds x 2
-  double attentionFlops = 0; ///< the part of `flops` in attention (sums)
+  double attentionFlops = 0; ///< the part of `flops` in attention
   double bytes = 0;          ///< operands read and results written
   double seconds = 0;        ///< on the machine, launch overhead included
 };
 
 OpCost instructionCost(const rt::Instruction &I, const Machine &m, Precision p);
+
+/// What instruction i of `f` costs as the executor runs it: a norm-gradient
+/// instruction fused with the next (Instruction::kFusedWithNext) is one
+/// kernel for both (bytes of both, one launch), the partner then nothing.
+/// Sets *skipped for the partner (the executor runs no kernel for it).
+OpCost stepCost(const rt::Function &f, size_t i, const Machine &m, Precision p,
+                bool *skipped = nullptr);
 
 /// The sum over a function's instructions.
 OpCost functionCost(const rt::Function &f, const Machine &m, Precision p);
@@ -67,16 +74,20 @@ struct PipelineCost {
   /// micro-batch; the optimizer's element-wise work not counted).
   double flops = 0;
   double gemmFlops = 0, attentionFlops = 0; ///< the parts of `flops`
-  /// Bytes all-reduced after the iteration (the replicated ends'
-  /// gradients) and the time that takes (model.tail).
+  /// The replicated ends' gradient bytes each rank sends every other rank
+  /// after the program (a parameter the prologue and epilogue share,
+  /// counted once, as the runtime does).
   double allReduceBytes = 0;
 };
 
 /// The cost model of `a` (a pipeline artifact) on `m`: every action's time
 /// from chunkWork, weight and activation bytes as the runtime's slots hold
-/// them, the links of `m`, and as the tail what the runtime does after the
-/// program: a ring all-reduce of the replicated ends' gradients, the
-/// gradient norm's exchange, and AdamW over what the busiest rank owns.
+/// them, the links of `m`, and as the tail what the runtime's finishStep
+/// does after the program: every rank sends its whole gradient of the
+/// replicated ends to every other rank and sums what it receives on the
+/// host (an all-to-all exchange, not a ring all-reduce), three small
+/// exchanges (figures, the norm's sums of squares, the losses), and AdamW
+/// over what the busiest rank owns.
 /// Returns "" or what does not fit (more ranks than one node of `m` holds
 /// when it has no inter-node link).
 std::string pipelineCost(const rt::Artifact &a, const Machine &m, Precision p,

@@ -200,7 +200,7 @@ def compare(onnx: str, machine: str, schedules: list[str], ranks: int, microbatc
 
 
 def table(rows: list[dict]) -> str:
-    best = max(r["tokens_per_s"] for r in rows)
+    best = max(r["tokens_per_s"] for r in rows) or 1.0
     out = ["| schedule | iteration (ms) | tokens/s per device | vs best | bubble | peak memory (GiB) |",
            "|---|---|---|---|---|---|"]
     for r in rows:
