@@ -6,6 +6,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "AutoSchedule.h"
 #include "weipipe/Dialect/NN/NNOps.h"
 #include "weipipe/Dialect/NN/Transforms/Passes.h"
 #include "weipipe/Dialect/Pipe/Transforms/Passes.h"
@@ -150,7 +151,10 @@ llvm::cl::opt<std::string> scheduleName(
     llvm::cl::desc("Pipeline schedule: single, gpipe, 1f1b, interleaved-1f1b, "
                    "zb-h1, fsdp, weipipe-naive, weipipe-interleave, "
                    "weipipe-zb1, weipipe-zb2, tawpipe (default with --ranks "
-                   "> 1: weipipe-interleave)"),
+                   "> 1: weipipe-interleave); auto: compile and simulate "
+                   "every schedule, chunks per rank, micro-batch count and "
+                   "size, recompute and --ends on --machine and take the "
+                   "fastest plan that fits in memory"),
     llvm::cl::init(""), llvm::cl::cat(pipelineCategory));
 
 llvm::cl::opt<unsigned> chunksPerRank(
@@ -205,6 +209,19 @@ llvm::cl::opt<std::string> simulateMachine(
                    "cpu-local) or a file's path. -o is then optional"),
     llvm::cl::value_desc("MACHINE"), llvm::cl::init(""),
     llvm::cl::cat(simulateCategory));
+
+llvm::cl::opt<std::string> machineName(
+    "machine",
+    llvm::cl::desc("With --schedule=auto: the machine model to plan for (a "
+                   "shipped name or a file; default: --simulate's)"),
+    llvm::cl::value_desc("MACHINE"), llvm::cl::init(""),
+    llvm::cl::cat(simulateCategory));
+
+llvm::cl::opt<std::string> autoSchedules(
+    "auto-schedules",
+    llvm::cl::desc("With --schedule=auto: the schedules to search, "
+                   "comma-separated (default: all)"),
+    llvm::cl::init(""), llvm::cl::cat(simulateCategory));
 
 llvm::cl::opt<std::string> simulateTrace(
     "simulate-trace",
@@ -378,10 +395,20 @@ std::optional<uint64_t> memoryLimitBytes(bool &usage) {
 }
 
 /// --emit=artifact with --ranks/--schedule: chunks, stages, the schedule.
+/// The model imported again at another micro-batch size (--schedule=auto),
+/// and the size it was imported at; `fn` is null when the input cannot be
+/// (MLIR input, or no --input-shape).
+struct Reimport {
+  std::function<OwningOpRef<ModuleOp>(int64_t batch)> fn;
+  int64_t batch = 1;
+};
+
 int emitPipelineArtifact(ModuleOp module, StringRef source,
                          StringRef outputFilename,
                          const ::weipipe::simulate::Machine *machine,
-                         ::weipipe::simulate::Precision precision) {
+                         ::weipipe::simulate::Precision precision,
+                         const ::weipipe::simulate::Machine *planMachine,
+                         const Reimport &reimport) {
   module.getContext()->printOpOnDiagnostic(false);
   mlir::weipipe::PipelineOptions options;
   options.schedule.name = !scheduleName.empty() ? scheduleName.getValue()
@@ -400,6 +427,44 @@ int emitPipelineArtifact(ModuleOp module, StringRef source,
   if (backwardKind != "fused")
     llvm::WithColor::note(llvm::errs(), "weipipe-opt")
         << "--backward is the schedule's choice with --schedule; ignored\n";
+  OwningOpRef<ModuleOp> resized; // the chosen plan's micro-batch size
+  if (options.schedule.name == "auto") {
+    bool usage;
+    ::weipipe::opt::AutoSearch search;
+    search.base = options;
+    search.memoryLimit = memoryLimitBytes(usage);
+    if (usage)
+      return 2;
+    search.batch = reimport.batch;
+    search.microbatches = int(microbatches);
+    search.reimport = reimport.fn;
+    search.machine = planMachine;
+    search.precision = precision;
+    llvm::SmallVector<llvm::StringRef> names;
+    llvm::StringRef(autoSchedules).split(names, ',', -1, false);
+    for (llvm::StringRef n : names)
+      search.schedules.push_back(n.trim().str());
+    llvm::errs() << "weipipe-opt: --schedule=auto: compiling and simulating "
+                    "every plan of the search on "
+                 << planMachine->name << "...\n";
+    std::string report;
+    ::weipipe::opt::AutoChoice best;
+    if (std::string e =
+            ::weipipe::opt::searchSchedules(module, search, &report, &best);
+        !e.empty()) {
+      llvm::WithColor::error(llvm::errs(), "weipipe-opt")
+          << "--schedule=auto: " << e << "\n";
+      return 1;
+    }
+    llvm::outs() << report;
+    options = best.options;
+    if (best.batch != reimport.batch) {
+      resized = reimport.fn(best.batch);
+      if (!resized)
+        return 1;
+      module = *resized;
+    }
+  }
   ::weipipe::schedule::Schedule schedule;
   ::weipipe::rt::Artifact artifact;
   if (failed(mlir::weipipe::buildPipelineArtifact(module, options, schedule,
@@ -552,7 +617,8 @@ int emitPipelineArtifact(ModuleOp module, StringRef source,
 }
 
 /// --emit=artifact: the training pipeline, then the artifact writer.
-int emitArtifact(ModuleOp module, StringRef source, StringRef outputFilename) {
+int emitArtifact(ModuleOp module, StringRef source, StringRef outputFilename,
+                 const Reimport &reimport = {}) {
   if ((outputFilename == "-" || outputFilename.empty()) &&
       simulateMachine.empty()) {
     llvm::WithColor::error(llvm::errs(), "weipipe-opt")
@@ -583,13 +649,44 @@ int emitArtifact(ModuleOp module, StringRef source, StringRef outputFilename) {
           << "': expected bf16 or fp32\n";
       return 2;
     }
-  } else if (!simulateTrace.empty() || !simulatePrecision.empty() ||
+  } else if (!simulateTrace.empty() ||
+             (!simulatePrecision.empty() && scheduleName != "auto") ||
              !calibrateFrom.empty()) {
     llvm::WithColor::error(llvm::errs(), "weipipe-opt")
         << (!simulateTrace.empty()   ? "--simulate-trace"
             : !calibrateFrom.empty() ? "--calibrate-from"
                                      : "--simulate-precision")
         << " needs --simulate=MACHINE\n";
+    return 2;
+  }
+  // --schedule=auto's machine: --machine, else --simulate's.
+  std::optional<::weipipe::simulate::Machine> planMachine;
+  if (scheduleName == "auto") {
+    if (machineName.empty() && !machine) {
+      llvm::WithColor::error(llvm::errs(), "weipipe-opt")
+          << "--schedule=auto needs --machine=MACHINE (or --simulate) to "
+             "plan for\n";
+      return 2;
+    }
+    planMachine.emplace();
+    if (machineName.empty()) {
+      *planMachine = *machine;
+    } else if (std::string e =
+                   ::weipipe::simulate::loadMachine(machineName, &*planMachine);
+               !e.empty()) {
+      llvm::WithColor::error(llvm::errs(), "weipipe-opt")
+          << "--machine: " << e << "\n";
+      return 1;
+    }
+    if (!machine) // the precision flag for the plan's machine
+      precision =
+          simulatePrecision == "fp32"   ? ::weipipe::simulate::Precision::Fp32
+          : simulatePrecision == "bf16" ? ::weipipe::simulate::Precision::Bf16
+                                        : planMachine->defaultPrecision;
+  } else if (!machineName.empty() || !autoSchedules.empty()) {
+    llvm::WithColor::error(llvm::errs(), "weipipe-opt")
+        << (machineName.empty() ? "--auto-schedules" : "--machine")
+        << " applies with --schedule=auto\n";
     return 2;
   }
   if (!calibratedMachine.empty() && calibrateFrom.empty()) {
@@ -619,8 +716,9 @@ int emitArtifact(ModuleOp module, StringRef source, StringRef outputFilename) {
            "pipeline artifact of --schedule=single (weipipe-run trains it "
            "the same way)\n";
   if (ranks > 1 || !scheduleName.empty() || machine)
-    return emitPipelineArtifact(module, source, outputFilename,
-                                machine ? &*machine : nullptr, precision);
+    return emitPipelineArtifact(
+        module, source, outputFilename, machine ? &*machine : nullptr,
+        precision, planMachine ? &*planMachine : nullptr, reimport);
   MLIRContext *ctx = module.getContext();
   // A failing pass would print the whole module after its message.
   ctx->printOpOnDiagnostic(false);
@@ -760,7 +858,8 @@ int main(int argc, char **argv) {
     bool keep = false;
     for (llvm::cl::OptionCategory *c : opt->Categories)
       keep |= c == &importCategory || c == &trainCategory ||
-              c == &pipelineCategory || c->getName() == "Generic Options";
+              c == &pipelineCategory || c == &simulateCategory ||
+              c->getName() == "Generic Options";
     if (!keep)
       opt->setHiddenFlag(llvm::cl::ReallyHidden);
   }
@@ -850,8 +949,23 @@ int main(int argc, char **argv) {
         mlir::weipipe::importOnnxFile(inputFilename, &context, *options);
     if (!module)
       return 1;
-    if (emitKind == EmitKind::Artifact)
-      return emitArtifact(*module, inputFilename, outputFilename);
+    if (emitKind == EmitKind::Artifact) {
+      // --schedule=auto tries other micro-batch sizes: the same import with
+      // the inputs' first dimension changed.
+      Reimport reimport;
+      if (!options->inputShapes.empty() &&
+          !options->inputShapes.begin()->second.empty()) {
+        reimport.batch = options->inputShapes.begin()->second[0];
+        reimport.fn = [&](int64_t batch) {
+          mlir::weipipe::OnnxImportOptions o = *options;
+          for (auto &[name, shape] : o.inputShapes)
+            if (!shape.empty())
+              shape[0] = batch;
+          return mlir::weipipe::importOnnxFile(inputFilename, &context, o);
+        };
+      }
+      return emitArtifact(*module, inputFilename, outputFilename, reimport);
+    }
     weights = parameterFiles(*module);
     // Hand the module to MlirOptMain as bytecode: it keeps locations and
     // parses fast, and every mlir-opt option then works on ONNX input.
