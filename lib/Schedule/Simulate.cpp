@@ -97,8 +97,7 @@ std::string simulateSchedule(const Schedule &s, const CostModel &m,
         &m.weightBytes, &m.activationBytes, &m.backward})
     if (v->size() != C && !(v == &m.backward && v->empty()))
       return "the cost model has " + std::to_string(v->size()) +
-             " entries where the schedule has " + std::to_string(C) +
-             " chunks";
+             " entries where the schedule has " + std::to_string(C) + " chunks";
   for (int r = 0; r < P; ++r)
     for (size_t k = 0; k < s.programs[size_t(r)].actions.size(); ++k) {
       const Action &a = s.programs[size_t(r)].actions[k];
@@ -207,36 +206,40 @@ std::string simulateSchedule(const Schedule &s, const CostModel &m,
     ++st.pc;
   };
   // Always the rank with the earliest clock among those that can go on:
-  // shared channels then take messages in the order they are posted.
-  while (true) {
-    int next = -1;
-    bool running = false;
-    for (int r = 0; r < P; ++r) {
-      const RankState &st = ranks[size_t(r)];
-      if (st.pc >= s.programs[size_t(r)].actions.size())
-        continue;
-      running = true;
-      if (blocked(r)) {
-        if (!error.empty())
-          return error;
-        continue;
-      }
-      if (next < 0 || st.clock < ranks[size_t(next)].clock)
-        next = r;
+  // shared channels then take messages in the order they are posted. Ranks
+  // that can go on wait in `ready` by clock; a rank blocked on a receive
+  // leaves it until a message to it is posted.
+  std::set<std::pair<double, int>> ready;
+  std::vector<bool> waiting(size_t(P), false);
+  for (int r = 0; r < P; ++r)
+    if (!s.programs[size_t(r)].actions.empty())
+      ready.insert({0.0, r});
+  while (!ready.empty()) {
+    const int r = ready.begin()->second;
+    ready.erase(ready.begin());
+    RankState &st = ranks[size_t(r)];
+    if (blocked(r)) {
+      if (!error.empty())
+        return error;
+      waiting[size_t(r)] = true;
+      continue;
     }
-    if (!running)
-      break;
-    if (next < 0) { // every rank still running waits
-      std::string stuck;
-      for (int r = 0; r < P; ++r)
-        if (ranks[size_t(r)].pc < s.programs[size_t(r)].actions.size())
-          stuck += (stuck.empty() ? "" : "; ") +
-                   where(s, r, ranks[size_t(r)].pc) +
-                   ": waits for a receive that no send matches";
-      return "deadlock: " + stuck;
+    const Action &a = s.programs[size_t(r)].actions[st.pc];
+    advance(r);
+    if (a.op == Op::Send && waiting[size_t(a.peer)]) {
+      waiting[size_t(a.peer)] = false;
+      ready.insert({ranks[size_t(a.peer)].clock, a.peer});
     }
-    advance(next);
+    if (st.pc < s.programs[size_t(r)].actions.size())
+      ready.insert({st.clock, r});
   }
+  std::string stuck;
+  for (int r = 0; r < P; ++r)
+    if (ranks[size_t(r)].pc < s.programs[size_t(r)].actions.size())
+      stuck += (stuck.empty() ? "" : "; ") + where(s, r, ranks[size_t(r)].pc) +
+               ": waits for a receive that no send matches";
+  if (!stuck.empty()) // every rank still running waits
+    return "deadlock: " + stuck;
   for (int r = 0; r < P; ++r)
     sim.finish[size_t(r)] = ranks[size_t(r)].clock;
   double total = 0;
