@@ -11,6 +11,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "SweepOptions.h"
 #include "weipipe/Dialect/Pipe/PipeOps.h"
 #include "weipipe/Dialect/Pipe/Transforms/Passes.h"
 #include "weipipe/InitAllDialects.h"
@@ -51,13 +52,7 @@ int main(int argc, char **argv) {
   ctx.loadAllAvailableDialects();
   bool allFit = true;
   for (const std::string &name : scheduleNames()) {
-    Options o;
-    o.name = name;
-    o.ranks = name == "single" ? 1 : P;
-    o.microbatches = name == "weipipe-zb2" ? o.ranks : N;
-    o.nodeSize = name == "tawpipe" ? 8 : 1;
-    if (name == "interleaved-1f1b")
-      o.chunksPerRank = layers / P >= 2 ? 2 : 1;
+    const Options o = sweepOptions(name, layers, P, N);
     std::string error;
     const int chunks = chunksFor(o, &error);
     if (chunks < 0 || chunks > layers) {

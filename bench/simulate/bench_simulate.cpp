@@ -9,6 +9,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "../schedule/SweepOptions.h"
 #include "weipipe/Schedule/Simulate.h"
 
 #include <algorithm>
@@ -29,13 +30,7 @@ int main(int argc, char **argv) {
               "bubble", "/budget");
   bool allFit = true;
   for (const std::string &name : scheduleNames()) {
-    Options o;
-    o.name = name;
-    o.ranks = name == "single" ? 1 : P;
-    o.microbatches = name == "weipipe-zb2" ? o.ranks : N;
-    o.nodeSize = name == "tawpipe" ? 8 : 1;
-    if (name == "interleaved-1f1b")
-      o.chunksPerRank = layers / P >= 2 ? 2 : 1;
+    const Options o = sweepOptions(name, layers, P, N);
     Schedule s;
     std::string error;
     if (!generateSchedule(o, &s, &error)) {

@@ -208,15 +208,10 @@ std::string calibrate(const rt::Artifact &a, const MeasuredRun &run,
     // its predecessor's); a time of 0 is below the clock's resolution.
     if (m.runs == 0 || partner || !(m.fastest > 0))
       continue;
-    const rt::Instruction &I = fn.body[size_t(m.instruction)];
-    const double keys =
-        I.op == rt::Opcode::Attention || I.op == rt::Opcode::AttentionGrad
-            ? double(
-                  I.operands[1].shape[I.operands[1].shape.size() == 4 ? 2 : 1])
-            : 0;
     // The fastest run: the machine is shared, and interference only ever
     // slows an instruction down.
-    samples.push_back({cost, m.fastest, keys});
+    samples.push_back(
+        {cost, m.fastest, attentionKeyLength(fn.body[size_t(m.instruction)])});
   }
   Machine m = base;
   // Memory-bound instructions: t = launch + bytes / bandwidth.

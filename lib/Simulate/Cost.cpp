@@ -41,12 +41,14 @@ double attentionFlops(const Instruction &I) {
   return f;
 }
 
-double keyLength(const Instruction &I) {
+} // namespace
+
+double attentionKeyLength(const Instruction &I) {
+  if (I.op != Opcode::Attention && I.op != Opcode::AttentionGrad)
+    return 0;
   const rt::TensorRef &k = I.operands[1];
   return double(k.shape[k.shape.size() == 4 ? 2 : 1]);
 }
-
-} // namespace
 
 OpCost instructionCost(const Instruction &I, const Machine &m, Precision p) {
   OpCost c;
@@ -87,7 +89,8 @@ OpCost instructionCost(const Instruction &I, const Machine &m, Precision p) {
                   ? f
                   : f * 2.5 + (I.operands.size() > 6 ? 0 : f / 2);
     c.attentionFlops = c.flops;
-    c.seconds = c.flops / (peak * m.attentionEfficiency.at(keyLength(I)));
+    c.seconds =
+        c.flops / (peak * m.attentionEfficiency.at(attentionKeyLength(I)));
     break;
   }
   default:
@@ -279,7 +282,7 @@ std::string pipelineCost(const rt::Artifact &a, const Machine &m, Precision p,
     cm.weightBytes.push_back(double(rt::stageSlotLayout(a, st, nullptr)));
     cm.activationBytes.push_back(double(rt::boundaryLayout(st.out, nullptr)));
   }
-  pc.allReduceBytes = paramBytes(a, endParams(a));
+  pc.endsGradientBytes = paramBytes(a, endParams(a));
   const size_t perNode = size_t(std::max(m.ranksPerNode, 1));
   cm.ranksPerNode = int(perNode);
   auto link = [](const LinkModel &l) {
@@ -303,16 +306,16 @@ std::string pipelineCost(const rt::Artifact &a, const Machine &m, Precision p,
     const double senders = slow.shared ? double(std::min(perNode, P)) : 1.0;
     const double message =
         slow.latency +
-        (slow.bandwidth > 0 ? pc.allReduceBytes / slow.bandwidth : 0);
+        (slow.bandwidth > 0 ? pc.endsGradientBytes / slow.bandwidth : 0);
     cm.tail = double(P - 1) * senders * message +
               3 * double(P - 1) * senders * slow.latency;
-    if (pc.allReduceBytes > 0)
-      cm.tail += memoryPass(double(P + 1) * pc.allReduceBytes, m).seconds(m);
+    if (pc.endsGradientBytes > 0)
+      cm.tail += memoryPass(double(P + 1) * pc.endsGradientBytes, m).seconds(m);
   }
   // AdamW reads value, gradient and both moments and writes three of them,
   // over what each rank owns (its chunks' masters and the ends); the
   // busiest rank ends the iteration.
-  std::vector<double> owned(P, pc.allReduceBytes);
+  std::vector<double> owned(P, pc.endsGradientBytes);
   for (size_t c = 0; c < C && c < a.owner.size(); ++c)
     if (a.owner[c] >= 0 && size_t(a.owner[c]) < P)
       owned[size_t(a.owner[c])] += paramBytes(a, a.stages[a.chunkStage(c)]);

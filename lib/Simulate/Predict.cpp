@@ -65,15 +65,15 @@ std::string seconds(double t) {
   return printf("%.1f us", t * 1e6);
 }
 
-std::string bytes(double b) {
+} // namespace
+
+std::string formatBytes(double b) {
   if (b >= double(1ull << 30))
     return printf("%.2f GiB", b / double(1ull << 30));
   if (b >= double(1ull << 20))
     return printf("%.2f MiB", b / double(1ull << 20));
   return printf("%.1f KiB", b / 1024);
 }
-
-} // namespace
 
 std::string formatPrediction(const Prediction &pr,
                              const schedule::Schedule &s) {
@@ -105,10 +105,10 @@ std::string formatPrediction(const Prediction &pr,
     const double mem =
         size_t(r) < pr.peakBytes.size() ? double(pr.peakBytes[size_t(r)]) : 0;
     char line[160];
-    std::snprintf(line, sizeof line, "    %4d %12s %14s %13s%s\n", r,
-                  seconds(busy).c_str(),
-                  seconds(sim.iterationTime - busy).c_str(), bytes(mem).c_str(),
-                  mem > m.memoryBytes ? "  OUT OF MEMORY" : "");
+    std::snprintf(
+        line, sizeof line, "    %4d %12s %14s %13s%s\n", r,
+        seconds(busy).c_str(), seconds(sim.iterationTime - busy).c_str(),
+        formatBytes(mem).c_str(), mem > m.memoryBytes ? "  OUT OF MEMORY" : "");
     o += line;
   }
   o += "  bytes per link (per iteration):\n";
@@ -122,15 +122,15 @@ std::string formatPrediction(const Prediction &pr,
         const LinkModel &l =
             inside || !m.hasInterNode ? m.intraNode : m.interNode;
         o += "    " + std::to_string(from) + " -> " + std::to_string(to) +
-             ": " + bytes(b) + " (" + l.kind + ")\n";
+             ": " + formatBytes(b) + " (" + l.kind + ")\n";
         any = true;
       }
   if (!any)
     o += "    none\n";
   if (int r = pr.outOfMemory(); r >= 0)
     o += "  does not fit: rank " + std::to_string(r) + " needs " +
-         bytes(double(pr.peakBytes[size_t(r)])) + ", the device has " +
-         bytes(m.memoryBytes) + "\n";
+         formatBytes(double(pr.peakBytes[size_t(r)])) + ", the device has " +
+         formatBytes(m.memoryBytes) + "\n";
   return o;
 }
 

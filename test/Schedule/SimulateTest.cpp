@@ -214,21 +214,16 @@ TEST(SimulateTransfers, ASharedChannelGoesByPostingTime) {
   s.chunks = 1;
   s.owner = {0};
   Content act{Content::Activation, 0, 0};
-  auto send = [&](int peer) {
+  // A send from slot 0 (token 0) or a receive into slot 1 (token 1).
+  auto transfer = [&](Op op, int peer) {
     Action a;
-    a.op = Op::Send;
-    a.slots = {0};
+    a.op = op;
+    const int k = op == Op::Send ? 0 : 1;
+    a.slots = {k};
     a.peer = peer;
-    a.token = 0;
-    a.contents = {act};
-    return a;
-  };
-  auto recv = [&](int peer) {
-    Action a;
-    a.op = Op::Recv;
-    a.slots = {1};
-    a.peer = peer;
-    a.token = 1;
+    a.token = k;
+    if (op == Op::Send)
+      a.contents = {act};
     return a;
   };
   Action wait;
@@ -240,8 +235,9 @@ TEST(SimulateTransfers, ASharedChannelGoesByPostingTime) {
   forward.microbatch = 0;
   const std::vector<Slot> slots = {{SlotKind::Activations, "A"},
                                    {SlotKind::Activations, "B"}};
-  s.programs = {{slots, {forward, send(1), recv(1), wait}},
-                {slots, {send(0), recv(0), wait}}};
+  s.programs = {
+      {slots, {forward, transfer(Op::Send, 1), transfer(Op::Recv, 1), wait}},
+      {slots, {transfer(Op::Send, 0), transfer(Op::Recv, 0), wait}}};
   CostModel m = CostModel::uniform(1, 10, 0, 0);
   m.activationBytes = {10};
   m.intraNode.bandwidth = 1;

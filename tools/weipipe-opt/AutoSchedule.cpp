@@ -32,15 +32,6 @@ struct Plan {
   uint64_t peak = 0;
 };
 
-std::string bytes(double b) {
-  char buf[32];
-  if (b >= double(1ull << 30))
-    std::snprintf(buf, sizeof buf, "%.2f GiB", b / double(1ull << 30));
-  else
-    std::snprintf(buf, sizeof buf, "%.2f MiB", b / double(1ull << 20));
-  return buf;
-}
-
 std::string flagsOf(const Plan &p, const std::string &inputs) {
   const auto &s = p.options.schedule;
   std::string f = "--ranks=" + std::to_string(s.ranks) +
@@ -154,8 +145,9 @@ std::string weipipe::opt::searchSchedules(mlir::ModuleOp module,
     const Plan &small = *std::min_element(
         over.begin(), over.end(),
         [](const Plan &a, const Plan &b) { return a.peak < b.peak; });
-    return "no plan fits in " + bytes(double(limit)) + ": the smallest needs " +
-           bytes(double(small.peak)) + " (" + flagsOf(small, "") + ")";
+    return "no plan fits in " + sim::formatBytes(double(limit)) +
+           ": the smallest needs " + sim::formatBytes(double(small.peak)) +
+           " (" + flagsOf(small, "") + ")";
   }
   std::stable_sort(fits.begin(), fits.end(), [](const Plan &a, const Plan &b) {
     return a.tokensPerDevice > b.tokensPerDevice;
@@ -166,7 +158,7 @@ std::string weipipe::opt::searchSchedules(mlir::ModuleOp module,
       sim::precisionName(search.precision) + "): " + std::to_string(tried) +
       " plans, " + std::to_string(invalid) +
       " not valid for this model or schedule, " + std::to_string(over.size()) +
-      " over " + bytes(double(limit)) + "; the best of " +
+      " over " + sim::formatBytes(double(limit)) + "; the best of " +
       std::to_string(fits.size()) + ":\n";
   std::snprintf(line, sizeof line,
                 "  %4s  %-20s %2s %4s %5s %9s %-10s %15s %12s %7s %12s\n",
@@ -182,7 +174,7 @@ std::string weipipe::opt::searchSchedules(mlir::ModuleOp module,
                   k + 1, s.name.c_str(), s.chunksPerRank, s.microbatches,
                   (long long)p.batch, p.options.recompute ? "yes" : "no",
                   p.options.ends.c_str(), p.tokensPerDevice, p.iteration * 1e3,
-                  p.bubble, bytes(double(p.peak)).c_str());
+                  p.bubble, sim::formatBytes(double(p.peak)).c_str());
     o += line;
   }
   best->options = fits.front().options;

@@ -252,14 +252,7 @@ llvm::cl::opt<std::string> simulatePrecision(
     llvm::cl::init(""), llvm::cl::cat(simulateCategory));
 
 std::string formatBytes(uint64_t b) {
-  char buf[32];
-  if (b >= (1ull << 30))
-    snprintf(buf, sizeof buf, "%.2f GiB", b / double(1ull << 30));
-  else if (b >= (1ull << 20))
-    snprintf(buf, sizeof buf, "%.2f MiB", b / double(1ull << 20));
-  else
-    snprintf(buf, sizeof buf, "%.1f KiB", b / 1024.0);
-  return buf;
+  return ::weipipe::simulate::formatBytes(double(b));
 }
 
 /// The per-rank memory plan as a table.

@@ -32,6 +32,10 @@ struct OpCost {
 
 OpCost instructionCost(const rt::Instruction &I, const Machine &m, Precision p);
 
+/// An attention (or attention-gradient) instruction's key length, the size
+/// its efficiency is looked up at; 0 for any other instruction.
+double attentionKeyLength(const rt::Instruction &I);
+
 /// What instruction i of `f` costs as the executor runs it: a norm-gradient
 /// instruction fused with the next (Instruction::kFusedWithNext) is one
 /// kernel for both (bytes of both, one launch), the partner then nothing.
@@ -77,7 +81,7 @@ struct PipelineCost {
   /// The replicated ends' gradient bytes each rank sends every other rank
   /// after the program (a parameter the prologue and epilogue share,
   /// counted once, as the runtime does).
-  double allReduceBytes = 0;
+  double endsGradientBytes = 0;
 };
 
 /// The cost model of `a` (a pipeline artifact) on `m`: every action's time

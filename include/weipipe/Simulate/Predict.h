@@ -39,6 +39,9 @@ std::string predict(const rt::Artifact &a, const schedule::Schedule &s,
                     const Machine &m, Precision p,
                     std::vector<uint64_t> peakBytes, Prediction *out);
 
+/// "1.23 GiB", "4.56 MiB", "7.8 KiB": how reports show sizes.
+std::string formatBytes(double bytes);
+
 /// The report `--simulate` prints.
 std::string formatPrediction(const Prediction &pr, const schedule::Schedule &s);
 
