@@ -552,16 +552,27 @@ bool genZBH1(Schedule &s, std::string *error) {
 /// FSDP / ZeRO-3 style data parallelism: chunk c's master lives on rank c.
 /// All ranks walk the same steps (per local micro-batch: F of chunks 0..C-1,
 /// then B of C-1..0), each on its own micro-batch. The weights of step s+1
-/// are gathered during step s (the owner loads them and sends them to every
-/// other rank) into the weights slot of the other parity. Every rank
+/// are gathered during step s into the weights slot of the other parity:
+/// the owner loads them and sends them to every rank of its node and to
+/// one relay in each other node (nodes of nodeSize consecutive ranks; the
+/// relay has the owner's place in its node), which passes them on to the
+/// rest of its node when it takes them at step s+1 — one copy per node
+/// crosses the slow link between nodes, not one per rank. Every rank
 /// accumulates its gradient of every chunk locally and sends it to the
 /// owner at the end; the owner adds them in rank order and steps.
 bool genFSDP(Schedule &s) {
   const int p = s.ranks, c = s.chunks, nw = s.microbatches / p;
+  const int ns = std::max(s.nodeSize, 1);
   s.owner.resize(c);
   for (int x = 0; x < c; ++x)
     s.owner[x] = x;
   const int steps = nw * 2 * c;
+  // Who sends rank q the weights owner o gathers: o itself inside o's node
+  // and to the relays, else q's node's relay.
+  auto relayOf = [&](int q, int o) { return q / ns * ns + o % ns; };
+  auto sourceOf = [&](int q, int o) {
+    return q / ns == o / ns || q == relayOf(q, o) ? o : relayOf(q, o);
+  };
   auto chunkOf = [&](int st) {
     int k = st % (2 * c);
     return k < c ? k : 2 * c - 1 - k;
@@ -582,11 +593,11 @@ bool genFSDP(Schedule &s) {
     int x = chunkOf(st), o = s.owner[x], par = st % 2;
     b.loadMaster(o, t, w[o][par], x);
     for (int q = 0; q < p; ++q)
-      if (q != o)
+      if (q != o && sourceOf(q, o) == o)
         b.send(o, t, q, {w[o][par]});
     for (int q = 0; q < p; ++q)
       if (q != o)
-        pending[q][par] = b.recv(q, t, o, {w[q][par]});
+        pending[q][par] = b.recv(q, t, sourceOf(q, o), {w[q][par]});
   };
   gather(0, 0);
   for (int st = 0; st < steps; ++st) {
@@ -599,6 +610,10 @@ bool genFSDP(Schedule &s) {
         b.wait(r, st, {pending[r][par]});
         pending[r][par] = -1;
       }
+      const int o = s.owner[x];
+      for (int q = 0; q < p && r != o; ++q) // a relay passes the weights on
+        if (q != r && q != o && sourceOf(q, o) == r)
+          b.send(r, st, q, {w[r][par]});
       if (fwd)
         b.forward(r, st, x, r + p * m, w[r][par]);
       else

@@ -60,6 +60,10 @@ static bool fail(std::string *error, const std::string &message) {
   return false;
 }
 
+bool splitsBackward(const std::string &name) {
+  return name == "zb-h1" || name == "weipipe-zb1" || name == "weipipe-zb2";
+}
+
 int chunksFor(const Options &o, std::string *error) {
   const auto &names = scheduleNames();
   if (std::find(names.begin(), names.end(), o.name) == names.end()) {
@@ -87,9 +91,9 @@ int chunksFor(const Options &o, std::string *error) {
                     "chunk per rank, drop the flag");
     return -1;
   }
-  if (n != "tawpipe" && o.nodeSize != 1) {
+  if (n != "tawpipe" && n != "fsdp" && o.nodeSize != 1) {
     fail(error, n + ": --node-size=" + std::to_string(o.nodeSize) +
-                    " is only for tawpipe; drop the flag");
+                    " is only for tawpipe and fsdp; drop the flag");
     return -1;
   }
   if (n == "single") {
@@ -120,7 +124,8 @@ int chunksFor(const Options &o, std::string *error) {
     }
     return o.chunksPerRank * p;
   }
-  if (n == "tawpipe" && (o.nodeSize < 1 || p % o.nodeSize != 0)) {
+  if ((n == "tawpipe" || n == "fsdp") &&
+      (o.nodeSize < 1 || p % o.nodeSize != 0)) {
     fail(error, n +
                     ": --node-size must be at least 1 and divide --ranks (got "
                     "--node-size=" +

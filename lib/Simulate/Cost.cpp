@@ -253,8 +253,12 @@ std::vector<ChunkWork> chunkWork(const rt::Artifact &a, const Machine &m,
   return chunks;
 }
 
+const char *storageName(Storage s) {
+  return s == Storage::Mixed ? "mixed" : "fp32";
+}
+
 std::string pipelineCost(const rt::Artifact &a, const Machine &m, Precision p,
-                         PipelineCost *out) {
+                         Storage storage, PipelineCost *out) {
   const size_t C = a.numChunks(), P = a.ranks;
   if (P > size_t(m.ranksPerNode) && !m.hasInterNode)
     return "the machine '" + m.name + "' is one node of " +
@@ -279,10 +283,13 @@ std::string pipelineCost(const rt::Artifact &a, const Machine &m, Precision p,
     pc.gemmFlops += microbatches * iteration.gemmFlops;
     pc.attentionFlops += microbatches * iteration.attentionFlops;
     const rt::Stage &st = a.stages[a.chunkStage(c)];
-    cm.weightBytes.push_back(double(rt::stageSlotLayout(a, st, nullptr)));
-    cm.activationBytes.push_back(double(rt::boundaryLayout(st.out, nullptr)));
+    const double scale = storageScale(storage);
+    cm.weightBytes.push_back(scale *
+                             double(rt::stageSlotLayout(a, st, nullptr)));
+    cm.activationBytes.push_back(scale *
+                                 double(rt::boundaryLayout(st.out, nullptr)));
   }
-  pc.endsGradientBytes = paramBytes(a, endParams(a));
+  pc.endsGradientBytes = storageScale(storage) * paramBytes(a, endParams(a));
   const size_t perNode = size_t(std::max(m.ranksPerNode, 1));
   cm.ranksPerNode = int(perNode);
   auto link = [](const LinkModel &l) {
@@ -296,26 +303,28 @@ std::string pipelineCost(const rt::Artifact &a, const Machine &m, Precision p,
   cm.memoryBandwidth = m.memoryBandwidth * m.elementwiseEfficiency;
   cm.intraNode = link(m.intraNode);
   cm.interNode = link(m.hasInterNode ? m.interNode : m.intraNode);
-  // The tail, as finishStep runs it. Every rank sends its gradient of the
-  // ends to each other rank (a rank's messages one after the other; on a
-  // shared link behind those of the other ranks of its node), then sums
-  // P blocks on the host; then three exchanges of a few bytes.
+  // The tail, as finishStep runs it. The ends' gradients are summed by a
+  // reduce-scatter and an all-gather of direct messages: every rank sends
+  // each other rank a 1/P block (its messages one after the other; on a
+  // shared link behind those of the other ranks of its node), adds its own
+  // block over P ranks on the host, and sends the sum to each other rank;
+  // then three exchanges of a few bytes.
   if (P > 1) {
     const LinkModel &slow =
         P > perNode && m.hasInterNode ? m.interNode : m.intraNode;
     const double senders = slow.shared ? double(std::min(perNode, P)) : 1.0;
+    const double block = pc.endsGradientBytes / double(P);
     const double message =
-        slow.latency +
-        (slow.bandwidth > 0 ? pc.endsGradientBytes / slow.bandwidth : 0);
-    cm.tail = double(P - 1) * senders * message +
+        slow.latency + (slow.bandwidth > 0 ? block / slow.bandwidth : 0);
+    cm.tail = 2 * double(P - 1) * senders * message +
               3 * double(P - 1) * senders * slow.latency;
     if (pc.endsGradientBytes > 0)
-      cm.tail += memoryPass(double(P + 1) * pc.endsGradientBytes, m).seconds(m);
+      cm.tail += memoryPass(double(P + 1) * block, m).seconds(m);
   }
   // AdamW reads value, gradient and both moments and writes three of them,
   // over what each rank owns (its chunks' masters and the ends); the
   // busiest rank ends the iteration.
-  std::vector<double> owned(P, pc.endsGradientBytes);
+  std::vector<double> owned(P, paramBytes(a, endParams(a))); // fp32 masters
   for (size_t c = 0; c < C && c < a.owner.size(); ++c)
     if (a.owner[c] >= 0 && size_t(a.owner[c]) < P)
       owned[size_t(a.owner[c])] += paramBytes(a, a.stages[a.chunkStage(c)]);

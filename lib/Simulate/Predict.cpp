@@ -32,12 +32,13 @@ int Prediction::outOfMemory() const {
 }
 
 std::string predict(const rt::Artifact &a, const schedule::Schedule &s,
-                    const Machine &m, Precision p,
+                    const Machine &m, Precision p, Storage storage,
                     std::vector<uint64_t> peakBytes, Prediction *out) {
   Prediction pr;
   pr.machine = m;
   pr.precision = p;
-  if (std::string e = pipelineCost(a, m, p, &pr.cost); !e.empty())
+  pr.storage = storage;
+  if (std::string e = pipelineCost(a, m, p, storage, &pr.cost); !e.empty())
     return e;
   if (std::string e = schedule::simulateSchedule(s, pr.cost.model, &pr.sim);
       !e.empty())
@@ -46,6 +47,18 @@ std::string predict(const rt::Artifact &a, const schedule::Schedule &s,
   pr.peakBytes = std::move(peakBytes);
   *out = std::move(pr);
   return "";
+}
+
+uint64_t storedBytes(const rt::RankMemoryPlan &plan, Storage storage) {
+  if (storage == Storage::Fp32)
+    return plan.total();
+  rt::RankMemoryPlan mixed = plan;
+  mixed.constantBytes += plan.parameterBytes / 2; // the 16-bit copy
+  mixed.slotBytes /= 2;
+  mixed.activationBytes /= 2;
+  mixed.scratchBytes /= 2;
+  mixed.kernelScratchBytes /= 2;
+  return mixed.total();
 }
 
 namespace {
@@ -81,8 +94,12 @@ std::string formatPrediction(const Prediction &pr,
   const schedule::Simulation &sim = pr.sim;
   const int P = s.ranks;
   std::string o = "simulated on " + m.name + " (" + m.device + ", " +
-                  precisionName(pr.precision) + ", " +
-                  std::to_string(m.ranksPerNode) + " ranks per node):\n";
+                  precisionName(pr.precision) +
+                  (pr.storage == Storage::Mixed
+                       ? " with mixed-precision storage (16-bit activations "
+                         "and messages)"
+                       : "") +
+                  ", " + std::to_string(m.ranksPerNode) + " ranks per node):\n";
   o += "  schedule: " + s.name + " on " + std::to_string(P) + " rank(s), " +
        std::to_string(s.microbatches) + " micro-batch(es), " +
        std::to_string(s.chunks) + " chunk(s)\n";
@@ -90,6 +107,10 @@ std::string formatPrediction(const Prediction &pr,
        printf("%.0f", pr.tokens) + " tokens; after the program, " +
        (P > 1 ? "the ends' gradient exchange and AdamW " : "AdamW ") +
        seconds(pr.cost.model.tail) + ")\n";
+  if (P > 1 &&
+      (m.intraNode.synchronous || (m.hasInterNode && m.interNode.synchronous)))
+    o += "  sends: blocking (a sender waits until its message has "
+         "arrived)\n";
   o += "  tokens/s per device: " + printf("%.1f", pr.tokensPerDevice()) + "\n";
   o += "  bubble ratio: " + printf("%.4f", sim.bubbleRatio) + "\n";
   o += "  model FLOPs per iteration: " + printf("%.0f", pr.cost.flops) +

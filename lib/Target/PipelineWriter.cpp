@@ -192,7 +192,12 @@ LogicalResult mlir::weipipe::buildPipelineArtifact(ModuleOp module,
     return module.emitError()
            << "--ends='" << opt.ends << "': expected replicated or owned";
   std::string error;
-  const int chunks = sched::chunksFor(opt.schedule, &error);
+  // A layer probe (ranks 0): one chunk per layer (build-model's chunks=0),
+  // then 1F1B over as many ranks as there are chunks.
+  const bool probe = opt.schedule.ranks == 0;
+  if (probe && opt.schedule.name != "1f1b")
+    return module.emitError() << "internal error: a layer probe is 1f1b";
+  const int chunks = probe ? 0 : sched::chunksFor(opt.schedule, &error);
   if (chunks < 0)
     return module.emitError() << error;
 
@@ -206,11 +211,23 @@ LogicalResult mlir::weipipe::buildPipelineArtifact(ModuleOp module,
   ad.recompute = opt.recompute;
   pm.addPass(createPipeAutodiffPass(ad));
   pm.addPass(createCSEPass());
+  if (failed(pm.run(module)))
+    return failure();
+  int ranks = opt.schedule.ranks;
+  if (probe) {
+    auto model = module.lookupSymbol<pipe::ModelOp>("main_model");
+    if (!model)
+      return module.emitError() << "internal error: no pipe.model";
+    ranks = 0;
+    for (auto chunk : model.getBodyRegion().front().getOps<pipe::ChunkOp>())
+      ranks += chunk.getKind() == pipe::ChunkKind::layers;
+  }
   // The schedule lives in the IR: written as pipe.programs, read back and
   // verified below for the artifact.
+  pm.clear();
   PipeSchedulePassOptions sp;
   sp.schedule = opt.schedule.name;
-  sp.ranks = opt.schedule.ranks;
+  sp.ranks = ranks;
   sp.microbatches = opt.schedule.microbatches;
   sp.chunksPerRank = opt.schedule.chunksPerRank;
   sp.nodeSize = opt.schedule.nodeSize;
@@ -225,12 +242,12 @@ LogicalResult mlir::weipipe::buildPipelineArtifact(ModuleOp module,
   out.producer = opt.producer;
   out.sourceModel = opt.sourceModel;
   llvm::DenseMap<Attribute, uint32_t> constants;
-  const bool split = opt.schedule.name == "zb-h1" ||
-                     opt.schedule.name == "weipipe-zb1" ||
-                     opt.schedule.name == "weipipe-zb2";
+  const bool split =
+      opt.splitBackward || sched::splitsBackward(opt.schedule.name);
   if (split && opt.recompute)
     return module.emitError()
            << "--recompute with " << opt.schedule.name
+           << (opt.splitBackward ? " (split backward)" : "")
            << ": its weight-gradient passes (W) run apart from B, without "
               "the weights that recomputing the forward needs; use a "
               "schedule with a fused backward (1f1b, weipipe-interleave, ...)";

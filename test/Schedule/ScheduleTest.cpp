@@ -215,7 +215,8 @@ TEST(ScheduleOptions, Errors) {
         "interleaved-1f1b"}},
       {opts("weipipe-interleave", 4, 8, 1, 2),
        {"--node-size=2 is only for "
-        "tawpipe"}},
+        "tawpipe and fsdp"}},
+      {opts("fsdp", 6, 6, 1, 4), {"--node-size", "divide --ranks"}},
   };
   for (const Case &c : cases) {
     std::string error;
@@ -246,18 +247,19 @@ TEST_P(EverySchedule, GeneratesAndVerifies) {
       for (int v : {1, 2, 3})
         for (int node : {1, 2, 4, 8}) {
           if ((v != 1 && name != "interleaved-1f1b") ||
-              (node != 1 && name != "tawpipe"))
+              (node != 1 && name != "tawpipe" && name != "fsdp"))
             continue;
           Options o = opts(name, p, n, v, node);
           std::string error;
           if (chunksFor(o, &error) < 0) {
             // Only the documented restrictions refuse.
-            bool expected = (name == "single" && p != 1) ||
-                            (n % p != 0 && name != "gpipe" && name != "1f1b" &&
-                             name != "zb-h1" && name != "single") ||
-                            (name == "tawpipe" && p % node != 0) ||
-                            (name == "weipipe-zb1" && p % 2 != 0) ||
-                            (name == "weipipe-zb2" && n != p);
+            bool expected =
+                (name == "single" && p != 1) ||
+                (n % p != 0 && name != "gpipe" && name != "1f1b" &&
+                 name != "zb-h1" && name != "single") ||
+                ((name == "tawpipe" || name == "fsdp") && p % node != 0) ||
+                (name == "weipipe-zb1" && p % 2 != 0) ||
+                (name == "weipipe-zb2" && n != p);
             EXPECT_TRUE(expected)
                 << name << " P=" << p << " N=" << n << ": " << error;
             continue;
@@ -296,7 +298,7 @@ TEST(ScheduleVerify, LargerGrid) {
       continue;
     int n = name == "weipipe-zb2" ? 16 : 64;
     Schedule s = make(name, 16, n, name == "interleaved-1f1b" ? 2 : 1,
-                      name == "tawpipe" ? 4 : 1);
+                      name == "tawpipe" || name == "fsdp" ? 4 : 1);
     EXPECT_EQ(verifySchedule(s), "") << name;
   }
 }

@@ -124,10 +124,11 @@ std::string weipipe::opt::searchSchedules(mlir::ModuleOp module,
             }
             std::vector<uint64_t> peaks;
             for (uint32_t r = 0; r < artifact.ranks; ++r)
-              peaks.push_back(weipipe::rt::planRankMemory(artifact, r).total());
+              peaks.push_back(sim::storedBytes(
+                  weipipe::rt::planRankMemory(artifact, r), search.storage));
             sim::Prediction pr;
             if (!sim::predict(artifact, schedule, *search.machine,
-                              search.precision, peaks, &pr)
+                              search.precision, search.storage, peaks, &pr)
                      .empty()) {
               ++invalid;
               continue;

@@ -13,7 +13,7 @@
 #ifndef WEIPIPE_OPT_AUTOSCHEDULE_H
 #define WEIPIPE_OPT_AUTOSCHEDULE_H
 
-#include "weipipe/Simulate/Machine.h"
+#include "weipipe/Simulate/Cost.h"
 #include "weipipe/Target/PipelineWriter.h"
 
 #include "mlir/IR/BuiltinOps.h"
@@ -40,6 +40,7 @@ struct AutoSearch {
   std::function<mlir::OwningOpRef<mlir::ModuleOp>(int64_t batch)> reimport;
   const simulate::Machine *machine = nullptr;
   simulate::Precision precision = simulate::Precision::Bf16;
+  simulate::Storage storage = simulate::Storage::Fp32;
   std::optional<uint64_t> memoryLimit; ///< else the machine's memory
 };
 

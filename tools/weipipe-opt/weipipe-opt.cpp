@@ -245,6 +245,34 @@ llvm::cl::opt<std::string> calibratedMachine(
     llvm::cl::value_desc("FILE.json"), llvm::cl::init(""),
     llvm::cl::cat(simulateCategory));
 
+llvm::cl::opt<std::string> simulateStorage(
+    "simulate-storage",
+    llvm::cl::desc("With --simulate or --schedule=auto: fp32 (default: what "
+                   "weipipe's runtime allocates and sends) or mixed (16-bit "
+                   "activations, slots and messages next to fp32 masters, "
+                   "gradients and AdamW state, as Megatron-LM, DeepSpeed "
+                   "and the WeiPipe paper train)"),
+    llvm::cl::init(""), llvm::cl::cat(simulateCategory));
+
+llvm::cl::opt<std::string> simulateSends(
+    "simulate-sends",
+    llvm::cl::desc("With --simulate: the links' own behaviour (default), or "
+                   "blocking: every sender waits until its message has "
+                   "arrived, as the blocking point-to-point of Megatron-LM's "
+                   "pipeline schedules does (every link `synchronous`)"),
+    llvm::cl::init(""), llvm::cl::cat(simulateCategory));
+
+llvm::cl::opt<unsigned> simulateLayers(
+    "simulate-layers",
+    llvm::cl::desc("With --simulate: price a model of N layers like the "
+                   "input's (for models too big to export whole, such as "
+                   "the paper's): the input is compiled one chunk per "
+                   "layer, and each of the schedule's chunks runs and holds "
+                   "N / chunks copies of its first layer; nothing is "
+                   "written (no -o)"),
+    llvm::cl::value_desc("N"), llvm::cl::init(0),
+    llvm::cl::cat(simulateCategory));
+
 llvm::cl::opt<std::string> simulatePrecision(
     "simulate-precision",
     llvm::cl::desc("With --simulate: bf16 or fp32 compute (default: the "
@@ -400,6 +428,7 @@ int emitPipelineArtifact(ModuleOp module, StringRef source,
                          StringRef outputFilename,
                          const ::weipipe::simulate::Machine *machine,
                          ::weipipe::simulate::Precision precision,
+                         ::weipipe::simulate::Storage storage,
                          const ::weipipe::simulate::Machine *planMachine,
                          const Reimport &reimport) {
   module.getContext()->printOpOnDiagnostic(false);
@@ -433,6 +462,7 @@ int emitPipelineArtifact(ModuleOp module, StringRef source,
     search.reimport = reimport.fn;
     search.machine = planMachine;
     search.precision = precision;
+    search.storage = storage;
     llvm::SmallVector<llvm::StringRef> names;
     llvm::StringRef(autoSchedules).split(names, ',', -1, false);
     for (llvm::StringRef n : names)
@@ -460,9 +490,58 @@ int emitPipelineArtifact(ModuleOp module, StringRef source,
   }
   ::weipipe::schedule::Schedule schedule;
   ::weipipe::rt::Artifact artifact;
-  if (failed(mlir::weipipe::buildPipelineArtifact(module, options, schedule,
-                                                  artifact)))
+  if (simulateLayers) {
+    // The layer probe, then the schedule's programs over the grown model.
+    if (options.ends != "replicated") {
+      llvm::WithColor::error(llvm::errs(), "weipipe-opt")
+          << "--simulate-layers grows the layers between replicated ends; "
+             "not with --ends="
+          << options.ends << "\n";
+      return 2;
+    }
+    const bool split =
+        ::weipipe::schedule::splitsBackward(options.schedule.name);
+    if (split && options.recompute) {
+      llvm::WithColor::error(llvm::errs(), "weipipe-opt")
+          << "--recompute with " << options.schedule.name
+          << ": its weight-gradient passes (W) run apart from B, without "
+             "the weights that recomputing the forward needs\n";
+      return 1;
+    }
+    mlir::weipipe::PipelineOptions probe = options;
+    probe.schedule = {};
+    probe.schedule.name = "1f1b";
+    probe.schedule.ranks = 0; // one chunk per layer
+    probe.splitBackward = split;
+    // The same layers as one chunk (one rank): what each layer adds to a
+    // chunk's stored activations. Compiling changes the module: a copy.
+    mlir::weipipe::PipelineOptions one = probe;
+    one.schedule.ranks = 1;
+    OwningOpRef<ModuleOp> copy = module.clone();
+    ::weipipe::schedule::Schedule probeSchedule;
+    ::weipipe::rt::Artifact probeArtifact, wholeArtifact;
+    if (failed(mlir::weipipe::buildPipelineArtifact(*copy, one, probeSchedule,
+                                                    wholeArtifact)) ||
+        failed(mlir::weipipe::buildPipelineArtifact(
+            module, probe, probeSchedule, probeArtifact)))
+      return 1;
+    std::string error;
+    if (::weipipe::schedule::generateSchedule(options.schedule, &schedule,
+                                              &error))
+      error = ::weipipe::schedule::verifySchedule(schedule);
+    if (error.empty())
+      error =
+          mlir::weipipe::scaleArtifact(probeArtifact, wholeArtifact, schedule,
+                                       int(simulateLayers), &artifact);
+    if (!error.empty()) {
+      llvm::WithColor::error(llvm::errs(), "weipipe-opt")
+          << "--simulate-layers=" << simulateLayers << ": " << error << "\n";
+      return 1;
+    }
+  } else if (failed(mlir::weipipe::buildPipelineArtifact(module, options,
+                                                         schedule, artifact))) {
     return 1;
+  }
   // Every rank's memory, as the runtime will allocate it (RankMemory.h).
   bool usage;
   std::optional<uint64_t> limit = memoryLimitBytes(usage);
@@ -539,10 +618,11 @@ int emitPipelineArtifact(ModuleOp module, StringRef source,
   if (machine) {
     std::vector<uint64_t> peaks;
     for (const auto &p : plans)
-      peaks.push_back(p.total());
+      peaks.push_back(::weipipe::simulate::storedBytes(p, storage));
     ::weipipe::simulate::Prediction prediction;
-    std::string error = ::weipipe::simulate::predict(
-        artifact, schedule, *machine, precision, std::move(peaks), &prediction);
+    std::string error =
+        ::weipipe::simulate::predict(artifact, schedule, *machine, precision,
+                                     storage, std::move(peaks), &prediction);
     if (!error.empty()) {
       llvm::WithColor::error(llvm::errs(), "weipipe-opt")
           << "--simulate=" << simulateMachine << ": " << error << "\n";
@@ -642,14 +722,46 @@ int emitArtifact(ModuleOp module, StringRef source, StringRef outputFilename,
           << "': expected bf16 or fp32\n";
       return 2;
     }
-  } else if (!simulateTrace.empty() ||
+  } else if (!simulateTrace.empty() || simulateLayers ||
              (!simulatePrecision.empty() && scheduleName != "auto") ||
+             (!simulateStorage.empty() && scheduleName != "auto") ||
              !calibrateFrom.empty()) {
     llvm::WithColor::error(llvm::errs(), "weipipe-opt")
-        << (!simulateTrace.empty()   ? "--simulate-trace"
-            : !calibrateFrom.empty() ? "--calibrate-from"
-                                     : "--simulate-precision")
+        << (!simulateTrace.empty()     ? "--simulate-trace"
+            : simulateLayers           ? "--simulate-layers"
+            : !calibrateFrom.empty()   ? "--calibrate-from"
+            : !simulateStorage.empty() ? "--simulate-storage"
+                                       : "--simulate-precision")
         << " needs --simulate=MACHINE\n";
+    return 2;
+  }
+  if (!simulateSends.empty()) {
+    if (simulateSends != "blocking") {
+      llvm::WithColor::error(llvm::errs(), "weipipe-opt")
+          << "--simulate-sends='" << simulateSends << "': expected blocking\n";
+      return 2;
+    }
+    if (!machine) {
+      llvm::WithColor::error(llvm::errs(), "weipipe-opt")
+          << "--simulate-sends needs --simulate=MACHINE\n";
+      return 2;
+    }
+    machine->intraNode.synchronous = machine->interNode.synchronous = true;
+  }
+  ::weipipe::simulate::Storage storage = ::weipipe::simulate::Storage::Fp32;
+  if (simulateStorage == "mixed") {
+    storage = ::weipipe::simulate::Storage::Mixed;
+  } else if (!simulateStorage.empty() && simulateStorage != "fp32") {
+    llvm::WithColor::error(llvm::errs(), "weipipe-opt")
+        << "--simulate-storage='" << simulateStorage
+        << "': expected fp32 or mixed\n";
+    return 2;
+  }
+  if (simulateLayers && (scheduleName == "auto" || !calibrateFrom.empty() ||
+                         (!outputFilename.empty() && outputFilename != "-"))) {
+    llvm::WithColor::error(llvm::errs(), "weipipe-opt")
+        << "--simulate-layers prices a model it does not compile: it takes "
+           "no -o, --schedule=auto or --calibrate-from\n";
     return 2;
   }
   // --schedule=auto's machine: --machine, else --simulate's.
@@ -711,7 +823,7 @@ int emitArtifact(ModuleOp module, StringRef source, StringRef outputFilename,
   if (ranks > 1 || !scheduleName.empty() || machine)
     return emitPipelineArtifact(
         module, source, outputFilename, machine ? &*machine : nullptr,
-        precision, planMachine ? &*planMachine : nullptr, reimport);
+        precision, storage, planMachine ? &*planMachine : nullptr, reimport);
   MLIRContext *ctx = module.getContext();
   // A failing pass would print the whole module after its message.
   ctx->printOpOnDiagnostic(false);

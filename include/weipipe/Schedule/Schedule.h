@@ -131,6 +131,9 @@ struct Options {
 
 /// The schedule names, in the order `--help` lists them.
 const std::vector<std::string> &scheduleNames();
+/// Whether schedule `name` runs B and W apart (its stages are compiled with
+/// a split backward): zb-h1, weipipe-zb1, weipipe-zb2.
+bool splitsBackward(const std::string &name);
 /// How many layer chunks `o` cuts the model into (P, v*P, or 1), or -1 with
 /// *error set when the options are invalid for the schedule (unknown name,
 /// listing the known ones; N not divisible by P where needed; ...).

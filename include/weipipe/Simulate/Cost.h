@@ -71,6 +71,19 @@ struct ChunkWork {
 std::vector<ChunkWork> chunkWork(const rt::Artifact &a, const Machine &m,
                                  Precision p);
 
+/// How a run stores and sends its tensors. Fp32: what weipipe's runtime
+/// allocates and sends today (fp32 activations, slots and messages, also
+/// when it multiplies in bf16). Mixed: as Megatron-LM, DeepSpeed and the
+/// WeiPipe paper's code train in mixed precision: 16-bit activations and
+/// 16-bit weights and gradients in slots and on the wire, next to fp32
+/// master weights, gradients and AdamW moments and a 16-bit working copy.
+enum class Storage { Fp32, Mixed };
+const char *storageName(Storage s); ///< "fp32", "mixed"
+/// A stored activation's or a message's bytes per fp32 byte.
+inline double storageScale(Storage s) {
+  return s == Storage::Mixed ? 0.5 : 1.0;
+}
+
 /// What an iteration of a pipeline artifact costs, per chunk.
 struct PipelineCost {
   schedule::CostModel model;
@@ -78,7 +91,7 @@ struct PipelineCost {
   /// micro-batch; the optimizer's element-wise work not counted).
   double flops = 0;
   double gemmFlops = 0, attentionFlops = 0; ///< the parts of `flops`
-  /// The replicated ends' gradient bytes each rank sends every other rank
+  /// The replicated ends' gradient bytes each rank sums over the ranks
   /// after the program (a parameter the prologue and epilogue share,
   /// counted once, as the runtime does).
   double endsGradientBytes = 0;
@@ -87,15 +100,16 @@ struct PipelineCost {
 /// The cost model of `a` (a pipeline artifact) on `m`: every action's time
 /// from chunkWork, weight and activation bytes as the runtime's slots hold
 /// them, the links of `m`, and as the tail what the runtime's finishStep
-/// does after the program: every rank sends its whole gradient of the
-/// replicated ends to every other rank and sums what it receives on the
-/// host (an all-to-all exchange, not a ring all-reduce), three small
-/// exchanges (figures, the norm's sums of squares, the losses), and AdamW
-/// over what the busiest rank owns.
+/// does after the program: the replicated ends' gradients summed by a
+/// reduce-scatter and an all-gather of direct messages (each rank sends
+/// every other a 1/P block, adds its block on the host, sends the sum to
+/// every other), three small exchanges (figures, the norm's sums of
+/// squares, the losses), and AdamW over what the busiest rank owns.
 /// Returns "" or what does not fit (more ranks than one node of `m` holds
 /// when it has no inter-node link).
+/// Messages (and the ends' gradients) are as `storage` sends them.
 std::string pipelineCost(const rt::Artifact &a, const Machine &m, Precision p,
-                         PipelineCost *out);
+                         Storage storage, PipelineCost *out);
 
 } // namespace weipipe::simulate
 

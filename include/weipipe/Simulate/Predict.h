@@ -12,6 +12,7 @@
 #define WEIPIPE_SIMULATE_PREDICT_H
 
 #include "weipipe/Simulate/Cost.h"
+#include "weipipe/runtime/RankMemory.h"
 #include "weipipe/runtime/train/Trace.h"
 
 #include <cstdint>
@@ -21,6 +22,7 @@ namespace weipipe::simulate {
 struct Prediction {
   Machine machine;
   Precision precision = Precision::Bf16;
+  Storage storage = Storage::Fp32;
   PipelineCost cost;
   schedule::Simulation sim;
   double tokens = 0;               ///< per iteration, all ranks
@@ -36,8 +38,13 @@ struct Prediction {
 /// cannot (the machine has too few ranks per node and no inter-node link,
 /// a simulation error).
 std::string predict(const rt::Artifact &a, const schedule::Schedule &s,
-                    const Machine &m, Precision p,
+                    const Machine &m, Precision p, Storage storage,
                     std::vector<uint64_t> peakBytes, Prediction *out);
+
+/// A rank's memory plan held as `storage` holds it: Fp32, the plan's total;
+/// Mixed, its activations, scratch and slots at half the bytes, fp32
+/// masters, gradients and AdamW moments, and a 16-bit copy of the weights.
+uint64_t storedBytes(const rt::RankMemoryPlan &plan, Storage storage);
 
 /// "1.23 GiB", "4.56 MiB", "7.8 KiB": how reports show sizes.
 std::string formatBytes(double bytes);

@@ -58,6 +58,15 @@ MODELS: dict[str, ModelSpec] = {
         ModelSpec("sdpa", "plain", _plain("sdpa"),
                   "causal decoder with F.scaled_dot_product_attention(is_causal=True), no position "
                   "embedding (any length): the long-context model (2 layers of width 256, 4 heads of 64)"),
+        ModelSpec("paper-h1024", "plain", _plain("paper", "build_h1024"),
+                  "the WeiPipe paper's LLaMA-2 model at H = 1024 (32 heads, SwiGLU 8H/3, vocab 32000, "
+                  "SDPA causal, RoPE), 2 layers: --simulate-layers prices the paper's depth"),
+        ModelSpec("paper-h2048", "plain", _plain("paper", "build_h2048"),
+                  "the WeiPipe paper's LLaMA-2 model at H = 2048 (32 heads, SwiGLU 8H/3, vocab 32000, "
+                  "SDPA causal, RoPE), 2 layers: --simulate-layers prices the paper's depth"),
+        ModelSpec("paper-h4096", "plain", _plain("paper", "build_h4096"),
+                  "the WeiPipe paper's LLaMA-2 model at H = 4096 (32 heads, SwiGLU 8H/3, vocab 32000, "
+                  "SDPA causal, RoPE), 2 layers: --simulate-layers prices the paper's depth"),
         ModelSpec("bert", "plain", _plain("bert"),
                   "BERT style encoder: tok+pos+type emb, post-LN, bidirectional attention, erf GELU, MLM head"),
         ModelSpec("hf-gpt2", "hf", _hf("build_gpt2"),

@@ -247,6 +247,7 @@ private:
                     StepRecord *rec);
   Status exchange(transport::Transport &t, const void *mine, void *all,
                   size_t bytes);
+  Status sumOverRanks(transport::Transport &t, float *g, size_t n);
 };
 
 uint64_t Rank::bytes() const {
@@ -884,6 +885,70 @@ Status Rank::exchange(transport::Transport &t, const void *mine, void *all,
   return {};
 }
 
+Status Rank::sumOverRanks(transport::Transport &t, float *g, size_t n) {
+  // A reduce-scatter, then an all-gather, by direct messages: rank q adds
+  // block q (of P near-equal blocks) over the ranks in rank order, as one
+  // rank adding every rank's copy in order would (so the sum is the same to
+  // the bit), and sends the sum to every other rank. Each rank moves
+  // 2 (P - 1) / P of the gradient, as a ring all-reduce does, instead of
+  // P - 1 whole copies.
+  const int P = t.size();
+  auto begin = [&](int q) { return n * size_t(q) / size_t(P); };
+  auto size = [&](int q) { return begin(q + 1) - begin(q); };
+  const size_t mine = size(r_);
+  std::vector<float> parts(mine * size_t(P));
+  std::vector<transport::Request> reqs(size_t(2 * P));
+  auto finish = [&]() -> Status {
+    const auto w0 = std::chrono::steady_clock::now();
+    for (transport::Request &q : reqs)
+      if (q.peer >= 0) // posted
+        if (Status e = t.wait(q); !e.ok())
+          return e;
+    stats.waitSeconds += seconds(w0, std::chrono::steady_clock::now());
+    reqs.assign(size_t(2 * P), transport::Request());
+    return {};
+  };
+  // Both sides skip an empty block alike, so the message sequences match.
+  auto move = [&](int p, const float *out, size_t outN, float *in,
+                  size_t inN) -> Status {
+    if (outN > 0) {
+      if (Status e = t.send(p, sendSeq_[size_t(p)]++, out, outN * sizeof(float),
+                            &reqs[size_t(p)]);
+          !e.ok())
+        return e;
+      stats.bytesSent += uint64_t(outN * sizeof(float));
+      ++stats.messagesSent;
+    }
+    if (inN > 0)
+      return t.recv(p, recvSeq_[size_t(p)]++, in, inN * sizeof(float),
+                    &reqs[size_t(P + p)]);
+    return {};
+  };
+  for (int p = 0; p < P; ++p)
+    if (p != r_)
+      if (Status e = move(p, g + begin(p), size(p),
+                          parts.data() + size_t(p) * mine, mine);
+          !e.ok())
+        return e;
+  if (Status e = finish(); !e.ok())
+    return e;
+  if (mine > 0)
+    std::memcpy(parts.data() + size_t(r_) * mine, g + begin(r_),
+                mine * sizeof(float));
+  float *sum = g + begin(r_);
+  for (size_t i = 0; i < mine; ++i) {
+    float v = parts[i];
+    for (int q = 1; q < P; ++q)
+      v += parts[size_t(q) * mine + i];
+    sum[i] = v;
+  }
+  for (int p = 0; p < P; ++p)
+    if (p != r_)
+      if (Status e = move(p, sum, mine, g + begin(p), size(p)); !e.ok())
+        return e;
+  return finish();
+}
+
 Status Rank::finishStep(transport::Transport &t, int64_t step,
                         const std::vector<int64_t> &counts, int64_t total,
                         StepRecord *rec) {
@@ -922,29 +987,25 @@ Status Rank::finishStep(transport::Transport &t, int64_t step,
     n += size_t(params[p].numel);
   // n = 0 (ends of empty tensors): nothing to sum, and mine.data() is null.
   if (P > 1 && n > 0) {
-    std::vector<float> mine(n), all(n * size_t(P));
+    std::vector<float> sum(n);
     size_t at = 0;
     for (uint32_t p : ends) {
       const size_t k = size_t(params[p].numel);
-      if (Status e = mem_.download(mine.data() + at, params[p].grad,
-                                   k * sizeof(float));
+      if (Status e =
+              mem_.download(sum.data() + at, params[p].grad, k * sizeof(float));
           !e.ok())
         return e;
       at += k;
     }
-    if (Status e = exchange(t, mine.data(), all.data(), n * sizeof(float));
-        !e.ok())
+    // rank 0's, then the others' added
+    if (Status e = sumOverRanks(t, sum.data(), n); !e.ok())
       return e;
     at = 0;
     for (uint32_t p : ends) {
       const size_t k = size_t(params[p].numel);
-      float *g = all.data() + at; // rank 0's, then the others' added
-      for (int q = 1; q < P; ++q) {
-        const float *o = all.data() + size_t(q) * n + at;
-        for (size_t i = 0; i < k; ++i)
-          g[i] += o[i];
-      }
-      if (Status e = mem_.upload(params[p].grad, g, k * sizeof(float)); !e.ok())
+      if (Status e =
+              mem_.upload(params[p].grad, sum.data() + at, k * sizeof(float));
+          !e.ok())
         return e;
       at += k;
     }

@@ -80,7 +80,7 @@ for ranks in [int(x) for x in a.sweep.split(",") if x]:
             n = ranks
         if sched == "interleaved-1f1b":
             extras.append(f"chunks-per-rank={2 if 2 * ranks <= a.layers else 1}")
-        if sched == "tawpipe":
+        if sched in ("tawpipe", "fsdp"):  # fsdp: relays in nodes of 2
             extras.append(f"node-size={2 if ranks % 2 == 0 else 1}")
         a.config.append(f"{sched}:{ranks}:{n}:{'+'.join(extras)}")
 if not a.config:
