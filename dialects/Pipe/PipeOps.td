@@ -165,7 +165,7 @@ def Pipe_ProgramOp : Pipe_Op<"program", [Symbol, IsolatedFromAbove,
     schedule needs beyond its steps, the same on every rank: `microbatches`,
     the micro-batches `N` of one iteration; `owners`, the rank that holds the
     master weights (and the optimizer state) of each `layers` chunk of the
-    model, in layer order; `node_size`, the ranks per node (TawPipe only, 1
+    model, in layer order; `node_size`, the ranks per node (TawPipe and FSDP, 1
     when absent). `pipe-verify-schedule` needs the first two.
 
     Every step belongs to a `turn` (the ring step, or time step, of the

@@ -316,10 +316,10 @@ std::string pipelineCost(const rt::Artifact &a, const Machine &m, Precision p,
     const double block = pc.endsGradientBytes / double(P);
     const double message =
         slow.latency + (slow.bandwidth > 0 ? block / slow.bandwidth : 0);
-    cm.tail = 2 * double(P - 1) * senders * message +
-              3 * double(P - 1) * senders * slow.latency;
-    if (pc.endsGradientBytes > 0)
-      cm.tail += memoryPass(double(P + 1) * block, m).seconds(m);
+    cm.tail = 3 * double(P - 1) * senders * slow.latency;
+    if (pc.endsGradientBytes > 0) // owned ends: no replicated gradient
+      cm.tail += 2 * double(P - 1) * senders * message +
+                 memoryPass(double(P + 1) * block, m).seconds(m);
   }
   // AdamW reads value, gradient and both moments and writes three of them,
   // over what each rank owns (its chunks' masters and the ends); the

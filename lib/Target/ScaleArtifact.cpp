@@ -122,7 +122,8 @@ std::string mlir::weipipe::scaleArtifact(const rt::Artifact &probe,
     const rt::Stage &all = whole.stages[whole.chunkStage(0)];
     auto grow = [&](uint64_t one, uint64_t every) {
       const double step = (double(every) - double(one)) / double(n - 1);
-      return uint64_t(std::max(0.0, double(one) + (perChunk - 1) * step));
+      return uint64_t(
+          std::max(double(one), double(one) + (perChunk - 1) * step));
     };
     st.arenaBytes = grow(layer.arenaBytes, all.arenaBytes);
     st.scratchBytes = grow(layer.scratchBytes, all.scratchBytes);

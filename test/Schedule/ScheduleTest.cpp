@@ -303,6 +303,26 @@ TEST(ScheduleVerify, LargerGrid) {
   }
 }
 
+// fsdp with --node-size: each chunk's weights cross to another node once
+// (to its relay), not once per rank there; the schedule still verifies.
+TEST(ScheduleVerify, FsdpRelaysAcrossNodes) {
+  auto crossings = [](Schedule s, int ns) {
+    EXPECT_EQ(verifySchedule(s), "");
+    int weights = 0;
+    for (int r = 0; r < s.ranks; ++r)
+      for (const Action &a : s.programs[size_t(r)].actions)
+        if (a.op == Op::Send && r / ns != a.peer / ns)
+          for (const Content &c : a.contents)
+            weights += c.kind == Content::Weights;
+    return weights;
+  };
+  // 8 ranks in 2 nodes of 4; 8 chunks, 16 micro-batches: 2 x 2 x 8 = 32
+  // gathers, each to the 4 ranks of the other node directly, or to 1 relay.
+  const int gathers = 16 / 8 * 2 * 8;
+  EXPECT_EQ(crossings(make("fsdp", 8, 16, 1, 1), 4), gathers * 4);
+  EXPECT_EQ(crossings(make("fsdp", 8, 16, 1, 4), 4), gathers * 1);
+}
+
 TEST(ScheduleVerify, Owners) {
   Schedule wei = make("weipipe-interleave", 4, 4);
   EXPECT_EQ(wei.owner, (std::vector<int>{1, 2, 3, 0}));

@@ -91,8 +91,16 @@ std::string weipipe::opt::searchSchedules(mlir::ModuleOp module,
             p.options.schedule.name = name;
             p.options.schedule.chunksPerRank = v;
             p.options.schedule.microbatches = n;
+            // fsdp relays its gathers through a rank of each node when
+            // the machine's nodes split the ranks.
+            const int perNode = search.machine->ranksPerNode;
+            const int P = p.options.schedule.ranks;
             p.options.schedule.nodeSize =
-                name == "tawpipe" ? search.machine->ranksPerNode : 1;
+                name == "tawpipe" ? perNode
+                : name == "fsdp"  ? (perNode >= P                      ? P
+                                     : perNode > 0 && P % perNode == 0 ? perNode
+                                                                       : 1)
+                                  : 1;
             p.options.recompute = recompute;
             p.options.ends = ends;
             p.batch = search.batch;
@@ -124,11 +132,10 @@ std::string weipipe::opt::searchSchedules(mlir::ModuleOp module,
             }
             std::vector<uint64_t> peaks;
             for (uint32_t r = 0; r < artifact.ranks; ++r)
-              peaks.push_back(sim::storedBytes(
-                  weipipe::rt::planRankMemory(artifact, r), search.storage));
+              peaks.push_back(weipipe::rt::planRankMemory(artifact, r).total());
             sim::Prediction pr;
             if (!sim::predict(artifact, schedule, *search.machine,
-                              search.precision, search.storage, peaks, &pr)
+                              search.precision, sim::Storage::Fp32, peaks, &pr)
                      .empty()) {
               ++invalid;
               continue;

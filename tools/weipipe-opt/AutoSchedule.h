@@ -40,7 +40,6 @@ struct AutoSearch {
   std::function<mlir::OwningOpRef<mlir::ModuleOp>(int64_t batch)> reimport;
   const simulate::Machine *machine = nullptr;
   simulate::Precision precision = simulate::Precision::Bf16;
-  simulate::Storage storage = simulate::Storage::Fp32;
   std::optional<uint64_t> memoryLimit; ///< else the machine's memory
 };
 

@@ -164,7 +164,9 @@ llvm::cl::opt<unsigned> chunksPerRank(
 
 llvm::cl::opt<unsigned>
     nodeSize("node-size",
-             llvm::cl::desc("Ranks per node for tawpipe (must divide --ranks)"),
+             llvm::cl::desc("Ranks per node for tawpipe and fsdp (must divide "
+                            "--ranks; fsdp relays its gathers through a rank "
+                            "of each node)"),
              llvm::cl::init(1), llvm::cl::cat(pipelineCategory));
 
 llvm::cl::opt<std::string> ends(
@@ -462,7 +464,6 @@ int emitPipelineArtifact(ModuleOp module, StringRef source,
     search.reimport = reimport.fn;
     search.machine = planMachine;
     search.precision = precision;
-    search.storage = storage;
     llvm::SmallVector<llvm::StringRef> names;
     llvm::StringRef(autoSchedules).split(names, ',', -1, false);
     for (llvm::StringRef n : names)
@@ -508,6 +509,16 @@ int emitPipelineArtifact(ModuleOp module, StringRef source,
              "the weights that recomputing the forward needs\n";
       return 1;
     }
+    // The target's programs first: bad schedule options fail before any
+    // compile, in the schedule's own words.
+    std::string error;
+    if (::weipipe::schedule::generateSchedule(options.schedule, &schedule,
+                                              &error))
+      error = ::weipipe::schedule::verifySchedule(schedule);
+    if (!error.empty()) {
+      llvm::WithColor::error(llvm::errs(), "weipipe-opt") << error << "\n";
+      return 1;
+    }
     mlir::weipipe::PipelineOptions probe = options;
     probe.schedule = {};
     probe.schedule.name = "1f1b";
@@ -525,14 +536,8 @@ int emitPipelineArtifact(ModuleOp module, StringRef source,
         failed(mlir::weipipe::buildPipelineArtifact(
             module, probe, probeSchedule, probeArtifact)))
       return 1;
-    std::string error;
-    if (::weipipe::schedule::generateSchedule(options.schedule, &schedule,
-                                              &error))
-      error = ::weipipe::schedule::verifySchedule(schedule);
-    if (error.empty())
-      error =
-          mlir::weipipe::scaleArtifact(probeArtifact, wholeArtifact, schedule,
-                                       int(simulateLayers), &artifact);
+    error = mlir::weipipe::scaleArtifact(probeArtifact, wholeArtifact, schedule,
+                                         int(simulateLayers), &artifact);
     if (!error.empty()) {
       llvm::WithColor::error(llvm::errs(), "weipipe-opt")
           << "--simulate-layers=" << simulateLayers << ": " << error << "\n";
@@ -578,10 +583,10 @@ int emitPipelineArtifact(ModuleOp module, StringRef source,
     return 1;
   if (limit)
     for (size_t r = 0; r < plans.size(); ++r)
-      if (plans[r].total() > *limit) {
+      if (uint64_t need = ::weipipe::simulate::storedBytes(plans[r], storage);
+          need > *limit) {
         llvm::WithColor::error(llvm::errs(), "weipipe-opt")
-            << "rank " << r << " needs " << formatBytes(plans[r].total())
-            << " (" << plans[r].total()
+            << "rank " << r << " needs " << formatBytes(need) << " (" << need
             << " bytes), over --memory-limit=" << memoryLimit << " (" << *limit
             << " bytes); the plan of every rank:\n";
         printMemoryTable(plans, llvm::errs());
@@ -629,6 +634,10 @@ int emitPipelineArtifact(ModuleOp module, StringRef source,
       return 1;
     }
     llvm::outs() << ::weipipe::simulate::formatPrediction(prediction, schedule);
+    if (simulateLayers)
+      llvm::outs() << "  priced at " << simulateLayers
+                   << " layers (--simulate-layers), each like the input "
+                      "model's first\n";
     if (!simulateTrace.empty() &&
         !writeOutput(
             simulateTrace,
@@ -755,6 +764,15 @@ int emitArtifact(ModuleOp module, StringRef source, StringRef outputFilename,
     llvm::WithColor::error(llvm::errs(), "weipipe-opt")
         << "--simulate-storage='" << simulateStorage
         << "': expected fp32 or mixed\n";
+    return 2;
+  }
+  if (storage == ::weipipe::simulate::Storage::Mixed &&
+      (scheduleName == "auto" ||
+       (!outputFilename.empty() && outputFilename != "-"))) {
+    llvm::WithColor::error(llvm::errs(), "weipipe-opt")
+        << "--simulate-storage=mixed prices how other systems store a model; "
+           "weipipe's runtime stores fp32, so it takes no -o or "
+           "--schedule=auto\n";
     return 2;
   }
   if (simulateLayers && (scheduleName == "auto" || !calibrateFrom.empty() ||

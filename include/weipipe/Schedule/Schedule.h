@@ -115,7 +115,7 @@ struct Schedule {
   int ranks = 1;
   int microbatches = 1;   ///< N, per iteration, all ranks together
   int chunks = 1;         ///< C
-  int nodeSize = 1;       ///< ranks per node (tawpipe)
+  int nodeSize = 1;       ///< ranks per node (tawpipe, fsdp)
   std::vector<int> owner; ///< owner[c]: the rank with chunk c's master
   std::vector<RankProgram> programs; ///< one per rank
 };
@@ -126,7 +126,7 @@ struct Options {
   int ranks = 1;
   int microbatches = 1;
   int chunksPerRank = 1; ///< interleaved-1f1b's v
-  int nodeSize = 1;      ///< tawpipe
+  int nodeSize = 1;      ///< tawpipe, fsdp
 };
 
 /// The schedule names, in the order `--help` lists them.

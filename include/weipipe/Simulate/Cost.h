@@ -77,6 +77,9 @@ std::vector<ChunkWork> chunkWork(const rt::Artifact &a, const Machine &m,
 /// WeiPipe paper's code train in mixed precision: 16-bit activations and
 /// 16-bit weights and gradients in slots and on the wire, next to fp32
 /// master weights, gradients and AdamW moments and a 16-bit working copy.
+/// An approximation at the level of whole plans: every slot (gradient
+/// accumulators too) and the kernels' row statistics count at 16 bits, and
+/// the slot passes (LoadMaster, Zero, AddInto) move 16-bit bytes.
 enum class Storage { Fp32, Mixed };
 const char *storageName(Storage s); ///< "fp32", "mixed"
 /// A stored activation's or a message's bytes per fp32 byte.

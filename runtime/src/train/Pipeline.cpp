@@ -985,7 +985,7 @@ Status Rank::finishStep(transport::Transport &t, int64_t step,
   size_t n = 0;
   for (uint32_t p : ends)
     n += size_t(params[p].numel);
-  // n = 0 (ends of empty tensors): nothing to sum, and mine.data() is null.
+  // n = 0 (owned or empty ends): nothing to sum.
   if (P > 1 && n > 0) {
     std::vector<float> sum(n);
     size_t at = 0;

@@ -97,7 +97,7 @@ def PipeSchedulePass : Pass<"pipe-schedule", "::mlir::ModuleOp"> {
     Option<"chunksPerRank", "chunks-per-rank", "int", /*default=*/"1",
            "Chunks per rank (interleaved-1f1b only)">,
     Option<"nodeSize", "node-size", "int", /*default=*/"1",
-           "Ranks per node (tawpipe only)">,
+           "Ranks per node (tawpipe, fsdp)">,
   ];
 }
 
