@@ -22,9 +22,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from paper_tables import ROOT, export, run, SECONDS  # noqa: E402
-
-import re  # noqa: E402
+from paper_tables import ROOT, command, export, parse_report, run  # noqa: E402
 
 MACHINES = [("a800-nvlink-10gbe", 8), ("a800-pcie-10gbe", 8), ("h100-nvlink-ib", 8)]
 SCHEDULES = [  # (column, schedule, recompute)
@@ -37,19 +35,13 @@ SCHEDULES = [  # (column, schedule, recompute)
 
 def simulate(opt, onnx, machine, node, ranks, seq, schedule, recompute):
     g = max(1, 65536 // seq)
-    cmd = [opt, onnx, f"--input-shape=input_ids={g},{seq}", "--emit=artifact", f"--schedule={schedule}",
-           f"--ranks={ranks}", f"--microbatches={ranks if schedule == 'weipipe-zb2' else 4 * ranks}", f"--simulate={machine}", "--simulate-layers=32",
-           "--simulate-storage=mixed"]
-    if recompute:
-        cmd.append("--recompute")
-    if schedule == "tawpipe":
-        cmd.append(f"--node-size={node}")
+    n = ranks if schedule == "weipipe-zb2" else 4 * ranks
+    cmd = command(opt, onnx, machine, ranks, n, 32, seq, g, schedule, recompute,
+                  node=node if schedule == "tawpipe" else 1)
     rc, out = run(cmd)
     if rc != 0:
         return {"error": out.strip().splitlines()[-1], "command": " ".join(cmd)}
-    return {"tokens_per_gpu": float(re.search(r"tokens/s per device: ([\d.]+)", out)[1]),
-            "bubble": float(re.search(r"bubble ratio: ([\d.]+)", out)[1]),
-            "oom": "does not fit" in out, "command": " ".join(cmd)}
+    return dict(parse_report(out), command=" ".join(cmd))
 
 
 def main():

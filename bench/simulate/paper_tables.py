@@ -113,9 +113,11 @@ SECONDS = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
 BYTES = {"B": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30}
 
 
-def simulate(opt, onnx, machine, ranks, layers, seq, g, schedule, recompute, blocking=False, node=1):
+def command(opt, onnx, machine, ranks, microbatches, layers, seq, g, schedule, recompute, blocking=False,
+            node=1):
+    """The weipipe-opt line that prices one cell (mixed-precision storage)."""
     cmd = [opt, onnx, f"--input-shape=input_ids={g},{seq}", "--emit=artifact", f"--schedule={schedule}",
-           f"--ranks={ranks}", f"--microbatches={MICROBATCHES}", f"--simulate={machine}",
+           f"--ranks={ranks}", f"--microbatches={microbatches}", f"--simulate={machine}",
            f"--simulate-layers={layers}", "--simulate-storage=mixed", "--simulate-precision=bf16"]
     if recompute:
         cmd.append("--recompute")
@@ -123,20 +125,29 @@ def simulate(opt, onnx, machine, ranks, layers, seq, g, schedule, recompute, blo
         cmd.append("--simulate-sends=blocking")
     if node > 1:
         cmd.append(f"--node-size={node}")
-    rc, out = run(cmd)
-    if rc != 0:
-        sys.exit(f"failed: {' '.join(cmd)}\n{out}")
-    tokens = float(re.search(r"tokens/s per device: ([\d.]+)", out)[1])
+    return cmd
+
+
+def parse_report(out):
+    """What a --simulate report says: tokens/s per device, iteration and tail
+    seconds, bubble ratio, the busiest rank's compute and peak, OOM."""
     m = re.search(r"iteration time: ([\d.]+) (us|ms|s) \((\d+) tokens; .* ([\d.]+) (us|ms|s)\)", out)
-    time, tail = float(m[1]) * SECONDS[m[2]], float(m[4]) * SECONDS[m[5]]
     busy, peak = [], []
     for t, u, v, bu in re.findall(r"^ +\d+ +([\d.]+) (us|ms|s) +[\d.]+ (?:us|ms|s) +([\d.]+) (B|KiB|MiB|GiB)", out, re.M):
         busy.append(float(t) * SECONDS[u])
         peak.append(float(v) * BYTES[bu])
-    return {"tokens_per_gpu": tokens, "iteration_s": time, "tail_s": tail,
+    return {"tokens_per_gpu": float(re.search(r"tokens/s per device: ([\d.]+)", out)[1]),
+            "iteration_s": float(m[1]) * SECONDS[m[2]], "tail_s": float(m[4]) * SECONDS[m[5]],
             "bubble": float(re.search(r"bubble ratio: ([\d.]+)", out)[1]),
-            "peak_bytes": max(peak), "oom": "does not fit" in out, "max_busy_s": max(busy),
-            "command": " ".join(cmd)}
+            "peak_bytes": max(peak), "oom": "does not fit" in out, "max_busy_s": max(busy)}
+
+
+def simulate(opt, onnx, machine, ranks, layers, seq, g, schedule, recompute, blocking=False, node=1):
+    cmd = command(opt, onnx, machine, ranks, MICROBATCHES, layers, seq, g, schedule, recompute, blocking, node)
+    rc, out = run(cmd)
+    if rc != 0:
+        sys.exit(f"failed: {' '.join(cmd)}\n{out}")
+    return dict(parse_report(out), command=" ".join(cmd))
 
 
 def main():

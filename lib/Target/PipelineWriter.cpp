@@ -247,7 +247,6 @@ LogicalResult mlir::weipipe::buildPipelineArtifact(ModuleOp module,
   if (split && opt.recompute)
     return module.emitError()
            << "--recompute with " << opt.schedule.name
-           << (opt.splitBackward ? " (split backward)" : "")
            << ": its weight-gradient passes (W) run apart from B, without "
               "the weights that recomputing the forward needs; use a "
               "schedule with a fused backward (1f1b, weipipe-interleave, ...)";

@@ -80,6 +80,17 @@ std::string weipipe::opt::searchSchedules(mlir::ModuleOp module,
   // Failing plans are expected: their diagnostics are not the user's.
   mlir::ScopedDiagnosticHandler quiet(
       module.getContext(), [](mlir::Diagnostic &) { return mlir::success(); });
+  // Ranks per node for the schedules that group by node: tawpipe's as the
+  // machine says; fsdp relays its gathers through a rank of each node when
+  // the machine's nodes split the ranks.
+  const int perNode = search.machine->ranksPerNode;
+  auto nodeSize = [&](const std::string &name) {
+    if (name == "tawpipe")
+      return perNode;
+    if (name != "fsdp")
+      return 1;
+    return perNode >= P ? P : perNode > 0 && P % perNode == 0 ? perNode : 1;
+  };
   for (const std::string &name : names)
     for (int v : name == "interleaved-1f1b" ? std::vector<int>{2, 3, 4}
                                             : std::vector<int>{1})
@@ -91,16 +102,7 @@ std::string weipipe::opt::searchSchedules(mlir::ModuleOp module,
             p.options.schedule.name = name;
             p.options.schedule.chunksPerRank = v;
             p.options.schedule.microbatches = n;
-            // fsdp relays its gathers through a rank of each node when
-            // the machine's nodes split the ranks.
-            const int perNode = search.machine->ranksPerNode;
-            const int P = p.options.schedule.ranks;
-            p.options.schedule.nodeSize =
-                name == "tawpipe" ? perNode
-                : name == "fsdp"  ? (perNode >= P                      ? P
-                                     : perNode > 0 && P % perNode == 0 ? perNode
-                                                                       : 1)
-                                  : 1;
+            p.options.schedule.nodeSize = nodeSize(name);
             p.options.recompute = recompute;
             p.options.ends = ends;
             p.batch = search.batch;
