@@ -612,12 +612,22 @@ void Writer::liveRanges() {
   // input gradients read after it by the previous stage.
   for (BlockArgument arg : fwd.getArguments())
     pin(arg, 0, end);
-  for (Value v : forwardOutputs())
-    pin(v, 0, end);
   for (Value v : seedArguments())
     pin(v, 0, end);
-  for (Value v : inputGradients())
-    pin(v, 0, end);
+  // A pipeline stage's outputs and input gradients go on (to a slot, the
+  // next or previous chunk's instance) as soon as the function that makes
+  // them returns (rt::instanceEffects): unpinned, they are scratch unless a
+  // later function reads them, and an instance keeps only its input, its
+  // output's gradient and what the backward saved. A loss stays: the
+  // trainer reads it from the instance.
+  bool lossStage = false;
+  fwd.walk([&](nn::CrossEntropyOp) { lossStage = true; });
+  if (!stageMode || lossStage)
+    for (Value v : forwardOutputs())
+      pin(v, 0, end);
+  if (!stageMode)
+    for (Value v : inputGradients())
+      pin(v, 0, end);
   // The logits stay readable until the forward ends (--dump-logits).
   fwd.walk([&](nn::CrossEntropyOp ce) { pin(ce.getLogits(), 0, fwdEnd); });
   // A stage's instance holds one micro-batch from its forward to its last

@@ -964,24 +964,31 @@ std::string checkStages(const Artifact &a, const CheckInputs &checkInputs,
       return at + "needs a forward and either a fused backward or B and W";
     if (std::string e = checkInputs(st.inputs, st.arenaBytes, at); !e.empty())
       return e;
-    auto arenaRefs = [&](const std::vector<TensorRef> &refs, const char *what,
-                         bool optional) -> std::string {
+    // A stage's input and its output's gradient wait in the instance
+    // between actions; its outputs and input gradients may instead lie in
+    // the scratch, which the runtime copies them out of at once.
+    auto boundaryRefs = [&](const std::vector<TensorRef> &refs,
+                            const char *what, bool optional,
+                            bool scratchOk) -> std::string {
       for (size_t k = 0; k < refs.size(); ++k) {
         const TensorRef &r = refs[k];
         if (!r.present() && optional)
           continue;
-        std::string e = checkRef(a, r, st.arenaBytes);
-        if (e.empty() && r.space != Space::Arena)
-          e = "must be an arena ref";
+        std::string e = checkRef(a, r, st.arenaBytes, st.scratchBytes);
+        if (e.empty() && r.space != Space::Arena &&
+            !(scratchOk && r.space == Space::Scratch))
+          e = scratchOk ? "must be an arena or scratch ref"
+                        : "must be an arena ref";
         if (!e.empty())
           return at + what + " " + std::to_string(k) + ": " + e;
       }
       return "";
     };
     for (std::string e :
-         {arenaRefs(st.in, "input", false), arenaRefs(st.out, "output", false),
-          arenaRefs(st.din, "input gradient", true),
-          arenaRefs(st.dout, "output gradient", true)})
+         {boundaryRefs(st.in, "input", false, false),
+          boundaryRefs(st.out, "output", false, true),
+          boundaryRefs(st.din, "input gradient", true, true),
+          boundaryRefs(st.dout, "output gradient", true, false)})
       if (!e.empty())
         return e;
     auto gradsMatch = [&](const std::vector<TensorRef> &xs,

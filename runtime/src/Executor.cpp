@@ -1365,6 +1365,8 @@ Executor::optimizerStep(const std::vector<cpu::AdamWConfig> &configs,
                                       gradNorm);
 }
 
+uint8_t *Executor::stageScratch() { return impl_->stageScratch; }
+
 void Executor::bindArena(size_t function, uint8_t *base) {
   bool concat = false;
   for (const Impl::ArenaUse &u : impl_->arenaUses[function]) {

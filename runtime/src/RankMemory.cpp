@@ -58,26 +58,33 @@ InstanceEffects instanceEffects(const Artifact &a, const Action &ac) {
   switch (ac.op) {
   case ActionOp::Forward:
     // The replicated prologue runs next to chunk 0 of the rank's own
-    // micro-batches, the epilogue (loss and its backward at once) next to
-    // chunk C-1: the epilogue then holds only the gradient chunk C-1 takes.
+    // micro-batches. A chunk's output goes on at once: into a slot, or into
+    // the input of the next chunk's instance, acquired here (so a chunk
+    // whose input came from here finds its instance made), or into the
+    // epilogue, whose forward and backward (the loss and its gradient) run
+    // in this action and hand the gradient to this chunk's instance: the
+    // epilogue lives within the action.
     if (c == 0 && pro >= 0 && ac.in < 0)
       e.acquire.push_back(size_t(pro));
-    e.acquire.push_back(s);
+    if (!(c > 0 && ac.in < 0))
+      e.acquire.push_back(s);
+    if (c + 1 < C && ac.out < 0)
+      e.acquire.push_back(s + 1);
     if (c + 1 == C && epi >= 0) {
       e.acquire.push_back(size_t(epi));
-      e.settle.push_back({size_t(epi), true, false});
+      e.settle.push_back({size_t(epi), true, true});
     }
     break;
   case ActionOp::BackwardInput:
   case ActionOp::BackwardWeight:
   case ActionOp::Backward: {
+    // The input gradient goes on at once too (a slot, the previous chunk's
+    // instance, the prologue), so B settles its own.
     const bool input = ac.op != ActionOp::BackwardWeight;
     const bool weight = ac.op != ActionOp::BackwardInput;
-    if (input && ac.in < 0 && (c + 1 < C || epi >= 0))
-      e.settle.push_back({s + 1, false, true});
     if (input && c == 0 && pro >= 0)
       e.settle.push_back({size_t(pro), true, true});
-    e.settle.push_back({s, weight, input && (ac.out >= 0 || c == 0)});
+    e.settle.push_back({s, weight, input});
     break;
   }
   default:

@@ -187,6 +187,9 @@ private:
   std::vector<std::vector<std::unique_ptr<Buffer>>> free_;
   std::map<std::pair<size_t, int>, std::unique_ptr<Buffer>> live_;
   InstanceLifetimes lifetimes_;
+  /// (stage, micro-batch) whose output gradient the next stage's backward
+  /// (or the epilogue) handed to its instance here, not yet consumed.
+  std::set<std::pair<size_t, int>> doutReady_;
   RankStats stepStart_; // the figures when the step began
   std::map<int, Transfer> tokens_;
   std::vector<uint64_t> sendSeq_, recvSeq_; // per peer: message tags
@@ -215,9 +218,14 @@ private:
   void bindParams(size_t s, Buffer *weights, Buffer *grads);
   Status writeInputs(size_t s, uint8_t *base, int m);
   Status run(size_t s, int32_t fn, int m);
+  /// Where `r` lies: in the instance at `base`, or (a boundary value on its
+  /// way out of the function that wrote it) in the stage scratch.
+  uint8_t *where(const TensorRef &r, uint8_t *base) {
+    return (r.space == Space::Scratch ? ex_.stageScratch() : base) + r.offset;
+  }
   /// Copies `fromRefs` of the instance at `from` into `to` at the places of
   /// `toRefs` (another stage's, equal shapes).
-  Status copyRefs(const std::vector<TensorRef> &fromRefs, const uint8_t *from,
+  Status copyRefs(const std::vector<TensorRef> &fromRefs, uint8_t *from,
                   const std::vector<TensorRef> &toRefs, uint8_t *to);
   /// Copies `refs` of the instance at `base` into a slot laid out by
   /// `layout` (intoSlot), or back.
@@ -416,12 +424,11 @@ Status Rank::run(size_t s, int32_t fn, int m) {
   return ex_.runFunction(size_t(fn));
 }
 
-Status Rank::copyRefs(const std::vector<TensorRef> &fromRefs,
-                      const uint8_t *from, const std::vector<TensorRef> &toRefs,
-                      uint8_t *to) {
+Status Rank::copyRefs(const std::vector<TensorRef> &fromRefs, uint8_t *from,
+                      const std::vector<TensorRef> &toRefs, uint8_t *to) {
   for (size_t k = 0; k < fromRefs.size() && k < toRefs.size(); ++k)
     if (fromRefs[k].present() && toRefs[k].present())
-      if (Status e = mem_.copy(to + toRefs[k].offset, from + fromRefs[k].offset,
+      if (Status e = mem_.copy(where(toRefs[k], to), where(fromRefs[k], from),
                                fromRefs[k].bytes());
           !e.ok())
         return e;
@@ -434,7 +441,7 @@ Status Rank::boundary(const std::vector<TensorRef> &refs,
   for (size_t k = 0; k < refs.size(); ++k) {
     if (!refs[k].present())
       continue;
-    uint8_t *inSlot = slot + layout[k], *inBase = base + refs[k].offset;
+    uint8_t *inSlot = slot + layout[k], *inBase = where(refs[k], base);
     if (Status e = mem_.copy(intoSlot ? inSlot : inBase,
                              intoSlot ? inBase : inSlot, refs[k].bytes());
         !e.ok())
@@ -475,19 +482,20 @@ Status Rank::forward(const Action &ac) {
       return e;
   }
   const Stage &st = stage(s);
+  if (!base) // made by the previous chunk's forward, with the input in it
+    return Status::error("chunk " + std::to_string(c) + " of micro-batch " +
+                         std::to_string(m) +
+                         " has no input: its previous stage did not run "
+                         "here");
   if (ac.in >= 0) {
     if (Status e = boundary(st.in, inLayout_[s], base,
                             slots_[size_t(ac.in)]->data(), false);
         !e.ok())
       return e;
-  } else if (s > 0) {
-    uint8_t *prev = instance(s - 1, m);
-    if (!prev)
-      return Status::error("chunk " + std::to_string(c) + " of micro-batch " +
-                           std::to_string(m) +
-                           " has no input: its previous stage did not run "
-                           "here");
-    if (Status e = copyRefs(stage(s - 1).out, prev, st.in, base); !e.ok())
+  } else if (c == 0 && pro >= 0) {
+    if (Status e = copyRefs(stage(size_t(pro)).out, instance(size_t(pro), m),
+                            st.in, base);
+        !e.ok())
       return e;
   }
   if (Status e = writeInputs(s, base, m); !e.ok())
@@ -495,11 +503,16 @@ Status Rank::forward(const Action &ac) {
   bindParams(s, slots_[size_t(ac.weights)], nullptr);
   if (Status e = run(s, st.forward, m); !e.ok())
     return e;
-  if (ac.out >= 0)
+  if (ac.out >= 0) {
     if (Status e = boundary(st.out, outLayout_[s], base,
                             slots_[size_t(ac.out)]->data(), true);
         !e.ok())
       return e;
+  } else if (c + 1 < C) {
+    if (Status e = copyRefs(st.out, base, stage(s + 1).in, instance(s + 1, m));
+        !e.ok())
+      return e;
+  }
   // The loss into the step's losses; the loss's gradient seed (this
   // micro-batch's share of the step's targets) from the step's weights.
   auto lossOf = [&](size_t ls, uint8_t *lb) -> Status {
@@ -524,10 +537,14 @@ Status Rank::forward(const Action &ac) {
         return e;
       if (Status e = lossOf(size_t(epi), eb); !e.ok())
         return e;
-      // The loss's gradient right away: the epilogue's instance then holds
-      // only the gradient the last chunk's backward reads.
+      // The loss's gradient right away, into this chunk's output gradient:
+      // the epilogue's instance (the logits) is freed when this ends.
       if (Status e = runEnd(size_t(epi), m, true, true); !e.ok())
         return e;
+      if (Status e = copyRefs(stage(size_t(epi)).din, eb, st.dout, base);
+          !e.ok())
+        return e;
+      doutReady_.insert({s, m});
     } else if (Status e = lossOf(s, base); !e.ok()) {
       return e;
     }
@@ -563,14 +580,10 @@ Status Rank::backward(const Action &ac, bool input, bool weight) {
                               slots_[size_t(ac.in)]->data(), false);
           !e.ok())
         return e;
-    } else if (c + 1 < C || epi >= 0) {
-      uint8_t *next = instance(s + 1, m);
-      if (!next)
-        return Status::error("chunk " + std::to_string(c) +
-                             " has no output gradient of micro-batch " +
-                             std::to_string(m) + " on this rank");
-      if (Status e = copyRefs(stage(s + 1).din, next, st.dout, base); !e.ok())
-        return e;
+    } else if ((c + 1 < C || epi >= 0) && !doutReady_.erase({s, m})) {
+      return Status::error("chunk " + std::to_string(c) +
+                           " has no output gradient of micro-batch " +
+                           std::to_string(m) + " on this rank");
     }
   }
   Buffer *w = ac.weights >= 0 ? slots_[size_t(ac.weights)] : nullptr;
@@ -588,12 +601,12 @@ Status Rank::backward(const Action &ac, bool input, bool weight) {
         return e;
   }
   if (input) {
-    if (ac.out >= 0)
+    if (ac.out >= 0) {
       if (Status e = boundary(st.din, dinLayout_[s], base,
                               slots_[size_t(ac.out)]->data(), true);
           !e.ok())
         return e;
-    if (c == 0 && pro >= 0) {
+    } else if (c == 0 && pro >= 0) {
       uint8_t *pb = instance(size_t(pro), m);
       if (!pb)
         return Status::error("no prologue of micro-batch " + std::to_string(m) +
@@ -603,6 +616,19 @@ Status Rank::backward(const Action &ac, bool input, bool weight) {
         return e;
       if (Status e = runEnd(size_t(pro), m, true, true); !e.ok())
         return e;
+    } else if (c > 0) {
+      // Into the previous chunk's output gradient, where it waits for that
+      // chunk's backward.
+      uint8_t *prev = instance(s - 1, m);
+      if (!prev)
+        return Status::error("chunk " + std::to_string(c - 1) +
+                             " has no activations of micro-batch " +
+                             std::to_string(m) +
+                             " on this rank for the input gradient of chunk " +
+                             std::to_string(c));
+      if (Status e = copyRefs(st.din, base, stage(s - 1).dout, prev); !e.ok())
+        return e;
+      doutReady_.insert({s - 1, m});
     }
   }
   settle(instanceEffects(a_, ac), m);
@@ -1137,6 +1163,7 @@ Status Rank::step(transport::Transport &t, int64_t step,
   lossHere_.assign(counts.size(), false);
   tokens_.clear();
   lifetimes_.clear();
+  doutReady_.clear();
   // The step's data into the rank's memory, once.
   {
     const size_t T = size_t(a_.batch * a_.seq);

@@ -117,6 +117,11 @@ public:
   /// per micro-batch of a stage in flight and runs the stage's functions on
   /// the micro-batch's instance.
   void bindArena(size_t function, uint8_t *base);
+  /// The stages' shared temporaries (Space::Scratch; device memory on a
+  /// device): where a stage's outputs and input gradients lie from the end
+  /// of the function that writes them until the pipeline copies them on,
+  /// before the next function runs.
+  uint8_t *stageScratch();
   /// Runs function `function` as bound now (on a device: enqueues it).
   cpu::Status runFunction(size_t function);
   /// On a device: waits for everything enqueued, then reports the first

@@ -26,8 +26,12 @@ namespace weipipe::rt {
 /// What an action does to arena instances: the ones it needs live before it
 /// runs (acquired if new), and afterwards the facts it establishes. An
 /// instance is freed once its backward ran whole and its input gradient was
-/// taken (by the previous stage's backward on this rank, a send, or nobody:
-/// chunk 0's).
+/// taken. Boundary values never wait in the instance that made them: an
+/// action hands its outputs and input gradients on before it ends (to a
+/// slot, to the next or previous chunk's instance on this rank, to the
+/// prologue), so a stage's outputs and input gradients can live in the
+/// shared scratch and an instance keeps only its input, its output's
+/// gradient and what its backward saved.
 struct InstanceEffects {
   std::vector<size_t> acquire; ///< stages, in order (micro-batch: the action's)
   struct Settle {
