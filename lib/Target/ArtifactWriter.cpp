@@ -239,6 +239,14 @@ private:
   uint64_t placeNodes(bool scratch);
   LogicalResult emit();
   LogicalResult checkPlan();
+  /// A pipeline stage that does not compute the loss: its outputs and
+  /// input gradients are handed on as soon as they are made, and its output
+  /// gradients handed in just before its backward (rt::instanceEffects).
+  bool handedOn() {
+    bool loss = false;
+    program.front().walk([&](nn::CrossEntropyOp) { loss = true; });
+    return stageMode && !loss;
+  }
   /// Per seed of the backward (an output's gradient: dloss for a loss), its
   /// node.
   SmallVector<int> seedNodes;
@@ -612,17 +620,20 @@ void Writer::liveRanges() {
   // input gradients read after it by the previous stage.
   for (BlockArgument arg : fwd.getArguments())
     pin(arg, 0, end);
-  for (Value v : seedArguments())
-    pin(v, 0, end);
   // A pipeline stage's outputs and input gradients go on (to a slot, the
   // next or previous chunk's instance) as soon as the function that makes
-  // them returns (rt::instanceEffects): unpinned, they are scratch unless a
-  // later function reads them, and an instance keeps only its input, its
-  // output's gradient and what the backward saved. A loss stays: the
-  // trainer reads it from the instance.
-  bool lossStage = false;
-  fwd.walk([&](nn::CrossEntropyOp) { lossStage = true; });
-  if (!stageMode || lossStage)
+  // them returns, and its output gradients are copied in just before the
+  // backward that reads them runs (rt::instanceEffects): they are scratch
+  // unless another function reads them too, and an instance keeps only its
+  // input and what the backward saved. A loss stage keeps its loss and
+  // its gradient in the instance, where the trainer reads and writes them.
+  const int64_t backwardStart = functionEnds.front() + 1;
+  for (Value v : seedArguments())
+    if (handedOn()) // from its backward's start (even unread), written before
+      pin(v, backwardStart, std::max(nodes[node(v)].last, backwardStart));
+    else
+      pin(v, 0, end);
+  if (!handedOn())
     for (Value v : forwardOutputs())
       pin(v, 0, end);
   if (!stageMode)
@@ -1087,9 +1098,16 @@ LogicalResult Writer::checkPlan() {
   func::FuncOp fwd = program.front();
   for (BlockArgument arg : fwd.getArguments())
     write(node(arg));
-  for (Value v : seedArguments())
-    write(node(v));
-  for (func::FuncOp f : program)
+  // Seeds are written before the program, or, when a stage's output
+  // gradients are handed on (liveRanges), just before its backward runs.
+  const bool seedsAtBackward = handedOn();
+  if (!seedsAtBackward)
+    for (Value v : seedArguments())
+      write(node(v));
+  for (func::FuncOp f : program) {
+    if (seedsAtBackward && f == program[1])
+      for (Value v : seedArguments())
+        write(node(v));
     for (Operation &op : f.getBody().front()) {
       if (isa<func::ReturnOp>(op) || skipped.count(&op))
         continue;
@@ -1112,6 +1130,7 @@ LogicalResult Writer::checkPlan() {
       for (int n : resultNodes(&op))
         write(n);
     }
+  }
   return success();
 }
 

@@ -964,9 +964,10 @@ std::string checkStages(const Artifact &a, const CheckInputs &checkInputs,
       return at + "needs a forward and either a fused backward or B and W";
     if (std::string e = checkInputs(st.inputs, st.arenaBytes, at); !e.empty())
       return e;
-    // A stage's input and its output's gradient wait in the instance
-    // between actions; its outputs and input gradients may instead lie in
-    // the scratch, which the runtime copies them out of at once.
+    // A stage's input waits in the instance between actions; its outputs,
+    // input gradients and output gradients may instead lie in the scratch,
+    // which the runtime copies them out of (into) right after (before) the
+    // function that writes (reads) them.
     auto boundaryRefs = [&](const std::vector<TensorRef> &refs,
                             const char *what, bool optional,
                             bool scratchOk) -> std::string {
@@ -984,11 +985,10 @@ std::string checkStages(const Artifact &a, const CheckInputs &checkInputs,
       }
       return "";
     };
-    for (std::string e :
-         {boundaryRefs(st.in, "input", false, false),
-          boundaryRefs(st.out, "output", false, true),
-          boundaryRefs(st.din, "input gradient", true, true),
-          boundaryRefs(st.dout, "output gradient", true, false)})
+    for (std::string e : {boundaryRefs(st.in, "input", false, false),
+                          boundaryRefs(st.out, "output", false, true),
+                          boundaryRefs(st.din, "input gradient", true, true),
+                          boundaryRefs(st.dout, "output gradient", true, true)})
       if (!e.empty())
         return e;
     auto gradsMatch = [&](const std::vector<TensorRef> &xs,

@@ -73,6 +73,8 @@ InstanceEffects instanceEffects(const Artifact &a, const Action &ac) {
     if (c + 1 == C && epi >= 0) {
       e.acquire.push_back(size_t(epi));
       e.settle.push_back({size_t(epi), true, true});
+      if (outputGradWaitsApart(a.stages[s]))
+        e.hold.push_back(s);
     }
     break;
   case ActionOp::BackwardInput:
@@ -82,6 +84,11 @@ InstanceEffects instanceEffects(const Artifact &a, const Action &ac) {
     // instance, the prologue), so B settles its own.
     const bool input = ac.op != ActionOp::BackwardWeight;
     const bool weight = ac.op != ActionOp::BackwardInput;
+    if (input && ac.in < 0 && (c + 1 < C || epi >= 0) &&
+        outputGradWaitsApart(a.stages[s]))
+      e.take.push_back(s);
+    if (input && c > 0 && ac.out < 0 && outputGradWaitsApart(a.stages[s - 1]))
+      e.hold.push_back(s - 1);
     if (input && c == 0 && pro >= 0)
       e.settle.push_back({size_t(pro), true, true});
     e.settle.push_back({s, weight, input});
@@ -91,6 +98,13 @@ InstanceEffects instanceEffects(const Artifact &a, const Action &ac) {
     break;
   }
   return e;
+}
+
+bool outputGradWaitsApart(const Stage &st) {
+  for (const TensorRef &r : st.dout)
+    if (r.present() && r.space == Space::Scratch)
+      return true;
+  return false;
 }
 
 bool InstanceLifetimes::settle(size_t stage, int microbatch, bool backwardDone,
@@ -210,9 +224,20 @@ RankMemoryPlan planRankMemory(const Artifact &a, size_t rank) {
   for (const Slot &s : p.slots)
     plan.slotBytes = add(plan.slotBytes, s.bytes);
   std::vector<uint32_t> live(a.stages.size(), 0);
+  std::map<uint64_t, uint32_t> waiting; // by size
+  auto waitSize = [&](size_t s) {
+    return boundaryLayout(a.stages[s].dout, nullptr);
+  };
   InstanceLifetimes lifetimes;
   for (const Action &ac : p.actions) {
     InstanceEffects e = instanceEffects(a, ac);
+    for (size_t s : e.take)
+      if (waiting[waitSize(s)] > 0)
+        --waiting[waitSize(s)];
+    for (size_t s : e.hold) {
+      uint32_t &most = plan.waiting[waitSize(s)];
+      most = std::max(most, ++waiting[waitSize(s)]);
+    }
     for (size_t s : e.acquire)
       plan.instances[s] = std::max(plan.instances[s], ++live[s]);
     for (const InstanceEffects::Settle &st : e.settle)
@@ -224,6 +249,8 @@ RankMemoryPlan planRankMemory(const Artifact &a, size_t rank) {
   for (size_t s = 0; s < a.stages.size(); ++s)
     plan.activationBytes = add(plan.activationBytes,
                                mul(plan.instances[s], a.stages[s].arenaBytes));
+  for (auto [bytes, count] : plan.waiting)
+    plan.activationBytes = add(plan.activationBytes, mul(count, bytes));
   return plan;
 }
 

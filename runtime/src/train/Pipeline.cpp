@@ -190,6 +190,10 @@ private:
   /// (stage, micro-batch) whose output gradient the next stage's backward
   /// (or the epilogue) handed to its instance here, not yet consumed.
   std::set<std::pair<size_t, int>> doutReady_;
+  /// Output gradients waiting apart from their instance (a scratch dout,
+  /// RankMemory.h): free buffers by size, and each (stage, micro-batch)'s.
+  std::map<uint64_t, std::vector<std::unique_ptr<Buffer>>> waitFree_;
+  std::map<std::pair<size_t, int>, std::unique_ptr<Buffer>> waiting_;
   RankStats stepStart_; // the figures when the step began
   std::map<int, Transfer> tokens_;
   std::vector<uint64_t> sendSeq_, recvSeq_; // per peer: message tags
@@ -215,6 +219,13 @@ private:
     return it == live_.end() ? nullptr : it->second->data();
   }
   void release(size_t s, int m);
+  /// A new buffer of `bytes` for an output gradient waiting apart.
+  Status newWaitBuffer(uint64_t bytes, std::unique_ptr<Buffer> *out);
+  /// Hands `grads` (at `from`) over to stage s's output gradient of
+  /// micro-batch m: into its instance, or into a buffer where it waits
+  /// (`apart`, instanceEffects' hold).
+  Status handOver(const std::vector<TensorRef> &grads, uint8_t *from, size_t s,
+                  int m, bool apart);
   void bindParams(size_t s, Buffer *weights, Buffer *grads);
   Status writeInputs(size_t s, uint8_t *base, int m);
   Status run(size_t s, int32_t fn, int m);
@@ -335,6 +346,13 @@ Status Rank::init() {
           return e;
         free_[s].push_back(std::move(b));
       }
+    for (auto [bytes, count] : plan.waiting)
+      for (uint32_t k = 0; k < count; ++k) {
+        std::unique_ptr<Buffer> b;
+        if (Status e = newWaitBuffer(bytes, &b); !e.ok())
+          return e;
+        waitFree_[bytes].push_back(std::move(b));
+      }
   }
   sendSeq_.assign(a_.ranks, 0);
   recvSeq_.assign(a_.ranks, 0);
@@ -381,6 +399,48 @@ Status Rank::newInstance(size_t s, std::unique_ptr<Buffer> *out) {
   ++stats.allocated.instances[s];
   stats.allocated.activationBytes += stage(s).arenaBytes;
   *out = std::move(b);
+  return {};
+}
+
+Status Rank::newWaitBuffer(uint64_t bytes, std::unique_ptr<Buffer> *out) {
+  auto b = std::make_unique<Buffer>();
+  if (Status e = mem_.allocate(bytes, "a waiting output gradient", b.get());
+      !e.ok())
+    return e;
+  ++stats.allocated.waiting[bytes];
+  stats.allocated.activationBytes += bytes;
+  *out = std::move(b);
+  return {};
+}
+
+Status Rank::handOver(const std::vector<TensorRef> &grads, uint8_t *from,
+                      size_t s, int m, bool apart) {
+  if (!apart) {
+    uint8_t *to = instance(s, m);
+    if (!to)
+      return Status::error(
+          "stage '" + stage(s).name + "' has no activations of micro-batch " +
+          std::to_string(m) + " on this rank for its output gradient");
+    if (Status e = copyRefs(grads, from, stage(s).dout, to); !e.ok())
+      return e;
+    doutReady_.insert({s, m});
+    return {};
+  }
+  std::unique_ptr<Buffer> b;
+  std::vector<std::unique_ptr<Buffer>> &free =
+      waitFree_[boundaryLayout(stage(s).dout, nullptr)];
+  if (!free.empty()) {
+    b = std::move(free.back());
+    free.pop_back();
+  } else if (Status e =
+                 newWaitBuffer(boundaryLayout(stage(s).dout, nullptr), &b);
+             !e.ok()) {
+    return e;
+  }
+  if (Status e = boundary(grads, doutLayout_[s], from, b->data(), true);
+      !e.ok())
+    return e;
+  waiting_[{s, m}] = std::move(b);
   return {};
 }
 
@@ -541,10 +601,10 @@ Status Rank::forward(const Action &ac) {
       // the epilogue's instance (the logits) is freed when this ends.
       if (Status e = runEnd(size_t(epi), m, true, true); !e.ok())
         return e;
-      if (Status e = copyRefs(stage(size_t(epi)).din, eb, st.dout, base);
+      if (Status e =
+              handOver(stage(size_t(epi)).din, eb, s, m, !effects.hold.empty());
           !e.ok())
         return e;
-      doutReady_.insert({s, m});
     } else if (Status e = lossOf(s, base); !e.ok()) {
       return e;
     }
@@ -580,10 +640,21 @@ Status Rank::backward(const Action &ac, bool input, bool weight) {
                               slots_[size_t(ac.in)]->data(), false);
           !e.ok())
         return e;
-    } else if ((c + 1 < C || epi >= 0) && !doutReady_.erase({s, m})) {
-      return Status::error("chunk " + std::to_string(c) +
-                           " has no output gradient of micro-batch " +
-                           std::to_string(m) + " on this rank");
+    } else if (c + 1 < C || epi >= 0) {
+      auto w = waiting_.find({s, m});
+      if (w != waiting_.end()) {
+        if (Status e = boundary(st.dout, doutLayout_[s], base,
+                                w->second->data(), false);
+            !e.ok())
+          return e;
+        waitFree_[boundaryLayout(st.dout, nullptr)].push_back(
+            std::move(w->second));
+        waiting_.erase(w);
+      } else if (!doutReady_.erase({s, m})) {
+        return Status::error("chunk " + std::to_string(c) +
+                             " has no output gradient of micro-batch " +
+                             std::to_string(m) + " on this rank");
+      }
     }
   }
   Buffer *w = ac.weights >= 0 ? slots_[size_t(ac.weights)] : nullptr;
@@ -617,18 +688,11 @@ Status Rank::backward(const Action &ac, bool input, bool weight) {
       if (Status e = runEnd(size_t(pro), m, true, true); !e.ok())
         return e;
     } else if (c > 0) {
-      // Into the previous chunk's output gradient, where it waits for that
-      // chunk's backward.
-      uint8_t *prev = instance(s - 1, m);
-      if (!prev)
-        return Status::error("chunk " + std::to_string(c - 1) +
-                             " has no activations of micro-batch " +
-                             std::to_string(m) +
-                             " on this rank for the input gradient of chunk " +
-                             std::to_string(c));
-      if (Status e = copyRefs(st.din, base, stage(s - 1).dout, prev); !e.ok())
+      // The previous chunk's output gradient, which waits for its backward.
+      if (Status e = handOver(st.din, base, s - 1, m,
+                              outputGradWaitsApart(stage(s - 1)));
+          !e.ok())
         return e;
-      doutReady_.insert({s - 1, m});
     }
   }
   settle(instanceEffects(a_, ac), m);
@@ -1164,6 +1228,10 @@ Status Rank::step(transport::Transport &t, int64_t step,
   tokens_.clear();
   lifetimes_.clear();
   doutReady_.clear();
+  for (auto &[key, b] : waiting_) // a failed step's leftovers
+    waitFree_[boundaryLayout(stage(key.first).dout, nullptr)].push_back(
+        std::move(b));
+  waiting_.clear();
   // The step's data into the rank's memory, once.
   {
     const size_t T = size_t(a_.batch * a_.seq);

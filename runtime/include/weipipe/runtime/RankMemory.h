@@ -31,7 +31,11 @@ namespace weipipe::rt {
 /// slot, to the next or previous chunk's instance on this rank, to the
 /// prologue), so a stage's outputs and input gradients can live in the
 /// shared scratch and an instance keeps only its input, its output's
-/// gradient and what its backward saved.
+/// gradient and what its backward saved. An output gradient that only the
+/// stage's (fused or B) backward reads is scratch too: handed over by the
+/// next stage's backward (or the epilogue) on this rank, it waits in a
+/// buffer of its own (`hold`) until that backward copies it in (`take`),
+/// so a micro-batch keeps one such gradient in flight, not one per chunk.
 struct InstanceEffects {
   std::vector<size_t> acquire; ///< stages, in order (micro-batch: the action's)
   struct Settle {
@@ -39,8 +43,14 @@ struct InstanceEffects {
     bool backwardDone, inputGradTaken;
   };
   std::vector<Settle> settle; ///< after the action
+  /// Stages whose waiting output gradient the action takes before it runs,
+  /// and whose output gradient it leaves waiting when it ends.
+  std::vector<size_t> take, hold;
 };
 InstanceEffects instanceEffects(const Artifact &a, const Action &ac);
+/// Whether the output gradient of `st` lies in the scratch, and so waits
+/// apart from its instance when handed over on the rank.
+bool outputGradWaitsApart(const Stage &st);
 
 /// Instances alive on a rank, by (stage, micro-batch); what `settle` frees.
 class InstanceLifetimes {
@@ -72,6 +82,10 @@ struct RankMemoryPlan {
   /// The kernels' row statistics (norm and cross-entropy gradients).
   uint64_t kernelScratchBytes = 0;
   std::vector<uint32_t> instances; ///< per stage: that count
+  /// Output gradients waiting apart at once at most, by size (a stage's
+  /// boundaryLayout(dout) bytes: buffers go to whichever stage needs one of
+  /// that size), counted in activationBytes.
+  std::map<uint64_t, uint32_t> waiting;
   /// Saturating: an absurd artifact must fail a memory check, not wrap.
   uint64_t total() const;
 };
