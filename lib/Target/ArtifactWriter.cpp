@@ -643,11 +643,11 @@ void Writer::liveRanges() {
   fwd.walk([&](nn::CrossEntropyOp ce) { pin(ce.getLogits(), 0, fwdEnd); });
   // A stage's instance holds one micro-batch from its forward to its last
   // backward step, while the rank runs other work in between: only what
-  // lives across its functions (inputs, outputs, saved values, gradients
-  // exchanged with the neighbours, B-to-W transfers) belongs there. The
-  // rest lives within one function, which runs alone on the rank, so one
-  // scratch arena per rank serves every stage. With recompute nearly
-  // everything is scratch: that is what recompute saves.
+  // lives across its functions (its input, saved values, B-to-W transfers,
+  // an output gradient W reads) belongs there. The rest lives within one
+  // function, which runs alone on the rank, so one scratch arena per rank
+  // serves every stage. With recompute nearly everything is scratch: that
+  // is what recompute saves.
   if (!stageMode)
     return;
   for (Node &n : nodes) {
@@ -1108,8 +1108,10 @@ LogicalResult Writer::checkPlan() {
     if (seedsAtBackward && f == program[1])
       for (Value v : seedArguments())
         write(node(v));
+    // A function's results are read when it returns: a stage's outputs
+    // and input gradients in the scratch must last until then.
     for (Operation &op : f.getBody().front()) {
-      if (isa<func::ReturnOp>(op) || skipped.count(&op))
+      if (skipped.count(&op))
         continue;
       for (int n : operandNodes(&op)) {
         if (nodes[n].space != rt::Space::Arena)

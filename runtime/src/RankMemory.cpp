@@ -89,8 +89,11 @@ InstanceEffects instanceEffects(const Artifact &a, const Action &ac) {
       e.take.push_back(s);
     if (input && c > 0 && ac.out < 0 && outputGradWaitsApart(a.stages[s - 1]))
       e.hold.push_back(s - 1);
-    if (input && c == 0 && pro >= 0)
+    if (input && c == 0 && pro >= 0) {
+      if (outputGradWaitsApart(a.stages[size_t(pro)]))
+        e.pass.push_back(size_t(pro));
       e.settle.push_back({size_t(pro), true, true});
+    }
     e.settle.push_back({s, weight, input});
     break;
   }
@@ -234,6 +237,10 @@ RankMemoryPlan planRankMemory(const Artifact &a, size_t rank) {
     for (size_t s : e.take)
       if (waiting[waitSize(s)] > 0)
         --waiting[waitSize(s)];
+    for (size_t s : e.pass) {
+      uint32_t &most = plan.waiting[waitSize(s)];
+      most = std::max(most, waiting[waitSize(s)] + 1);
+    }
     for (size_t s : e.hold) {
       uint32_t &most = plan.waiting[waitSize(s)];
       most = std::max(most, ++waiting[waitSize(s)]);

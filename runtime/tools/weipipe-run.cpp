@@ -787,7 +787,8 @@ int main(int argc, char **argv) {
       const uint32_t r = pipe->localRanks()[k];
       const RankMemoryPlan plan = planRankMemory(a, r);
       const RankMemoryPlan &got = stats[k].allocated;
-      if (got.total() != plan.total() || got.instances != plan.instances)
+      if (got.total() != plan.total() || got.instances != plan.instances ||
+          got.waiting != plan.waiting)
         fail("internal error: rank " + std::to_string(r) + " allocated " +
              std::to_string(got.total()) + " bytes, the plan says " +
              std::to_string(plan.total()));

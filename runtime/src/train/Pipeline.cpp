@@ -226,6 +226,10 @@ private:
   /// (`apart`, instanceEffects' hold).
   Status handOver(const std::vector<TensorRef> &grads, uint8_t *from, size_t s,
                   int m, bool apart);
+  /// Stage s's output gradient of micro-batch m into its place (at `base`
+  /// or in the scratch): copied in from where it waits, or already in the
+  /// instance.
+  Status takeOver(size_t s, int m, uint8_t *base);
   void bindParams(size_t s, Buffer *weights, Buffer *grads);
   Status writeInputs(size_t s, uint8_t *base, int m);
   Status run(size_t s, int32_t fn, int m);
@@ -415,6 +419,11 @@ Status Rank::newWaitBuffer(uint64_t bytes, std::unique_ptr<Buffer> *out) {
 
 Status Rank::handOver(const std::vector<TensorRef> &grads, uint8_t *from,
                       size_t s, int m, bool apart) {
+  auto twice = [&] {
+    return Status::error("the output gradient of stage '" + stage(s).name +
+                         "' for micro-batch " + std::to_string(m) +
+                         " is handed over twice");
+  };
   if (!apart) {
     uint8_t *to = instance(s, m);
     if (!to)
@@ -423,9 +432,12 @@ Status Rank::handOver(const std::vector<TensorRef> &grads, uint8_t *from,
           std::to_string(m) + " on this rank for its output gradient");
     if (Status e = copyRefs(grads, from, stage(s).dout, to); !e.ok())
       return e;
-    doutReady_.insert({s, m});
+    if (!doutReady_.insert({s, m}).second)
+      return twice();
     return {};
   }
+  if (waiting_.count({s, m}))
+    return twice();
   std::unique_ptr<Buffer> b;
   std::vector<std::unique_ptr<Buffer>> &free =
       waitFree_[boundaryLayout(stage(s).dout, nullptr)];
@@ -442,6 +454,25 @@ Status Rank::handOver(const std::vector<TensorRef> &grads, uint8_t *from,
     return e;
   waiting_[{s, m}] = std::move(b);
   return {};
+}
+
+Status Rank::takeOver(size_t s, int m, uint8_t *base) {
+  auto w = waiting_.find({s, m});
+  if (w != waiting_.end()) {
+    if (Status e = boundary(stage(s).dout, doutLayout_[s], base,
+                            w->second->data(), false);
+        !e.ok())
+      return e;
+    waitFree_[boundaryLayout(stage(s).dout, nullptr)].push_back(
+        std::move(w->second));
+    waiting_.erase(w);
+    return {};
+  }
+  if (doutReady_.erase({s, m}))
+    return {};
+  return Status::error("stage '" + stage(s).name +
+                       "' has no output gradient of micro-batch " +
+                       std::to_string(m) + " on this rank");
 }
 
 void Rank::release(size_t s, int m) {
@@ -597,14 +628,19 @@ Status Rank::forward(const Action &ac) {
         return e;
       if (Status e = lossOf(size_t(epi), eb); !e.ok())
         return e;
-      // The loss's gradient right away, into this chunk's output gradient:
-      // the epilogue's instance (the logits) is freed when this ends.
-      if (Status e = runEnd(size_t(epi), m, true, true); !e.ok())
+      // The loss's gradient right away, handed over to this chunk's output
+      // gradient before the epilogue's W (if split) reuses the scratch; the
+      // epilogue's instance (the logits) is freed when this ends.
+      const bool split = stage(size_t(epi)).backward < 0;
+      if (Status e = runEnd(size_t(epi), m, true, !split); !e.ok())
         return e;
       if (Status e =
               handOver(stage(size_t(epi)).din, eb, s, m, !effects.hold.empty());
           !e.ok())
         return e;
+      if (split)
+        if (Status e = runEnd(size_t(epi), m, false, true); !e.ok())
+          return e;
     } else if (Status e = lossOf(s, base); !e.ok()) {
       return e;
     }
@@ -641,53 +677,48 @@ Status Rank::backward(const Action &ac, bool input, bool weight) {
           !e.ok())
         return e;
     } else if (c + 1 < C || epi >= 0) {
-      auto w = waiting_.find({s, m});
-      if (w != waiting_.end()) {
-        if (Status e = boundary(st.dout, doutLayout_[s], base,
-                                w->second->data(), false);
-            !e.ok())
-          return e;
-        waitFree_[boundaryLayout(st.dout, nullptr)].push_back(
-            std::move(w->second));
-        waiting_.erase(w);
-      } else if (!doutReady_.erase({s, m})) {
-        return Status::error("chunk " + std::to_string(c) +
-                             " has no output gradient of micro-batch " +
-                             std::to_string(m) + " on this rank");
-      }
+      if (Status e = takeOver(s, m, base); !e.ok())
+        return e;
     }
   }
   Buffer *w = ac.weights >= 0 ? slots_[size_t(ac.weights)] : nullptr;
   Buffer *g = ac.grads >= 0 ? slots_[size_t(ac.grads)] : nullptr;
   bindParams(s, w, g);
-  if (input && weight && st.backward >= 0) {
+  const bool fused = input && weight && st.backward >= 0;
+  if (fused) {
     if (Status e = run(s, st.backward, m); !e.ok())
       return e;
-  } else {
-    if (input && st.backwardInput >= 0)
-      if (Status e = run(s, st.backwardInput, m); !e.ok())
-        return e;
-    if (weight && st.backwardWeight >= 0)
-      if (Status e = run(s, st.backwardWeight, m); !e.ok())
-        return e;
+  } else if (input && st.backwardInput >= 0) {
+    if (Status e = run(s, st.backwardInput, m); !e.ok())
+      return e;
   }
+  // The input gradient goes on before anything else runs (it may lie in
+  // the scratch, which W's temporaries reuse).
   if (input) {
-    if (ac.out >= 0) {
+    if (ac.out >= 0)
       if (Status e = boundary(st.din, dinLayout_[s], base,
                               slots_[size_t(ac.out)]->data(), true);
           !e.ok())
         return e;
-    } else if (c == 0 && pro >= 0) {
+    if (c == 0 && pro >= 0) {
       uint8_t *pb = instance(size_t(pro), m);
       if (!pb)
         return Status::error("no prologue of micro-batch " + std::to_string(m) +
                              " on this rank");
-      if (Status e = copyRefs(st.din, base, stage(size_t(pro)).dout, pb);
-          !e.ok())
+      // Two scratch values may overlap: through a waiting buffer then.
+      if (outputGradWaitsApart(stage(size_t(pro)))) {
+        if (Status e = handOver(st.din, base, size_t(pro), m, true); !e.ok())
+          return e;
+        if (Status e = takeOver(size_t(pro), m, pb); !e.ok())
+          return e;
+      } else if (Status e = copyRefs(st.din, base, stage(size_t(pro)).dout, pb);
+                 !e.ok()) {
         return e;
+      }
       if (Status e = runEnd(size_t(pro), m, true, true); !e.ok())
         return e;
-    } else if (c > 0) {
+      bindParams(s, w, g); // for W: the prologue's may share a parameter
+    } else if (c > 0 && ac.out < 0) {
       // The previous chunk's output gradient, which waits for its backward.
       if (Status e = handOver(st.din, base, s - 1, m,
                               outputGradWaitsApart(stage(s - 1)));
@@ -695,6 +726,9 @@ Status Rank::backward(const Action &ac, bool input, bool weight) {
         return e;
     }
   }
+  if (!fused && weight && st.backwardWeight >= 0)
+    if (Status e = run(s, st.backwardWeight, m); !e.ok())
+      return e;
   settle(instanceEffects(a_, ac), m);
   return {};
 }

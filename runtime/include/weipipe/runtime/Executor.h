@@ -120,7 +120,8 @@ public:
   /// The stages' shared temporaries (Space::Scratch; device memory on a
   /// device): where a stage's outputs and input gradients lie from the end
   /// of the function that writes them until the pipeline copies them on,
-  /// before the next function runs.
+  /// and its output gradients from the pipeline's copy until the backward
+  /// that reads them, with no other function running in between.
   uint8_t *stageScratch();
   /// Runs function `function` as bound now (on a device: enqueues it).
   cpu::Status runFunction(size_t function);

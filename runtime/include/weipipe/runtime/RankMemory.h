@@ -27,15 +27,16 @@ namespace weipipe::rt {
 /// runs (acquired if new), and afterwards the facts it establishes. An
 /// instance is freed once its backward ran whole and its input gradient was
 /// taken. Boundary values never wait in the instance that made them: an
-/// action hands its outputs and input gradients on before it ends (to a
-/// slot, to the next or previous chunk's instance on this rank, to the
+/// action hands its outputs and input gradients on before anything else
+/// runs (to a slot, to the next or previous chunk on this rank, to the
 /// prologue), so a stage's outputs and input gradients can live in the
-/// shared scratch and an instance keeps only its input, its output's
-/// gradient and what its backward saved. An output gradient that only the
-/// stage's (fused or B) backward reads is scratch too: handed over by the
-/// next stage's backward (or the epilogue) on this rank, it waits in a
-/// buffer of its own (`hold`) until that backward copies it in (`take`),
-/// so a micro-batch keeps one such gradient in flight, not one per chunk.
+/// shared scratch and an instance keeps only its input and what its
+/// backward saved (and its output's gradient when a split W reads it). An
+/// output gradient that only the stage's (fused or B) backward reads is
+/// scratch too: handed over by the next stage's backward (or the epilogue)
+/// on this rank, it waits in a buffer of its size (`hold`) until that
+/// backward copies it in (`take`), so a micro-batch keeps one such gradient
+/// in flight, not one per chunk.
 struct InstanceEffects {
   std::vector<size_t> acquire; ///< stages, in order (micro-batch: the action's)
   struct Settle {
@@ -44,8 +45,10 @@ struct InstanceEffects {
   };
   std::vector<Settle> settle; ///< after the action
   /// Stages whose waiting output gradient the action takes before it runs,
-  /// and whose output gradient it leaves waiting when it ends.
-  std::vector<size_t> take, hold;
+  /// and whose output gradient it leaves waiting when it ends; and the
+  /// prologue's when chunk 0 passes it its gradient through a waiting
+  /// buffer (a copy between two scratch values, which may overlap).
+  std::vector<size_t> take, hold, pass;
 };
 InstanceEffects instanceEffects(const Artifact &a, const Action &ac);
 /// Whether the output gradient of `st` lies in the scratch, and so waits
